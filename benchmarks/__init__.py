@@ -1,0 +1,1 @@
+"""graflow-async benchmarks: `make bench` (python -m benchmarks)."""

@@ -1,0 +1,96 @@
+"""graflow-async: an asyncio-native workflow runtime.
+
+    from graflow_async import task, workflow, run
+
+    @task
+    async def fetch() -> dict: ...
+
+    with workflow("release") as wf:
+        fetch >> (build_a | build_b) >> deploy
+    result = await run(wf)
+
+See README.md and SPEC.md for the whole API.
+"""
+
+from .context import Channel, TaskContext
+from .events import Event
+from .exceptions import (
+    CheckpointError,
+    FeedbackAlreadyAnsweredError,
+    FeedbackCancelledError,
+    FeedbackError,
+    FeedbackNotFoundError,
+    FeedbackTimeoutError,
+    FeedbackValidationError,
+    GraflowError,
+    GraphError,
+    HandlerError,
+    ParallelGroupError,
+    RemoteTaskError,
+    RetryLimitExceededError,
+    TaskFailedError,
+    TaskTimeoutError,
+    TransportError,
+    WorkflowCancelledError,
+)
+from .graph import Chain, ParallelGroup, Workflow, chain, parallel, workflow
+from .handlers import TaskCall, TaskHandler, register_handler
+from .policies import (
+    AtLeastNGroupPolicy,
+    BestEffortGroupPolicy,
+    CoordinationBackend,
+    CriticalGroupPolicy,
+    GroupExecutionPolicy,
+    RetryPolicy,
+    StrictGroupPolicy,
+    TaskResult,
+)
+from .runner import WorkflowResult, run, run_sync
+from .tasks import Task, task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AtLeastNGroupPolicy",
+    "BestEffortGroupPolicy",
+    "Chain",
+    "Channel",
+    "CheckpointError",
+    "CoordinationBackend",
+    "CriticalGroupPolicy",
+    "Event",
+    "FeedbackAlreadyAnsweredError",
+    "FeedbackCancelledError",
+    "FeedbackError",
+    "FeedbackNotFoundError",
+    "FeedbackTimeoutError",
+    "FeedbackValidationError",
+    "GraflowError",
+    "GraphError",
+    "GroupExecutionPolicy",
+    "HandlerError",
+    "ParallelGroup",
+    "ParallelGroupError",
+    "RemoteTaskError",
+    "RetryLimitExceededError",
+    "RetryPolicy",
+    "StrictGroupPolicy",
+    "Task",
+    "TaskCall",
+    "TaskContext",
+    "TaskFailedError",
+    "TaskHandler",
+    "TaskResult",
+    "TaskTimeoutError",
+    "TransportError",
+    "Workflow",
+    "WorkflowCancelledError",
+    "WorkflowResult",
+    "chain",
+    "parallel",
+    "register_handler",
+    "run",
+    "run_sync",
+    "task",
+    "workflow",
+]

@@ -1,0 +1,16 @@
+"""The actor kernel: mailboxes, actors, refs and supervisors. It knows nothing of workflows.
+
+- `open_mailbox` makes a bounded mailbox with a send end and a receive end.
+- `Actor` is state plus a loop over its mailbox; `ActorRef` is how others reach it.
+- `Supervisor` owns child tasks and actors under structured concurrency: nothing it
+  starts outlives its ``async with`` block, and cancelling it cancels them all.
+"""
+
+from .actor import Actor, ActorRef, Inbox
+from .mailbox import MailboxClosed, MailboxFull, MailboxReceiver, MailboxSender, open_mailbox
+from .supervisor import Supervisor
+
+__all__ = [
+    "Actor", "ActorRef", "Inbox", "MailboxClosed", "MailboxFull", "MailboxReceiver", "MailboxSender",
+    "Supervisor", "open_mailbox",
+]

@@ -1,0 +1,48 @@
+"""One source of time for retries, leases and timeouts, so tests can replace it.
+
+The runtime never calls ``loop.time()`` or ``asyncio.sleep`` for policy waits
+directly; it asks `current_clock()`. Tests install a clock that runs long waits in
+an instant with `use_clock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock:
+    """The event loop's monotonic clock (the default)."""
+
+    def time(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Cancellable:
+        return asyncio.get_running_loop().call_later(delay, callback, *args)
+
+    async def sleep(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+
+
+_clock: ContextVar[Clock] = ContextVar("graflow_async_clock", default=Clock())  # noqa: B039 (stateless)
+
+
+def current_clock() -> Clock:
+    return _clock.get()
+
+
+@contextmanager
+def use_clock(clock: Clock) -> Iterator[Clock]:
+    """Use `clock` for everything started inside the block (it is a context variable)."""
+    token = _clock.set(clock)
+    try:
+        yield clock
+    finally:
+        _clock.reset(token)

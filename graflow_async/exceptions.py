@@ -1,0 +1,204 @@
+"""Every exception graflow-async raises, in one place.
+
+    GraflowError
+    ├── GraphError                    bad workflow definition (duplicate id, cycle, non-task)
+    ├── TaskFailedError               a task raised and had no retries left (.task_id, .cause)
+    │   ├── RetryLimitExceededError   ... after retries (.attempts, .max_retries, .last_error)
+    │   ├── TaskTimeoutError          ... by running past its `timeout`
+    │   └── RemoteTaskError           ... on a worker; carries type name, message, traceback
+    ├── ParallelGroupError            a group's policy failed it (.group_id, .failed_tasks, ...)
+    ├── WorkflowCancelledError        a task called context.cancel_workflow(reason)
+    ├── CheckpointError               a checkpoint cannot be written, read or resumed
+    ├── FeedbackError                 human-in-the-loop request problems
+    │   ├── FeedbackTimeoutError      no answer within the timeout
+    │   ├── FeedbackCancelledError    the request was cancelled
+    │   ├── FeedbackNotFoundError     unknown feedback id
+    │   ├── FeedbackAlreadyAnsweredError
+    │   └── FeedbackValidationError   a response that does not fit the type (.field)
+    ├── TransportError                a transport (Redis, ...) cannot be reached or used
+    └── HandlerError                  unknown handler name, or a handler failed to start
+
+Errors carry their facts as attributes. A task's own exception is always the
+`__cause__` of the error that reports it; foreign errors (redis, botocore, aiodocker)
+are mapped at the boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class GraflowError(Exception):
+    """Base class of every graflow-async error."""
+
+
+class GraphError(GraflowError):
+    """The workflow definition is invalid; raised when the workflow is built."""
+
+
+class TaskFailedError(GraflowError):
+    """Task `task_id` raised `cause` and has no retries left."""
+
+    def __init__(self, task_id: str, cause: BaseException | None, message: str | None = None):
+        self.task_id = task_id
+        self.cause = cause
+        if message is None:
+            message = f"task {task_id!r} failed: {_describe(cause)}"
+        super().__init__(message)
+        self.__cause__ = cause
+
+    def __reduce__(self):  # keep attributes when copied/pickled by third-party tools
+        return (type(self), (self.task_id, self.cause, str(self)))
+
+
+class RetryLimitExceededError(TaskFailedError):
+    """Task `task_id` failed on every one of its `attempts` (= max_retries + 1)."""
+
+    def __init__(self, task_id: str, last_error: BaseException, attempts: int, max_retries: int):
+        self.attempts = attempts
+        self.max_retries = max_retries
+        self.last_error = last_error
+        super().__init__(
+            task_id,
+            last_error,
+            f"task {task_id!r} failed after {attempts} attempts "
+            f"(max_retries={max_retries}): {_describe(last_error)}",
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.task_id, self.last_error, self.attempts, self.max_retries))
+
+
+class TaskTimeoutError(TaskFailedError):
+    """Task `task_id` ran longer than its `timeout` (seconds)."""
+
+    def __init__(self, task_id: str, timeout: float, cause: BaseException | None = None):
+        self.timeout = timeout
+        super().__init__(task_id, cause, f"task {task_id!r} timed out after {timeout:g}s")
+
+    def __reduce__(self):
+        return (type(self), (self.task_id, self.timeout, self.cause))
+
+
+class RemoteTaskError(TaskFailedError):
+    """A task raised on a worker; its exception cannot cross the wire, its facts do."""
+
+    def __init__(self, task_id: str, type_name: str, message: str, traceback: str = ""):
+        self.type_name = type_name
+        self.remote_message = message
+        self.traceback = traceback
+        super().__init__(task_id, None, f"task {task_id!r} raised {type_name}: {message}")
+
+    def __reduce__(self):
+        return (type(self), (self.task_id, self.type_name, self.remote_message, self.traceback))
+
+
+class ParallelGroupError(GraflowError):
+    """The policy of parallel group `group_id` failed it.
+
+    `failed_tasks` is a list of ``(task_id, exception)`` in member order, the exception
+    being what the member raised on its last attempt; `successful_tasks` a list of ids.
+    """
+
+    def __init__(
+        self,
+        group_id: str,
+        failed_tasks: Sequence[tuple[str, BaseException]],
+        successful_tasks: Sequence[str],
+        message: str | None = None,
+    ):
+        self.group_id = group_id
+        self.failed_tasks = list(failed_tasks)
+        self.successful_tasks = list(successful_tasks)
+        if message is None:
+            failed = ", ".join(f"{tid} ({_describe(exc)})" for tid, exc in self.failed_tasks)
+            message = (
+                f"parallel group {group_id!r} failed: {len(self.failed_tasks)} failed "
+                f"[{failed}], {len(self.successful_tasks)} succeeded"
+            )
+        super().__init__(message)
+        if self.failed_tasks:
+            self.__cause__ = self.failed_tasks[0][1]
+
+    def __reduce__(self):
+        return (type(self), (self.group_id, self.failed_tasks, self.successful_tasks, str(self)))
+
+
+class WorkflowCancelledError(GraflowError):
+    """Task `task_id` cancelled the run with `reason`."""
+
+    def __init__(self, task_id: str, reason: str):
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"workflow cancelled by task {task_id!r}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.task_id, self.reason))
+
+
+class CheckpointError(GraflowError):
+    """A checkpoint cannot be written, read, verified or resumed."""
+
+
+class FeedbackError(GraflowError):
+    """A human-in-the-loop request cannot be made, answered or awaited."""
+
+
+class FeedbackTimeoutError(FeedbackError):
+    """No answer arrived within the request's timeout."""
+
+
+class FeedbackCancelledError(FeedbackError):
+    """The request was cancelled before it was answered."""
+
+
+class FeedbackNotFoundError(FeedbackError):
+    """No request has this feedback id."""
+
+
+class FeedbackAlreadyAnsweredError(FeedbackError):
+    """The request was already answered or cancelled."""
+
+
+class FeedbackValidationError(FeedbackError):
+    """A response does not fit the request's type; `field` names the offending field."""
+
+    def __init__(self, message: str, field: str | None = None):
+        self.field = field
+        super().__init__(message)
+
+
+class TransportError(GraflowError):
+    """A transport (Redis Streams, ...) cannot be reached or used."""
+
+
+class HandlerError(GraflowError):
+    """An unknown handler name, or a handler that cannot run the task."""
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "no exception"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+__all__ = [
+    "CheckpointError",
+    "FeedbackAlreadyAnsweredError",
+    "FeedbackCancelledError",
+    "FeedbackError",
+    "FeedbackNotFoundError",
+    "FeedbackTimeoutError",
+    "FeedbackValidationError",
+    "GraflowError",
+    "GraphError",
+    "HandlerError",
+    "ParallelGroupError",
+    "RemoteTaskError",
+    "RetryLimitExceededError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "TransportError",
+    "WorkflowCancelledError",
+]

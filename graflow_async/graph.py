@@ -1,0 +1,331 @@
+"""Building workflows: ``with workflow(...)``, ``>>``, ``|``, `chain`, `parallel`.
+
+An expression is a tree of components: tasks, chains (``a >> b``: items in order)
+and parallel groups (``a | b``: members side by side). Inside a workflow block each
+operator registers its operands and the link it makes with the block's workflow as
+it is evaluated, so ``a >> b`` then ``b >> c`` connect. Fragments built outside a
+block join a workflow through ``wf.add(fragment)``. `compile.compile_workflow`
+turns what a workflow holds into the runtime graph.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any, Union
+
+from .exceptions import GraphError
+from .policies import (
+    CoordinationBackend,
+    GroupExecutionPolicy,
+    StrictGroupPolicy,
+    resolve_group_policy,
+)
+from .tasks import Task
+
+if TYPE_CHECKING:
+    from .compile import CompiledGraph
+
+Node = Union[Task, "ParallelGroup"]  # what a link joins
+Component = Union[Task, "Chain", "ParallelGroup"]
+
+_current: ContextVar[Workflow | None] = ContextVar("graflow_async_workflow", default=None)
+
+
+def current_workflow() -> Workflow | None:
+    """The workflow of the innermost ``with workflow(...)`` block, if any."""
+    return _current.get()
+
+
+def _check(operand: Any, op: str) -> Component:
+    if isinstance(operand, Task | Chain | ParallelGroup):
+        return operand
+    what = getattr(operand, "__qualname__", None) or type(operand).__name__
+    hint = " (decorate it with @task)" if callable(operand) else ""
+    raise GraphError(f"cannot use {what!r} with `{op}`: it is not a task, chain or group{hint}")
+
+
+def _first(c: Component) -> Node:
+    return c.first if isinstance(c, Chain) else c
+
+
+def _last(c: Component) -> Node:
+    return c.last if isinstance(c, Chain) else c
+
+
+class Chain:
+    """Components run one after another (``a >> b >> c``). Immutable to its users.
+
+    Chains built by repeated ``>>`` share one list and append to it, so a loop
+    building a 10,000-task chain stays linear.
+    """
+
+    __slots__ = ("_items", "_n", "_origin")
+
+    def __init__(self, items: list[Node], n: int, origin: Workflow | None) -> None:
+        self._items = items
+        self._n = n
+        self._origin = origin
+
+    @property
+    def items(self) -> tuple[Node, ...]:
+        return tuple(self._items[: self._n])
+
+    @property
+    def first(self) -> Node:
+        return self._items[0]
+
+    @property
+    def last(self) -> Node:
+        return self._items[self._n - 1]
+
+    def _extended(self, other: Component, origin: Workflow | None) -> Chain:
+        extra = other.items if isinstance(other, Chain) else (other,)
+        if len(self._items) == self._n:  # nobody extended this chain yet: share the list
+            items = self._items
+        else:
+            items = self._items[: self._n]
+        items.extend(extra)
+        return Chain(items, len(items), origin)
+
+    def __rshift__(self, other: Any) -> Chain:
+        return sequence(self, other)
+
+    def __rrshift__(self, other: Any) -> Chain:
+        return sequence(other, self)
+
+    def __or__(self, other: Any) -> ParallelGroup:
+        return group_of(self, other)
+
+    def __ror__(self, other: Any) -> ParallelGroup:
+        return group_of(other, self)
+
+    def __repr__(self) -> str:
+        return " >> ".join(repr(i) for i in self.items)
+
+
+class ParallelGroup:
+    """Members run side by side; successors run once the group's policy accepts it."""
+
+    __slots__ = ("backend", "backend_config", "members", "name", "policy")
+
+    def __init__(self, members: list[Component]) -> None:
+        self.members = members
+        self.name: str | None = None
+        self.policy: GroupExecutionPolicy = StrictGroupPolicy()
+        self.backend = CoordinationBackend.LOCAL
+        self.backend_config: dict[str, Any] | None = None
+
+    def set_group_name(self, name: str) -> ParallelGroup:
+        """Name the group (default ``ParallelGroup_<n>`` per workflow); returns the group."""
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"a group name must be a non-empty string, got {name!r}")
+        self.name = name
+        return self
+
+    def with_execution(
+        self,
+        backend: CoordinationBackend | str | None = None,
+        backend_config: dict[str, Any] | None = None,
+        policy: GroupExecutionPolicy | str = "strict",
+    ) -> ParallelGroup:
+        """Set where members run and how the group's outcome is judged; returns the group."""
+        resolved = resolve_group_policy(policy)
+        resolved.validate(member_ids(self))
+        self.policy = resolved
+        self.backend = CoordinationBackend.resolve(backend)
+        self.backend_config = dict(backend_config) if backend_config else None
+        return self
+
+    def __or__(self, other: Any) -> ParallelGroup:
+        other = _check(other, "|")
+        self.members.append(other)
+        wf = current_workflow()
+        if wf is not None and wf.holds(self):
+            wf.register(other)
+        return self
+
+    def __ror__(self, other: Any) -> ParallelGroup:
+        return group_of(other, self)
+
+    def __rshift__(self, other: Any) -> Chain:
+        return sequence(self, other)
+
+    def __rrshift__(self, other: Any) -> Chain:
+        return sequence(other, self)
+
+    def __repr__(self) -> str:
+        return f"<ParallelGroup {self.name or '?'}: {' | '.join(map(repr, self.members))}>"
+
+
+def member_id(c: Component) -> str:
+    """The id a group uses for a member: a task's id, a group's name, a chain's last item's."""
+    node = _last(c)
+    if isinstance(node, Task):
+        return node.id
+    return node.name or "?"
+
+
+def member_ids(group: ParallelGroup) -> list[str]:
+    return [member_id(m) for m in group.members]
+
+
+def sequence(left: Any, right: Any) -> Chain:
+    """``left >> right``."""
+    left, right = _check(left, ">>"), _check(right, ">>")
+    wf = current_workflow()
+    if wf is not None:
+        wf.register(left)
+        wf.register(right)
+        wf.link(_last(left), _first(right))
+    if isinstance(left, Chain):
+        return left._extended(right, wf)
+    items: list[Node] = [left, *(right.items if isinstance(right, Chain) else (right,))]
+    return Chain(items, len(items), wf)
+
+
+def group_of(left: Any, right: Any) -> ParallelGroup:
+    """``left | right``: a new group of both (``group | x`` appends to the group instead)."""
+    left, right = _check(left, "|"), _check(right, "|")
+    group = ParallelGroup([left, right])
+    wf = current_workflow()
+    if wf is not None:
+        wf.register(group)
+    return group
+
+
+def chain(*components: Any) -> Chain:
+    """``chain(a, b, c)`` is ``a >> b >> c``."""
+    if not components:
+        raise GraphError("chain() needs at least one task")
+    first = _check(components[0], ">>")
+    result = first if isinstance(first, Chain) else Chain([first], 1, None)
+    if len(components) == 1:
+        wf = current_workflow()
+        if wf is not None:
+            wf.register(first)
+        return result
+    for c in components[1:]:
+        result = sequence(result, c)
+    return result
+
+
+def parallel(*components: Any) -> ParallelGroup:
+    """``parallel(a, b, c)`` is ``a | b | c``."""
+    if not components:
+        raise GraphError("parallel() needs at least one task")
+    members = [_check(c, "|") for c in components]
+    group = ParallelGroup(members)
+    wf = current_workflow()
+    if wf is not None:
+        wf.register(group)
+    return group
+
+
+class Workflow:
+    """A named graph of tasks. Build it in a ``with workflow(name) as wf:`` block."""
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"a workflow name must be a non-empty string, got {name!r}")
+        self.name = name
+        self.tasks: dict[str, Task] = {}
+        self.groups: list[ParallelGroup] = []
+        self.links: list[tuple[Node, Node]] = []
+        self._link_keys: set[tuple[int, int]] = set()
+        self._group_ids: set[int] = set()
+        self._auto_ids: dict[str, int] = {}
+        self._tokens: list[Token[Workflow | None]] = []
+        self._compiled: CompiledGraph | None = None
+
+    # --- the block ---------------------------------------------------------------
+    def __enter__(self) -> Workflow:
+        self._tokens.append(_current.set(self))
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        _current.reset(self._tokens.pop())
+        if exc_type is None:
+            self.compile()  # GraphError here, at build time, for cycles and the like
+
+    # --- building ---------------------------------------------------------------
+    def add(self, *components: Any) -> Workflow:
+        """Add tasks, chains or groups (and everything they link) to the workflow."""
+        for c in components:
+            self.register(_check(c, "add"))
+        return self
+
+    def holds(self, node: Node) -> bool:
+        if isinstance(node, Task):
+            return self.tasks.get(node.id) is node
+        return id(node) in self._group_ids
+
+    def register(self, c: Component) -> None:
+        """Make `c` and what it contains part of this workflow."""
+        if isinstance(c, Task):
+            known = self.tasks.get(c.id)
+            if known is None:
+                self.tasks[c.id] = c
+                self._compiled = None
+            elif known is not c:
+                raise GraphError(
+                    f"duplicate task id {c.id!r} in workflow {self.name!r}: two different "
+                    "tasks have it (use t(task_id=...) for another instance)"
+                )
+        elif isinstance(c, ParallelGroup):
+            if id(c) not in self._group_ids:
+                self._group_ids.add(id(c))
+                self.groups.append(c)
+                self._compiled = None
+                if c.name is None:
+                    c.name = f"ParallelGroup_{len(self.groups)}"
+            for m in c.members:
+                self.register(m)
+        else:
+            if c._origin is self:
+                return  # its links were registered as it was built
+            items = c.items
+            for item in items:
+                self.register(item)
+            for a, b in itertools.pairwise(items):
+                self.link(a, b)
+
+    def link(self, a: Node, b: Node) -> None:
+        key = (id(a), id(b))
+        if key not in self._link_keys:
+            self._link_keys.add(key)
+            self.links.append((a, b))
+            self._compiled = None
+
+    def auto_id(self, base: str) -> str:
+        """A fresh id ``<base>_<n>`` for an instance made without ``task_id``."""
+        n = self._auto_ids.get(base, 0)
+        while True:
+            n += 1
+            candidate = f"{base}_{n}"
+            if candidate not in self.tasks:
+                self._auto_ids[base] = n
+                return candidate
+
+    def compile(self) -> CompiledGraph:
+        """The runtime graph (cached until the workflow changes); GraphError if invalid."""
+        if self._compiled is None:
+            from .compile import compile_workflow
+
+            self._compiled = compile_workflow(self)
+        return self._compiled
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks.values())
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.name!r}: {len(self.tasks)} tasks, {len(self.groups)} groups>"
+
+
+def workflow(name: str) -> Workflow:
+    """A new workflow; use it as ``with workflow("name") as wf:``."""
+    return Workflow(name)

@@ -1,0 +1,409 @@
+"""Running a workflow: `run`, `run_sync`, `WorkflowResult`, and the run supervisor.
+
+The run supervisor (`RunState`) is an actor whose inbox is the run's reply queue on
+the transport. It dispatches ready tasks as `TaskMessage`s to the task queue,
+receives `TaskReply`s, and for each one decides, without awaiting anything, what
+follows: successors that became ready, a retry later (`policies.retry_delay`), a
+group member finished and the group's policy verdict, or the end of the run. Then it
+acts: resolves parameters and sends the next messages. Executors (in-process for the
+memory transport) run the tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from .actors import Actor, Supervisor
+from .clock import current_clock
+from .compile import CompiledGraph
+from .context import Channel, MemoryChannel, TaskContext
+from .events import Emitter, Event, library_logger
+from .exceptions import (
+    GraflowError,
+    RetryLimitExceededError,
+    TaskFailedError,
+    TransportError,
+    WorkflowCancelledError,
+)
+from .executor import Executor
+from .graph import Workflow
+from .handlers import get_handler
+from .messages import TaskMessage, TaskReply
+from .policies import CoordinationBackend, RetryPolicy, TaskResult, retry_delay
+from .tasks import _MISSING, Task
+from .transports.base import Transport
+from .transports.memory import MemoryTransport
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowResult:
+    """What `run` returns. `output` is the single sink task's result, or a dict keyed by
+    sink id when there are several; `results` holds every completed task's result."""
+
+    run_id: str
+    status: str  # "completed" or "suspended"
+    results: dict[str, Any]
+    output: Any
+    channel: dict[str, Any]
+    checkpoint: str | None = None
+    pending_feedback: list[Any] = field(default_factory=list)
+
+
+class RetryDue(NamedTuple):
+    """Sent by a retry timer to the run's own inbox: `node` may run again."""
+
+    node: int
+
+
+class _Group:
+    __slots__ = ("busy", "results")
+
+    def __init__(self) -> None:
+        self.results: dict[int, TaskResult] = {}
+        self.busy: dict[int, float] = {}  # member -> seconds its tasks ran so far
+
+
+class RunState(Actor["TaskReply | RetryDue"]):
+    """One run of a compiled graph: the supervisor actor and the run's state."""
+
+    def __init__(
+        self,
+        graph: CompiledGraph,
+        *,
+        run_id: str,
+        transport: Transport,
+        channel: Channel,
+        emitter: Emitter,
+        default_retry: RetryPolicy,
+    ) -> None:
+        self.graph = graph
+        self.run_id = run_id
+        self.transport = transport
+        self.channel = channel
+        self.emitter = emitter
+        self.log = emitter.log
+        n = len(graph.ids)
+        self.retry: list[RetryPolicy] = [
+            (t.retry_policy or default_retry) if t is not None else default_retry for t in graph.tasks
+        ]
+        self.results: dict[str, Any] = {}
+        self.done = [False] * n
+        self.remaining = list(graph.npreds)
+        self.attempts = [0] * n
+        self.group_state = [_Group() for _ in graph.groups]
+        self.ready: list[int] = []
+        self.inflight = 0  # dispatched attempts and pending retries
+        self.failure: BaseException | None = None
+        self.terminated: str | None = None
+        self.reply_queue = f"{run_id}:replies"
+        self.task_queue = f"{run_id}:tasks" if transport.in_process else "tasks"
+        self.clock = current_clock()
+        self._sup: Supervisor | None = None
+
+    # --- lifecycle -----------------------------------------------------------------
+    async def execute(self) -> WorkflowResult:
+        """Run to the end; return the result or raise what failed the run."""
+        self.emitter.record("run_started", workflow=self.graph.workflow_name)
+        started = time.perf_counter()
+        try:
+            async with Supervisor(f"run {self.run_id}") as sup:
+                self._sup = sup
+                if self.transport.in_process:
+                    sup.spawn(Executor(self.transport, self.task_queue).run(), name=f"executor {self.run_id}")
+                await self.run(self.transport.inbox(self.reply_queue))
+                sup.cancel_children()  # the executor, retry timers, tasks of a failed run
+        finally:
+            self._sup = None
+            await self.transport.discard(self.reply_queue)
+            if self.transport.in_process:
+                await self.transport.discard(self.task_queue)
+        duration = time.perf_counter() - started
+        if self.failure is not None:
+            self.emitter.record("run_failed", error=repr(self.failure), duration=duration)
+            await self.emitter.flush()
+            raise self.failure
+        result = WorkflowResult(
+            run_id=self.run_id, status="completed", results=dict(self.results),
+            output=self._output(), channel=await self.channel.snapshot(),
+        )
+        self.emitter.record("run_completed", duration=duration, terminated=self.terminated)
+        await self.emitter.flush()
+        return result
+
+    async def on_start(self) -> None:
+        self.ready.extend(self.graph.roots)
+        await self._act()
+
+    async def on_batch(self, messages: list[TaskReply | RetryDue]) -> None:
+        for message in messages:
+            if isinstance(message, RetryDue):
+                self.inflight -= 1
+                self.ready.append(message.node)
+            else:
+                self._on_reply(message)
+            if self.failure is not None or self.terminated is not None:
+                break
+        await self._act()
+
+    # --- deciding (synchronous: state changes only) ----------------------------------
+    def _on_reply(self, r: TaskReply) -> None:
+        node = r.node
+        if self.done[node] or r.attempt != self.attempts[node]:
+            return  # a duplicate or stale delivery
+        self.inflight -= 1
+        if r.ok:
+            self._completed(node, r.value, r.duration, r.control)
+        else:
+            self._failed(node, r.error, r.duration, r.attempt, r.retryable)
+
+    def _completed(self, node: int, value: Any, duration: float, control: tuple[str, str] | None) -> None:
+        graph = self.graph
+        task_id = graph.ids[node]
+        self.results[task_id] = value
+        self.done[node] = True
+        if self.emitter.wants_steps:
+            self.emitter.record("task_completed", task_id, attempt=self.attempts[node], duration=duration)
+        if control is not None:
+            kind, reason = control
+            if kind == "cancel":
+                self.failure = WorkflowCancelledError(task_id, reason)
+            else:
+                self.terminated = reason
+            return
+        self._release(node)
+        group = graph.group_of[node]
+        if group >= 0:
+            busy = self.group_state[group].busy
+            member = graph.member_of[node]
+            busy[member] = busy.get(member, 0.0) + duration
+            if graph.tail_of.get(node) is not None:
+                self._member_finished(group, member, TaskResult(task_id, True, value, None, busy[member]))
+
+    def _release(self, node: int) -> None:
+        """`node` is done: successors whose predecessors are all done become ready."""
+        remaining, tasks = self.remaining, self.graph.tasks
+        for s in self.graph.succs[node]:
+            if tasks[s] is None:
+                continue  # a group barrier: finished by its group, not by counting
+            remaining[s] -= 1
+            if remaining[s] == 0:
+                self.ready.append(s)
+
+    def _failed(
+        self, node: int, error: BaseException | None, duration: float, attempt: int, retryable: bool
+    ) -> None:
+        graph = self.graph
+        task_id = graph.ids[node]
+        policy = self.retry[node]
+        delay = retry_delay(policy, attempt, retryable=retryable)
+        if delay is not None:
+            self.emitter.record("task_retrying", task_id, attempt=attempt, delay=delay, error=repr(error))
+            self.inflight += 1
+            assert self._sup is not None
+            self._sup.spawn(self._retry_after(node, delay), name=f"retry {task_id}")
+            return
+        final = _final_error(task_id, error, attempt, policy, retryable)
+        self.emitter.record("task_failed", task_id, attempt=attempt, error=repr(error))
+        group = graph.group_of[node]
+        if group < 0:
+            self.failure = final
+        else:
+            member = graph.member_of[node]
+            busy = self.group_state[group].busy.get(member, 0.0) + duration
+            raw = error if error is not None else final
+            self._member_finished(group, member, TaskResult(task_id, False, None, raw, busy))
+
+    def _member_finished(self, group: int, member: int, result: TaskResult) -> None:
+        state = self.group_state[group]
+        if member in state.results:
+            return
+        info = self.graph.groups[group]
+        state.results[member] = result
+        if len(state.results) < len(info.member_ids):
+            return
+        results = {info.member_ids[i]: state.results[i] for i in range(len(info.member_ids))}
+        verdict: BaseException | None = None
+        try:
+            info.policy.on_group_finished(info.name, results)
+        except Exception as exc:
+            verdict = exc
+        self.emitter.record(
+            "group_finished", None, group_id=info.name, success=verdict is None,
+            failed=[m for m, r in results.items() if not r.success],
+        )
+        self._group_finished(group, verdict)
+
+    def _group_finished(self, group: int, verdict: BaseException | None) -> None:
+        graph = self.graph
+        info = graph.groups[group]
+        barrier = info.barrier
+        parent = graph.group_of[barrier]
+        if verdict is None:
+            self.done[barrier] = True
+            self._release(barrier)
+            where = graph.tail_of.get(barrier)
+            if where is not None:
+                busy = sum(r.duration for r in self.group_state[group].results.values())
+                self._member_finished(*where, TaskResult(info.name, True, None, None, busy))
+        elif parent < 0:
+            self.failure = verdict
+        else:
+            result = TaskResult(info.name, False, None, verdict, 0.0)
+            self._member_finished(parent, graph.member_of[barrier], result)
+
+    # --- acting ------------------------------------------------------------------------
+    async def _act(self) -> None:
+        """Send what became ready; then stop if the run is over."""
+        while self.ready and self.failure is None and self.terminated is None:
+            nodes, self.ready = self.ready, []
+            messages = []
+            for node in nodes:
+                message = await self._message(node)
+                if message is not None:
+                    messages.append(message)
+            if messages:
+                await self.transport.send(self.task_queue, messages)
+        await self.emitter.flush()
+        if self.failure is not None or self.terminated is not None or self.inflight == 0:
+            self.stop()
+
+    async def _message(self, node: int) -> TaskMessage | None:
+        graph = self.graph
+        task = graph.tasks[node]
+        assert task is not None
+        attempt = self.attempts[node] + 1
+        try:
+            kwargs = await self._resolve(task) if task.params else task.bound
+        except TaskFailedError as exc:  # a missing parameter: retrying would not help
+            self.attempts[node] = attempt
+            self._failed(node, exc, 0.0, attempt, retryable=False)
+            return None
+        self.attempts[node] = attempt
+        self.inflight += 1
+        if self.emitter.wants_steps:
+            self.emitter.record("task_started", task.id, attempt=attempt)
+        context = TaskContext(self, task.id, attempt) if task.inject_context else None
+        return TaskMessage(
+            self.run_id, task.id, node, attempt, self.reply_queue, kwargs, task.timeout,
+            None, task, context,
+        )
+
+    async def _resolve(self, task: Task) -> dict[str, Any]:
+        """Arguments by SPEC order: bound kwarg, a completed task's result, channel key,
+        default; else TaskFailedError naming the parameter."""
+        kwargs = dict(task.bound)
+        results = self.results
+        for p in task.params:
+            name = p.name
+            if name in kwargs:
+                continue
+            if name in results:
+                kwargs[name] = results[name]
+                continue
+            value = await self.channel.get(name, _MISSING)
+            if value is not _MISSING:
+                kwargs[name] = value
+            elif not p.has_default:
+                raise TaskFailedError(
+                    task.id, None,
+                    f"task {task.id!r}: no value for parameter {name!r} (not bound, no task "
+                    f"with that id has completed, not in the channel, and no default)",
+                )
+        return kwargs
+
+    async def _retry_after(self, node: int, delay: float) -> None:
+        await self.clock.sleep(delay)
+        await self.transport.send(self.reply_queue, (RetryDue(node),))
+
+    def _output(self) -> Any:
+        graph = self.graph
+        sinks = [graph.ids[s] for s in graph.sinks]
+        if len(sinks) == 1:
+            return self.results.get(sinks[0])
+        return {s: self.results[s] for s in sinks if s in self.results}
+
+    # --- services for the task context ---------------------------------------------------
+    async def save_checkpoint(
+        self, ctx: TaskContext, path: str | None, metadata: dict[str, Any] | None
+    ) -> str:
+        raise GraflowError("checkpoints are not available in this build")
+
+    async def request_feedback(self, ctx: TaskContext, feedback_type: Any, prompt: str, **kwargs: Any) -> Any:
+        raise GraflowError("human-in-the-loop feedback is not available in this build")
+
+
+def _final_error(
+    task_id: str, error: BaseException | None, attempt: int, policy: RetryPolicy, retryable: bool
+) -> BaseException:
+    """The error `run` raises for a task that failed for good."""
+    if isinstance(error, TaskFailedError) and error.task_id == task_id and not (
+        retryable and policy.max_retries > 0
+    ):
+        return error  # already says it all (a timeout, a missing parameter)
+    if retryable and policy.max_retries > 0:
+        assert error is not None
+        return RetryLimitExceededError(task_id, error, attempt, policy.max_retries)
+    return TaskFailedError(task_id, error)
+
+
+def _check_runnable(graph: CompiledGraph) -> None:
+    for t in graph.tasks:
+        if t is not None:
+            get_handler(t.handler)  # HandlerError for an unknown name
+    for g in graph.groups:
+        if g.backend is not CoordinationBackend.LOCAL:
+            raise TransportError(
+                f"group {g.name!r} asks for the {g.backend.name} backend, which needs the Redis "
+                "transport (not available in this build)"
+            )
+
+
+async def run(
+    workflow: Workflow,
+    *,
+    run_id: str | None = None,
+    transport: Transport | None = None,
+    checkpoint_store: Any = None,
+    feedback_store: Any = None,
+    default_max_retries: int = 0,
+    initial_channel: Mapping[str, Any] | None = None,
+    on_event: Callable[[Event], Any] | None = None,
+) -> WorkflowResult:
+    """Run `workflow` to the end and return its `WorkflowResult` (SPEC section 2).
+
+    Raises `TaskFailedError` (or a subclass), `ParallelGroupError` or
+    `WorkflowCancelledError` when the run fails; running tasks are cancelled first.
+    Cancelling the call cancels every task of the run.
+    """
+    if not isinstance(workflow, Workflow):
+        raise TypeError(f"run() takes a workflow, got {workflow!r}")
+    graph = workflow.compile()
+    _check_runnable(graph)
+    run_id = run_id or uuid.uuid4().hex
+    default_retry = RetryPolicy(max_retries=default_max_retries)
+    channel = MemoryChannel(initial_channel)
+    log = library_logger().bind(run_id=run_id)
+    owned = transport is None
+    state = RunState(
+        graph, run_id=run_id, transport=transport or MemoryTransport(), channel=channel,
+        emitter=Emitter(run_id, on_event, log), default_retry=default_retry,
+    )
+    try:
+        return await state.execute()
+    finally:
+        if owned:
+            await state.transport.aclose()
+
+
+def run_sync(workflow: Workflow, **kwargs: Any) -> WorkflowResult:
+    """`run` for scripts: starts an event loop, runs the workflow, returns the result."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run(workflow, **kwargs))
+    raise RuntimeError("run_sync() cannot be called from a running event loop; use `await run(...)`")

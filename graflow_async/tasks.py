@@ -1,0 +1,213 @@
+"""Tasks: functions made into workflow nodes with `@task`.
+
+A `Task` is a node: an id, the function, and how to run it. Using one task object
+several times in a workflow refers to one node. ``t(task_id="x", **bound)`` makes
+another instance of the same function with its own id and bound keyword arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, overload
+
+from .exceptions import GraphError
+from .policies import RetryPolicy
+
+if TYPE_CHECKING:
+    from .graph import Chain, ParallelGroup
+
+
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter the runtime resolves for a task function."""
+
+    name: str
+    default: Any = _MISSING
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not _MISSING
+
+
+def _params(func: Callable[..., Any], inject_context: bool) -> tuple[Param, ...]:
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot read the signature of {func!r}: {exc}") from exc
+    params = list(sig.parameters.values())
+    if inject_context:
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if not params or params[0].kind not in positional:
+            raise TypeError(
+                f"{func.__qualname__} has inject_context=True, so its first parameter must "
+                "take the context positionally"
+            )
+        params = params[1:]
+    out = []
+    for p in params:
+        if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        if p.kind is inspect.Parameter.POSITIONAL_ONLY:
+            raise TypeError(
+                f"{func.__qualname__}: positional-only parameter {p.name!r} cannot be resolved by name"
+            )
+        out.append(Param(p.name, p.default if p.default is not p.empty else _MISSING))
+    return tuple(out)
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func)
+
+
+class Task:
+    """A workflow node wrapping a function. Made by `@task`; see SPEC section 1."""
+
+    __slots__ = (
+        "__weakref__", "bound", "func", "handler", "handler_kwargs", "id", "inject_context",
+        "is_async", "params", "retry_policy", "timeout",
+    )
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        id: str | None = None,
+        inject_context: bool = False,
+        retry_policy: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        handler: Any = "direct",
+        handler_kwargs: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        bound: dict[str, Any] | None = None,
+    ) -> None:
+        if not callable(func):
+            raise TypeError(f"@task needs a function, got {func!r}")
+        task_id = id if id is not None else getattr(func, "__name__", None)
+        if not isinstance(task_id, str) or not task_id:
+            raise GraphError(f"a task id must be a non-empty string, got {task_id!r}")
+        if retry_policy is not None and max_retries is not None:
+            raise ValueError(f"task {task_id!r}: give retry_policy or max_retries, not both")
+        if max_retries is not None:
+            retry_policy = RetryPolicy(max_retries=max_retries)
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise TypeError(
+                f"task {task_id!r}: retry_policy must be a RetryPolicy, got {retry_policy!r}"
+            )
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise ValueError(
+                f"task {task_id!r}: timeout must be a positive number of seconds, got {timeout!r}"
+            )
+        self.id = task_id
+        self.func = func
+        self.inject_context = inject_context
+        self.retry_policy = retry_policy
+        self.handler = handler
+        self.handler_kwargs = dict(handler_kwargs or {})
+        self.timeout = float(timeout) if timeout is not None else None
+        self.bound = dict(bound or {})
+        self.is_async = _is_async(func)
+        self.params = _params(func, inject_context)
+
+    # --- instances -------------------------------------------------------------
+    def __call__(self, *args: Any, task_id: str | None = None, **kwargs: Any) -> Any:
+        """Another instance with its own id and bound kwargs, or a plain call.
+
+        With `task_id`, or inside a workflow block: a new `Task` with `kwargs` bound.
+        Outside a block without `task_id`: calls the function itself.
+        """
+        from .graph import current_workflow
+
+        wf = current_workflow()
+        if task_id is None and wf is None:
+            return self.func(*args, **kwargs)
+        if args:
+            raise TypeError(
+                f"task {self.id!r}: bind instance arguments by keyword, e.g. {self.id}(x=1)"
+            )
+        if task_id is None:
+            assert wf is not None
+            task_id = wf.auto_id(self.id)
+        return self.instance(task_id, **kwargs)
+
+    def instance(self, task_id: str, **bound: Any) -> Task:
+        """A new task for the same function, with id `task_id` and `bound` kwargs added."""
+        return Task(
+            self.func, id=task_id, inject_context=self.inject_context,
+            retry_policy=self.retry_policy, handler=self.handler,
+            handler_kwargs=self.handler_kwargs, timeout=self.timeout,
+            bound={**self.bound, **bound},
+        )
+
+    # --- composition -----------------------------------------------------------
+    def __rshift__(self, other: Any) -> Chain:
+        from .graph import sequence
+
+        return sequence(self, other)
+
+    def __rrshift__(self, other: Any) -> Chain:
+        from .graph import sequence
+
+        return sequence(other, self)
+
+    def __or__(self, other: Any) -> ParallelGroup:
+        from .graph import group_of
+
+        return group_of(self, other)
+
+    def __ror__(self, other: Any) -> ParallelGroup:
+        from .graph import group_of
+
+        return group_of(other, self)
+
+    @property
+    def ref(self) -> str | None:
+        """``module:qualname`` of the function when importable by that path, else None."""
+        module = getattr(self.func, "__module__", None)
+        qualname = getattr(self.func, "__qualname__", "")
+        if not module or module == "__main__" or "<" in qualname:
+            return None
+        return f"{module}:{qualname}"
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id}>"
+
+
+@overload
+def task(func: Callable[..., Any], /) -> Task: ...
+@overload
+def task(id: str | None = None, /, **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
+
+
+def task(func_or_id: Any = None, /, **options: Any) -> Any:
+    """Make a function a workflow task: ``@task``, ``@task()``, ``@task("id")``,
+    ``@task(id="id", inject_context=..., retry_policy=..., max_retries=...,
+    handler=..., handler_kwargs=..., timeout=...)``."""
+    allowed = {"id", "inject_context", "retry_policy", "max_retries", "handler", "handler_kwargs", "timeout"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise TypeError(f"task() got unexpected keyword(s): {', '.join(sorted(unknown))}")
+    if callable(func_or_id) and not isinstance(func_or_id, Task):
+        return Task(func_or_id, **options)
+    if isinstance(func_or_id, Task):
+        raise TypeError(f"{func_or_id!r} is already a task")
+    if func_or_id is not None:
+        if not isinstance(func_or_id, str):
+            raise TypeError(f"task() takes a function or an id string, got {func_or_id!r}")
+        if "id" in options:
+            raise TypeError("task(): give the id once, positionally or as id=")
+        options["id"] = func_or_id
+
+    def decorate(func: Callable[..., Any]) -> Task:
+        return Task(func, **options)
+
+    return decorate

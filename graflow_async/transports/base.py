@@ -1,0 +1,127 @@
+"""The transport contract: named queues of messages between a run and its executors.
+
+A run's supervisor sends `TaskMessage`s to a task queue and receives `TaskReply`s on
+its own reply queue; executors (in-process for the memory transport, worker
+processes for Redis Streams) receive from the task queue, run the task, send the
+reply and ack. The supervisor never knows which transport it talks to.
+
+Delivery is at-least-once: a message received but not acked may be delivered
+again (after a worker dies, say), so receivers drop duplicates.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from ..actors.actor import Inbox
+from ..actors.mailbox import MailboxClosed
+from ..exceptions import TransportError
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A received message and what `ack` needs to settle it."""
+
+    id: str
+    message: Any
+    delivery_count: int = 1
+
+
+class Transport(ABC):
+    """Named FIFO queues. Implementations: `MemoryTransport`, `RedisStreamsTransport`."""
+
+    #: True when executors for its task queues run inside the sending process (the
+    #: runner then starts one); False when separate worker processes consume them.
+    in_process: bool = False
+
+    @abstractmethod
+    async def send(self, queue: str, messages: Sequence[Any]) -> None:
+        """Append `messages`, in order, to `queue` (created on first use).
+
+        May wait while the queue is full (backpressure). Raises `TransportError` when
+        the transport is closed or unreachable.
+        """
+
+    @abstractmethod
+    async def receive(
+        self, queue: str, *, max_messages: int = 0, timeout: float | None = None
+    ) -> list[Delivery]:
+        """Wait for messages on `queue` and return those available, in order (at most
+        `max_messages` when > 0). Returns ``[]`` after `timeout` seconds without any
+        (None: wait as long as it takes). Raises `TransportError` once closed."""
+
+    @abstractmethod
+    async def ack(self, queue: str, deliveries: Sequence[Delivery]) -> None:
+        """Settle `deliveries`: they will not be delivered again."""
+
+    def attach(self, queue: str, consumer: Callable[[Sequence[Any]], None]) -> Callable[[], None] | None:
+        """Optional: hand `queue`'s messages straight to `consumer` as they are sent.
+
+        In-process transports can skip the queue (and a scheduling round trip) when
+        the consumer lives in the same event loop. Messages handed over this way are
+        settled on delivery (there is nothing to ack). Returns a function that detaches
+        the consumer, or None when the transport only supports pulling (`receive`).
+        `consumer` must not block: it only takes the messages in.
+        """
+        return None
+
+    def inbox(self, queue: str) -> Inbox[Any]:
+        """`queue` as the inbox of its only reader: batches of messages, acked on
+        receipt; closed when the transport is."""
+        return TransportInbox(self, queue)
+
+    async def discard(self, queue: str) -> None:
+        """Forget `queue` and whatever it still holds (a run's reply queue when it ends)."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release connections; pending `receive` calls raise `TransportError`."""
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class TransportInbox:
+    """Adapts a transport queue to the actor kernel's `Inbox` protocol.
+
+    With ``settle=True`` (`Transport.inbox`) it yields the messages themselves and
+    acks them on receipt: for a queue whose only reader is the actor, such as a run's
+    reply queue, there is no one else to redeliver to. With ``settle=False`` it yields
+    `Delivery` objects and leaves acking to the actor (an executor acks after the
+    task's reply is written).
+    """
+
+    __slots__ = ("_closed", "queue", "settle", "transport")
+
+    def __init__(self, transport: Transport, queue: str, *, settle: bool = True) -> None:
+        self.transport = transport
+        self.queue = queue
+        self.settle = settle
+        self._closed = False
+
+    async def receive_batch(self, max_items: int = 0) -> list[Any]:
+        if self._closed:
+            raise MailboxClosed
+        try:
+            batch = await self.transport.receive(self.queue, max_messages=max_items)
+        except TransportError:
+            if getattr(self.transport, "closed", False):
+                raise MailboxClosed from None
+            raise
+        if not self.settle:
+            return batch
+        if batch:
+            await self.transport.ack(self.queue, batch)
+        return [d.message for d in batch]
+
+    def close(self) -> None:
+        self._closed = True
