@@ -1,0 +1,35 @@
+"""User-controlled checkpoints: the file format and the stores that hold them."""
+
+from __future__ import annotations
+
+from .format import (
+    FORMAT_VERSION,
+    SIGNING_KEY_ENV,
+    decode_checkpoint,
+    encode_checkpoint,
+    signing_key_from_env,
+)
+from .manager import CheckpointManager, load_checkpoint, resume
+from .stores import (
+    CheckpointStore,
+    FileCheckpointStore,
+    S3CheckpointStore,
+    open_store,
+    store_for_location,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "SIGNING_KEY_ENV",
+    "CheckpointManager",
+    "CheckpointStore",
+    "FileCheckpointStore",
+    "S3CheckpointStore",
+    "decode_checkpoint",
+    "encode_checkpoint",
+    "load_checkpoint",
+    "open_store",
+    "resume",
+    "signing_key_from_env",
+    "store_for_location",
+]

@@ -1,0 +1,142 @@
+"""`CheckpointManager`: saving a run's checkpoints to a store and resuming from them."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import CheckpointError
+from .format import decode_checkpoint, encode_checkpoint
+from .snapshot import check_document, check_same_graph
+from .stores import CheckpointStore, open_store, store_for_location
+
+if TYPE_CHECKING:
+    from ..graph import Workflow
+    from ..runner import WorkflowResult
+
+
+class CheckpointManager:
+    """Writes and reads checkpoints for runs, in `store` (a directory, an
+    ``s3://bucket/prefix`` URI or a `CheckpointStore`; default ``.graflow/checkpoints``).
+
+    The store is opened on first use, so a run that never checkpoints touches nothing.
+    """
+
+    def __init__(self, store: str | os.PathLike[str] | CheckpointStore | None = None, **options: Any):
+        self._spec = store
+        self._options = options
+        self._store: CheckpointStore | None = None
+        self._owned = not isinstance(store, CheckpointStore)
+
+    @property
+    def store(self) -> CheckpointStore:
+        if self._store is None:
+            self._store = open_store(self._spec, **self._options)
+        return self._store
+
+    async def save(self, doc: dict[str, Any], *, name: str, path: str | None = None) -> str:
+        """Encode `doc` and write it at `path` (a local path or ``s3://`` URI), or at
+        `name` under the store's root; return the location."""
+        store = self.store
+        data = encode_checkpoint(doc, key=store.signing_key)
+        if path is None:
+            return await store.write(store.location(name), data)
+        target = store_for_location(str(path), **self._location_options())
+        try:
+            return await target.write(_absolute(str(path)), data)
+        finally:
+            await target.aclose()
+
+    async def load(self, location: str) -> dict[str, Any]:
+        """The checkpoint document at `location`, verified; CheckpointError otherwise."""
+        return await load_checkpoint(str(location), **self._location_options())
+
+    def _location_options(self) -> dict[str, Any]:
+        options = dict(self._options)
+        if self._store is not None and "signing_key" not in options and self._store.signing_key:
+            options["signing_key"] = self._store.signing_key
+        return options
+
+    async def aclose(self) -> None:
+        if self._store is not None and self._owned:
+            await self._store.aclose()
+        self._store = None
+
+    @staticmethod
+    async def resume_from_checkpoint(
+        location: str, *, workflow: Workflow | None = None, **run_options: Any
+    ) -> WorkflowResult:
+        """Same as `graflow_async.resume`."""
+        return await resume(location, workflow=workflow, **run_options)
+
+
+async def load_checkpoint(location: str, **store_options: Any) -> dict[str, Any]:
+    """Read, verify and decode the run checkpoint at `location`."""
+    store = store_for_location(location, **store_options)
+    try:
+        data = await store.read(_absolute(location))
+        doc = decode_checkpoint(data, key=store.signing_key, source=location)
+    finally:
+        await store.aclose()
+    return check_document(doc, location)
+
+
+def _absolute(location: str) -> str:
+    if location.startswith("s3://"):
+        return location
+    return os.path.abspath(os.path.expanduser(location))
+
+
+def _default_store_root(location: str, run_id: str) -> str:
+    """Where a resumed run keeps checkpointing: the root the checkpoint was saved under
+    (``<root>/<run_id>/<n>.ckpt``), else the checkpoint's own directory."""
+    if location.startswith("s3://"):
+        parent = posixpath.dirname(location)
+        return posixpath.dirname(parent) if posixpath.basename(parent) == run_id else parent
+    parent = os.path.dirname(_absolute(location))
+    return os.path.dirname(parent) if os.path.basename(parent) == run_id else parent
+
+
+def _import_workflow(ref: str | None, location: str) -> Workflow:
+    from ..cli import UsageError, load_object
+    from ..graph import Workflow
+
+    hint = "pass resume(..., workflow=...)"
+    if not ref:
+        raise CheckpointError(
+            f"checkpoint {location!r} does not record an importable workflow "
+            f"(it was defined in a script or a function): {hint}"
+        )
+    try:
+        obj = load_object(ref)
+    except UsageError as exc:
+        raise CheckpointError(f"cannot import workflow {ref} for {location!r}: {exc}; {hint}") from exc
+    if not isinstance(obj, Workflow):
+        raise CheckpointError(f"{ref} is {type(obj).__name__}, not a workflow; {hint}")
+    return obj
+
+
+async def resume(
+    location: str, *, workflow: Workflow | None = None, **run_options: Any
+) -> WorkflowResult:
+    """Continue the run saved at `location` and return its `WorkflowResult`.
+
+    Completed tasks do not run again (their results and the channel are restored); the
+    task that saved the checkpoint and every task not yet completed run, the former
+    seeing ``context.resumed_metadata``. `workflow` may be omitted when the checkpoint
+    records an importable ``module:attr``. `run_options` are those of `run`; the run id
+    stays the checkpoint's unless given.
+    """
+    from ..runner import start_run
+
+    location = str(location)
+    store = run_options.get("checkpoint_store")
+    key = store.signing_key if isinstance(store, CheckpointStore) else None
+    doc = await load_checkpoint(location, **({"signing_key": key} if key else {}))
+    wf = workflow if workflow is not None else _import_workflow(doc.get("workflow_ref"), location)
+    graph = wf.compile()
+    check_same_graph(doc, graph, location)
+    run_options.setdefault("run_id", doc["run_id"])
+    run_options.setdefault("checkpoint_store", _default_store_root(location, doc["run_id"]))
+    return await start_run(wf, snapshot=doc, **run_options)
