@@ -11,6 +11,7 @@ turns what a workflow holds into the runtime graph.
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Union
@@ -226,16 +227,19 @@ def parallel(*components: Any) -> ParallelGroup:
 class Workflow:
     """A named graph of tasks. Build it in a ``with workflow(name) as wf:`` block."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, module: str | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise GraphError(f"a workflow name must be a non-empty string, got {name!r}")
         self.name = name
+        #: the module that defined it, so a checkpoint can record ``module:attr``
+        self.module = module if module is not None else sys._getframe(1).f_globals.get("__name__")
         self.tasks: dict[str, Task] = {}
         self.groups: list[ParallelGroup] = []
         self.links: list[tuple[Node, Node]] = []
         self._link_keys: set[tuple[int, int]] = set()
         self._group_ids: set[int] = set()
         self._auto_ids: dict[str, int] = {}
+        self._claimed: set[str] = set()
         self._tokens: list[Token[Workflow | None]] = []
         self._compiled: CompiledGraph | None = None
 
@@ -298,14 +302,19 @@ class Workflow:
             self.links.append((a, b))
             self._compiled = None
 
+    def claim_id(self, task_id: str) -> None:
+        """Note an id given to an instance made in this block, so `auto_id` avoids it."""
+        self._claimed.add(task_id)
+
     def auto_id(self, base: str) -> str:
         """A fresh id ``<base>_<n>`` for an instance made without ``task_id``."""
         n = self._auto_ids.get(base, 0)
         while True:
             n += 1
             candidate = f"{base}_{n}"
-            if candidate not in self.tasks:
+            if candidate not in self.tasks and candidate not in self._claimed:
                 self._auto_ids[base] = n
+                self._claimed.add(candidate)
                 return candidate
 
     def compile(self) -> CompiledGraph:
@@ -328,4 +337,4 @@ class Workflow:
 
 def workflow(name: str) -> Workflow:
     """A new workflow; use it as ``with workflow("name") as wf:``."""
-    return Workflow(name)
+    return Workflow(name, module=sys._getframe(1).f_globals.get("__name__"))

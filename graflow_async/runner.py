@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .actors import Actor, Supervisor
+from .checkpoints.manager import CheckpointManager
+from .checkpoints.snapshot import restore_snapshot, take_snapshot, workflow_ref
 from .clock import current_clock
 from .compile import CompiledGraph
 from .context import Channel, MemoryChannel, TaskContext
@@ -80,6 +82,8 @@ class RunState(Actor["TaskReply | RetryDue"]):
         channel: Channel,
         emitter: Emitter,
         default_retry: RetryPolicy,
+        checkpoints: CheckpointManager,
+        workflow_ref: str | None = None,
     ) -> None:
         self.graph = graph
         self.run_id = run_id
@@ -104,6 +108,13 @@ class RunState(Actor["TaskReply | RetryDue"]):
         self.task_queue = f"{run_id}:tasks" if transport.in_process else "tasks"
         self.clock = current_clock()
         self._sup: Supervisor | None = None
+        # checkpoints and resume (see checkpoints/snapshot.py)
+        self.checkpoints = checkpoints
+        self.workflow_ref = workflow_ref
+        self.initial_ready: list[int] = list(graph.roots)
+        self.checkpoint_sequence = 0
+        self.resumed_metadata: dict[str, dict[str, Any]] = {}
+        self.feedback_state: dict[str, Any] = {}
 
     # --- lifecycle -----------------------------------------------------------------
     async def execute(self) -> WorkflowResult:
@@ -136,7 +147,7 @@ class RunState(Actor["TaskReply | RetryDue"]):
         return result
 
     async def on_start(self) -> None:
-        self.ready.extend(self.graph.roots)
+        self.ready.extend(self.initial_ready)
         await self._act()
 
     async def on_batch(self, messages: list[TaskReply | RetryDue]) -> None:
@@ -287,7 +298,10 @@ class RunState(Actor["TaskReply | RetryDue"]):
         self.inflight += 1
         if self.emitter.wants_steps:
             self.emitter.record("task_started", task.id, attempt=attempt)
-        context = TaskContext(self, task.id, attempt) if task.inject_context else None
+        context = (
+            TaskContext(self, task.id, attempt, self.resumed_metadata.get(task.id))
+            if task.inject_context else None
+        )
         return TaskMessage(
             self.run_id, task.id, node, attempt, self.reply_queue, kwargs, task.timeout,
             None, task, context,
@@ -331,7 +345,16 @@ class RunState(Actor["TaskReply | RetryDue"]):
     async def save_checkpoint(
         self, ctx: TaskContext, path: str | None, metadata: dict[str, Any] | None
     ) -> str:
-        raise GraflowError("checkpoints are not available in this build")
+        """Write a checkpoint of the run as it is now (called by `TaskContext.checkpoint`)."""
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"checkpoint metadata must be a dict, got {type(metadata).__name__}")
+        channel = await self.channel.snapshot()
+        self.checkpoint_sequence += 1
+        sequence = self.checkpoint_sequence
+        doc = take_snapshot(self, ctx.task_id, metadata, sequence, channel)
+        location = await self.checkpoints.save(doc, name=f"{self.run_id}/{sequence}.ckpt", path=path)
+        await self.emitter.emit("checkpoint_saved", ctx.task_id, location=location, sequence=sequence)
+        return location
 
     async def request_feedback(self, ctx: TaskContext, feedback_type: Any, prompt: str, **kwargs: Any) -> Any:
         raise GraflowError("human-in-the-loop feedback is not available in this build")
@@ -380,22 +403,49 @@ async def run(
     `WorkflowCancelledError` when the run fails; running tasks are cancelled first.
     Cancelling the call cancels every task of the run.
     """
+    return await start_run(
+        workflow, run_id=run_id, transport=transport, checkpoint_store=checkpoint_store,
+        feedback_store=feedback_store, default_max_retries=default_max_retries,
+        initial_channel=initial_channel, on_event=on_event,
+    )
+
+
+async def start_run(
+    workflow: Workflow,
+    *,
+    snapshot: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    transport: Transport | None = None,
+    checkpoint_store: Any = None,
+    feedback_store: Any = None,
+    default_max_retries: int = 0,
+    initial_channel: Mapping[str, Any] | None = None,
+    on_event: Callable[[Event], Any] | None = None,
+) -> WorkflowResult:
+    """`run`, optionally continuing from a checkpoint document (`resume` uses this)."""
     if not isinstance(workflow, Workflow):
         raise TypeError(f"run() takes a workflow, got {workflow!r}")
     graph = workflow.compile()
     _check_runnable(graph)
     run_id = run_id or uuid.uuid4().hex
     default_retry = RetryPolicy(max_retries=default_max_retries)
-    channel = MemoryChannel(initial_channel)
+    channel = MemoryChannel(
+        {**(snapshot or {}).get("channel", {}), **(initial_channel or {})}
+    )
     log = library_logger().bind(run_id=run_id)
     owned = transport is None
+    checkpoints = CheckpointManager(checkpoint_store)
     state = RunState(
         graph, run_id=run_id, transport=transport or MemoryTransport(), channel=channel,
         emitter=Emitter(run_id, on_event, log), default_retry=default_retry,
+        checkpoints=checkpoints, workflow_ref=workflow_ref(workflow),
     )
+    if snapshot is not None:
+        restore_snapshot(state, snapshot)
     try:
         return await state.execute()
     finally:
+        await checkpoints.aclose()
         if owned:
             await state.transport.aclose()
 

@@ -137,6 +137,8 @@ class Task:
         if task_id is None:
             assert wf is not None
             task_id = wf.auto_id(self.id)
+        elif wf is not None:
+            wf.claim_id(task_id)
         return self.instance(task_id, **kwargs)
 
     def instance(self, task_id: str, **bound: Any) -> Task:

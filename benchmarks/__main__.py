@@ -1,0 +1,46 @@
+"""`make bench`: every benchmark, each scenario in its own process, printed as a table.
+
+    python -m benchmarks            # all
+    python -m benchmarks core       # only the core runtime scenarios
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+CORE = [("chain", 1000), ("chain", 10000), ("fan", 1000), ("fan", 10000), ("lattice", 1000),
+        ("lattice", 10000)]
+
+
+def _run(module: str, *args: object) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *map(str, args)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def core() -> None:
+    print("core runtime: graflow-async vs plain asyncio in the same process (best of 5)")
+    print(f"{'scenario':<10}{'tasks':>8}{'µs/task':>10}{'asyncio µs':>12}{'ratio':>8}{'peak RSS MiB':>14}")
+    for name, n in CORE:
+        r = _run("core", name, n)
+        print(f"{name:<10}{r['tasks']:>8}{r['us_per_task']:>10.2f}{r['asyncio_us_per_task']:>12.2f}"
+              f"{r['ratio']:>7.2f}x{r['peak_rss_mib']:>14.1f}")
+    print("asyncio baselines: chain = `await create_task(...)` in a loop; fan = gather of tasks;")
+    print("lattice = a task per node awaiting its two predecessors' tasks.")
+
+
+SUITES = {"core": core}
+
+
+def main(argv: list[str]) -> None:
+    for name in argv or list(SUITES):
+        SUITES[name]()
+        print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,130 @@
+"""Command line: ``python -m graflow_async <command>`` (also the ``graflow-async`` script).
+
+    run MODULE:ATTR [--no-progress]    run a workflow; exit 0 completed, 3 suspended,
+                                       1 failed, 2 usage or import error
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .events import Event
+from .exceptions import GraflowError
+from .graph import Workflow
+from .runner import WorkflowResult, run
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SUSPENDED = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """A bad command line or a target that cannot be imported (exit code 2)."""
+
+
+def load_object(ref: str) -> Any:
+    """Import ``module:attr`` (attr may be dotted); the current directory is importable."""
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"expected MODULE:ATTR, got {ref!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError(f"{module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def load_workflow(ref: str) -> Workflow:
+    obj = load_object(ref)
+    if callable(obj) and not isinstance(obj, Workflow):
+        obj = obj()
+    if not isinstance(obj, Workflow):
+        raise UsageError(f"{ref} is {type(obj).__name__}, not a workflow")
+    return obj
+
+
+class _Progress:
+    """A rich progress bar fed by run events (only on a terminal)."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            transient=True,
+        )
+        self.bar = self.progress.add_task("running", total=total)
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "task_completed":
+            self.progress.advance(self.bar)
+        elif event.kind in ("task_started", "task_retrying", "task_failed") and event.task_id:
+            self.progress.update(self.bar, description=f"{event.kind.split('_')[1]} {event.task_id}")
+
+
+def _summary(result: WorkflowResult) -> str:
+    lines = [f"run {result.run_id}: {result.status}, {len(result.results)} tasks completed"]
+    if result.status == "suspended":
+        lines.append(f"checkpoint: {result.checkpoint}")
+        lines.extend(f"waiting for feedback {r.feedback_id}: {r.prompt}" for r in result.pending_feedback)
+    else:
+        lines.append(f"output: {result.output!r}")
+    return "\n".join(lines)
+
+
+async def _run_command(args: argparse.Namespace) -> int:
+    wf = load_workflow(args.target)
+    progress = None
+    if not args.no_progress and sys.stderr.isatty():
+        progress = _Progress(len(wf))
+    if progress is not None:
+        with progress.progress:
+            result = await run(wf, on_event=progress)
+    else:
+        result = await run(wf)
+    print(_summary(result))
+    return EXIT_SUSPENDED if result.status == "suspended" else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graflow-async", description="graflow-async workflows")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("run", help="run a workflow given as MODULE:ATTR")
+    p.add_argument("target", metavar="MODULE:ATTR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse printed the usage message
+        return EXIT_USAGE if exc.code else EXIT_OK
+    try:
+        return asyncio.run(args.handler(args))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except GraflowError as exc:
+        print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

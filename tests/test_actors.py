@@ -1,0 +1,236 @@
+"""The actor kernel: mailboxes, actors and supervisors (no workflow code involved)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from graflow_async.actors import (
+    Actor,
+    MailboxClosed,
+    MailboxFull,
+    Supervisor,
+    open_mailbox,
+)
+
+
+async def test_mailbox_is_fifo_and_batches_what_is_queued() -> None:
+    tx, rx = open_mailbox(10)
+    for i in range(5):
+        tx.send_nowait(i)
+    assert await rx.receive() == 0
+    assert await rx.receive_batch() == [1, 2, 3, 4]
+    tx.send_nowait(9)
+    assert await rx.receive_batch(max_items=1) == [9]
+
+
+async def test_bounded_mailbox_refuses_nowait_and_makes_senders_wait() -> None:
+    tx, rx = open_mailbox(2)
+    tx.send_nowait(1)
+    tx.send_nowait(2)
+    with pytest.raises(MailboxFull):
+        tx.send_nowait(3)
+    blocked = asyncio.create_task(tx.send(3))
+    await asyncio.sleep(0.01)
+    assert not blocked.done()  # backpressure: the sender waits
+    assert await rx.receive() == 1
+    await asyncio.wait_for(blocked, 1)
+    assert await rx.receive_batch() == [2, 3]
+
+
+async def test_cancelled_sender_passes_its_turn_on() -> None:
+    tx, rx = open_mailbox(1)
+    tx.send_nowait(0)
+    first = asyncio.create_task(tx.send(1))
+    second = asyncio.create_task(tx.send(2))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    assert await rx.receive() == 0
+    await asyncio.wait_for(second, 1)
+    assert await rx.receive() == 2
+
+
+async def test_receiver_waits_until_a_message_arrives() -> None:
+    tx, rx = open_mailbox()
+    waiting = asyncio.create_task(rx.receive())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    tx.send_nowait("hello")
+    assert await asyncio.wait_for(waiting, 1) == "hello"
+
+
+async def test_closing_wakes_the_receiver_after_it_drains() -> None:
+    tx, rx = open_mailbox()
+    tx.send_nowait(1)
+    tx.close()
+    with pytest.raises(MailboxClosed):
+        tx.send_nowait(2)
+    assert await rx.receive() == 1
+    with pytest.raises(MailboxClosed):
+        await rx.receive()
+    waiting_tx, waiting_rx = open_mailbox()
+    waiter = asyncio.create_task(waiting_rx.receive())
+    await asyncio.sleep(0)
+    waiting_tx.close()
+    with pytest.raises(MailboxClosed):
+        await asyncio.wait_for(waiter, 1)
+
+
+async def test_closing_releases_blocked_senders_with_an_error() -> None:
+    tx, rx = open_mailbox(1)
+    tx.send_nowait(1)
+    blocked = asyncio.create_task(tx.send(2))
+    await asyncio.sleep(0)
+    rx.close()
+    with pytest.raises(MailboxClosed):
+        await asyncio.wait_for(blocked, 1)
+
+
+async def test_a_mailbox_has_one_receiver() -> None:
+    _, rx = open_mailbox()
+    first = asyncio.create_task(rx.receive())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="one receiver"):
+        await rx.receive()
+    first.cancel()
+
+
+def test_mailbox_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="maxsize"):
+        open_mailbox(0)
+
+
+class Counter(Actor[tuple[str, int]]):
+    def __init__(self) -> None:
+        self.total = 0
+        self.seen: list[int] = []
+        self.stopped_with: int | None = None
+
+    async def on_message(self, message: tuple[str, int]) -> None:
+        op, value = message
+        if op == "add":
+            self.total += value
+            self.seen.append(value)
+        elif op == "stop":
+            self.stop()
+
+    async def on_stop(self) -> None:
+        self.stopped_with = self.total
+
+
+async def test_actor_handles_messages_in_order_until_its_ref_stops_it() -> None:
+    counter = Counter()
+    async with Supervisor("test") as sup:
+        ref = sup.spawn_actor(counter, mailbox_size=4)
+        for i in range(10):
+            await ref.send(("add", i))  # waits whenever four are queued
+        ref.stop()
+    assert counter.seen == list(range(10))
+    assert counter.stopped_with == 45
+    assert ref.stopped
+
+
+async def test_actor_can_stop_itself_leaving_the_rest_unread() -> None:
+    counter = Counter()
+    async with Supervisor("test") as sup:
+        ref = sup.spawn_actor(counter)
+        ref.tell(("add", 1))
+        ref.tell(("stop", 0))
+        ref.tell(("add", 100))
+    assert counter.total == 1
+    assert counter.stopped_with == 1
+
+
+async def test_supervisor_waits_for_its_children() -> None:
+    finished = []
+
+    async def child(i: int) -> None:
+        await asyncio.sleep(0.01 * i)
+        finished.append(i)
+
+    async with Supervisor() as sup:
+        for i in range(3):
+            sup.spawn(child(i))
+        assert sup.children == 3
+    assert sorted(finished) == [0, 1, 2]
+    assert sup.children == 0
+
+
+async def test_a_failing_child_cancels_siblings_and_body_and_surfaces() -> None:
+    cancelled = asyncio.Event()
+
+    async def sibling() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def failing() -> None:
+        await asyncio.sleep(0.01)
+        raise ValueError("boom")
+
+    body_reached_end = False
+    with pytest.raises(ValueError, match="boom"):
+        async with Supervisor() as sup:
+            sup.spawn(sibling())
+            sup.spawn(failing())
+            await asyncio.sleep(10)  # interrupted by the failure
+            body_reached_end = True
+    assert cancelled.is_set()
+    assert not body_reached_end
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_several_failures_come_as_an_exception_group() -> None:
+    async def fail(msg: str) -> None:
+        raise KeyError(msg)
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with Supervisor() as sup:
+            sup.spawn(fail("a"))
+            sup.spawn(fail("b"))
+    assert sorted(str(e) for e in info.value.exceptions) == ["'a'", "'b'"]
+
+
+async def test_cancelling_the_owner_cancels_every_child() -> None:
+    started = asyncio.Event()
+    unwound = []
+
+    async def child(i: int) -> None:
+        try:
+            started.set()
+            await asyncio.sleep(10)
+        finally:
+            unwound.append(i)
+
+    async def owner() -> None:
+        async with Supervisor() as sup:
+            for i in range(5):
+                sup.spawn(child(i))
+            await asyncio.sleep(10)
+
+    before = asyncio.all_tasks()
+    task = asyncio.create_task(owner())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(unwound) == [0, 1, 2, 3, 4]
+    assert asyncio.all_tasks() == before
+
+
+async def test_cancel_children_then_leave() -> None:
+    async with Supervisor() as sup:
+        child = sup.spawn(asyncio.sleep(10))
+        sup.cancel_children()
+    assert child.cancelled()
+
+
+async def test_spawn_outside_the_block_is_refused() -> None:
+    sup = Supervisor("idle")
+    coro = asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="not accepting"):
+        sup.spawn(coro)

@@ -1,0 +1,29 @@
+"""The transport conformance kit, run over every transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from graflow_async.transports import MemoryTransport
+from graflow_async.transports.conformance import TransportSuite
+
+
+class TestMemoryTransport(TransportSuite):
+    @pytest.fixture
+    async def transport(self) -> AsyncIterator[MemoryTransport]:
+        async with MemoryTransport() as transport:
+            yield transport
+
+
+async def test_memory_transport_applies_backpressure() -> None:
+    import asyncio
+
+    async with MemoryTransport(maxsize=2) as transport:
+        await transport.send("q", [1, 2])
+        blocked = asyncio.create_task(transport.send("q", [3]))
+        await asyncio.sleep(0.01)
+        assert not blocked.done()
+        assert [d.message for d in await transport.receive("q", max_messages=1)] == [1]
+        await asyncio.wait_for(blocked, 1)
