@@ -12,6 +12,7 @@
 See README.md and SPEC.md for the whole API.
 """
 
+from .checkpoints import CheckpointManager, resume
 from .context import Channel, TaskContext
 from .events import Event
 from .exceptions import (
@@ -56,6 +57,7 @@ __all__ = [
     "Chain",
     "Channel",
     "CheckpointError",
+    "CheckpointManager",
     "CoordinationBackend",
     "CriticalGroupPolicy",
     "Event",
@@ -89,6 +91,7 @@ __all__ = [
     "chain",
     "parallel",
     "register_handler",
+    "resume",
     "run",
     "run_sync",
     "task",

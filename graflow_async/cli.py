@@ -2,16 +2,19 @@
 
     run MODULE:ATTR [--no-progress]    run a workflow; exit 0 completed, 3 suspended,
                                        1 failed, 2 usage or import error
+    resume LOCATION [--workflow MODULE:ATTR] [--no-progress]
+                                       continue a run from a checkpoint (same exit codes)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .events import Event
@@ -64,7 +67,7 @@ class _Progress:
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             transient=True,
         )
-        self.bar = self.progress.add_task("running", total=total)
+        self.bar = self.progress.add_task("running", total=total or None)
 
     def __call__(self, event: Event) -> None:
         if event.kind == "task_completed":
@@ -83,18 +86,28 @@ def _summary(result: WorkflowResult) -> str:
     return "\n".join(lines)
 
 
-async def _run_command(args: argparse.Namespace) -> int:
-    wf = load_workflow(args.target)
-    progress = None
-    if not args.no_progress and sys.stderr.isatty():
-        progress = _Progress(len(wf))
-    if progress is not None:
+async def _with_progress(total: int, show: bool, start: Callable[..., Awaitable[WorkflowResult]]) -> int:
+    if show and sys.stderr.isatty():
+        progress = _Progress(total)
         with progress.progress:
-            result = await run(wf, on_event=progress)
+            result = await start(on_event=progress)
     else:
-        result = await run(wf)
+        result = await start()
     print(_summary(result))
     return EXIT_SUSPENDED if result.status == "suspended" else EXIT_OK
+
+
+async def _run_command(args: argparse.Namespace) -> int:
+    wf = load_workflow(args.target)
+    return await _with_progress(len(wf), not args.no_progress, functools.partial(run, wf))
+
+
+async def _resume_command(args: argparse.Namespace) -> int:
+    from .checkpoints import resume
+
+    wf = load_workflow(args.workflow) if args.workflow else None
+    start = functools.partial(resume, args.location, workflow=wf)
+    return await _with_progress(len(wf) if wf else 0, not args.no_progress, start)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="MODULE:ATTR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run_command)
+    p = commands.add_parser("resume", help="continue a run from a checkpoint")
+    p.add_argument("location", help="a checkpoint path or s3:// URI")
+    p.add_argument("--workflow", metavar="MODULE:ATTR",
+                   help="the workflow, when the checkpoint does not record an importable one")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_resume_command)
     return parser
 
 
