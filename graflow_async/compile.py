@@ -66,7 +66,7 @@ class _Builder:
             self._node(t, t.id, t)
         self.group_index = {id(g): i for i, g in enumerate(wf.groups)}
         for g in wf.groups:
-            self._node(g, g.name or "?", None)
+            self._node(g, wf.group_name(g), None)
         self.edges: list[tuple[int, int]] = []
 
     def _node(self, key: object, ident: str, t: Task | None) -> None:
@@ -107,12 +107,12 @@ def compile_workflow(wf: Workflow) -> CompiledGraph:
     infos: list[GroupInfo] = []
     seen_names: dict[str, ParallelGroup] = {}
     for gi, g in enumerate(wf.groups):
-        name = g.name or "?"
+        name = wf.group_name(g)
         if name in seen_names or name in wf.tasks:
             raise GraphError(f"duplicate group name {name!r} in workflow {wf.name!r}")
         seen_names[name] = g
-        ids = tuple(member_id(m) for m in g.members)
-        _validate_policy(g, ids)
+        ids = tuple(member_id(m, wf.auto_group_names) for m in g.members)
+        _validate_policy(g, name, ids)
         barrier = b.node_of[id(g)]
         tails = []
         for mi, m in enumerate(g.members):
@@ -154,11 +154,11 @@ def compile_workflow(wf: Workflow) -> CompiledGraph:
     )
 
 
-def _validate_policy(g: ParallelGroup, ids: tuple[str, ...]) -> None:
+def _validate_policy(g: ParallelGroup, name: str, ids: tuple[str, ...]) -> None:
     try:
         g.policy.validate(ids)
     except ValueError as exc:
-        raise GraphError(f"group {g.name!r}: {exc}") from exc
+        raise GraphError(f"group {name!r}: {exc}") from exc
 
 
 def _check_acyclic(ids: list[str], succs: list[list[int]], npreds: list[int]) -> None:

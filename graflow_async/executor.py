@@ -122,6 +122,13 @@ class Executor(Actor[Delivery]):
                         value = await task.func(**msg.kwargs)
                 else:
                     value = await _call(task, msg)
+            except asyncio.CancelledError as exc:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the run is cancelling this task
+                # something the task awaited was cancelled: that is the task failing
+                reply = TaskReply(msg.run_id, msg.node, msg.attempt, False, None, exc,
+                                  time.perf_counter() - start)
             except Exception as exc:
                 reply = TaskReply(msg.run_id, msg.node, msg.attempt, False, None, exc,
                                   time.perf_counter() - start)
@@ -163,8 +170,18 @@ async def _shutdown(pool: RunThreadPool) -> None:
     """Drop queued thread jobs and wait, off the loop, for running ones to return.
 
     A running Python function cannot be interrupted; a cancelled run waits for its
-    threads so that nothing of it is left running.
+    threads (even through repeated cancellation, which it re-raises afterwards) so
+    that nothing of it is left running.
     """
     pool.shutdown(wait=False, cancel_futures=True)
-    if pool.used:
-        await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, pool.shutdown, True))
+    if not pool.used:
+        return
+    joined = asyncio.get_running_loop().run_in_executor(None, pool.shutdown, True)
+    cancelled: asyncio.CancelledError | None = None
+    while not joined.done():
+        try:
+            await asyncio.shield(joined)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        raise cancelled

@@ -160,12 +160,14 @@ class ParallelGroup:
         return f"<ParallelGroup {self.name or '?'}: {' | '.join(map(repr, self.members))}>"
 
 
-def member_id(c: Component) -> str:
-    """The id a group uses for a member: a task's id, a group's name, a chain's last item's."""
+def member_id(c: Component, names: dict[int, str] | None = None) -> str:
+    """The id a group uses for a member: a task's id, a group's name, a chain's last item's.
+
+    `names` gives the automatic names a workflow gave its unnamed groups."""
     node = _last(c)
     if isinstance(node, Task):
         return node.id
-    return node.name or "?"
+    return node.name or (names or {}).get(id(node), "?")
 
 
 def member_ids(group: ParallelGroup) -> list[str]:
@@ -238,6 +240,7 @@ class Workflow:
         self.links: list[tuple[Node, Node]] = []
         self._link_keys: set[tuple[int, int]] = set()
         self._group_ids: set[int] = set()
+        self.auto_group_names: dict[int, str] = {}
         self._auto_ids: dict[str, int] = {}
         self._claimed: set[str] = set()
         self._tokens: list[Token[Workflow | None]] = []
@@ -282,8 +285,8 @@ class Workflow:
                 self._group_ids.add(id(c))
                 self.groups.append(c)
                 self._compiled = None
-                if c.name is None:
-                    c.name = f"ParallelGroup_{len(self.groups)}"
+                # numbered per workflow: one group object may serve several workflows
+                self.auto_group_names[id(c)] = f"ParallelGroup_{len(self.groups)}"
             for m in c.members:
                 self.register(m)
         else:
@@ -294,6 +297,10 @@ class Workflow:
                 self.register(item)
             for a, b in itertools.pairwise(items):
                 self.link(a, b)
+
+    def group_name(self, group: ParallelGroup) -> str:
+        """The group's own name, else the one this workflow numbered it with."""
+        return group.name or self.auto_group_names[id(group)]
 
     def link(self, a: Node, b: Node) -> None:
         key = (id(a), id(b))
