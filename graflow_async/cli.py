@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The CLI reports a failure in one line; structlog's copy of it is noise here
+    # unless asked for (GRAFLOW_LOG_LEVEL=warning or info or debug).
+    os.environ.setdefault("GRAFLOW_LOG_LEVEL", "critical")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

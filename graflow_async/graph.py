@@ -133,7 +133,10 @@ class ParallelGroup:
     ) -> ParallelGroup:
         """Set where members run and how the group's outcome is judged; returns the group."""
         resolved = resolve_group_policy(policy)
-        resolved.validate(member_ids(self))
+        wf = current_workflow()
+        ids = [member_id(m, wf.auto_group_names if wf else None) for m in self.members]
+        if "?" not in ids:  # otherwise the workflow checks it when it compiles
+            resolved.validate(ids)
         self.policy = resolved
         self.backend = CoordinationBackend.resolve(backend)
         self.backend_config = dict(backend_config) if backend_config else None
@@ -168,10 +171,6 @@ def member_id(c: Component, names: dict[int, str] | None = None) -> str:
     if isinstance(node, Task):
         return node.id
     return node.name or (names or {}).get(id(node), "?")
-
-
-def member_ids(group: ParallelGroup) -> list[str]:
-    return [member_id(m) for m in group.members]
 
 
 def sequence(left: Any, right: Any) -> Chain:
