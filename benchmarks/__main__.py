@@ -10,6 +10,8 @@ import json
 import subprocess
 import sys
 
+from .checkpoints import suite as checkpoints
+
 CORE = [("chain", 1000), ("chain", 10000), ("fan", 1000), ("fan", 10000), ("lattice", 1000),
         ("lattice", 10000)]
 
@@ -33,7 +35,14 @@ def core() -> None:
     print("lattice = a task per node awaiting its two predecessors' tasks.")
 
 
-SUITES = {"core": core}
+def feedback() -> None:
+    r = _run("feedback")
+    print(f"human in the loop: answer -> waiting task resumed, {r['requests']} requests")
+    for where in ("in_process", "redis"):
+        print(f"  {where:<11} p50 {r[where]['p50_ms']:.2f} ms   p99 {r[where]['p99_ms']:.2f} ms")
+
+
+SUITES = {"core": core, "checkpoints": checkpoints, "feedback": feedback}
 
 
 def main(argv: list[str]) -> None:

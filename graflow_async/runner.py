@@ -26,13 +26,15 @@ from .compile import CompiledGraph
 from .context import Channel, MemoryChannel, TaskContext
 from .events import Emitter, Event, library_logger
 from .exceptions import (
-    GraflowError,
     RetryLimitExceededError,
     TaskFailedError,
     TransportError,
     WorkflowCancelledError,
 )
 from .executor import Executor
+from .feedback.base import FeedbackStore
+from .feedback.hitl import FeedbackSuspended, open_feedback_store
+from .feedback.models import FeedbackRequest
 from .graph import Workflow
 from .handlers import get_handler
 from .messages import TaskMessage, TaskReply
@@ -84,6 +86,7 @@ class RunState(Actor["TaskReply | RetryDue"]):
         default_retry: RetryPolicy,
         checkpoints: CheckpointManager,
         workflow_ref: str | None = None,
+        feedback_store: Any = None,
     ) -> None:
         self.graph = graph
         self.run_id = run_id
@@ -113,8 +116,13 @@ class RunState(Actor["TaskReply | RetryDue"]):
         self.workflow_ref = workflow_ref
         self.initial_ready: list[int] = list(graph.roots)
         self.checkpoint_sequence = 0
+        self._sequence_checked = False
         self.resumed_metadata: dict[str, dict[str, Any]] = {}
         self.feedback_state: dict[str, Any] = {}
+        # human in the loop (see feedback/hitl.py)
+        self._feedback_spec = feedback_store
+        self._feedback_store: FeedbackStore | None = None
+        self.suspended: list[tuple[int, FeedbackRequest]] = []
 
     # --- lifecycle -----------------------------------------------------------------
     async def execute(self) -> WorkflowResult:
@@ -138,6 +146,8 @@ class RunState(Actor["TaskReply | RetryDue"]):
             self.emitter.record("run_failed", error=repr(self.failure), duration=duration)
             await self.emitter.flush()
             raise self.failure
+        if self.suspended:
+            return await self._suspend(duration)
         result = WorkflowResult(
             run_id=self.run_id, status="completed", results=dict(self.results),
             output=self._output(), channel=await self.channel.snapshot(),
@@ -169,6 +179,8 @@ class RunState(Actor["TaskReply | RetryDue"]):
         self.inflight -= 1
         if r.ok:
             self._completed(node, r.value, r.duration, r.control)
+        elif isinstance(r.error, FeedbackSuspended):
+            self.suspended.append((node, r.error.request))  # runs again on resume
         else:
             self._failed(node, r.error, r.duration, r.attempt, r.retryable)
 
@@ -270,7 +282,7 @@ class RunState(Actor["TaskReply | RetryDue"]):
     # --- acting ------------------------------------------------------------------------
     async def _act(self) -> None:
         """Send what became ready; then stop if the run is over."""
-        while self.ready and self.failure is None and self.terminated is None:
+        while self.ready and self.failure is None and self.terminated is None and not self.suspended:
             nodes, self.ready = self.ready, []
             messages = []
             for node in nodes:
@@ -334,6 +346,50 @@ class RunState(Actor["TaskReply | RetryDue"]):
         await self.clock.sleep(delay)
         await self.transport.send(self.reply_queue, (RetryDue(node),))
 
+    async def _suspend(self, duration: float) -> WorkflowResult:
+        """Every running task has finished and some wait for answers: save and return."""
+        channel = await self.channel.snapshot()
+        self.checkpoint_sequence = await self._next_sequence()
+        doc = take_snapshot(self, None, None, self.checkpoint_sequence, channel)
+        location = await self.checkpoints.save(doc, name=f"{self.run_id}/{self.checkpoint_sequence}.ckpt")
+        pending = [request for _, request in self.suspended]
+        await self.feedback_store().set_suspension(
+            self.run_id, {"checkpoint": location, "workflow": self.graph.workflow_name}
+        )
+        self.emitter.record("checkpoint_saved", None, location=location, sequence=self.checkpoint_sequence)
+        self.emitter.record("run_suspended", checkpoint=location, duration=duration,
+                            pending_feedback=[r.feedback_id for r in pending])
+        await self.emitter.flush()
+        return WorkflowResult(
+            run_id=self.run_id, status="suspended", results=dict(self.results), output=self._output(),
+            channel=channel, checkpoint=location, pending_feedback=pending,
+        )
+
+    async def _next_sequence(self) -> int:
+        if not self._sequence_checked:  # once per run: later numbers are ours
+            self._sequence_checked = True
+            return await self.checkpoints.next_sequence(self.run_id, self.checkpoint_sequence)
+        return self.checkpoint_sequence + 1
+
+    def feedback_store(self) -> FeedbackStore:
+        """The run's feedback store, opened on first use."""
+        if self._feedback_store is None:
+            self._feedback_store = open_feedback_store(self._feedback_spec)
+        return self._feedback_store
+
+    async def close_feedback_store(self) -> None:
+        store = self._feedback_store
+        if store is not None and store is not self._feedback_spec:
+            await store.aclose()
+        self._feedback_store = None
+
+    def notify(self, request: FeedbackRequest, config: dict[str, Any]) -> None:
+        """Send the request's notification in the background; a failing hook only logs."""
+        from .feedback.notify import notify
+
+        if self._sup is not None:
+            self._sup.spawn(notify(request, config), name=f"notify {request.feedback_id}")
+
     def _output(self) -> Any:
         graph = self.graph
         sinks = [graph.ids[s] for s in graph.sinks]
@@ -349,15 +405,12 @@ class RunState(Actor["TaskReply | RetryDue"]):
         if metadata is not None and not isinstance(metadata, dict):
             raise TypeError(f"checkpoint metadata must be a dict, got {type(metadata).__name__}")
         channel = await self.channel.snapshot()
-        self.checkpoint_sequence += 1
-        sequence = self.checkpoint_sequence
+        sequence = self.checkpoint_sequence = await self._next_sequence()
         doc = take_snapshot(self, ctx.task_id, metadata, sequence, channel)
         location = await self.checkpoints.save(doc, name=f"{self.run_id}/{sequence}.ckpt", path=path)
         await self.emitter.emit("checkpoint_saved", ctx.task_id, location=location, sequence=sequence)
         return location
 
-    async def request_feedback(self, ctx: TaskContext, feedback_type: Any, prompt: str, **kwargs: Any) -> Any:
-        raise GraflowError("human-in-the-loop feedback is not available in this build")
 
 
 def _final_error(
@@ -438,13 +491,14 @@ async def start_run(
     state = RunState(
         graph, run_id=run_id, transport=transport or MemoryTransport(), channel=channel,
         emitter=Emitter(run_id, on_event, log), default_retry=default_retry,
-        checkpoints=checkpoints, workflow_ref=workflow_ref(workflow),
+        checkpoints=checkpoints, workflow_ref=workflow_ref(workflow), feedback_store=feedback_store,
     )
     if snapshot is not None:
         restore_snapshot(state, snapshot)
     try:
         return await state.execute()
     finally:
+        await state.close_feedback_store()
         await checkpoints.aclose()
         if owned:
             await state.transport.aclose()

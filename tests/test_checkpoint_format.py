@@ -169,7 +169,7 @@ def build(payload: bytes, *, flags: int = 0) -> bytes:
     """A file with a valid checksum around `payload`, made without encode_checkpoint."""
     header = MAGIC + FORMAT_VERSION.to_bytes(2, "big") + flags.to_bytes(2, "big")
     header += len(payload).to_bytes(8, "big")
-    return header + hashlib.blake2b(header + payload, digest_size=32).digest() + payload
+    return header + hashlib.sha256(header + payload).digest() + payload
 
 
 def test_build_helper_matches_the_encoder() -> None:
@@ -213,7 +213,7 @@ def test_tampered_signed_file_with_recomputed_checksum() -> None:
     start = HEADER_SIZE + CHECKSUM_SIZE
     signature, payload = data[start : start + 32], data[start + 32 :]
     forged = payload.replace(b"\x01", b"\x02")
-    checksum = hashlib.blake2b(data[:HEADER_SIZE] + signature + forged, digest_size=32).digest()
+    checksum = hashlib.sha256(data[:HEADER_SIZE] + signature + forged).digest()
     tampered = data[:HEADER_SIZE] + checksum + signature + forged
     assert "signature does not verify" in str(decode_error(tampered, key=KEY))
 

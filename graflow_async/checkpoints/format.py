@@ -7,7 +7,7 @@ Layout (all integers big-endian)::
     8       2     format version (uint16), currently 1
     10      2     flags (uint16): bit 0 = signed; other bits must be 0
     12      8     payload length in bytes (uint64)
-    20      32    checksum: BLAKE2b-256 of header + signature + payload
+    20      32    checksum: SHA-256 of header + signature + payload
     52      32    signature, only when signed: HMAC-SHA256(key, header + payload)
     52|84   n     payload: the document packed with `graflow_async.codec`
 
@@ -116,7 +116,7 @@ def _sign(key: bytes, header: bytes | memoryview, payload: bytes | memoryview) -
 
 
 def _checksum(*parts: bytes | memoryview) -> bytes:
-    digest = hashlib.blake2b(digest_size=_CHECKSUM_SIZE)
+    digest = hashlib.sha256()
     for part in parts:
         digest.update(part)
     return digest.digest()

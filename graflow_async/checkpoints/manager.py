@@ -35,6 +35,16 @@ class CheckpointManager:
             self._store = open_store(self._spec, **self._options)
         return self._store
 
+    async def next_sequence(self, run_id: str, at_least: int) -> int:
+        """The first checkpoint number above `at_least` and above every checkpoint the
+        run already has in the store (a run resumed from an older one keeps the newer)."""
+        highest = at_least
+        for location in await self.store.list(f"{run_id}/"):
+            stem = location.rpartition("/")[2].removesuffix(".ckpt")
+            if stem.isdigit():
+                highest = max(highest, int(stem))
+        return highest + 1
+
     async def save(self, doc: dict[str, Any], *, name: str, path: str | None = None) -> str:
         """Encode `doc` and write it at `path` (a local path or ``s3://`` URI), or at
         `name` under the store's root; return the location."""
@@ -71,15 +81,27 @@ class CheckpointManager:
         return await resume(location, workflow=workflow, **run_options)
 
 
-async def load_checkpoint(location: str, **store_options: Any) -> dict[str, Any]:
-    """Read, verify and decode the run checkpoint at `location`."""
-    store = store_for_location(location, **store_options)
-    try:
+async def load_checkpoint(
+    location: str, *, store: CheckpointStore | None = None, **store_options: Any
+) -> dict[str, Any]:
+    """Read, verify and decode the run checkpoint at `location`, through `store` when the
+    location lies in it (its endpoint, credentials and key apply), else a store made for it."""
+    if store is not None and _holds(store, location):
         data = await store.read(_absolute(location))
         doc = decode_checkpoint(data, key=store.signing_key, source=location)
+        return check_document(doc, location)
+    own = store_for_location(location, **store_options)
+    try:
+        data = await own.read(_absolute(location))
+        doc = decode_checkpoint(data, key=own.signing_key, source=location)
     finally:
-        await store.aclose()
+        await own.aclose()
     return check_document(doc, location)
+
+
+def _holds(store: CheckpointStore, location: str) -> bool:
+    root = store.location("x").rpartition("/")[0] + "/"
+    return _absolute(location).startswith(root)
 
 
 def _absolute(location: str) -> str:
@@ -132,8 +154,7 @@ async def resume(
 
     location = str(location)
     store = run_options.get("checkpoint_store")
-    key = store.signing_key if isinstance(store, CheckpointStore) else None
-    doc = await load_checkpoint(location, **({"signing_key": key} if key else {}))
+    doc = await load_checkpoint(location, store=store if isinstance(store, CheckpointStore) else None)
     wf = workflow if workflow is not None else _import_workflow(doc.get("workflow_ref"), location)
     graph = wf.compile()
     check_same_graph(doc, graph, location)

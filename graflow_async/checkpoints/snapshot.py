@@ -23,8 +23,20 @@ if TYPE_CHECKING:
 KIND = "graflow-async checkpoint"
 
 
+_descriptions: dict[str, dict[str, Any]] = {}  # by fingerprint: computed once per graph shape
+
+
 def graph_description(graph: CompiledGraph) -> dict[str, Any]:
     """The graph's shape by ids, kept in a checkpoint to explain a mismatch on resume."""
+    cached = _descriptions.get(graph.fingerprint)
+    if cached is None:
+        if len(_descriptions) >= 64:
+            _descriptions.clear()
+        cached = _descriptions[graph.fingerprint] = _describe(graph)
+    return cached
+
+
+def _describe(graph: CompiledGraph) -> dict[str, Any]:
     ids = graph.ids
     return {
         "tasks": [ids[i] for i, t in enumerate(graph.tasks) if t is not None],
@@ -51,7 +63,7 @@ def workflow_ref(wf: Workflow) -> str | None:
 
 
 def take_snapshot(
-    state: RunState, task_id: str, metadata: dict[str, Any] | None, sequence: int,
+    state: RunState, task_id: str | None, metadata: dict[str, Any] | None, sequence: int,
     channel: dict[str, Any],
 ) -> dict[str, Any]:
     """The checkpoint document for `state` now, saved by task `task_id`."""

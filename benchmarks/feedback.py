@@ -1,0 +1,140 @@
+"""Human-in-the-loop latency: from an answer being given to the waiting task resuming.
+
+In-process: a run's task waits in `request_feedback` on a `MemoryFeedbackStore`; an
+answerer in the same loop responds and stamps the time in the answer. Across
+processes: the run waits on a `RedisFeedbackStore` and a separate answering process
+responds through its own store instance. `time.monotonic()` is system-wide on Linux,
+so stamps from both processes compare. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from graflow_async import run, task, workflow
+
+N = 200
+
+ANSWERER = r"""
+import asyncio, sys, time
+from graflow_async.feedback.redis import RedisFeedbackStore
+
+async def main(url, n):
+    store = RedisFeedbackStore(url, namespace="bench")
+    answered = set()
+    while len(answered) < n:
+        pending = [r for r in await store.list_pending() if r.feedback_id not in answered]
+        if not pending:
+            await asyncio.sleep(0.002)  # the answerer polls; the waiter does not
+            continue
+        for request in pending:
+            await store.respond(request.feedback_id, {"text": repr(time.monotonic())})
+            answered.add(request.feedback_id)
+    await store.aclose()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def _workflow(n: int, latencies: list[float]) -> Any:
+    @task(inject_context=True)
+    async def ask(context: Any) -> None:
+        for i in range(n):
+            answer = await context.request_feedback("text", f"question {i}", timeout=30)
+            latencies.append(time.monotonic() - float(answer.text))
+
+    with workflow("feedback-latency") as wf:
+        wf.add(ask)
+    return wf
+
+
+def _percentiles(latencies: list[float]) -> dict[str, float]:
+    ms = sorted(x * 1000 for x in latencies)
+    return {"p50_ms": statistics.median(ms), "p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))]}
+
+
+async def in_process(n: int = N) -> dict[str, float]:
+    from graflow_async.feedback import MemoryFeedbackStore
+
+    store = MemoryFeedbackStore()
+    latencies: list[float] = []
+
+    async def answerer() -> None:
+        answered: set[str] = set()
+        while len(answered) < n:
+            pending = [r for r in await store.list_pending() if r.feedback_id not in answered]
+            if not pending:
+                await asyncio.sleep(0.001)
+                continue
+            for request in pending:
+                await store.respond(request.feedback_id, {"text": repr(time.monotonic())})
+                answered.add(request.feedback_id)
+
+    helper = asyncio.create_task(answerer())
+    await run(_workflow(n, latencies), feedback_store=store)
+    await helper
+    return _percentiles(latencies)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def across_redis(n: int = N) -> dict[str, float]:
+    from graflow_async.feedback.redis import RedisFeedbackStore
+
+    port, workdir = _free_port(), tempfile.mkdtemp()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir], stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        await _wait_for_port(port)
+        store = RedisFeedbackStore(url, namespace="bench")
+        answering = subprocess.Popen([sys.executable, "-c", ANSWERER, url, str(n)])
+        latencies: list[float] = []
+        try:
+            await run(_workflow(n, latencies), feedback_store=store)
+        finally:
+            answering.wait(30)
+            await store.aclose()
+        return _percentiles(latencies)
+    finally:
+        server.terminate()
+        server.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _wait_for_port(port: int) -> None:
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.025)
+    raise RuntimeError(f"redis-server did not listen on {port}")
+
+
+async def main() -> dict[str, Any]:
+    os.environ.setdefault("GRAFLOW_LOG_LEVEL", "error")
+    out: dict[str, Any] = {"requests": N, "in_process": await in_process()}
+    out["redis"] = await across_redis()
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main())))

@@ -1,0 +1,1015 @@
+"""Checkpoints and resume at the runner level (SPEC section 6).
+
+What a resumed run runs again and what it does not, where checkpoints are written,
+a real process killed right after a checkpoint and resumed in-process and through the
+CLI, parallel groups, exact round trips of codec types, S3 on moto's server, and every
+way a checkpoint is refused (corrupt, foreign, wrongly signed, another graph,
+unserializable values, a workflow that cannot be imported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import pickle
+import random
+import sys
+import uuid
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+from services import S3Service
+
+from graflow_async import (
+    CheckpointError,
+    CheckpointManager,
+    Event,
+    ParallelGroupError,
+    RetryPolicy,
+    TaskFailedError,
+    Workflow,
+    resume,
+    run,
+    task,
+    workflow,
+)
+from graflow_async.checkpoints import (
+    FileCheckpointStore,
+    S3CheckpointStore,
+    encode_checkpoint,
+    load_checkpoint,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY_ENV = "GRAFLOW_CHECKPOINT_KEY"
+
+
+class Crash(Exception):
+    """Stands for the process dying right after a checkpoint, in in-process tests."""
+
+
+class Opaque:
+    """A value the codec cannot serialize."""
+
+
+def etl(calls: Counter[str], seen: dict[str, Any], locations: list[str], *, checkpoints: int = 1) -> Workflow:
+    """``extract >> transform >> load``: on its first run `transform` checkpoints
+    `checkpoints` times (metadata ``{"stage": "transform", "n": i}``) and then crashes."""
+
+    @task
+    async def extract() -> list[int]:
+        calls["extract"] += 1
+        return [1, 2, 3]
+
+    @task(inject_context=True)
+    async def transform(context, extract: list[int]) -> list[int]:
+        calls["transform"] += 1
+        seen["transform"] = context.resumed_metadata
+        if context.resumed_metadata is None:
+            await context.channel.set("rows", len(extract))
+            for n in range(1, checkpoints + 1):
+                locations.append(await context.checkpoint(metadata={"stage": "transform", "n": n}))
+            raise Crash("the machine went away")
+        return [x * 10 for x in extract]
+
+    @task(inject_context=True)
+    async def load(context, transform: list[int], rows: int, seed: int) -> str:
+        calls["load"] += 1
+        seen["load"] = context.resumed_metadata
+        await context.channel.set("loaded", True)
+        return f"loaded {sum(transform)} from {rows} rows (seed {seed})"
+
+    with workflow("etl") as wf:
+        extract >> transform >> load
+    return wf
+
+
+async def crashed_run(wf: Workflow, **options: Any) -> None:
+    with pytest.raises(TaskFailedError) as failed:
+        await run(wf, **options)
+    assert isinstance(failed.value.cause, Crash)
+
+
+def checkpoints_under(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.ckpt"))
+
+
+# --- checkpoint, then resume in-process ---------------------------------------------------
+
+
+async def test_resume_skips_completed_tasks_and_reruns_the_checkpointing_one(tmp_path: Path) -> None:
+    calls: Counter[str] = Counter()
+    seen: dict[str, Any] = {}
+    locations: list[str] = []
+    wf = etl(calls, seen, locations)
+    await crashed_run(wf, run_id="run-etl", checkpoint_store=tmp_path, initial_channel={"seed": 7})
+    assert calls == {"extract": 1, "transform": 1}
+    assert seen == {"transform": None}
+
+    result = await resume(locations[0], workflow=wf)
+
+    assert calls == {"extract": 1, "transform": 2, "load": 1}  # extract did not run again
+    assert seen == {"transform": {"stage": "transform", "n": 1}, "load": None}
+    assert result.status == "completed"
+    assert result.run_id == "run-etl"
+    assert result.results == {
+        "extract": [1, 2, 3],
+        "transform": [10, 20, 30],
+        "load": "loaded 60 from 3 rows (seed 7)",
+    }
+    assert result.output == "loaded 60 from 3 rows (seed 7)"
+    assert result.channel == {"seed": 7, "rows": 3, "loaded": True}
+    assert result.checkpoint is None
+    assert result.pending_feedback == []
+
+
+async def test_the_checkpoint_document_records_the_run(tmp_path: Path) -> None:
+    @task(retry_policy=RetryPolicy(max_retries=1, initial_interval=0), inject_context=True)
+    async def flaky(context) -> str:
+        if context.attempt == 1:
+            raise ConnectionError("blip")
+        return "ok"
+
+    @task(inject_context=True)
+    async def saver(context, flaky: str) -> str:
+        return await context.checkpoint(metadata={"epoch": 3, "loss": 0.25})
+
+    @task
+    async def after(saver: str) -> str:
+        return saver
+
+    with workflow("recorded") as wf:
+        flaky >> saver >> after
+    result = await run(wf, run_id="run-doc", checkpoint_store=tmp_path, initial_channel={"k": "v"})
+    doc = await load_checkpoint(result.output)
+
+    assert doc["run_id"] == "run-doc"
+    assert doc["workflow"] == "recorded"
+    assert doc["fingerprint"] == wf.compile().fingerprint
+    assert doc["task_id"] == "saver"
+    assert doc["metadata"] == {"epoch": 3, "loss": 0.25}
+    assert doc["sequence"] == 1
+    assert doc["results"] == {"flaky": "ok"}
+    assert doc["channel"] == {"k": "v"}
+    assert doc["completed"] == ["flaky"]
+    assert sorted(doc["pending"]) == ["after", "saver"]
+    assert doc["attempts"] == {"flaky": 2, "saver": 1}
+    assert doc["workflow_ref"] is None  # defined in a function: not importable
+
+
+async def test_locations_are_store_run_id_and_an_increasing_number(tmp_path: Path) -> None:
+    calls: Counter[str] = Counter()
+    locations: list[str] = []
+    wf = etl(calls, {}, locations, checkpoints=3)
+    await crashed_run(wf, run_id="run-n", checkpoint_store=tmp_path / "store", initial_channel={"seed": 1})
+    run_dir = tmp_path / "store" / "run-n"
+    assert locations == [str(run_dir / f"{n}.ckpt") for n in (1, 2, 3)]
+    assert checkpoints_under(tmp_path) == [run_dir / f"{n}.ckpt" for n in (1, 2, 3)]
+    assert [(await load_checkpoint(loc))["metadata"]["n"] for loc in locations] == [1, 2, 3]
+
+
+async def test_a_resumed_run_keeps_numbering_in_the_same_store(tmp_path: Path) -> None:
+    locations: list[str] = []
+
+    @task(inject_context=True)
+    async def first(context) -> str:
+        if context.resumed_metadata is None:
+            locations.append(await context.checkpoint(metadata={"where": "first"}))
+            raise Crash("gone")
+        return "first"
+
+    @task(inject_context=True)
+    async def second(context, first: str) -> str:
+        return await context.checkpoint(metadata={"where": "second"})
+
+    with workflow("numbering") as wf:
+        first >> second
+    await crashed_run(wf, run_id="run-k", checkpoint_store=tmp_path)
+    result = await resume(locations[0], workflow=wf)
+    assert locations == [str(tmp_path / "run-k" / "1.ckpt")]
+    assert result.output == str(tmp_path / "run-k" / "2.ckpt")
+    assert (await load_checkpoint(result.output))["metadata"] == {"where": "second"}
+
+
+async def test_resuming_an_older_checkpoint_does_not_overwrite_newer_ones(tmp_path: Path) -> None:
+    """Going back to checkpoint 1 of 3 must not silently replace checkpoints 2 and 3."""
+    locations: list[str] = []
+
+    @task(inject_context=True)
+    async def saver(context) -> str:
+        if context.resumed_metadata is None:
+            for i in (1, 2, 3):
+                locations.append(await context.checkpoint(metadata={"i": i}))
+            raise Crash("gone")
+        return await context.checkpoint(metadata={"i": "after resume"})
+
+    with workflow("older") as wf:
+        wf.add(saver)
+    await crashed_run(wf, run_id="run-old", checkpoint_store=tmp_path)
+    result = await resume(locations[0], workflow=wf)
+    assert result.output not in locations
+    assert [(await load_checkpoint(loc))["metadata"] for loc in locations] == [{"i": 1}, {"i": 2}, {"i": 3}]
+    assert (await load_checkpoint(result.output))["metadata"] == {"i": "after resume"}
+
+
+async def test_path_override_writes_exactly_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "elsewhere" / "deep" / "mine.ckpt"
+
+    @task(inject_context=True)
+    async def saver(context) -> list[str]:
+        if context.resumed_metadata is not None:
+            return ["resumed"]
+        return [
+            await context.checkpoint(path=str(target), metadata={"at": "absolute"}),
+            await context.checkpoint(path="relative/here.ckpt", metadata={"at": "relative"}),
+        ]
+
+    with workflow("override") as wf:
+        wf.add(saver)
+    result = await run(wf, checkpoint_store=tmp_path / "store")
+    assert result.output == [str(target), str(Path.cwd() / "relative" / "here.ckpt")]
+    assert target.is_file() and (tmp_path / "relative" / "here.ckpt").is_file()
+    assert not (tmp_path / "store").exists()
+    assert not (tmp_path / ".graflow").exists()
+    resumed = await resume(str(target), workflow=wf)
+    assert resumed.output == ["resumed"]
+    assert resumed.run_id == result.run_id
+
+
+async def test_default_store_is_dot_graflow_checkpoints_in_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    locations: list[str] = []
+    wf = etl(Counter(), {}, locations)
+    await crashed_run(wf, run_id="run-default", initial_channel={"seed": 2})
+    expected = Path.cwd() / ".graflow" / "checkpoints" / "run-default" / "1.ckpt"
+    assert locations == [str(expected)]
+    assert expected.is_file()
+    result = await resume(locations[0], workflow=wf)
+    assert result.output == "loaded 60 from 3 rows (seed 2)"
+
+
+async def test_a_run_that_never_checkpoints_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    @task
+    async def plain() -> int:
+        return 1
+
+    with workflow("plain") as wf:
+        wf.add(plain)
+    assert (await run(wf)).output == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_store_objects_are_used_and_left_open(tmp_path: Path) -> None:
+    store = FileCheckpointStore(tmp_path / "objects")
+    locations: list[str] = []
+    wf = etl(Counter(), {}, locations)
+    await crashed_run(wf, run_id="run-obj", checkpoint_store=store, initial_channel={"seed": 3})
+    assert locations == [store.location("run-obj/1.ckpt")]
+    assert await store.list() == locations  # the run did not close a store it was given
+    result = await resume(locations[0], workflow=wf, checkpoint_store=store)
+    assert result.output == "loaded 60 from 3 rows (seed 3)"
+    await store.aclose()
+
+
+async def test_resume_from_checkpoint_matches_resume(tmp_path: Path) -> None:
+    calls: Counter[str] = Counter()
+    locations: list[str] = []
+    wf = etl(calls, {}, locations)
+    await crashed_run(wf, checkpoint_store=tmp_path, initial_channel={"seed": 4})
+    by_function = await resume(locations[0], workflow=wf)
+    by_manager = await CheckpointManager.resume_from_checkpoint(locations[0], workflow=wf)
+    assert by_manager == by_function
+    assert calls == {"extract": 1, "transform": 3, "load": 2}
+
+
+async def test_checkpoint_saved_event_carries_the_location(tmp_path: Path) -> None:
+    events: list[Event] = []
+    locations: list[str] = []
+    wf = etl(Counter(), {}, locations, checkpoints=2)
+    await crashed_run(wf, run_id="run-ev", checkpoint_store=tmp_path, on_event=events.append,
+                      initial_channel={"seed": 5})
+    saved = [e for e in events if e.kind == "checkpoint_saved"]
+    assert [(e.run_id, e.task_id, e.location) for e in saved] == [
+        ("run-ev", "transform", locations[0]),
+        ("run-ev", "transform", locations[1]),
+    ]
+    assert [e.sequence for e in saved] == [1, 2]
+
+
+# --- a real process killed right after its checkpoint ---------------------------------------
+
+CRASHING_MODULE = '''
+import asyncio
+import os
+import pathlib
+
+from graflow_async import run, task, workflow
+
+HERE = pathlib.Path(__file__).parent
+
+
+def note(line):
+    with (HERE / "ran.log").open("a") as log:
+        log.write(line + "\\n")
+
+
+@task
+async def extract():
+    note("extract")
+    return [1, 2, 3]
+
+
+@task(inject_context=True)
+async def transform(context, extract):
+    note(f"transform resumed={context.resumed_metadata}")
+    if context.resumed_metadata is None:
+        await context.channel.set("rows", len(extract))
+        location = await context.checkpoint(metadata={"stage": "transform"})
+        (HERE / "location.txt").write_text(location)
+        if os.environ.get("CRASH_AFTER_CHECKPOINT") == "1":
+            os._exit(17)  # no cleanup, no finally blocks: the process is simply gone
+    return [x * 10 for x in extract]
+
+
+@task
+async def load(transform, rows):
+    note("load")
+    return f"loaded {sum(transform)} from {rows} rows"
+
+
+with workflow("etl") as pipeline:
+    extract >> transform >> load
+
+
+async def main():
+    return await run(pipeline)
+'''
+
+
+async def python(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *args, cwd=cwd, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 45)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("CRASH_AFTER_CHECKPOINT", KEY_ENV)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**env, **extra}
+
+
+@pytest.fixture
+def crashed_process(tmp_path: Path) -> Any:
+    """Runs a module-level workflow in a child process that dies by ``os._exit(17)``
+    right after its checkpoint; returns ``(module name, checkpoint location)``."""
+    name = f"crashy_etl_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(CRASHING_MODULE)
+
+    async def crash() -> tuple[str, str]:
+        code = f"import asyncio, {name}; asyncio.run({name}.main())"
+        rc, out, err = await python("-c", code, cwd=tmp_path, env=child_env(CRASH_AFTER_CHECKPOINT="1"))
+        assert rc == 17, (out, err)
+        location = (tmp_path / "location.txt").read_text()
+        return name, location
+
+    yield crash
+    sys.modules.pop(name, None)
+
+
+def ran(tmp_path: Path) -> Counter[str]:
+    return Counter((tmp_path / "ran.log").read_text().splitlines())
+
+
+async def test_killed_process_resumes_in_process_without_passing_the_workflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crashed_process: Any
+) -> None:
+    name, location = await crashed_process()
+    checkpoint = Path(location)
+    assert checkpoint.is_file()
+    assert checkpoint.parent.parent == tmp_path.resolve() / ".graflow" / "checkpoints"
+    assert ran(tmp_path) == {"extract": 1, "transform resumed=None": 1}
+    assert (await load_checkpoint(location))["workflow_ref"] == f"{name}:pipeline"
+
+    monkeypatch.delenv("CRASH_AFTER_CHECKPOINT", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = await resume(location)  # imports f"{name}:pipeline" itself
+
+    assert result.output == "loaded 60 from 3 rows"
+    assert result.run_id == checkpoint.parent.name
+    assert result.channel == {"rows": 3}
+    assert ran(tmp_path) == {
+        "extract": 1,  # not again
+        "transform resumed=None": 1,
+        "transform resumed={'stage': 'transform'}": 1,
+        "load": 1,
+    }
+
+
+async def test_killed_process_resumes_through_the_cli(tmp_path: Path, crashed_process: Any) -> None:
+    _, location = await crashed_process()
+    rc, out, err = await python("-m", "graflow_async", "resume", location, cwd=tmp_path, env=child_env())
+    assert rc == 0, err
+    run_id = Path(location).parent.name
+    assert f"run {run_id}: completed, 3 tasks completed" in out
+    assert "output: 'loaded 60 from 3 rows'" in out
+    assert ran(tmp_path) == {
+        "extract": 1,
+        "transform resumed=None": 1,
+        "transform resumed={'stage': 'transform'}": 1,
+        "load": 1,
+    }
+
+
+async def test_cli_resume_of_a_corrupt_checkpoint_exits_1_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(pickle.dumps({"run_id": "x"}))
+    rc, _, err = await python("-m", "graflow_async", "resume", str(bad), cwd=tmp_path, env=child_env())
+    assert rc == 1
+    assert "Traceback" not in err
+    assert "CheckpointError" in err and "pickle" in err
+
+
+# --- parallel groups ---------------------------------------------------------------------------
+
+
+async def test_checkpoint_in_a_group_member_reruns_only_unfinished_members(tmp_path: Path) -> None:
+    calls: Counter[str] = Counter()
+    fast_done, saved = asyncio.Event(), asyncio.Event()
+    locations: list[str] = []
+
+    @task
+    async def start() -> int:
+        calls["start"] += 1
+        return 2
+
+    @task
+    async def fast(start: int) -> str:
+        calls["fast"] += 1
+        return f"fast{start}"
+
+    @task(inject_context=True)
+    async def saver(context, start: int) -> str:
+        calls["saver"] += 1
+        if context.resumed_metadata is None:
+            await fast_done.wait()  # `fast` has completed; `slow` is still running
+            locations.append(await context.checkpoint(metadata={"member": "saver"}))
+            saved.set()
+            raise Crash("gone mid-group")
+        return f"saver{start}:{context.resumed_metadata['member']}"
+
+    @task
+    async def slow(start: int) -> str:
+        calls["slow"] += 1
+        await saved.wait()
+        return f"slow{start}"
+
+    @task
+    async def end(fast: str, saver: str, slow: str) -> str:
+        calls["end"] += 1
+        return "+".join((fast, saver, slow))
+
+    with workflow("grouped") as wf:
+        start >> (fast | saver | slow).set_group_name("members") >> end
+
+    def watch(event: Event) -> None:
+        if event.kind == "task_completed" and event.task_id == "fast":
+            fast_done.set()
+
+    with pytest.raises(ParallelGroupError):
+        await run(wf, checkpoint_store=tmp_path, on_event=watch)
+    doc = await load_checkpoint(locations[0])
+    assert sorted(doc["completed"]) == ["fast", "start"]
+    assert sorted(doc["pending"]) == ["end", "saver", "slow"]
+    assert doc["groups_done"] == []
+
+    result = await resume(locations[0], workflow=wf)
+    assert result.output == "fast2+saver2:saver+slow2"
+    assert calls == {"start": 1, "fast": 1, "saver": 2, "slow": 2, "end": 1}
+
+
+async def test_checkpoint_inside_a_nested_group(tmp_path: Path) -> None:
+    """``a >> (b | (g >> (c | saver))) >> d``: the checkpoint is taken in the inner group
+    once `b` and `c` are done; on resume only `saver` and `d` run."""
+    calls: Counter[str] = Counter()
+    done = {"b": asyncio.Event(), "c": asyncio.Event()}
+    locations: list[str] = []
+
+    def plain(name: str) -> Any:
+        async def body() -> str:
+            calls[name] += 1
+            return name
+
+        return task(body, id=name)
+
+    @task(inject_context=True)
+    async def saver(context) -> str:
+        calls["saver"] += 1
+        if context.resumed_metadata is None:
+            await done["b"].wait()
+            await done["c"].wait()
+            locations.append(await context.checkpoint(metadata={"inner": True}))
+            raise Crash("gone")
+        return "saver"
+
+    @task
+    async def d(b: str, c: str, saver: str) -> str:
+        calls["d"] += 1
+        return f"{b} {c} {saver}"
+
+    with workflow("nested") as wf:
+        a, b, g, c = (plain(n) for n in "abgc")
+        inner = (c | saver).set_group_name("inner")
+        a >> (b | (g >> inner)).set_group_name("outer") >> d
+
+    def watch(event: Event) -> None:
+        if event.kind == "task_completed" and event.task_id in done:
+            done[event.task_id].set()
+
+    with pytest.raises(ParallelGroupError):
+        await run(wf, checkpoint_store=tmp_path, on_event=watch)
+    result = await resume(locations[0], workflow=wf)
+    assert result.output == "b c saver"
+    assert calls == {"a": 1, "b": 1, "g": 1, "c": 1, "saver": 2, "d": 1}
+
+
+async def test_a_failed_best_effort_member_runs_again_on_resume(tmp_path: Path) -> None:
+    """Observed and kept: only completed work is saved, so a member that had failed
+    (and been accepted by a best-effort group) before the checkpoint is pending and
+    runs again when the run resumes; here it succeeds the second time."""
+    calls: Counter[str] = Counter()
+    ok_done, bad_failed = asyncio.Event(), asyncio.Event()
+    locations: list[str] = []
+    outage = {"on": True}
+
+    @task
+    async def ok() -> str:
+        calls["ok"] += 1
+        return "ok"
+
+    @task
+    async def bad() -> str:
+        calls["bad"] += 1
+        if outage["on"]:
+            raise ConnectionError("service down")
+        return "bad recovered"
+
+    @task(inject_context=True)
+    async def saver(context) -> str:
+        calls["saver"] += 1
+        if context.resumed_metadata is None:
+            await ok_done.wait()
+            await bad_failed.wait()
+            locations.append(await context.checkpoint(metadata={"after": "bad failed"}))
+        return "saved"
+
+    @task
+    async def report(ok: str | None = None, bad: str | None = None, saver: str | None = None) -> list:
+        calls["report"] += 1
+        return [ok, bad, saver]
+
+    with workflow("best-effort") as wf:
+        (ok | bad | saver).set_group_name("tolerant").with_execution(policy="best_effort") >> report
+
+    def watch(event: Event) -> None:
+        if event.task_id == "ok" and event.kind == "task_completed":
+            ok_done.set()
+        if event.task_id == "bad" and event.kind == "task_failed":
+            bad_failed.set()
+
+    first = await run(wf, checkpoint_store=tmp_path, on_event=watch)
+    assert first.output == ["ok", None, "saved"]
+    doc = await load_checkpoint(locations[0])
+    assert doc["completed"] == ["ok"]
+    assert "bad" in doc["pending"]
+
+    outage["on"] = False
+    resumed = await resume(locations[0], workflow=wf)
+    assert resumed.output == ["ok", "bad recovered", "saved"]
+    assert calls == {"ok": 1, "bad": 2, "saver": 2, "report": 2}
+
+
+# --- values round-trip exactly -------------------------------------------------------------------
+
+VALUES: dict[str, Any] = {
+    "when": dt.datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=dt.timezone(dt.timedelta(hours=5.5))),
+    "naive": dt.datetime(1999, 12, 31, 12, 0),
+    "day": dt.date(2024, 1, 1),
+    "span": dt.timedelta(days=2, microseconds=7),
+    "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    "amount": Decimal("12345.678900"),
+    "pair": (1, "two", (3.0, None)),
+    "tags": {"a", "b"},
+    "frozen": frozenset({1, 2}),
+    "raw": b"\x00\xff",
+    "big": 2**80,
+    "nested": {("x", 1): [dt.time(8, 30), {Decimal("-0"), uuid.UUID(int=1)}]},
+}
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, with the same types all the way down (a tuple is not a list)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Decimal):
+        return str(a) == str(b)
+    if isinstance(a, dt.datetime | dt.time):
+        return a == b and a.tzinfo == b.tzinfo
+    return bool(a == b)
+
+
+async def test_codec_types_round_trip_through_checkpoint_and_resume(tmp_path: Path) -> None:
+    locations: list[str] = []
+    received: dict[str, Any] = {}
+
+    @task(inject_context=True)
+    async def produce(context) -> dict[str, Any]:
+        for key, value in VALUES.items():
+            await context.channel.set(key, value)
+        return dict(VALUES)
+
+    @task(inject_context=True)
+    async def saver(context, produce: dict[str, Any]) -> str:
+        if context.resumed_metadata is None:
+            locations.append(await context.checkpoint(metadata={"values": produce}))
+            raise Crash("gone")
+        received["metadata"] = context.resumed_metadata["values"]
+        received["argument"] = produce
+        received["channel"] = {key: await context.channel.get(key) for key in VALUES}
+        return "done"
+
+    with workflow("types") as wf:
+        produce >> saver
+    await crashed_run(wf, checkpoint_store=tmp_path)
+    result = await resume(locations[0], workflow=wf)
+
+    assert same(result.results["produce"], VALUES)
+    assert same(result.channel, VALUES)
+    assert same(received["argument"], VALUES)
+    assert same(received["channel"], VALUES)
+    assert same(received["metadata"], VALUES)
+
+
+# --- refused checkpoints: unserializable values ---------------------------------------------------
+
+
+async def test_an_unserializable_result_names_the_task_and_type(tmp_path: Path) -> None:
+    @task
+    async def opaque() -> Opaque:
+        return Opaque()
+
+    @task(inject_context=True)
+    async def saver(context, opaque: Opaque) -> str:
+        with pytest.raises(CheckpointError) as refused:
+            await context.checkpoint()
+        return str(refused.value)
+
+    with workflow("opaque") as wf:
+        opaque >> saver
+    message = (await run(wf, checkpoint_store=tmp_path)).output
+    assert "'opaque'" in message and "Opaque" in message
+    assert checkpoints_under(tmp_path) == []
+
+
+async def test_an_uncaught_checkpoint_error_fails_the_task(tmp_path: Path) -> None:
+    @task
+    async def opaque() -> Opaque:
+        return Opaque()
+
+    @task(inject_context=True)
+    async def saver(context, opaque: Opaque) -> str:
+        return await context.checkpoint()
+
+    with workflow("opaque") as wf:
+        opaque >> saver
+    with pytest.raises(TaskFailedError) as failed:
+        await run(wf, checkpoint_store=tmp_path)
+    assert failed.value.task_id == "saver"
+    assert isinstance(failed.value.cause, CheckpointError)
+
+
+async def test_an_unserializable_channel_value_names_the_key_and_type(tmp_path: Path) -> None:
+    """`channel.set` refuses such a value outright; one can still get in by mutating
+    a value after it was set, and the checkpoint then names the key."""
+
+    @task(inject_context=True)
+    async def saver(context) -> list[str]:
+        with pytest.raises(TypeError) as at_set:
+            await context.channel.set("direct", Opaque())
+        items: list[Any] = ["fine"]
+        await context.channel.set("items", items)
+        items.append(Opaque())  # the channel holds the same list
+        with pytest.raises(CheckpointError) as at_checkpoint:
+            await context.checkpoint()
+        return [str(at_set.value), str(at_checkpoint.value)]
+
+    with workflow("channel") as wf:
+        wf.add(saver)
+    at_set, at_checkpoint = (await run(wf, checkpoint_store=tmp_path)).output
+    assert "'direct'" in at_set and "Opaque" in at_set
+    assert "channel key 'items'" in at_checkpoint and "Opaque" in at_checkpoint
+
+
+async def test_non_dict_metadata_is_refused(tmp_path: Path) -> None:
+    @task(inject_context=True)
+    async def saver(context) -> str:
+        with pytest.raises(TypeError, match="metadata must be a dict"):
+            await context.checkpoint(metadata=["epoch", 3])
+        return "refused"
+
+    with workflow("meta") as wf:
+        wf.add(saver)
+    assert (await run(wf, checkpoint_store=tmp_path)).output == "refused"
+
+
+# --- refused checkpoints: damaged or foreign files ----------------------------------------------------
+
+
+@pytest.fixture
+async def saved(tmp_path: Path) -> tuple[Workflow, Path]:
+    """A workflow and a good checkpoint of it (unsigned)."""
+    locations: list[str] = []
+    wf = etl(Counter(), {}, locations)
+    await crashed_run(wf, checkpoint_store=tmp_path / "good", initial_channel={"seed": 9})
+    return wf, Path(locations[0])
+
+
+def flip(data: bytes, offset: int) -> bytes:
+    return data[:offset] + bytes([data[offset] ^ 0x10]) + data[offset + 1 :]
+
+
+DAMAGE = {
+    "empty": (lambda d: b"", "empty"),
+    "truncated-header": (lambda d: d[:30], "truncated"),
+    "truncated-half": (lambda d: d[: len(d) // 2], "truncated"),
+    "truncated-last-byte": (lambda d: d[:-1], "truncated"),
+    "extra-bytes": (lambda d: d + b"\x00", "corrupted"),
+    "flipped-magic": (lambda d: flip(d, 2), "not a graflow-async checkpoint"),
+    "flipped-version": (lambda d: flip(d, 9), "version"),
+    "flipped-length": (lambda d: flip(d, 19), "truncated|corrupted"),
+    "flipped-checksum": (lambda d: flip(d, 40), "corrupted"),
+    "flipped-payload": (lambda d: flip(d, len(d) // 2), "corrupted"),
+    "flipped-last": (lambda d: flip(d, len(d) - 1), "corrupted"),
+    "pickle": (lambda d: pickle.dumps({"run_id": "x", "results": {}}), "pickle"),
+    "json": (lambda d: b'{"run_id": "x"}', "JSON"),
+    "bare-msgpack": (lambda d: msgpack.packb({"run_id": "x"}), "not a graflow-async checkpoint"),
+    "random": (lambda d: b"\x01" + random.Random(7).randbytes(300), "not a graflow-async checkpoint"),
+    "not-a-run": (lambda d: encode_checkpoint({"hello": 1}), "not a graflow-async run checkpoint"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+async def test_damaged_or_foreign_files_raise_checkpoint_error(
+    saved: tuple[Workflow, Path], tmp_path: Path, damage: str
+) -> None:
+    wf, good = saved
+    make, expected = DAMAGE[damage]
+    bad = tmp_path / f"{damage}.ckpt"
+    bad.write_bytes(make(good.read_bytes()))
+    with pytest.raises(CheckpointError, match=expected) as refused:
+        await resume(str(bad), workflow=wf)
+    assert str(bad) in str(refused.value)
+    assert not isinstance(refused.value, msgpack.exceptions.UnpackException | ValueError)
+    with pytest.raises(CheckpointError, match=expected):  # the same without workflow=
+        await resume(str(bad))
+
+
+async def test_a_missing_checkpoint_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "1.ckpt"
+    with pytest.raises(CheckpointError, match="not found") as refused:
+        await resume(str(missing))
+    assert str(missing) in str(refused.value)
+
+
+# --- refused checkpoints: another graph, a workflow that cannot be imported --------------------------
+
+
+def shaped(name: str, tasks: list[str], edges: list[tuple[str, str]]) -> Workflow:
+    async def step(context) -> str:
+        if context.resumed_metadata is None and context.task_id == "b":
+            return await context.checkpoint()
+        return context.task_id
+
+    with workflow(name) as wf:
+        nodes = {t: task(step, id=t, inject_context=True) for t in tasks}
+        wf.add(*nodes.values())
+        for a, b in edges:
+            nodes[a] >> nodes[b]
+    return wf
+
+
+BASE = ("shape", ["a", "b", "c"], [("a", "b"), ("b", "c")])
+CHANGES = {
+    "extra task": (("shape", ["a", "b", "c", "d"], [("a", "b"), ("b", "c"), ("c", "d")]),
+                   ["tasks only in the workflow: d", "edge c >> d only in the workflow"]),
+    "renamed task": (("shape", ["a", "b", "c2"], [("a", "b"), ("b", "c2")]),
+                     ["tasks only in the checkpoint: c", "tasks only in the workflow: c2"]),
+    "different edge": (("shape", ["a", "b", "c"], [("a", "b"), ("a", "c")]),
+                       ["edge b >> c only in the checkpoint", "edge a >> c only in the workflow"]),
+    "renamed workflow": (("other", ["a", "b", "c"], [("a", "b"), ("b", "c")]),
+                         ["workflow 'shape' vs 'other'"]),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+async def test_a_checkpoint_from_another_graph_names_the_difference(tmp_path: Path, change: str) -> None:
+    location = (await run(shaped(*BASE), checkpoint_store=tmp_path)).results["b"]
+    shape, expected = CHANGES[change]
+    with pytest.raises(CheckpointError, match="different graph") as refused:
+        await resume(location, workflow=shaped(*shape))
+    for difference in expected:
+        assert difference in str(refused.value)
+    assert (await resume(location, workflow=shaped(*BASE))).results["b"] == "b"
+
+
+async def test_a_workflow_that_is_not_importable_asks_for_workflow(tmp_path: Path) -> None:
+    location = (await run(shaped(*BASE), checkpoint_store=tmp_path)).results["b"]
+    with pytest.raises(CheckpointError, match=r"workflow=") as refused:
+        await resume(location)
+    assert "importable" in str(refused.value)
+
+
+async def test_a_recorded_workflow_that_no_longer_imports_asks_for_workflow(tmp_path: Path) -> None:
+    location = (await run(shaped(*BASE), checkpoint_store=tmp_path)).results["b"]
+    doc = await load_checkpoint(location)
+    doc["workflow_ref"] = "no_such_module_for_graflow_tests:wf"
+    moved = tmp_path / "moved.ckpt"
+    moved.write_bytes(encode_checkpoint(doc))
+    with pytest.raises(CheckpointError, match="no_such_module_for_graflow_tests") as refused:
+        await resume(str(moved))
+    assert "workflow=" in str(refused.value)
+
+
+# --- signed checkpoints -----------------------------------------------------------------------------------
+
+
+async def test_signed_checkpoints_need_the_same_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "k1")
+    locations: list[str] = []
+    wf = etl(Counter(), {}, locations)
+    await crashed_run(wf, checkpoint_store=tmp_path, initial_channel={"seed": 11})
+    location = locations[0]
+
+    monkeypatch.setenv(KEY_ENV, "k2")
+    with pytest.raises(CheckpointError, match="signature"):
+        await resume(location, workflow=wf)
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(CheckpointError, match="signed but no signing key"):
+        await resume(location, workflow=wf)
+    monkeypatch.setenv(KEY_ENV, "k1")
+    assert (await resume(location, workflow=wf)).output == "loaded 60 from 3 rows (seed 11)"
+
+
+async def test_a_store_signing_key_is_used_to_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    store = FileCheckpointStore(tmp_path, signing_key=b"store-key")
+    locations: list[str] = []
+    wf = etl(Counter(), {}, locations)
+    await crashed_run(wf, checkpoint_store=store, initial_channel={"seed": 12})
+    with pytest.raises(CheckpointError, match="signed but no signing key"):
+        await resume(locations[0], workflow=wf)
+    result = await resume(locations[0], workflow=wf, checkpoint_store=store)
+    assert result.output == "loaded 60 from 3 rows (seed 12)"
+    await store.aclose()
+
+
+async def test_an_unsigned_checkpoint_is_refused_when_a_key_is_set(
+    saved: tuple[Workflow, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wf, good = saved
+    monkeypatch.setenv(KEY_ENV, "k1")
+    with pytest.raises(CheckpointError, match="not signed"):
+        await resume(str(good), workflow=wf)
+
+
+# --- S3 on moto's server -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_env(s3_service: S3Service, monkeypatch: pytest.MonkeyPatch) -> S3Service:
+    """Point botocore at moto's server through the environment, as a deployment would."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_service.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_service.aws_access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_service.aws_secret_access_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_service.region_name)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    return s3_service
+
+
+async def s3_keys(service: S3Service, bucket: str) -> list[str]:
+    async with service.client() as client:
+        listing = await client.list_objects_v2(Bucket=bucket)
+    return sorted(item["Key"] for item in listing.get("Contents", ()))
+
+
+async def test_s3_store_by_uri_then_resume(s3_env: S3Service, s3_bucket: str) -> None:
+    calls: Counter[str] = Counter()
+    locations: list[str] = []
+    wf = etl(calls, {}, locations)
+    await crashed_run(wf, run_id="run-s3", checkpoint_store=f"s3://{s3_bucket}/runs",
+                      initial_channel={"seed": 13})
+    assert locations == [f"s3://{s3_bucket}/runs/run-s3/1.ckpt"]
+    assert await s3_keys(s3_env, s3_bucket) == ["runs/run-s3/1.ckpt"]
+
+    result = await resume(locations[0], workflow=wf)
+    assert result.output == "loaded 60 from 3 rows (seed 13)"
+    assert result.run_id == "run-s3"
+    assert calls == {"extract": 1, "transform": 2, "load": 1}
+
+
+async def test_s3_resumed_run_keeps_checkpointing_under_the_same_prefix(
+    s3_env: S3Service, s3_bucket: str
+) -> None:
+    locations: list[str] = []
+
+    @task(inject_context=True)
+    async def saver(context) -> str:
+        n = 0 if context.resumed_metadata is None else context.resumed_metadata["n"]
+        location = await context.checkpoint(metadata={"n": n + 1})
+        if n == 0:
+            locations.append(location)
+            raise Crash("gone")
+        return location
+
+    with workflow("s3-again") as wf:
+        wf.add(saver)
+    await crashed_run(wf, run_id="r", checkpoint_store=f"s3://{s3_bucket}/deep/prefix")
+    result = await resume(locations[0], workflow=wf)
+    assert result.output == f"s3://{s3_bucket}/deep/prefix/r/2.ckpt"
+    assert await s3_keys(s3_env, s3_bucket) == ["deep/prefix/r/1.ckpt", "deep/prefix/r/2.ckpt"]
+
+
+async def test_s3_path_override_and_a_missing_bucket(
+    s3_env: S3Service, s3_bucket: str, tmp_path: Path
+) -> None:
+    @task(inject_context=True)
+    async def saver(context) -> list[str]:
+        if context.resumed_metadata is not None:
+            return ["resumed"]
+        with pytest.raises(CheckpointError) as refused:
+            await context.checkpoint(path="s3://nonexistent-bucket/x.ckpt")
+        return [await context.checkpoint(path=f"s3://{s3_bucket}/exact/key.ckpt", metadata={}),
+                str(refused.value)]
+
+    with workflow("s3-path") as wf:
+        wf.add(saver)
+    location, message = (await run(wf, checkpoint_store=tmp_path)).output
+    assert location == f"s3://{s3_bucket}/exact/key.ckpt"
+    assert "nonexistent-bucket" in message
+    assert "does not exist" in message
+    assert (await resume(location, workflow=wf)).output == ["resumed"]
+
+
+async def test_s3_missing_checkpoint_names_bucket_and_key(s3_env: S3Service, s3_bucket: str) -> None:
+    location = f"s3://{s3_bucket}/runs/none/1.ckpt"
+    with pytest.raises(CheckpointError, match="not found") as refused:
+        await resume(location)
+    assert location in str(refused.value)
+
+
+async def test_s3_store_object_with_options_is_used_to_resume(
+    s3_service: S3Service, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the endpoint and credentials given only as store options (SPEC: "endpoint
+    from AWS_ENDPOINT_URL or store options"), `resume(..., checkpoint_store=store)`
+    must read the checkpoint with that store's settings."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", KEY_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no credential hunt on IMDS
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    locations: list[str] = []
+    wf = etl(Counter(), {}, locations)
+    async with S3CheckpointStore(s3_bucket, "opts", **s3_service.options()) as store:
+        await crashed_run(wf, run_id="run-opts", checkpoint_store=store, initial_channel={"seed": 14})
+        assert locations == [f"s3://{s3_bucket}/opts/run-opts/1.ckpt"]
+        result = await resume(locations[0], workflow=wf, checkpoint_store=store)
+    assert result.output == "loaded 60 from 3 rows (seed 14)"
+
+
+async def test_s3_unreachable_endpoint_is_a_checkpoint_error(
+    s3_env: S3Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard port: refused
+    with pytest.raises(CheckpointError, match="some-bucket") as refused:
+        await resume("s3://some-bucket/a/1.ckpt")
+    assert refused.value.__cause__ is not None  # the botocore error, kept as the cause
