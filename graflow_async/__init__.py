@@ -34,6 +34,7 @@ from .exceptions import (
     TransportError,
     WorkflowCancelledError,
 )
+from .feedback import FeedbackRequest, FeedbackResponse, FeedbackType
 from .graph import Chain, ParallelGroup, Workflow, chain, parallel, workflow
 from .handlers import TaskCall, TaskHandler, register_handler
 from .policies import (
@@ -64,6 +65,9 @@ __all__ = [
     "FeedbackAlreadyAnsweredError",
     "FeedbackCancelledError",
     "FeedbackError",
+    "FeedbackRequest",
+    "FeedbackResponse",
+    "FeedbackType",
     "FeedbackNotFoundError",
     "FeedbackTimeoutError",
     "FeedbackValidationError",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import structlog
 
+    from .feedback.models import FeedbackResponse, FeedbackType
     from .runner import RunState
 
 
@@ -82,7 +83,9 @@ def _check_value(key: Any, value: Any) -> None:
 class TaskContext:
     """Given to a task declared with ``inject_context=True`` as its first argument."""
 
-    __slots__ = ("_control", "_log", "_state", "attempt", "resumed_metadata", "run_id", "task_id")
+    __slots__ = (
+        "_control", "_feedback_calls", "_log", "_state", "attempt", "resumed_metadata", "run_id", "task_id",
+    )
 
     def __init__(
         self, state: RunState, task_id: str, attempt: int,
@@ -94,6 +97,7 @@ class TaskContext:
         self.attempt = attempt
         self.resumed_metadata = resumed_metadata
         self._control: tuple[str, str] | None = None
+        self._feedback_calls = 0
         self._log: structlog.typing.FilteringBoundLogger | None = None
 
     @property
@@ -124,9 +128,44 @@ class TaskContext:
         """Save the run now; returns the checkpoint's location (SPEC section 6)."""
         return await self._state.save_checkpoint(self, path, metadata)
 
-    async def request_feedback(self, feedback_type: Any, prompt: str, **kwargs: Any) -> Any:
-        """Ask a person and wait for the answer (SPEC section 5)."""
-        return await self._state.request_feedback(self, feedback_type, prompt, **kwargs)
+    async def request_feedback(
+        self,
+        feedback_type: FeedbackType | str,
+        prompt: str,
+        *,
+        options: list[str] | None = None,
+        timeout: float = 180.0,
+        metadata: dict[str, Any] | None = None,
+        notification_config: dict[str, Any] | None = None,
+    ) -> FeedbackResponse:
+        """Ask a person and return the answer (SPEC section 5).
+
+        Within `timeout` seconds the answer is simply returned. After it, the run
+        suspends: this raises (a `FeedbackTimeoutError`), the run writes a checkpoint
+        and `run` returns ``status="suspended"``; resuming runs this task again, and
+        the same call returns the stored answer at once (its feedback id is derived from
+        the run id, the task id and the call's order) or waits again.
+        """
+        from .feedback.hitl import request_feedback
+
+        self._feedback_calls += 1
+        return await request_feedback(
+            self._state, self.task_id, self._feedback_calls, feedback_type, prompt, options=options,
+            timeout=timeout, metadata=metadata, notification_config=notification_config,
+        )
+
+    async def request_approval(self, prompt: str, **kwargs: Any) -> bool:
+        """Ask for approval; True when approved."""
+        return bool((await self.request_feedback("approval", prompt, **kwargs)).approved)
+
+    async def request_text(self, prompt: str, **kwargs: Any) -> str:
+        """Ask for free text; the text."""
+        return (await self.request_feedback("text", prompt, **kwargs)).text or ""
+
+    async def request_selection(self, prompt: str, options: list[str], **kwargs: Any) -> str:
+        """Ask to pick one of `options`; the one picked."""
+        answer = await self.request_feedback("selection", prompt, options=options, **kwargs)
+        return answer.selected or ""
 
     def __repr__(self) -> str:
         return f"<TaskContext run={self.run_id} task={self.task_id} attempt={self.attempt}>"

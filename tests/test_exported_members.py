@@ -9,7 +9,8 @@ SPEC_TOP_LEVEL = [
     "task", "workflow", "chain", "parallel", "run", "run_sync", "WorkflowResult",
     "TaskContext", "RetryPolicy", "GroupExecutionPolicy", "StrictGroupPolicy",
     "BestEffortGroupPolicy", "AtLeastNGroupPolicy", "CriticalGroupPolicy", "TaskResult",
-    "CoordinationBackend", "register_handler",
+    "CoordinationBackend", "register_handler", "resume", "CheckpointManager", "FeedbackType",
+    "FeedbackRequest", "FeedbackResponse",
 ]
 SPEC_ERRORS = [
     "GraflowError", "TaskFailedError", "RetryLimitExceededError", "ParallelGroupError",

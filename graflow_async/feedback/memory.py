@@ -1,0 +1,131 @@
+"""Feedback requests in this process's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from typing import Any
+
+from ..exceptions import (
+    FeedbackAlreadyAnsweredError,
+    FeedbackCancelledError,
+    FeedbackNotFoundError,
+    FeedbackTimeoutError,
+)
+from .base import FeedbackStore
+from .models import ANSWERED, CANCELLED, PENDING, FeedbackRequest, FeedbackResponse, validate_response
+
+
+class Waiters:
+    """Futures waiting for a feedback id to be settled, woken by `settle`.
+
+    Shared by the stores: each keeps the records its own way and wakes the waiters
+    of its process through this.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+
+    def add(self, feedback_id: str) -> asyncio.Future[None]:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(feedback_id, set()).add(future)
+        return future
+
+    def remove(self, feedback_id: str, future: asyncio.Future[None]) -> None:
+        waiting = self._waiting.get(feedback_id)
+        if waiting is not None:
+            waiting.discard(future)
+            if not waiting:
+                del self._waiting[feedback_id]
+
+    def settle(self, feedback_id: str) -> None:
+        for future in self._waiting.pop(feedback_id, ()):
+            if not future.done():
+                future.get_loop().call_soon_threadsafe(_set_done, future)
+
+    def __contains__(self, feedback_id: str) -> bool:
+        return feedback_id in self._waiting
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def wait_settled(
+    store: FeedbackStore, waiters: Waiters, feedback_id: str, timeout: float | None
+) -> FeedbackResponse:
+    """Wait on `waiters` until `store` has an answer (or a cancellation) for the id."""
+    while True:
+        future = waiters.add(feedback_id)  # before looking, so no answer slips between
+        try:
+            request, response = await store.get(feedback_id)
+            if response is not None:
+                return response
+            if request.status == CANCELLED:
+                raise FeedbackCancelledError(f"feedback request {feedback_id!r} was cancelled")
+            try:
+                async with asyncio.timeout(timeout):
+                    await future
+            except TimeoutError:
+                raise FeedbackTimeoutError(
+                    f"no answer to feedback request {feedback_id!r} within {timeout:g}s"
+                ) from None
+        finally:
+            waiters.remove(feedback_id, future)
+
+
+class MemoryFeedbackStore(FeedbackStore):
+    """Requests and answers in a dict: for tests and single-process apps."""
+
+    def __init__(self) -> None:
+        self._requests: dict[str, FeedbackRequest] = {}
+        self._responses: dict[str, FeedbackResponse] = {}
+        self._suspensions: dict[str, dict[str, Any]] = {}
+        self._waiters = Waiters()
+
+    async def create(self, request: FeedbackRequest) -> FeedbackRequest:
+        return self._requests.setdefault(request.feedback_id, request)
+
+    async def list(self, run_id: str | None = None, status: str | None = None) -> builtins.list[FeedbackRequest]:
+        found = [
+            r for r in self._requests.values()
+            if (run_id is None or r.run_id == run_id) and (status is None or r.status == status)
+        ]
+        return sorted(found, key=lambda r: r.created_at)
+
+    async def get(self, feedback_id: str) -> tuple[FeedbackRequest, FeedbackResponse | None]:
+        try:
+            request = self._requests[feedback_id]
+        except KeyError:
+            raise FeedbackNotFoundError(f"no feedback request {feedback_id!r}") from None
+        return request, self._responses.get(feedback_id)
+
+    async def respond(self, feedback_id: str, response: dict[str, Any] | FeedbackResponse) -> FeedbackResponse:
+        request, _ = await self.get(feedback_id)
+        if request.status != PENDING:
+            raise FeedbackAlreadyAnsweredError(f"feedback request {feedback_id!r} is {request.status}")
+        answer = validate_response(request, response)
+        self._responses[feedback_id] = answer
+        request.status = ANSWERED
+        self._waiters.settle(feedback_id)
+        return answer
+
+    async def cancel(self, feedback_id: str) -> None:
+        request, _ = await self.get(feedback_id)
+        if request.status != PENDING:
+            raise FeedbackAlreadyAnsweredError(f"feedback request {feedback_id!r} is {request.status}")
+        request.status = CANCELLED
+        self._waiters.settle(feedback_id)
+
+    async def wait(self, feedback_id: str, timeout: float | None = None) -> FeedbackResponse:
+        return await wait_settled(self, self._waiters, feedback_id, timeout)
+
+    async def set_suspension(self, run_id: str, record: dict[str, Any] | None) -> None:
+        if record is None:
+            self._suspensions.pop(run_id, None)
+        else:
+            self._suspensions[run_id] = dict(record)
+
+    async def get_suspension(self, run_id: str) -> dict[str, Any] | None:
+        return self._suspensions.get(run_id)
