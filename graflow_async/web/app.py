@@ -1,0 +1,140 @@
+"""Mounting the feedback API, the UI and the runs API on an aiohttp application."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ..events import library_logger
+from ..feedback.base import FeedbackStore
+from ..feedback.memory import MemoryFeedbackStore
+from ..graph import Workflow
+from .api import FeedbackApi, RunsApi
+from .auth import Auth
+from .http import MAX_BODY
+from .runs import RunManager
+from .ui import FeedbackUi
+
+DEFAULT_FEEDBACK_DIR = ".graflow/feedback"
+
+
+@dataclass(frozen=True, slots=True)
+class WebState:
+    """What `setup` mounted, kept on the app as ``app[WEB_STATE]``."""
+
+    store: FeedbackStore
+    runs: RunManager
+    auth: Auth
+    prefix: str
+    owns_store: bool
+
+    async def store_lifetime(self, app: web.Application) -> AsyncIterator[None]:
+        """Closes the store `setup` opened, after the runs using it have stopped."""
+        try:
+            yield
+        finally:
+            if self.owns_store:
+                await self.store.aclose()
+
+
+WEB_STATE = web.AppKey("graflow_async.web", WebState)
+
+
+def default_feedback_store() -> FeedbackStore:
+    """`FileFeedbackStore(".graflow/feedback")` when available, else a memory store."""
+    try:
+        module = importlib.import_module("graflow_async.feedback.file")
+    except ModuleNotFoundError:
+        library_logger().warning("FileFeedbackStore is not available: feedback is kept in memory only")
+        return MemoryFeedbackStore()
+    store: FeedbackStore = module.FileFeedbackStore(DEFAULT_FEEDBACK_DIR)
+    return store
+
+
+def _workflows(workflows: Mapping[str, Workflow] | Iterable[Workflow] | None) -> dict[str, Workflow]:
+    if workflows is None:
+        return {}
+    pairs = workflows.items() if isinstance(workflows, Mapping) else ((wf.name, wf) for wf in workflows)
+    found: dict[str, Workflow] = {}
+    for name, wf in pairs:
+        if not isinstance(wf, Workflow):
+            raise TypeError(f"workflow {name!r} is {type(wf).__name__}, not a Workflow")
+        found[name] = wf
+    return found
+
+
+def _prefix(prefix: str) -> str:
+    prefix = prefix.strip().rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        raise ValueError(f"prefix must start with '/', got {prefix!r}")
+    return prefix
+
+
+def setup(
+    app: web.Application,
+    *,
+    workflows: Mapping[str, Workflow] | Iterable[Workflow] | None = None,
+    feedback_store: FeedbackStore | None = None,
+    checkpoint_store: Any = None,
+    transport: Any = None,
+    auth_token: str | None = None,
+    prefix: str = "",
+) -> None:
+    """Mount the feedback API and UI and the runs API on `app` (SPEC sections 5 and 8).
+
+    `workflows` (``{name: workflow}``, or workflows keyed by their names) are those
+    ``POST /api/runs`` may start and answers may resume. Runs use `feedback_store`
+    (default: ``FileFeedbackStore(".graflow/feedback")``), `checkpoint_store` and
+    `transport`. With `auth_token`, /api and /ui need ``Authorization: Bearer <token>``
+    (the UI also takes a session from ``/ui/login``). Routes sit under `prefix`.
+    Raises RuntimeError when `app` already has them, ValueError for a bad prefix or token.
+    """
+    if WEB_STATE in app:
+        raise RuntimeError("graflow_async.web is already set up on this application")
+    prefix = _prefix(prefix)
+    auth = Auth(auth_token, prefix)
+    owns_store = feedback_store is None
+    store = default_feedback_store() if feedback_store is None else feedback_store
+    options = {k: v for k, v in (("checkpoint_store", checkpoint_store), ("transport", transport)) if v is not None}
+    runs = RunManager(store, _workflows(workflows), options)
+    state = WebState(store, runs, auth, prefix, owns_store)
+    app[WEB_STATE] = state
+    app.cleanup_ctx.append(state.store_lifetime)  # cleanup contexts exit in reverse order
+    app.cleanup_ctx.append(runs.lifetime)
+    app.on_shutdown.append(runs.shutdown)
+    _add_routes(app, state)
+
+
+def _add_routes(app: web.Application, state: WebState) -> None:
+    p, auth, router = state.prefix, state.auth, app.router
+    api = FeedbackApi(state.store, state.runs)
+    runs = RunsApi(state.runs, p)
+    ui = FeedbackUi(state.store, state.runs, auth, p)
+    router.add_get(f"{p}/health", api.health)
+    router.add_get(f"{p}/api/feedback", auth.api(api.list))
+    router.add_get(f"{p}/api/feedback/{{feedback_id}}", auth.api(api.show))
+    router.add_post(f"{p}/api/feedback/{{feedback_id}}/respond", auth.api(api.respond))
+    router.add_delete(f"{p}/api/feedback/{{feedback_id}}", auth.api(api.cancel))
+    router.add_post(f"{p}/api/runs", auth.api(runs.create))
+    router.add_get(f"{p}/api/runs/{{run_id}}", auth.api(runs.show))
+    router.add_get(f"{p}/api/runs/{{run_id}}/events", auth.api(runs.events))
+    router.add_get(f"{p}/ui", auth.ui(ui.home))
+    router.add_get(f"{p}/ui/", auth.ui(ui.home))
+    router.add_get(f"{p}/ui/feedback", auth.ui(ui.home))
+    router.add_get(f"{p}/ui/feedback/", auth.ui(ui.list))
+    router.add_get(f"{p}/ui/feedback/{{feedback_id}}", auth.ui(ui.show))
+    router.add_post(f"{p}/ui/feedback/{{feedback_id}}", auth.ui(ui.submit))
+    router.add_get(f"{p}/ui/login", ui.login_page)
+    router.add_post(f"{p}/ui/login", ui.login)
+    router.add_post(f"{p}/ui/logout", auth.ui(ui.logout))
+
+
+def create_app(**kwargs: Any) -> web.Application:
+    """A new `aiohttp.web.Application` (request bodies up to 1 MiB) with `setup(app, **kwargs)`."""
+    app = web.Application(client_max_size=MAX_BODY)
+    setup(app, **kwargs)
+    return app

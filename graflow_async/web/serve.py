@@ -1,0 +1,133 @@
+"""``python -m graflow_async serve``: the feedback API and UI (and runs) over HTTP.
+
+    serve [--host 127.0.0.1] [--port 8080] [--feedback-store DIR | redis://URL]
+          [--checkpoint-store DIR | s3://BUCKET/PREFIX] [--auth-token TOKEN]
+          [--workflow MODULE:ATTR ...]
+
+The token defaults to the ``GRAFLOW_AUTH_TOKEN`` environment variable. Runs until
+interrupted (Ctrl-C) or sent SIGTERM; in-flight runs are cancelled on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+from typing import Any
+
+from aiohttp import web
+
+from ..feedback.base import FeedbackStore
+from ..graph import Workflow
+
+TOKEN_ENV = "GRAFLOW_AUTH_TOKEN"
+
+
+def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``serve`` command to an argparse subparsers object; its handler is `serve`."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "serve", help="serve the feedback REST API and UI (and runs of --workflow workflows)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    p.add_argument(
+        "--feedback-store",
+        metavar="DIR|redis://URL",
+        help="feedback store: a directory, or a Redis URL (default .graflow/feedback)",
+    )
+    p.add_argument(
+        "--checkpoint-store",
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="where runs started or resumed here write checkpoints",
+    )
+    p.add_argument(
+        "--auth-token", metavar="TOKEN", help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV})"
+    )
+    p.add_argument(
+        "--workflow",
+        metavar="MODULE:ATTR",
+        action="append",
+        default=[],
+        help="a workflow runs may start and answers may resume (repeatable)",
+    )
+    p.set_defaults(handler=serve)
+    return p
+
+
+def load_workflows(refs: list[str]) -> dict[str, Workflow]:
+    """``{wf.name: wf}`` for each MODULE:ATTR; UsageError for a duplicate name."""
+    from ..cli import UsageError, load_workflow
+
+    found: dict[str, Workflow] = {}
+    for ref in refs:
+        wf = load_workflow(ref)
+        if wf.name in found:
+            raise UsageError(f"two workflows are named {wf.name!r} ({ref} and another --workflow)")
+        found[wf.name] = wf
+    return found
+
+
+def open_feedback_store(spec: str | None) -> FeedbackStore | None:
+    """The store `--feedback-store` names: a directory or a Redis URL (None: the app's default)."""
+    from ..cli import UsageError
+    from ..feedback.hitl import open_feedback_store as open_store
+
+    if not spec:
+        return None
+    try:
+        return open_store(spec)
+    except ImportError as exc:
+        raise UsageError(f"--feedback-store {spec}: not available in this build ({exc})") from exc
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Serve until cancelled or SIGTERM; returns the exit code (0)."""
+    from .app import create_app
+
+    workflows = load_workflows(args.workflow)
+    token = args.auth_token or os.environ.get(TOKEN_ENV) or None
+    store = open_feedback_store(args.feedback_store)
+    try:
+        app = create_app(
+            workflows=workflows, feedback_store=store, checkpoint_store=args.checkpoint_store, auth_token=token
+        )
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, args.host, args.port).start()
+            for address in runner.addresses:
+                host, port = address[0], address[1]
+                print(
+                    f"graflow-async serving on http://{_hostport(host, port)}/ui/feedback/"
+                    f" ({len(workflows)} workflows, auth {'on' if token else 'off'})",
+                    flush=True,
+                )
+            await _until_terminated()
+        finally:
+            await runner.cleanup()
+    finally:
+        if store is not None:
+            await store.aclose()
+    return 0
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _until_terminated() -> None:
+    """Wait for SIGTERM (then return) or for cancellation (Ctrl-C under asyncio.run)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or not a Unix loop
+        await stop.wait()
+        return
+    try:
+        await stop.wait()
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)

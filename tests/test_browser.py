@@ -1,0 +1,99 @@
+"""The feedback UI in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+The app runs on a real port; the test opens the list, follows the link to a pending
+approval, clicks Approve and checks the store and a task waiting for the answer. If
+Chromium cannot start, the test fails: it never skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from playwright.async_api import Page, async_playwright
+
+from graflow_async.feedback import FeedbackRequest, FeedbackType, MemoryFeedbackStore
+from graflow_async.web import create_app
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def served_store() -> AsyncIterator[tuple[str, MemoryFeedbackStore]]:
+    """A MemoryFeedbackStore behind the app, served on a free port of 127.0.0.1."""
+    store = MemoryFeedbackStore()
+    runner = web.AppRunner(create_app(feedback_store=store))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}", store
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def page(tmp_path: Path) -> AsyncIterator[Page]:
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            timeout=30_000,
+        )
+        try:
+            page = context.pages[0] if context.pages else await context.new_page()
+            page.set_default_timeout(10_000)
+            yield page
+        finally:
+            await context.close()
+
+
+async def test_approving_a_request_in_chromium(served_store, page: Page, tmp_path: Path):
+    base, store = served_store
+    prompt = "Ship release 2.1 to production?"
+    await store.create(
+        FeedbackRequest(
+            "fb-browser",
+            "run-b",
+            "deploy",
+            FeedbackType.APPROVAL,
+            prompt,
+            metadata={"version": "2.1"},
+        )
+    )
+    waiter = asyncio.create_task(store.wait("fb-browser", timeout=30))
+
+    response = await page.goto(f"{base}/ui/feedback/")
+    assert response is not None and response.status == 200
+    await page.get_by_role("link", name=prompt).click()
+    await page.wait_for_url(f"{base}/ui/feedback/fb-browser")
+    assert await page.locator(".prompt").inner_text() == prompt
+    await page.get_by_label("Reason (optional)").fill("looks good")
+    await page.get_by_role("button", name="Approve").click()
+    await page.get_by_role("status").wait_for()
+    assert "your answer was recorded" in await page.get_by_role("status").inner_text()
+    assert "Approved" in await page.locator("dl.answer").inner_text()
+
+    shot = tmp_path / "confirmation.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and shot.stat().st_size > 1000
+
+    answer = await asyncio.wait_for(waiter, 5)
+    assert answer.approved is True and answer.reason == "looks good"
+    request, stored = await store.get("fb-browser")
+    assert request.status == "answered"
+    assert stored is not None and stored.approved is True
