@@ -4,6 +4,9 @@
                                        1 failed, 2 usage or import error
     resume LOCATION [--workflow MODULE:ATTR] [--no-progress]
                                        continue a run from a checkpoint (same exit codes)
+    worker --redis-url URL --import MODULE ...   run tasks from the Redis task stream
+    queue-stats --redis-url URL        the task stream's length, pending entries, consumers
+    serve --port P ...                 the feedback REST API and UI
 """
 
 from __future__ import annotations
@@ -34,8 +37,7 @@ def load_object(ref: str) -> Any:
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
         raise UsageError(f"expected MODULE:ATTR, got {ref!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    _importable_cwd()
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as exc:
@@ -46,6 +48,11 @@ def load_object(ref: str) -> Any:
         except AttributeError:
             raise UsageError(f"{module_name!r} has no attribute {attr!r}") from None
     return obj
+
+
+def _importable_cwd() -> None:
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 def load_workflow(ref: str) -> Workflow:
@@ -123,7 +130,76 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the workflow, when the checkpoint does not record an importable one")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_resume_command)
+
+    p = commands.add_parser("worker", help="run tasks from the Redis task stream")
+    _redis_arguments(p)
+    p.add_argument("--worker-id", help="consumer name (default: host-pid)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE at start so its tasks can run here (repeatable)")
+    p.add_argument("--concurrency", type=int, default=None, help="tasks run at once (default: no bound)")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    p.add_argument("--grace-period", type=float, default=30.0,
+                   help="seconds running tasks get to finish after SIGTERM (default 30)")
+    p.set_defaults(handler=_worker_command)
+
+    p = commands.add_parser("queue-stats", help="print the task stream's figures")
+    _redis_arguments(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_queue_stats_command)
+
+    from .web.serve import add_serve_command
+
+    add_serve_command(commands)
     return parser
+
+
+def _redis_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", help="redis://host:port/db (default redis://localhost:6379/0)")
+    p.add_argument("--redis-host", help="instead of --redis-url")
+    p.add_argument("--redis-port", type=int, default=6379)
+    p.add_argument("--redis-db", type=int, default=0)
+    p.add_argument("--namespace", default="graflow", help="key namespace (default graflow)")
+
+
+def _redis_url(args: argparse.Namespace) -> str:
+    if args.redis_url:
+        return str(args.redis_url)
+    return f"redis://{args.redis_host or 'localhost'}:{args.redis_port}/{args.redis_db}"
+
+
+async def _worker_command(args: argparse.Namespace) -> int:
+    from .worker import run_worker
+
+    if args.concurrency is not None and args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    _importable_cwd()
+    for module in args.imports:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise UsageError(f"cannot import {module!r}: {type(exc).__name__}: {exc}") from exc
+    return await run_worker(
+        _redis_url(args), namespace=args.namespace, worker_id=args.worker_id, imports=args.imports,
+        concurrency=args.concurrency, metrics_port=args.metrics_port, grace_period=args.grace_period,
+    )
+
+
+async def _queue_stats_command(args: argparse.Namespace) -> int:
+    import json
+
+    from .metrics import queue_stats
+    from .transports.redis_streams import RedisStreamsTransport
+
+    async with RedisStreamsTransport(_redis_url(args), namespace=args.namespace) as transport:
+        stats = await queue_stats(transport)
+    if args.json:
+        print(json.dumps(stats))
+        return EXIT_OK
+    print(f"stream {stats['stream']}: {stats['length']} entries, {stats['pending']} pending, "
+          f"{stats['lag']} not yet delivered, {stats['dead_letters']} dead letters")
+    for c in stats["consumers"]:
+        print(f"  consumer {c['name']}: {c['pending']} pending, idle {c['idle_ms']} ms")
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

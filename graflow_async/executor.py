@@ -3,7 +3,8 @@
 For a local run the runner starts one in-process on the memory transport; a Redis
 worker process runs the same actor over Redis Streams. Each received `TaskMessage`
 becomes a child task that calls the task's handler, then sends a `TaskReply` to the
-message's reply queue and acks the message.
+message's reply queue and acks the message (after the reply is written: a worker that
+dies in between leaves the message to be delivered again, never lost).
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .actors import Actor, Inbox, Supervisor
+import structlog
+
+from .actors import Supervisor
 from .exceptions import TaskTimeoutError
 from .handlers import TaskCall, call_function, get_handler, thread_pool
 from .messages import TaskMessage, TaskReply
 from .tasks import Task
-from .transports.base import Delivery, Transport, TransportInbox
+from .transports.base import Delivery, Transport
+
+log = structlog.get_logger("graflow_async.executor")
 
 
 class RunThreadPool(ThreadPoolExecutor):
@@ -39,11 +44,16 @@ def _task_of(message: TaskMessage) -> Task:
     return message.task
 
 
-class Executor(Actor[Delivery]):
+def _context_of(message: TaskMessage) -> Any:
+    return message.context
+
+
+class Executor:
     """Runs the tasks that arrive on `queue` of `transport`.
 
     `concurrency` bounds how many run at once (None: no bound); `find_task` maps a
-    message to its `Task` (in-process messages carry it; workers import it).
+    message to its `Task` (in-process messages carry it; workers import it) and
+    `make_context` builds the context of a task that asks for one.
     """
 
     def __init__(
@@ -53,17 +63,34 @@ class Executor(Actor[Delivery]):
         *,
         concurrency: int | None = None,
         find_task: Callable[[TaskMessage], Task] = _task_of,
+        make_context: Callable[[TaskMessage], Any] = _context_of,
     ) -> None:
         self.transport = transport
         self.queue = queue
         self.find_task = find_task
-        self._slots = asyncio.Semaphore(concurrency) if concurrency else None
+        self.make_context = make_context
+        self.capacity = concurrency
+        self.done = 0
+        self.failed = 0
+        self._inflight: dict[str, Delivery] = {}
+        self._running = 0
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
         self._children: Supervisor | None = None
         self._context: contextvars.Context | None = None
 
-    async def run(self, inbox: Inbox[Delivery] | None = None) -> None:
-        """Consume the queue until cancelled or the transport closes; in-flight tasks
-        are awaited on a clean stop and cancelled on cancellation.
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self) -> None:
+        """Stop taking tasks; those running finish (their owner waits for them)."""
+        self._stopping = True
+        self._slot_freed.set()
+
+    async def run(self) -> None:
+        """Consume the queue until stopped or cancelled; a stop waits for running tasks,
+        a cancellation cancels them.
 
         When the transport can hand messages over directly (`Transport.attach`, the
         memory transport), the executor takes them as they are sent instead of
@@ -75,9 +102,9 @@ class Executor(Actor[Delivery]):
         try:
             async with Supervisor(f"executor {self.queue}") as children:
                 self._children = children
-                detach = self.transport.attach(self.queue, self._take) if inbox is None else None
+                detach = self.transport.attach(self.queue, self._take)
                 if detach is None:
-                    await super().run(inbox or TransportInbox(self.transport, self.queue, settle=False))
+                    await self._pull(children)
                 else:
                     try:
                         await asyncio.get_running_loop().create_future()  # until cancelled
@@ -88,78 +115,132 @@ class Executor(Actor[Delivery]):
             self._children = None
             await _shutdown(pool)
 
-    async def on_batch(self, messages: list[Delivery]) -> None:
-        children = self._children
-        assert children is not None
-        for delivery in messages:
-            if self._slots is not None:
-                await self._slots.acquire()  # pull no more than we can run
-            children.spawn(
-                self._execute(delivery.message, delivery, self._slots is not None),
-                context=self._context,
-            )
+    # --- pulling (workers) -------------------------------------------------------------
+    async def _pull(self, children: Supervisor) -> None:
+        heartbeat = children.spawn(self._heartbeats(), name="heartbeats")
+        try:
+            while not self._stopping:
+                free = 512 if self.capacity is None else self.capacity - self._running
+                if free <= 0:
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
+                    continue
+                deliveries = await self.transport.receive(self.queue, max_messages=min(free, 512), timeout=1.0)
+                for delivery in deliveries:
+                    await self._accept(delivery, children)
+        finally:
+            heartbeat.cancel()
 
+    async def _accept(self, delivery: Delivery, children: Supervisor) -> None:
+        msg = delivery.message
+        if not isinstance(msg, TaskMessage):
+            await self._dead_letter(delivery, "not a task message")
+            return
+        if msg.max_deliveries and delivery.delivery_count > msg.max_deliveries:
+            reason = (f"dead-lettered after {delivery.delivery_count} deliveries "
+                      f"(max_deliveries={msg.max_deliveries}): the workers running it died or stalled")
+            await self._dead_letter(delivery, reason)
+            reply = TaskReply(msg.run_id, msg.node, msg.attempt, False, None, RuntimeError(reason),
+                              retryable=False)
+            await self.transport.send(msg.reply_to, (reply,))
+            return
+        self._inflight[delivery.id] = delivery
+        self._running += 1
+        children.spawn(self._execute(msg, delivery), context=self._context)
+
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        dead_letter = getattr(self.transport, "dead_letter", None)
+        if dead_letter is not None:
+            await dead_letter(self.queue, delivery, reason)
+        else:
+            await self.transport.ack(self.queue, (delivery,))
+
+    async def _heartbeats(self) -> None:
+        """Extend the claim on running tasks at a third of their lease."""
+        touch = getattr(self.transport, "touch", None)
+        if touch is None:
+            return
+        while True:
+            leases = [d.message.lease_timeout or 30.0 for d in self._inflight.values()]
+            await asyncio.sleep(min(leases, default=3.0) / 3)
+            if self._inflight:
+                try:
+                    await touch(self.queue, list(self._inflight.values()))
+                except Exception as exc:  # a missed beat is not fatal; the next one may land
+                    log.warning("heartbeat failed", error=repr(exc))
+
+    # --- taking (in-process) ---------------------------------------------------------------
     def _take(self, messages: Sequence[TaskMessage]) -> None:
         children = self._children
         assert children is not None
         for message in messages:
-            children.spawn(self._execute(message, None, False), context=self._context)
+            children.spawn(self._execute(message, None), context=self._context)
 
-    async def _execute(self, msg: TaskMessage, delivery: Delivery | None, holds_slot: bool) -> None:
+    # --- running one attempt ----------------------------------------------------------------
+    async def _execute(self, msg: TaskMessage, delivery: Delivery | None) -> None:
         """Run one attempt, reply, and ack `delivery` (None: handed over, nothing to ack)."""
-        if self._slots is not None and not holds_slot:
-            await self._slots.acquire()
         start = time.perf_counter()
         try:
-            try:
-                task = self.find_task(msg)
-                if msg.timeout is not None:
-                    value = await _call_with_timeout(task, msg, msg.timeout)
-                elif task.is_async and task.handler == "direct":  # the common case, inline
-                    if task.inject_context:
-                        value = await task.func(msg.context, **msg.kwargs)
-                    else:
-                        value = await task.func(**msg.kwargs)
-                else:
-                    value = await _call(task, msg)
-            except asyncio.CancelledError as exc:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # the run is cancelling this task
-                # something the task awaited was cancelled: that is the task failing
-                reply = TaskReply(msg.run_id, msg.node, msg.attempt, False, None, exc,
-                                  time.perf_counter() - start)
-            except Exception as exc:
-                reply = TaskReply(msg.run_id, msg.node, msg.attempt, False, None, exc,
-                                  time.perf_counter() - start)
-            else:
-                ctx = msg.context
-                reply = TaskReply(msg.run_id, msg.node, msg.attempt, True, value, None,
-                                  time.perf_counter() - start, ctx._control if ctx else None)
+            reply = await self._attempt(msg, start)
             await self.transport.send(msg.reply_to, (reply,))
             if delivery is not None:
                 await self.transport.ack(self.queue, (delivery,))
+                if reply.ok:
+                    self.done += 1
+                else:
+                    self.failed += 1
         finally:
-            if self._slots is not None:
-                self._slots.release()
+            if delivery is not None:
+                self._inflight.pop(delivery.id, None)
+                self._running -= 1
+                self._slot_freed.set()
+
+    async def _attempt(self, msg: TaskMessage, start: float) -> TaskReply:
+        context = msg.context
+        try:
+            try:
+                task = self.find_task(msg)
+            except Exception as exc:  # this worker cannot run it: retrying will not change that
+                return TaskReply(msg.run_id, msg.node, msg.attempt, False, None, exc, 0.0, retryable=False)
+            if task.inject_context and context is None:
+                context = self.make_context(msg)
+            if msg.timeout is not None:
+                value = await _call_with_timeout(task, msg, context, msg.timeout)
+            elif task.is_async and task.handler == "direct":  # the common case, inline
+                if task.inject_context:
+                    value = await task.func(context, **msg.kwargs)
+                else:
+                    value = await task.func(**msg.kwargs)
+            else:
+                value = await _call(task, msg, context)
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the run is cancelling this task
+            # something the task awaited was cancelled: that is the task failing
+            return TaskReply(msg.run_id, msg.node, msg.attempt, False, None, exc, time.perf_counter() - start)
+        except Exception as exc:
+            return TaskReply(msg.run_id, msg.node, msg.attempt, False, None, exc, time.perf_counter() - start)
+        return TaskReply(msg.run_id, msg.node, msg.attempt, True, value, None,
+                         time.perf_counter() - start, context._control if context is not None else None)
 
 
-async def _call(task: Task, msg: TaskMessage) -> Any:
-    args = (msg.context,) if task.inject_context else ()
+async def _call(task: Task, msg: TaskMessage, context: Any) -> Any:
+    args = (context,) if task.inject_context else ()
     handler = task.handler
-    if handler == "direct":  # the common case, without building a TaskCall
+    if handler == "direct":
         if task.is_async:
             return await task.func(*args, **msg.kwargs)
         return await call_function(task.func, args, msg.kwargs)
     call = TaskCall(msg.task_id, msg.run_id, msg.attempt, task.func, msg.kwargs,
-                    msg.context if task.inject_context else None, task.handler_kwargs)
+                    context if task.inject_context else None, task.handler_kwargs)
     return await get_handler(handler).run(call)
 
 
-async def _call_with_timeout(task: Task, msg: TaskMessage, timeout: float) -> Any:
+async def _call_with_timeout(task: Task, msg: TaskMessage, context: Any, timeout: float) -> Any:
     try:
         async with asyncio.timeout(timeout) as scope:
-            return await _call(task, msg)
+            return await _call(task, msg, context)
     except TimeoutError as exc:
         if scope.expired():
             raise TaskTimeoutError(msg.task_id, timeout, exc) from exc

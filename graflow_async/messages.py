@@ -8,7 +8,7 @@ marked *in-process* carry live objects for the memory transport and are never se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from .context import TaskContext
@@ -29,6 +29,9 @@ class TaskMessage:
     task_ref: str | None = None  # ``module:qualname``, how a remote worker finds the function
     task: Task | None = None  # in-process
     context: TaskContext | None = None  # in-process
+    lease_timeout: float | None = None  # how long a worker's claim lasts without a heartbeat
+    max_deliveries: int | None = None  # deliveries before the message is dead-lettered
+    inject_context: bool = False  # for workers: give the function a context
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +48,9 @@ class TaskReply:
     duration: float = 0.0
     control: tuple[str, str] | None = None
     retryable: bool = True
+
+
+class RetryDue(NamedTuple):
+    """Sent by a retry timer to the run's own inbox: `node` may run again."""
+
+    node: int

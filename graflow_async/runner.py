@@ -12,23 +12,24 @@ memory transport) run the tasks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from .actors import Actor, Supervisor
 from .checkpoints.manager import CheckpointManager
 from .checkpoints.snapshot import restore_snapshot, take_snapshot, workflow_ref
 from .clock import current_clock
 from .compile import CompiledGraph
-from .context import Channel, MemoryChannel, TaskContext
+from .context import Channel, TaskContext
 from .events import Emitter, Event, library_logger
 from .exceptions import (
+    RemoteTaskError,
     RetryLimitExceededError,
     TaskFailedError,
-    TransportError,
     WorkflowCancelledError,
 )
 from .executor import Executor
@@ -37,8 +38,9 @@ from .feedback.hitl import FeedbackSuspended, open_feedback_store
 from .feedback.models import FeedbackRequest
 from .graph import Workflow
 from .handlers import get_handler
-from .messages import TaskMessage, TaskReply
-from .policies import CoordinationBackend, RetryPolicy, TaskResult, retry_delay
+from .messages import RetryDue, TaskMessage, TaskReply
+from .policies import RetryPolicy, TaskResult, retry_delay
+from .routes import Route, check_sendable, open_channel, open_group_routes, route_for
 from .tasks import _MISSING, Task
 from .transports.base import Transport
 from .transports.memory import MemoryTransport
@@ -56,12 +58,6 @@ class WorkflowResult:
     channel: dict[str, Any]
     checkpoint: str | None = None
     pending_feedback: list[Any] = field(default_factory=list)
-
-
-class RetryDue(NamedTuple):
-    """Sent by a retry timer to the run's own inbox: `node` may run again."""
-
-    node: int
 
 
 class _Group:
@@ -107,8 +103,10 @@ class RunState(Actor["TaskReply | RetryDue"]):
         self.inflight = 0  # dispatched attempts and pending retries
         self.failure: BaseException | None = None
         self.terminated: str | None = None
-        self.reply_queue = f"{run_id}:replies"
-        self.task_queue = f"{run_id}:tasks" if transport.in_process else "tasks"
+        main = route_for(transport, run_id)
+        self.reply_queue = main.reply_to
+        self.task_queue = main.task_queue
+        self.routes: list[Route] = [main] * n  # where each node's tasks go; see add_route
         self.clock = current_clock()
         self._sup: Supervisor | None = None
         # checkpoints and resume (see checkpoints/snapshot.py)
@@ -124,23 +122,31 @@ class RunState(Actor["TaskReply | RetryDue"]):
         self._feedback_store: FeedbackStore | None = None
         self.suspended: list[tuple[int, FeedbackRequest]] = []
 
+    def add_route(self, nodes: list[int], route: Route) -> None:
+        """Send `nodes`' tasks through `route` instead of the run's transport."""
+        for node in nodes:
+            self.routes[node] = route
+
     # --- lifecycle -----------------------------------------------------------------
     async def execute(self) -> WorkflowResult:
         """Run to the end; return the result or raise what failed the run."""
         self.emitter.record("run_started", workflow=self.graph.workflow_name)
         started = time.perf_counter()
+        routes = list({id(r): r for r in self.routes}.values())
         try:
             async with Supervisor(f"run {self.run_id}") as sup:
                 self._sup = sup
-                if self.transport.in_process:
-                    sup.spawn(Executor(self.transport, self.task_queue).run(), name=f"executor {self.run_id}")
+                for route in routes:
+                    if route.transport.in_process:
+                        sup.spawn(Executor(route.transport, route.task_queue).run(), name=f"executor {self.run_id}")
+                    if route.transport is not self.transport:  # its replies join the run's inbox
+                        sup.spawn(self._pump(route), name=f"replies {route.reply_to}")
                 await self.run(self.transport.inbox(self.reply_queue))
-                sup.cancel_children()  # the executor, retry timers, tasks of a failed run
+                sup.cancel_children()  # executors, pumps, retry timers, tasks of a failed run
         finally:
             self._sup = None
-            await self.transport.discard(self.reply_queue)
-            if self.transport.in_process:
-                await self.transport.discard(self.task_queue)
+            for route in routes:
+                await route.close(self.run_id)
         duration = time.perf_counter() - started
         if self.failure is not None:
             self.emitter.record("run_failed", error=repr(self.failure), duration=duration)
@@ -148,6 +154,8 @@ class RunState(Actor["TaskReply | RetryDue"]):
             raise self.failure
         if self.suspended:
             return await self._suspend(duration)
+        if self._feedback_store is not None:  # an answer resumed it, or it never suspended
+            await self._feedback_store.set_suspension(self.run_id, None)
         result = WorkflowResult(
             run_id=self.run_id, status="completed", results=dict(self.results),
             output=self._output(), channel=await self.channel.snapshot(),
@@ -230,6 +238,8 @@ class RunState(Actor["TaskReply | RetryDue"]):
             assert self._sup is not None
             self._sup.spawn(self._retry_after(node, delay), name=f"retry {task_id}")
             return
+        if isinstance(error, RemoteTaskError) and not error.task_id:
+            error.task_id = task_id
         final = _final_error(task_id, error, attempt, policy, retryable)
         self.emitter.record("task_failed", task_id, attempt=attempt, error=repr(error))
         group = graph.group_of[node]
@@ -284,13 +294,14 @@ class RunState(Actor["TaskReply | RetryDue"]):
         """Send what became ready; then stop if the run is over."""
         while self.ready and self.failure is None and self.terminated is None and not self.suspended:
             nodes, self.ready = self.ready, []
-            messages = []
+            batches: dict[int, list[TaskMessage]] = {}
             for node in nodes:
                 message = await self._message(node)
                 if message is not None:
-                    messages.append(message)
-            if messages:
-                await self.transport.send(self.task_queue, messages)
+                    batches.setdefault(id(self.routes[node]), []).append(message)
+            for batch in batches.values():
+                route = self.routes[batch[0].node]
+                await route.transport.send(route.task_queue, batch)
         await self.emitter.flush()
         if self.failure is not None or self.terminated is not None or self.inflight == 0:
             self.stop()
@@ -310,14 +321,16 @@ class RunState(Actor["TaskReply | RetryDue"]):
         self.inflight += 1
         if self.emitter.wants_steps:
             self.emitter.record("task_started", task.id, attempt=attempt)
+        route = self.routes[node]
+        if route.remote:  # a worker builds its own context and finds the task by its ref
+            return TaskMessage(self.run_id, task.id, node, attempt, route.reply_to, kwargs, task.timeout,
+                               task.ref, inject_context=task.inject_context)
         context = (
             TaskContext(self, task.id, attempt, self.resumed_metadata.get(task.id))
             if task.inject_context else None
         )
-        return TaskMessage(
-            self.run_id, task.id, node, attempt, self.reply_queue, kwargs, task.timeout,
-            None, task, context,
-        )
+        return TaskMessage(self.run_id, task.id, node, attempt, route.reply_to, kwargs, task.timeout,
+                           None, task, context)
 
     async def _resolve(self, task: Task) -> dict[str, Any]:
         """Arguments by SPEC order: bound kwarg, a completed task's result, channel key,
@@ -341,6 +354,11 @@ class RunState(Actor["TaskReply | RetryDue"]):
                     f"with that id has completed, not in the channel, and no default)",
                 )
         return kwargs
+
+    async def _pump(self, route: Route) -> None:
+        inbox = route.transport.inbox(route.reply_to)
+        while True:
+            await self.transport.send(self.reply_queue, await inbox.receive_batch())
 
     async def _retry_after(self, node: int, delay: float) -> None:
         await self.clock.sleep(delay)
@@ -427,18 +445,6 @@ def _final_error(
     return TaskFailedError(task_id, error)
 
 
-def _check_runnable(graph: CompiledGraph) -> None:
-    for t in graph.tasks:
-        if t is not None:
-            get_handler(t.handler)  # HandlerError for an unknown name
-    for g in graph.groups:
-        if g.backend is not CoordinationBackend.LOCAL:
-            raise TransportError(
-                f"group {g.name!r} asks for the {g.backend.name} backend, which needs the Redis "
-                "transport (not available in this build)"
-            )
-
-
 async def run(
     workflow: Workflow,
     *,
@@ -479,29 +485,36 @@ async def start_run(
     if not isinstance(workflow, Workflow):
         raise TypeError(f"run() takes a workflow, got {workflow!r}")
     graph = workflow.compile()
-    _check_runnable(graph)
+    for t in graph.tasks:
+        if t is not None:
+            get_handler(t.handler)  # HandlerError for an unknown name
     run_id = run_id or uuid.uuid4().hex
-    default_retry = RetryPolicy(max_retries=default_max_retries)
-    channel = MemoryChannel(
-        {**(snapshot or {}).get("channel", {}), **(initial_channel or {})}
-    )
-    log = library_logger().bind(run_id=run_id)
     owned = transport is None
-    checkpoints = CheckpointManager(checkpoint_store)
-    state = RunState(
-        graph, run_id=run_id, transport=transport or MemoryTransport(), channel=channel,
-        emitter=Emitter(run_id, on_event, log), default_retry=default_retry,
-        checkpoints=checkpoints, workflow_ref=workflow_ref(workflow), feedback_store=feedback_store,
-    )
-    if snapshot is not None:
-        restore_snapshot(state, snapshot)
-    try:
-        return await state.execute()
-    finally:
-        await state.close_feedback_store()
-        await checkpoints.aclose()
+    main = transport or MemoryTransport()
+    async with contextlib.AsyncExitStack() as stack:
         if owned:
-            await state.transport.aclose()
+            stack.push_async_callback(main.aclose)
+        group_routes = await open_group_routes(graph, run_id, stack)
+        remote = [i for i, t in enumerate(graph.tasks) if t is not None and not main.in_process]
+        remote += [node for nodes, route in group_routes for node in nodes if route.remote]
+        check_sendable(graph, remote)
+        initial = {**(snapshot or {}).get("channel", {}), **(initial_channel or {})}
+        channel = await open_channel(main, [r for _, r in group_routes], run_id, initial)
+        checkpoints = CheckpointManager(checkpoint_store)
+        stack.push_async_callback(checkpoints.aclose)
+        state = RunState(
+            graph, run_id=run_id, transport=main, channel=channel,
+            emitter=Emitter(run_id, on_event, library_logger().bind(run_id=run_id)),
+            default_retry=RetryPolicy(max_retries=default_max_retries), checkpoints=checkpoints,
+            workflow_ref=workflow_ref(workflow), feedback_store=feedback_store,
+        )
+        stack.push_async_callback(state.close_feedback_store)
+        for nodes, route in group_routes:
+            state.add_route(nodes, route)
+        if snapshot is not None:
+            restore_snapshot(state, snapshot)
+        return await state.execute()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def run_sync(workflow: Workflow, **kwargs: Any) -> WorkflowResult:

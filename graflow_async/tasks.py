@@ -67,12 +67,36 @@ def _is_async(func: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(func)
 
 
+def _ref(func: Callable[..., Any]) -> str | None:
+    """``module:qualname`` of `func` when another process can import it by that path."""
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname:
+        return None
+    return f"{module}:{qualname}"
+
+
+def unreachable_reason(task: Task) -> str | None:
+    """Why workers could not import `task`'s function, or None if they can."""
+    module = getattr(task.func, "__module__", None)
+    qualname = getattr(task.func, "__qualname__", "")
+    if module == "__main__":
+        return "it is defined in __main__ (a script); move it to an importable module"
+    if "<lambda>" in qualname:
+        return "it is a lambda"
+    if "<locals>" in qualname:
+        return "it is defined inside a function (a closure)"
+    if not module:
+        return "its module is unknown"
+    return None
+
+
 class Task:
     """A workflow node wrapping a function. Made by `@task`; see SPEC section 1."""
 
     __slots__ = (
         "__weakref__", "bound", "func", "handler", "handler_kwargs", "id", "inject_context",
-        "is_async", "params", "retry_policy", "timeout",
+        "is_async", "params", "ref", "retry_policy", "timeout",
     )
 
     def __init__(
@@ -116,6 +140,7 @@ class Task:
         self.timeout = float(timeout) if timeout is not None else None
         self.bound = dict(bound or {})
         self.is_async = _is_async(func)
+        self.ref = _ref(func)
         self.params = _params(func, inject_context)
 
     # --- instances -------------------------------------------------------------
@@ -170,15 +195,6 @@ class Task:
         from .graph import group_of
 
         return group_of(other, self)
-
-    @property
-    def ref(self) -> str | None:
-        """``module:qualname`` of the function when importable by that path, else None."""
-        module = getattr(self.func, "__module__", None)
-        qualname = getattr(self.func, "__qualname__", "")
-        if not module or module == "__main__" or "<" in qualname:
-            return None
-        return f"{module}:{qualname}"
 
     def __repr__(self) -> str:
         return f"<Task {self.id}>"

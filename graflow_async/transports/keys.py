@@ -1,0 +1,38 @@
+"""Every Redis key and stream name graflow-async uses, in one place.
+
+    <ns>:tasks                      the task stream workers consume (group <ns>:workers)
+    <ns>:run:<run_id>:replies       a run's reply stream (deleted when the run ends)
+    <ns>:run:<run_id>:channel       a run's channel, a hash (expires after the run)
+    <ns>:dead                       dead letters: poison messages, too many deliveries
+"""
+
+from __future__ import annotations
+
+DEFAULT_NAMESPACE = "graflow"
+TASK_QUEUE = "tasks"
+
+
+def reply_queue(run_id: str) -> str:
+    return f"run:{run_id}:replies"
+
+
+class Keys:
+    """The names for one namespace."""
+
+    __slots__ = ("dead", "group", "namespace")
+
+    def __init__(self, namespace: str = DEFAULT_NAMESPACE) -> None:
+        if not namespace or any(c.isspace() for c in namespace):
+            raise ValueError(f"invalid namespace {namespace!r}")
+        self.namespace = namespace
+        self.group = f"{namespace}:workers"
+        self.dead = f"{namespace}:dead"
+
+    def stream(self, queue: str) -> str:
+        return f"{self.namespace}:{queue}"
+
+    def queue_of(self, stream: str) -> str:
+        return stream[len(self.namespace) + 1 :]
+
+    def channel(self, run_id: str) -> str:
+        return f"{self.namespace}:run:{run_id}:channel"

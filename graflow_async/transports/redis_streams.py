@@ -1,0 +1,328 @@
+"""The Redis Streams transport: queues that outlive processes, for runs spread over workers.
+
+Each queue is a stream ``<namespace>:<queue>`` read through one consumer group, so an
+entry goes to one consumer and stays *pending* until acked. Workers ack a task after
+its reply is written, extend their claim with heartbeats while it runs, and reclaim
+entries whose claim lapsed (a dead worker's) once they have been idle for the
+message's ``lease_timeout``. An entry delivered more than ``max_deliveries`` times, or
+one that is not a graflow-async envelope, goes to ``<namespace>:dead`` instead.
+
+Connection trouble after the first successful contact is waited out with backoff;
+the first contact itself fails with `TransportError` naming the URL after
+``connect_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import structlog
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from ..exceptions import TransportError
+from ..messages import TaskMessage
+from . import keys
+from .base import Delivery, Transport
+from .redis_channel import RedisChannel
+from .wire import MalformedMessage, decode, encode
+
+T = TypeVar("T")
+_RETRYABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+log = structlog.get_logger("graflow_async.redis")
+
+
+class RedisStreamsTransport(Transport):
+    """Queues as Redis streams (SPEC section 7). Use as ``async with``.
+
+    `lease_timeout` and `max_deliveries` are stamped on every task this transport
+    sends; workers honour the values carried by each task. `client` is used as is
+    and not closed.
+    """
+
+    in_process = False
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        namespace: str = keys.DEFAULT_NAMESPACE,
+        client: Redis | None = None,
+        lease_timeout: float = 30.0,
+        max_deliveries: int = 5,
+        connect_timeout: float = 5.0,
+        consumer: str | None = None,
+        run_ttl: float = 3600.0,
+    ) -> None:
+        if lease_timeout <= 0 or max_deliveries < 1:
+            raise ValueError("lease_timeout must be > 0 and max_deliveries >= 1")
+        self.url = url if client is None else _describe(client)
+        self.keys = keys.Keys(namespace)
+        self.namespace = namespace
+        self.lease_timeout = float(lease_timeout)
+        self.max_deliveries = int(max_deliveries)
+        self.connect_timeout = connect_timeout
+        self.run_ttl = run_ttl
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        self._owned = client is None
+        self.client: Any = client or Redis.from_url(
+            url, socket_connect_timeout=connect_timeout, health_check_interval=10
+        )
+        self._connected = False
+        self._closed = False
+        self._groups: set[str] = set()
+        self._last_reclaim: dict[str, float] = {}
+
+    # --- connection -------------------------------------------------------------------
+    async def __aenter__(self) -> RedisStreamsTransport:
+        await self.connect()
+        return self
+
+    async def connect(self) -> None:
+        """Reach Redis once; `TransportError` naming the URL if that takes too long."""
+        if self._connected:
+            return
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await self.client.ping()
+        except (TimeoutError, *_RETRYABLE, redis_errors.RedisError) as exc:
+            raise TransportError(
+                f"cannot reach Redis at {self.url} within {self.connect_timeout:g}s: {exc or type(exc).__name__}"
+            ) from exc
+        self._connected = True
+
+    async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        """Run `op`; once connected, wait out outages with backoff instead of failing."""
+        await self.connect()
+        delay = 0.05
+        for attempt in itertools.count(1):
+            if self._closed:
+                raise TransportError("the Redis transport is closed")
+            try:
+                return await op()
+            except _RETRYABLE as exc:
+                if attempt == 1 or attempt % 20 == 0:
+                    log.warning("redis unavailable, retrying", url=self.url, op=what, error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            except redis_errors.RedisError as exc:
+                raise TransportError(f"Redis {what} failed at {self.url}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._owned:
+            await self.client.aclose()
+
+    # --- the contract -------------------------------------------------------------------
+    async def send(self, queue: str, messages: Sequence[Any]) -> None:
+        if self._closed:
+            raise TransportError("the Redis transport is closed")
+        stream = self.keys.stream(queue)
+        entries = [self._stamp(m) for m in messages]
+
+        async def op() -> None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for data in entries:
+                    pipe.xadd(stream, {b"m": data})
+                await pipe.execute()
+
+        await self._call("XADD", op)
+
+    def _stamp(self, message: Any) -> bytes:
+        if isinstance(message, TaskMessage) and message.lease_timeout is None:
+            from dataclasses import replace
+
+            message = replace(message, lease_timeout=self.lease_timeout, max_deliveries=self.max_deliveries)
+        return encode(message)
+
+    async def receive(self, queue: str, *, max_messages: int = 0, timeout: float | None = None) -> list[Delivery]:
+        if self._closed:
+            raise TransportError("the Redis transport is closed")
+        stream = self.keys.stream(queue)
+        await self._ensure_group(stream)
+        count = max_messages if max_messages > 0 else 512
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            reclaimed = await self._reclaim(stream, count)
+            if reclaimed:
+                return reclaimed
+            block = 1000 if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
+            block = min(block, 1000)  # wake up now and then to reclaim and to notice closing
+            answer = await self._call("XREADGROUP", functools.partial(
+                self.client.xreadgroup, self.keys.group, self.consumer, {stream: ">"}, count=count, block=block))
+            deliveries = await self._deliveries(stream, _entries(answer), {})
+            if deliveries or (deadline is not None and time.monotonic() >= deadline):
+                return deliveries
+
+    async def ack(self, queue: str, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        stream, ids = self.keys.stream(queue), [d.id for d in deliveries]
+
+        async def op() -> None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.xack(stream, self.keys.group, *ids)
+                pipe.xdel(stream, *ids)
+                await pipe.execute()
+
+        await self._call("XACK", op)
+
+    async def discard(self, queue: str) -> None:
+        await self._call("DEL", lambda: self.client.delete(self.keys.stream(queue)))
+
+    # --- leases, reclaiming, dead letters ---------------------------------------------------
+    async def touch(self, queue: str, deliveries: Sequence[Delivery]) -> None:
+        """Extend this consumer's claim on `deliveries` (a heartbeat)."""
+        if deliveries:
+            stream = self.keys.stream(queue)
+            ids = [d.id for d in deliveries]
+            await self._call("XCLAIM", lambda: self.client.xclaim(
+                stream, self.keys.group, self.consumer, 0, ids, justid=True))
+
+    async def dead_letter(self, queue: str, delivery: Delivery, reason: str, raw: bytes | None = None) -> None:
+        """Move `delivery` to the dead-letter stream with `reason`, and settle it."""
+        stream = self.keys.stream(queue)
+        payload = raw if raw is not None else _safe_encode(delivery.message)
+        fields = {b"queue": queue, b"id": delivery.id, b"reason": reason, b"m": payload,
+                  b"deliveries": delivery.delivery_count}
+
+        async def op() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.xadd(self.keys.dead, fields)
+                pipe.xack(stream, self.keys.group, delivery.id)
+                pipe.xdel(stream, delivery.id)
+                await pipe.execute()
+
+        await self._call("dead-letter", op)
+        log.warning("message dead-lettered", queue=queue, id=delivery.id, reason=reason)
+
+    async def _reclaim(self, stream: str, count: int) -> list[Delivery]:
+        """Claim entries whose consumer stopped heartbeating, at most every 0.5 s per stream."""
+        now = time.monotonic()
+        if now - self._last_reclaim.get(stream, 0.0) < 0.5:
+            return []
+        self._last_reclaim[stream] = now
+        pending = await self._call("XPENDING", lambda: self.client.xpending_range(
+            stream, self.keys.group, "-", "+", count, idle=1000))
+        if not pending:
+            return []
+        ids = [p["message_id"] for p in pending]
+        idle = {_text(p["message_id"]): int(p["time_since_delivered"]) for p in pending}
+        times = {_text(p["message_id"]): p["times_delivered"] for p in pending}
+        entries = await self._call("XRANGE", lambda: _ranges(self.client, stream, ids))
+        expired = []
+        for entry_id, fields in entries:
+            lease = _lease_of(fields.get(b"m"), self.lease_timeout)
+            if idle.get(_text(entry_id), 0) >= lease * 1000:
+                expired.append((entry_id, int(lease * 1000)))
+        claimed: list[tuple[Any, dict[bytes, bytes]]] = []
+        for entry_id, min_idle in expired:  # XCLAIM re-checks idleness: two reclaimers cannot both win
+            got = await self._call("XCLAIM", functools.partial(
+                self.client.xclaim, stream, self.keys.group, self.consumer, min_idle, [entry_id]))
+            claimed.extend(got)
+        counts = {k: int(v) + 1 for k, v in times.items()}  # XCLAIM counted one more delivery
+        if claimed:
+            log.info("reclaimed entries", stream=stream, count=len(claimed))
+        return await self._deliveries(stream, claimed, counts)
+
+    async def _deliveries(
+        self, stream: str, entries: list[tuple[Any, dict[bytes, bytes]]], counts: dict[str, int]
+    ) -> list[Delivery]:
+        out = []
+        queue = self.keys.queue_of(stream)
+        for entry_id, fields in entries:
+            ident = _text(entry_id)
+            raw = fields.get(b"m", b"")
+            try:
+                message = decode(raw)
+            except MalformedMessage as exc:  # never executed, never fatal
+                await self.dead_letter(queue, Delivery(ident, None, counts.get(ident, 1)), str(exc), raw)
+                continue
+            out.append(Delivery(ident, message, counts.get(ident, 1)))
+        return out
+
+    async def _ensure_group(self, stream: str) -> None:
+        if stream in self._groups:
+            return
+
+        async def op() -> None:
+            try:
+                await self.client.xgroup_create(stream, self.keys.group, id="0", mkstream=True)
+            except redis_errors.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+        await self._call("XGROUP CREATE", op)
+        self._groups.add(stream)
+
+    # --- per-run state ------------------------------------------------------------------
+    def channel(self, run_id: str) -> RedisChannel:
+        """The run's channel, a hash in Redis that workers read and write too."""
+        return RedisChannel(self, self.keys.channel(run_id))
+
+    async def expire_run(self, run_id: str, reply_queue: str) -> None:
+        """The run ended: drop its reply stream, let its channel expire after `run_ttl`."""
+        channel_key, stream = self.keys.channel(run_id), self.keys.stream(reply_queue)
+
+        async def op() -> None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.delete(stream)
+                pipe.expire(channel_key, max(1, int(self.run_ttl)))
+                await pipe.execute()
+
+        await self._call("EXPIRE", op)
+
+
+async def _ranges(client: Any, stream: str, ids: list[Any]) -> list[tuple[Any, dict[bytes, bytes]]]:
+    async with client.pipeline(transaction=False) as pipe:
+        for i in ids:
+            pipe.xrange(stream, i, i)
+        found = await pipe.execute()
+    return [entry for entries in found for entry in entries]
+
+
+def _entries(answer: Any) -> list[tuple[Any, dict[bytes, bytes]]]:
+    if not answer:
+        return []
+    if isinstance(answer, dict):  # RESP3
+        return [e for entries in answer.values() for e in entries[0]]
+    return [e for _, entries in answer for e in entries]
+
+
+def _lease_of(raw: bytes | None, default: float) -> float:
+    try:
+        message = decode(raw or b"")
+    except MalformedMessage:
+        return default
+    lease = getattr(message, "lease_timeout", None)
+    return float(lease) if lease else default
+
+
+def _safe_encode(message: Any) -> bytes:
+    try:
+        return encode(message)
+    except TypeError:
+        return repr(message).encode()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _describe(client: Any) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"

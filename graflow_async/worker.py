@@ -1,0 +1,142 @@
+"""Worker processes: run the tasks of any run, taken from a Redis task stream.
+
+    python -m graflow_async worker --redis-url redis://host:6379/0 --import myapp.flows \\
+        --concurrency 16 --worker-id w1 --metrics-port 9100
+
+A worker finds each task by the import path its message carries, runs it with the
+arguments the run resolved, writes the reply and only then acks. SIGTERM or SIGINT:
+stop taking tasks, let running ones finish within the grace period, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import signal
+from typing import Any
+
+import structlog
+
+from .context import Channel, TaskContext
+from .exceptions import TransportError
+from .executor import Executor
+from .messages import TaskMessage
+from .tasks import Task
+from .transports import keys
+from .transports.redis_streams import RedisStreamsTransport
+
+log = structlog.get_logger("graflow_async.worker")
+
+
+class TaskNotFound(LookupError):
+    """A task message names a function this worker cannot import."""
+
+
+_imported: dict[str, Task] = {}
+
+
+def import_task(message: TaskMessage) -> Task:
+    """The task a message names by ``module:qualname`` (imported once, then cached)."""
+    ref = message.task_ref
+    if not ref:
+        raise TaskNotFound(f"task {message.task_id!r} carries no import path")
+    task = _imported.get(ref)
+    if task is not None:
+        return task
+    module_name, _, qualname = ref.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise TaskNotFound(
+            f"worker cannot import task {message.task_id!r} from {ref}: {type(exc).__name__}: {exc} "
+            "(start the worker with --import for its module, with the same code as the run)"
+        ) from exc
+    if isinstance(obj, Task):
+        task = obj
+    elif callable(obj):
+        task = Task(obj, inject_context=message.inject_context)
+    else:
+        raise TaskNotFound(f"{ref} is {type(obj).__name__}, not a task")
+    _imported[ref] = task
+    return task
+
+
+class WorkerRun:
+    """What a task context on a worker can reach of its run: its id, channel and log."""
+
+    def __init__(self, run_id: str, channel: Channel) -> None:
+        self.run_id = run_id
+        self.channel = channel
+        self.log = structlog.get_logger("graflow_async").bind(run_id=run_id)
+
+    async def save_checkpoint(self, *args: Any) -> str:
+        raise TransportError("context.checkpoint() is not available to tasks run by Redis workers")
+
+    def feedback_store(self) -> Any:
+        raise TransportError("context.request_feedback() is not available to tasks run by Redis workers")
+
+
+def worker_context(transport: RedisStreamsTransport) -> Any:
+    def make(message: TaskMessage) -> TaskContext:
+        view = WorkerRun(message.run_id, transport.channel(message.run_id))
+        return TaskContext(view, message.task_id, message.attempt)  # type: ignore[arg-type]
+
+    return make
+
+
+async def run_worker(
+    url: str,
+    *,
+    namespace: str = keys.DEFAULT_NAMESPACE,
+    worker_id: str | None = None,
+    imports: list[str] | None = None,
+    concurrency: int | None = None,
+    metrics_port: int | None = None,
+    grace_period: float = 30.0,
+    ready: asyncio.Event | None = None,
+) -> int:
+    """Run a worker until SIGTERM/SIGINT; returns the process exit code."""
+    for module in imports or []:
+        importlib.import_module(module)  # an ImportError ends the worker before it takes work
+    async with RedisStreamsTransport(url, namespace=namespace, consumer=worker_id) as transport:
+        executor = Executor(
+            transport, keys.TASK_QUEUE, concurrency=concurrency, find_task=import_task,
+            make_context=worker_context(transport),
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, executor.stop)
+        metrics = None
+        if metrics_port is not None:
+            from .metrics import serve_metrics
+
+            metrics = await serve_metrics(transport, executor, metrics_port)
+        log.info("worker started", worker_id=transport.consumer, url=transport.url, namespace=namespace)
+        if ready is not None:
+            ready.set()
+        task = asyncio.create_task(executor.run())
+        try:
+            await _until_stopped(executor, task, grace_period)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            if metrics is not None:
+                await metrics.cleanup()
+        log.info("worker stopped", worker_id=transport.consumer, done=executor.done, failed=executor.failed)
+    return 0
+
+
+async def _until_stopped(executor: Executor, task: asyncio.Task[None], grace_period: float) -> None:
+    """Wait for the executor; once stopped, give running tasks `grace_period` to finish."""
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.2)
+        if executor.stopping and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), grace_period)
+            except TimeoutError:
+                log.warning("grace period over, cancelling running tasks", grace_period=grace_period)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+    task.result()
