@@ -97,3 +97,37 @@ async def test_approving_a_request_in_chromium(served_store, page: Page, tmp_pat
     request, stored = await store.get("fb-browser")
     assert request.status == "answered"
     assert stored is not None and stored.approved is True
+
+
+async def test_a_waiting_run_completes_when_approved_in_chromium(served_store, page: Page, tmp_path: Path):
+    from graflow_async import run, task, workflow
+
+    base, store = served_store
+
+    @task(inject_context=True)
+    async def gate(context) -> bool:
+        return await context.request_approval("Promote build 77 to staging?", timeout=30)
+
+    @task
+    async def promote(gate: bool) -> str:
+        return "promoted" if gate else "held back"
+
+    with workflow("promote") as wf:
+        gate >> promote
+    running = asyncio.create_task(run(wf, feedback_store=store, checkpoint_store=tmp_path / "ckpt"))
+
+    await page.goto(f"{base}/ui/feedback/")
+    link = page.get_by_role("link", name="Promote build 77 to staging?")
+    for _ in range(100):  # the run asks within a few milliseconds; reload until listed
+        if await link.count():
+            break
+        await asyncio.sleep(0.05)
+        await page.reload()
+    await link.click()
+    await page.get_by_role("button", name="Approve").click()
+    await page.get_by_role("status").wait_for()
+    await page.screenshot(path=str(tmp_path / "run-approved.png"), full_page=True)
+
+    result = await asyncio.wait_for(running, 10)
+    assert result.status == "completed" and result.output == "promoted"
+    assert (tmp_path / "run-approved.png").stat().st_size > 1000
