@@ -1,14 +1,33 @@
 """Human in the loop: feedback requests, answers, and the stores that hold them."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .base import FeedbackStore
+from .file import FileFeedbackStore
 from .memory import MemoryFeedbackStore
 from .models import FeedbackRequest, FeedbackResponse, FeedbackType, validate_response
+
+if TYPE_CHECKING:
+    from .redis import RedisFeedbackStore
 
 __all__ = [
     "FeedbackRequest",
     "FeedbackResponse",
     "FeedbackStore",
     "FeedbackType",
+    "FileFeedbackStore",
     "MemoryFeedbackStore",
+    "RedisFeedbackStore",
     "validate_response",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # redis is an optional extra: import it only when the Redis store is asked for.
+    if name == "RedisFeedbackStore":
+        from .redis import RedisFeedbackStore
+
+        return RedisFeedbackStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

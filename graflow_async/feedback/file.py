@@ -1,0 +1,302 @@
+"""Feedback requests as JSON files in a directory, shared by every process that uses it.
+
+Layout of `directory` (default ``.graflow/feedback``)::
+
+    <key>.json          {"request": {...}, "response": {...} | null, "status": "..."}
+    <key>.settled       the claim on the answer (or cancellation): a hard link that only
+                        one responder can create, whatever the number of processes
+    runs/<key>.json     how to resume a suspended run
+
+``<key>`` is the feedback (or run) id itself when it is a safe file name, else ``%``
+followed by the SHA-256 of the id. Files are written under a temporary name, fsynced,
+then linked or renamed into place, so a reader never sees half a file.
+
+Waiters in this process are woken directly. Waiters in other processes are woken by
+an inotify watch on the directory (`watchfiles.awatch`) that runs only while someone
+in the process waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import hashlib
+import json
+import os
+import re
+import threading
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import structlog
+from watchfiles import Change, awatch
+
+from ..exceptions import FeedbackAlreadyAnsweredError, FeedbackError, FeedbackNotFoundError, FeedbackValidationError
+from .base import FeedbackStore
+from .memory import Waiters, wait_settled
+from .models import ANSWERED, CANCELLED, PENDING, FeedbackRequest, FeedbackResponse, validate_response
+
+log = structlog.get_logger("graflow_async.feedback")
+
+# Lower case only, so that ids differing by case cannot meet on a case-insensitive disk.
+_SAFE_NAME = re.compile(r"[a-z0-9_-][a-z0-9_.-]{0,127}")
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+_WATCH_STEP_MS = 20  # how long the watcher lets a burst of file events settle
+_WATCH_DEBOUNCE_MS = 200
+_WATCH_TIMEOUT_MS = 1000  # bounds how long cancelling the watcher's thread can take
+
+
+def file_key(identifier: str) -> str:
+    """A file name stem for `identifier`: itself when safe, else a hash of it."""
+    if _SAFE_NAME.fullmatch(identifier) and identifier.split(".")[0] not in _RESERVED:
+        return identifier
+    return "%" + hashlib.sha256(identifier.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class FileFeedbackStore(FeedbackStore):
+    """Requests and answers as files under `directory`; several processes may share it.
+
+    Exactly one of several concurrent `respond`/`cancel` calls wins, even across
+    processes: the others raise `FeedbackAlreadyAnsweredError`. Use as ``async with``
+    (or call `aclose`) so that the directory watcher is stopped.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] = ".graflow/feedback") -> None:
+        self.directory = Path(directory)
+        self._waiters = Waiters()
+        self._waiting: Counter[str] = Counter()  # feedback ids waited on in this process
+        self._watch_task: asyncio.Task[None] | None = None
+        self._watch_stop: threading.Event | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    async def create(self, request: FeedbackRequest) -> FeedbackRequest:
+        record = {"request": request.to_dict(), "response": None, "status": request.status}
+        try:
+            data = _dumps(record)
+        except (TypeError, ValueError) as exc:
+            raise FeedbackValidationError(f"the request is not JSON-serializable: {exc}", field="metadata") from exc
+        existing = await asyncio.to_thread(self._publish_new, file_key(request.feedback_id), data)
+        return request if existing is None else _decode(existing)[0]
+
+    async def list(self, run_id: str | None = None, status: str | None = None) -> builtins.list[FeedbackRequest]:
+        records = await asyncio.to_thread(self._scan)
+        found = [
+            request for request, _ in map(_decode, records)
+            if (run_id is None or request.run_id == run_id) and (status is None or request.status == status)
+        ]
+        return sorted(found, key=lambda r: r.created_at)
+
+    async def get(self, feedback_id: str) -> tuple[FeedbackRequest, FeedbackResponse | None]:
+        record = await asyncio.to_thread(self._read, file_key(feedback_id))
+        if record is None:
+            raise FeedbackNotFoundError(f"no feedback request {feedback_id!r}")
+        return _decode(record)
+
+    async def respond(self, feedback_id: str, response: dict[str, Any] | FeedbackResponse) -> FeedbackResponse:
+        request, _ = await self.get(feedback_id)
+        _check_pending(request)
+        answer = validate_response(request, response)
+        await self._settle(request, ANSWERED, answer)
+        return answer
+
+    async def cancel(self, feedback_id: str) -> None:
+        request, _ = await self.get(feedback_id)
+        _check_pending(request)
+        await self._settle(request, CANCELLED, None)
+
+    async def wait(self, feedback_id: str, timeout: float | None = None) -> FeedbackResponse:
+        self._waiting[feedback_id] += 1
+        try:
+            await self._start_watching()
+            return await wait_settled(self, self._waiters, feedback_id, timeout)
+        finally:
+            self._waiting[feedback_id] -= 1
+            if self._waiting[feedback_id] <= 0:
+                del self._waiting[feedback_id]
+            if not self._waiting:
+                self._stop_watching()
+
+    async def set_suspension(self, run_id: str, record: dict[str, Any] | None) -> None:
+        path = self.directory / "runs" / f"{file_key(run_id)}.json"
+        if record is None:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        else:
+            await asyncio.to_thread(_replace, path, _dumps({"run_id": run_id, "record": record}))
+
+    async def get_suspension(self, run_id: str) -> dict[str, Any] | None:
+        path = self.directory / "runs" / f"{file_key(run_id)}.json"
+        data = await asyncio.to_thread(_load, path)
+        return None if data is None else dict(data["record"])
+
+    async def aclose(self) -> None:
+        self._stop_watching()
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
+
+    # -- settling ---------------------------------------------------------------------
+
+    async def _settle(self, request: FeedbackRequest, status: str, answer: FeedbackResponse | None) -> None:
+        request.status = status
+        record = {
+            "request": request.to_dict(),
+            "response": None if answer is None else answer.to_dict(),
+            "status": status,
+        }
+        key = file_key(request.feedback_id)
+        if not await asyncio.to_thread(self._claim, key, _dumps(record)):
+            raise FeedbackAlreadyAnsweredError(f"feedback request {request.feedback_id!r} was settled already")
+        self._waiters.settle(request.feedback_id)
+
+    # -- blocking file operations, run in threads ------------------------------------
+
+    def _publish_new(self, key: str, data: bytes) -> dict[str, Any] | None:
+        """Link a new record into place; the existing record if there is one."""
+        temp = _write_temp(self.directory, key, data)
+        try:
+            os.link(temp, self.directory / f"{key}.json")
+        except FileExistsError:
+            return self._read(key)
+        finally:
+            temp.unlink(missing_ok=True)
+        _fsync_dir(self.directory)
+        return None
+
+    def _claim(self, key: str, data: bytes) -> bool:
+        """Claim the settlement (exactly one claimant wins), then publish the record."""
+        temp = _write_temp(self.directory, key, data)
+        try:
+            os.link(temp, self.directory / f"{key}.settled")
+        except FileExistsError:
+            temp.unlink(missing_ok=True)
+            return False
+        os.replace(temp, self.directory / f"{key}.json")
+        _fsync_dir(self.directory)
+        return True
+
+    def _read(self, key: str) -> dict[str, Any] | None:
+        record = _load(self.directory / f"{key}.json")
+        if record is not None and record["status"] == PENDING:
+            # Claimed but not yet published (or the claimant died in between): the claim holds.
+            settled = _load(self.directory / f"{key}.settled")
+            if settled is not None:
+                return settled
+        return record
+
+    def _scan(self) -> builtins.list[dict[str, Any]]:
+        try:
+            names = [e.name for e in os.scandir(self.directory) if e.is_file()]
+        except FileNotFoundError:
+            return []
+        records = []
+        for name in names:
+            if name.endswith(".json") and not name.startswith("."):
+                record = self._read(name[: -len(".json")])
+                if record is not None:
+                    records.append(record)
+        return records
+
+    # -- watching other processes' answers -------------------------------------------
+
+    async def _start_watching(self) -> None:
+        if self._watch_task is None:
+            await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+        if self._watch_task is None or self._watch_task.done():
+            self._watch_stop = threading.Event()
+            self._watch_task = asyncio.create_task(self._watch(self._watch_stop), name="graflow-feedback-watch")
+            self._watch_task.add_done_callback(_report_failure)
+        # awatch registers its inotify watch in the task's first step, before it first
+        # awaits; that step is ahead of us in the loop's queue. Once we resume, every
+        # change made after our caller reads the files is seen by the watcher.
+        await asyncio.sleep(0)
+
+    def _stop_watching(self) -> None:
+        task, stop = self._watch_task, self._watch_stop
+        self._watch_task = self._watch_stop = None
+        if task is not None and stop is not None:
+            stop.set()  # the watcher thread notices within one step and awatch returns
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    async def _watch(self, stop: threading.Event) -> None:
+        async for changes in awatch(
+            self.directory, watch_filter=_is_record, debounce=_WATCH_DEBOUNCE_MS, step=_WATCH_STEP_MS,
+            stop_event=stop, rust_timeout=_WATCH_TIMEOUT_MS, recursive=False,
+        ):
+            changed = {Path(path).name.rsplit(".", 1)[0] for _, path in changes}
+            for feedback_id in [f for f in self._waiting if file_key(f) in changed]:
+                self._waiters.settle(feedback_id)
+
+
+def _check_pending(request: FeedbackRequest) -> None:
+    if request.status != PENDING:
+        raise FeedbackAlreadyAnsweredError(f"feedback request {request.feedback_id!r} is {request.status}")
+
+
+def _decode(record: dict[str, Any]) -> tuple[FeedbackRequest, FeedbackResponse | None]:
+    try:
+        request = FeedbackRequest.from_dict(record["request"])
+        request.status = record["status"]
+        response = record["response"]
+        return request, None if response is None else FeedbackResponse.from_dict(response)
+    except (KeyError, TypeError, FeedbackValidationError) as exc:
+        raise FeedbackError(f"malformed feedback record: {exc}") from exc
+
+
+def _is_record(change: Change, path: str) -> bool:
+    name = os.path.basename(path)
+    return not name.startswith(".") and name.endswith((".json", ".settled"))
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("feedback directory watcher failed; other processes' answers are not noticed",
+                    error=repr(task.exception()))
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, allow_nan=False).encode()
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        loaded: dict[str, Any] = json.loads(data)
+    except ValueError as exc:
+        raise FeedbackError(f"corrupt feedback file {path}: {exc}") from exc
+    return loaded
+
+
+def _write_temp(directory: Path, key: str, data: bytes) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    temp = directory / f".{key}.{uuid.uuid4().hex}.tmp"
+    with open(temp, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    return temp
+
+
+def _replace(path: Path, data: bytes) -> None:
+    temp = _write_temp(path.parent, path.stem, data)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Make the new name durable too; some platforms cannot open directories.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
