@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Union
 
+from .compose import Composable
 from .exceptions import GraphError
 from .policies import (
     CoordinationBackend,
@@ -55,7 +56,7 @@ def _last(c: Component) -> Node:
     return c.last if isinstance(c, Chain) else c
 
 
-class Chain:
+class Chain(Composable):
     """Components run one after another (``a >> b >> c``). Immutable to its users.
 
     Chains built by repeated ``>>`` share one list and append to it, so a loop
@@ -90,23 +91,11 @@ class Chain:
         items.extend(extra)
         return Chain(items, len(items), origin)
 
-    def __rshift__(self, other: Any) -> Chain:
-        return sequence(self, other)
-
-    def __rrshift__(self, other: Any) -> Chain:
-        return sequence(other, self)
-
-    def __or__(self, other: Any) -> ParallelGroup:
-        return group_of(self, other)
-
-    def __ror__(self, other: Any) -> ParallelGroup:
-        return group_of(other, self)
-
     def __repr__(self) -> str:
         return " >> ".join(repr(i) for i in self.items)
 
 
-class ParallelGroup:
+class ParallelGroup(Composable):
     """Members run side by side; successors run once the group's policy accepts it."""
 
     __slots__ = ("backend", "backend_config", "members", "name", "policy")
@@ -149,15 +138,6 @@ class ParallelGroup:
         if wf is not None and wf.holds(self):
             wf.register(other)
         return self
-
-    def __ror__(self, other: Any) -> ParallelGroup:
-        return group_of(other, self)
-
-    def __rshift__(self, other: Any) -> Chain:
-        return sequence(self, other)
-
-    def __rrshift__(self, other: Any) -> Chain:
-        return sequence(other, self)
 
     def __repr__(self) -> str:
         return f"<ParallelGroup {self.name or '?'}: {' | '.join(map(repr, self.members))}>"

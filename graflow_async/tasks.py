@@ -11,14 +11,11 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
+from .compose import Composable
 from .exceptions import GraphError
 from .policies import RetryPolicy
-
-if TYPE_CHECKING:
-    from .graph import Chain, ParallelGroup
-
 
 _MISSING: Any = object()
 
@@ -91,7 +88,7 @@ def unreachable_reason(task: Task) -> str | None:
     return None
 
 
-class Task:
+class Task(Composable):
     """A workflow node wrapping a function. Made by `@task`; see SPEC section 1."""
 
     __slots__ = (
@@ -174,27 +171,6 @@ class Task:
             handler_kwargs=self.handler_kwargs, timeout=self.timeout,
             bound={**self.bound, **bound},
         )
-
-    # --- composition -----------------------------------------------------------
-    def __rshift__(self, other: Any) -> Chain:
-        from .graph import sequence
-
-        return sequence(self, other)
-
-    def __rrshift__(self, other: Any) -> Chain:
-        from .graph import sequence
-
-        return sequence(other, self)
-
-    def __or__(self, other: Any) -> ParallelGroup:
-        from .graph import group_of
-
-        return group_of(self, other)
-
-    def __ror__(self, other: Any) -> ParallelGroup:
-        from .graph import group_of
-
-        return group_of(other, self)
 
     def __repr__(self) -> str:
         return f"<Task {self.id}>"

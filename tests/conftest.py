@@ -3,7 +3,25 @@ and tests/redis_server.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+import structlog
 from redis_server import redis_server, redis_url
 from services import s3_bucket, s3_service
+from structlog.testing import capture_logs
+
+
+@pytest.fixture
+def log_capture() -> Iterator[list[dict]]:
+    """structlog's capture_logs, leaving structlog as unconfigured as it found it."""
+    was_configured = structlog.is_configured()
+    try:
+        with capture_logs() as entries:
+            yield entries
+    finally:
+        if not was_configured:
+            structlog.reset_defaults()
+
 
 __all__ = ["redis_server", "redis_url", "s3_bucket", "s3_service"]

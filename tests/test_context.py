@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
-import structlog
-from structlog.testing import capture_logs
 
 from graflow_async import (
     RetryPolicy,
@@ -20,19 +17,6 @@ from graflow_async import (
     task,
     workflow,
 )
-
-
-@pytest.fixture
-def log_capture() -> Iterator[list[dict]]:
-    """structlog's capture_logs, leaving structlog as unconfigured as it found it."""
-    was_configured = structlog.is_configured()
-    try:
-        with capture_logs() as entries:
-            yield entries
-    finally:
-        if not was_configured:
-            structlog.reset_defaults()
-
 
 # --- identity --------------------------------------------------------------------------
 

@@ -3,25 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
-import structlog
-from structlog.testing import capture_logs
 
 from graflow_async import RetryPolicy, TaskFailedError, parallel, run, task, workflow
-
-
-@pytest.fixture
-def log_capture() -> Iterator[list[dict]]:
-    """structlog's capture_logs, leaving structlog as unconfigured as it found it."""
-    was_configured = structlog.is_configured()
-    try:
-        with capture_logs() as entries:
-            yield entries
-    finally:
-        if not was_configured:
-            structlog.reset_defaults()
 
 
 def chain_with_a_retry():

@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import pytest
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from clocks import FastClock
-from structlog.testing import capture_logs
 
 from graflow_async.clock import use_clock
 from graflow_async.feedback import FeedbackRequest, FeedbackType
@@ -54,16 +52,6 @@ async def hook() -> AsyncIterator[Hook]:
         await server.close()
 
 
-@pytest.fixture
-def log_capture() -> Iterator[list[dict[str, Any]]]:
-    """structlog's capture_logs, leaving structlog as unconfigured as it found it."""
-    was_configured = structlog.is_configured()
-    try:
-        with capture_logs() as entries:
-            yield entries
-    finally:
-        if not was_configured:
-            structlog.reset_defaults()
 
 
 def request(prompt: str = "Deploy <v2> & go?", options: list[str] | None = None) -> FeedbackRequest:
