@@ -76,6 +76,7 @@ class Executor:
         self._running = 0
         self._slot_freed = asyncio.Event()
         self._stopping = False
+        self._receiving: asyncio.Future[list[Delivery]] | None = None
         self._children: Supervisor | None = None
         self._context: contextvars.Context | None = None
 
@@ -87,6 +88,8 @@ class Executor:
         """Stop taking tasks; those running finish (their owner waits for them)."""
         self._stopping = True
         self._slot_freed.set()
+        if self._receiving is not None:
+            self._receiving.cancel()  # stop claiming now, not when the current poll ends
 
     async def run(self) -> None:
         """Consume the queue until stopped or cancelled; a stop waits for running tasks,
@@ -125,11 +128,25 @@ class Executor:
                     self._slot_freed.clear()
                     await self._slot_freed.wait()
                     continue
-                deliveries = await self.transport.receive(self.queue, max_messages=min(free, 512), timeout=1.0)
+                deliveries = await self._receive(min(free, 512))
                 for delivery in deliveries:
                     await self._accept(delivery, children)
         finally:
             heartbeat.cancel()
+
+    async def _receive(self, max_messages: int) -> list[Delivery]:
+        """The next deliveries; none when `stop` cut the wait short."""
+        receiving = asyncio.ensure_future(self.transport.receive(self.queue, max_messages=max_messages, timeout=1.0))
+        self._receiving = receiving
+        try:
+            return await receiving
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._stopping and receiving.cancelled() and not (current is not None and current.cancelling()):
+                return []
+            raise
+        finally:
+            self._receiving = None
 
     async def _accept(self, delivery: Delivery, children: Supervisor) -> None:
         msg = delivery.message

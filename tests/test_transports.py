@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from graflow_async.transports import MemoryTransport
 from graflow_async.transports.conformance import TransportSuite
+from graflow_async.transports.redis_streams import RedisStreamsTransport
 
 
 class TestMemoryTransport(TransportSuite):
@@ -27,3 +29,13 @@ async def test_memory_transport_applies_backpressure() -> None:
         assert not blocked.done()
         assert [d.message for d in await transport.receive("q", max_messages=1)] == [1]
         await asyncio.wait_for(blocked, 1)
+
+
+class TestRedisStreamsTransport(TransportSuite):
+    """The same checks over a real redis-server, in a fresh namespace per test."""
+
+    @pytest.fixture
+    async def transport(self, redis_url: str) -> AsyncIterator[RedisStreamsTransport]:
+        namespace = f"conformance-{uuid.uuid4().hex[:8]}"
+        async with RedisStreamsTransport(redis_url, namespace=namespace, connect_timeout=2) as transport:
+            yield transport

@@ -28,7 +28,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from ..exceptions import TransportError
-from ..messages import TaskMessage
+from ..messages import TaskMessage, TaskReply
 from . import keys
 from .base import Delivery, Transport
 from .redis_channel import RedisChannel
@@ -36,6 +36,11 @@ from .wire import MalformedMessage, decode, encode
 
 T = TypeVar("T")
 _RETRYABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+# An idle consumer looks for lapsed claims every poll (at most every _RECLAIM_EVERY s), so a
+# dead worker's task is taken over within lease_timeout + _POLL_MS (SPEC: within lease + 1 s).
+_POLL_MS = 500
+_RECLAIM_EVERY = 0.25
+_OP_TIMEOUT = 10.0  # a command unanswered this long is taken for a lost connection (blocking reads wait <= _POLL_MS)
 log = structlog.get_logger("graflow_async.redis")
 
 
@@ -72,8 +77,10 @@ class RedisStreamsTransport(Transport):
         self.run_ttl = run_ttl
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         self._owned = client is None
+        # No socket_timeout: redis-py would send through asyncio.wait_for, which on Python
+        # 3.11 can swallow a cancellation; `_call` bounds every command instead.
         self.client: Any = client or Redis.from_url(
-            url, socket_connect_timeout=connect_timeout, health_check_interval=10
+            url, socket_connect_timeout=connect_timeout, socket_timeout=None, health_check_interval=10
         )
         self._connected = False
         self._closed = False
@@ -101,12 +108,21 @@ class RedisStreamsTransport(Transport):
     async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run `op`; once connected, wait out outages with backoff instead of failing."""
         await self.connect()
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         delay = 0.05
         for attempt in itertools.count(1):
             if self._closed:
                 raise TransportError("the Redis transport is closed")
             try:
-                return await op()
+                async with asyncio.timeout(_OP_TIMEOUT):
+                    result = await op()
+                if task is not None and task.cancelling() > cancels:
+                    # a client given with a socket_timeout sends with asyncio.wait_for, which
+                    # on Python 3.11 drops a cancellation that lands as the send completes:
+                    # honour it here, or a cancelled receive loop would go on forever.
+                    raise asyncio.CancelledError
+                return result
             except _RETRYABLE as exc:
                 if attempt == 1 or attempt % 20 == 0:
                     log.warning("redis unavailable, retrying", url=self.url, op=what, error=repr(exc))
@@ -132,12 +148,17 @@ class RedisStreamsTransport(Transport):
         if self._closed:
             raise TransportError("the Redis transport is closed")
         stream = self.keys.stream(queue)
-        entries = [self._stamp(m) for m in messages]
+        # A reply never creates its stream: the run makes it before sending the tasks,
+        # and a reply that comes after the run ended (and deleted it) is dropped rather
+        # than left in a stream nobody reads.
+        entries = [(self._stamp(m), isinstance(m, TaskReply)) for m in messages]
+        for reply_to in {m.reply_to for m in messages if isinstance(m, TaskMessage)}:
+            await self._ensure_group(self.keys.stream(reply_to))
 
         async def op() -> None:
             async with self.client.pipeline(transaction=False) as pipe:
-                for data in entries:
-                    pipe.xadd(stream, {b"m": data})
+                for data, reply in entries:
+                    pipe.xadd(stream, {b"m": data}, nomkstream=reply)
                 await pipe.execute()
 
         await self._call("XADD", op)
@@ -160,8 +181,8 @@ class RedisStreamsTransport(Transport):
             reclaimed = await self._reclaim(stream, count)
             if reclaimed:
                 return reclaimed
-            block = 1000 if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
-            block = min(block, 1000)  # wake up now and then to reclaim and to notice closing
+            block = _POLL_MS if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
+            block = min(block, _POLL_MS)  # wake up now and then to reclaim and to notice closing
             answer = await self._call("XREADGROUP", functools.partial(
                 self.client.xreadgroup, self.keys.group, self.consumer, {stream: ">"}, count=count, block=block))
             deliveries = await self._deliveries(stream, _entries(answer), {})
@@ -182,7 +203,9 @@ class RedisStreamsTransport(Transport):
         await self._call("XACK", op)
 
     async def discard(self, queue: str) -> None:
-        await self._call("DEL", lambda: self.client.delete(self.keys.stream(queue)))
+        stream = self.keys.stream(queue)
+        self._groups.discard(stream)
+        await self._call("DEL", lambda: self.client.delete(stream))
 
     # --- leases, reclaiming, dead letters ---------------------------------------------------
     async def touch(self, queue: str, deliveries: Sequence[Delivery]) -> None:
@@ -211,9 +234,9 @@ class RedisStreamsTransport(Transport):
         log.warning("message dead-lettered", queue=queue, id=delivery.id, reason=reason)
 
     async def _reclaim(self, stream: str, count: int) -> list[Delivery]:
-        """Claim entries whose consumer stopped heartbeating, at most every 0.5 s per stream."""
+        """Claim entries whose consumer stopped heartbeating, at most every _RECLAIM_EVERY s per stream."""
         now = time.monotonic()
-        if now - self._last_reclaim.get(stream, 0.0) < 0.5:
+        if now - self._last_reclaim.get(stream, 0.0) < _RECLAIM_EVERY:
             return []
         self._last_reclaim[stream] = now
         pending = await self._call("XPENDING", lambda: self.client.xpending_range(
@@ -265,6 +288,9 @@ class RedisStreamsTransport(Transport):
             except redis_errors.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+            # A blocked XREADGROUP that gets nothing does not register its consumer, so
+            # an idle worker would be missing from queue-stats and the metrics.
+            await self.client.xgroup_createconsumer(stream, self.keys.group, self.consumer)
 
         await self._call("XGROUP CREATE", op)
         self._groups.add(stream)
@@ -277,6 +303,7 @@ class RedisStreamsTransport(Transport):
     async def expire_run(self, run_id: str, reply_queue: str) -> None:
         """The run ended: drop its reply stream, let its channel expire after `run_ttl`."""
         channel_key, stream = self.keys.channel(run_id), self.keys.stream(reply_queue)
+        self._groups.discard(stream)
 
         async def op() -> None:
             async with self.client.pipeline(transaction=False) as pipe:
