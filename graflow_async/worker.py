@@ -119,6 +119,7 @@ async def run_worker(
         task = asyncio.create_task(executor.run())
         try:
             await _until_stopped(executor, task, grace_period)
+            await transport.leave(keys.TASK_QUEUE)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

@@ -606,6 +606,9 @@ async def test_sigterm_lets_the_running_task_finish_then_exits_0(
         await wait_for(started.exists, 10, "the task to start")
         worker.process.send_signal(signal.SIGTERM)
         assert await wait_exit(worker, 10) == 0, worker.output()
+        consumers = await client.xinfo_consumers("graflow:tasks", "graflow:workers")
+        names = {c["name"].decode() if isinstance(c["name"], bytes) else c["name"] for c in consumers}
+        assert worker.worker_id not in names  # a clean exit leaves the group
         # it finished `long` before exiting, and took nothing after the signal:
         # `next` waits in the stream for another worker
         await wait_for(lambda: _xlen(client, "graflow:tasks", 1), 5, "`next` to be queued")

@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from ..exceptions import TransportError
 from ..messages import TaskMessage, TaskReply
@@ -80,7 +82,8 @@ class RedisStreamsTransport(Transport):
         # No socket_timeout: redis-py would send through asyncio.wait_for, which on Python
         # 3.11 can swallow a cancellation; `_call` bounds every command instead.
         self.client: Any = client or Redis.from_url(
-            url, socket_connect_timeout=connect_timeout, socket_timeout=None, health_check_interval=10
+            url, socket_connect_timeout=connect_timeout, socket_timeout=None, health_check_interval=10,
+            retry=Retry(NoBackoff(), 0),  # `_call` waits out outages itself; no second layer of retries
         )
         self._connected = False
         self._closed = False
@@ -207,6 +210,18 @@ class RedisStreamsTransport(Transport):
         self._groups.discard(stream)
         await self._call("DEL", lambda: self.client.delete(stream))
 
+    async def leave(self, queue: str) -> None:
+        """Remove this consumer from `queue`'s group if it holds nothing (a worker's clean exit),
+        so queue figures stop counting it."""
+        stream = self.keys.stream(queue)
+
+        async def op() -> None:
+            mine = await self.client.xpending_range(stream, self.keys.group, "-", "+", 1, consumername=self.consumer)
+            if not mine:
+                await self.client.xgroup_delconsumer(stream, self.keys.group, self.consumer)
+
+        await self._call("XGROUP DELCONSUMER", op)
+
     # --- leases, reclaiming, dead letters ---------------------------------------------------
     async def touch(self, queue: str, deliveries: Sequence[Delivery]) -> None:
         """Extend this consumer's claim on `deliveries` (a heartbeat)."""
@@ -239,8 +254,9 @@ class RedisStreamsTransport(Transport):
         if now - self._last_reclaim.get(stream, 0.0) < _RECLAIM_EVERY:
             return []
         self._last_reclaim[stream] = now
+        floor = min(1000, int(self.lease_timeout * 1000))  # no lease is shorter than ours, or 1 s
         pending = await self._call("XPENDING", lambda: self.client.xpending_range(
-            stream, self.keys.group, "-", "+", count, idle=1000))
+            stream, self.keys.group, "-", "+", count, idle=floor))
         if not pending:
             return []
         ids = [p["message_id"] for p in pending]
