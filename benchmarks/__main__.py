@@ -2,6 +2,7 @@
 
     python -m benchmarks            # all
     python -m benchmarks core       # only the core runtime scenarios
+    (suites: core, checkpoints, feedback, redis, graflow-redis)
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import subprocess
 import sys
 
 from .checkpoints import suite as checkpoints
+from .graflow_redis import suite as graflow_redis
+from .redis_streams import suite as redis_streams
 
 CORE = [("chain", 1000), ("chain", 10000), ("fan", 1000), ("fan", 10000), ("lattice", 1000),
         ("lattice", 10000)]
@@ -42,7 +45,13 @@ def feedback() -> None:
         print(f"  {where:<11} p50 {r[where]['p50_ms']:.2f} ms   p99 {r[where]['p99_ms']:.2f} ms")
 
 
-SUITES = {"core": core, "checkpoints": checkpoints, "feedback": feedback}
+SUITES = {
+    "core": core,
+    "checkpoints": checkpoints,
+    "feedback": feedback,
+    "redis": redis_streams,
+    "graflow-redis": graflow_redis,  # Graflow 0.2.0 in its own venv under .bench/, for comparison
+}
 
 
 def main(argv: list[str]) -> None:

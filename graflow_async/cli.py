@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-id", help="consumer name (default: host-pid)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE at start so its tasks can run here (repeatable)")
-    p.add_argument("--concurrency", type=int, default=None, help="tasks run at once (default: no bound)")
+    p.add_argument("--concurrency", type=int, default=64, help="tasks run at once (default 64)")
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     p.add_argument("--grace-period", type=float, default=30.0,
                    help="seconds running tasks get to finish after SIGTERM (default 30)")
@@ -203,14 +203,14 @@ async def _queue_stats_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # The CLI reports a failure in one line; structlog's copy of it is noise here
-    # unless asked for (GRAFLOW_LOG_LEVEL=warning or info or debug).
-    os.environ.setdefault("GRAFLOW_LOG_LEVEL", "critical")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse printed the usage message
         return EXIT_USAGE if exc.code else EXIT_OK
+    # `run` and `resume` report a failure in one line, so structlog's copy of it is noise
+    # there; workers and servers log their life at INFO. GRAFLOW_LOG_LEVEL overrides both.
+    os.environ.setdefault("GRAFLOW_LOG_LEVEL", "critical" if args.command in ("run", "resume") else "info")
     try:
         return asyncio.run(args.handler(args))
     except UsageError as exc:

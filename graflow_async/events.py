@@ -82,6 +82,15 @@ def library_logger() -> Any:
     )
 
 
+class LibraryLog:
+    """A module-level logger that follows `library_logger` at each call, so the
+    application's structlog configuration (or ``GRAFLOW_LOG_LEVEL``) applies even to
+    loggers made at import time."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(library_logger(), name)
+
+
 class Emitter:
     """Sends a run's events to its logger at once and to its `on_event` callback in order.
 

@@ -16,16 +16,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import structlog
-
 from .actors import Supervisor
+from .events import LibraryLog
 from .exceptions import TaskTimeoutError
 from .handlers import TaskCall, call_function, get_handler, thread_pool
 from .messages import TaskMessage, TaskReply
 from .tasks import Task
 from .transports.base import Delivery, Transport
 
-log = structlog.get_logger("graflow_async.executor")
+log = LibraryLog()
 
 
 class RunThreadPool(ThreadPoolExecutor):
@@ -199,9 +198,10 @@ class Executor:
         start = time.perf_counter()
         try:
             reply = await self._attempt(msg, start)
-            await self.transport.send(msg.reply_to, (reply,))
-            if delivery is not None:
-                await self.transport.ack(self.queue, (delivery,))
+            if delivery is None:
+                await self.transport.send(msg.reply_to, (reply,))
+            else:  # acked only once the reply is written: a crash in between redelivers
+                await self.transport.send_and_ack(msg.reply_to, (reply,), self.queue, (delivery,))
                 if reply.ok:
                     self.done += 1
                 else:

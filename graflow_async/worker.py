@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from .context import Channel, TaskContext
+from .events import LibraryLog
 from .exceptions import TransportError
 from .executor import Executor
 from .messages import TaskMessage
@@ -25,7 +26,7 @@ from .tasks import Task
 from .transports import keys
 from .transports.redis_streams import RedisStreamsTransport
 
-log = structlog.get_logger("graflow_async.worker")
+log = LibraryLog()
 
 
 class TaskNotFound(LookupError):
@@ -92,7 +93,7 @@ async def run_worker(
     namespace: str = keys.DEFAULT_NAMESPACE,
     worker_id: str | None = None,
     imports: list[str] | None = None,
-    concurrency: int | None = None,
+    concurrency: int | None = 64,
     metrics_port: int | None = None,
     grace_period: float = 30.0,
     ready: asyncio.Event | None = None,
@@ -119,7 +120,11 @@ async def run_worker(
         task = asyncio.create_task(executor.run())
         try:
             await _until_stopped(executor, task, grace_period)
-            await transport.leave(keys.TASK_QUEUE)
+            try:  # best effort: during an outage, exit anyway
+                async with asyncio.timeout(2.0):
+                    await transport.leave(keys.TASK_QUEUE)
+            except (TimeoutError, TransportError):
+                log.warning("could not leave the consumer group", worker_id=transport.consumer)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

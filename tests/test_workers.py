@@ -491,7 +491,9 @@ async def test_duplicate_replies_are_dropped(workers: Workers, client: Redis, re
                     for entry_id, fields in entries:
                         last = entry_id
                         if entry_id not in ours:
-                            ours.add(await reader.xadd(replies, fields))
+                            copy = await reader.xadd(replies, fields, nomkstream=True)  # as workers do
+                            if copy is not None:
+                                ours.add(copy)
                             copied.append(fields[b"m"])
 
     copier = asyncio.create_task(duplicate())

@@ -31,15 +31,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import structlog
 from watchfiles import Change, awatch
 
+from ..events import LibraryLog
 from ..exceptions import FeedbackAlreadyAnsweredError, FeedbackError, FeedbackNotFoundError, FeedbackValidationError
 from .base import FeedbackStore
 from .memory import Waiters, wait_settled
 from .models import ANSWERED, CANCELLED, PENDING, FeedbackRequest, FeedbackResponse, validate_response
 
-log = structlog.get_logger("graflow_async.feedback")
+log = LibraryLog()
 
 # Lower case only, so that ids differing by case cannot meet on a case-insensitive disk.
 _SAFE_NAME = re.compile(r"[a-z0-9_-][a-z0-9_.-]{0,127}")

@@ -23,13 +23,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from ..events import LibraryLog
 from ..exceptions import (
     FeedbackAlreadyAnsweredError,
     FeedbackError,
@@ -43,7 +43,7 @@ from .models import ANSWERED, CANCELLED, PENDING, FeedbackRequest, FeedbackRespo
 
 DEFAULT_URL = "redis://localhost:6379/0"
 _FIRST_DELAY = 0.05  # seconds between attempts to subscribe again, doubling up to 2 s
-log = structlog.get_logger("graflow_async.feedback")
+log = LibraryLog()
 
 # KEYS: request, index. ARGV: request JSON, created_at, ttl, id. nil when created.
 _CREATE = """

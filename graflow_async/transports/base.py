@@ -58,6 +58,13 @@ class Transport(ABC):
     async def ack(self, queue: str, deliveries: Sequence[Delivery]) -> None:
         """Settle `deliveries`: they will not be delivered again."""
 
+    async def send_and_ack(
+        self, queue: str, messages: Sequence[Any], ack_queue: str, deliveries: Sequence[Delivery]
+    ) -> None:
+        """`send` then `ack`, in that order; a transport may do both in one round trip."""
+        await self.send(queue, messages)
+        await self.ack(ack_queue, deliveries)
+
     def attach(self, queue: str, consumer: Callable[[Sequence[Any]], None]) -> Callable[[], None] | None:
         """Optional: hand `queue`'s messages straight to `consumer` as they are sent.
 

@@ -21,18 +21,21 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
-import structlog
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from ..actors.mailbox import MailboxClosed
+from ..events import LibraryLog
 from ..exceptions import TransportError
 from ..messages import TaskMessage, TaskReply
 from . import keys
 from .base import Delivery, Transport
+from .redis_batch import Command, WriteBatcher
 from .redis_channel import RedisChannel
 from .wire import MalformedMessage, decode, encode
 
@@ -43,7 +46,7 @@ _RETRYABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 _POLL_MS = 500
 _RECLAIM_EVERY = 0.25
 _OP_TIMEOUT = 10.0  # a command unanswered this long is taken for a lost connection (blocking reads wait <= _POLL_MS)
-log = structlog.get_logger("graflow_async.redis")
+log = LibraryLog()
 
 
 class RedisStreamsTransport(Transport):
@@ -67,6 +70,7 @@ class RedisStreamsTransport(Transport):
         connect_timeout: float = 5.0,
         consumer: str | None = None,
         run_ttl: float = 3600.0,
+        max_connections: int = 32,
     ) -> None:
         if lease_timeout <= 0 or max_deliveries < 1:
             raise ValueError("lease_timeout must be > 0 and max_deliveries >= 1")
@@ -79,15 +83,19 @@ class RedisStreamsTransport(Transport):
         self.run_ttl = run_ttl
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         self._owned = client is None
-        # No socket_timeout: redis-py would send through asyncio.wait_for, which on Python
-        # 3.11 can swallow a cancellation; `_call` bounds every command instead.
-        self.client: Any = client or Redis.from_url(
-            url, socket_connect_timeout=connect_timeout, socket_timeout=None, health_check_interval=10,
-            retry=Retry(NoBackoff(), 0),  # `_call` waits out outages itself; no second layer of retries
-        )
+        # A bounded pool that makes a caller wait for a free connection (redis-py's default
+        # pool raises MaxConnectionsError, which would pass for an outage). No socket
+        # timeout: redis-py would send through asyncio.wait_for, which on Python 3.11 can
+        # swallow a cancellation; `_call` bounds every command instead. No retries of its
+        # own: `_call` waits out outages.
+        self.client: Any = client or Redis.from_pool(BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=None, socket_connect_timeout=connect_timeout,
+            socket_timeout=None, health_check_interval=10, retry=Retry(NoBackoff(), 0),
+        ))
         self._connected = False
         self._closed = False
         self._groups: set[str] = set()
+        self._writes = WriteBatcher(self._pipeline)
         self._last_reclaim: dict[str, float] = {}
 
     # --- connection -------------------------------------------------------------------
@@ -158,18 +166,21 @@ class RedisStreamsTransport(Transport):
         for reply_to in {m.reply_to for m in messages if isinstance(m, TaskMessage)}:
             await self._ensure_group(self.keys.stream(reply_to))
 
+        await self._writes.write([
+            functools.partial(_xadd, stream, data, reply) for data, reply in entries
+        ])
+
+    async def _pipeline(self, commands: list[Any]) -> None:
         async def op() -> None:
             async with self.client.pipeline(transaction=False) as pipe:
-                for data, reply in entries:
-                    pipe.xadd(stream, {b"m": data}, nomkstream=reply)
+                for command in commands:
+                    command(pipe)
                 await pipe.execute()
 
-        await self._call("XADD", op)
+        await self._call("pipeline", op)
 
     def _stamp(self, message: Any) -> bytes:
         if isinstance(message, TaskMessage) and message.lease_timeout is None:
-            from dataclasses import replace
-
             message = replace(message, lease_timeout=self.lease_timeout, max_deliveries=self.max_deliveries)
         return encode(message)
 
@@ -196,14 +207,27 @@ class RedisStreamsTransport(Transport):
         if not deliveries:
             return
         stream, ids = self.keys.stream(queue), [d.id for d in deliveries]
+        await self._writes.write([
+            lambda pipe: pipe.xack(stream, self.keys.group, *ids), lambda pipe: pipe.xdel(stream, *ids),
+        ])
 
-        async def op() -> None:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.xack(stream, self.keys.group, *ids)
-                pipe.xdel(stream, *ids)
-                await pipe.execute()
+    async def send_and_ack(
+        self, queue: str, messages: Sequence[Any], ack_queue: str, deliveries: Sequence[Delivery]
+    ) -> None:
+        """One pipeline: the replies first, then the acks (a worker's usual write)."""
+        stream, acked = self.keys.stream(queue), self.keys.stream(ack_queue)
+        ids = [d.id for d in deliveries]
+        commands: list[Command] = [
+            functools.partial(_xadd, stream, self._stamp(m), isinstance(m, TaskReply)) for m in messages
+        ]
+        if ids:
+            commands += [lambda pipe: pipe.xack(acked, self.keys.group, *ids), lambda pipe: pipe.xdel(acked, *ids)]
+        await self._writes.write(commands)
 
-        await self._call("XACK", op)
+    def inbox(self, queue: str) -> ReplyInbox:
+        """A run's reply stream, read with XREAD from where it left off: it has one reader,
+        so nothing needs acking (the stream goes when the run ends)."""
+        return ReplyInbox(self, self.keys.stream(queue))
 
     async def discard(self, queue: str) -> None:
         stream = self.keys.stream(queue)
@@ -328,6 +352,43 @@ class RedisStreamsTransport(Transport):
                 await pipe.execute()
 
         await self._call("EXPIRE", op)
+
+
+class ReplyInbox:
+    """The `Inbox` of a run on a reply stream: batches of messages, in order."""
+
+    def __init__(self, transport: RedisStreamsTransport, stream: str) -> None:
+        self.transport = transport
+        self.stream = stream
+        self.last_id: Any = "0"
+        self._closed = False
+
+    async def receive_batch(self, max_items: int = 0) -> list[Any]:
+        transport = self.transport
+        while True:
+            if self._closed or transport.closed:
+                raise MailboxClosed
+            answer = await transport._call("XREAD", functools.partial(
+                transport.client.xread, {self.stream: self.last_id}, count=max_items or 512, block=_POLL_MS))
+            entries = _entries(answer)
+            if not entries:
+                continue
+            self.last_id = entries[-1][0]
+            batch = []
+            for entry_id, fields in entries:
+                try:
+                    batch.append(decode(fields.get(b"m", b"")))
+                except MalformedMessage as exc:  # never fatal for the run
+                    log.warning("dropped a malformed reply", stream=self.stream, id=_text(entry_id), error=str(exc))
+            if batch:
+                return batch
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def _xadd(stream: str, data: bytes, reply: bool, pipe: Any) -> None:
+    pipe.xadd(stream, {b"m": data}, nomkstream=reply)
 
 
 async def _ranges(client: Any, stream: str, ids: list[Any]) -> list[tuple[Any, dict[bytes, bytes]]]:
