@@ -15,6 +15,7 @@ from .base import CheckpointStore, check_name
 __all__ = ["S3CheckpointStore", "split_s3_uri"]
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+_session: Any = None
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 _DENIED = frozenset(
     "AccessDenied 403 Forbidden AllAccessDisabled InvalidAccessKeyId SignatureDoesNotMatch "
@@ -151,8 +152,11 @@ class S3CheckpointStore(CheckpointStore):
             read_timeout=60,
             retries={"mode": "standard", "max_attempts": self._max_attempts},
         )
+        global _session
+        if _session is None:  # one session per process: it caches the service models
+            _session = get_session()  # (loading them costs ~50 ms per new session)
         with self._errors("connect to", None, ValueError):  # ValueError: bad endpoint URL
-            creator = get_session().create_client("s3", config=config, **self._client_options)
+            creator = _session.create_client("s3", config=config, **self._client_options)
             return await self._stack.enter_async_context(creator)
 
     @contextmanager
