@@ -12,16 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
 from graflow_async import run, task, workflow
+
+from .redis_streams import redis_server
 
 N = 200
 
@@ -86,23 +85,10 @@ async def in_process(n: int = N) -> dict[str, float]:
     return _percentiles(latencies)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def across_redis(n: int = N) -> dict[str, float]:
     from graflow_async.feedback.redis import RedisFeedbackStore
 
-    port, workdir = _free_port(), tempfile.mkdtemp()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir], stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        await _wait_for_port(port)
+    with redis_server() as (url, _):
         store = RedisFeedbackStore(url, namespace="bench")
         answering = subprocess.Popen([sys.executable, "-c", ANSWERER, url, str(n)])
         latencies: list[float] = []
@@ -112,21 +98,6 @@ async def across_redis(n: int = N) -> dict[str, float]:
             answering.wait(30)
             await store.aclose()
         return _percentiles(latencies)
-    finally:
-        server.terminate()
-        server.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-async def _wait_for_port(port: int) -> None:
-    for _ in range(200):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.025)
-    raise RuntimeError(f"redis-server did not listen on {port}")
 
 
 async def main() -> dict[str, Any]:
