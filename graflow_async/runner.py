@@ -114,7 +114,9 @@ class RunState(Actor["TaskReply | RetryDue"]):
         self.workflow_ref = workflow_ref
         self.initial_ready: list[int] = list(graph.roots)
         self.checkpoint_sequence = 0
-        self._sequence_checked = False
+        # A resumed run may have checkpoints after the one it resumed from: it numbers
+        # after them (restore_snapshot clears this); a fresh run starts at 1.
+        self.sequence_known = True
         self.resumed_metadata: dict[str, dict[str, Any]] = {}
         self.feedback_state: dict[str, Any] = {}
         # human in the loop (see feedback/hitl.py)
@@ -384,8 +386,8 @@ class RunState(Actor["TaskReply | RetryDue"]):
         )
 
     async def _next_sequence(self) -> int:
-        if not self._sequence_checked:  # once per run: later numbers are ours
-            self._sequence_checked = True
+        if not self.sequence_known:  # once per resumed run: later numbers are ours
+            self.sequence_known = True
             return await self.checkpoints.next_sequence(self.run_id, self.checkpoint_sequence)
         return self.checkpoint_sequence + 1
 

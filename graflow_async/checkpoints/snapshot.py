@@ -158,6 +158,7 @@ def restore_snapshot(state: RunState, doc: dict[str, Any]) -> None:
         if t is not None and not state.done[i] and state.remaining[i] == 0
     ]
     state.checkpoint_sequence = int(doc.get("sequence", 0))
+    state.sequence_known = False
     state.feedback_state.update(doc.get("feedback") or {})
     task_id = doc.get("task_id")
     if task_id is not None:
