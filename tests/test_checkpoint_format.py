@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import pickle
 import random
+import zlib
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from graflow_async.checkpoints.format import (
 from graflow_async.exceptions import CheckpointError
 
 HEADER_SIZE = 20  # magic, version, flags, payload length
-CHECKSUM_SIZE = 32
+CHECKSUM_SIZE = 4
 SIGNED_FLAG_BIT = 11 * 8  # bit 0 of the flags' low byte
 KEY = b"secret key"
 
@@ -169,7 +169,7 @@ def build(payload: bytes, *, flags: int = 0) -> bytes:
     """A file with a valid checksum around `payload`, made without encode_checkpoint."""
     header = MAGIC + FORMAT_VERSION.to_bytes(2, "big") + flags.to_bytes(2, "big")
     header += len(payload).to_bytes(8, "big")
-    return header + hashlib.sha256(header + payload).digest() + payload
+    return header + zlib.crc32(header + payload).to_bytes(4, "big") + payload
 
 
 def test_build_helper_matches_the_encoder() -> None:
@@ -213,7 +213,7 @@ def test_tampered_signed_file_with_recomputed_checksum() -> None:
     start = HEADER_SIZE + CHECKSUM_SIZE
     signature, payload = data[start : start + 32], data[start + 32 :]
     forged = payload.replace(b"\x01", b"\x02")
-    checksum = hashlib.sha256(data[:HEADER_SIZE] + signature + forged).digest()
+    checksum = zlib.crc32(data[:HEADER_SIZE] + signature + forged).to_bytes(4, "big")
     tampered = data[:HEADER_SIZE] + checksum + signature + forged
     assert "signature does not verify" in str(decode_error(tampered, key=KEY))
 

@@ -7,7 +7,7 @@ import posixpath
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import CheckpointError
-from .format import decode_checkpoint, encode_checkpoint
+from .format import decode_checkpoint, encode_checkpoint_parts
 from .snapshot import check_document, check_same_graph
 from .stores import CheckpointStore, open_store, store_for_location
 
@@ -49,7 +49,7 @@ class CheckpointManager:
         """Encode `doc` and write it at `path` (a local path or ``s3://`` URI), or at
         `name` under the store's root; return the location."""
         store = self.store
-        data = encode_checkpoint(doc, key=store.signing_key)
+        data = encode_checkpoint_parts(doc, key=store.signing_key)
         if path is None:
             return await store.write(store.location(name), data)
         target = store_for_location(str(path), **self._location_options())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from types import TracebackType
 
@@ -45,8 +46,9 @@ class CheckpointStore(ABC):
         """
 
     @abstractmethod
-    async def write(self, location: str, data: bytes) -> str:
-        """Store `data` at `location` atomically, replacing what was there; return it.
+    async def write(self, location: str, data: bytes | Sequence[bytes]) -> str:
+        """Store `data` (bytes, or byte strings to write one after the other) at
+        `location` atomically, replacing what was there; return it.
 
         Readers see either the previous bytes or all of `data`, never a mix, even if
         the process dies mid-write.

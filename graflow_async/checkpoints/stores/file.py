@@ -7,6 +7,7 @@ import builtins
 import contextlib
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from ...exceptions import CheckpointError
@@ -38,7 +39,7 @@ class FileCheckpointStore(CheckpointStore):
     def location(self, name: str) -> str:
         return str(self.root.joinpath(*check_name(name).parts))
 
-    async def write(self, location: str, data: bytes) -> str:
+    async def write(self, location: str, data: bytes | Sequence[bytes]) -> str:
         self._check_open()
         path = self._path(location)
         try:
@@ -78,7 +79,7 @@ class FileCheckpointStore(CheckpointStore):
         return self.root.joinpath(*check_name(location).parts)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes | Sequence[bytes]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX)
     try:
@@ -95,11 +96,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
     _fsync_directory(path.parent)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+def _write_all(fd: int, data: bytes | Sequence[bytes]) -> None:
+    views = [memoryview(data)] if isinstance(data, bytes | bytearray | memoryview) else [memoryview(d) for d in data]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
@@ -81,8 +81,10 @@ class S3CheckpointStore(CheckpointStore):
     def location(self, name: str) -> str:
         return self._uri(self.prefix + check_name(name).as_posix())
 
-    async def write(self, location: str, data: bytes) -> str:
+    async def write(self, location: str, data: bytes | Sequence[bytes]) -> str:
         key = self._key(location)
+        if not isinstance(data, bytes):
+            data = b"".join(data)
         client = await self._get_client()
         with self._errors("write", key):
             await client.put_object(Bucket=self.bucket, Key=key, Body=data)
