@@ -6,7 +6,8 @@
   fails (its runner is "offline"), and the release goes on with the others;
 - `publish` flakes once (an upload timeout) and succeeds when retried;
 - `publish` is a fan-in: it runs once, after every build, and reads the successful
-  builds' results by task id (a failed build's parameter falls back to its default).
+  builds' results by task id (a failed build's parameter falls back to its default);
+  it saves a checkpoint (under `.graflow/checkpoints`, the default store) once done.
 
 Run it with ``make demo``, ``python examples/release_pipeline.py``, or
 ``python -m graflow_async run examples.release_pipeline:release``.
@@ -69,6 +70,8 @@ async def publish(
         raise TimeoutError("upload to the package index timed out")
     artifacts = [a for a in (build_linux, build_macos, build_windows, build_docs) if a]
     await context.channel.set("published", artifacts)
+    # a save point: a crash after this resumes with the builds done and published
+    await context.checkpoint(metadata={"published": len(artifacts)})
     return artifacts
 
 
@@ -93,6 +96,8 @@ def show(event: Event) -> None:
         print(f"{stamp}  ↻ {event.task_id} failed ({event.error}); retrying in {event.delay:.1f}s")
     elif event.kind == "task_failed":
         print(f"{stamp}  ✘ {event.task_id}: {event.error}")
+    elif event.kind == "checkpoint_saved":
+        print(f"{stamp}  ⚑ checkpoint saved: {event.location}")
     elif event.kind == "group_finished":
         verdict = "accepted" if event.success else "failed"
         print(f"{stamp}  ◆ group {event.group_id} {verdict} (failed members: {event.failed or 'none'})")
