@@ -39,3 +39,16 @@ def test_errors_live_in_exceptions_and_share_one_base() -> None:
     assert issubclass(exceptions.TaskTimeoutError, exceptions.TaskFailedError)
     assert issubclass(exceptions.FeedbackTimeoutError, exceptions.FeedbackError)
     assert issubclass(exceptions.FeedbackCancelledError, exceptions.FeedbackError)
+
+
+def test_spec_submodules_expose_their_names() -> None:
+    from graflow_async import feedback, handlers, transports, web
+
+    for module, names in [
+        (feedback, ["MemoryFeedbackStore", "FileFeedbackStore", "RedisFeedbackStore", "FeedbackType"]),
+        (transports, ["MemoryTransport", "RedisStreamsTransport", "Transport"]),
+        (handlers, ["TaskHandler", "TaskCall", "register_handler"]),
+        (web, ["create_app", "setup"]),
+    ]:
+        for name in names:
+            assert getattr(module, name) is not None, (module.__name__, name)

@@ -1,6 +1,20 @@
-"""Transports: where task messages and replies travel (SPEC section 7)."""
+"""Transports: where task messages and replies travel (SPEC section 7).
+
+`MemoryTransport` keeps queues in this process (the default); `RedisStreamsTransport`
+(needs the ``redis`` extra) puts them in Redis Streams for worker processes.
+"""
+
+from typing import Any
 
 from .base import Delivery, Transport
 from .memory import MemoryTransport
 
-__all__ = ["Delivery", "MemoryTransport", "Transport"]
+__all__ = ["Delivery", "MemoryTransport", "RedisStreamsTransport", "Transport"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisStreamsTransport":  # imported on use: redis is an optional extra
+        from .redis_streams import RedisStreamsTransport
+
+        return RedisStreamsTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
