@@ -39,3 +39,29 @@ class TestRedisStreamsTransport(TransportSuite):
         namespace = f"conformance-{uuid.uuid4().hex[:8]}"
         async with RedisStreamsTransport(redis_url, namespace=namespace, connect_timeout=2) as transport:
             yield transport
+
+
+async def test_the_default_inbox_acks_on_receipt_and_closes_with_the_transport() -> None:
+    import asyncio
+
+    from graflow_async.actors import MailboxClosed
+    from graflow_async.transports.base import Transport, TransportInbox
+
+    acked: list[int] = []
+
+    class Recording(MemoryTransport):  # keeps the base class's inbox
+        inbox = Transport.inbox
+
+        async def ack(self, queue, deliveries):  # type: ignore[no-untyped-def]
+            acked.append(len(deliveries))
+
+    transport = Recording()
+    inbox = transport.inbox("q")
+    assert isinstance(inbox, TransportInbox)
+    await transport.send("q", [1, 2])
+    assert await inbox.receive_batch() == [1, 2] and acked == [2]
+    waiting = asyncio.create_task(inbox.receive_batch())
+    await asyncio.sleep(0.01)
+    await transport.aclose()
+    with pytest.raises(MailboxClosed):
+        await asyncio.wait_for(waiting, 1)

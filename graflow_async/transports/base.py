@@ -98,21 +98,15 @@ class Transport(ABC):
 
 
 class TransportInbox:
-    """Adapts a transport queue to the actor kernel's `Inbox` protocol.
+    """Adapts a transport queue to the actor kernel's `Inbox` protocol, for a queue whose
+    only reader is the actor (a run's reply queue): it yields the messages themselves and
+    acks them on receipt, since there is no one else to redeliver them to."""
 
-    With ``settle=True`` (`Transport.inbox`) it yields the messages themselves and
-    acks them on receipt: for a queue whose only reader is the actor, such as a run's
-    reply queue, there is no one else to redeliver to. With ``settle=False`` it yields
-    `Delivery` objects and leaves acking to the actor (an executor acks after the
-    task's reply is written).
-    """
+    __slots__ = ("_closed", "queue", "transport")
 
-    __slots__ = ("_closed", "queue", "settle", "transport")
-
-    def __init__(self, transport: Transport, queue: str, *, settle: bool = True) -> None:
+    def __init__(self, transport: Transport, queue: str) -> None:
         self.transport = transport
         self.queue = queue
-        self.settle = settle
         self._closed = False
 
     async def receive_batch(self, max_items: int = 0) -> list[Any]:
@@ -124,8 +118,6 @@ class TransportInbox:
             if getattr(self.transport, "closed", False):
                 raise MailboxClosed from None
             raise
-        if not self.settle:
-            return batch
         if batch:
             await self.transport.ack(self.queue, batch)
         return [d.message for d in batch]
