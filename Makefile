@@ -42,7 +42,6 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check graflow_async tests benchmarks examples
-	$(BIN)/ruff format --check graflow_async tests benchmarks examples
 	$(BIN)/mypy
 
 clean:
