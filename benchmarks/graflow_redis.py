@@ -57,6 +57,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from benchmarks import report
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
 VENV = BENCH_DIR / "graflow-venv"
@@ -405,13 +407,7 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM ends the benchmark through its `finally` blocks: driver, workers and redis-server stop too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = measure(args)
-    if args.table:
-        stdout, sys.stdout = sys.stdout, sys.stderr
-        try:
-            print_table(result)
-        finally:
-            sys.stdout = stdout
-    print(json.dumps(result))
+    report(result, print_table if args.table else None)
 
 
 if __name__ == "__main__":

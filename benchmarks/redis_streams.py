@@ -48,6 +48,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from benchmarks import report
+
 ROOT = Path(__file__).resolve().parent.parent
 TASK_MODULE = "benchmarks.redis_tasks"
 RUN_TIMEOUT = 300.0  # seconds: a run that takes longer is reported as an error, not waited for
@@ -440,13 +442,7 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM ends the benchmark through its `finally` blocks: workers and redis-server stop too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = measure(args)
-    if args.table:
-        stdout, sys.stdout = sys.stdout, sys.stderr
-        try:
-            print_table(result)
-        finally:
-            sys.stdout = stdout
-    print(json.dumps(result))
+    report(result, print_table if args.table else None)
 
 
 if __name__ == "__main__":

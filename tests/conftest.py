@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
-from redis_server import redis_server, redis_url
+from redis_server import client, redis_server, redis_url
 from services import s3_bucket, s3_service
 from structlog.testing import capture_logs
 
@@ -24,4 +24,5 @@ def log_capture() -> Iterator[list[dict]]:
             structlog.reset_defaults()
 
 
-__all__ = ["redis_server", "redis_url", "s3_bucket", "s3_service"]
+__all__ = [
+    "client","redis_server", "redis_url", "s3_bucket", "s3_service"]

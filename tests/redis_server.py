@@ -13,8 +13,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,3 +145,15 @@ def redis_url(redis_server: RedisServer) -> str:
     if reply != b"+OK\r\n+OK\r\n":
         raise RuntimeError(f"cannot empty database {db} of the test Redis: {reply!r}")
     return redis_server.db_url(db)
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Any]:
+    """A redis-py asyncio client on the test's emptied database."""
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(redis_url)
+    try:
+        yield r
+    finally:
+        await r.aclose()

@@ -36,15 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    r = Redis.from_url(redis_url)
-    try:
-        yield r
-    finally:
-        await r.aclose()
-
-
-@pytest.fixture
 async def transport(redis_url: str) -> AsyncIterator[RedisStreamsTransport]:
     async with RedisStreamsTransport(redis_url, lease_timeout=1.0, max_deliveries=3, consumer="a") as t:
         yield t

@@ -181,15 +181,6 @@ def workers(redis_url: str, tmp_path: Path) -> Iterator[Workers]:
         pool.close()
 
 
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    r = Redis.from_url(redis_url)
-    try:
-        yield r
-    finally:
-        await r.aclose()
-
-
 @dataclass
 class Pool:
     url: str
