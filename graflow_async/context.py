@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     import structlog
 
     from .feedback.models import FeedbackResponse, FeedbackType
-    from .runner import RunState
+    from .run_state import RunState
 
 
 class Channel(ABC):

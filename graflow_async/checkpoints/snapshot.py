@@ -18,7 +18,7 @@ from ..policies import TaskResult
 
 if TYPE_CHECKING:
     from ..graph import Workflow
-    from ..runner import RunState
+    from ..run_state import RunState
 
 KIND = "graflow-async checkpoint"
 

@@ -11,7 +11,7 @@ from .base import FeedbackStore
 from .models import ANSWERED, CANCELLED, FeedbackRequest, FeedbackResponse, FeedbackType
 
 if TYPE_CHECKING:
-    from ..runner import RunState
+    from ..run_state import RunState
 
 DEFAULT_FEEDBACK_DIRECTORY = ".graflow/feedback"
 _IDS = uuid.uuid5(uuid.NAMESPACE_URL, "https://graflow-async/feedback")  # namespace of feedback ids
