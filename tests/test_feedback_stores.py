@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +83,13 @@ async def store(backend: Backend) -> AsyncIterator[FeedbackStore]:
 def ask(
     feedback_id: str = "fb-1", run_id: str = "run-1", kind: str = "approval", *,
     options: list[str] | None = None, created_at: float | None = None, prompt: str = "deploy?",
+    metadata: dict[str, Any] | None = None,
 ) -> FeedbackRequest:
-    request = FeedbackRequest(
-        feedback_id, run_id, "task-a", FeedbackType(kind), prompt, options, {"env": "prod"}, 30.0
+    return FeedbackRequest(
+        feedback_id, run_id, "task-a", FeedbackType(kind), prompt, options,
+        {"env": "prod"} if metadata is None else metadata, 30.0,
+        **({} if created_at is None else {"created_at": created_at}),
     )
-    if created_at is not None:
-        request.created_at = created_at
-    return request
 
 
 async def started(coro: Any) -> asyncio.Task[Any]:
@@ -256,6 +256,66 @@ async def test_in_process_wake_up_is_under_50ms(store: FeedbackStore) -> None:
         await store.respond(feedback_id, {"approved": True})
         woke_at = await asyncio.wait_for(waiter, 2.0)
         assert woke_at - answered_at < 0.05
+
+
+@pytest.mark.parametrize(("settle", "settled_status"), [("respond", "answered"), ("cancel", "cancelled")])
+async def test_requests_handed_out_keep_their_status_when_settled(
+    store: FeedbackStore, settle: str, settled_status: str
+) -> None:
+    created = await store.create(ask())
+    again = await store.create(ask())
+    got, _ = await store.get("fb-1")
+    [listed] = await store.list_pending()
+    if settle == "respond":
+        await store.respond("fb-1", {"approved": True})
+    else:
+        await store.cancel("fb-1")
+    assert [r.status for r in (created, again, got, listed)] == ["pending"] * 4
+    assert (await store.get("fb-1"))[0].status == settled_status
+    assert [r.status for r in await store.list()] == [settled_status]
+
+
+async def test_requests_handed_out_are_frozen(store: FeedbackStore) -> None:
+    created = await store.create(ask())
+    got, _ = await store.get("fb-1")
+    [listed] = await store.list()
+    for request in (created, got, listed):
+        with pytest.raises(FrozenInstanceError):
+            request.status = "answered"  # type: ignore[misc]
+        with pytest.raises(FrozenInstanceError):
+            request.metadata = {}  # type: ignore[misc]
+    assert (await store.get("fb-1"))[0].status == "pending"
+
+
+async def test_changing_what_went_in_or_came_out_does_not_change_the_store(store: FeedbackStore) -> None:
+    given = ask(kind="selection", options=["a", "b"], metadata={"env": "prod", "tags": ["x"]})
+    created = await store.create(given)
+    given.metadata["env"] = "dev"
+    assert given.options is not None
+    given.options.append("c")
+    created.metadata["tags"].append("y")
+    got, _ = await store.get("fb-1")
+    got.metadata["extra"] = 1
+    [listed] = await store.list_pending()
+    listed.metadata.clear()
+    request, _ = await store.get("fb-1")
+    assert (request.options, request.metadata) == (["a", "b"], {"env": "prod", "tags": ["x"]})
+    with pytest.raises(FeedbackValidationError):
+        await store.respond("fb-1", {"selected": "c"})  # an option added by a caller only
+
+
+async def test_changing_an_answer_given_or_returned_does_not_change_the_store(store: FeedbackStore) -> None:
+    await store.create(ask(kind="custom"))
+    given: dict[str, Any] = {"custom_data": {"replicas": [1]}}
+    returned = await store.respond("fb-1", given)
+    given["custom_data"]["replicas"].append(2)
+    assert returned.custom_data is not None
+    returned.custom_data["other"] = True
+    _, stored = await store.get("fb-1")
+    assert stored is not None and stored.custom_data == {"replicas": [1]}
+    stored.custom_data["replicas"].clear()
+    _, again = await store.get("fb-1")
+    assert again is not None and again.custom_data == {"replicas": [1]}
 
 
 ODD_IDS = ["../escape", "a/b\\c", "CON", "con.json", "Upper", "spaces and ünïcödé", ".hidden", "x" * 300, "a:b:c"]

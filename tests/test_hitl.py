@@ -18,7 +18,7 @@ from graflow_async import (
     workflow,
 )
 from graflow_async.exceptions import FeedbackCancelledError, FeedbackValidationError
-from graflow_async.feedback import MemoryFeedbackStore
+from graflow_async.feedback import FeedbackStore, FileFeedbackStore, MemoryFeedbackStore
 from graflow_async.feedback.hitl import feedback_id
 
 
@@ -95,6 +95,23 @@ async def test_a_timeout_inside_a_group_suspends_the_run_and_resume_finishes_it(
     assert resumed.output == "deployed=False tests=green"
     assert calls == {"build": 1, "approve": 2, "deploy": 1}  # build not re-run; approve asked again
     assert len(await store.list(result.run_id)) == 1  # the same request, answered at once
+
+
+@pytest.mark.parametrize("kind", ["memory", "file"])
+async def test_the_pending_feedback_a_run_returned_does_not_change_when_answered(kind: str, tmp_path: Path) -> None:
+    store: FeedbackStore = MemoryFeedbackStore() if kind == "memory" else FileFeedbackStore(tmp_path / "feedback")
+    result = await run(approval_workflow({}, timeout=0.05), feedback_store=store, checkpoint_store=tmp_path / "ckpt")
+    assert result.status == "suspended"
+    [pending] = result.pending_feedback
+    assert pending.status == "pending"
+    pending.metadata["env"] = "staging"  # the caller's copy: the store's record stays as asked
+
+    await store.respond(pending.feedback_id, {"approved": True})
+    assert result.pending_feedback[0].status == "pending"  # what the run returned is a record of then
+    request, response = await store.get(pending.feedback_id)
+    assert request.status == "answered" and response is not None and response.approved is True
+    assert request.metadata == {"env": "prod"}
+    await store.aclose()
 
 
 async def test_resume_without_an_answer_waits_again(tmp_path: Path) -> None:

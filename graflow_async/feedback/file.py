@@ -28,6 +28,7 @@ import re
 import threading
 import uuid
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +140,8 @@ class FileFeedbackStore(FeedbackStore):
     # -- settling ---------------------------------------------------------------------
 
     async def _settle(self, request: FeedbackRequest, status: str, answer: FeedbackResponse | None) -> None:
-        request.status = status
         record = {
-            "request": request.to_dict(),
+            "request": replace(request, status=status).to_dict(),
             "response": None if answer is None else answer.to_dict(),
             "status": status,
         }
@@ -237,8 +237,7 @@ def _check_pending(request: FeedbackRequest) -> None:
 
 def _decode(record: dict[str, Any]) -> tuple[FeedbackRequest, FeedbackResponse | None]:
     try:
-        request = FeedbackRequest.from_dict(record["request"])
-        request.status = record["status"]
+        request = FeedbackRequest.from_dict({**record["request"], "status": record["status"]})
         response = record["response"]
         return request, None if response is None else FeedbackResponse.from_dict(response)
     except (KeyError, TypeError, FeedbackValidationError) as exc:

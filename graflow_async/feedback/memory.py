@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import copy
+from dataclasses import replace
 from typing import Any
 
 from ..exceptions import (
@@ -11,6 +13,7 @@ from ..exceptions import (
     FeedbackCancelledError,
     FeedbackNotFoundError,
     FeedbackTimeoutError,
+    FeedbackValidationError,
 )
 from .base import FeedbackStore
 from .models import ANSWERED, CANCELLED, PENDING, FeedbackRequest, FeedbackResponse, validate_response
@@ -76,7 +79,12 @@ async def wait_settled(
 
 
 class MemoryFeedbackStore(FeedbackStore):
-    """Requests and answers in a dict: for tests and single-process apps."""
+    """Requests and answers in a dict: for tests and single-process apps.
+
+    Like the stores that serialize, it shares nothing mutable with its callers: it
+    keeps a deep copy of each request it is given and hands out deep copies, so that
+    neither side sees the other's later changes to `options` or `metadata`.
+    """
 
     def __init__(self) -> None:
         self._requests: dict[str, FeedbackRequest] = {}
@@ -85,37 +93,35 @@ class MemoryFeedbackStore(FeedbackStore):
         self._waiters = Waiters()
 
     async def create(self, request: FeedbackRequest) -> FeedbackRequest:
-        return self._requests.setdefault(request.feedback_id, request)
+        stored = self._requests.get(request.feedback_id)
+        if stored is None:
+            try:
+                stored = self._requests[request.feedback_id] = copy.deepcopy(request)
+            except (TypeError, copy.Error) as exc:
+                raise FeedbackValidationError(f"the request cannot be copied: {exc}", field="metadata") from exc
+        return copy.deepcopy(stored)
 
     async def list(self, run_id: str | None = None, status: str | None = None) -> builtins.list[FeedbackRequest]:
         found = [
-            r for r in self._requests.values()
+            copy.deepcopy(r) for r in self._requests.values()
             if (run_id is None or r.run_id == run_id) and (status is None or r.status == status)
         ]
         return sorted(found, key=lambda r: r.created_at)
 
     async def get(self, feedback_id: str) -> tuple[FeedbackRequest, FeedbackResponse | None]:
-        try:
-            request = self._requests[feedback_id]
-        except KeyError:
-            raise FeedbackNotFoundError(f"no feedback request {feedback_id!r}") from None
-        return request, self._responses.get(feedback_id)
+        return copy.deepcopy(self._stored(feedback_id)), copy.deepcopy(self._responses.get(feedback_id))
 
     async def respond(self, feedback_id: str, response: dict[str, Any] | FeedbackResponse) -> FeedbackResponse:
-        request, _ = await self.get(feedback_id)
-        if request.status != PENDING:
-            raise FeedbackAlreadyAnsweredError(f"feedback request {feedback_id!r} is {request.status}")
+        request = self._pending(feedback_id)
         answer = validate_response(request, response)
-        self._responses[feedback_id] = answer
-        request.status = ANSWERED
+        self._responses[feedback_id] = copy.deepcopy(answer)
+        self._requests[feedback_id] = replace(request, status=ANSWERED)
         self._waiters.settle(feedback_id)
         return answer
 
     async def cancel(self, feedback_id: str) -> None:
-        request, _ = await self.get(feedback_id)
-        if request.status != PENDING:
-            raise FeedbackAlreadyAnsweredError(f"feedback request {feedback_id!r} is {request.status}")
-        request.status = CANCELLED
+        request = self._pending(feedback_id)
+        self._requests[feedback_id] = replace(request, status=CANCELLED)
         self._waiters.settle(feedback_id)
 
     async def wait(self, feedback_id: str, timeout: float | None = None) -> FeedbackResponse:
@@ -128,4 +134,17 @@ class MemoryFeedbackStore(FeedbackStore):
             self._suspensions[run_id] = dict(record)
 
     async def get_suspension(self, run_id: str) -> dict[str, Any] | None:
-        return self._suspensions.get(run_id)
+        record = self._suspensions.get(run_id)
+        return None if record is None else dict(record)
+
+    def _stored(self, feedback_id: str) -> FeedbackRequest:
+        try:
+            return self._requests[feedback_id]
+        except KeyError:
+            raise FeedbackNotFoundError(f"no feedback request {feedback_id!r}") from None
+
+    def _pending(self, feedback_id: str) -> FeedbackRequest:
+        request = self._stored(feedback_id)
+        if request.status != PENDING:
+            raise FeedbackAlreadyAnsweredError(f"feedback request {feedback_id!r} is {request.status}")
+        return request

@@ -34,9 +34,15 @@ class FeedbackType(enum.StrEnum):
 PENDING, ANSWERED, CANCELLED = "pending", "answered", "cancelled"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class FeedbackRequest:
-    """A question waiting for (or given) an answer. The REST JSON uses the same names."""
+    """A question waiting for (or given) an answer. The REST JSON uses the same names.
+
+    Frozen: a store replaces its record (`dataclasses.replace`) when the status changes,
+    so a request once handed out keeps the status it had then. `options` and `metadata`
+    stay a list and a dict; a store shares neither with its callers (it serializes
+    or copies them).
+    """
 
     feedback_id: str
     run_id: str

@@ -276,8 +276,7 @@ class RedisFeedbackStore(FeedbackStore):
 def _decode(feedback_id: str, row: builtins.list[Any]) -> tuple[FeedbackRequest, FeedbackResponse | None]:
     data, response, status = row
     try:
-        request = FeedbackRequest.from_dict(json.loads(data))
-        request.status = _text(status)
+        request = FeedbackRequest.from_dict({**json.loads(data), "status": _text(status)})
         return request, None if response is None else FeedbackResponse.from_dict(json.loads(response))
     except (KeyError, TypeError, ValueError) as exc:
         raise FeedbackError(f"malformed feedback record {feedback_id!r} in Redis: {exc}") from exc
