@@ -17,6 +17,7 @@ from .context import Channel, TaskContext
 from .events import Event
 from .exceptions import (
     CheckpointError,
+    CycleLimitError,
     FeedbackAlreadyAnsweredError,
     FeedbackCancelledError,
     FeedbackError,
@@ -61,6 +62,7 @@ __all__ = [
     "CheckpointManager",
     "CoordinationBackend",
     "CriticalGroupPolicy",
+    "CycleLimitError",
     "Event",
     "FeedbackAlreadyAnsweredError",
     "FeedbackCancelledError",

@@ -1,4 +1,4 @@
-"""One source of time for retries, leases and timeouts, so tests can replace it.
+"""One source of time for retries, HITL waits, leases and grace periods, so tests can replace it.
 
 The runtime never calls ``loop.time()`` or ``asyncio.sleep`` for policy waits
 directly; it asks `current_clock()`. Tests install a clock that runs long waits in
@@ -8,10 +8,12 @@ an instant with `use_clock`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Cancellable(Protocol):
@@ -46,3 +48,21 @@ def use_clock(clock: Clock) -> Iterator[Clock]:
         yield clock
     finally:
         _clock.reset(token)
+
+
+async def within(clock: Clock, aw: Awaitable[T], timeout: float | None) -> T:
+    """What `aw` gives, or TimeoutError once `timeout` seconds have passed on `clock`
+    (a fast test clock makes a long wait time out at once unless `aw` is ready)."""
+    work = asyncio.ensure_future(aw)
+    if timeout is None:
+        return await work
+    timer = asyncio.ensure_future(clock.sleep(timeout))
+    try:
+        done, _ = await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (work, timer):
+            pending.cancel()
+        await asyncio.gather(work, timer, return_exceptions=True)
+    if work in done and not work.cancelled():
+        return work.result()
+    raise TimeoutError

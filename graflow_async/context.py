@@ -1,23 +1,38 @@
-"""What a task sees of its run: `TaskContext` and the run's shared `Channel`."""
+"""What a task sees of its run: `TaskContext`, and the run's `Channel` as a task uses it.
+
+A task reaches its run only through messages: channel operations, checkpoints and
+feedback are `ContextRequest`s to the run's supervisor, answered by `ContextReply`s
+(a mailbox hop in-process, a Redis stream between a worker and the run). What a task
+asks of the run's graph (`next_task`, `next_iteration`, `cancel_workflow`,
+`terminate_workflow`) is collected here and travels with its reply, so it takes
+effect when the task returns. The context holds no reference to the run.
+"""
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import structlog
+from .exceptions import CycleLimitError
+from .messages import AddTasks, Cancel, Iterate, Terminate
+from .plan.channel import check_key, check_value
+from .plan.graph import tasks_in
+from .plan.specs import component_spec
+from .tasks import Task
 
+if TYPE_CHECKING:
+    from .context_port import ContextPort
     from .feedback.models import FeedbackResponse, FeedbackType
-    from .run_state import RunState
+    from .messages import TaskMessage
 
 
 class Channel(ABC):
     """An async key-value store shared by the tasks of one run.
 
-    Values must be msgpack-serializable (see `graflow_async.codec`): a channel may
-    live in Redis, and a checkpoint saves it.
+    Values must be msgpack-serializable (see `graflow_async.codec`): tasks may run on
+    workers, and a checkpoint saves the channel. `append` and `incr` are atomic across
+    every task of the run.
     """
 
     @abstractmethod
@@ -34,99 +49,152 @@ class Channel(ABC):
     async def keys(self) -> list[str]: ...
 
     @abstractmethod
+    async def append(self, key: str, value: Any) -> int:
+        """Append `value` to the list at `key` (created when absent); the new length."""
+
+    @abstractmethod
+    async def incr(self, key: str, amount: int | float = 1) -> int | float:
+        """Add `amount` to the number at `key` (0 when absent); the new value."""
+
+    @abstractmethod
     async def snapshot(self) -> dict[str, Any]:
         """Every key and value, as a plain dict."""
 
 
-class MemoryChannel(Channel):
-    """The channel of a local run: a dict, checked for serializability on write."""
+class RunChannel(Channel):
+    """The run's channel, reached by messages to the run (the run applies them one at a time)."""
 
-    __slots__ = ("data",)
+    __slots__ = ("_context",)
 
-    def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
-        self.data: dict[str, Any] = {}
-        for key, value in (initial or {}).items():
-            _check_value(key, value)
-            self.data[key] = value
+    def __init__(self, context: TaskContext) -> None:
+        self._context = context
 
     async def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
+        check_key(key)
+        found, value = await self._context._call("channel.get", {"key": key})
+        return value if found else default
 
     async def set(self, key: str, value: Any) -> None:
-        _check_value(key, value)
-        self.data[key] = value
+        check_value(key, value)
+        await self._context._call("channel.set", {"key": key, "value": value})
 
     async def delete(self, key: str) -> None:
-        self.data.pop(key, None)
+        check_key(key)
+        await self._context._call("channel.delete", {"key": key})
 
     async def keys(self) -> list[str]:
-        return list(self.data)
+        return list(await self._context._call("channel.keys", {}))
+
+    async def append(self, key: str, value: Any) -> int:
+        check_value(key, value)
+        return int(await self._context._call("channel.append", {"key": key, "value": value}))
+
+    async def incr(self, key: str, amount: int | float = 1) -> int | float:
+        check_key(key)
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount):
+            raise TypeError(f"channel incr amount must be a finite number, got {amount!r}")
+        value: int | float = await self._context._call("channel.incr", {"key": key, "amount": amount})
+        return value
 
     async def snapshot(self) -> dict[str, Any]:
-        return dict(self.data)
-
-
-def _check_value(key: Any, value: Any) -> None:
-    from .codec import packb
-
-    if not isinstance(key, str):
-        raise TypeError(f"channel keys are strings, got {key!r}")
-    try:
-        packb(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise TypeError(
-            f"channel key {key!r}: a value of type {type(value).__name__} cannot be "
-            f"serialized ({exc})"
-        ) from exc
+        return dict(await self._context._call("channel.snapshot", {}))
 
 
 class TaskContext:
     """Given to a task declared with ``inject_context=True`` as its first argument."""
 
     __slots__ = (
-        "_control", "_feedback_calls", "_log", "_state", "attempt", "resumed_metadata", "run_id", "task_id",
+        "_channel", "_directives", "_feedback_calls", "_log", "_message", "_port", "attempt", "cycle_count",
+        "max_cycles", "resumed_metadata", "run_id", "task_id",
     )
 
-    def __init__(
-        self, state: RunState, task_id: str, attempt: int,
-        resumed_metadata: dict[str, Any] | None = None,
-    ) -> None:
-        self._state = state
-        self.task_id = task_id
-        self.run_id = state.run_id
-        self.attempt = attempt
-        self.resumed_metadata = resumed_metadata
-        self._control: tuple[str, str] | None = None
+    def __init__(self, port: ContextPort, message: TaskMessage) -> None:
+        self._port = port
+        self._message = message
+        self.task_id = message.task_id
+        self.run_id = message.run_id
+        self.attempt = message.attempt
+        self.cycle_count = message.cycle
+        self.max_cycles = message.max_cycles
+        self.resumed_metadata = message.resumed_metadata
+        self._directives: list[Any] = []
         self._feedback_calls = 0
-        self._log: structlog.typing.FilteringBoundLogger | None = None
+        self._channel: RunChannel | None = None
+        self._log: Any = None
+
+    async def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
+        return await self._port.call(self._message, op, args, timeout=timeout)
+
+    @property
+    def directives(self) -> tuple[Any, ...]:
+        """What the task asked of the run's graph, in call order (sent with its reply)."""
+        return tuple(self._directives)
 
     @property
     def channel(self) -> Channel:
         """The run's shared key-value channel."""
-        return self._state.channel
+        if self._channel is None:
+            self._channel = RunChannel(self)
+        return self._channel
 
     @property
     def log(self) -> Any:
         """A structlog logger bound to this run and task."""
         if self._log is None:
-            self._log = self._state.log.bind(task_id=self.task_id)
+            from .events import library_logger
+
+            self._log = library_logger().bind(run_id=self.run_id, task_id=self.task_id)
         return self._log
 
+    # --- the run's course --------------------------------------------------------------------
     def cancel_workflow(self, reason: str = "cancelled") -> None:
         """When this task returns, stop the run: running siblings are cancelled and
         `run` raises `WorkflowCancelledError`."""
-        self._control = ("cancel", str(reason))
+        self._directives.append(Cancel(str(reason)))
 
     def terminate_workflow(self, reason: str = "terminated") -> None:
         """When this task returns, end the run successfully: running siblings are
         cancelled and nothing after them runs."""
-        self._control = ("terminate", str(reason))
+        self._directives.append(Terminate(str(reason)))
 
-    async def checkpoint(
-        self, path: str | None = None, metadata: dict[str, Any] | None = None
-    ) -> str:
-        """Save the run now; returns the checkpoint's location (SPEC section 6)."""
-        return await self._state.save_checkpoint(self, path, metadata)
+    def next_task(self, task: Any, *, goto: bool = False) -> str | list[str]:
+        """Run `task` (a task, an instance, a chain or a parallel group) after this one
+        returns; returns its id (a list for a chain or group). SPEC section 9.
+
+        ``goto=False``: this task's successors wait for it too. ``goto=True``: it runs
+        *instead of* this task's successors, which are skipped (a task already in the
+        workflow runs again, and its successors after it: a loop back).
+        """
+        members = tasks_in(task)  # GraphError for anything that is not a task, chain or group
+        component = component_spec(task) if self._port.remote else task
+        self._directives.append(AddTasks(component, bool(goto)))
+        return task.id if isinstance(task, Task) else [t.id for t in members]
+
+    def next_iteration(self, data: Any = None) -> None:
+        """Run this task again after it returns, with `data` as its ``data`` parameter;
+        its successors run once, after the last cycle. `CycleLimitError` when no cycle
+        is left (see `max_cycles` and `can_iterate`)."""
+        if not self.can_iterate():
+            raise CycleLimitError(self.task_id, self.max_cycles, self.cycle_count)
+        if self._port.remote:
+            check_value("data", data)
+        self._directives.append(Iterate(data))
+
+    def can_iterate(self) -> bool:
+        """Whether `next_iteration` may be called (a cycle is left)."""
+        return self.cycle_count < self.max_cycles
+
+    # --- checkpoints and people ------------------------------------------------------------------
+    async def checkpoint(self, path: str | None = None, metadata: dict[str, Any] | None = None) -> str:
+        """Save the run now; returns the checkpoint's location (SPEC section 6). The run
+        writes it (on its own host, for a task on a worker)."""
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"checkpoint metadata must be a dict, got {type(metadata).__name__}")
+        if path is not None and not isinstance(path, str):
+            path = str(path)
+        if metadata:
+            check_value("metadata", metadata)
+        return str(await self._call("checkpoint", {"path": path, "metadata": dict(metadata or {})}))
 
     async def request_feedback(
         self,
@@ -144,14 +212,14 @@ class TaskContext:
         suspends: this raises (a `FeedbackTimeoutError`), the run writes a checkpoint
         and `run` returns ``status="suspended"``; resuming runs this task again, and
         the same call returns the stored answer at once (its feedback id is derived from
-        the run id, the task id and the call's order) or waits again.
+        the run id, the task id, the cycle and the call's order) or waits again.
         """
-        from .feedback.hitl import request_feedback
+        from .feedback.hitl import ask
 
         self._feedback_calls += 1
-        return await request_feedback(
-            self._state, self.task_id, self._feedback_calls, feedback_type, prompt, options=options,
-            timeout=timeout, metadata=metadata, notification_config=notification_config,
+        return await ask(
+            self, self._feedback_calls, feedback_type, prompt, options=options, timeout=timeout,
+            metadata=metadata, notification_config=notification_config,
         )
 
     async def request_approval(self, prompt: str, **kwargs: Any) -> bool:
@@ -168,4 +236,7 @@ class TaskContext:
         return answer.selected or ""
 
     def __repr__(self) -> str:
-        return f"<TaskContext run={self.run_id} task={self.task_id} attempt={self.attempt}>"
+        return f"<TaskContext run={self.run_id} task={self.task_id} attempt={self.attempt} cycle={self.cycle_count}>"
+
+
+__all__ = ["Channel", "RunChannel", "TaskContext"]

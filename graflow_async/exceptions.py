@@ -5,6 +5,7 @@
     ├── TaskFailedError               a task raised and had no retries left (.task_id, .cause)
     │   ├── RetryLimitExceededError   ... after retries (.attempts, .max_retries, .last_error)
     │   ├── TaskTimeoutError          ... by running past its `timeout`
+    │   ├── CycleLimitError           ... a task has used every run `max_cycles` allows
     │   └── RemoteTaskError           ... on a worker; carries type name, message, traceback
     ├── ParallelGroupError            a group's policy failed it (.group_id, .failed_tasks, ...)
     ├── WorkflowCancelledError        a task called context.cancel_workflow(reason)
@@ -78,6 +79,23 @@ class TaskTimeoutError(TaskFailedError):
 
     def __reduce__(self):
         return (type(self), (self.task_id, self.timeout, self.cause))
+
+
+class CycleLimitError(TaskFailedError):
+    """Task `task_id` may not run again: it has run `cycle_count` times of `max_cycles`
+    (raised by `next_iteration()` at the call, or failing the task whose goto asked
+    for a task with no run left)."""
+
+    def __init__(self, task_id: str, max_cycles: int, cycle_count: int):
+        self.max_cycles = max_cycles
+        self.cycle_count = cycle_count
+        super().__init__(
+            task_id, None,
+            f"task {task_id!r} has no cycle left: it ran {cycle_count} time(s) and max_cycles={max_cycles}",
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.task_id, self.max_cycles, self.cycle_count))
 
 
 class RemoteTaskError(TaskFailedError):
@@ -185,6 +203,7 @@ def _describe(exc: BaseException | None) -> str:
 
 __all__ = [
     "CheckpointError",
+    "CycleLimitError",
     "FeedbackAlreadyAnsweredError",
     "FeedbackCancelledError",
     "FeedbackError",

@@ -1,43 +1,52 @@
 """The messages that cross a transport between a run's supervisor and its executors.
 
-A `TaskMessage` asks an executor to run one attempt of a task; a `TaskReply` says
-how it went. Their plain fields are what goes over the wire (msgpack); the fields
-marked *in-process* carry live objects for the memory transport and are never sent.
+    supervisor --TaskMessage-->      executor     run one attempt of a task
+    supervisor <--TaskReply---       executor     how it went, and what the task asked for
+    supervisor <--ContextRequest--   task         a context operation (channel, checkpoint, feedback)
+    supervisor ---ContextReply-->    task         its answer
+
+A task reaches its run only through these. Their plain fields are what goes over the
+wire (msgpack, see `transports.wire`); the fields marked *in-process* carry live
+objects on the memory transport and are never sent.
+
+What a task asks of the run's graph (`next_task`, `next_iteration`, `cancel_workflow`,
+`terminate_workflow`) travels as *directives* in its `TaskReply`: they take effect
+when the task returns, together with its result, so an attempt that dies before
+replying leaves nothing half-applied and a redelivered attempt asks again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from .context import TaskContext
     from .tasks import Task
 
 
-@dataclass(frozen=True, slots=True)
-class TaskMessage:
-    """Run attempt `attempt` of task `task_id` with `kwargs`; reply to `reply_to`."""
+class TaskMessage(NamedTuple):
+    """Run attempt `attempt` (cycle `cycle`) of task `task_id` with `kwargs`; reply to `reply_to`."""
 
     run_id: str
     task_id: str
-    node: int  # the task's node index in the run's compiled graph
+    node: int  # the task's node index in the run's plan
     attempt: int
-    reply_to: str
+    reply_to: str  # the run's inbox on this transport: replies and context requests go there
     kwargs: dict[str, Any]
     timeout: float | None = None
     task_ref: str | None = None  # ``module:qualname``, how a remote worker finds the function
     task: Task | None = None  # in-process
-    context: TaskContext | None = None  # in-process
     lease_timeout: float | None = None  # how long a worker's claim lasts without a heartbeat
     max_deliveries: int | None = None  # deliveries before the message is dead-lettered
     inject_context: bool = False  # for workers: give the function a context
+    cycle: int = 1  # which run of this task this is (1-based; see next_iteration and goto)
+    max_cycles: int = 100
+    resumed_metadata: dict[str, Any] | None = None  # the checkpoint's metadata, for the task that saved it
 
 
-@dataclass(frozen=True, slots=True)
-class TaskReply:
-    """The outcome of one attempt. `control` is ``("cancel"|"terminate", reason)`` when
-    the task asked to stop the run."""
+class TaskReply(NamedTuple):
+    """The outcome of one attempt. `directives` are what the task asked of the run's graph
+    (`Cancel`, `Terminate`, `AddTasks`, `Iterate`), in call order; `suspended` says the
+    task stopped because its feedback wait timed out (the run suspends)."""
 
     run_id: str
     node: int
@@ -46,8 +55,56 @@ class TaskReply:
     value: Any = None
     error: BaseException | None = None
     duration: float = 0.0
-    control: tuple[str, str] | None = None
+    directives: tuple[Any, ...] = ()
     retryable: bool = True
+    suspended: bool = False
+    cycle: int = 1
+
+
+class ContextRequest(NamedTuple):
+    """Context operation `op` with `args`, from an attempt of task node `node`;
+    the answer goes to `reply_to` (the requesting executor's queue) as a `ContextReply`."""
+
+    run_id: str
+    node: int
+    cycle: int
+    attempt: int
+    request_id: str
+    op: str
+    args: dict[str, Any]
+    reply_to: str
+
+
+class ContextReply(NamedTuple):
+    """The answer to request `request_id`: `value`, or `error` when `ok` is false."""
+
+    request_id: str
+    ok: bool
+    value: Any = None
+    error: BaseException | None = None
+
+
+# --- directives (carried by TaskReply) -------------------------------------------------------
+class Cancel(NamedTuple):
+    reason: str
+
+
+class Terminate(NamedTuple):
+    reason: str
+
+
+class AddTasks(NamedTuple):
+    """`next_task(component, goto=goto)`: a Task, Chain or ParallelGroup in-process; over
+    the wire, the component described by import paths (see `plan.specs`)."""
+
+    component: Any
+    goto: bool
+
+
+class Iterate(NamedTuple):
+    """`next_iteration(data)`: run the task again with `data`."""
+
+    data: Any
 
 
 class RetryDue(NamedTuple):

@@ -1,9 +1,11 @@
 """Where a run's tasks go: the run's transport, or a Redis group's own.
 
-A `Route` is a transport plus the queue tasks are sent to and the queue replies come
-back on. Every task takes the run's route, except members of a group declared with
-``with_execution(backend=CoordinationBackend.REDIS, ...)``, which take a route to
-Redis workers; the run pumps that route's replies into its own inbox.
+A `Route` is a transport plus the queue tasks are sent to and the queue replies (and
+context requests) come back on. Every task takes the run's route, except members of
+a group declared with ``with_execution(backend=CoordinationBackend.REDIS, ...)``,
+which take a route to Redis workers. Tasks added at runtime take the route of the
+task that added them. Whether a route's tasks run in this process is decided here,
+once, from the transport's declared `in_process`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .compile import CompiledGraph
-from .context import Channel, MemoryChannel
 from .exceptions import TransportError
 from .policies import CoordinationBackend
 from .tasks import unreachable_reason
@@ -26,29 +27,26 @@ from .transports.base import Transport
 class Route:
     transport: Transport
     task_queue: str
-    reply_to: str
+    reply_to: str  # the run's inbox on this transport
+    context_queue: str  # where this process's executor takes its context replies ("" when none runs here)
 
     @property
-    def remote(self) -> bool:
-        return not self.transport.in_process
+    def local(self) -> bool:
+        """Its tasks run in this process (the run starts an executor for them)."""
+        return bool(self.context_queue)
 
-    async def close(self, run_id: str) -> None:
-        """The run ended: drop its queues (remote: its reply stream; its channel expires)."""
-        if not self.remote:
-            await self.transport.discard(self.reply_to)
+    async def close(self) -> None:
+        """The run ended: drop its queues."""
+        await self.transport.discard(self.reply_to)
+        if self.local:
             await self.transport.discard(self.task_queue)
-            return
-        expire = getattr(self.transport, "expire_run", None)
-        if expire is not None:
-            await expire(run_id, self.reply_to)
-        else:
-            await self.transport.discard(self.reply_to)
+            await self.transport.discard(self.context_queue)
 
 
 def route_for(transport: Transport, run_id: str) -> Route:
     if transport.in_process:  # private queues: the run's own executor consumes them
-        return Route(transport, f"{run_id}:tasks", f"{run_id}:replies")
-    return Route(transport, keys.TASK_QUEUE, keys.reply_queue(run_id))
+        return Route(transport, f"{run_id}:tasks", f"{run_id}:replies", f"{run_id}:context")
+    return Route(transport, keys.TASK_QUEUE, keys.reply_queue(run_id), "")
 
 
 def _members(graph: CompiledGraph, group: int) -> list[int]:
@@ -63,30 +61,38 @@ def _members(graph: CompiledGraph, group: int) -> list[int]:
     return out
 
 
-async def open_group_routes(
-    graph: CompiledGraph, run_id: str, stack: contextlib.AsyncExitStack
-) -> list[tuple[list[int], Route]]:
-    """A route to Redis workers for each group asking for one (closed by `stack`)."""
-    routes = []
+async def open_routes(
+    graph: CompiledGraph, run_id: str, main: Transport, stack: contextlib.AsyncExitStack
+) -> list[Route]:
+    """The route of each node of `graph`: the run's, or its Redis group's (opened on
+    `stack`). TransportError, before anything is sent, for a task workers cannot import."""
+    route = route_for(main, run_id)
+    routes = [route] * len(graph.ids)
     for gi, info in enumerate(graph.groups):
         if info.backend is not CoordinationBackend.REDIS:
             continue
-        from .transports.redis_streams import RedisStreamsTransport
-
-        config: Mapping[str, Any] = info.backend_config or {}
-        namespace = config.get("namespace", keys.DEFAULT_NAMESPACE)
-        if config.get("redis_client") is not None:
-            transport = RedisStreamsTransport(client=config["redis_client"], namespace=namespace)
-        elif config.get("redis_url"):
-            transport = RedisStreamsTransport(config["redis_url"], namespace=namespace)
-        else:
-            raise TransportError(
-                f"group {info.name!r} uses the REDIS backend: give backend_config={{'redis_url': ...}} "
-                "or {'redis_client': ...}"
-            )
-        await stack.enter_async_context(transport)
-        routes.append((_members(graph, gi), route_for(transport, run_id)))
+        group_route = route_for(await _open_group_transport(info.name, info.backend_config, stack), run_id)
+        for node in _members(graph, gi):
+            routes[node] = group_route
+    check_sendable(graph, [n for n, r in enumerate(routes) if not r.local and graph.tasks[n] is not None])
     return routes
+
+
+async def _open_group_transport(name: str, config: Mapping[str, Any] | None, stack: contextlib.AsyncExitStack) -> Any:
+    from .transports.redis_streams import RedisStreamsTransport
+
+    config = config or {}
+    namespace = config.get("namespace", keys.DEFAULT_NAMESPACE)
+    if config.get("redis_client") is not None:
+        transport = RedisStreamsTransport(client=config["redis_client"], namespace=namespace)
+    elif config.get("redis_url"):
+        transport = RedisStreamsTransport(config["redis_url"], namespace=namespace)
+    else:
+        raise TransportError(
+            f"group {name!r} uses the REDIS backend: "
+            "give backend_config={'redis_url': ...} or {'redis_client': ...}"
+        )
+    return await stack.enter_async_context(transport)
 
 
 def check_sendable(graph: CompiledGraph, nodes: list[int]) -> None:
@@ -101,14 +107,5 @@ def check_sendable(graph: CompiledGraph, nodes: list[int]) -> None:
             )
 
 
-async def open_channel(
-    main: Transport, group_routes: list[Route], run_id: str, initial: Mapping[str, Any]
-) -> Channel:
-    """The run's channel: in Redis when any of its tasks run on workers, else in memory."""
-    for transport in [main, *(r.transport for r in group_routes)]:
-        make = getattr(transport, "channel", None)
-        if make is not None and not transport.in_process:
-            channel = make(run_id)
-            await channel.update(dict(initial))
-            return channel
-    return MemoryChannel(initial)
+def distinct(routes: list[Route]) -> list[Route]:
+    return list({id(r): r for r in routes}.values())

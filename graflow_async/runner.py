@@ -1,14 +1,15 @@
 """Running a workflow: `run`, `run_sync`, and `start_run` (which `resume` uses).
 
 `start_run` opens what a run needs (its transport and any Redis group routes, its
-channel, checkpoint and feedback stores), hands them to a `RunState` and closes
-them when the run ends; see `run_state` for the supervisor itself.
+checkpoint and feedback stores), builds the plan (restored from a checkpoint when
+resuming), hands everything to a `RunSupervisor` and closes it all when the run ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,13 +19,16 @@ from .checkpoints.snapshot import restore_snapshot, workflow_ref
 from .events import Emitter, Event, library_logger
 from .graph import Workflow
 from .handlers import get_handler
+from .plan import ChannelData, RunGraph, RunPlan
 from .policies import RetryPolicy
-from .routes import check_sendable, open_channel, open_group_routes
-from .run_state import RunState, WorkflowResult
+from .result import WorkflowResult
+from .routes import open_routes
+from .run_supervisor import RunSupervisor
+from .tasks import load_task
 from .transports.base import Transport
 from .transports.memory import MemoryTransport
 
-__all__ = ["RunState", "WorkflowResult", "run", "run_sync", "start_run"]
+__all__ = ["WorkflowResult", "run", "run_sync", "start_run"]
 
 
 async def run(
@@ -37,17 +41,19 @@ async def run(
     default_max_retries: int = 0,
     initial_channel: Mapping[str, Any] | None = None,
     on_event: Callable[[Event], Any] | None = None,
+    max_cycles: int = 100,
 ) -> WorkflowResult:
     """Run `workflow` to the end and return its `WorkflowResult` (SPEC section 2).
 
     Raises `TaskFailedError` (or a subclass), `ParallelGroupError` or
     `WorkflowCancelledError` when the run fails; running tasks are cancelled first.
-    Cancelling the call cancels every task of the run.
+    Cancelling the call cancels every task of the run. `max_cycles` caps how many
+    times one task may run (SPEC section 9) unless the task sets its own.
     """
     return await start_run(
         workflow, run_id=run_id, transport=transport, checkpoint_store=checkpoint_store,
         feedback_store=feedback_store, default_max_retries=default_max_retries,
-        initial_channel=initial_channel, on_event=on_event,
+        initial_channel=initial_channel, on_event=on_event, max_cycles=max_cycles,
     )
 
 
@@ -62,41 +68,51 @@ async def start_run(
     default_max_retries: int = 0,
     initial_channel: Mapping[str, Any] | None = None,
     on_event: Callable[[Event], Any] | None = None,
+    max_cycles: int = 100,
 ) -> WorkflowResult:
     """`run`, optionally continuing from a checkpoint document (`resume` uses this)."""
     if not isinstance(workflow, Workflow):
         raise TypeError(f"run() takes a workflow, got {workflow!r}")
-    graph = workflow.compile()
-    for t in graph.tasks:
+    _check_options(default_max_retries, max_cycles)
+    compiled = workflow.compile()
+    for t in compiled.tasks:
         if t is not None:
             get_handler(t.handler)  # HandlerError for an unknown name
     run_id = run_id or uuid.uuid4().hex
-    owned = transport is None
     main = transport or MemoryTransport()
+    emitter = Emitter(run_id, on_event, library_logger().bind(run_id=run_id))
+    channel = ChannelData({**(snapshot or {}).get("channel", {}), **(initial_channel or {})})
+    plan = RunPlan(RunGraph(compiled), channel, default_retry=RetryPolicy(max_retries=default_max_retries),
+                   max_cycles=max_cycles, wants_steps=emitter.wants_steps)
     async with contextlib.AsyncExitStack() as stack:
-        if owned:
+        if transport is None:
             stack.push_async_callback(main.aclose)
-        group_routes = await open_group_routes(graph, run_id, stack)
-        remote = [i for i, t in enumerate(graph.tasks) if t is not None and not main.in_process]
-        remote += [node for nodes, route in group_routes for node in nodes if route.remote]
-        check_sendable(graph, remote)
-        initial = {**(snapshot or {}).get("channel", {}), **(initial_channel or {})}
-        channel = await open_channel(main, [r for _, r in group_routes], run_id, initial)
+        routes = await open_routes(compiled, run_id, main, stack)
         checkpoints = CheckpointManager(checkpoint_store)
         stack.push_async_callback(checkpoints.aclose)
-        state = RunState(
-            graph, run_id=run_id, transport=main, channel=channel,
-            emitter=Emitter(run_id, on_event, library_logger().bind(run_id=run_id)),
-            default_retry=RetryPolicy(max_retries=default_max_retries), checkpoints=checkpoints,
-            workflow_ref=workflow_ref(workflow), feedback_store=feedback_store,
-        )
-        stack.push_async_callback(state.close_feedback_store)
-        for nodes, route in group_routes:
-            state.add_route(nodes, route)
+        sequence, resumed = 0, None
         if snapshot is not None:
-            restore_snapshot(state, snapshot)
-        return await state.execute()
+            restore_snapshot(plan, snapshot, load_task)
+            sequence = await checkpoints.next_sequence(run_id, int(snapshot.get("sequence", 0))) - 1
+            if snapshot.get("task_id") is not None:
+                resumed = {str(snapshot["task_id"]): dict(snapshot.get("metadata") or {})}
+        supervisor = RunSupervisor(
+            plan, compiled, channel, run_id=run_id, routes=routes, emitter=emitter, checkpoints=checkpoints,
+            feedback_store=feedback_store if feedback_store is not None else main.default_feedback_store(),
+            workflow_ref=workflow_ref(workflow), resumed_metadata=resumed, sequence=sequence, load_task=load_task,
+        )
+        stack.push_async_callback(supervisor.aclose)
+        return await supervisor.execute()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_options(default_max_retries: Any, max_cycles: Any) -> None:
+    for name, value in (("default_max_retries", default_max_retries), ("max_cycles", max_cycles)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+        if value != int(value) or value < (0 if name == "default_max_retries" else 1):
+            raise ValueError(f"{name} must be a whole number >= {0 if name == 'default_max_retries' else 1}, "
+                             f"got {value!r}")
 
 
 def run_sync(workflow: Workflow, **kwargs: Any) -> WorkflowResult:

@@ -88,12 +88,38 @@ def unreachable_reason(task: Task) -> str | None:
     return None
 
 
+_loaded: dict[str, Task] = {}
+
+
+def load_task(ref: str) -> Task:
+    """The task defined at module level as ``module:qualname`` (imported once, then
+    cached); LookupError saying why when there is none."""
+    task = _loaded.get(ref)
+    if task is not None:
+        return task
+    module_name, _, qualname = ref.partition(":")
+    if not module_name or not qualname:
+        raise LookupError(f"{ref!r} is not an import path (module:name)")
+    import importlib
+
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise LookupError(f"cannot import {ref}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(obj, Task):
+        raise LookupError(f"{ref} is {type(obj).__name__}, not a @task")
+    _loaded[ref] = obj
+    return obj
+
+
 class Task(Composable):
     """A workflow node wrapping a function. Made by `@task`; see SPEC section 1."""
 
     __slots__ = (
         "__weakref__", "bound", "func", "handler", "handler_kwargs", "id", "inject_context",
-        "is_async", "params", "ref", "retry_policy", "timeout",
+        "is_async", "max_cycles", "params", "ref", "retry_policy", "timeout",
     )
 
     def __init__(
@@ -107,6 +133,7 @@ class Task(Composable):
         handler: Any = "direct",
         handler_kwargs: dict[str, Any] | None = None,
         timeout: float | None = None,
+        max_cycles: int | None = None,
         bound: dict[str, Any] | None = None,
     ) -> None:
         if not callable(func):
@@ -128,8 +155,13 @@ class Task(Composable):
             raise ValueError(
                 f"task {task_id!r}: timeout must be a positive number of seconds, got {timeout!r}"
             )
+        if max_cycles is not None and (
+            isinstance(max_cycles, bool) or not isinstance(max_cycles, int) or max_cycles < 1
+        ):
+            raise ValueError(f"task {task_id!r}: max_cycles must be a whole number >= 1, got {max_cycles!r}")
         self.id = task_id
         self.func = func
+        self.max_cycles = max_cycles
         self.inject_context = inject_context
         self.retry_policy = retry_policy
         self.handler = handler
@@ -168,7 +200,7 @@ class Task(Composable):
         return Task(
             self.func, id=task_id, inject_context=self.inject_context,
             retry_policy=self.retry_policy, handler=self.handler,
-            handler_kwargs=self.handler_kwargs, timeout=self.timeout,
+            handler_kwargs=self.handler_kwargs, timeout=self.timeout, max_cycles=self.max_cycles,
             bound={**self.bound, **bound},
         )
 
@@ -185,8 +217,10 @@ def task(id: str | None = None, /, **options: Any) -> Callable[[Callable[..., An
 def task(func_or_id: Any = None, /, **options: Any) -> Any:
     """Make a function a workflow task: ``@task``, ``@task()``, ``@task("id")``,
     ``@task(id="id", inject_context=..., retry_policy=..., max_retries=...,
-    handler=..., handler_kwargs=..., timeout=...)``."""
-    allowed = {"id", "inject_context", "retry_policy", "max_retries", "handler", "handler_kwargs", "timeout"}
+    handler=..., handler_kwargs=..., timeout=..., max_cycles=...)``."""
+    allowed = {
+        "id", "inject_context", "retry_policy", "max_retries", "handler", "handler_kwargs", "timeout", "max_cycles",
+    }
     unknown = set(options) - allowed
     if unknown:
         raise TypeError(f"task() got unexpected keyword(s): {', '.join(sorted(unknown))}")

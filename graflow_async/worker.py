@@ -4,8 +4,10 @@
         --concurrency 16 --worker-id w1 --metrics-port 9100
 
 A worker finds each task by the import path its message carries, runs it with the
-arguments the run resolved, writes the reply and only then acks. SIGTERM or SIGINT:
-stop taking tasks, let running ones finish within the grace period, exit 0.
+arguments the run resolved, writes the reply and only then acks. A task's context
+operations travel to its run as messages, and their answers come back on the
+worker's own stream (``<ns>:worker:<id>:context``). SIGTERM or SIGINT: stop taking
+tasks, let running ones finish within the grace period, exit 0.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ import importlib
 import signal
 from typing import Any
 
-import structlog
-
-from .context import Channel, TaskContext
+from .actors import Supervisor
+from .clock import current_clock, within
 from .events import LibraryLog
 from .exceptions import TransportError
 from .executor import Executor
@@ -64,29 +65,6 @@ def import_task(message: TaskMessage) -> Task:
     return task
 
 
-class WorkerRun:
-    """What a task context on a worker can reach of its run: its id, channel and log."""
-
-    def __init__(self, run_id: str, channel: Channel) -> None:
-        self.run_id = run_id
-        self.channel = channel
-        self.log = structlog.get_logger("graflow_async").bind(run_id=run_id)
-
-    async def save_checkpoint(self, *args: Any) -> str:
-        raise TransportError("context.checkpoint() is not available to tasks run by Redis workers")
-
-    def feedback_store(self) -> Any:
-        raise TransportError("context.request_feedback() is not available to tasks run by Redis workers")
-
-
-def worker_context(transport: RedisStreamsTransport) -> Any:
-    def make(message: TaskMessage) -> TaskContext:
-        view = WorkerRun(message.run_id, transport.channel(message.run_id))
-        return TaskContext(view, message.task_id, message.attempt)  # type: ignore[arg-type]
-
-    return make
-
-
 async def run_worker(
     url: str,
     *,
@@ -102,13 +80,16 @@ async def run_worker(
     for module in imports or []:
         importlib.import_module(module)  # an ImportError ends the worker before it takes work
     async with RedisStreamsTransport(url, namespace=namespace, consumer=worker_id) as transport:
+        context_queue = keys.worker_queue(transport.consumer)
+        await transport.open_queue(context_queue)
         executor = Executor(
-            transport, keys.TASK_QUEUE, concurrency=concurrency, find_task=import_task,
-            make_context=worker_context(transport),
+            transport, keys.TASK_QUEUE, context_queue=context_queue, remote=True, concurrency=concurrency,
+            find_task=import_task,
         )
+        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, executor.stop)
+            loop.add_signal_handler(sig, stop.set)
         metrics = None
         if metrics_port is not None:
             from .metrics import serve_metrics
@@ -117,14 +98,9 @@ async def run_worker(
         log.info("worker started", worker_id=transport.consumer, url=transport.url, namespace=namespace)
         if ready is not None:
             ready.set()
-        task = asyncio.create_task(executor.run())
         try:
-            await _until_stopped(executor, task, grace_period)
-            try:  # best effort: during an outage, exit anyway
-                async with asyncio.timeout(2.0):
-                    await transport.leave(keys.TASK_QUEUE)
-            except (TimeoutError, TransportError):
-                log.warning("could not leave the consumer group", worker_id=transport.consumer)
+            await supervise(executor, stop, grace_period)
+            await _leave(transport, context_queue)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -134,15 +110,30 @@ async def run_worker(
     return 0
 
 
-async def _until_stopped(executor: Executor, task: asyncio.Task[None], grace_period: float) -> None:
-    """Wait for the executor; once stopped, give running tasks `grace_period` to finish."""
-    while not task.done():
-        await asyncio.wait({task}, timeout=0.2)
-        if executor.stopping and not task.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(task), grace_period)
-            except TimeoutError:
-                log.warning("grace period over, cancelling running tasks", grace_period=grace_period)
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-    task.result()
+async def supervise(executor: Executor, stop: asyncio.Event, grace_period: float) -> None:
+    """Run `executor` under a supervisor until `stop` is set; then give running tasks
+    `grace_period` seconds (on the run's clock) to finish before cancelling them."""
+    async with Supervisor("worker") as sup:
+        running = sup.spawn(executor.run(), name="executor")
+        stopping = sup.spawn(stop.wait(), name="stop signal")
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if running.done():
+            return
+        executor.stop()
+        try:
+            await within(current_clock(), asyncio.shield(running), grace_period)
+        except TimeoutError:
+            log.warning("grace period over, cancelling running tasks", grace_period=grace_period,
+                        running=executor.running)
+            running.cancel()
+
+
+async def _leave(transport: RedisStreamsTransport, context_queue: str) -> None:
+    """Best effort: during an outage, exit anyway."""
+    try:
+        async with asyncio.timeout(2.0):
+            await transport.leave(keys.TASK_QUEUE)
+            await transport.discard(context_queue)
+    except (TimeoutError, TransportError):
+        log.warning("could not leave the consumer group", worker_id=transport.consumer)

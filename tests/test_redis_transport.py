@@ -122,7 +122,7 @@ async def test_malformed_entries_go_to_the_dead_letter_stream(
     assert [fields[b"m"] for _, fields in dead] == raw
     assert all(fields[b"queue"] == b"tasks" for _, fields in dead)
     assert b"not a msgpack envelope" in dead[0][1][b"reason"]
-    assert b"incomplete reply envelope" in dead[2][1][b"reason"]
+    assert b"malformed reply envelope" in dead[2][1][b"reason"]
     assert not trap.exists()
     info = await client.xinfo_groups("graflow:tasks")
     assert info[0]["pending"] == 1  # the dead ones were settled, the real one waits for its ack
@@ -144,7 +144,7 @@ async def test_sending_tasks_makes_their_reply_stream_first(
     await transport.send(keys.reply_queue("run1"), [TaskReply("run1", 0, 1, True, 42)])
     [delivery] = await transport.receive(keys.reply_queue("run1"), timeout=2)
     assert delivery.message.value == 42
-    await transport.expire_run("run1", keys.reply_queue("run1"))
+    await transport.discard(keys.reply_queue("run1"))
     assert await client.exists("graflow:run:run1:replies") == 0
 
 

@@ -1,28 +1,33 @@
-"""What a checkpoint holds about a run, and how a new run takes it back.
+"""What a checkpoint holds about a run, and how a new run takes it back: functions of the plan.
 
-`take_snapshot` reads a live run supervisor's state into a plain document (no
-awaits, so it is a consistent instant); `restore_snapshot` puts a document into a
-fresh supervisor of the same graph before it starts. Only completed work is kept:
-tasks that were running, or failed inside an unfinished group, run again on resume.
+`take_snapshot` reads a `RunPlan` into a plain document (no awaits: a consistent
+instant); `restore_snapshot` puts a document into a fresh plan of the same workflow
+before it starts. Tasks added at runtime are recorded by import path, id and bound
+arguments and rebuilt in the same order, so every node keeps its number. Only
+completed work is kept: tasks that were running, waiting to retry or waiting for an
+answer, and failed members of unfinished groups, run again on resume (in the same
+cycle, with the same iteration data).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..compile import CompiledGraph
-from ..exceptions import CheckpointError
+from ..exceptions import CheckpointError, GraflowError, RemoteTaskError
+from ..plan.specs import component_from_spec, component_spec
+from ..plan.state import DONE, FAILED, IDLE, QUEUED, RETRY, RUNNING, SUSPENDED
 from ..policies import TaskResult
 
 if TYPE_CHECKING:
     from ..graph import Workflow
-    from ..run_state import RunState
+    from ..plan import RunPlan
+    from ..tasks import Task
 
 KIND = "graflow-async checkpoint"
-
-
 _descriptions: dict[str, dict[str, Any]] = {}  # by fingerprint: computed once per graph shape
 
 
@@ -32,17 +37,13 @@ def graph_description(graph: CompiledGraph) -> dict[str, Any]:
     if cached is None:
         if len(_descriptions) >= 64:
             _descriptions.clear()
-        cached = _descriptions[graph.fingerprint] = _describe(graph)
+        ids = graph.ids
+        cached = _descriptions[graph.fingerprint] = {
+            "tasks": [ids[i] for i, t in enumerate(graph.tasks) if t is not None],
+            "edges": sorted([ids[a], ids[b]] for a, succs in enumerate(graph.succs) for b in succs),
+            "groups": {g.name: list(g.member_ids) for g in graph.groups},
+        }
     return cached
-
-
-def _describe(graph: CompiledGraph) -> dict[str, Any]:
-    ids = graph.ids
-    return {
-        "tasks": [ids[i] for i, t in enumerate(graph.tasks) if t is not None],
-        "edges": sorted([ids[a], ids[b]] for a, succs in enumerate(graph.succs) for b in succs),
-        "groups": {g.name: list(g.member_ids) for g in graph.groups},
-    }
 
 
 def workflow_ref(wf: Workflow) -> str | None:
@@ -63,32 +64,56 @@ def workflow_ref(wf: Workflow) -> str | None:
 
 
 def take_snapshot(
-    state: RunState, task_id: str | None, metadata: dict[str, Any] | None, sequence: int,
-    channel: dict[str, Any],
+    plan: RunPlan, compiled: CompiledGraph, *, run_id: str, workflow_ref: str | None, task_id: str | None,
+    metadata: dict[str, Any] | None, sequence: int, channel: dict[str, Any],
 ) -> dict[str, Any]:
-    """The checkpoint document for `state` now, saved by task `task_id`."""
-    graph = state.graph
-    done = state.done
-    completed = [graph.ids[i] for i, t in enumerate(graph.tasks) if t is not None and done[i]]
+    """The checkpoint document of `plan` now, saved by task `task_id` (None: on suspension).
+    CheckpointError when a task added at runtime cannot be recorded by import path."""
+    graph, status = plan.graph, plan.status
+    nodes = graph.task_nodes()
     return {
-        "kind": KIND,
-        "run_id": state.run_id,
-        "workflow": graph.workflow_name,
-        "workflow_ref": state.workflow_ref,
-        "fingerprint": graph.fingerprint,
-        "graph": graph_description(graph),
-        "created_at": time.time(),
-        "sequence": sequence,
-        "task_id": task_id,
-        "metadata": dict(metadata or {}),
-        "results": dict(state.results),
-        "channel": channel,
-        "completed": completed,
-        "pending": [graph.ids[i] for i, t in enumerate(graph.tasks) if t is not None and not done[i]],
-        "groups_done": [g.name for g in graph.groups if done[g.barrier]],
-        "attempts": {graph.ids[i]: n for i, n in enumerate(state.attempts) if n},
-        "feedback": dict(state.feedback_state),
+        "kind": KIND, "run_id": run_id, "workflow": graph.workflow_name, "workflow_ref": workflow_ref,
+        "fingerprint": graph.fingerprint, "graph": graph_description(compiled), "created_at": time.time(),
+        "sequence": sequence, "task_id": task_id, "metadata": dict(metadata or {}),
+        "results": dict(plan.results), "channel": channel,
+        "completed": [graph.ids[n] for n in nodes if status[n] == DONE],
+        "pending": [graph.ids[n] for n in nodes if status[n] != DONE],
+        "groups_done": [g.name for g in graph.groups[: len(compiled.groups)] if status[g.barrier] == DONE],
+        "attempts": {graph.ids[n]: plan.attempts[n] for n in nodes if plan.attempts[n]},
+        "plan": _plan_state(plan),
     }
+
+
+def _plan_state(plan: RunPlan) -> dict[str, Any]:
+    try:
+        added = [[by, goto, component_spec(component)] for by, goto, component in plan.added]
+    except GraflowError as exc:
+        raise CheckpointError(f"cannot checkpoint this run: {exc}") from exc
+    return {
+        "added": added,
+        "status": bytes(plan.status),
+        "released": bytes(plan.released),
+        "remaining": list(plan.remaining),
+        "runs": list(plan.runs),
+        "holds": [[n, list(t)] for n, t in plan.holds.items()],
+        "end_holds": [[n, [list(e) for e in ends]] for n, ends in plan.end_holds.items()],
+        "groups": [_group_state(plan, g) for g in range(len(plan.graph.groups))],
+        "iter_data": [[n, data] for n, data in plan.iter_data.items()],
+        "again": sorted(plan.again),
+        "skip_roots": list(plan.skip_roots),
+    }
+
+
+def _group_state(plan: RunPlan, g: int) -> list[Any]:
+    state = plan.graph.groups[g]
+    finished = plan.status[state.barrier] == DONE
+    results = []
+    for m, r in state.results.items():
+        if r.success:
+            results.append([m, r.task_id, True, r.duration, None])
+        elif finished:  # kept as facts: a loop may reopen the group and judge it again
+            results.append([m, r.task_id, False, r.duration, [type(r.error).__name__, str(r.error)]])
+    return [list(state.hold), results, [[m, t] for m, t in state.busy.items()]]
 
 
 def check_document(doc: Any, location: str) -> dict[str, Any]:
@@ -128,38 +153,93 @@ def check_same_graph(doc: dict[str, Any], graph: CompiledGraph, location: str) -
     )
 
 
-def restore_snapshot(state: RunState, doc: dict[str, Any]) -> None:
-    """Put `doc` into `state` (a fresh supervisor of the same graph) before it starts."""
-    graph = state.graph
-    completed = set(doc["completed"])
-    groups_done = set(doc.get("groups_done", ()))
-    results = doc["results"]
-    for i, t in enumerate(graph.tasks):
-        if t is not None and t.id in completed:
-            state.done[i] = True
-    for g in graph.groups:
-        if g.name in groups_done:
-            state.done[g.barrier] = True
-    state.results.update({k: v for k, v in results.items() if k in completed})
-    for node, succs in enumerate(graph.succs):
-        if state.done[node]:
-            for s in succs:
-                if graph.tasks[s] is not None:
-                    state.remaining[s] -= 1
-    for gi, g in enumerate(graph.groups):  # members of unfinished groups that succeeded
-        if state.done[g.barrier]:
+def restore_snapshot(plan: RunPlan, doc: dict[str, Any], load_task: Callable[[str], Task]) -> None:
+    """Put `doc` into `plan` (fresh, of the same workflow) before it starts."""
+    plan.results.update(doc["results"] if isinstance(doc["results"], dict) else {})
+    plan.restored = True
+    state = doc.get("plan")
+    try:
+        if state is None:
+            _restore_completed(plan, doc)
+        else:
+            _restore_plan(plan, state, load_task)
+    except (KeyError, IndexError, TypeError, ValueError, LookupError, GraflowError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"checkpoint of run {doc.get('run_id')!r} cannot be restored: {exc}") from exc
+
+
+def _restore_plan(plan: RunPlan, state: dict[str, Any], load_task: Callable[[str], Task]) -> None:
+    graph = plan.graph
+    for by, goto, spec in state["added"]:
+        component = component_from_spec(spec, load_task)
+        graph.check(component)
+        graph.expand(component, int(by))
+        plan.added.append((int(by), bool(goto), component))
+    plan._grow()
+    n = len(graph)
+    arrays = (state["status"], state["released"], state["remaining"], state["runs"])
+    if any(len(a) != n for a in arrays):
+        raise CheckpointError(f"checkpoint holds state for {len(state['status'])} nodes, the run has {n}")
+    plan.status[:] = bytes(state["status"])
+    plan.released[:] = bytes(state["released"])
+    plan.remaining[:] = [int(x) for x in state["remaining"]]
+    plan.runs[:] = [int(x) for x in state["runs"]]
+    plan.holds.update({int(k): [int(t) for t in v] for k, v in state["holds"]})
+    plan.end_holds.update({int(k): [(int(g), int(m)) for g, m in v] for k, v in state["end_holds"]})
+    plan.iter_data.update({int(k): v for k, v in state["iter_data"]})
+    plan.again.update(int(x) for x in state["again"])
+    plan.skip_roots.extend(int(x) for x in state["skip_roots"])
+    for g, (hold, results, busy) in enumerate(state["groups"]):
+        group = graph.groups[g]
+        group.hold[:] = [int(h) for h in hold]
+        group.busy.update({int(m): float(t) for m, t in busy})
+        for m, task_id, ok, duration, error in results:
+            failure = None if ok else RemoteTaskError(task_id, str(error[0]), str(error[1]))
+            value = plan.results.get(group.member_ids[int(m)]) if ok else None
+            group.results[int(m)] = TaskResult(task_id, bool(ok), value, failure, float(duration))
+    _requeue(plan)
+
+
+def _requeue(plan: RunPlan) -> None:
+    """Whatever was under way when the checkpoint was taken runs again, in the same cycle."""
+    graph, status = plan.graph, plan.status
+    for node in range(len(status)):
+        s = status[node]
+        if s == FAILED:
+            group = graph.group_of[node]
+            if group >= 0 and status[graph.groups[group].barrier] == DONE:
+                continue  # its group was judged with the failure; it stands
+        elif s not in (QUEUED, RUNNING, RETRY, SUSPENDED):
             continue
-        for m, tail in enumerate(g.member_tails):
-            if state.done[tail]:
-                value = state.results.get(graph.ids[tail]) if graph.tasks[tail] is not None else None
-                state.group_state[gi].results[m] = TaskResult(graph.ids[tail], True, value, None, 0.0)
-    state.initial_ready = [
-        i for i, t in enumerate(graph.tasks)
-        if t is not None and not state.done[i] and state.remaining[i] == 0
-    ]
-    state.checkpoint_sequence = int(doc.get("sequence", 0))
-    state.sequence_known = False
-    state.feedback_state.update(doc.get("feedback") or {})
-    task_id = doc.get("task_id")
-    if task_id is not None:
-        state.resumed_metadata[task_id] = dict(doc.get("metadata") or {})
+        if s != QUEUED:
+            plan.runs[node] -= 1  # the run it was in is taken again, not counted twice
+        status[node] = IDLE
+        plan.make_ready(node, plan.iter_data.get(node), iterate=node in plan.iter_data)
+
+
+def _restore_completed(plan: RunPlan, doc: dict[str, Any]) -> None:
+    """A checkpoint without plan state (written by graflow-async 0.1): completed tasks
+    and finished groups stand, everything else runs."""
+    graph = plan.graph
+    completed, groups_done = set(doc["completed"]), set(doc.get("groups_done", ()))
+    for node in range(graph.static_count):
+        task = graph.tasks[node]
+        if (task is not None and task.id in completed) or (task is None and graph.ids[node] in groups_done):
+            plan.status[node] = DONE
+    for node in range(graph.static_count):
+        if plan.status[node] == DONE:
+            plan.released[node] = 1
+            for s in graph.succs[node]:
+                plan.remaining[s] -= 1
+    for g, group in enumerate(graph.groups):
+        if plan.status[group.barrier] == DONE:
+            continue
+        for node, (gi, m) in graph.ends.items():
+            if gi == g and plan.status[node] == DONE:
+                group.hold[m] = 0
+                value = plan.results.get(graph.ids[node])
+                group.results[m] = TaskResult(graph.ids[node], True, value, None, 0.0)
+    for node in range(graph.static_count):
+        if graph.tasks[node] is not None and plan.status[node] != DONE and plan.remaining[node] <= 0:
+            plan.make_ready(node)

@@ -1,20 +1,33 @@
-"""How a task's `request_feedback` call becomes a stored request, a wait, or a suspension."""
+"""How `request_feedback` becomes a stored request, a wait, an answer or a suspension.
+
+The task side (`ask`) checks the question and sends it to its run as a context
+request; the run side (`FeedbackHost`, owned by the run supervisor) stores it in the
+run's feedback store, announces it, waits for the answer on the run's clock, and
+answers the task: with the response, or with "timeout", on which the task raises
+`FeedbackSuspended` and the run suspends. The same path serves a local task and one
+on a Redis worker.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from ..clock import Clock, within
 from ..exceptions import FeedbackCancelledError, FeedbackTimeoutError, FeedbackValidationError
 from .base import FeedbackStore
 from .models import ANSWERED, CANCELLED, FeedbackRequest, FeedbackResponse, FeedbackType
 
 if TYPE_CHECKING:
-    from ..run_state import RunState
+    from ..context import TaskContext
 
 DEFAULT_FEEDBACK_DIRECTORY = ".graflow/feedback"
 _IDS = uuid.uuid5(uuid.NAMESPACE_URL, "https://graflow-async/feedback")  # namespace of feedback ids
+MAX_PROMPT = 64 * 1024
+MAX_OPTIONS = 1000
 
 
 class FeedbackSuspended(FeedbackTimeoutError):
@@ -25,14 +38,15 @@ class FeedbackSuspended(FeedbackTimeoutError):
     def __init__(self, request: FeedbackRequest) -> None:
         self.request = request
         super().__init__(
-            f"no answer to feedback request {request.feedback_id!r} within {request.timeout:g}s; "
+            f"no answer to feedback request {request.feedback_id!r} within {request.timeout or 0:g}s; "
             "the run suspends until it is answered"
         )
 
 
-def feedback_id(run_id: str, task_id: str, index: int) -> str:
-    """The deterministic id of a task's `index`-th request (1-based) in a run."""
-    return uuid.uuid5(_IDS, f"{run_id}/{task_id}/{index}").hex
+def feedback_id(run_id: str, task_id: str, index: int, cycle: int = 1) -> str:
+    """The deterministic id of a task's `index`-th request (1-based) in run `cycle` of it."""
+    key = f"{run_id}/{task_id}/{index}" if cycle == 1 else f"{run_id}/{task_id}#{cycle}/{index}"
+    return uuid.uuid5(_IDS, key).hex
 
 
 def open_feedback_store(spec: FeedbackStore | str | os.PathLike[str] | None) -> FeedbackStore:
@@ -48,38 +62,111 @@ def open_feedback_store(spec: FeedbackStore | str | os.PathLike[str] | None) -> 
     return FileFeedbackStore(spec if spec is not None else DEFAULT_FEEDBACK_DIRECTORY)
 
 
-async def request_feedback(
-    state: RunState, task_id: str, index: int, feedback_type: FeedbackType | str, prompt: str, *,
+# --- the task's side --------------------------------------------------------------------------------
+async def ask(
+    context: TaskContext, index: int, feedback_type: FeedbackType | str, prompt: str, *,
     options: list[str] | None = None, timeout: float = 180.0, metadata: dict[str, Any] | None = None,
     notification_config: dict[str, Any] | None = None,
 ) -> FeedbackResponse:
-    """Ask, then return the answer; `FeedbackSuspended` when none comes within `timeout`."""
+    """Ask through the run; the answer, or `FeedbackSuspended` when none comes in time."""
+    args = question(feedback_type, prompt, options, timeout, metadata, notification_config)
+    answer = await context._call("feedback", {**args, "index": index}, timeout=args["timeout"])
+    if answer["status"] == "answered":
+        return FeedbackResponse.from_dict(answer["response"])
+    raise FeedbackSuspended(FeedbackRequest.from_dict(answer["request"]))
+
+
+def question(
+    feedback_type: Any, prompt: Any, options: Any, timeout: Any, metadata: Any, notification_config: Any
+) -> dict[str, Any]:
+    """The checked fields of a question; FeedbackValidationError naming the bad one. Used
+    by the task and again by the run, which trusts nothing it receives."""
     kind = FeedbackType.resolve(feedback_type)
+    if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT:
+        raise FeedbackValidationError(f"prompt must be a string of at most {MAX_PROMPT} characters", field="prompt")
+    if options is not None and (
+        not isinstance(options, list | tuple) or len(options) > MAX_OPTIONS
+        or not all(isinstance(o, str) for o in options)
+    ):
+        raise FeedbackValidationError("options must be a list of strings", field="options")
     if kind in (FeedbackType.SELECTION, FeedbackType.MULTI_SELECTION) and not options:
         raise FeedbackValidationError(f"{kind.value} feedback needs options", field="options")
-    if not isinstance(timeout, int | float) or timeout <= 0:
-        raise FeedbackValidationError(f"timeout must be a positive number, got {timeout!r}", field="timeout")
-    store = state.feedback_store()
-    fresh = FeedbackRequest(
-        feedback_id(state.run_id, task_id, index), state.run_id, task_id, kind, str(prompt),
-        list(options) if options else None, dict(metadata or {}), float(timeout),
-        notification_config=notification_config,
-    )
-    request = await store.create(fresh)
-    if request.status == ANSWERED:
-        _, answer = await store.get(request.feedback_id)
-        assert answer is not None
-        return answer
-    if request.status == CANCELLED:
-        raise FeedbackCancelledError(f"feedback request {request.feedback_id!r} was cancelled")
-    if request is fresh or request.created_at == fresh.created_at:
-        await state.emitter.emit("feedback_requested", task_id, feedback_id=request.feedback_id,
-                                 feedback_type=kind.value, prompt=request.prompt)
-        if notification_config:
-            state.notify(request, notification_config)
-    try:
-        answer = await store.wait(request.feedback_id, timeout)
-    except FeedbackTimeoutError:
-        raise FeedbackSuspended(request) from None
-    await state.emitter.emit("feedback_answered", task_id, feedback_id=request.feedback_id)
-    return answer
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
+        raise FeedbackValidationError(f"timeout must be a positive number of seconds, got {timeout!r}",
+                                      field="timeout")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise FeedbackValidationError("metadata must be a dict", field="metadata")
+    if notification_config is not None and not isinstance(notification_config, dict):
+        raise FeedbackValidationError("notification_config must be a dict", field="notification_config")
+    return {"feedback_type": kind.value, "prompt": prompt, "options": list(options) if options else None,
+            "timeout": float(timeout), "metadata": dict(metadata or {}), "notification_config": notification_config}
+
+
+# --- the run's side ------------------------------------------------------------------------------------
+class FeedbackHost:
+    """The run's side of its tasks' questions. `post` runs a callable in the supervisor's
+    turn (events are emitted there); `spawn` starts a child of the run (notifications)."""
+
+    def __init__(
+        self, run_id: str, spec: Any, clock: Clock, post: Callable[[Callable[[], None]], None],
+        spawn: Callable[[Coroutine[Any, Any, Any]], Any], emit: Callable[..., None],
+    ) -> None:
+        self.run_id = run_id
+        self._spec = spec
+        self._store: FeedbackStore | None = None
+        self.clock = clock
+        self.post = post
+        self.spawn = spawn
+        self.emit = emit
+        #: node -> the request whose wait timed out (the run's pending feedback if it suspends)
+        self.timed_out: dict[int, FeedbackRequest] = {}
+
+    def store(self) -> FeedbackStore:
+        """The run's feedback store, opened on first use."""
+        if self._store is None:
+            self._store = open_feedback_store(self._spec)
+        return self._store
+
+    @property
+    def opened(self) -> FeedbackStore | None:
+        return self._store
+
+    async def aclose(self) -> None:
+        store, self._store = self._store, None
+        if store is not None and store is not self._spec:
+            await store.aclose()
+
+    async def serve(self, node: int, task_id: str, cycle: int, args: dict[str, Any]) -> dict[str, Any]:
+        """Store the question, wait for its answer; the reply for the asking task."""
+        fields = question(args.get("feedback_type"), args.get("prompt"), args.get("options"), args.get("timeout"),
+                          args.get("metadata"), args.get("notification_config"))
+        index = args.get("index")
+        if isinstance(index, bool) or not isinstance(index, int) or index < 1:
+            raise FeedbackValidationError("index must be a positive whole number", field="index")
+        fresh = FeedbackRequest(
+            feedback_id(self.run_id, task_id, index, cycle), self.run_id, task_id,
+            FeedbackType(fields["feedback_type"]), fields["prompt"], fields["options"], fields["metadata"],
+            fields["timeout"], notification_config=fields["notification_config"],
+        )
+        store = self.store()
+        request = await store.create(fresh)
+        if request.status == ANSWERED:
+            _, answer = await store.get(request.feedback_id)
+            assert answer is not None
+            return {"status": "answered", "response": answer.to_dict()}
+        if request.status == CANCELLED:
+            raise FeedbackCancelledError(f"feedback request {request.feedback_id!r} was cancelled")
+        if request.created_at == fresh.created_at:  # asked now, not found from an earlier run
+            self.post(lambda: self.emit("feedback_requested", task_id, feedback_id=request.feedback_id,
+                                        feedback_type=request.feedback_type.value, prompt=request.prompt))
+            if request.notification_config:
+                from .notify import notify
+
+                self.spawn(notify(request, request.notification_config))
+        try:
+            answer = await within(self.clock, store.wait(request.feedback_id), request.timeout)
+        except TimeoutError:
+            self.timed_out[node] = request
+            return {"status": "timeout", "request": request.to_dict()}
+        self.post(lambda: self.emit("feedback_answered", task_id, feedback_id=request.feedback_id))
+        return {"status": "answered", "response": answer.to_dict()}

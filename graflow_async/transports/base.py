@@ -1,9 +1,16 @@
 """The transport contract: named queues of messages between a run and its executors.
 
-A run's supervisor sends `TaskMessage`s to a task queue and receives `TaskReply`s on
-its own reply queue; executors (in-process for the memory transport, worker
-processes for Redis Streams) receive from the task queue, run the task, send the
-reply and ack. The supervisor never knows which transport it talks to.
+A run's supervisor sends `TaskMessage`s to a task queue and receives `TaskReply`s and
+`ContextRequest`s on its own reply queue; executors (in-process for the memory
+transport, worker processes for Redis Streams) receive from the task queue, run the
+task, send the reply and ack, and take `ContextReply`s on a queue of their own. The
+supervisor never knows which transport it talks to.
+
+Every method the runtime calls is declared here. The abstract ones are the core
+(`send`, `receive`, `ack`, `aclose`, `closed`); the others have defaults that are
+right for a transport without leases or dead letters, and a transport overrides what
+it can do better. `graflow_async.transports.conformance.TransportSuite` checks an
+implementation against all of it.
 
 Delivery is at-least-once: a message received but not acked may be delivered
 again (after a worker dies, say), so receivers drop duplicates.
@@ -35,8 +42,14 @@ class Transport(ABC):
     """Named FIFO queues. Implementations: `MemoryTransport`, `RedisStreamsTransport`."""
 
     #: True when executors for its task queues run inside the sending process (the
-    #: runner then starts one); False when separate worker processes consume them.
+    #: runner then starts one, on queues private to the run); False when separate
+    #: worker processes consume a shared task queue (tasks must then be importable).
     in_process: bool = False
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool:
+        """Whether `aclose` was called."""
 
     @abstractmethod
     async def send(self, queue: str, messages: Sequence[Any]) -> None:
@@ -82,7 +95,27 @@ class Transport(ABC):
         return TransportInbox(self, queue)
 
     async def discard(self, queue: str) -> None:
-        """Forget `queue` and whatever it still holds (a run's reply queue when it ends)."""
+        """Forget `queue` and whatever it still holds (a run's reply queue when it ends).
+        Default: nothing to forget."""
+
+    async def touch(self, queue: str, deliveries: Sequence[Delivery]) -> None:
+        """Extend this consumer's claim on `deliveries` while their tasks run (a heartbeat).
+        Default: claims do not lapse, nothing to extend."""
+
+    async def dead_letter(self, queue: str, delivery: Delivery, reason: str) -> None:
+        """Settle `delivery` without running it, keeping it and `reason` where an operator
+        can see them. Default: acks it (the reason is logged by the caller)."""
+        await self.ack(queue, (delivery,))
+
+    async def leave(self, queue: str) -> None:
+        """This consumer stops reading `queue` for good (a worker's clean exit), so queue
+        figures stop counting it. Default: nothing to do."""
+
+    def default_feedback_store(self) -> Any:
+        """The feedback store a run on this transport uses when none is given (a
+        `FeedbackStore`), or None for the default file store. A transport whose workers
+        and web apps share a server returns a store on it."""
+        return None
 
     @abstractmethod
     async def aclose(self) -> None:
@@ -115,7 +148,7 @@ class TransportInbox:
         try:
             batch = await self.transport.receive(self.queue, max_messages=max_items)
         except TransportError:
-            if getattr(self.transport, "closed", False):
+            if self.transport.closed:
                 raise MailboxClosed from None
             raise
         if batch:

@@ -3,6 +3,7 @@
     <ns>:tasks                      the task stream workers consume (group <ns>:workers)
     <ns>:run:<run_id>:replies       a run's reply stream (deleted when the run ends)
     <ns>:run:<run_id>:channel       a run's channel, a hash (expires after the run)
+    <ns>:worker:<id>:context        a worker's stream of answers from runs to its tasks
     <ns>:dead                       dead letters: poison messages, too many deliveries
 """
 
@@ -14,6 +15,11 @@ TASK_QUEUE = "tasks"
 
 def reply_queue(run_id: str) -> str:
     return f"run:{run_id}:replies"
+
+
+def worker_queue(worker_id: str) -> str:
+    """Where a worker takes the answers to its tasks' context requests."""
+    return f"worker:{worker_id}:context"
 
 
 class Keys:
@@ -34,5 +40,3 @@ class Keys:
     def queue_of(self, stream: str) -> str:
         return stream[len(self.namespace) + 1 :]
 
-    def channel(self, run_id: str) -> str:
-        return f"{self.namespace}:run:{run_id}:channel"

@@ -21,7 +21,6 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from redis import exceptions as redis_errors
@@ -32,17 +31,17 @@ from redis.backoff import NoBackoff
 from ..actors.mailbox import MailboxClosed
 from ..events import LibraryLog
 from ..exceptions import TransportError
-from ..messages import TaskMessage, TaskReply
+from ..messages import ContextReply, ContextRequest, TaskMessage, TaskReply
 from . import keys
 from .base import Delivery, Transport
 from .redis_batch import Command, WriteBatcher
-from .redis_channel import RedisChannel
 from .wire import MalformedMessage, decode, encode
 
 T = TypeVar("T")
 _RETRYABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 # An idle consumer looks for lapsed claims every poll (at most every _RECLAIM_EVERY s), so a
 # dead worker's task is taken over within lease_timeout + _POLL_MS (SPEC: within lease + 1 s).
+_REPLIES = (TaskReply, ContextRequest, ContextReply)  # sent only to streams that exist
 _POLL_MS = 500
 _RECLAIM_EVERY = 0.25
 _OP_TIMEOUT = 10.0  # a command unanswered this long is taken for a lost connection (blocking reads wait <= _POLL_MS)
@@ -69,7 +68,6 @@ class RedisStreamsTransport(Transport):
         max_deliveries: int = 5,
         connect_timeout: float = 5.0,
         consumer: str | None = None,
-        run_ttl: float = 3600.0,
         max_connections: int = 32,
     ) -> None:
         if lease_timeout <= 0 or max_deliveries < 1:
@@ -80,7 +78,6 @@ class RedisStreamsTransport(Transport):
         self.lease_timeout = float(lease_timeout)
         self.max_deliveries = int(max_deliveries)
         self.connect_timeout = connect_timeout
-        self.run_ttl = run_ttl
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         self._owned = client is None
         # A bounded pool that makes a caller wait for a free connection (redis-py's default
@@ -159,10 +156,11 @@ class RedisStreamsTransport(Transport):
         if self._closed:
             raise TransportError("the Redis transport is closed")
         stream = self.keys.stream(queue)
-        # A reply never creates its stream: the run makes it before sending the tasks,
-        # and a reply that comes after the run ended (and deleted it) is dropped rather
-        # than left in a stream nobody reads.
-        entries = [(self._stamp(m), isinstance(m, TaskReply)) for m in messages]
+        # Replies never create their stream. A run's reply stream is made before its tasks
+        # are sent and a worker's context stream when the worker starts; a reply or
+        # request that comes after its reader has gone (and deleted its stream) is
+        # dropped rather than left in a stream nobody reads.
+        entries = [(self._stamp(m), isinstance(m, _REPLIES)) for m in messages]
         for reply_to in {m.reply_to for m in messages if isinstance(m, TaskMessage)}:
             await self._ensure_group(self.keys.stream(reply_to))
 
@@ -181,7 +179,7 @@ class RedisStreamsTransport(Transport):
 
     def _stamp(self, message: Any) -> bytes:
         if isinstance(message, TaskMessage) and message.lease_timeout is None:
-            message = replace(message, lease_timeout=self.lease_timeout, max_deliveries=self.max_deliveries)
+            message = message._replace(lease_timeout=self.lease_timeout, max_deliveries=self.max_deliveries)
         return encode(message)
 
     async def receive(self, queue: str, *, max_messages: int = 0, timeout: float | None = None) -> list[Delivery]:
@@ -218,7 +216,7 @@ class RedisStreamsTransport(Transport):
         stream, acked = self.keys.stream(queue), self.keys.stream(ack_queue)
         ids = [d.id for d in deliveries]
         commands: list[Command] = [
-            functools.partial(_xadd, stream, self._stamp(m), isinstance(m, TaskReply)) for m in messages
+            functools.partial(_xadd, stream, self._stamp(m), isinstance(m, _REPLIES)) for m in messages
         ]
         if ids:
             commands += [lambda pipe: pipe.xack(acked, self.keys.group, *ids), lambda pipe: pipe.xdel(acked, *ids)]
@@ -335,23 +333,18 @@ class RedisStreamsTransport(Transport):
         await self._call("XGROUP CREATE", op)
         self._groups.add(stream)
 
-    # --- per-run state ------------------------------------------------------------------
-    def channel(self, run_id: str) -> RedisChannel:
-        """The run's channel, a hash in Redis that workers read and write too."""
-        return RedisChannel(self, self.keys.channel(run_id))
+    # --- per-run and per-worker state ---------------------------------------------------------
+    async def open_queue(self, queue: str) -> None:
+        """Create `queue`'s stream (a worker's context stream, before it sends requests
+        whose replies must land there)."""
+        await self._ensure_group(self.keys.stream(queue))
 
-    async def expire_run(self, run_id: str, reply_queue: str) -> None:
-        """The run ended: drop its reply stream, let its channel expire after `run_ttl`."""
-        channel_key, stream = self.keys.channel(run_id), self.keys.stream(reply_queue)
-        self._groups.discard(stream)
+    def default_feedback_store(self) -> Any:
+        """A `RedisFeedbackStore` on this server and namespace: the REST API and the UI of
+        any app sharing the server see the questions of runs on this transport."""
+        from ..feedback.redis import RedisFeedbackStore
 
-        async def op() -> None:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.delete(stream)
-                pipe.expire(channel_key, max(1, int(self.run_ttl)))
-                await pipe.execute()
-
-        await self._call("EXPIRE", op)
+        return RedisFeedbackStore(client=self.client, namespace=self.namespace)
 
 
 class ReplyInbox:

@@ -1,0 +1,102 @@
+"""One attempt of a task, as an executor runs it: call the function through its
+handler (with its context when it asks for one, within its timeout) and say how it
+went as a `TaskReply`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .context import TaskContext
+from .context_port import ContextPort
+from .exceptions import TaskTimeoutError
+from .feedback.hitl import FeedbackSuspended
+from .handlers import TaskCall, call_function, get_handler
+from .messages import TaskMessage, TaskReply
+from .tasks import Task
+
+
+async def run_attempt(msg: TaskMessage, task: Task, port: ContextPort) -> TaskReply:
+    """Run `msg`'s attempt of `task`; never raises except when the attempt is cancelled."""
+    start = time.perf_counter()
+    context = TaskContext(port, msg) if task.inject_context else None
+    try:
+        if msg.timeout is not None:
+            value = await _call_with_timeout(task, msg, context, msg.timeout)
+        elif task.is_async and task.handler == "direct":  # the common case, inline
+            value = await (task.func(context, **msg.kwargs) if context is not None else task.func(**msg.kwargs))
+        else:
+            value = await _call(task, msg, context)
+    except asyncio.CancelledError as exc:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # the run is cancelling this task
+        # something the task awaited was cancelled: that is the task failing
+        return failed(msg, exc, time.perf_counter() - start)
+    except FeedbackSuspended as exc:
+        return TaskReply(msg.run_id, msg.node, msg.attempt, False, None, exc, time.perf_counter() - start,
+                         suspended=True, cycle=msg.cycle)
+    except Exception as exc:
+        return failed(msg, exc, time.perf_counter() - start)
+    directives = context.directives if context is not None else ()
+    return TaskReply(msg.run_id, msg.node, msg.attempt, True, value, None, time.perf_counter() - start,
+                     directives, cycle=msg.cycle)
+
+
+def failed(msg: TaskMessage, error: BaseException, duration: float = 0.0, *, retryable: bool = True) -> TaskReply:
+    return TaskReply(msg.run_id, msg.node, msg.attempt, False, None, error, duration, retryable=retryable,
+                     cycle=msg.cycle)
+
+
+async def _call(task: Task, msg: TaskMessage, context: TaskContext | None) -> Any:
+    args = (context,) if context is not None else ()
+    handler = task.handler
+    if handler == "direct":
+        if task.is_async:
+            return await task.func(*args, **msg.kwargs)
+        return await call_function(task.func, args, msg.kwargs)
+    call = TaskCall(msg.task_id, msg.run_id, msg.attempt, task.func, msg.kwargs, context, task.handler_kwargs)
+    return await get_handler(handler).run(call)
+
+
+async def _call_with_timeout(task: Task, msg: TaskMessage, context: TaskContext | None, timeout: float) -> Any:
+    try:
+        async with asyncio.timeout(timeout) as scope:
+            return await _call(task, msg, context)
+    except TimeoutError as exc:
+        if scope.expired():
+            raise TaskTimeoutError(msg.task_id, timeout, exc) from exc
+        raise
+
+
+class RunThreadPool(ThreadPoolExecutor):
+    """The threads a run's plain functions use; remembers whether it started any."""
+
+    used = False
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        self.used = True
+        return super().submit(*args, **kwargs)
+
+
+async def shutdown(pool: RunThreadPool) -> None:
+    """Drop queued thread jobs and wait, off the loop, for running ones to return.
+
+    A running Python function cannot be interrupted; a cancelled run waits for its
+    threads (even through repeated cancellation, which it re-raises afterwards) so
+    that nothing of it is left running.
+    """
+    pool.shutdown(wait=False, cancel_futures=True)
+    if not pool.used:
+        return
+    joined = asyncio.get_running_loop().run_in_executor(None, pool.shutdown, True)
+    cancelled: asyncio.CancelledError | None = None
+    while not joined.done():
+        try:
+            await asyncio.shield(joined)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        raise cancelled

@@ -1,0 +1,84 @@
+"""The executor's end of context messages: a task's requests go to its run, and each
+`ContextReply` that comes back on the executor's own queue wakes the request waiting
+for it.
+
+One port serves every task an executor runs. In-process the replies are handed over
+as they are sent (`Transport.attach`); a worker reads them from its own stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from .events import LibraryLog
+from .exceptions import TransportError
+from .messages import ContextReply, ContextRequest, TaskMessage
+from .transports.base import Transport
+
+log = LibraryLog()
+#: how long a task on a worker waits for its run to answer a context request before it
+#: concludes the run has ended (a feedback wait adds the request's own timeout)
+REMOTE_ANSWER_TIMEOUT = 300.0
+
+
+class ContextPort:
+    """Sends context requests over `transport` and takes their replies on `queue`.
+
+    `remote` says the run is in another process: what a task hands its run must then
+    be described by import path, and a run that has gone quiet is given up on after
+    `REMOTE_ANSWER_TIMEOUT`.
+    """
+
+    def __init__(self, transport: Transport, queue: str, *, remote: bool) -> None:
+        self.transport = transport
+        self.queue = queue
+        self.remote = remote
+        self._pending: dict[str, asyncio.Future[ContextReply]] = {}
+        self._ids = itertools.count(1)
+        self._prefix = uuid.uuid4().hex[:12]
+
+    async def call(self, message: TaskMessage, op: str, args: dict[str, Any], *, timeout: float | None = None) -> Any:
+        """Send `op` for the task of `message` to its run; its answer, or the error it
+        raised there."""
+        request_id = f"{self._prefix}-{next(self._ids)}"
+        future: asyncio.Future[ContextReply] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        request = ContextRequest(message.run_id, message.node, message.cycle, message.attempt, request_id, op,
+                                 args, self.queue)
+        bound = (timeout or 0.0) + REMOTE_ANSWER_TIMEOUT if self.remote else None
+        try:
+            await self.transport.send(message.reply_to, (request,))
+            async with asyncio.timeout(bound):
+                reply = await future
+        except TimeoutError:
+            raise TransportError(
+                f"run {message.run_id} did not answer {op} from task {message.task_id!r} within {bound:g}s "
+                "(it may have ended)"
+            ) from None
+        finally:
+            self._pending.pop(request_id, None)
+        if not reply.ok:
+            assert reply.error is not None
+            raise reply.error
+        return reply.value
+
+    def deliver(self, replies: Sequence[Any]) -> None:
+        """Hand each reply to its waiting request; others (late, duplicate, foreign) are dropped."""
+        for reply in replies:
+            if not isinstance(reply, ContextReply):
+                log.warning("dropped a message that is not a context reply", queue=self.queue,
+                            kind=type(reply).__name__)
+                continue
+            future = self._pending.get(reply.request_id)
+            if future is not None and not future.done():
+                future.set_result(reply)
+
+    async def pump(self) -> None:
+        """Deliver what arrives on `queue` (for transports that cannot hand replies over)."""
+        inbox = self.transport.inbox(self.queue)
+        while True:
+            self.deliver(await inbox.receive_batch())

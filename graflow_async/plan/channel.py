@@ -1,0 +1,77 @@
+"""The run's channel: a key-value map the run owns and its tasks reach by messages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+_MISSING: Any = object()
+
+
+class ChannelData:
+    """Channel values by key. Every operation is synchronous: the run supervisor applies
+    them one message at a time, which is what makes `append` and `incr` atomic across
+    every task of the run, local or remote."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
+        self.data: dict[str, Any] = {}
+        for key, value in (initial or {}).items():
+            check_value(key, value)
+            self.data[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        check_key(key)
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+    def keys(self) -> list[str]:
+        return list(self.data)
+
+    def append(self, key: str, value: Any) -> int:
+        check_key(key)
+        current = self.data.get(key, _MISSING)
+        if current is _MISSING:
+            self.data[key] = current = []
+        elif not isinstance(current, list):
+            raise TypeError(f"channel key {key!r} holds a {type(current).__name__}, not a list: cannot append")
+        current.append(value)
+        return len(current)
+
+    def incr(self, key: str, amount: int | float = 1) -> int | float:
+        check_key(key)
+        if isinstance(amount, bool) or not isinstance(amount, int | float):
+            raise TypeError(f"channel incr amount must be a number, got {amount!r}")
+        current = self.data.get(key, 0)
+        if isinstance(current, bool) or not isinstance(current, int | float):
+            raise TypeError(f"channel key {key!r} holds a {type(current).__name__}, not a number: cannot incr")
+        value = self.data[key] = current + amount
+        return value
+
+    def snapshot(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in self.data.items()}
+
+
+def check_key(key: Any) -> None:
+    if not isinstance(key, str):
+        raise TypeError(f"channel keys are strings, got {key!r}")
+
+
+def check_value(key: Any, value: Any) -> None:
+    """TypeError naming `key` when `value` cannot be serialized (a channel may be sent
+    to workers, and a checkpoint saves it)."""
+    from ..codec import packb
+
+    check_key(key)
+    try:
+        packb(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(
+            f"channel key {key!r}: a value of type {type(value).__name__} cannot be serialized ({exc})"
+        ) from exc

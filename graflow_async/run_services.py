@@ -1,0 +1,153 @@
+"""The run's answers to its tasks' context requests: channel operations, checkpoints,
+feedback.
+
+`RunServices.handle` runs in the supervisor's turn. Channel operations are applied at
+once (one at a time, so `append` and `incr` are atomic across tasks); a checkpoint is
+taken at once (a consistent instant, with a number allocated here, so concurrent
+checkpoints never share one) and written by a child task; a feedback request is
+served by a child that waits for the answer. Children report back through `post`,
+so every reply and event still leaves from the supervisor's turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .checkpoints.manager import CheckpointManager
+from .checkpoints.snapshot import take_snapshot
+from .compile import CompiledGraph
+from .events import LibraryLog
+from .exceptions import CheckpointError, TransportError
+from .feedback.hitl import FeedbackHost
+from .messages import ContextReply, ContextRequest
+from .plan import ChannelData, RunPlan
+
+log = LibraryLog()
+_LATER: Any = object()  # the answer comes from a child
+MAX_PATH = 4096
+
+
+class RunServices:
+    """What a run offers its tasks. `answer(request, reply)` queues a reply to send;
+    `post(fn)` runs `fn` in the supervisor's next turn; `spawn(coro)` starts a child."""
+
+    def __init__(
+        self, plan: RunPlan, compiled: CompiledGraph, channel: ChannelData, *, run_id: str,
+        workflow_ref: str | None, checkpoints: CheckpointManager, feedback: FeedbackHost, sequence: int,
+        answer: Callable[[ContextRequest, ContextReply], None], post: Callable[[Callable[[], None]], None],
+        spawn: Callable[[Coroutine[Any, Any, None]], Any], emit: Callable[..., None],
+    ) -> None:
+        self.plan = plan
+        self.compiled = compiled
+        self.channel = channel
+        self.run_id = run_id
+        self.workflow_ref = workflow_ref
+        self.checkpoints = checkpoints
+        self.feedback = feedback
+        self.sequence = sequence  # the highest checkpoint number the run has used
+        self.answer = answer
+        self.post = post
+        self.spawn = spawn
+        self.emit = emit
+        self._ops: dict[str, Callable[[ContextRequest], Any]] = {
+            "channel.get": self._get, "channel.set": self._set, "channel.delete": self._delete,
+            "channel.keys": lambda r: self.channel.keys(), "channel.append": self._append,
+            "channel.incr": self._incr, "channel.snapshot": lambda r: self.channel.snapshot(),
+            "checkpoint": self._checkpoint, "feedback": self._feedback,
+        }
+
+    def handle(self, request: ContextRequest) -> None:
+        if request.run_id != self.run_id or not self.plan.is_current(request.node, request.cycle, request.attempt):
+            log.warning("dropped a context request from a task that is not running in this run",
+                        run_id=self.run_id, from_run=request.run_id, node=request.node, op=request.op)
+            if request.run_id == self.run_id and 0 <= request.node < len(self.plan.status):
+                error = TransportError(f"run {self.run_id} is not running this attempt of the task any more")
+                self.answer(request, ContextReply(request.request_id, False, None, error))
+            return
+        op = self._ops.get(request.op)
+        try:
+            if op is None:
+                raise ValueError(f"unknown context operation {request.op!r}")
+            if not isinstance(request.args, dict):
+                raise TypeError("context request arguments must be a map")
+            value = op(request)
+        except Exception as exc:
+            self.answer(request, ContextReply(request.request_id, False, None, exc))
+            return
+        if value is not _LATER:
+            self.answer(request, ContextReply(request.request_id, True, value))
+
+    # --- the channel ---------------------------------------------------------------------------
+    def _get(self, request: ContextRequest) -> list[Any]:
+        data = self.channel.data
+        key = request.args.get("key")
+        return [True, data[key]] if isinstance(key, str) and key in data else [False, None]
+
+    def _set(self, request: ContextRequest) -> None:
+        self.channel.set(request.args.get("key"), request.args.get("value"))  # type: ignore[arg-type]
+
+    def _delete(self, request: ContextRequest) -> None:
+        key = request.args.get("key")
+        if isinstance(key, str):
+            self.channel.delete(key)
+
+    def _append(self, request: ContextRequest) -> int:
+        return self.channel.append(request.args.get("key"), request.args.get("value"))  # type: ignore[arg-type]
+
+    def _incr(self, request: ContextRequest) -> int | float:
+        return self.channel.incr(request.args.get("key"), request.args.get("amount", 1))  # type: ignore[arg-type]
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def next_sequence(self) -> int:
+        self.sequence += 1
+        return self.sequence
+
+    def snapshot(self, task_id: str | None, metadata: dict[str, Any] | None, sequence: int) -> dict[str, Any]:
+        return take_snapshot(
+            self.plan, self.compiled, run_id=self.run_id, workflow_ref=self.workflow_ref, task_id=task_id,
+            metadata=metadata, sequence=sequence, channel=self.channel.snapshot(),
+        )
+
+    def _checkpoint(self, request: ContextRequest) -> Any:
+        path, metadata = request.args.get("path"), request.args.get("metadata") or {}
+        if path is not None and (not isinstance(path, str) or not path or len(path) > MAX_PATH):
+            raise CheckpointError("checkpoint path must be a non-empty string")
+        if not isinstance(metadata, dict):
+            raise TypeError(f"checkpoint metadata must be a dict, got {type(metadata).__name__}")
+        task_id = self.plan.graph.ids[request.node]
+        sequence = self.next_sequence()
+        doc = self.snapshot(task_id, metadata, sequence)  # now, in this turn: a consistent instant
+        self.spawn(self._write(request, task_id, doc, sequence, path))
+        return _LATER
+
+    async def _write(self, request: ContextRequest, task_id: str, doc: dict[str, Any], sequence: int,
+                     path: str | None) -> None:
+        try:
+            location = await self.checkpoints.save(doc, name=f"{self.run_id}/{sequence}.ckpt", path=path)
+        except Exception as exc:
+            self._fail_later(request, exc)
+            return
+
+        def saved() -> None:
+            self.emit("checkpoint_saved", task_id, location=location, sequence=sequence)
+            self.answer(request, ContextReply(request.request_id, True, location))
+
+        self.post(saved)
+
+    def _fail_later(self, request: ContextRequest, error: Exception) -> None:
+        self.post(lambda: self.answer(request, ContextReply(request.request_id, False, None, error)))
+
+    # --- feedback -----------------------------------------------------------------------------------
+    def _feedback(self, request: ContextRequest) -> Any:
+        self.spawn(self._serve_feedback(request))
+        return _LATER
+
+    async def _serve_feedback(self, request: ContextRequest) -> None:
+        task_id = self.plan.graph.ids[request.node]
+        try:
+            value = await self.feedback.serve(request.node, task_id, request.cycle, request.args)
+        except Exception as exc:
+            self._fail_later(request, exc)
+            return
+        self.post(lambda: self.answer(request, ContextReply(request.request_id, True, value)))

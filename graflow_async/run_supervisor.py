@@ -1,0 +1,263 @@
+"""The run supervisor: a thin actor that carries out what the run plan decides.
+
+Its inbox is a local mailbox fed by every route's reply queue (handed over as sent
+in-process, pumped from a Redis stream otherwise) and by its own children (retry
+timers, checkpoint writes, feedback waits). For each batch it tells the plan the
+facts (`TaskReply`, `RetryDue`), answers context requests (`run_services`), then
+performs the plan's actions: sends `TaskMessage`s, starts retry timers, reports
+events, and stops when the plan says the run is over.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, NamedTuple
+
+from .actors import Actor, MailboxReceiver, MailboxSender, Supervisor, open_mailbox
+from .checkpoints.manager import CheckpointManager
+from .clock import current_clock
+from .compile import CompiledGraph
+from .events import Emitter
+from .exceptions import GraphError
+from .executor import Executor
+from .feedback.hitl import FeedbackHost
+from .messages import AddTasks, ContextReply, ContextRequest, RetryDue, TaskMessage, TaskReply
+from .plan import ChannelData, Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
+from .plan.specs import component_from_spec
+from .result import WorkflowResult
+from .routes import Route, distinct
+from .run_services import RunServices
+from .tasks import Task
+
+
+class Later(NamedTuple):
+    """A child's report, run in the supervisor's turn."""
+
+    fn: Callable[[], None]
+
+
+class RunSupervisor(Actor[Any]):
+    """One run: the plan, the routes its tasks take, and the services its tasks call."""
+
+    def __init__(
+        self, plan: RunPlan, compiled: CompiledGraph, channel: ChannelData, *, run_id: str, routes: list[Route],
+        emitter: Emitter, checkpoints: CheckpointManager, feedback_store: Any, workflow_ref: str | None,
+        resumed_metadata: dict[str, dict[str, Any]] | None = None, sequence: int = 0,
+        load_task: Callable[[str], Task],
+    ) -> None:
+        self.plan = plan
+        self.graph = plan.graph
+        self.run_id = run_id
+        self.routes = routes
+        self.channel = channel
+        self.emitter = emitter
+        self.resumed_metadata = resumed_metadata or {}
+        self.load_task = load_task
+        self._sender: MailboxSender[Any]
+        self._inbox: MailboxReceiver[Any]
+        self._sender, self._inbox = open_mailbox()
+        self._sup: Supervisor | None = None
+        self._outbox: list[tuple[Route, str, ContextReply]] = []
+        self.outcome: Any = None
+        self.feedback = FeedbackHost(run_id, feedback_store, current_clock(), self.post, self.spawn, self._emit)
+        self.services = RunServices(
+            plan, compiled, channel, run_id=run_id, workflow_ref=workflow_ref, checkpoints=checkpoints,
+            feedback=self.feedback, sequence=sequence, answer=self._answer, post=self.post, spawn=self.spawn,
+            emit=self._emit,
+        )
+        self.checkpoints = checkpoints
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def execute(self) -> WorkflowResult:
+        """Run to the end; return the result or raise what failed the run."""
+        self.emitter.record("run_started", workflow=self.graph.workflow_name)
+        started = time.perf_counter()
+        routes = distinct(self.routes)
+        try:
+            async with Supervisor(f"run {self.run_id}") as sup:
+                self._sup = sup
+                detach = [self._connect(route, sup) for route in routes]
+                try:
+                    await self.run(self._inbox)
+                finally:
+                    for undo in detach:
+                        undo()
+                sup.cancel_children()  # executors, pumps, timers, tasks of a failed run
+        finally:
+            self._sup = None
+            for route in routes:
+                await route.close()
+        return await self._conclude(time.perf_counter() - started)
+
+    def _connect(self, route: Route, sup: Supervisor) -> Callable[[], None]:
+        """Start an executor for a route whose tasks run here; feed its replies to the inbox."""
+        if route.local:
+            executor = Executor(route.transport, route.task_queue, context_queue=route.context_queue)
+            sup.spawn(executor.run(), name=f"executor {self.run_id}")
+        detach = route.transport.attach(route.reply_to, self._take)
+        if detach is not None:
+            return detach
+        sup.spawn(self._pump(route), name=f"replies {route.reply_to}")
+        return lambda: None
+
+    def _take(self, messages: Any) -> None:
+        send = self._sender.send_nowait
+        for message in messages:
+            send(message)
+
+    async def _pump(self, route: Route) -> None:
+        inbox = route.transport.inbox(route.reply_to)
+        while True:
+            self._take(await inbox.receive_batch())
+
+    def post(self, fn: Callable[[], None]) -> None:
+        self._sender.send_nowait(Later(fn))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        assert self._sup is not None
+        return self._sup.spawn(coro)
+
+    # --- the actor ---------------------------------------------------------------------------------
+    async def on_start(self) -> None:
+        self.plan.start()
+        await self._act()
+
+    async def on_batch(self, messages: list[Any]) -> None:
+        plan = self.plan
+        for message in messages:
+            kind = type(message)
+            if kind is TaskReply:
+                self._on_reply(message)
+            elif kind is ContextRequest:
+                self.services.handle(message)
+            elif kind is RetryDue:
+                plan.retry_due(message.node)
+            elif kind is Later:
+                message.fn()
+            else:
+                self.emitter.log.warning("run dropped an unexpected message", kind=kind.__name__)
+        await self._act()
+
+    def _on_reply(self, r: TaskReply) -> None:
+        plan = self.plan
+        if r.run_id != self.run_id:
+            self.emitter.log.warning("run dropped a reply meant for another run", from_run=r.run_id)
+        elif r.ok:
+            try:
+                directives = self._resolved(r.directives) if r.directives else ()
+            except GraphError as exc:  # an added task the run cannot find: the adding task fails
+                plan.task_failed(r.node, r.cycle, r.attempt, exc, r.duration, retryable=False)
+                return
+            plan.task_succeeded(r.node, r.cycle, r.attempt, r.value, r.duration, directives)
+        elif r.suspended:
+            plan.task_suspended(r.node, r.cycle, r.attempt)
+        else:
+            plan.task_failed(r.node, r.cycle, r.attempt, r.error, r.duration, r.retryable)
+
+    def _resolved(self, directives: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Directives from a worker name added tasks by import path: find them here."""
+        out = []
+        for d in directives:
+            if isinstance(d, AddTasks) and isinstance(d.component, dict):
+                d = AddTasks(component_from_spec(d.component, self._load), d.goto)
+            out.append(d)
+        return tuple(out)
+
+    def _load(self, ref: str) -> Task:
+        try:
+            return self.load_task(ref)
+        except LookupError as exc:
+            raise GraphError(f"the run cannot find an added task: {exc}") from exc
+
+    async def _act(self) -> None:
+        """Carry out what the plan decided; send queued context replies."""
+        batches: dict[int, tuple[Route, list[TaskMessage]]] = {}
+        routes, origin = self.routes, self.graph.origin
+        for action in self.plan.step():
+            kind = type(action)
+            if kind is Dispatch:
+                node = action.node
+                route = routes[origin.get(node, node) if origin else node]
+                batch = batches.get(id(route))
+                if batch is None:
+                    batch = batches[id(route)] = (route, [])
+                batch[1].append(self._message(action, route))
+            elif kind is Emit:
+                self.emitter.record(action.kind, action.task_id, **action.data)
+            elif kind is RetryLater:
+                self.spawn(self._retry_after(action.node, action.delay))
+            else:
+                self.outcome = action
+                self.stop()
+        for route, messages in batches.values():
+            await route.transport.send(route.task_queue, messages)
+        while self._outbox:
+            outbox, self._outbox = self._outbox, []
+            for route, queue, reply in outbox:
+                await route.transport.send(queue, (reply,))
+        await self.emitter.flush()
+
+    def _message(self, d: Dispatch, route: Route) -> TaskMessage:
+        task = d.task
+        metadata = self.resumed_metadata.get(task.id) if self.resumed_metadata else None
+        if route.local:
+            return TaskMessage(self.run_id, task.id, d.node, d.attempt, route.reply_to, d.kwargs, task.timeout, None,
+                               task, cycle=d.cycle, max_cycles=d.max_cycles, resumed_metadata=metadata)
+        return TaskMessage(self.run_id, task.id, d.node, d.attempt, route.reply_to, d.kwargs, task.timeout, task.ref,
+                           inject_context=task.inject_context, cycle=d.cycle, max_cycles=d.max_cycles,
+                           resumed_metadata=metadata)
+
+    def _answer(self, request: ContextRequest, reply: ContextReply) -> None:
+        self._outbox.append((self.routes[self.graph.route_of(request.node)], request.reply_to, reply))
+
+    def _emit(self, kind: Any, task_id: str | None = None, **data: Any) -> None:
+        self.emitter.record(kind, task_id, **data)
+
+    async def _retry_after(self, node: int, delay: float) -> None:
+        await current_clock().sleep(delay)
+        self._sender.send_nowait(RetryDue(node))
+
+    # --- the end -------------------------------------------------------------------------------------
+    async def _conclude(self, duration: float) -> WorkflowResult:
+        plan, outcome = self.plan, self.outcome
+        if isinstance(outcome, Fail):
+            self.emitter.record("run_failed", error=repr(outcome.error), duration=duration)
+            await self.emitter.flush()
+            raise outcome.error
+        if isinstance(outcome, Suspend):
+            return await self._suspend(duration, outcome.nodes)
+        if outcome is None:
+            raise RuntimeError(f"run {self.run_id} stopped without an outcome")
+        store = self.feedback.opened
+        if store is not None:  # an answer resumed it, or it never suspended
+            await store.set_suspension(self.run_id, None)
+        result = WorkflowResult(
+            run_id=self.run_id, status="completed", results=dict(plan.results), output=plan.output(),
+            channel=self.channel.snapshot(), skipped=plan.skipped(),
+        )
+        self.emitter.record("run_completed", duration=duration, terminated=outcome.terminated)
+        await self.emitter.flush()
+        return result
+
+    async def _suspend(self, duration: float, nodes: tuple[int, ...]) -> WorkflowResult:
+        """Every running task has finished and some wait for answers: save and return."""
+        sequence = self.services.next_sequence()
+        doc = self.services.snapshot(None, None, sequence)
+        location = await self.checkpoints.save(doc, name=f"{self.run_id}/{sequence}.ckpt")
+        pending = [self.feedback.timed_out[n] for n in nodes if n in self.feedback.timed_out]
+        await self.feedback.store().set_suspension(
+            self.run_id, {"checkpoint": location, "workflow": self.graph.workflow_name}
+        )
+        self.emitter.record("checkpoint_saved", None, location=location, sequence=sequence)
+        self.emitter.record("run_suspended", checkpoint=location, duration=duration,
+                            pending_feedback=[r.feedback_id for r in pending])
+        await self.emitter.flush()
+        return WorkflowResult(
+            run_id=self.run_id, status="suspended", results=dict(self.plan.results), output=self.plan.output(),
+            channel=self.channel.snapshot(), checkpoint=location, pending_feedback=pending,
+            skipped=self.plan.skipped(),
+        )
+
+    async def aclose(self) -> None:
+        await self.feedback.aclose()
