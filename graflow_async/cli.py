@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import functools
 import importlib
+import math
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -140,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     p.add_argument("--grace-period", type=float, default=30.0,
                    help="seconds running tasks get to finish after SIGTERM (default 30)")
+    p.add_argument("--context-timeout", type=float, default=300.0,
+                   help="seconds a task waits for its run to answer a context request before it "
+                        "concludes the run has ended (default 300; feedback waits add their own timeout)")
     p.set_defaults(handler=_worker_command)
 
     p = commands.add_parser("queue-stats", help="print the task stream's figures")
@@ -172,6 +176,10 @@ async def _worker_command(args: argparse.Namespace) -> int:
 
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    for option in ("grace_period", "context_timeout"):
+        value = getattr(args, option)
+        if not math.isfinite(value) or value <= 0:
+            raise UsageError(f"--{option.replace('_', '-')} must be a positive number of seconds")
     _importable_cwd()
     for module in args.imports:
         try:
@@ -181,6 +189,7 @@ async def _worker_command(args: argparse.Namespace) -> int:
     return await run_worker(
         _redis_url(args), namespace=args.namespace, worker_id=args.worker_id, imports=args.imports,
         concurrency=args.concurrency, metrics_port=args.metrics_port, grace_period=args.grace_period,
+        context_timeout=args.context_timeout,
     )
 
 

@@ -30,13 +30,16 @@ class ContextPort:
 
     `remote` says the run is in another process: what a task hands its run must then
     be described by import path, and a run that has gone quiet is given up on after
-    `REMOTE_ANSWER_TIMEOUT`.
+    `answer_timeout` seconds (plus the request's own timeout, for a feedback wait).
     """
 
-    def __init__(self, transport: Transport, queue: str, *, remote: bool) -> None:
+    def __init__(
+        self, transport: Transport, queue: str, *, remote: bool, answer_timeout: float = REMOTE_ANSWER_TIMEOUT
+    ) -> None:
         self.transport = transport
         self.queue = queue
         self.remote = remote
+        self.answer_timeout = answer_timeout
         self._pending: dict[str, asyncio.Future[ContextReply]] = {}
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:12]
@@ -49,12 +52,14 @@ class ContextPort:
         self._pending[request_id] = future
         request = ContextRequest(message.run_id, message.node, message.cycle, message.attempt, request_id, op,
                                  args, self.queue)
-        bound = (timeout or 0.0) + REMOTE_ANSWER_TIMEOUT if self.remote else None
+        bound = (timeout or 0.0) + self.answer_timeout if self.remote else None
         try:
             await self.transport.send(message.reply_to, (request,))
             async with asyncio.timeout(bound):
                 reply = await future
         except TimeoutError:
+            log.warning("a run did not answer a context request; it may have ended", run_id=message.run_id,
+                        task_id=message.task_id, op=op, waited=bound)
             raise TransportError(
                 f"run {message.run_id} did not answer {op} from task {message.task_id!r} within {bound:g}s "
                 "(it may have ended)"

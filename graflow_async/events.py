@@ -20,7 +20,7 @@ import structlog
 EventKind = Literal[
     "run_started", "run_completed", "run_failed", "run_suspended",
     "task_started", "task_completed", "task_failed", "task_retrying",
-    "group_finished", "feedback_requested", "feedback_answered", "checkpoint_saved",
+    "group_finished", "feedback_requested", "feedback_answered", "checkpoint_saved", "task_added",
 ]
 
 # The structlog level each kind is logged at.
@@ -37,6 +37,7 @@ LEVELS: dict[str, int] = {
     "feedback_requested": logging.INFO,
     "feedback_answered": logging.INFO,
     "checkpoint_saved": logging.INFO,
+    "task_added": logging.INFO,
 }
 _METHODS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from .actors import Supervisor
 from .attempt import RunThreadPool, failed, run_attempt, shutdown
 from .clock import current_clock
-from .context_port import ContextPort
+from .context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
 from .events import LibraryLog
 from .handlers import thread_pool
 from .messages import TaskMessage
@@ -44,16 +44,17 @@ class Executor:
     `concurrency` bounds how many run at once (None: no bound); `find_task` maps a
     message to its `Task` (in-process messages carry it; workers import it). Context
     replies come back on `context_queue`; `remote` says the runs it serves live in
-    other processes (a worker's case).
+    other processes (a worker's case), which get `answer_timeout` seconds to answer.
     """
 
     def __init__(
         self, transport: Transport, queue: str, *, context_queue: str, remote: bool = False,
         concurrency: int | None = None, find_task: Callable[[TaskMessage], Task] = _task_of,
+        answer_timeout: float = REMOTE_ANSWER_TIMEOUT,
     ) -> None:
         self.transport = transport
         self.queue = queue
-        self.port = ContextPort(transport, context_queue, remote=remote)
+        self.port = ContextPort(transport, context_queue, remote=remote, answer_timeout=answer_timeout)
         self.find_task = find_task
         self.capacity = concurrency
         self.done = 0

@@ -42,7 +42,8 @@ class RunSupervisor(Actor[Any]):
 
     def __init__(
         self, plan: RunPlan, compiled: CompiledGraph, channel: ChannelData, *, run_id: str, routes: list[Route],
-        emitter: Emitter, checkpoints: CheckpointManager, feedback_store: Any, workflow_ref: str | None,
+        emitter: Emitter, checkpoints: CheckpointManager, feedback_store: Any, owns_feedback_store: bool,
+        workflow_ref: str | None,
         resumed_metadata: dict[str, dict[str, Any]] | None = None, sequence: int = 0,
         load_task: Callable[[str], Task],
     ) -> None:
@@ -60,7 +61,8 @@ class RunSupervisor(Actor[Any]):
         self._sup: Supervisor | None = None
         self._outbox: list[tuple[Route, str, ContextReply]] = []
         self.outcome: Any = None
-        self.feedback = FeedbackHost(run_id, feedback_store, current_clock(), self.post, self.spawn, self._emit)
+        self.feedback = FeedbackHost(run_id, feedback_store, current_clock(), self.post, self.spawn, self._emit,
+                                     owned=owns_feedback_store)
         self.services = RunServices(
             plan, compiled, channel, run_id=run_id, workflow_ref=workflow_ref, checkpoints=checkpoints,
             feedback=self.feedback, sequence=sequence, answer=self._answer, post=self.post, spawn=self.spawn,

@@ -99,7 +99,8 @@ async def start_run(
         supervisor = RunSupervisor(
             plan, compiled, channel, run_id=run_id, routes=routes, emitter=emitter, checkpoints=checkpoints,
             feedback_store=feedback_store if feedback_store is not None else main.default_feedback_store(),
-            workflow_ref=workflow_ref(workflow), resumed_metadata=resumed, sequence=sequence, load_task=load_task,
+            owns_feedback_store=feedback_store is None, workflow_ref=workflow_ref(workflow),
+            resumed_metadata=resumed, sequence=sequence, load_task=load_task,
         )
         stack.push_async_callback(supervisor.aclose)
         return await supervisor.execute()

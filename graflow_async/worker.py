@@ -19,6 +19,7 @@ from typing import Any
 
 from .actors import Supervisor
 from .clock import current_clock, within
+from .context_port import REMOTE_ANSWER_TIMEOUT
 from .events import LibraryLog
 from .exceptions import TransportError
 from .executor import Executor
@@ -74,6 +75,7 @@ async def run_worker(
     concurrency: int | None = 64,
     metrics_port: int | None = None,
     grace_period: float = 30.0,
+    context_timeout: float = REMOTE_ANSWER_TIMEOUT,
     ready: asyncio.Event | None = None,
 ) -> int:
     """Run a worker until SIGTERM/SIGINT; returns the process exit code."""
@@ -84,7 +86,7 @@ async def run_worker(
         await transport.open_queue(context_queue)
         executor = Executor(
             transport, keys.TASK_QUEUE, context_queue=context_queue, remote=True, concurrency=concurrency,
-            find_task=import_task,
+            find_task=import_task, answer_timeout=context_timeout,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

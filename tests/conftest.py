@@ -10,6 +10,7 @@ import structlog
 from redis_server import client, redis_server, redis_url
 from services import s3_bucket, s3_service
 from structlog.testing import capture_logs
+from worker_processes import pool, workers
 
 
 @pytest.fixture
@@ -24,5 +25,4 @@ def log_capture() -> Iterator[list[dict]]:
             structlog.reset_defaults()
 
 
-__all__ = [
-    "client","redis_server", "redis_url", "s3_bucket", "s3_service"]
+__all__ = ["client", "pool", "redis_server", "redis_url", "s3_bucket", "s3_service", "workers"]

@@ -109,10 +109,11 @@ class FeedbackHost:
 
     def __init__(
         self, run_id: str, spec: Any, clock: Clock, post: Callable[[Callable[[], None]], None],
-        spawn: Callable[[Coroutine[Any, Any, Any]], Any], emit: Callable[..., None],
+        spawn: Callable[[Coroutine[Any, Any, Any]], Any], emit: Callable[..., None], *, owned: bool = False,
     ) -> None:
         self.run_id = run_id
         self._spec = spec
+        self._owned = owned or not isinstance(spec, FeedbackStore)  # closed when the run ends
         self._store: FeedbackStore | None = None
         self.clock = clock
         self.post = post
@@ -133,7 +134,7 @@ class FeedbackHost:
 
     async def aclose(self) -> None:
         store, self._store = self._store, None
-        if store is not None and store is not self._spec:
+        if store is not None and self._owned:
             await store.aclose()
 
     async def serve(self, node: int, task_id: str, cycle: int, args: dict[str, Any]) -> dict[str, Any]:
