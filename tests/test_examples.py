@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,3 +55,31 @@ def test_training_store_option(tmp_path: Path) -> None:
     assert "resumed from epoch 6: trained epochs 7-10" in proc.stdout
     assert not (tmp_path / ".graflow").exists()
     assert len(list((tmp_path / "elsewhere").rglob("*.ckpt"))) == 3
+
+
+def _agent_story(out: str) -> None:
+    assert "round 1: plan researches latency, throughput, failure modes" in out
+    assert "check: 7 facts, want 12: planning again" in out  # a loop back by goto
+    assert "round 2: plan researches cost, operability, security" in out
+    assert "check: 14 facts: done" in out
+    summary = re.search(r"summary: 14 facts on 6 topics: (.+)", out)
+    assert summary is not None, out
+    assert sorted(summary.group(1).split(", ")) == sorted(
+        ["latency", "throughput", "failure modes", "cost", "operability", "security"]
+    )
+    assert "rounds: 2; tasks added at runtime: 6" in out
+
+
+def test_the_agent_loop_fans_out_at_runtime_and_loops_until_done(tmp_path: Path) -> None:
+    proc = run_example("agent_loop.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    _agent_story(proc.stdout)
+    assert f"(from pid {os.getpid()})" not in proc.stdout  # it ran in the example's own process
+
+
+def test_the_agent_loop_runs_the_same_on_redis_workers(tmp_path: Path, workers: Any, redis_url: str) -> None:
+    [worker] = workers.start(1, "--import", "examples.agent_loop")
+    proc = run_example("agent_loop.py", "--redis-url", redis_url, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr + worker.output()
+    assert "round 1" not in proc.stdout  # the tasks (and their prints) ran on the worker
+    _agent_story(worker.output() + proc.stdout)

@@ -29,6 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ..actors.mailbox import MailboxClosed
+from ..clock import current_clock
 from ..events import LibraryLog
 from ..exceptions import TransportError
 from ..messages import ContextReply, ContextRequest, TaskMessage, TaskReply
@@ -272,8 +273,8 @@ class RedisStreamsTransport(Transport):
 
     async def _reclaim(self, stream: str, count: int) -> list[Delivery]:
         """Claim entries whose consumer stopped heartbeating, at most every _RECLAIM_EVERY s per stream."""
-        now = time.monotonic()
-        if now - self._last_reclaim.get(stream, 0.0) < _RECLAIM_EVERY:
+        now = current_clock().time()
+        if now - self._last_reclaim.get(stream, -_RECLAIM_EVERY) < _RECLAIM_EVERY:
             return []
         self._last_reclaim[stream] = now
         floor = min(1000, int(self.lease_timeout * 1000))  # no lease is shorter than ours, or 1 s
