@@ -75,6 +75,8 @@ async def test_feedback_from_a_worker_task_is_answered_through_the_rest_api(pool
             await wait_for(listed, 10, "the worker task's request in the REST API")
             [request] = await listed()
             assert request["metadata"]["pid"] in pool.workers.pids  # asked on a worker
+            page = await (await client.get("/ui/feedback/")).text()
+            assert "ship it?" in page and request["feedback_id"] in page  # and shown in the UI
             answer = await client.post(f"/api/feedback/{request['feedback_id']}/respond",
                                        json={"approved": True, "responded_by": "ops"})
             assert answer.status == 200
