@@ -97,6 +97,7 @@ class Executor:
         try:
             async with Supervisor(f"executor {self.queue}") as children:
                 self._children = children
+                await self.transport.open_queue(self.port.queue)
                 detach_replies = self.transport.attach(self.port.queue, self.port.deliver)
                 if detach_replies is None:
                     children.spawn(self.port.pump(), name=f"context replies {self.port.queue}")

@@ -83,7 +83,6 @@ async def run_worker(
         importlib.import_module(module)  # an ImportError ends the worker before it takes work
     async with RedisStreamsTransport(url, namespace=namespace, consumer=worker_id) as transport:
         context_queue = keys.worker_queue(transport.consumer)
-        await transport.open_queue(context_queue)
         executor = Executor(
             transport, keys.TASK_QUEUE, context_queue=context_queue, remote=True, concurrency=concurrency,
             find_task=import_task, answer_timeout=context_timeout,

@@ -1,15 +1,22 @@
-"""The transport conformance kit, run over every transport."""
+"""The transport conformance kit, run over every transport: memory, Redis Streams, and a
+third one written in the tests (`LoopbackTransport`), which also carries a whole run."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import loopback_flows
 import pytest
+from loopback_transport import LoopbackTransport
 
-from graflow_async.transports import MemoryTransport
+import graflow_async
+from graflow_async.executor import Executor
+from graflow_async.transports import MemoryTransport, keys
 from graflow_async.transports.conformance import TransportSuite
 from graflow_async.transports.redis_streams import RedisStreamsTransport
+from graflow_async.worker import import_task
 
 
 class TestMemoryTransport(TransportSuite):
@@ -20,8 +27,6 @@ class TestMemoryTransport(TransportSuite):
 
 
 async def test_memory_transport_applies_backpressure() -> None:
-    import asyncio
-
     async with MemoryTransport(maxsize=2) as transport:
         await transport.send("q", [1, 2])
         blocked = asyncio.create_task(transport.send("q", [3]))
@@ -32,18 +37,60 @@ async def test_memory_transport_applies_backpressure() -> None:
 
 
 class TestRedisStreamsTransport(TransportSuite):
-    """The same checks over a real redis-server, in a fresh namespace per test."""
+    """The same checks over a real redis-server, in a fresh namespace per test, with a
+    short lease so that the checks of acks and heartbeats see lapsed claims come back."""
+
+    LEASE = 1.0
+
+    @pytest.fixture
+    def lease(self) -> float:
+        return self.LEASE
 
     @pytest.fixture
     async def transport(self, redis_url: str) -> AsyncIterator[RedisStreamsTransport]:
         namespace = f"conformance-{uuid.uuid4().hex[:8]}"
-        async with RedisStreamsTransport(redis_url, namespace=namespace, connect_timeout=2) as transport:
+        async with RedisStreamsTransport(
+            redis_url, namespace=namespace, connect_timeout=2, lease_timeout=self.LEASE
+        ) as transport:
             yield transport
 
 
-async def test_the_default_inbox_acks_on_receipt_and_closes_with_the_transport() -> None:
-    import asyncio
+class TestLoopbackTransport(TransportSuite):
+    """A transport written outside the package, on nothing but the seam's contract."""
 
+    @pytest.fixture
+    async def transport(self) -> AsyncIterator[LoopbackTransport]:
+        async with LoopbackTransport() as transport:
+            yield transport
+
+
+async def test_a_workflow_runs_over_a_third_transport() -> None:
+    """A run on the loopback transport, served by an executor that finds its tasks by
+    import path (as a worker does): results, parameters, a parallel group, the channel
+    and a task added at runtime all cross the seam serialized."""
+    transport = LoopbackTransport()
+    worker = Executor(transport, keys.TASK_QUEUE, context_queue="worker:loop:context", remote=True,
+                      concurrency=4, find_task=import_task)
+    async with transport, asyncio.TaskGroup() as tg:
+        serving = tg.create_task(worker.run(), name="loopback worker")
+        try:
+            result = await asyncio.wait_for(graflow_async.run(loopback_flows.flow(), transport=transport), 30)
+        finally:
+            serving.cancel()
+    assert result.status == "completed"
+    assert result.results == {"prepare": 5, "double": 10, "triple": 15, "combine": 25, "extra": 26}
+    channel = result.channel
+    assert channel["config"] == {"factor": 3} and channel["total"] == 25 and channel["count"] == 4
+    log = channel["log"]
+    assert log[0] == "prepare" and sorted(log[1:3]) == ["double", "triple"] and log[3:] == ["extra"]
+    # 5 tasks and their replies, 10 context requests and their answers: all serialized
+    assert transport.encoded == transport.decoded >= 30
+    assert worker.done == 5 and worker.failed == 0
+    assert transport.pending(keys.TASK_QUEUE) == 0  # every task acked after its reply
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_the_default_inbox_acks_on_receipt_and_closes_with_the_transport() -> None:
     from graflow_async.actors import MailboxClosed
     from graflow_async.transports.base import Transport, TransportInbox
 

@@ -55,8 +55,13 @@ class Transport(ABC):
     async def send(self, queue: str, messages: Sequence[Any]) -> None:
         """Append `messages`, in order, to `queue` (created on first use).
 
-        May wait while the queue is full (backpressure). Raises `TransportError` when
-        the transport is closed or unreachable.
+        A transport may instead drop replies (`TaskReply`, `ContextRequest`,
+        `ContextReply`) sent to a queue that does not exist, so that a reply whose reader
+        has gone leaves nothing behind: a reader makes its queue first, with `open_queue`
+        or by receiving from it. May wait while the queue is full (backpressure).
+        Raises `TransportError` when the transport is closed or unreachable. A transport
+        may fill in its own defaults for a `TaskMessage`'s `lease_timeout` and
+        `max_deliveries` when they are None.
         """
 
     @abstractmethod
@@ -94,6 +99,10 @@ class Transport(ABC):
         receipt; closed when the transport is."""
         return TransportInbox(self, queue)
 
+    async def open_queue(self, queue: str) -> None:
+        """Make `queue` exist before anything is sent to it, so that replies to its reader
+        land (an executor's context queue). Default: queues need no making."""
+
     async def discard(self, queue: str) -> None:
         """Forget `queue` and whatever it still holds (a run's reply queue when it ends).
         Default: nothing to forget."""
@@ -109,7 +118,7 @@ class Transport(ABC):
 
     async def leave(self, queue: str) -> None:
         """This consumer stops reading `queue` for good (a worker's clean exit), so queue
-        figures stop counting it. Default: nothing to do."""
+        figures stop counting it; a queue it never read is fine. Default: nothing to do."""
 
     def default_feedback_store(self) -> Any:
         """The feedback store a run on this transport uses when none is given (a
@@ -119,7 +128,8 @@ class Transport(ABC):
 
     @abstractmethod
     async def aclose(self) -> None:
-        """Release connections; pending `receive` calls raise `TransportError`."""
+        """Release connections; pending `receive` calls raise `TransportError` (and an
+        `inbox`'s `receive_batch` raises `MailboxClosed`). Calling it again does nothing."""
 
     async def __aenter__(self) -> Transport:
         return self

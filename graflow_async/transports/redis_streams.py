@@ -133,6 +133,8 @@ class RedisStreamsTransport(Transport):
                     raise asyncio.CancelledError
                 return result
             except _RETRYABLE as exc:
+                if self._closed:  # closed under a pending command: not an outage
+                    raise TransportError("the Redis transport is closed") from exc
                 if attempt == 1 or attempt % 20 == 0:
                     log.warning("redis unavailable, retrying", url=self.url, op=what, error=repr(exc))
                 await asyncio.sleep(delay)
@@ -239,7 +241,13 @@ class RedisStreamsTransport(Transport):
         stream = self.keys.stream(queue)
 
         async def op() -> None:
-            mine = await self.client.xpending_range(stream, self.keys.group, "-", "+", 1, consumername=self.consumer)
+            try:
+                mine = await self.client.xpending_range(
+                    stream, self.keys.group, "-", "+", 1, consumername=self.consumer)
+            except redis_errors.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    return  # never read here: nothing to leave
+                raise
             if not mine:
                 await self.client.xgroup_delconsumer(stream, self.keys.group, self.consumer)
 
@@ -336,8 +344,8 @@ class RedisStreamsTransport(Transport):
 
     # --- per-run and per-worker state ---------------------------------------------------------
     async def open_queue(self, queue: str) -> None:
-        """Create `queue`'s stream (a worker's context stream, before it sends requests
-        whose replies must land there)."""
+        """Create `queue`'s stream, so that replies sent to it land (a worker's context
+        stream, before its tasks send requests)."""
         await self._ensure_group(self.keys.stream(queue))
 
     def default_feedback_store(self) -> Any:
@@ -362,8 +370,13 @@ class ReplyInbox:
         while True:
             if self._closed or transport.closed:
                 raise MailboxClosed
-            answer = await transport._call("XREAD", functools.partial(
-                transport.client.xread, {self.stream: self.last_id}, count=max_items or 512, block=_POLL_MS))
+            try:
+                answer = await transport._call("XREAD", functools.partial(
+                    transport.client.xread, {self.stream: self.last_id}, count=max_items or 512, block=_POLL_MS))
+            except TransportError:
+                if transport.closed:
+                    raise MailboxClosed from None
+                raise
             entries = _entries(answer)
             if not entries:
                 continue
