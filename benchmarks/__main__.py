@@ -2,7 +2,7 @@
 
     python -m benchmarks            # all
     python -m benchmarks core       # only the core runtime scenarios
-    (suites: core, checkpoints, feedback, redis, graflow-redis)
+    (suites: core, checkpoints, feedback, redis, remote-context, graflow-redis)
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 from .checkpoints import suite as checkpoints
 from .graflow_redis import suite as graflow_redis
 from .redis_streams import suite as redis_streams
+from .remote_context import suite as remote_context
 
 CORE = [("chain", 1000), ("chain", 10000), ("fan", 1000), ("fan", 10000), ("lattice", 1000),
         ("lattice", 10000)]
@@ -50,6 +51,7 @@ SUITES = {
     "checkpoints": checkpoints,
     "feedback": feedback,
     "redis": redis_streams,
+    "remote-context": remote_context,  # checkpoint() and request_feedback from a task on a worker
     "graflow-redis": graflow_redis,  # Graflow 0.2.0 in its own venv under .bench/, for comparison
 }
 

@@ -120,15 +120,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def start_workers(url: str, names: Sequence[str], concurrency: int, logdir: Path) -> list[subprocess.Popen[bytes]]:
-    """`python -m graflow_async worker` per name (`concurrency` 0: the worker's default)."""
+def start_workers(url: str, names: Sequence[str], concurrency: int, logdir: Path, *, module: str = TASK_MODULE,
+                  namespace: str | None = None) -> list[subprocess.Popen[bytes]]:
+    """`python -m graflow_async worker` per name (`concurrency` 0: the worker's default),
+    importing `module`, on `namespace` (None: the worker's default)."""
     procs = []
     for name in names:
         option = ["--concurrency", str(concurrency)] if concurrency else []
+        if namespace is not None:
+            option += ["--namespace", namespace]
         with open(logdir / f"{name}.log", "wb") as log:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "graflow_async", "worker", "--redis-url", url, "--worker-id", name,
-                 "--import", TASK_MODULE, *option],
+                 "--import", module, *option],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             ))
     return procs
