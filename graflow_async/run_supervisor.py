@@ -175,16 +175,10 @@ class RunSupervisor(Actor[Any]):
     async def _act(self) -> None:
         """Carry out what the plan decided; send queued context replies."""
         batches: dict[int, tuple[Route, list[TaskMessage]]] = {}
-        routes, origin = self.routes, self.graph.origin
         for action in self.plan.step():
             kind = type(action)
             if kind is Dispatch:
-                node = action.node
-                route = routes[origin.get(node, node) if origin else node]
-                batch = batches.get(id(route))
-                if batch is None:
-                    batch = batches[id(route)] = (route, [])
-                batch[1].append(self._message(action, route))
+                self._messages(action, batches)
             elif kind is Emit:
                 self.emitter.record(action.kind, action.task_id, **action.data)
             elif kind is RetryLater:
@@ -200,15 +194,25 @@ class RunSupervisor(Actor[Any]):
                 await route.transport.send(queue, (reply,))
         await self.emitter.flush()
 
-    def _message(self, d: Dispatch, route: Route) -> TaskMessage:
-        task = d.task
-        metadata = self.resumed_metadata.get(task.id) if self.resumed_metadata else None
-        if route.local:
-            return TaskMessage(self.run_id, task.id, d.node, d.attempt, route.reply_to, d.kwargs, task.timeout, None,
-                               task, cycle=d.cycle, max_cycles=d.max_cycles, resumed_metadata=metadata)
-        return TaskMessage(self.run_id, task.id, d.node, d.attempt, route.reply_to, d.kwargs, task.timeout, task.ref,
-                           inject_context=task.inject_context, cycle=d.cycle, max_cycles=d.max_cycles,
-                           resumed_metadata=metadata)
+    def _messages(self, d: Dispatch, batches: dict[int, tuple[Route, list[TaskMessage]]]) -> None:
+        """The task messages of `d`, batched by the route each task takes."""
+        routes, origin, run_id, resumed = self.routes, self.graph.origin, self.run_id, self.resumed_metadata
+        for i, node in enumerate(d.nodes):
+            route = routes[origin.get(node, node) if origin else node]
+            batch = batches.get(id(route))
+            if batch is None:
+                batch = batches[id(route)] = (route, [])
+            task = d.tasks[i]
+            metadata = resumed.get(task.id) if resumed else None
+            if route.local:
+                message = TaskMessage(run_id, task.id, node, d.attempts[i], route.reply_to, d.kwargs[i], task.timeout,
+                                      None, task, cycle=d.cycles[i], max_cycles=d.max_cycles[i],
+                                      resumed_metadata=metadata)
+            else:
+                message = TaskMessage(run_id, task.id, node, d.attempts[i], route.reply_to, d.kwargs[i], task.timeout,
+                                      task.ref, inject_context=task.inject_context, cycle=d.cycles[i],
+                                      max_cycles=d.max_cycles[i], resumed_metadata=metadata)
+            batch[1].append(message)
 
     def _answer(self, request: ContextRequest, reply: ContextReply) -> None:
         self._outbox.append((self.routes[self.graph.route_of(request.node)], request.reply_to, reply))

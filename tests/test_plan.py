@@ -6,7 +6,7 @@ the test says each task did.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -77,12 +77,20 @@ def loop_task(data: Any = None) -> Any:
     return data
 
 
+class Sent(NamedTuple):
+    node: int
+    task: Any
+    attempt: int
+    cycle: int
+    kwargs: dict[str, Any]
+
+
 class Sim:
     """Drives a `RunPlan`: `run(...)` dispatches, the test answers for each task."""
 
     def __init__(self, wf: Any, channel: dict[str, Any] | None = None, **options: Any) -> None:
         self.plan = RunPlan(RunGraph(wf.compile()), ChannelData(channel), **options)
-        self.running: dict[str, Dispatch] = {}
+        self.running: dict[str, Sent] = {}
         self.log: list[str] = []  # task ids in dispatch order
         self.events: list[Emit] = []
         self.retries: list[RetryLater] = []
@@ -94,9 +102,11 @@ class Sim:
         started = []
         for action in self.plan.step():
             if isinstance(action, Dispatch):
-                self.running[action.task.id] = action
-                self.log.append(action.task.id)
-                started.append(action.task.id)
+                for i, task_ in enumerate(action.tasks):
+                    sent = Sent(action.nodes[i], task_, action.attempts[i], action.cycles[i], action.kwargs[i])
+                    self.running[task_.id] = sent
+                    self.log.append(task_.id)
+                    started.append(task_.id)
             elif isinstance(action, Emit):
                 self.events.append(action)
             elif isinstance(action, RetryLater):

@@ -1,5 +1,6 @@
-"""What the run plan hands its supervisor to carry out. Plain tuples: one is made per
-dispatched task, on the hot path."""
+"""What the run plan hands its supervisor to carry out. Plain tuples, and one `Dispatch`
+per step however many tasks it sends: a 10,000-task fan-out would otherwise hold
+10,000 more live objects for the garbage collector to walk."""
 
 from __future__ import annotations
 
@@ -9,14 +10,27 @@ from ..tasks import Task
 
 
 class Dispatch(NamedTuple):
-    """Send attempt `attempt` of run `cycle` of `task` (node `node`) with `kwargs`."""
+    """Send, for each i, attempt `attempts[i]` of run `cycles[i]` of `tasks[i]` (node
+    `nodes[i]`, capped at `max_cycles[i]` runs) with `kwargs[i]`."""
 
-    node: int
-    task: Task
-    attempt: int
-    cycle: int
-    max_cycles: int
-    kwargs: dict[str, Any]
+    nodes: list[int]
+    tasks: list[Task]
+    attempts: list[int]
+    cycles: list[int]
+    max_cycles: list[int]
+    kwargs: list[dict[str, Any]]
+
+    @classmethod
+    def empty(cls) -> Dispatch:
+        return cls([], [], [], [], [], [])
+
+    def add(self, node: int, task: Task, attempt: int, cycle: int, max_cycles: int, kwargs: dict[str, Any]) -> None:
+        self.nodes.append(node)
+        self.tasks.append(task)
+        self.attempts.append(attempt)
+        self.cycles.append(cycle)
+        self.max_cycles.append(max_cycles)
+        self.kwargs.append(kwargs)
 
 
 class RetryLater(NamedTuple):

@@ -2,9 +2,9 @@
 
     plan = RunPlan(graph, channel, default_retry=RetryPolicy(), max_cycles=100)
     plan.start()
-    actions = plan.step()                       # [Dispatch(...), Dispatch(...)]
+    actions = plan.step()                       # [Dispatch(nodes=[0, 1], ...)]
     plan.task_succeeded(node, cycle, attempt, value, duration)
-    actions = plan.step()                       # [Dispatch(...)] or [Finish(None)] ...
+    actions = plan.step()                       # [Dispatch(nodes=[2], ...)] or [Finish(None)] ...
 
 Facts: a task succeeded (with the directives it gave: next_task, next_iteration,
 cancel, terminate), failed, or stopped to wait for an answer; a retry came due.
@@ -200,11 +200,15 @@ class RunPlan(PlanState):
     # --- acting -------------------------------------------------------------------------------
     def step(self) -> list[Any]:
         """Dispatch what is ready, decide whether the run is over; hand back the actions."""
+        dispatch = None
         while self.ready and self.failure is None and self.terminated is None and not self.suspended:
             nodes, self.ready = self.ready, []
+            if dispatch is None:
+                dispatch = Dispatch.empty()
+                self.actions.append(dispatch)
             for node in nodes:
                 if self.status[node] == QUEUED:
-                    self._dispatch(node)
+                    self._dispatch(node, dispatch)
         if self.failure is not None:
             self.actions.append(Fail(self.failure))
         elif self.terminated is not None:
@@ -214,7 +218,7 @@ class RunPlan(PlanState):
         actions, self.actions = self.actions, []
         return actions
 
-    def _dispatch(self, node: int) -> None:
+    def _dispatch(self, node: int, dispatch: Dispatch) -> None:
         task = self.graph.tasks[node]
         assert task is not None
         cap = task.max_cycles or self.max_cycles
@@ -237,7 +241,7 @@ class RunPlan(PlanState):
             kwargs = {**kwargs, "data": self.iter_data[node]}
         self.status[node] = RUNNING
         self.inflight += 1
-        self.actions.append(Dispatch(node, task, attempt, cycle, cap, kwargs))
+        dispatch.add(node, task, attempt, cycle, cap, kwargs)
         if self.wants_steps:
             self.emit("task_started", task.id, attempt=attempt, cycle=cycle)
 
