@@ -13,6 +13,7 @@ from graflow_async import (
     CheckpointError,
     CycleLimitError,
     GraphError,
+    ParallelGroupError,
     TaskFailedError,
     TransportError,
     parallel,
@@ -355,3 +356,40 @@ async def test_a_request_from_an_attempt_that_has_returned_is_dropped_and_logged
     assert stragglers and "not running this attempt" in stragglers[0]
     assert any(e["event"] == "dropped a context request from a task that is not running in this run"
                for e in log_capture)
+
+
+# --- checkpoints written before plan state existed ------------------------------------------------
+@task
+async def old_a() -> int:
+    return 1
+
+
+@task(inject_context=True)
+async def old_b(context: Any, old_a: int) -> int:
+    await context.checkpoint()
+    if context.resumed_metadata is None:
+        raise RuntimeError("crash")
+    return old_a + 1
+
+
+@task
+async def old_c(old_b: int) -> int:
+    return old_b + 1
+
+
+async def test_a_checkpoint_without_plan_state_resumes_from_its_completed_tasks(tmp_path: Path) -> None:
+    """graflow-async 0.1 wrote `completed` and `groups_done` but no plan state."""
+    from graflow_async.checkpoints.format import decode_checkpoint, encode_checkpoint
+
+    with workflow("old-format") as wf:
+        old_a >> (old_b | old_c.instance("side", old_b=0)) >> old_c
+    with pytest.raises(ParallelGroupError):
+        await run(wf, checkpoint_store=str(tmp_path), run_id="old")
+    path = tmp_path / "old" / "1.ckpt"
+    doc = decode_checkpoint(path.read_bytes())
+    del doc["plan"]
+    path.write_bytes(encode_checkpoint(doc))
+    events: list[Any] = []
+    result = await resume(str(path), workflow=wf, on_event=events.append)
+    assert result.results == {"old_a": 1, "old_b": 2, "side": 1, "old_c": 3}
+    assert sorted(e.task_id for e in events if e.kind == "task_started") == ["old_b", "old_c", "side"]
