@@ -148,8 +148,9 @@ class RunSupervisor(Actor[Any]):
         elif r.ok:
             try:
                 directives = self._resolved(r.directives) if r.directives else ()
-            except GraphError as exc:  # an added task the run cannot find: the adding task fails
-                plan.task_failed(r.node, r.cycle, r.attempt, exc, r.duration, retryable=False)
+            except Exception as exc:  # an added task the run cannot find or build: the adding task fails
+                error = exc if isinstance(exc, GraphError) else GraphError(f"cannot add the task: {exc!r}")
+                plan.task_failed(r.node, r.cycle, r.attempt, error, r.duration, retryable=False)
                 return
             plan.task_succeeded(r.node, r.cycle, r.attempt, r.value, r.duration, directives)
         elif r.suspended:

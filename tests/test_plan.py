@@ -187,6 +187,12 @@ def test_a_stale_or_duplicate_reply_changes_nothing() -> None:
     sim.ok("a", "right")
     sim.plan.task_succeeded(d.node, d.cycle, d.attempt, "duplicate", 0.0)
     assert sim.plan.results["a"] == "right" and sim.step() == []
+    for node in (-1, 99):  # indices a forged or corrupted reply might carry
+        sim.plan.task_succeeded(node, 1, 1, "forged", 0.0)
+        sim.plan.task_failed(node, 1, 1, ValueError("forged"), 0.0)
+        sim.plan.task_suspended(node, 1, 1)
+        sim.plan.retry_due(node)
+    assert sim.step() == [] and "forged" not in sim.plan.results.values()
 
 
 def test_a_missing_parameter_fails_without_dispatching() -> None:
@@ -433,6 +439,8 @@ def test_channel_append_and_incr() -> None:
         channel.append("n", 1)
     with pytest.raises(TypeError, match="not a number"):
         channel.incr("log")
+    with pytest.raises(TypeError, match="finite number"):
+        channel.incr("n", float("nan"))
     with pytest.raises(TypeError, match="cannot be serialized"):
         ChannelData({"bad": object()})
     assert channel.snapshot() == {"n": 2, "log": ["x", "y"], "f": 0.5}

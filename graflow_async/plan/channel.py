@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,8 +47,8 @@ class ChannelData:
 
     def incr(self, key: str, amount: int | float = 1) -> int | float:
         check_key(key)
-        if isinstance(amount, bool) or not isinstance(amount, int | float):
-            raise TypeError(f"channel incr amount must be a number, got {amount!r}")
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount):
+            raise TypeError(f"channel incr amount must be a finite number, got {amount!r}")
         current = self.data.get(key, 0)
         if isinstance(current, bool) or not isinstance(current, int | float):
             raise TypeError(f"channel key {key!r} holds a {type(current).__name__}, not a number: cannot incr")

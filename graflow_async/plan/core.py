@@ -64,8 +64,10 @@ class RunPlan(PlanState):
     def task_succeeded(
         self, node: int, cycle: int, attempt: int, value: Any, duration: float, directives: tuple[Any, ...] = ()
     ) -> None:
-        if self.status[node] != RUNNING or self.attempts[node] != attempt or self.runs[node] != cycle:
-            return  # a stale or duplicate delivery
+        status = self.status
+        if not 0 <= node < len(status) or status[node] != RUNNING or self.attempts[node] != attempt \
+                or self.runs[node] != cycle:
+            return  # a stale or duplicate delivery, or a node this run does not have
         self.inflight -= 1
         if directives:
             self._directed(node, value, duration, directives)
@@ -101,7 +103,7 @@ class RunPlan(PlanState):
         self.suspended.append(node)
 
     def retry_due(self, node: int) -> None:
-        if self.status[node] != RETRY:
+        if not 0 <= node < len(self.status) or self.status[node] != RETRY:
             return
         self.inflight -= 1
         self.status[node] = QUEUED
