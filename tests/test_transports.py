@@ -14,7 +14,7 @@ from loopback_transport import LoopbackTransport
 import graflow_async
 from graflow_async.executor import Executor
 from graflow_async.transports import MemoryTransport, keys
-from graflow_async.transports.conformance import TransportSuite
+from graflow_async.transports.conformance import LeaseSuite, TransportSuite
 from graflow_async.transports.redis_streams import RedisStreamsTransport
 from graflow_async.worker import import_task
 
@@ -36,7 +36,7 @@ async def test_memory_transport_applies_backpressure() -> None:
         await asyncio.wait_for(blocked, 1)
 
 
-class TestRedisStreamsTransport(TransportSuite):
+class TestRedisStreamsTransport(TransportSuite, LeaseSuite):
     """The same checks over a real redis-server, in a fresh namespace per test, with a
     short lease so that the checks of acks and heartbeats see lapsed claims come back."""
 

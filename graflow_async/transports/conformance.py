@@ -13,12 +13,12 @@ The suite covers every method and property `Transport` declares, the defaults
 included, so a transport that passes it can carry runs and serve executors.
 
 Leases. A transport whose claims lapse (a delivery neither acked nor touched is
-delivered again after a while, like Redis Streams' leases) also overrides the
-``lease`` fixture with that while, in seconds, and gives its ``transport`` fixture a
-short one (about a second). The checks of `ack`, `send_and_ack`, `touch` and
-`dead_letter` then wait past it, and an unacked delivery must come back. By default
-``lease`` is None: claims do not lapse (the memory transport), and those checks only
-wait briefly.
+delivered again after a while, like Redis Streams' leases) also mixes in
+`LeaseSuite`, overrides the ``lease`` fixture with that while, in seconds, and gives
+its ``transport`` fixture a short one (about a second). The checks of `ack`,
+`send_and_ack`, `touch` and `dead_letter` then wait past it, and `LeaseSuite` checks
+that an unacked delivery comes back. By default ``lease`` is None: claims do not lapse
+(the memory transport), and those checks only wait briefly.
 
 What travels. Plain msgpack-serializable dicts, which a transport that goes over the
 wire must carry unchanged; and the runtime's own messages (`TaskMessage` without its
@@ -168,20 +168,6 @@ class TransportSuite:
         q = _queue()
         await transport.send(q, [{"n": 1}, {"n": 2}])
         await _take(transport, q, 2)
-        assert await transport.receive(q, timeout=_quiet(lease)) == []
-
-    async def test_unacked_deliveries_come_back_once_their_claim_lapses(
-        self, transport: Transport, lease: float | None
-    ) -> None:
-        if lease is None:
-            pytest.skip("claims on this transport do not lapse")
-        q = _queue()
-        await transport.send(q, [{"n": 1}, {"n": 2}])
-        first, _ = await _take(transport, q, 2, ack=False)
-        await transport.ack(q, [first])
-        [again] = await transport.receive(q, timeout=3 * lease + 2)
-        assert again.message == {"n": 2} and again.delivery_count >= 2
-        await transport.ack(q, [again])  # a redelivery settles like any delivery
         assert await transport.receive(q, timeout=_quiet(lease)) == []
 
     async def test_send_and_ack_sends_then_settles(self, transport: Transport, lease: float | None) -> None:
@@ -341,3 +327,19 @@ class TransportSuite:
         await transport.aclose()
         with pytest.raises(TransportError):
             await asyncio.wait_for(waiting, 5)
+
+
+class LeaseSuite:
+    """Mixed into `TransportSuite` by a transport whose claims lapse (with a ``lease``)."""
+
+    async def test_unacked_deliveries_come_back_once_their_claim_lapses(
+        self, transport: Transport, lease: float
+    ) -> None:
+        q = _queue()
+        await transport.send(q, [{"n": 1}, {"n": 2}])
+        first, _ = await _take(transport, q, 2, ack=False)
+        await transport.ack(q, [first])
+        [again] = await transport.receive(q, timeout=3 * lease + 2)
+        assert again.message == {"n": 2} and again.delivery_count >= 2
+        await transport.ack(q, [again])  # a redelivery settles like any delivery
+        assert await transport.receive(q, timeout=_quiet(lease)) == []
