@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_module(module: str, *args: object) -> dict[str, Any]:
+    """Run ``python -m benchmarks.<module> ARGS`` in its own process; the JSON line it
+    printed last (see `report`)."""
+    out = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *map(str, args)],
+        check=True, capture_output=True, text=True, cwd=ROOT,
+    ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 def report(result: dict[str, Any], table: Callable[[dict[str, Any]], None] | None = None) -> None:

@@ -7,10 +7,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 
+from . import run_module
 from .checkpoints import suite as checkpoints
 from .graflow_redis import suite as graflow_redis
 from .redis_streams import suite as redis_streams
@@ -20,19 +19,11 @@ CORE = [("chain", 1000), ("chain", 10000), ("fan", 1000), ("fan", 10000), ("latt
         ("lattice", 10000)]
 
 
-def _run(module: str, *args: object) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{module}", *map(str, args)],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def core() -> None:
     print("core runtime: graflow-async vs plain asyncio in the same process (best of 5)")
     print(f"{'scenario':<10}{'tasks':>8}{'µs/task':>10}{'asyncio µs':>12}{'ratio':>8}{'peak RSS MiB':>14}")
     for name, n in CORE:
-        r = _run("core", name, n)
+        r = run_module("core", name, n)
         print(f"{name:<10}{r['tasks']:>8}{r['us_per_task']:>10.2f}{r['asyncio_us_per_task']:>12.2f}"
               f"{r['ratio']:>7.2f}x{r['peak_rss_mib']:>14.1f}")
     print("asyncio baselines: chain = `await create_task(...)` in a loop; fan = gather of tasks;")
@@ -40,7 +31,7 @@ def core() -> None:
 
 
 def feedback() -> None:
-    r = _run("feedback")
+    r = run_module("feedback")
     print(f"human in the loop: answer -> waiting task resumed, {r['requests']} requests")
     for where in ("in_process", "redis"):
         print(f"  {where:<11} p50 {r[where]['p50_ms']:.2f} ms   p99 {r[where]['p99_ms']:.2f} ms")

@@ -28,8 +28,6 @@ import gc
 import json
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -41,6 +39,7 @@ from typing import Any
 from graflow_async import Workflow, chain, resume, run, task, workflow
 from graflow_async.checkpoints import load_checkpoint, store_for_location
 
+from . import run_module
 from .core import measure as measure_core
 
 
@@ -173,10 +172,7 @@ async def measure(n: int, size: int, repeat: int, directory: Path) -> dict[str, 
 
 def suite() -> None:
     """Run the benchmark in its own process and print a table (hook for ``make bench``)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.checkpoints"], check=True, capture_output=True, text=True,
-    ).stdout
-    r = json.loads(out.strip().splitlines()[-1])
+    r = run_module("checkpoints")
     print(f"checkpoints: {r['tasks']} completed tasks with {r['result_bytes']} B results "
           f"(best of {r['repeat']})")
     print(f"{'store':<6}{'size KiB':>10}{'save ms':>9}{'raw ms':>8}{'ratio':>8}{'load ms':>9}{'resume ms':>11}")

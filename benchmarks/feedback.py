@@ -62,24 +62,28 @@ def _percentiles(latencies: list[float]) -> dict[str, float]:
     return {"p50_ms": statistics.median(ms), "p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))]}
 
 
+async def answer_all(store: Any, count: int, *, poll: float = 0.001, idle: float = 0.0) -> None:
+    """Answer `count` requests as they appear in `store`, each with the time it was
+    answered (``time.monotonic()``, in ``text``); rest `idle` seconds after each round."""
+    answered: set[str] = set()
+    while len(answered) < count:
+        pending = [r for r in await store.list_pending() if r.feedback_id not in answered]
+        if not pending:
+            await asyncio.sleep(poll)
+            continue
+        for request in pending:
+            await store.respond(request.feedback_id, {"text": repr(time.monotonic())})
+            answered.add(request.feedback_id)
+        if idle:
+            await asyncio.sleep(idle)
+
+
 async def in_process(n: int = N) -> dict[str, float]:
     from graflow_async.feedback import MemoryFeedbackStore
 
     store = MemoryFeedbackStore()
     latencies: list[float] = []
-
-    async def answerer() -> None:
-        answered: set[str] = set()
-        while len(answered) < n:
-            pending = [r for r in await store.list_pending() if r.feedback_id not in answered]
-            if not pending:
-                await asyncio.sleep(0.001)
-                continue
-            for request in pending:
-                await store.respond(request.feedback_id, {"text": repr(time.monotonic())})
-                answered.add(request.feedback_id)
-
-    helper = asyncio.create_task(answerer())
+    helper = asyncio.create_task(answer_all(store, n))
     await run(_workflow(n, latencies), feedback_store=store)
     await helper
     return _percentiles(latencies)

@@ -57,7 +57,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import report, run_module
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
@@ -354,9 +354,7 @@ def compare(ours: dict[str, Any], theirs: dict[str, Any]) -> list[dict[str, Any]
 # --- make bench -------------------------------------------------------------------------------
 def suite() -> None:
     """Run the benchmark in its own process and print a table."""
-    out = subprocess.run([sys.executable, "-m", "benchmarks.graflow_redis"], check=True, capture_output=True,
-                         text=True, cwd=ROOT).stdout
-    print_table(json.loads(out.strip().splitlines()[-1]))
+    print_table(run_module("graflow_redis"))
 
 
 def print_table(r: dict[str, Any]) -> None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import shutil
 import signal
@@ -48,7 +47,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import report, run_module
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK_MODULE = "benchmarks.redis_tasks"
@@ -394,10 +393,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 # --- make bench ----------------------------------------------------------------------------
 def suite() -> None:
     """Run the benchmark in its own process and print a table (hook for ``make bench``)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.redis_streams"], check=True, capture_output=True, text=True, cwd=ROOT,
-    ).stdout
-    print_table(json.loads(out.strip().splitlines()[-1]))
+    print_table(run_module("redis_streams"))
 
 
 def print_table(r: dict[str, Any]) -> None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -50,8 +49,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import report, run_module
 
+from .feedback import answer_all
 from .redis_streams import ROOT, RUN_TIMEOUT, git_commit, redis_server, start_workers, stop, wait_ready
 
 TASK_MODULE = "benchmarks.remote_context_tasks"
@@ -125,20 +125,7 @@ async def feedback_in_process(n: int) -> dict[str, float]:
     from .remote_context_tasks import feedback_wf
 
     store = MemoryFeedbackStore()
-
-    async def answerer(count: int) -> None:
-        answered: set[str] = set()
-        while len(answered) < count:
-            pending = [r for r in await store.list_pending() if r.feedback_id not in answered]
-            if not pending:
-                await asyncio.sleep(0.002)
-                continue
-            for request in pending:
-                await store.respond(request.feedback_id, {"text": repr(time.monotonic())})
-                answered.add(request.feedback_id)
-            await asyncio.sleep(IDLE)
-
-    helper = asyncio.create_task(answerer(WARM + n))
+    helper = asyncio.create_task(answer_all(store, WARM + n, poll=0.002, idle=IDLE))
     try:
         await _run(feedback_wf(WARM), feedback_store=store)
         result = await _run(feedback_wf(n), feedback_store=store)
@@ -276,10 +263,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 # --- make bench ----------------------------------------------------------------------------
 def suite() -> None:
     """Run the benchmark in its own process and print a table (hook for ``make bench``)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.remote_context"], check=True, capture_output=True, text=True, cwd=ROOT,
-    ).stdout
-    print_table(json.loads(out.strip().splitlines()[-1]))
+    print_table(run_module("remote_context"))
 
 
 def print_table(r: dict[str, Any]) -> None:

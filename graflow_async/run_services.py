@@ -11,6 +11,7 @@ so every reply and event still leaves from the supervisor's turn.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -35,6 +36,7 @@ class RunServices:
     def __init__(
         self, plan: RunPlan, compiled: CompiledGraph, channel: ChannelData, *, run_id: str,
         workflow_ref: str | None, checkpoints: CheckpointManager, feedback: FeedbackHost, sequence: int,
+        sequence_known: bool = True,
         answer: Callable[[ContextRequest, ContextReply], None], post: Callable[[Callable[[], None]], None],
         spawn: Callable[[Coroutine[Any, Any, None]], Any], emit: Callable[..., None],
     ) -> None:
@@ -46,6 +48,10 @@ class RunServices:
         self.checkpoints = checkpoints
         self.feedback = feedback
         self.sequence = sequence  # the highest checkpoint number the run has used
+        # A resumed run may have checkpoints after the one it resumed from: it numbers after
+        # them, which takes a listing of the store, done once, on its first checkpoint.
+        self._sequence_known = sequence_known
+        self._listing = asyncio.Lock()
         self.answer = answer
         self.post = post
         self.spawn = spawn
@@ -99,7 +105,14 @@ class RunServices:
         return self.channel.incr(request.args.get("key"), request.args.get("amount", 1))  # type: ignore[arg-type]
 
     # --- checkpoints -----------------------------------------------------------------------------
-    def next_sequence(self) -> int:
+    async def next_sequence(self) -> int:
+        """The next checkpoint number: distinct for concurrent checkpoints (taken with no
+        await between reading and writing it)."""
+        if not self._sequence_known:
+            async with self._listing:
+                if not self._sequence_known:
+                    self.sequence = await self.checkpoints.next_sequence(self.run_id, self.sequence) - 1
+                    self._sequence_known = True
         self.sequence += 1
         return self.sequence
 
@@ -116,14 +129,13 @@ class RunServices:
         if not isinstance(metadata, dict):
             raise TypeError(f"checkpoint metadata must be a dict, got {type(metadata).__name__}")
         task_id = self.plan.graph.ids[request.node]
-        sequence = self.next_sequence()
-        doc = self.snapshot(task_id, metadata, sequence)  # now, in this turn: a consistent instant
-        self.spawn(self._write(request, task_id, doc, sequence, path))
+        doc = self.snapshot(task_id, metadata, 0)  # now, in this turn: a consistent instant
+        self.spawn(self._write(request, task_id, doc, path))
         return _LATER
 
-    async def _write(self, request: ContextRequest, task_id: str, doc: dict[str, Any], sequence: int,
-                     path: str | None) -> None:
+    async def _write(self, request: ContextRequest, task_id: str, doc: dict[str, Any], path: str | None) -> None:
         try:
+            sequence = doc["sequence"] = await self.next_sequence()
             location = await self.checkpoints.save(doc, name=f"{self.run_id}/{sequence}.ckpt", path=path)
         except Exception as exc:
             self._fail_later(request, exc)

@@ -44,7 +44,7 @@ class RunSupervisor(Actor[Any]):
         self, plan: RunPlan, compiled: CompiledGraph, channel: ChannelData, *, run_id: str, routes: list[Route],
         emitter: Emitter, checkpoints: CheckpointManager, feedback_store: Any, owns_feedback_store: bool,
         workflow_ref: str | None,
-        resumed_metadata: dict[str, dict[str, Any]] | None = None, sequence: int = 0,
+        resumed_metadata: dict[str, dict[str, Any]] | None = None, sequence: int = 0, resumed: bool = False,
         load_task: Callable[[str], Task],
     ) -> None:
         self.plan = plan
@@ -65,7 +65,8 @@ class RunSupervisor(Actor[Any]):
                                      owned=owns_feedback_store)
         self.services = RunServices(
             plan, compiled, channel, run_id=run_id, workflow_ref=workflow_ref, checkpoints=checkpoints,
-            feedback=self.feedback, sequence=sequence, answer=self._answer, post=self.post, spawn=self.spawn,
+            feedback=self.feedback, sequence=sequence, sequence_known=not resumed, answer=self._answer,
+            post=self.post, spawn=self.spawn,
             emit=self._emit,
         )
         self.checkpoints = checkpoints
@@ -249,7 +250,7 @@ class RunSupervisor(Actor[Any]):
 
     async def _suspend(self, duration: float, nodes: tuple[int, ...]) -> WorkflowResult:
         """Every running task has finished and some wait for answers: save and return."""
-        sequence = self.services.next_sequence()
+        sequence = await self.services.next_sequence()
         doc = self.services.snapshot(None, None, sequence)
         location = await self.checkpoints.save(doc, name=f"{self.run_id}/{sequence}.ckpt")
         pending = [self.feedback.timed_out[n] for n in nodes if n in self.feedback.timed_out]

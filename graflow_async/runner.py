@@ -93,14 +93,14 @@ async def start_run(
         sequence, resumed = 0, None
         if snapshot is not None:
             restore_snapshot(plan, snapshot, load_task)
-            sequence = await checkpoints.next_sequence(run_id, int(snapshot.get("sequence", 0))) - 1
+            sequence = int(snapshot.get("sequence", 0))
             if snapshot.get("task_id") is not None:
                 resumed = {str(snapshot["task_id"]): dict(snapshot.get("metadata") or {})}
         supervisor = RunSupervisor(
             plan, compiled, channel, run_id=run_id, routes=routes, emitter=emitter, checkpoints=checkpoints,
             feedback_store=feedback_store if feedback_store is not None else main.default_feedback_store(),
             owns_feedback_store=feedback_store is None, workflow_ref=workflow_ref(workflow),
-            resumed_metadata=resumed, sequence=sequence, load_task=load_task,
+            resumed_metadata=resumed, sequence=sequence, resumed=snapshot is not None, load_task=load_task,
         )
         stack.push_async_callback(supervisor.aclose)
         return await supervisor.execute()
