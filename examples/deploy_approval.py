@@ -13,12 +13,22 @@ If nobody answers within `--timeout` seconds the run suspends to a checkpoint an
 releases its task; the answer given later still resumes it (the app resumes suspended
 runs it knows the workflow of). Run it with
 ``python examples/deploy_approval.py [--port 8080] [--timeout 600]``.
+
+With ``--redis-url`` every task runs on Redis workers, `approve` included: the task on
+its worker asks, the run stores the question in a `RedisFeedbackStore` on the same
+server (which the app serves), and the answer given in the browser wakes the task on
+its worker. From the repository's root::
+
+    python -m graflow_async worker --redis-url redis://localhost:6379/0 --import examples.deploy_approval
+    python -m examples.deploy_approval --redis-url redis://localhost:6379/0
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib
 import json
 import os
 import sys
@@ -71,8 +81,28 @@ with workflow("deploy") as deploy_workflow:
     build >> (unit_tests | security_scan) >> approve >> deploy
 
 
-async def main(port: int, timeout: float) -> dict:
-    app = create_app(workflows={"deploy": deploy_workflow})
+async def main(port: int, timeout: float, redis_url: str | None = None) -> dict:
+    async with contextlib.AsyncExitStack() as stack:
+        if redis_url is None:
+            app = create_app(workflows={"deploy": deploy_workflow})
+        else:
+            app = await remote_app(redis_url, stack)
+        return await serve_and_follow(app, port, timeout)
+    raise AssertionError("unreachable")
+
+
+async def remote_app(redis_url: str, stack: contextlib.AsyncExitStack) -> web.Application:
+    """The app, its runs on Redis workers and its questions in Redis."""
+    from graflow_async.feedback.redis import RedisFeedbackStore
+    from graflow_async.transports import RedisStreamsTransport
+
+    transport = await stack.enter_async_context(RedisStreamsTransport(redis_url))
+    store = await stack.enter_async_context(RedisFeedbackStore(redis_url))
+    importable = importlib.import_module("examples.deploy_approval").deploy_workflow  # as workers import it
+    return create_app(workflows={"deploy": importable}, feedback_store=store, transport=transport)
+
+
+async def serve_and_follow(app: web.Application, port: int, timeout: float) -> dict:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -100,8 +130,9 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait before suspending")
+    parser.add_argument("--redis-url", help="run every task on Redis workers importing examples.deploy_approval")
     args = parser.parse_args()
-    status = asyncio.run(main(args.port, args.timeout))
+    status = asyncio.run(main(args.port, args.timeout, args.redis_url))
     sys.exit(0 if status["status"] == "completed" else 1)
 
 

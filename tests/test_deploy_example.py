@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -87,3 +88,33 @@ async def test_an_answer_after_the_timeout_resumes_the_suspended_run(tmp_path: P
     assert final["status"] == "completed"
     assert final["deploy"] == "deploy of shop-api:2.4.1 rejected by cto: change freeze"
     assert list((tmp_path / ".graflow" / "checkpoints" / run_id).glob("*.ckpt"))
+
+
+async def test_the_approval_asked_on_a_redis_worker_is_answered_through_the_app(
+    tmp_path: Path, workers: Any, redis_url: str, client: Any
+) -> None:
+    """Every task on a worker (no executor runs in the example's process); the question,
+    stored in Redis by the run, is answered through the app; after a timeout the app
+    resumes the suspended run on the workers."""
+    [worker] = workers.start(1, "--import", "examples.deploy_approval")
+    proc, base = await start_example(tmp_path, "--redis-url", redis_url, "--timeout", "0.5")
+    try:
+        async with aiohttp.ClientSession() as http:
+            request = await pending(http, base)
+            run_id = request["run_id"]
+            for _ in range(100):
+                status = await (await http.get(f"{base}/api/runs/{run_id}")).json()
+                if status["status"] == "suspended":
+                    break
+                await asyncio.sleep(0.05)
+            assert status["status"] == "suspended", status
+            await http.post(f"{base}/api/feedback/{request['feedback_id']}/respond",
+                            json={"approved": True, "responded_by": "remote-ops"})
+        final = await finish(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert final == {"status": "completed", "deploy": "shop-api:2.4.1 is live in production (approved by remote-ops)"}
+    assert worker.process.poll() is None  # it served the run and keeps serving
+    tasks = await client.xinfo_stream("graflow:tasks")
+    assert tasks["entries-added"] == 6  # build, tests, scan, approve (twice: asked, then resumed), deploy
