@@ -178,8 +178,10 @@ class FeedbackAlreadyAnsweredError(FeedbackError):
     """The request was already answered or cancelled."""
 
 
-class FeedbackValidationError(FeedbackError):
-    """A response does not fit the request's type; `field` names the offending field."""
+class FeedbackValidationError(FeedbackError, ValueError):
+    """A question or an answer that does not fit (a response not of the request's type,
+    options that are not strings, a notification_config without a url, ...); `field`
+    names the offending field. Also a ValueError."""
 
     def __init__(self, message: str, field: str | None = None):
         self.field = field

@@ -25,6 +25,7 @@ from .context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
 from .events import LibraryLog
 from .handlers import thread_pool
 from .messages import TaskMessage
+from .options import whole
 from .tasks import Task
 from .transports.base import Delivery, Transport
 
@@ -56,7 +57,7 @@ class Executor:
         self.queue = queue
         self.port = ContextPort(transport, context_queue, remote=remote, answer_timeout=answer_timeout)
         self.find_task = find_task
-        self.capacity = concurrency
+        self.capacity = None if concurrency is None else whole("concurrency", concurrency, minimum=1)
         self.done = 0
         self.failed = 0
         self._inflight: dict[str, Delivery] = {}

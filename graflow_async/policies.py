@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .exceptions import ParallelGroupError
+from .options import number, whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +35,8 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         for name in ("max_retries", "initial_interval", "backoff_factor", "max_interval"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError(f"RetryPolicy.{name} must be a number, got {value!r}")
-            if value < 0:
-                raise ValueError(f"RetryPolicy.{name} must be >= 0, got {value!r}")
-        if not float(self.max_retries).is_integer():
-            raise ValueError(f"RetryPolicy.max_retries must be a whole number, got {self.max_retries!r}")
+            number(f"RetryPolicy.{name}", getattr(self, name))  # finite and >= 0
+        whole("RetryPolicy.max_retries", self.max_retries)
 
     def delay(self, retry: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait before retry `retry` (0-based)."""

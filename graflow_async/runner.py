@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +18,7 @@ from .checkpoints.snapshot import restore_snapshot, workflow_ref
 from .events import Emitter, Event, library_logger
 from .graph import Workflow
 from .handlers import get_handler
+from .options import whole
 from .plan import ChannelData, RunGraph, RunPlan
 from .policies import RetryPolicy
 from .result import WorkflowResult
@@ -108,12 +108,8 @@ async def start_run(
 
 
 def _check_options(default_max_retries: Any, max_cycles: Any) -> None:
-    for name, value in (("default_max_retries", default_max_retries), ("max_cycles", max_cycles)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a whole number, got {value!r}")
-        if value != int(value) or value < (0 if name == "default_max_retries" else 1):
-            raise ValueError(f"{name} must be a whole number >= {0 if name == 'default_max_retries' else 1}, "
-                             f"got {value!r}")
+    whole("default_max_retries", default_max_retries)
+    whole("max_cycles", max_cycles, minimum=1)
 
 
 def run_sync(workflow: Workflow, **kwargs: Any) -> WorkflowResult:

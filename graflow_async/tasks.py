@@ -15,6 +15,7 @@ from typing import Any, overload
 
 from .compose import Composable
 from .exceptions import GraphError
+from .options import number, whole
 from .policies import RetryPolicy
 
 _MISSING: Any = object()
@@ -88,6 +89,13 @@ def unreachable_reason(task: Task) -> str | None:
     return None
 
 
+def _option(check: Any, name: str, value: Any, **limits: Any) -> Any:
+    try:
+        return check(name, value, **limits)
+    except TypeError as exc:  # a task's options are all checked as values
+        raise ValueError(str(exc)) from None
+
+
 _loaded: dict[str, Task] = {}
 
 
@@ -149,16 +157,10 @@ class Task(Composable):
             raise TypeError(
                 f"task {task_id!r}: retry_policy must be a RetryPolicy, got {retry_policy!r}"
             )
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            raise ValueError(
-                f"task {task_id!r}: timeout must be a positive number of seconds, got {timeout!r}"
-            )
-        if max_cycles is not None and (
-            isinstance(max_cycles, bool) or not isinstance(max_cycles, int) or max_cycles < 1
-        ):
-            raise ValueError(f"task {task_id!r}: max_cycles must be a whole number >= 1, got {max_cycles!r}")
+        if timeout is not None:
+            timeout = _option(number, f"task {task_id!r}: timeout", timeout, minimum=0.0, above=True)
+        if max_cycles is not None:
+            max_cycles = _option(whole, f"task {task_id!r}: max_cycles", max_cycles, minimum=1)
         self.id = task_id
         self.func = func
         self.max_cycles = max_cycles

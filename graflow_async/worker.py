@@ -24,6 +24,7 @@ from .events import LibraryLog
 from .exceptions import TransportError
 from .executor import Executor
 from .messages import TaskMessage
+from .options import number, whole
 from .tasks import Task
 from .transports import keys
 from .transports.redis_streams import RedisStreamsTransport
@@ -79,6 +80,10 @@ async def run_worker(
     ready: asyncio.Event | None = None,
 ) -> int:
     """Run a worker until SIGTERM/SIGINT; returns the process exit code."""
+    grace_period = number("grace_period", grace_period, above=True)
+    context_timeout = number("context_timeout", context_timeout, above=True)
+    if concurrency is not None:
+        concurrency = whole("concurrency", concurrency, minimum=1)
     for module in imports or []:
         importlib.import_module(module)  # an ImportError ends the worker before it takes work
     async with RedisStreamsTransport(url, namespace=namespace, consumer=worker_id) as transport:

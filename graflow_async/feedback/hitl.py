@@ -20,6 +20,7 @@ from ..clock import Clock, within
 from ..exceptions import FeedbackCancelledError, FeedbackTimeoutError, FeedbackValidationError
 from .base import FeedbackStore
 from .models import ANSWERED, CANCELLED, FeedbackRequest, FeedbackResponse, FeedbackType
+from .notify_config import check_config
 
 if TYPE_CHECKING:
     from ..context import TaskContext
@@ -88,7 +89,8 @@ def question(
         not isinstance(options, list | tuple) or len(options) > MAX_OPTIONS
         or not all(isinstance(o, str) for o in options)
     ):
-        raise FeedbackValidationError("options must be a list of strings", field="options")
+        raise FeedbackValidationError(f"options must be a list of at most {MAX_OPTIONS} strings",
+                                      field="options")
     if kind in (FeedbackType.SELECTION, FeedbackType.MULTI_SELECTION) and not options:
         raise FeedbackValidationError(f"{kind.value} feedback needs options", field="options")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
@@ -96,8 +98,8 @@ def question(
                                       field="timeout")
     if metadata is not None and not isinstance(metadata, dict):
         raise FeedbackValidationError("metadata must be a dict", field="metadata")
-    if notification_config is not None and not isinstance(notification_config, dict):
-        raise FeedbackValidationError("notification_config must be a dict", field="notification_config")
+    if notification_config is not None:
+        check_config(notification_config)
     return {"feedback_type": kind.value, "prompt": prompt, "options": list(options) if options else None,
             "timeout": float(timeout), "metadata": dict(metadata or {}), "notification_config": notification_config}
 

@@ -20,8 +20,8 @@ from yarl import URL
 from ..clock import current_clock
 from ..events import library_logger
 from .models import FeedbackRequest
+from .notify_config import check_config
 
-KINDS = ("webhook", "slack")
 RETRYABLE_STATUSES = frozenset({408, 429})
 
 
@@ -36,26 +36,7 @@ class Delivery:
 
 def prepare(request: FeedbackRequest, config: Any, respond_url: str | None = None) -> Delivery:
     """The POST to make for `config`; ValueError saying what is wrong with it."""
-    if not isinstance(config, dict):
-        raise ValueError(f"notification_config must be a dict, got {type(config).__name__}")
-    kind = config.get("type", "webhook")
-    if kind not in KINDS:
-        raise ValueError(f"unknown notification type {kind!r} (use one of: {', '.join(KINDS)})")
-    url = config.get("url")
-    if not isinstance(url, str) or not url:
-        raise ValueError("notification_config needs a 'url'")
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"invalid notification url: {exc}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError("the notification url must be an absolute http(s) URL")
-    headers = config.get("headers") or {}
-    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-        raise ValueError("notification 'headers' must map strings to strings")
-    message = config.get("message")
-    if message is not None and not isinstance(message, str):
-        raise ValueError("notification 'message' must be a string")
+    kind, url, headers, message = check_config(config)
     payload = (
         webhook_payload(request, message, respond_url)
         if kind == "webhook"

@@ -37,6 +37,7 @@ from ..exceptions import (
     FeedbackValidationError,
     TransportError,
 )
+from ..options import number
 from .base import FeedbackStore
 from .memory import Waiters, wait_settled
 from .models import ANSWERED, CANCELLED, PENDING, FeedbackRequest, FeedbackResponse, validate_response
@@ -93,8 +94,7 @@ class RedisFeedbackStore(FeedbackStore):
     ) -> None:
         if not namespace or any(c.isspace() for c in namespace):
             raise ValueError(f"invalid namespace {namespace!r}")
-        if ttl < 1:
-            raise ValueError("ttl must be at least 1 second")
+        ttl = number("ttl", ttl, minimum=1.0)
         self._owned = client is None
         # Retries reconnect the pooled connections a server restart left stale.
         self.client: Any = client if client is not None else Redis.from_url(

@@ -33,6 +33,7 @@ from ..clock import current_clock
 from ..events import LibraryLog
 from ..exceptions import TransportError
 from ..messages import ContextReply, ContextRequest, TaskMessage, TaskReply
+from ..options import number, whole
 from . import keys
 from .base import Delivery, Transport
 from .redis_batch import Command, WriteBatcher
@@ -71,8 +72,10 @@ class RedisStreamsTransport(Transport):
         consumer: str | None = None,
         max_connections: int = 32,
     ) -> None:
-        if lease_timeout <= 0 or max_deliveries < 1:
-            raise ValueError("lease_timeout must be > 0 and max_deliveries >= 1")
+        lease_timeout = number("lease_timeout", lease_timeout, above=True)
+        max_deliveries = whole("max_deliveries", max_deliveries, minimum=1)
+        connect_timeout = number("connect_timeout", connect_timeout, above=True)
+        max_connections = whole("max_connections", max_connections, minimum=1)
         self.url = url if client is None else _describe(client)
         self.keys = keys.Keys(namespace)
         self.namespace = namespace
