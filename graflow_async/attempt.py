@@ -37,17 +37,17 @@ async def run_attempt(msg: TaskMessage, task: Task, port: ContextPort) -> TaskRe
         return failed(msg, exc, time.perf_counter() - start)
     except FeedbackSuspended as exc:
         return TaskReply(msg.run_id, msg.node, msg.attempt, False, None, exc, time.perf_counter() - start,
-                         suspended=True, cycle=msg.cycle)
+                         suspended=True, cycle=msg.cycle, task_id=msg.task_id)
     except Exception as exc:
         return failed(msg, exc, time.perf_counter() - start)
     directives = context.directives if context is not None else ()
     return TaskReply(msg.run_id, msg.node, msg.attempt, True, value, None, time.perf_counter() - start,
-                     directives, cycle=msg.cycle)
+                     directives, cycle=msg.cycle, task_id=msg.task_id)
 
 
 def failed(msg: TaskMessage, error: BaseException, duration: float = 0.0, *, retryable: bool = True) -> TaskReply:
     return TaskReply(msg.run_id, msg.node, msg.attempt, False, None, error, duration, retryable=retryable,
-                     cycle=msg.cycle)
+                     cycle=msg.cycle, task_id=msg.task_id)
 
 
 async def _call(task: Task, msg: TaskMessage, context: TaskContext | None) -> Any:

@@ -24,7 +24,7 @@ from .clock import current_clock
 from .context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
 from .events import LibraryLog
 from .handlers import thread_pool
-from .messages import TaskMessage
+from .messages import TaskMessage, TaskReply
 from .options import whole
 from .tasks import Task
 from .transports.base import Delivery, Transport
@@ -196,17 +196,25 @@ class Executor:
                 reply = failed(msg, exc, retryable=False)
             else:
                 reply = await run_attempt(msg, task, self.port)
-            if delivery is None:
-                await self.transport.send(msg.reply_to, (reply,))
-                return
-            # acked only once the reply is written: a crash in between redelivers
-            await self.transport.send_and_ack(msg.reply_to, (reply,), self.queue, (delivery,))
-            if reply.ok:
-                self.done += 1
-            else:
-                self.failed += 1
+            try:
+                await self._reply(msg, reply, delivery)
+            except TypeError as exc:  # the reply cannot travel: a result the wire cannot carry
+                reply = failed(msg, TypeError(str(exc)), reply.duration, retryable=False)
+                await self._reply(msg, reply, delivery)
         finally:
             if delivery is not None:
                 self._inflight.pop(delivery.id, None)
                 self._running -= 1
                 self._slot_freed.set()
+
+    async def _reply(self, msg: TaskMessage, reply: TaskReply, delivery: Delivery | None) -> None:
+        if delivery is None:
+            await self.transport.send(msg.reply_to, (reply,))
+            return
+        # acked only once the reply is written: a crash in between redelivers
+        await self.transport.send_and_ack(msg.reply_to, (reply,), self.queue, (delivery,))
+        if reply.ok:
+            self.done += 1
+        else:
+            self.failed += 1
+

@@ -59,6 +59,7 @@ class TaskReply(NamedTuple):
     retryable: bool = True
     suspended: bool = False
     cycle: int = 1
+    task_id: str = ""  # names the task in errors that come back from a worker
 
 
 class ContextRequest(NamedTuple):

@@ -1,6 +1,6 @@
 """Worker processes for the tests: ``python -m graflow_async worker`` subprocesses on a
 real redis-server, importing the test modules that define remote tasks
-(`remote_flows`, `remote_dynamic`), and the fixtures that start and kill them.
+(`remote_flows`, `remote_dynamic`, `remote_faults`), and the fixtures that start and kill them.
 
 The `workers` and `pool` fixtures reach every test module through conftest.py.
 """
@@ -72,6 +72,7 @@ class Workers:
             with log.open("wb") as out:
                 process = subprocess.Popen(
                     worker_command(self.url, "--import", "remote_flows", "--import", "remote_dynamic",
+                                   "--import", "remote_faults",
                                    "--worker-id", worker_id,
                                    "--namespace", self.namespace, *args),
                     env=worker_env(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,

@@ -216,8 +216,8 @@ class PlanState:
         """`node` failed for good: fail the run, or its group member."""
         graph = self.graph
         task_id = graph.ids[node]
-        if isinstance(error, RemoteTaskError) and not error.task_id:
-            error.task_id = task_id
+        if isinstance(error, RemoteTaskError) and not error.task_id:  # every remote error names its task
+            error = RemoteTaskError(task_id, error.type_name, error.remote_message, error.traceback)
         final = final_error(task_id, error, attempt, self.policy(node), retryable)
         self.emit("task_failed", task_id, attempt=attempt, error=repr(error))
         group = graph.group_of[node]

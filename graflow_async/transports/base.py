@@ -61,7 +61,8 @@ class Transport(ABC):
         or by receiving from it. May wait while the queue is full (backpressure).
         Raises `TransportError` when the transport is closed or unreachable. A transport
         may fill in its own defaults for a `TaskMessage`'s `lease_timeout` and
-        `max_deliveries` when they are None.
+        `max_deliveries` when they are None. Raises `TypeError`, sending nothing, when a
+        message cannot be serialized (a task's result the wire format cannot carry).
         """
 
     @abstractmethod

@@ -59,12 +59,7 @@ def encode(message: Any) -> bytes:
         except TypeError as exc:
             raise TypeError(f"the arguments of task {message.task_id!r} cannot be sent: {exc}") from exc
     if kind is TaskReply:
-        return packb({
-            "t": _REPLY, "run_id": message.run_id, "node": message.node, "attempt": message.attempt,
-            "ok": message.ok, "value": message.value, "error": _error_info(message.error),
-            "duration": message.duration, "directives": [_directive(d) for d in message.directives],
-            "retryable": message.retryable, "suspended": message.suspended, "cycle": message.cycle,
-        })
+        return _encode_reply(message)
     if kind is ContextRequest:
         return packb({"t": _REQUEST, **{name: getattr(message, name) for name in _REQUEST_FIELDS}})
     if kind is ContextReply:
@@ -89,6 +84,29 @@ def decode(data: bytes) -> Any:
         raise MalformedMessage(f"malformed {doc.get('t')} envelope: {exc}") from None
 
 
+def _encode_reply(reply: TaskReply) -> bytes:
+    doc = {
+        "t": _REPLY, "run_id": reply.run_id, "node": reply.node, "attempt": reply.attempt, "ok": reply.ok,
+        "value": reply.value, "error": _error_info(reply.error), "duration": reply.duration,
+        "directives": [_directive(d) for d in reply.directives], "retryable": reply.retryable,
+        "suspended": reply.suspended, "cycle": reply.cycle, "task_id": reply.task_id,
+    }
+    try:
+        return packb(doc)
+    except (TypeError, ValueError, OverflowError) as exc:
+        what = (f"returned a {type(reply.value).__name__}" if _unpackable(reply.value)
+                else "asked its run for something (next_task, next_iteration) holding a value")
+        raise TypeError(f"task {reply.task_id!r} {what} that cannot be serialized: {exc}") from exc
+
+
+def _unpackable(value: Any) -> bool:
+    try:
+        packb(value)
+    except (TypeError, ValueError, OverflowError):
+        return True
+    return False
+
+
 def _decode(doc: dict[str, Any]) -> Any:
     kind = doc["t"]
     if kind == _TASK:
@@ -98,10 +116,13 @@ def _decode(doc: dict[str, Any]) -> Any:
         _check(message.kwargs, dict, "kwargs")
         return message
     if kind == _REPLY:
+        task_id = doc.get("task_id", "")
+        _check(task_id, str, "task_id")
         reply = TaskReply(
-            doc["run_id"], doc["node"], doc["attempt"], bool(doc["ok"]), doc["value"], _error_from(doc["error"]),
-            float(doc["duration"]), tuple(_directive_from(d) for d in doc["directives"]), bool(doc["retryable"]),
-            bool(doc["suspended"]), doc["cycle"],
+            doc["run_id"], doc["node"], doc["attempt"], bool(doc["ok"]), doc["value"],
+            _error_from(doc["error"], task_id), float(doc["duration"]),
+            tuple(_directive_from(d) for d in doc["directives"]), bool(doc["retryable"]), bool(doc["suspended"]),
+            doc["cycle"], task_id,
         )
         for name in ("node", "attempt", "cycle"):
             _check(getattr(reply, name), int, name)
@@ -178,13 +199,14 @@ def _error_info(exc: BaseException | None) -> dict[str, Any] | None:
     return info
 
 
-def _error_from(info: dict[str, Any] | None) -> BaseException | None:
+def _error_from(info: dict[str, Any] | None, task_id: str = "") -> BaseException | None:
+    """The error a reply carries, named after its task (`task_id` when the info has none)."""
     if info is None:
         return None
+    named = str(info.get("task_id") or task_id)
     if "timeout" in info:
-        return errors.TaskTimeoutError(str(info["task_id"]), float(info["timeout"]))
-    return errors.RemoteTaskError(str(info.get("task_id", "")), str(info["type"]), str(info["message"]),
-                                  str(info.get("traceback", "")))
+        return errors.TaskTimeoutError(named, float(info["timeout"]))
+    return errors.RemoteTaskError(named, str(info["type"]), str(info["message"]), str(info.get("traceback", "")))
 
 
 def _context_error_from(info: dict[str, Any] | None) -> BaseException | None:

@@ -1,0 +1,47 @@
+"""Tasks for the hardening tests: what workers must survive (SPEC section 7, issue 9).
+
+Workers import this module (``--import remote_faults``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from graflow_async import task
+
+
+@task
+async def unserializable() -> Any:
+    """Returns something msgpack cannot carry."""
+    return threading.Lock()
+
+
+@task
+async def pid() -> int:
+    return os.getpid()
+
+
+@task
+async def count_and_nap(marker_dir: str, index: int, seconds: float = 0.1) -> int:
+    """Leaves a file per run (so a test can count what ran), then naps."""
+    Path(marker_dir, f"ran-{index}-{os.getpid()}-{time.monotonic_ns()}").write_text("")
+    await asyncio.sleep(seconds)
+    return index
+
+
+@task
+def blocking_sleep(seconds: float, marker: str) -> int:
+    """A plain function that cannot be interrupted (it runs in a worker thread)."""
+    Path(marker).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def not_a_task() -> str:
+    """A plain module-level function next to the tasks: workers must never run it."""
+    Path(os.environ.get("GRAFLOW_TEST_TRAP", "/nonexistent/trap")).write_text("ran")
+    return "ran"
