@@ -163,9 +163,16 @@ class Executor:
             await self.transport.dead_letter(self.queue, delivery, reason)
             await self.transport.send(msg.reply_to, (failed(msg, RuntimeError(reason), retryable=False),))
             return
+        try:
+            task = self.find_task(msg)
+        except Exception as exc:  # not a task this executor may run: never run, kept for an operator
+            log.warning("refused a task", queue=self.queue, id=delivery.id, task_id=msg.task_id, reason=str(exc))
+            await self.transport.dead_letter(self.queue, delivery, f"refused: {exc}")
+            await self.transport.send(msg.reply_to, (failed(msg, exc, retryable=False),))
+            return
         self._inflight[delivery.id] = delivery
         self._running += 1
-        children.spawn(self._execute(msg, delivery), context=self._context)
+        children.spawn(self._execute(msg, task, delivery), context=self._context)
 
     async def _heartbeats(self) -> None:
         """Extend the claim on running tasks at a third of their lease."""
@@ -184,18 +191,13 @@ class Executor:
         children = self._children
         assert children is not None
         for message in messages:
-            children.spawn(self._execute(message, None), context=self._context)
+            children.spawn(self._execute(message, self.find_task(message), None), context=self._context)
 
     # --- running one attempt ----------------------------------------------------------------
-    async def _execute(self, msg: TaskMessage, delivery: Delivery | None) -> None:
+    async def _execute(self, msg: TaskMessage, task: Task, delivery: Delivery | None) -> None:
         """Run one attempt, reply, and ack `delivery` (None: handed over, nothing to ack)."""
         try:
-            try:
-                task = self.find_task(msg)
-            except Exception as exc:  # this worker cannot run it: retrying will not change that
-                reply = failed(msg, exc, retryable=False)
-            else:
-                reply = await run_attempt(msg, task, self.port)
+            reply = await run_attempt(msg, task, self.port)
             try:
                 await self._reply(msg, reply, delivery)
             except TypeError as exc:  # the reply cannot travel: a result the wire cannot carry

@@ -45,7 +45,7 @@ class RunSupervisor(Actor[Any]):
         emitter: Emitter, checkpoints: CheckpointManager, feedback_store: Any, owns_feedback_store: bool,
         workflow_ref: str | None,
         resumed_metadata: dict[str, dict[str, Any]] | None = None, sequence: int = 0, resumed: bool = False,
-        load_task: Callable[[str], Task],
+        load_task: Callable[..., Task],
     ) -> None:
         self.plan = plan
         self.graph = plan.graph
@@ -169,8 +169,8 @@ class RunSupervisor(Actor[Any]):
         return tuple(out)
 
     def _load(self, ref: str) -> Task:
-        try:
-            return self.load_task(ref)
+        try:  # a worker's message never makes the run import a module
+            return self.load_task(ref, import_module=False)
         except LookupError as exc:
             raise GraphError(f"the run cannot find an added task: {exc}") from exc
 

@@ -99,25 +99,31 @@ def _option(check: Any, name: str, value: Any, **limits: Any) -> Any:
 _loaded: dict[str, Task] = {}
 
 
-def load_task(ref: str) -> Task:
-    """The task defined at module level as ``module:qualname`` (imported once, then
-    cached); LookupError saying why when there is none."""
+def load_task(ref: str, *, import_module: bool = True) -> Task:
+    """The task defined at module level as ``module:name`` (cached once found);
+    LookupError saying why when there is none. With ``import_module=False`` only a
+    module this process has imported already is looked in (nothing is imported because
+    a message said so)."""
     task = _loaded.get(ref)
     if task is not None:
         return task
-    module_name, _, qualname = ref.partition(":")
-    if not module_name or not qualname:
+    module_name, _, name = ref.partition(":")
+    if not module_name or not name.isidentifier():
         raise LookupError(f"{ref!r} is not an import path (module:name)")
     import importlib
+    import sys
 
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise LookupError(f"cannot import {ref}: {type(exc).__name__}: {exc}") from exc
+    module = sys.modules.get(module_name)
+    if module is None:
+        if not import_module:
+            raise LookupError(f"{ref}: module {module_name!r} is not imported by this process")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise LookupError(f"cannot import {ref}: {type(exc).__name__}: {exc}") from exc
+    obj = vars(module).get(name)
     if not isinstance(obj, Task):
-        raise LookupError(f"{ref} is {type(obj).__name__}, not a @task")
+        raise LookupError(f"{ref} is {'missing' if obj is None else type(obj).__name__}, not a @task")
     _loaded[ref] = obj
     return obj
 

@@ -3,7 +3,8 @@
     python -m graflow_async worker --redis-url redis://host:6379/0 --import myapp.flows \\
         --concurrency 16 --worker-id w1 --metrics-port 9100
 
-A worker finds each task by the import path its message carries, runs it with the
+A worker runs only ``@task`` objects defined in the modules it was told to import (and
+their submodules), found by the import path each message carries; it runs one with the
 arguments the run resolved, writes the reply and only then acks. A task's context
 operations travel to its run as messages, and their answers come back on the
 worker's own stream (``<ns>:worker:<id>:context``). SIGTERM or SIGINT: stop taking
@@ -15,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import signal
-from typing import Any
 
 from .actors import Supervisor
 from .clock import current_clock, within
@@ -25,7 +25,7 @@ from .exceptions import TransportError
 from .executor import Executor
 from .messages import TaskMessage
 from .options import number, whole
-from .tasks import Task
+from .tasks import Task, load_task
 from .transports import keys
 from .transports.redis_streams import RedisStreamsTransport
 
@@ -33,38 +33,52 @@ log = LibraryLog()
 
 
 class TaskNotFound(LookupError):
-    """A task message names a function this worker cannot import."""
+    """A task message names something this worker will not run: not a ``@task``, or not
+    defined in a module it was told to import."""
 
 
-_imported: dict[str, Task] = {}
+class TaskFinder:
+    """Finds the tasks a worker may run: ``@task`` objects defined at module level in the
+    modules named with ``--import`` or their submodules. Anything else a message names
+    (a plain function, a builtin, another module's task) is refused unexecuted."""
 
+    def __init__(self, modules: list[str] | tuple[str, ...]) -> None:
+        self.modules = tuple(modules)
+        self._found: dict[str, Task] = {}
 
-def import_task(message: TaskMessage) -> Task:
-    """The task a message names by ``module:qualname`` (imported once, then cached)."""
-    ref = message.task_ref
-    if not ref:
-        raise TaskNotFound(f"task {message.task_id!r} carries no import path")
-    task = _imported.get(ref)
-    if task is not None:
+    def allows(self, module: str) -> bool:
+        return any(module == m or module.startswith(m + ".") for m in self.modules)
+
+    def __call__(self, message: TaskMessage) -> Task:
+        ref = message.task_ref
+        task = self._found.get(ref) if isinstance(ref, str) else None
+        if task is None:
+            task = self._find(message)
+            self._found[ref] = task  # type: ignore[index]
         return task
-    module_name, _, qualname = ref.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise TaskNotFound(
-            f"worker cannot import task {message.task_id!r} from {ref}: {type(exc).__name__}: {exc} "
-            "(start the worker with --import for its module, with the same code as the run)"
-        ) from exc
-    if isinstance(obj, Task):
-        task = obj
-    elif callable(obj):
-        task = Task(obj, inject_context=message.inject_context)
-    else:
-        raise TaskNotFound(f"{ref} is {type(obj).__name__}, not a task")
-    _imported[ref] = task
-    return task
+
+    def _find(self, message: TaskMessage) -> Task:
+        ref = message.task_ref
+        if not isinstance(ref, str) or not ref:
+            raise TaskNotFound(f"task {message.task_id!r} carries no import path")
+        module, _, name = ref.partition(":")
+        if not self.allows(module):
+            raise TaskNotFound(
+                f"task {message.task_id!r} names {ref}, outside the modules this worker runs tasks from "
+                f"({', '.join(self.modules) or 'none'}; start workers with --import {module} to run it)"
+            )
+        if not name.isidentifier():
+            raise TaskNotFound(f"task {message.task_id!r} names {ref}: not a module-level name")
+        try:
+            task = load_task(ref)
+        except LookupError as exc:
+            raise TaskNotFound(
+                f"worker cannot import task {message.task_id!r} from {ref}: {exc} (start the worker with "
+                "--import for its module, with the same code as the run)"
+            ) from exc
+        if not self.allows(task.func.__module__ or ""):
+            raise TaskNotFound(f"{ref} is a task defined in {task.func.__module__}, outside this worker's modules")
+        return task
 
 
 async def run_worker(
@@ -90,7 +104,7 @@ async def run_worker(
         context_queue = keys.worker_queue(transport.consumer)
         executor = Executor(
             transport, keys.TASK_QUEUE, context_queue=context_queue, remote=True, concurrency=concurrency,
-            find_task=import_task, answer_timeout=context_timeout,
+            find_task=TaskFinder(imports or []), answer_timeout=context_timeout,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -131,7 +131,7 @@ class Topology:
 
     def close(self) -> None:
         """Kill what runs inside, delete the namespaces. Safe to call twice or after a failed `create`."""
-        for process in self._processes:
+        for process in reversed(self._processes):  # last started first: clients before their server
             if process.poll() is None:
                 process.kill()
             try:

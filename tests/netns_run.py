@@ -13,7 +13,8 @@ import json
 
 from netns_flows import hosts_apart
 
-from graflow_async import RedisStreamsTransport, run
+from graflow_async import run
+from graflow_async.transports.redis_streams import RedisStreamsTransport
 
 
 async def main() -> None:

@@ -41,7 +41,7 @@ def blocking_sleep(seconds: float, marker: str) -> int:
     return os.getpid()
 
 
-def not_a_task() -> str:
+def not_a_task(path: str) -> str:
     """A plain module-level function next to the tasks: workers must never run it."""
-    Path(os.environ.get("GRAFLOW_TEST_TRAP", "/nonexistent/trap")).write_text("ran")
+    Path(path).write_text("ran")
     return "ran"

@@ -4,14 +4,16 @@ processes on a real redis-server."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 import remote_faults as rf
-from worker_processes import RUN_TIMEOUT, Workers
+from worker_processes import RUN_TIMEOUT, Workers, wait_for
 
 from graflow_async import TaskFailedError, parallel, run, workflow
 from graflow_async.exceptions import RemoteTaskError
+from graflow_async.messages import TaskMessage
 from graflow_async.transports.redis_streams import RedisStreamsTransport
 
 
@@ -51,3 +53,38 @@ def workflow_of(*tasks: Any) -> Any:
     with workflow(f"just-{tasks[0].id}") as wf:
         wf.add(*tasks)
     return wf
+
+
+# --- what a worker runs ------------------------------------------------------------------------------
+def entry(ref: str, kwargs: dict[str, Any], reply_to: str = "run:forged:replies") -> TaskMessage:
+    return TaskMessage("forged", "forged", 0, 1, reply_to, kwargs, None, ref, lease_timeout=30.0, max_deliveries=3)
+
+
+async def test_workers_run_only_tasks_of_the_modules_they_import(
+    workers: Workers, redis_url: str, client: Any, tmp_path: Path
+) -> None:
+    [worker] = workers.start(1)
+    traps = {name: tmp_path / name for name in ("system", "plain", "rmtree", "other", "dotted")}
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    forged = [
+        entry("os:system", {"command": f"touch {traps['system']}"}),  # a builtin of another module
+        entry("remote_faults:not_a_task", {"path": str(traps["plain"])}),  # a plain function next to the tasks
+        entry("shutil:rmtree", {"path": str(keep)}),
+        entry("graflow_async.web.app:create_app", {}),  # importable, not a task, not an imported module
+        entry("remote_faults:os.system", {"command": f"touch {traps['dotted']}"}),  # reached through a module
+        entry("remote_flows.os:system", {"command": f"touch {traps['other']}"}),  # a "submodule" that is not one
+    ]
+    async with RedisStreamsTransport(redis_url) as transport:
+        await transport.send("tasks", forged)
+        await wait_for(lambda: dead_count(client, 6), 10, "the forged entries in the dead-letter stream")
+    dead = await client.xrange("graflow:dead")
+    assert [fields[b"reason"].decode().startswith("refused: ") for _, fields in dead] == [True] * 6
+    assert not any(p.exists() for p in traps.values()) and keep.exists()  # nothing ran
+    assert worker.process.poll() is None and "refused a task" in worker.output()
+    assert await client.xlen("graflow:tasks") == 0  # settled, not left to be claimed again
+    assert (await remote_run(redis_url, workflow_of(rf.pid))).output == worker.pid  # still serving
+
+
+async def dead_count(client: Any, n: int) -> bool:
+    return int(await client.xlen("graflow:dead")) >= n

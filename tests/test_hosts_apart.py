@@ -159,6 +159,15 @@ class Hosts:
                 sys.executable, str(TESTS / "netns_run.py"), self.url, NAMESPACE, str(LEASE), run_id, str(markers),
             ], env=worker_env(), cwd=TESTS.parent, stdout=out, stderr=err)
 
+    def started(self, markers: Path, worker: Worker, running: subprocess.Popen[bytes]) -> dict[str, Any] | None:
+        """What `held` wrote when `worker` started it, or None if it has not (the run must still go)."""
+        assert running.poll() is None, f"the run ended early ({running.returncode})\n{self.logs()}"
+        try:
+            found: dict[str, Any] = json.loads((markers / f"started-{worker.pid}").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):  # not yet, or half written
+            return None
+        return found
+
     def finish(self, running: subprocess.Popen[bytes]) -> dict[str, Any]:
         """The run's result, once it has exited."""
         wait_until(lambda: running.poll() is not None, WAIT, "the run to end", self.logs)
@@ -178,6 +187,16 @@ class Hosts:
 
     def commands_from(self, host: str) -> list[Command]:
         return [c for c in self.commands() if c.client.startswith(f"{self.net.address(host)}:")]
+
+    def assert_stalled(self, host: str, cut_at: float, restore_at: float) -> None:
+        """The cut really stopped `host`'s traffic (Redis heard nothing from it until the link
+        was back) and stalled it rather than resetting it (a connection from before the cut
+        carries on after it)."""
+        heard = [c for c in self.commands_from(host) if cut_at + 0.1 < c.time < restore_at]
+        assert not heard, f"commands from {host} while its link was down: {heard[:5]}"
+        before = {c.client for c in self.commands_from(host) if c.time < cut_at}
+        wait_until(lambda: any(c.client in before for c in self.commands_from(host) if c.time > restore_at), WAIT,
+                   f"a connection {host} opened before the cut to carry on", self.logs)
 
     def logs(self) -> str:
         parts = [f"--- {w.worker_id} (pid {w.pid}):\n{w.output()}" for w in self.workers]
@@ -211,20 +230,6 @@ def hosts() -> Iterator[Hosts]:
         hosts.close()
 
 
-def started(markers: Path, worker: Worker) -> Callable[[], dict[str, Any] | None]:
-    """A probe: what `held` wrote when `worker` started it, once it has."""
-    path = markers / f"started-{worker.pid}"
-
-    def probe() -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):  # not yet, or half written
-            return None
-        return found
-
-    return probe
-
-
 @pytest.mark.parametrize("late_reply", ["after-the-run", "during-the-run"])
 def test_a_cut_off_workers_task_is_finished_by_the_other_and_its_late_reply_dropped(
     hosts: Hosts, tmp_path: Path, late_reply: str
@@ -238,13 +243,14 @@ def test_a_cut_off_workers_task_is_finished_by_the_other_and_its_late_reply_drop
 
     a = hosts.start_worker("w1")  # alone: the first delivery of `held` is A's
     running = hosts.start_run(run_id, markers)
-    first = wait_until(started(markers, a), WAIT, "A to start `held`", hosts.logs)
+    first = wait_until(lambda: hosts.started(markers, a, running), WAIT, "A to start `held`", hosts.logs)
     assert first["first"]
     b = hosts.start_worker("w2")
 
     cut_at = time.time()
     hosts.net.cut("w1")
-    again = wait_until(started(markers, b), RECLAIM_LIMIT + 5, "B to take over `held`", hosts.logs)
+    again = wait_until(lambda: hosts.started(markers, b, running), RECLAIM_LIMIT + 5, "B to take over `held`",
+                       hosts.logs)
     reclaimed_after = again["time"] - cut_at
     assert 0 < reclaimed_after <= RECLAIM_LIMIT, f"B started `held` {reclaimed_after:.2f}s after the cut"
     assert a.process.poll() is None, f"A died when its link went down\n{hosts.logs()}"
@@ -275,9 +281,7 @@ def test_a_cut_off_workers_task_is_finished_by_the_other_and_its_late_reply_drop
     }
     assert len(list(markers.glob("gate-*"))) == 1  # the duplicate did not start `gate` again
     assert not hosts.client.keys(f"{NAMESPACE}:run:{run_id}:*")
-    # The cut really stopped A's traffic: Redis heard nothing from A until the link was back.
-    silent = [c for c in hosts.commands_from("w1") if cut_at + 0.1 < c.time < restore_at]
-    assert not silent, f"commands from A while its link was down: {silent[:5]}"
+    hosts.assert_stalled("w1", cut_at, restore_at)
     assert a.process.poll() is None and b.process.poll() is None, hosts.logs()
     assert "Traceback" not in a.output() + b.output(), hosts.logs()
     print(f"\n[{late_reply}] lease {LEASE}s: B started `held` {reclaimed_after:.3f}s after the cut; "

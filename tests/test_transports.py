@@ -16,7 +16,7 @@ from graflow_async.executor import Executor
 from graflow_async.transports import MemoryTransport, keys
 from graflow_async.transports.conformance import LeaseSuite, TransportSuite
 from graflow_async.transports.redis_streams import RedisStreamsTransport
-from graflow_async.worker import import_task
+from graflow_async.worker import TaskFinder
 
 
 class TestMemoryTransport(TransportSuite):
@@ -70,7 +70,7 @@ async def test_a_workflow_runs_over_a_third_transport() -> None:
     and a task added at runtime all cross the seam serialized."""
     transport = LoopbackTransport()
     worker = Executor(transport, keys.TASK_QUEUE, context_queue="worker:loop:context", remote=True,
-                      concurrency=4, find_task=import_task)
+                      concurrency=4, find_task=TaskFinder(["loopback_flows"]))
     async with transport, asyncio.TaskGroup() as tg:
         serving = tg.create_task(worker.run(), name="loopback worker")
         try:

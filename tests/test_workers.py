@@ -308,7 +308,8 @@ async def test_a_task_workers_cannot_import_fails_the_run_without_retries(
     assert not isinstance(info.value, RetryLimitExceededError)
     assert info.value.task_id == "local_only"
     assert f"{name}:local_only" in str(info.value)
-    assert "cannot import" in str(info.value)
+    assert "outside the modules this worker runs tasks from" in str(info.value)
+    assert f"--import {name}" in str(info.value)
     assert [e.kind for e in events if e.task_id == "local_only"] == ["task_started", "task_failed"]
 
 
