@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     p.add_argument("--grace-period", type=float, default=30.0,
                    help="seconds running tasks get to finish after SIGTERM (default 30)")
+    p.add_argument("--secret-file", metavar="PATH",
+                   help="shared secret(s), one per line (the first signs): entries not signed with one of "
+                        "them are dead-lettered unread (default: GRAFLOW_SECRET, if set)")
     p.add_argument("--context-timeout", type=float, default=300.0,
                    help="seconds a task waits for its run to answer a context request before it "
                         "concludes the run has ended (default 300; feedback waits add their own timeout)")
@@ -180,6 +183,14 @@ async def _worker_command(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if not math.isfinite(value) or value <= 0:
             raise UsageError(f"--{option.replace('_', '-')} must be a positive number of seconds")
+    secret = None
+    if args.secret_file:
+        from .transports.signing import read_secret_file
+
+        try:
+            secret = read_secret_file(args.secret_file)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--secret-file: {exc}") from exc
     _importable_cwd()
     for module in args.imports:
         try:
@@ -189,7 +200,7 @@ async def _worker_command(args: argparse.Namespace) -> int:
     return await run_worker(
         _redis_url(args), namespace=args.namespace, worker_id=args.worker_id, imports=args.imports,
         concurrency=args.concurrency, metrics_port=args.metrics_port, grace_period=args.grace_period,
-        context_timeout=args.context_timeout,
+        context_timeout=args.context_timeout, secret=secret,
     )
 
 

@@ -83,10 +83,11 @@ async def _open_group_transport(name: str, config: Mapping[str, Any] | None, sta
 
     config = config or {}
     namespace = config.get("namespace", keys.DEFAULT_NAMESPACE)
+    secret = config.get("secret")  # None: GRAFLOW_SECRET, if set
     if config.get("redis_client") is not None:
-        transport = RedisStreamsTransport(client=config["redis_client"], namespace=namespace)
+        transport = RedisStreamsTransport(client=config["redis_client"], namespace=namespace, secret=secret)
     elif config.get("redis_url"):
-        transport = RedisStreamsTransport(config["redis_url"], namespace=namespace)
+        transport = RedisStreamsTransport(config["redis_url"], namespace=namespace, secret=secret)
     else:
         raise TransportError(
             f"group {name!r} uses the REDIS backend: "

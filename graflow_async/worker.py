@@ -91,6 +91,7 @@ async def run_worker(
     metrics_port: int | None = None,
     grace_period: float = 30.0,
     context_timeout: float = REMOTE_ANSWER_TIMEOUT,
+    secret: str | bytes | list[bytes] | None = None,
     ready: asyncio.Event | None = None,
 ) -> int:
     """Run a worker until SIGTERM/SIGINT; returns the process exit code."""
@@ -100,7 +101,7 @@ async def run_worker(
         concurrency = whole("concurrency", concurrency, minimum=1)
     for module in imports or []:
         importlib.import_module(module)  # an ImportError ends the worker before it takes work
-    async with RedisStreamsTransport(url, namespace=namespace, consumer=worker_id) as transport:
+    async with RedisStreamsTransport(url, namespace=namespace, consumer=worker_id, secret=secret) as transport:
         context_queue = keys.worker_queue(transport.consumer)
         executor = Executor(
             transport, keys.TASK_QUEUE, context_queue=context_queue, remote=True, concurrency=concurrency,
@@ -115,7 +116,8 @@ async def run_worker(
             from .metrics import serve_metrics
 
             metrics = await serve_metrics(transport, executor, metrics_port)
-        log.info("worker started", worker_id=transport.consumer, url=transport.url, namespace=namespace)
+        log.info("worker started", worker_id=transport.consumer, url=transport.url, namespace=namespace,
+                 signed=transport.signer is not None)
         if ready is not None:
             ready.set()
         try:

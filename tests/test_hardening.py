@@ -13,7 +13,7 @@ from worker_processes import RUN_TIMEOUT, Workers, wait_for
 
 from graflow_async import TaskFailedError, parallel, run, workflow
 from graflow_async.exceptions import RemoteTaskError
-from graflow_async.messages import TaskMessage
+from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.transports.redis_streams import RedisStreamsTransport
 
 
@@ -88,3 +88,57 @@ async def test_workers_run_only_tasks_of_the_modules_they_import(
 
 async def dead_count(client: Any, n: int) -> bool:
     return int(await client.xlen("graflow:dead")) >= n
+
+
+# --- signed entries ----------------------------------------------------------------------------------
+NEW, OLD = "n3w-shared-secret-0123456789", "0ld-shared-secret-9876543210"
+
+
+async def test_signed_fleet_accepts_old_and_new_secrets_and_buries_the_rest_unread(
+    workers: Workers, redis_url: str, client: Any, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(f"{NEW}\n{OLD}\n")  # rotating: sign with the new one, still accept the old
+    [worker] = workers.start(1, "--secret-file", str(secret_file))
+    for secret in ([NEW, OLD], [OLD, NEW]):  # switched, and not yet switched: both accept both
+        async with RedisStreamsTransport(redis_url, secret=secret) as transport:
+            async with asyncio.timeout(RUN_TIMEOUT):
+                assert (await run(workflow_of(rf.pid), transport=transport)).output == worker.pid
+    trap = tmp_path / "ran"
+    real = entry("remote_faults:count_and_nap", {"marker_dir": str(tmp_path), "index": 0, "seconds": 0})
+    async with RedisStreamsTransport(redis_url) as unsigned, \
+            RedisStreamsTransport(redis_url, secret="some-other-secret-000000") as stranger:
+        await unsigned.send("tasks", [real])
+        await stranger.send("tasks", [real])
+    garbage = {b"m": b"\xc1 not msgpack at all", b"s": b"\x00" * 32}
+    await client.xadd("graflow:tasks", garbage)
+    await wait_for(lambda: dead_count(client, 3), 10, "three forged entries in the dead-letter stream")
+    reasons = [fields[b"reason"] for _, fields in await client.xrange("graflow:dead")]
+    assert reasons == [b"missing signature", b"wrong signature", b"wrong signature"]  # checked before decoding
+    assert not trap.exists() and not list(tmp_path.glob("ran-*"))  # the real task was never run
+    assert worker.process.poll() is None
+
+
+async def test_a_run_with_a_secret_drops_unsigned_replies(redis_url: str) -> None:
+    async with RedisStreamsTransport(redis_url, secret=NEW) as signed, RedisStreamsTransport(redis_url) as unsigned:
+        await signed.open_queue("run:x:replies")
+        inbox = signed.inbox("run:x:replies")
+        forged = TaskReply("x", 0, 1, True, "forged")
+        await unsigned.send("run:x:replies", [forged])
+        await signed.send("run:x:replies", [TaskReply("x", 0, 1, True, "genuine")])
+        batch = await asyncio.wait_for(inbox.receive_batch(), 5)
+    assert [r.value for r in batch] == ["genuine"]
+
+
+def test_secrets_from_the_environment_and_their_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from graflow_async.transports.signing import signer_for
+
+    monkeypatch.setenv("GRAFLOW_SECRET", NEW)
+    monkeypatch.setenv("GRAFLOW_SECRET_PREVIOUS", OLD)
+    signer = signer_for(None)
+    assert signer is not None
+    assert signer.verify("s", b"data", signer_for(OLD).sign("s", b"data"))  # type: ignore[union-attr]
+    assert signer.sign("s", b"data") == signer_for(NEW).sign("s", b"data")  # type: ignore[union-attr]
+    assert not signer.verify("other-stream", b"data", signer.sign("s", b"data"))  # bound to its stream
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        signer_for("short")

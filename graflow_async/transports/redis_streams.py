@@ -37,6 +37,7 @@ from ..options import number, whole
 from . import keys
 from .base import Delivery, Transport
 from .redis_batch import Command, WriteBatcher
+from .signing import SIGNATURE, signer_for
 from .wire import MalformedMessage, decode, encode
 
 T = TypeVar("T")
@@ -71,6 +72,7 @@ class RedisStreamsTransport(Transport):
         connect_timeout: float = 5.0,
         consumer: str | None = None,
         max_connections: int = 32,
+        secret: str | bytes | Sequence[str | bytes] | None = None,
     ) -> None:
         lease_timeout = number("lease_timeout", lease_timeout, above=True)
         max_deliveries = whole("max_deliveries", max_deliveries, minimum=1)
@@ -83,6 +85,7 @@ class RedisStreamsTransport(Transport):
         self.max_deliveries = int(max_deliveries)
         self.connect_timeout = connect_timeout
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        self.signer = signer_for(secret)  # None: entries are neither signed nor checked
         self._owned = client is None
         # A bounded pool that makes a caller wait for a free connection (redis-py's default
         # pool raises MaxConnectionsError, which would pass for an outage). No socket
@@ -166,7 +169,7 @@ class RedisStreamsTransport(Transport):
         # are sent and a worker's context stream when the worker starts; a reply or
         # request that comes after its reader has gone (and deleted its stream) is
         # dropped rather than left in a stream nobody reads.
-        entries = [(self._stamp(m), isinstance(m, _REPLIES)) for m in messages]
+        entries = [(self._fields(stream, self._stamp(m)), isinstance(m, _REPLIES)) for m in messages]
         for reply_to in {m.reply_to for m in messages if isinstance(m, TaskMessage)}:
             await self._ensure_group(self.keys.stream(reply_to))
 
@@ -182,6 +185,23 @@ class RedisStreamsTransport(Transport):
                 await pipe.execute()
 
         await self._call("pipeline", op)
+
+    def _fields(self, stream: str, data: bytes) -> dict[bytes, bytes]:
+        if self.signer is None:
+            return {b"m": data}
+        return {b"m": data, SIGNATURE: self.signer.sign(stream, data)}
+
+    def forged(self, stream: str, fields: dict[bytes, Any]) -> str | None:
+        """Why an entry of `stream` is not to be trusted (a missing or wrong signature), or
+        None. Checked before anything of the entry is decoded."""
+        if self.signer is None:
+            return None
+        signature = fields.get(SIGNATURE)
+        if signature is None:
+            return "missing signature"
+        if not self.signer.verify(stream, fields.get(b"m", b""), signature):
+            return "wrong signature"
+        return None
 
     def _stamp(self, message: Any) -> bytes:
         if isinstance(message, TaskMessage) and message.lease_timeout is None:
@@ -222,7 +242,8 @@ class RedisStreamsTransport(Transport):
         stream, acked = self.keys.stream(queue), self.keys.stream(ack_queue)
         ids = [d.id for d in deliveries]
         commands: list[Command] = [
-            functools.partial(_xadd, stream, self._stamp(m), isinstance(m, _REPLIES)) for m in messages
+            functools.partial(_xadd, stream, self._fields(stream, self._stamp(m)), isinstance(m, _REPLIES))
+            for m in messages
         ]
         if ids:
             commands += [lambda pipe: pipe.xack(acked, self.keys.group, *ids), lambda pipe: pipe.xdel(acked, *ids)]
@@ -299,7 +320,8 @@ class RedisStreamsTransport(Transport):
         entries = await self._call("XRANGE", lambda: _ranges(self.client, stream, ids))
         expired = []
         for entry_id, fields in entries:
-            lease = _lease_of(fields.get(b"m"), self.lease_timeout)
+            trusted = self.forged(stream, fields) is None  # a forged entry's lease is not read
+            lease = _lease_of(fields.get(b"m") if trusted else None, self.lease_timeout)
             if idle.get(_text(entry_id), 0) >= lease * 1000:
                 expired.append((entry_id, int(lease * 1000)))
         claimed: list[tuple[Any, dict[bytes, bytes]]] = []
@@ -320,7 +342,10 @@ class RedisStreamsTransport(Transport):
         for entry_id, fields in entries:
             ident = _text(entry_id)
             raw = fields.get(b"m", b"")
+            forged = self.forged(stream, fields)
             try:
+                if forged is not None:
+                    raise MalformedMessage(forged)
                 message = decode(raw)
             except MalformedMessage as exc:  # never executed, never fatal
                 await self.dead_letter(queue, Delivery(ident, None, counts.get(ident, 1)), str(exc), raw)
@@ -386,10 +411,13 @@ class ReplyInbox:
             self.last_id = entries[-1][0]
             batch = []
             for entry_id, fields in entries:
+                forged = transport.forged(self.stream, fields)
                 try:
+                    if forged is not None:
+                        raise MalformedMessage(f"{forged} (does the sender share this side's secret?)")
                     batch.append(decode(fields.get(b"m", b"")))
                 except MalformedMessage as exc:  # never fatal for the run
-                    log.warning("dropped a malformed reply", stream=self.stream, id=_text(entry_id), error=str(exc))
+                    log.warning("dropped a reply", stream=self.stream, id=_text(entry_id), reason=str(exc))
             if batch:
                 return batch
 
@@ -397,8 +425,8 @@ class ReplyInbox:
         self._closed = True
 
 
-def _xadd(stream: str, data: bytes, reply: bool, pipe: Any) -> None:
-    pipe.xadd(stream, {b"m": data}, nomkstream=reply)
+def _xadd(stream: str, fields: dict[bytes, bytes], reply: bool, pipe: Any) -> None:
+    pipe.xadd(stream, fields, nomkstream=reply)
 
 
 async def _ranges(client: Any, stream: str, ids: list[Any]) -> list[tuple[Any, dict[bytes, bytes]]]:
