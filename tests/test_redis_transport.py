@@ -96,6 +96,23 @@ async def test_a_lapsed_claim_is_reclaimed_with_its_delivery_count(redis_url: st
         assert await first.receive("tasks", timeout=1.5) == []
 
 
+async def test_a_late_heartbeat_does_not_take_back_a_reclaimed_entry(redis_url: str, client: Redis) -> None:
+    """A worker cut off past its lease comes back and beats: the entry stays with the
+    worker that reclaimed it (which is running it now)."""
+    async with (
+        RedisStreamsTransport(redis_url, lease_timeout=1.0, consumer="was-cut") as cut,
+        RedisStreamsTransport(redis_url, lease_timeout=1.0, consumer="took-over") as other,
+    ):
+        await cut.send("tasks", [message()])
+        [taken] = await cut.receive("tasks", timeout=2)
+        got: list[Any] = []
+        while not got:
+            got = await other.receive("tasks", timeout=0.5)
+        await cut.touch("tasks", [taken])  # its link is back
+        [pending] = await client.xpending_range("graflow:tasks", "graflow:workers", "-", "+", 10)
+        assert pending["consumer"] == b"took-over"
+
+
 async def test_heartbeats_keep_a_claim(redis_url: str) -> None:
     async with (
         RedisStreamsTransport(redis_url, lease_timeout=1.0, consumer="alive") as first,

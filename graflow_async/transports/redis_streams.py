@@ -279,12 +279,20 @@ class RedisStreamsTransport(Transport):
 
     # --- leases, reclaiming, dead letters ---------------------------------------------------
     async def touch(self, queue: str, deliveries: Sequence[Delivery]) -> None:
-        """Extend this consumer's claim on `deliveries` (a heartbeat)."""
-        if deliveries:
-            stream = self.keys.stream(queue)
-            ids = [d.id for d in deliveries]
-            await self._call("XCLAIM", lambda: self.client.xclaim(
-                stream, self.keys.group, self.consumer, 0, ids, justid=True))
+        """Extend this consumer's claim on those of `deliveries` it still holds (a heartbeat):
+        one that another consumer reclaimed while this one was cut off stays with it."""
+        if not deliveries:
+            return
+        stream, wanted = self.keys.stream(queue), {d.id for d in deliveries}
+
+        async def op() -> None:
+            pending = await self.client.xpending_range(
+                stream, self.keys.group, "-", "+", max(len(wanted), 100), consumername=self.consumer)
+            mine = [p["message_id"] for p in pending if _text(p["message_id"]) in wanted]
+            if mine:
+                await self.client.xclaim(stream, self.keys.group, self.consumer, 0, mine, justid=True)
+
+        await self._call("XCLAIM", op)
 
     async def dead_letter(self, queue: str, delivery: Delivery, reason: str, raw: bytes | None = None) -> None:
         """Move `delivery` to the dead-letter stream with `reason`, and settle it."""
