@@ -60,6 +60,7 @@ class Executor:
         self.capacity = None if concurrency is None else whole("concurrency", concurrency, minimum=1)
         self.done = 0
         self.failed = 0
+        self.skipped = 0  # tasks of runs that had ended
         self._inflight: dict[str, Delivery] = {}
         self._running = 0
         self._slot_freed = asyncio.Event()
@@ -135,8 +136,25 @@ class Executor:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            for delivery in await self._receive(min(free, MAX_BATCH)):
-                await self._accept(delivery, children)
+            deliveries = await self._receive(min(free, MAX_BATCH))
+            ended = await self._ended(deliveries)
+            for delivery in deliveries:
+                if ended and isinstance(delivery.message, TaskMessage) and delivery.message.reply_to in ended:
+                    await self._skip(delivery)
+                else:
+                    await self._accept(delivery, children)
+
+    async def _ended(self, deliveries: list[Delivery]) -> set[str]:
+        """The reply queues of runs that have ended, among those the deliveries name."""
+        queues = {d.message.reply_to for d in deliveries if isinstance(d.message, TaskMessage)}
+        return await self.transport.ended(queues) if queues else set()
+
+    async def _skip(self, delivery: Delivery) -> None:
+        """A task of a run that has ended (cancelled or failed): settle it, never run it."""
+        msg = delivery.message
+        log.info("skipped a task of a run that has ended", task_id=msg.task_id, run_id=msg.run_id)
+        self.skipped += 1
+        await self.transport.ack(self.queue, (delivery,))
 
     async def _receive(self, max_messages: int) -> list[Delivery]:
         """The next deliveries; none when `stop` cut the wait short."""

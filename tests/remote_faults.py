@@ -45,3 +45,8 @@ def not_a_task(path: str) -> str:
     """A plain module-level function next to the tasks: workers must never run it."""
     Path(path).write_text("ran")
     return "ran"
+
+
+@task
+async def fail_fast() -> None:
+    raise RuntimeError("this run fails at once")

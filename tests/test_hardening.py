@@ -142,3 +142,37 @@ def test_secrets_from_the_environment_and_their_rotation(monkeypatch: pytest.Mon
     assert not signer.verify("other-stream", b"data", signer.sign("s", b"data"))  # bound to its stream
     with pytest.raises(ValueError, match="at least 16 bytes"):
         signer_for("short")
+
+
+# --- revocation ----------------------------------------------------------------------------------------
+def queued(marker_dir: Path, n: int, first: Any = None) -> Any:
+    with workflow(f"queued-{n}") as wf:
+        if first is not None:
+            wf.add(first)
+        wf.add(*[rf.count_and_nap(task_id=f"nap{i}", marker_dir=str(marker_dir), index=i, seconds=0.2)
+                 for i in range(n)])
+    return wf
+
+
+@pytest.mark.parametrize("how", ["cancelled", "failed"])
+async def test_tasks_of_a_run_that_has_ended_are_skipped_not_run(
+    workers: Workers, redis_url: str, client: Any, tmp_path: Path, how: str
+) -> None:
+    [worker] = workers.start(1, "--concurrency", "1")
+    if how == "cancelled":
+        running = asyncio.ensure_future(remote_run(redis_url, queued(tmp_path, 40)))
+        await wait_for(lambda: list(tmp_path.glob("ran-*")), 10, "the first task to start")
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    else:
+        with pytest.raises(TaskFailedError, match="fails at once"):
+            await remote_run(redis_url, queued(tmp_path, 40, first=rf.fail_fast))
+    await wait_for(lambda: queue_empty(client), 15, "the worker to settle the 40 queued tasks")
+    ran = len(list(tmp_path.glob("ran-*")))
+    assert ran <= 2, f"{ran} of 40 tasks of a {how} run still ran"
+    assert worker.process.poll() is None and "skipped a task of a run that has ended" in worker.output()
+
+
+async def queue_empty(client: Any) -> bool:
+    info = await client.xinfo_groups("graflow:tasks")
+    return await client.xlen("graflow:tasks") == 0 and all(g["pending"] == 0 for g in info)

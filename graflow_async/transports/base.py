@@ -19,7 +19,7 @@ again (after a worker dies, say), so receivers drop duplicates.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -120,6 +120,12 @@ class Transport(ABC):
     async def leave(self, queue: str) -> None:
         """This consumer stops reading `queue` for good (a worker's clean exit), so queue
         figures stop counting it; a queue it never read is fine. Default: nothing to do."""
+
+    async def ended(self, reply_queues: Collection[str]) -> set[str]:
+        """Of `reply_queues` (the inboxes task messages name), those whose run has ended:
+        executors skip (settle, never run) the tasks that reply to them. Default: none is
+        known to have ended."""
+        return set()
 
     def default_feedback_store(self) -> Any:
         """The feedback store a run on this transport uses when none is given (a

@@ -20,7 +20,7 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from redis import exceptions as redis_errors
@@ -383,6 +383,22 @@ class RedisStreamsTransport(Transport):
         """Create `queue`'s stream, so that replies sent to it land (a worker's context
         stream, before its tasks send requests)."""
         await self._ensure_group(self.keys.stream(queue))
+
+    async def ended(self, reply_queues: Collection[str]) -> set[str]:
+        """A run deletes its reply stream when it ends (cancelled, failed or completed):
+        the queues whose stream is gone."""
+        queues = [q for q in reply_queues if isinstance(q, str)]
+        if not queues:
+            return set()
+
+        async def op() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for queue in queues:
+                    pipe.exists(self.keys.stream(queue))
+                return list(await pipe.execute())
+
+        found = await self._call("EXISTS", op)
+        return {q for q, there in zip(queues, found, strict=True) if not there}
 
     def default_feedback_store(self) -> Any:
         """A `RedisFeedbackStore` on this server and namespace: the REST API and the UI of

@@ -12,6 +12,7 @@ msgpack value.
 
 from __future__ import annotations
 
+import math
 import traceback
 from typing import Any
 
@@ -111,10 +112,25 @@ def _decode(doc: dict[str, Any]) -> Any:
     kind = doc["t"]
     if kind == _TASK:
         message = TaskMessage(**{name: doc[name] for name in _TASK_FIELDS})
-        _check(message.run_id, str, "run_id")
-        _check(message.node, int, "node")
+        for name in ("run_id", "task_id", "reply_to"):
+            _check(getattr(message, name), str, name)
+        for name in ("node", "attempt", "cycle", "max_cycles"):
+            _check(getattr(message, name), int, name)
         _check(message.kwargs, dict, "kwargs")
-        return message
+        if not all(isinstance(k, str) for k in message.kwargs):
+            raise TypeError("kwargs names must be strings")
+        for name in ("timeout", "lease_timeout"):
+            value = getattr(message, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                      or not math.isfinite(value) or value <= 0):
+                raise TypeError(f"{name} must be a positive finite number, got {value!r}")
+        if message.max_deliveries is not None:
+            _check(message.max_deliveries, int, "max_deliveries")
+        if message.task_ref is not None:
+            _check(message.task_ref, str, "task_ref")
+        if message.resumed_metadata is not None:
+            _check(message.resumed_metadata, dict, "resumed_metadata")
+        return message._replace(inject_context=bool(message.inject_context))
     if kind == _REPLY:
         task_id = doc.get("task_id", "")
         _check(task_id, str, "task_id")
