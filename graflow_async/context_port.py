@@ -16,13 +16,14 @@ from typing import Any
 
 from .events import LibraryLog
 from .exceptions import TransportError
-from .messages import ContextReply, ContextRequest, TaskMessage
+from .messages import ContextReply, ContextRequest, QueueLost, TaskMessage
 from .transports.base import Transport
 
 log = LibraryLog()
 #: how long a task on a worker waits for its run to answer a context request before it
 #: concludes the run has ended (a feedback wait adds the request's own timeout)
 REMOTE_ANSWER_TIMEOUT = 300.0
+RESEND_FIRST, RESEND_MAX = 2.0, 30.0  # seconds before a remote request is sent again, doubling
 
 
 class ContextPort:
@@ -46,7 +47,9 @@ class ContextPort:
 
     async def call(self, message: TaskMessage, op: str, args: dict[str, Any], *, timeout: float | None = None) -> Any:
         """Send `op` for the task of `message` to its run; its answer, or the error it
-        raised there."""
+        raised there. A remote request unanswered for a while is sent again, with the same
+        id (the run answers it once): a request or an answer lost in a Redis restart does
+        not leave the task waiting."""
         request_id = f"{self._prefix}-{next(self._ids)}"
         future: asyncio.Future[ContextReply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
@@ -54,9 +57,8 @@ class ContextPort:
                                  args, self.queue)
         bound = (timeout or 0.0) + self.answer_timeout if self.remote else None
         try:
-            await self.transport.send(message.reply_to, (request,))
             async with asyncio.timeout(bound):
-                reply = await future
+                reply = await self._exchange(message.reply_to, request, future)
         except TimeoutError:
             log.warning("a run did not answer a context request; it may have ended", run_id=message.run_id,
                         task_id=message.task_id, op=op, waited=bound)
@@ -71,9 +73,24 @@ class ContextPort:
             raise reply.error
         return reply.value
 
+    async def _exchange(self, to: str, request: ContextRequest, future: asyncio.Future[ContextReply]) -> ContextReply:
+        await self.transport.send(to, (request,))
+        if not self.remote:
+            return await future
+        wait = RESEND_FIRST
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=wait)
+            if done:
+                return future.result()
+            await self.transport.open_queue(self.queue)  # where the answer lands, if it vanished
+            await self.transport.send(to, (request,))
+            wait = min(wait * 2, RESEND_MAX)
+
     def deliver(self, replies: Sequence[Any]) -> None:
         """Hand each reply to its waiting request; others (late, duplicate, foreign) are dropped."""
         for reply in replies:
+            if isinstance(reply, QueueLost):
+                continue  # the queue was made again; unanswered requests are sent again anyway
             if not isinstance(reply, ContextReply):
                 log.warning("dropped a message that is not a context reply", queue=self.queue,
                             kind=type(reply).__name__)

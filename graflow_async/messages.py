@@ -108,6 +108,14 @@ class Iterate(NamedTuple):
     data: Any
 
 
+class QueueLost(NamedTuple):
+    """Handed by a transport inbox to its reader: `queue` vanished (a Redis restart without
+    persistence) and was made again, so what was sent to it meanwhile is lost; the reader
+    sends again whatever it still awaits an answer for."""
+
+    queue: str
+
+
 class RetryDue(NamedTuple):
     """Sent by a retry timer to the run's own inbox: `node` may run again."""
 

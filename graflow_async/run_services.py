@@ -12,6 +12,7 @@ so every reply and event still leaves from the supervisor's turn.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -27,6 +28,7 @@ from .plan import ChannelData, RunPlan
 log = LibraryLog()
 _LATER: Any = object()  # the answer comes from a child
 MAX_PATH = 4096
+REMEMBERED = 10_000  # answers kept for requests sent again
 
 
 class RunServices:
@@ -52,7 +54,9 @@ class RunServices:
         # them, which takes a listing of the store, done once, on its first checkpoint.
         self._sequence_known = sequence_known
         self._listing = asyncio.Lock()
-        self.answer = answer
+        self._reply = answer
+        self._answers: OrderedDict[str, ContextReply] = OrderedDict()  # the last answers, for requests sent again
+        self._working: set[str] = set()  # requests whose answer a child is working out
         self.post = post
         self.spawn = spawn
         self.emit = emit
@@ -64,6 +68,11 @@ class RunServices:
         }
 
     def handle(self, request: ContextRequest) -> None:
+        if request.request_id in self._answers:  # sent again: its answer was lost on the way
+            self._reply(request, self._answers[request.request_id])
+            return
+        if request.request_id in self._working:
+            return  # sent again while being answered: one answer will do
         if request.run_id != self.run_id or not self.plan.is_current(request.node, request.cycle, request.attempt):
             log.warning("dropped a context request from a task that is not running in this run",
                         run_id=self.run_id, from_run=request.run_id, node=request.node, op=request.op)
@@ -81,8 +90,19 @@ class RunServices:
         except Exception as exc:
             self.answer(request, ContextReply(request.request_id, False, None, exc))
             return
-        if value is not _LATER:
+        if value is _LATER:
+            self._working.add(request.request_id)
+        else:
             self.answer(request, ContextReply(request.request_id, True, value))
+
+    def answer(self, request: ContextRequest, reply: ContextReply) -> None:
+        """Send `reply`, and keep it a while for a copy of `request` sent again."""
+        self._working.discard(request.request_id)
+        answers = self._answers
+        answers[request.request_id] = reply
+        if len(answers) > REMEMBERED:
+            answers.popitem(last=False)
+        self._reply(request, reply)
 
     # --- the channel ---------------------------------------------------------------------------
     def _get(self, request: ContextRequest) -> list[Any]:

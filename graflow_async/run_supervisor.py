@@ -22,7 +22,7 @@ from .events import Emitter
 from .exceptions import GraphError
 from .executor import Executor
 from .feedback.hitl import FeedbackHost
-from .messages import AddTasks, ContextReply, ContextRequest, RetryDue, TaskMessage, TaskReply
+from .messages import AddTasks, ContextReply, ContextRequest, QueueLost, RetryDue, TaskMessage, TaskReply
 from .plan import ChannelData, Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
 from .plan.specs import component_from_spec
 from .result import WorkflowResult
@@ -60,6 +60,8 @@ class RunSupervisor(Actor[Any]):
         self._sender, self._inbox = open_mailbox()
         self._sup: Supervisor | None = None
         self._outbox: list[tuple[Route, str, ContextReply]] = []
+        self._awaited: dict[int, tuple[Route, TaskMessage]] = {}  # remote tasks sent, not answered yet
+        self._resend: list[tuple[Route, TaskMessage]] = []
         self.outcome: Any = None
         self.feedback = FeedbackHost(run_id, feedback_store, current_clock(), self.post, self.spawn, self._emit,
                                      owned=owns_feedback_store)
@@ -138,12 +140,16 @@ class RunSupervisor(Actor[Any]):
                 plan.retry_due(message.node)
             elif kind is Later:
                 message.fn()
+            elif kind is QueueLost:
+                self._send_again(message.queue)
             else:
                 self.emitter.log.warning("run dropped an unexpected message", kind=kind.__name__)
         await self._act()
 
     def _on_reply(self, r: TaskReply) -> None:
         plan = self.plan
+        if self._awaited:
+            self._awaited.pop(r.node, None)
         if r.run_id != self.run_id:
             self.emitter.log.warning("run dropped a reply meant for another run", from_run=r.run_id)
         elif r.ok:
@@ -190,6 +196,10 @@ class RunSupervisor(Actor[Any]):
                 self.stop()
         for route, messages in batches.values():
             await route.transport.send(route.task_queue, messages)
+        while self._resend:
+            resend, self._resend = self._resend, []
+            for route, message in resend:
+                await route.transport.send(route.task_queue, (message,))
         while self._outbox:
             outbox, self._outbox = self._outbox, []
             for route, queue, reply in outbox:
@@ -214,7 +224,20 @@ class RunSupervisor(Actor[Any]):
                 message = TaskMessage(run_id, task.id, node, d.attempts[i], route.reply_to, d.kwargs[i], task.timeout,
                                       task.ref, inject_context=task.inject_context, cycle=d.cycles[i],
                                       max_cycles=d.max_cycles[i], resumed_metadata=metadata)
+                self._awaited[node] = (route, message)
             batch[1].append(message)
+
+    def _send_again(self, queue: str) -> None:
+        """`queue` (a route's reply stream) was lost with whatever it held: send again the
+        tasks still awaited there (a worker that has one already runs it twice; the run
+        takes the first reply)."""
+        plan = self.plan
+        again = [(route, m) for node, (route, m) in self._awaited.items()
+                 if route.reply_to == queue and plan.is_current(node, m.cycle, m.attempt)]
+        self.emitter.log.warning("the run's reply queue was lost; sending its running tasks again",
+                                 queue=queue, tasks=len(again))
+        for route, message in again:
+            self._resend.append((route, message))
 
     def _answer(self, request: ContextRequest, reply: ContextReply) -> None:
         self._outbox.append((self.routes[self.graph.route_of(request.node)], request.reply_to, reply))

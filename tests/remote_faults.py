@@ -50,3 +50,11 @@ def not_a_task(path: str) -> str:
 @task
 async def fail_fast() -> None:
     raise RuntimeError("this run fails at once")
+
+
+@task(inject_context=True)
+async def logged_step(context: Any, index: int, seconds: float = 0.4) -> int:
+    """Appends its index to the channel's ``steps`` (a context request), then naps."""
+    await context.channel.append("steps", index)
+    await asyncio.sleep(seconds)
+    return index

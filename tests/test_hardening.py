@@ -4,14 +4,16 @@ processes on a real redis-server."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import remote_faults as rf
+from redis_server import RedisServer
 from worker_processes import RUN_TIMEOUT, Workers, wait_for
 
-from graflow_async import TaskFailedError, parallel, run, workflow
+from graflow_async import TaskFailedError, chain, parallel, run, workflow
 from graflow_async.exceptions import RemoteTaskError
 from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.transports.redis_streams import RedisStreamsTransport
@@ -176,3 +178,37 @@ async def test_tasks_of_a_run_that_has_ended_are_skipped_not_run(
 async def queue_empty(client: Any) -> bool:
     info = await client.xinfo_groups("graflow:tasks")
     return await client.xlen("graflow:tasks") == 0 and all(g["pending"] == 0 for g in info)
+
+
+# --- a Redis restart that loses everything -------------------------------------------------------------
+async def test_a_redis_restart_without_persistence_is_survived_by_workers_and_the_run(tmp_path: Path) -> None:
+    server = RedisServer()  # no persistence: the restart loses every stream and group
+    fleet = Workers(server.url, tmp_path)
+    try:
+        server.start()
+        fleet.start(2)
+        with workflow("restart") as wf:
+            chain(*[rf.logged_step(task_id=f"step{i}", index=i) for i in range(6)])
+        async with RedisStreamsTransport(server.url, lease_timeout=5) as transport:
+            running = asyncio.ensure_future(run(wf, transport=transport))
+            try:
+                await asyncio.sleep(1.0)  # two steps in
+                await asyncio.to_thread(server.stop)
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(server.start)
+                restarted = time.monotonic()
+                async with asyncio.timeout(RUN_TIMEOUT):
+                    result = await running
+                recovered = time.monotonic() - restarted
+            finally:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+        assert result.results == {f"step{i}": i for i in range(6)}
+        assert sorted(set(result.channel["steps"])) == list(range(6))  # a step sent again may log twice
+        for w in fleet.all:
+            assert w.process.poll() is None, w.output()  # no worker exited
+            assert "Traceback" not in w.output()
+        print(f"\nrecovered {recovered:.2f} s after the restart; steps logged {result.channel['steps']}")
+    finally:
+        fleet.close()
+        server.cleanup()

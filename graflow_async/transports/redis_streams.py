@@ -28,7 +28,6 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ..actors.mailbox import MailboxClosed
 from ..clock import current_clock
 from ..events import LibraryLog
 from ..exceptions import TransportError
@@ -37,6 +36,8 @@ from ..options import number, whole
 from . import keys
 from .base import Delivery, Transport
 from .redis_batch import Command, WriteBatcher
+from .redis_inbox import ReplyInbox
+from .redis_util import describe, entries, lease_of, ranges, safe_encode, text, xadd
 from .signing import SIGNATURE, signer_for
 from .wire import MalformedMessage, decode, encode
 
@@ -49,6 +50,10 @@ _POLL_MS = 500
 _RECLAIM_EVERY = 0.25
 _OP_TIMEOUT = 10.0  # a command unanswered this long is taken for a lost connection (blocking reads wait <= _POLL_MS)
 log = LibraryLog()
+
+
+class GroupsLost(TransportError):
+    """Redis answered NOGROUP: the streams and groups are gone (a restart without persistence)."""
 
 
 class RedisStreamsTransport(Transport):
@@ -78,7 +83,7 @@ class RedisStreamsTransport(Transport):
         max_deliveries = whole("max_deliveries", max_deliveries, minimum=1)
         connect_timeout = number("connect_timeout", connect_timeout, above=True)
         max_connections = whole("max_connections", max_connections, minimum=1)
-        self.url = url if client is None else _describe(client)
+        self.url = url if client is None else describe(client)
         self.keys = keys.Keys(namespace)
         self.namespace = namespace
         self.lease_timeout = float(lease_timeout)
@@ -146,6 +151,8 @@ class RedisStreamsTransport(Transport):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             except redis_errors.RedisError as exc:
+                if "NOGROUP" in str(exc):
+                    raise GroupsLost(f"Redis {what} at {self.url}: {exc}") from exc
                 raise TransportError(f"Redis {what} failed at {self.url}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -174,7 +181,7 @@ class RedisStreamsTransport(Transport):
             await self._ensure_group(self.keys.stream(reply_to))
 
         await self._writes.write([
-            functools.partial(_xadd, stream, data, reply) for data, reply in entries
+            functools.partial(xadd, stream, data, reply) for data, reply in entries
         ])
 
     async def _pipeline(self, commands: list[Any]) -> None:
@@ -216,14 +223,18 @@ class RedisStreamsTransport(Transport):
         count = max_messages if max_messages > 0 else 512
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            reclaimed = await self._reclaim(stream, count)
-            if reclaimed:
-                return reclaimed
             block = _POLL_MS if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
             block = min(block, _POLL_MS)  # wake up now and then to reclaim and to notice closing
-            answer = await self._call("XREADGROUP", functools.partial(
-                self.client.xreadgroup, self.keys.group, self.consumer, {stream: ">"}, count=count, block=block))
-            deliveries = await self._deliveries(stream, _entries(answer), {})
+            try:
+                reclaimed = await self._reclaim(stream, count)
+                if reclaimed:
+                    return reclaimed
+                answer = await self._call("XREADGROUP", functools.partial(
+                    self.client.xreadgroup, self.keys.group, self.consumer, {stream: ">"}, count=count, block=block))
+            except GroupsLost:
+                await self._regroup()
+                continue
+            deliveries = await self._deliveries(stream, entries(answer), {})
             if deliveries or (deadline is not None and time.monotonic() >= deadline):
                 return deliveries
 
@@ -242,7 +253,7 @@ class RedisStreamsTransport(Transport):
         stream, acked = self.keys.stream(queue), self.keys.stream(ack_queue)
         ids = [d.id for d in deliveries]
         commands: list[Command] = [
-            functools.partial(_xadd, stream, self._fields(stream, self._stamp(m)), isinstance(m, _REPLIES))
+            functools.partial(xadd, stream, self._fields(stream, self._stamp(m)), isinstance(m, _REPLIES))
             for m in messages
         ]
         if ids:
@@ -250,9 +261,10 @@ class RedisStreamsTransport(Transport):
         await self._writes.write(commands)
 
     def inbox(self, queue: str) -> ReplyInbox:
-        """A run's reply stream, read with XREAD from where it left off: it has one reader,
-        so nothing needs acking (the stream goes when the run ends)."""
-        return ReplyInbox(self, self.keys.stream(queue))
+        """A run's reply stream (or a worker's context stream), read with XREAD from where
+        it left off: it has one reader, so nothing needs acking (the stream goes when the
+        run ends). Yields `QueueLost` when the stream vanished and was made again."""
+        return ReplyInbox(self, queue)
 
     async def discard(self, queue: str) -> None:
         stream = self.keys.stream(queue)
@@ -288,7 +300,7 @@ class RedisStreamsTransport(Transport):
         async def op() -> None:
             pending = await self.client.xpending_range(
                 stream, self.keys.group, "-", "+", max(len(wanted), 100), consumername=self.consumer)
-            mine = [p["message_id"] for p in pending if _text(p["message_id"]) in wanted]
+            mine = [p["message_id"] for p in pending if text(p["message_id"]) in wanted]
             if mine:
                 await self.client.xclaim(stream, self.keys.group, self.consumer, 0, mine, justid=True)
 
@@ -297,7 +309,7 @@ class RedisStreamsTransport(Transport):
     async def dead_letter(self, queue: str, delivery: Delivery, reason: str, raw: bytes | None = None) -> None:
         """Move `delivery` to the dead-letter stream with `reason`, and settle it."""
         stream = self.keys.stream(queue)
-        payload = raw if raw is not None else _safe_encode(delivery.message)
+        payload = raw if raw is not None else safe_encode(delivery.message)
         fields = {b"queue": queue, b"id": delivery.id, b"reason": reason, b"m": payload,
                   b"deliveries": delivery.delivery_count}
 
@@ -323,14 +335,14 @@ class RedisStreamsTransport(Transport):
         if not pending:
             return []
         ids = [p["message_id"] for p in pending]
-        idle = {_text(p["message_id"]): int(p["time_since_delivered"]) for p in pending}
-        times = {_text(p["message_id"]): p["times_delivered"] for p in pending}
-        entries = await self._call("XRANGE", lambda: _ranges(self.client, stream, ids))
+        idle = {text(p["message_id"]): int(p["time_since_delivered"]) for p in pending}
+        times = {text(p["message_id"]): p["times_delivered"] for p in pending}
+        entries = await self._call("XRANGE", lambda: ranges(self.client, stream, ids))
         expired = []
         for entry_id, fields in entries:
             trusted = self.forged(stream, fields) is None  # a forged entry's lease is not read
-            lease = _lease_of(fields.get(b"m") if trusted else None, self.lease_timeout)
-            if idle.get(_text(entry_id), 0) >= lease * 1000:
+            lease = lease_of(fields.get(b"m") if trusted else None, self.lease_timeout)
+            if idle.get(text(entry_id), 0) >= lease * 1000:
                 expired.append((entry_id, int(lease * 1000)))
         claimed: list[tuple[Any, dict[bytes, bytes]]] = []
         for entry_id, min_idle in expired:  # XCLAIM re-checks idleness: two reclaimers cannot both win
@@ -348,7 +360,7 @@ class RedisStreamsTransport(Transport):
         out = []
         queue = self.keys.queue_of(stream)
         for entry_id, fields in entries:
-            ident = _text(entry_id)
+            ident = text(entry_id)
             raw = fields.get(b"m", b"")
             forged = self.forged(stream, fields)
             try:
@@ -378,11 +390,31 @@ class RedisStreamsTransport(Transport):
         await self._call("XGROUP CREATE", op)
         self._groups.add(stream)
 
+    async def _regroup(self) -> None:
+        """The consumer groups are gone (Redis lost its data): make every stream this
+        transport reads, and its group, again."""
+        streams, self._groups = set(self._groups), set()
+        log.warning("redis lost its streams and groups (a restart without persistence?): making them again",
+                    url=self.url, streams=sorted(streams))
+        for stream in streams:
+            await self._ensure_group(stream)
+
+    async def remake_if_lost(self, stream: str) -> bool:
+        """Make `stream` again if it has vanished; whether it had."""
+        if await self._call("EXISTS", functools.partial(self.client.exists, stream)):
+            return False
+        log.warning("a stream vanished (a Redis restart without persistence?): making it again", stream=stream)
+        self._groups.discard(stream)
+        await self._ensure_group(stream)
+        return True
+
     # --- per-run and per-worker state ---------------------------------------------------------
     async def open_queue(self, queue: str) -> None:
         """Create `queue`'s stream, so that replies sent to it land (a worker's context
-        stream, before its tasks send requests)."""
-        await self._ensure_group(self.keys.stream(queue))
+        stream, before its tasks send requests); again if it has vanished since."""
+        stream = self.keys.stream(queue)
+        self._groups.discard(stream)
+        await self._ensure_group(stream)
 
     async def ended(self, reply_queues: Collection[str]) -> set[str]:
         """A run deletes its reply stream when it ends (cancelled, failed or completed):
@@ -408,87 +440,3 @@ class RedisStreamsTransport(Transport):
         return RedisFeedbackStore(client=self.client, namespace=self.namespace)
 
 
-class ReplyInbox:
-    """The `Inbox` of a run on a reply stream: batches of messages, in order."""
-
-    def __init__(self, transport: RedisStreamsTransport, stream: str) -> None:
-        self.transport = transport
-        self.stream = stream
-        self.last_id: Any = "0"
-        self._closed = False
-
-    async def receive_batch(self, max_items: int = 0) -> list[Any]:
-        transport = self.transport
-        while True:
-            if self._closed or transport.closed:
-                raise MailboxClosed
-            try:
-                answer = await transport._call("XREAD", functools.partial(
-                    transport.client.xread, {self.stream: self.last_id}, count=max_items or 512, block=_POLL_MS))
-            except TransportError:
-                if transport.closed:
-                    raise MailboxClosed from None
-                raise
-            entries = _entries(answer)
-            if not entries:
-                continue
-            self.last_id = entries[-1][0]
-            batch = []
-            for entry_id, fields in entries:
-                forged = transport.forged(self.stream, fields)
-                try:
-                    if forged is not None:
-                        raise MalformedMessage(f"{forged} (does the sender share this side's secret?)")
-                    batch.append(decode(fields.get(b"m", b"")))
-                except MalformedMessage as exc:  # never fatal for the run
-                    log.warning("dropped a reply", stream=self.stream, id=_text(entry_id), reason=str(exc))
-            if batch:
-                return batch
-
-    def close(self) -> None:
-        self._closed = True
-
-
-def _xadd(stream: str, fields: dict[bytes, bytes], reply: bool, pipe: Any) -> None:
-    pipe.xadd(stream, fields, nomkstream=reply)
-
-
-async def _ranges(client: Any, stream: str, ids: list[Any]) -> list[tuple[Any, dict[bytes, bytes]]]:
-    async with client.pipeline(transaction=False) as pipe:
-        for i in ids:
-            pipe.xrange(stream, i, i)
-        found = await pipe.execute()
-    return [entry for entries in found for entry in entries]
-
-
-def _entries(answer: Any) -> list[tuple[Any, dict[bytes, bytes]]]:
-    if not answer:
-        return []
-    if isinstance(answer, dict):  # RESP3
-        return [e for entries in answer.values() for e in entries[0]]
-    return [e for _, entries in answer for e in entries]
-
-
-def _lease_of(raw: bytes | None, default: float) -> float:
-    try:
-        message = decode(raw or b"")
-    except MalformedMessage:
-        return default
-    lease = getattr(message, "lease_timeout", None)
-    return float(lease) if lease else default
-
-
-def _safe_encode(message: Any) -> bytes:
-    try:
-        return encode(message)
-    except TypeError:
-        return repr(message).encode()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _describe(client: Any) -> str:
-    kwargs = client.connection_pool.connection_kwargs
-    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"

@@ -1,0 +1,52 @@
+"""Small helpers of the Redis Streams transport: entries, ids, descriptions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .wire import MalformedMessage, decode, encode
+
+
+def xadd(stream: str, fields: dict[bytes, bytes], reply: bool, pipe: Any) -> None:
+    pipe.xadd(stream, fields, nomkstream=reply)
+
+
+async def ranges(client: Any, stream: str, ids: list[Any]) -> list[tuple[Any, dict[bytes, bytes]]]:
+    async with client.pipeline(transaction=False) as pipe:
+        for i in ids:
+            pipe.xrange(stream, i, i)
+        found = await pipe.execute()
+    return [entry for entries in found for entry in entries]
+
+
+def entries(answer: Any) -> list[tuple[Any, dict[bytes, bytes]]]:
+    if not answer:
+        return []
+    if isinstance(answer, dict):  # RESP3
+        return [e for entries in answer.values() for e in entries[0]]
+    return [e for _, entries in answer for e in entries]
+
+
+def lease_of(raw: bytes | None, default: float) -> float:
+    try:
+        message = decode(raw or b"")
+    except MalformedMessage:
+        return default
+    lease = getattr(message, "lease_timeout", None)
+    return float(lease) if lease else default
+
+
+def safe_encode(message: Any) -> bytes:
+    try:
+        return encode(message)
+    except TypeError:
+        return repr(message).encode()
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def describe(client: Any) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
