@@ -81,15 +81,16 @@ class RunThreadPool(ThreadPoolExecutor):
         return super().submit(*args, **kwargs)
 
 
-async def shutdown(pool: RunThreadPool) -> None:
+async def shutdown(pool: RunThreadPool, *, wait: bool = True) -> None:
     """Drop queued thread jobs and wait, off the loop, for running ones to return.
 
     A running Python function cannot be interrupted; a cancelled run waits for its
     threads (even through repeated cancellation, which it re-raises afterwards) so
-    that nothing of it is left running.
+    that nothing of it is left running. With ``wait=False`` (a worker past its grace
+    period) they are left to finish on their own.
     """
     pool.shutdown(wait=False, cancel_futures=True)
-    if not pool.used:
+    if not pool.used or not wait:
         return
     joined = asyncio.get_running_loop().run_in_executor(None, pool.shutdown, True)
     cancelled: asyncio.CancelledError | None = None

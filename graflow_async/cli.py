@@ -232,7 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # there; workers and servers log their life at INFO. GRAFLOW_LOG_LEVEL overrides both.
     os.environ.setdefault("GRAFLOW_LOG_LEVEL", "critical" if args.command in ("run", "resume") else "info")
     try:
-        return asyncio.run(args.handler(args))
+        code = asyncio.run(args.handler(args))
+        if args.command == "worker":
+            _leave_stuck_threads(code)
+        return code
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -242,6 +245,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _leave_stuck_threads(code: int) -> None:
+    """A plain function still running past a worker's grace period cannot be stopped, and
+    Python's exit would wait for its thread: exit now (its task was handed back)."""
+    import threading
+
+    stuck = [t for t in threading.enumerate() if t.name.startswith("graflow-task") and t.is_alive()]
+    if stuck:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -61,6 +61,7 @@ class Executor:
         self.done = 0
         self.failed = 0
         self.skipped = 0  # tasks of runs that had ended
+        self.stopped: list[Delivery] = []  # deliveries whose tasks were cancelled, unsettled
         self._inflight: dict[str, Delivery] = {}
         self._running = 0
         self._slot_freed = asyncio.Event()
@@ -68,6 +69,7 @@ class Executor:
         self._receiving: asyncio.Future[list[Delivery]] | None = None
         self._children: Supervisor | None = None
         self._context: contextvars.Context | None = None
+        self._wait_threads = True
 
     @property
     def stopping(self) -> bool:
@@ -77,6 +79,11 @@ class Executor:
     def running(self) -> int:
         """Tasks taken from the queue and not yet settled."""
         return self._running
+
+    def abandon_threads(self) -> None:
+        """When `run` ends, do not wait for plain functions still running in threads (a
+        worker past its grace period: they cannot be interrupted, and must not hold it)."""
+        self._wait_threads = False
 
     def stop(self) -> None:
         """Stop taking tasks; those running finish, and `run` returns."""
@@ -112,7 +119,7 @@ class Executor:
         finally:
             thread_pool.reset(token)
             self._children = None
-            await shutdown(pool)
+            await shutdown(pool, wait=self._wait_threads)
 
     async def _serve(self, children: Supervisor) -> None:
         detach = self.transport.attach(self.queue, self._take)
@@ -215,7 +222,12 @@ class Executor:
     async def _execute(self, msg: TaskMessage, task: Task, delivery: Delivery | None) -> None:
         """Run one attempt, reply, and ack `delivery` (None: handed over, nothing to ack)."""
         try:
-            reply = await run_attempt(msg, task, self.port)
+            try:
+                reply = await run_attempt(msg, task, self.port)
+            except asyncio.CancelledError:
+                if delivery is not None:
+                    self.stopped.append(delivery)  # its task was stopped: to be handed back
+                raise
             try:
                 await self._reply(msg, reply, delivery)
             except TypeError as exc:  # the reply cannot travel: a result the wire cannot carry

@@ -122,6 +122,7 @@ async def run_worker(
             ready.set()
         try:
             await supervise(executor, stop, grace_period)
+            await _hand_back(transport, executor)
             await _leave(transport, context_queue)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -146,9 +147,20 @@ async def supervise(executor: Executor, stop: asyncio.Event, grace_period: float
         try:
             await within(current_clock(), asyncio.shield(running), grace_period)
         except TimeoutError:
-            log.warning("grace period over, cancelling running tasks", grace_period=grace_period,
-                        running=executor.running)
+            log.warning("grace period over: stopping the running tasks and handing them back to the queue",
+                        grace_period=grace_period, running=executor.running)
+            executor.abandon_threads()
             running.cancel()
+
+
+async def _hand_back(transport: RedisStreamsTransport, executor: Executor) -> None:
+    """Tasks stopped past the grace period go back to the queue for another worker, now."""
+    if executor.stopped:
+        try:
+            async with asyncio.timeout(5.0):
+                await transport.release(keys.TASK_QUEUE, executor.stopped)
+        except (TimeoutError, TransportError):  # they come back when their lease lapses
+            log.warning("could not hand the stopped tasks back", count=len(executor.stopped))
 
 
 async def _leave(transport: RedisStreamsTransport, context_queue: str) -> None:

@@ -58,3 +58,24 @@ async def logged_step(context: Any, index: int, seconds: float = 0.4) -> int:
     await context.channel.append("steps", index)
     await asyncio.sleep(seconds)
     return index
+
+
+@task
+def blocking_once(marker: str) -> int:
+    """A plain function: on its first run writes `marker` and blocks for a minute (it cannot
+    be interrupted); on a later run returns at once."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text(str(os.getpid()))
+        time.sleep(60)
+    return os.getpid()
+
+
+@task
+async def waiting_once(marker: str) -> int:
+    """The same, async: a minute's sleep on its first run."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text(str(os.getpid()))
+        await asyncio.sleep(60)
+    return os.getpid()

@@ -4,6 +4,7 @@ processes on a real redis-server."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,13 @@ from typing import Any
 import pytest
 import remote_faults as rf
 from redis_server import RedisServer
-from worker_processes import RUN_TIMEOUT, Workers, wait_for
+from worker_processes import RUN_TIMEOUT, Workers, wait_exit, wait_for
 
 from graflow_async import TaskFailedError, chain, parallel, run, workflow
 from graflow_async.exceptions import RemoteTaskError
 from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.transports.redis_streams import RedisStreamsTransport
+from graflow_async.transports.redis_util import text
 
 
 async def remote_run(url: str, wf: Any, **kwargs: Any) -> Any:
@@ -212,3 +214,62 @@ async def test_a_redis_restart_without_persistence_is_survived_by_workers_and_th
     finally:
         fleet.close()
         server.cleanup()
+
+
+# --- SIGTERM past the grace period, and workers that died -------------------------------------------
+async def test_sigterm_past_the_grace_period_hands_the_tasks_back_at_once(
+    workers: Workers, redis_url: str, client: Any, tmp_path: Path
+) -> None:
+    [first] = workers.start(1, "--grace-period", "0.5")
+    sync_marker, async_marker = tmp_path / "sync", tmp_path / "async"
+    with workflow("handed-back") as wf:
+        wf.add(rf.blocking_once(task_id="sync", marker=str(sync_marker)),
+               rf.waiting_once(task_id="async", marker=str(async_marker)))
+    async with RedisStreamsTransport(redis_url) as transport:  # the default 30 s lease
+        running = asyncio.ensure_future(run(wf, transport=transport))
+        try:
+            await wait_for(lambda: sync_marker.exists() and async_marker.exists(), 10, "both tasks to start")
+            [second] = workers.start(1)
+            first.process.send_signal(signal.SIGTERM)
+            stopped = time.monotonic()
+            assert await wait_exit(first, 5) == 0  # not held by the thread still sleeping
+            async with asyncio.timeout(10):  # not after the 30 s lease
+                result = await running
+            handed_over = time.monotonic() - stopped
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+    assert result.results == {"sync": second.pid, "async": second.pid}
+    assert handed_over < 5, handed_over
+    out = first.output()
+    assert out.count("grace period over") == 1 and "Traceback" not in out
+    consumers = {text(c["name"]) for c in await client.xinfo_consumers("graflow:tasks", "graflow:workers")}
+    assert consumers == {second.worker_id}  # the stopped worker left the group
+    print(f"\nhanded back and finished {handed_over:.2f} s after SIGTERM")
+
+
+async def test_a_crashed_workers_consumer_goes_once_its_tasks_are_reclaimed(
+    workers: Workers, redis_url: str, client: Any, tmp_path: Path
+) -> None:
+    [doomed, survivor] = workers.start(2, "--concurrency", "1")
+    marker = tmp_path / "async"
+    with workflow("crash") as wf:
+        wf.add(rf.waiting_once(task_id="t", marker=str(marker)))
+    async with RedisStreamsTransport(redis_url, lease_timeout=1.0) as transport:
+        running = asyncio.ensure_future(run(wf, transport=transport))
+        try:
+            await wait_for(marker.exists, 10, "the task to start")
+            holder = doomed if int(marker.read_text()) == doomed.pid else survivor
+            other = survivor if holder is doomed else doomed
+            holder.process.kill()
+            async with asyncio.timeout(RUN_TIMEOUT):
+                assert (await running).results == {"t": other.pid}
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+    async def only_the_live_one() -> bool:
+        found = {text(c["name"]) for c in await client.xinfo_consumers("graflow:tasks", "graflow:workers")}
+        return found == {other.worker_id}
+
+    await wait_for(only_the_live_one, 15, "the dead worker's consumer to be removed")

@@ -117,6 +117,10 @@ class Transport(ABC):
         can see them. Default: acks it (the reason is logged by the caller)."""
         await self.ack(queue, (delivery,))
 
+    async def release(self, queue: str, deliveries: Sequence[Delivery]) -> None:
+        """Hand `deliveries` back unsettled, for another consumer to take at once (a worker
+        stopped their tasks). Default: nothing; they come back when their claim lapses."""
+
     async def leave(self, queue: str) -> None:
         """This consumer stops reading `queue` for good (a worker's clean exit), so queue
         figures stop counting it; a queue it never read is fine. Default: nothing to do."""

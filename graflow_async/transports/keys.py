@@ -4,6 +4,7 @@
     <ns>:run:<run_id>:replies       a run's reply stream (deleted when the run ends)
     <ns>:run:<run_id>:channel       a run's channel, a hash (expires after the run)
     <ns>:worker:<id>:context        a worker's stream of answers from runs to its tasks
+    <ns>:worker:<id>:alive          set by a live worker every few seconds, expiring soon after
     <ns>:dead                       dead letters: poison messages, too many deliveries
 """
 
@@ -36,6 +37,9 @@ class Keys:
 
     def stream(self, queue: str) -> str:
         return f"{self.namespace}:{queue}"
+
+    def alive(self, consumer: str) -> str:
+        return f"{self.namespace}:worker:{consumer}:alive"
 
     def queue_of(self, stream: str) -> str:
         return stream[len(self.namespace) + 1 :]

@@ -46,6 +46,9 @@ _RETRYABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 # An idle consumer looks for lapsed claims every poll (at most every _RECLAIM_EVERY s), so a
 # dead worker's task is taken over within lease_timeout + _POLL_MS (SPEC: within lease + 1 s).
 _REPLIES = (TaskReply, ContextRequest, ContextReply)  # sent only to streams that exist
+DELIVERED = b"d"  # deliveries of an entry before a worker released it (the entry was put back)
+_PRUNE_EVERY = 5.0  # seconds between looks for consumers that stopped reading
+_ALIVE_EVERY, _ALIVE_FOR = 2.0, 10.0  # a worker says it is alive this often, and it holds this long
 _POLL_MS = 500
 _RECLAIM_EVERY = 0.25
 _OP_TIMEOUT = 10.0  # a command unanswered this long is taken for a lost connection (blocking reads wait <= _POLL_MS)
@@ -106,6 +109,8 @@ class RedisStreamsTransport(Transport):
         self._groups: set[str] = set()
         self._writes = WriteBatcher(self._pipeline)
         self._last_reclaim: dict[str, float] = {}
+        self._last_prune: dict[str, float] = {}
+        self._last_alive: dict[str, float] = {}
 
     # --- connection -------------------------------------------------------------------
     async def __aenter__(self) -> RedisStreamsTransport:
@@ -235,6 +240,9 @@ class RedisStreamsTransport(Transport):
                 await self._regroup()
                 continue
             deliveries = await self._deliveries(stream, entries(answer), {})
+            await self._keep_alive(stream)
+            if not deliveries:
+                await self._prune_consumers(stream)
             if deliveries or (deadline is not None and time.monotonic() >= deadline):
                 return deliveries
 
@@ -286,6 +294,7 @@ class RedisStreamsTransport(Transport):
                 raise
             if not mine:
                 await self.client.xgroup_delconsumer(stream, self.keys.group, self.consumer)
+                await self.client.delete(self.keys.alive(self.consumer))
 
         await self._call("XGROUP DELCONSUMER", op)
 
@@ -322,6 +331,63 @@ class RedisStreamsTransport(Transport):
 
         await self._call("dead-letter", op)
         log.warning("message dead-lettered", queue=queue, id=delivery.id, reason=reason)
+
+    async def release(self, queue: str, deliveries: Sequence[Delivery]) -> None:
+        """Put each delivery back at the end of `queue` as a new entry (carrying the count
+        of its deliveries so far) and settle the old one, in one transaction: another
+        worker takes it at once, without waiting for its lease."""
+        if not deliveries:
+            return
+        stream = self.keys.stream(queue)
+
+        async def op() -> None:
+            found = await ranges(self.client, stream, [d.id for d in deliveries])
+            counts = {d.id: d.delivery_count for d in deliveries}
+            async with self.client.pipeline(transaction=True) as pipe:
+                for entry_id, fields in found:
+                    ident = text(entry_id)
+                    again = {**self._fields(stream, fields.get(b"m", b"")), DELIVERED: str(counts.get(ident, 1))}
+                    pipe.xadd(stream, again)
+                    pipe.xack(stream, self.keys.group, ident)
+                    pipe.xdel(stream, ident)
+                await pipe.execute()
+
+        await self._call("release", op)
+
+    async def _keep_alive(self, stream: str) -> None:
+        """Say this consumer is alive (a key that soon expires), and that it reads `stream`
+        (a consumer removed as dead while it was busy comes back): every few seconds."""
+        now = current_clock().time()
+        if now - self._last_alive.get(stream, -_ALIVE_EVERY) < _ALIVE_EVERY:
+            return
+        self._last_alive[stream] = now
+
+        async def op() -> None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(self.keys.alive(self.consumer), 1, ex=int(_ALIVE_FOR))
+                pipe.xgroup_createconsumer(stream, self.keys.group, self.consumer)
+                await pipe.execute()
+
+        await self._call("SET alive", op)
+
+    async def _prune_consumers(self, stream: str) -> None:
+        """Remove consumers that hold nothing and no longer say they are alive (workers that
+        died, once their entries were reclaimed), so queue figures count live workers."""
+        now = current_clock().time()
+        if now - self._last_prune.get(stream, -_PRUNE_EVERY) < _PRUNE_EVERY:
+            return
+        self._last_prune[stream] = now
+        consumers = await self._call("XINFO CONSUMERS", functools.partial(
+            self.client.xinfo_consumers, stream, self.keys.group))
+        idle = [text(c["name"]) for c in consumers if int(c["pending"]) == 0 and text(c["name"]) != self.consumer]
+        if not idle:
+            return
+        alive = await self._call("EXISTS", lambda: _each_exists(self.client, [self.keys.alive(n) for n in idle]))
+        for name, there in zip(idle, alive, strict=True):
+            if not there:
+                await self._call("XGROUP DELCONSUMER", functools.partial(
+                    self.client.xgroup_delconsumer, stream, self.keys.group, name))
+                log.info("removed the consumer of a worker that is gone", stream=stream, consumer=name)
 
     async def _reclaim(self, stream: str, count: int) -> list[Delivery]:
         """Claim entries whose consumer stopped heartbeating, at most every _RECLAIM_EVERY s per stream."""
@@ -370,7 +436,7 @@ class RedisStreamsTransport(Transport):
             except MalformedMessage as exc:  # never executed, never fatal
                 await self.dead_letter(queue, Delivery(ident, None, counts.get(ident, 1)), str(exc), raw)
                 continue
-            out.append(Delivery(ident, message, counts.get(ident, 1)))
+            out.append(Delivery(ident, message, counts.get(ident, 1) + _earlier(fields)))
         return out
 
     async def _ensure_group(self, stream: str) -> None:
@@ -440,3 +506,18 @@ class RedisStreamsTransport(Transport):
         return RedisFeedbackStore(client=self.client, namespace=self.namespace)
 
 
+async def _each_exists(client: Any, names: list[str]) -> list[Any]:
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.exists(name)
+        return list(await pipe.execute())
+
+
+def _earlier(fields: dict[bytes, Any]) -> int:
+    """Deliveries an entry had before it was released and put back (0 for a fresh one)."""
+    raw = fields.get(DELIVERED)
+    try:
+        n = int(raw) if raw is not None else 0
+    except (TypeError, ValueError):
+        return 0
+    return n if 0 <= n < 1_000_000 else 0
