@@ -328,6 +328,16 @@ class TransportSuite:
         with pytest.raises(TransportError):
             await asyncio.wait_for(waiting, 5)
 
+    async def test_ended_names_only_queues_it_was_asked_about_and_never_a_live_one(
+        self, transport: Transport
+    ) -> None:
+        live, unknown = _queue(), _queue()
+        await transport.open_queue(live)
+        await transport.send(live, [{"n": 1}])
+        assert await transport.ended([]) == set()
+        ended = await transport.ended([live, unknown])
+        assert ended <= {unknown} and live not in ended  # a queue in use is not a run that has ended
+
 
 class LeaseSuite:
     """Mixed into `TransportSuite` by a transport whose claims lapse (with a ``lease``)."""
@@ -342,4 +352,14 @@ class LeaseSuite:
         [again] = await transport.receive(q, timeout=3 * lease + 2)
         assert again.message == {"n": 2} and again.delivery_count >= 2
         await transport.ack(q, [again])  # a redelivery settles like any delivery
+        assert await transport.receive(q, timeout=_quiet(lease)) == []
+
+    async def test_a_released_delivery_comes_back_at_once(self, transport: Transport, lease: float) -> None:
+        q = _queue()
+        await transport.send(q, [{"n": 1}])
+        [taken] = await _take(transport, q, 1, ack=False)
+        await transport.release(q, [taken])
+        [again] = await transport.receive(q, timeout=lease / 2)  # well before the claim would lapse
+        assert again.message == {"n": 1} and again.delivery_count >= 2
+        await transport.ack(q, [again])
         assert await transport.receive(q, timeout=_quiet(lease)) == []
