@@ -8,16 +8,27 @@ back as the same graflow-async or builtin exception type when it is one the task
 could catch by name, else as `GraflowError`. Directives travel as tagged lists, an
 added component as its spec (see `plan.specs`). Anything else travels as a plain
 msgpack value.
+
+`decode` is total: whatever the bytes (any field of any type or size), it returns a
+message whose fields have their declared types or raises `MalformedMessage`. It
+accepts what `encode` produces and nothing `encode` refuses: tuples, sets and
+frozensets nested more than `MAX_NESTING` deep inside each other cannot travel (the
+codec decodes each with a nested unpack whose C stack frame is large; a few hundred
+inside each other would overflow the stack and kill the process).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import re
 import traceback
 from typing import Any
 
+import msgpack
+
 from .. import exceptions as errors
-from ..codec import packb, unpackb
+from ..codec import _FROZENSET, _SET, _TUPLE, packb, unpackb
 from ..messages import (
     AddTasks,
     Cancel,
@@ -44,6 +55,9 @@ _CONTEXT_ERRORS: dict[str, type[Exception]] = {
     )},
     "TypeError": TypeError, "ValueError": ValueError, "KeyError": KeyError, "LookupError": LookupError,
 }
+MAX_NESTING = 8  # tuples, sets and frozensets inside each other
+_NESTED = (_TUPLE, _SET, _FROZENSET)  # codec extension types that hold a msgpack document of their own
+_EXT_HEADER = re.compile(rb"[\xc7-\xc9\xd4-\xd8]")  # the first byte of every msgpack extension value
 
 
 class MalformedMessage(ValueError):
@@ -56,24 +70,25 @@ def encode(message: Any) -> bytes:
     if kind is TaskMessage:
         doc = {"t": _TASK, **{name: getattr(message, name) for name in _TASK_FIELDS}}
         try:
-            return packb(doc)
+            return _pack(doc)
         except TypeError as exc:
             raise TypeError(f"the arguments of task {message.task_id!r} cannot be sent: {exc}") from exc
     if kind is TaskReply:
         return _encode_reply(message)
     if kind is ContextRequest:
-        return packb({"t": _REQUEST, **{name: getattr(message, name) for name in _REQUEST_FIELDS}})
+        return _pack({"t": _REQUEST, **{name: getattr(message, name) for name in _REQUEST_FIELDS}})
     if kind is ContextReply:
-        return packb({"t": _ANSWER, "request_id": message.request_id, "ok": message.ok, "value": message.value,
+        return _pack({"t": _ANSWER, "request_id": message.request_id, "ok": message.ok, "value": message.value,
                       "error": _error_info(message.error)})
     if kind is RetryDue:
-        return packb({"t": _RETRY, "node": message.node})
-    return packb({"t": _RAW, "v": message})
+        return _pack({"t": _RETRY, "node": message.node})
+    return _pack({"t": _RAW, "v": message})
 
 
 def decode(data: bytes) -> Any:
     """The message in envelope `data`; `MalformedMessage` for anything else."""
     try:
+        _check_nesting(data)
         doc = unpackb(data)
     except Exception as exc:
         raise MalformedMessage(f"not a msgpack envelope ({type(exc).__name__}: {exc})") from None
@@ -81,8 +96,35 @@ def decode(data: bytes) -> Any:
         raise MalformedMessage("not a graflow-async envelope")
     try:
         return _decode(doc)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise MalformedMessage(f"malformed {doc.get('t')} envelope: {exc}") from None
+    except (LookupError, TypeError, ValueError, ArithmeticError) as exc:
+        raise MalformedMessage(f"malformed {doc['t']} envelope: {exc}") from None
+
+
+def _pack(value: Any) -> bytes:
+    """`packb(value)`, refusing what `decode` would refuse; TypeError for what cannot travel."""
+    try:
+        data = packb(value)
+        _check_nesting(data)
+    except (ValueError, OverflowError, RecursionError) as exc:  # too deep for msgpack, or for decode
+        raise TypeError(str(exc) or type(exc).__name__) from exc
+    return data
+
+
+def _check_nesting(data: bytes, depth: int = 0) -> None:
+    """ValueError if `data` holds tuples, sets or frozensets nested more than MAX_NESTING deep.
+
+    Checked on the bytes before the codec decodes them (a pass of msgpack alone, only
+    when some byte could start an extension value)."""
+    if _EXT_HEADER.search(data) is None:
+        return
+
+    def inner(code: int, payload: bytes) -> None:
+        if code in _NESTED:
+            if depth >= MAX_NESTING:
+                raise ValueError(f"tuples, sets or frozensets nested more than {MAX_NESTING} deep")
+            _check_nesting(payload, depth + 1)
+
+    msgpack.unpackb(data, ext_hook=inner, raw=False, strict_map_key=False)
 
 
 def _encode_reply(reply: TaskReply) -> bytes:
@@ -93,8 +135,8 @@ def _encode_reply(reply: TaskReply) -> bytes:
         "suspended": reply.suspended, "cycle": reply.cycle, "task_id": reply.task_id,
     }
     try:
-        return packb(doc)
-    except (TypeError, ValueError, OverflowError) as exc:
+        return _pack(doc)
+    except TypeError as exc:
         what = (f"returned a {type(reply.value).__name__}" if _unpackable(reply.value)
                 else "asked its run for something (next_task, next_iteration) holding a value")
         raise TypeError(f"task {reply.task_id!r} {what} that cannot be serialized: {exc}") from exc
@@ -102,66 +144,116 @@ def _encode_reply(reply: TaskReply) -> bytes:
 
 def _unpackable(value: Any) -> bool:
     try:
-        packb(value)
-    except (TypeError, ValueError, OverflowError):
+        _pack(value)
+    except TypeError:
         return True
     return False
 
 
+# --- decoding, checking every field -----------------------------------------------------------------
 def _decode(doc: dict[str, Any]) -> Any:
     kind = doc["t"]
     if kind == _TASK:
-        message = TaskMessage(**{name: doc[name] for name in _TASK_FIELDS})
-        for name in ("run_id", "task_id", "reply_to"):
-            _check(getattr(message, name), str, name)
-        for name in ("node", "attempt", "cycle", "max_cycles"):
-            _check(getattr(message, name), int, name)
-        _check(message.kwargs, dict, "kwargs")
-        if not all(isinstance(k, str) for k in message.kwargs):
-            raise TypeError("kwargs names must be strings")
-        for name in ("timeout", "lease_timeout"):
-            value = getattr(message, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                      or not math.isfinite(value) or value <= 0):
-                raise TypeError(f"{name} must be a positive finite number, got {value!r}")
-        if message.max_deliveries is not None:
-            _check(message.max_deliveries, int, "max_deliveries")
-        if message.task_ref is not None:
-            _check(message.task_ref, str, "task_ref")
-        if message.resumed_metadata is not None:
-            _check(message.resumed_metadata, dict, "resumed_metadata")
-        return message._replace(inject_context=bool(message.inject_context))
+        return _task_from(doc)
     if kind == _REPLY:
-        task_id = doc.get("task_id", "")
-        _check(task_id, str, "task_id")
-        reply = TaskReply(
-            doc["run_id"], doc["node"], doc["attempt"], bool(doc["ok"]), doc["value"],
-            _error_from(doc["error"], task_id), float(doc["duration"]),
-            tuple(_directive_from(d) for d in doc["directives"]), bool(doc["retryable"]), bool(doc["suspended"]),
-            doc["cycle"], task_id,
-        )
-        for name in ("node", "attempt", "cycle"):
-            _check(getattr(reply, name), int, name)
-        return reply
+        return _reply_from(doc)
     if kind == _REQUEST:
-        request = ContextRequest(**{name: doc[name] for name in _REQUEST_FIELDS})
-        for name in ("run_id", "request_id", "op", "reply_to"):
-            _check(getattr(request, name), str, name)
-        for name in ("node", "cycle", "attempt"):
-            _check(getattr(request, name), int, name)
-        _check(request.args, dict, "args")
-        return request
+        return _request_from(doc)
     if kind == _ANSWER:
         _check(doc["request_id"], str, "request_id")
         return ContextReply(doc["request_id"], bool(doc["ok"]), doc["value"], _context_error_from(doc["error"]))
     if kind == _RETRY:
-        return RetryDue(doc["node"])
+        return RetryDue(_whole(doc["node"], "node", 0))
     return doc["v"]
+
+
+def _task_from(doc: dict[str, Any]) -> TaskMessage:
+    message = TaskMessage(**{name: doc[name] for name in _TASK_FIELDS})
+    for name in ("run_id", "task_id", "reply_to"):
+        _check(getattr(message, name), str, name)
+    _whole(message.node, "node", 0)
+    for name in ("attempt", "cycle", "max_cycles"):
+        _whole(getattr(message, name), name, 1)
+    _names(message.kwargs, "kwargs")
+    for name in ("timeout", "lease_timeout"):  # seconds
+        if getattr(message, name) is not None:
+            _positive(getattr(message, name), name)
+    if message.max_deliveries is not None:
+        _whole(message.max_deliveries, "max_deliveries", 1)
+    if message.task_ref is not None:
+        _check(message.task_ref, str, "task_ref")
+    if message.resumed_metadata is not None:
+        _check(message.resumed_metadata, dict, "resumed_metadata")
+    return message._replace(inject_context=bool(message.inject_context))
+
+
+def _reply_from(doc: dict[str, Any]) -> TaskReply:
+    task_id = doc.get("task_id", "")
+    _check(task_id, str, "task_id")
+    _check(doc["run_id"], str, "run_id")
+    _check(doc["directives"], list, "directives")
+    return TaskReply(
+        doc["run_id"], _whole(doc["node"], "node", 0), _whole(doc["attempt"], "attempt", 1), bool(doc["ok"]),
+        doc["value"], _error_from(doc["error"], task_id), _duration(doc["duration"]),
+        tuple(_directive_from(d) for d in doc["directives"]), bool(doc["retryable"]), bool(doc["suspended"]),
+        _whole(doc["cycle"], "cycle", 1), task_id,
+    )
+
+
+def _request_from(doc: dict[str, Any]) -> ContextRequest:
+    request = ContextRequest(**{name: doc[name] for name in _REQUEST_FIELDS})
+    for name in ("run_id", "request_id", "op", "reply_to"):
+        _check(getattr(request, name), str, name)
+    _whole(request.node, "node", 0)
+    for name in ("cycle", "attempt"):
+        _whole(getattr(request, name), name, 1)
+    _names(request.args, "args")
+    return request
 
 
 def _check(value: Any, kind: type, name: str) -> None:
     if not isinstance(value, kind) or isinstance(value, bool):
         raise TypeError(f"{name} must be {kind.__name__}, got {type(value).__name__}")
+
+
+def _whole(value: Any, name: str, minimum: int) -> int:
+    _check(value, int, name)
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}")
+    return int(value)
+
+
+def _names(value: Any, name: str) -> None:
+    _check(value, dict, name)
+    if not all(isinstance(k, str) for k in value):
+        raise TypeError(f"{name} names must be strings")
+
+
+def _number(value: Any, name: str) -> float:
+    """`value` (an int or a float) as a finite float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond a float's range
+        raise ValueError(f"{name} must be finite, got an int beyond a float's range") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return number
+
+
+def _positive(value: Any, name: str) -> float:
+    number = _number(value, name)
+    if number <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return number
+
+
+def _duration(value: Any) -> float:
+    duration = _number(value, "duration")
+    if duration < 0:
+        raise ValueError(f"duration must not be negative, got {value!r}")
+    return duration
 
 
 # --- directives ---------------------------------------------------------------------------------------
@@ -199,38 +291,60 @@ def _directive_from(item: Any) -> Any:
 def _error_info(exc: BaseException | None) -> dict[str, Any] | None:
     if exc is None:
         return None
+    # Whatever a task put in an exception, the info holds what decode accepts: texts, a
+    # positive finite timeout, a text or None field.
     if isinstance(exc, errors.RemoteTaskError):  # already remote: pass it on as it came
-        return {"type": exc.type_name, "message": exc.remote_message, "traceback": exc.traceback,
-                "task_id": exc.task_id}
+        return {"type": _text(exc.type_name), "message": _text(exc.remote_message),
+                "traceback": _text(exc.traceback), "task_id": _text(exc.task_id)}
     info: dict[str, Any] = {
         "type": type(exc).__name__,
-        "message": str(exc),
+        "message": _text(exc),
         "traceback": "".join(traceback.format_exception(exc)),
-        "task_id": exc.task_id if isinstance(exc, errors.TaskFailedError) else "",
+        "task_id": _text(exc.task_id) if isinstance(exc, errors.TaskFailedError) else "",
     }
     if isinstance(exc, errors.TaskTimeoutError):
-        info["timeout"] = exc.timeout
+        with contextlib.suppress(TypeError, ValueError):  # else it comes back as a RemoteTaskError
+            info["timeout"] = _positive(exc.timeout, "timeout")
     if isinstance(exc, errors.FeedbackValidationError):
-        info["field"] = exc.field
+        info["field"] = None if exc.field is None else _text(exc.field)
     return info
 
 
-def _error_from(info: dict[str, Any] | None, task_id: str = "") -> BaseException | None:
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except Exception as failure:  # a __str__ that raises; an int of more than 4300 digits
+        return f"<{type(value).__name__} that cannot be shown: {type(failure).__name__}>"
+
+
+def _error_from(info: Any, task_id: str = "") -> BaseException | None:
     """The error a reply carries, named after its task (`task_id` when the info has none)."""
     if info is None:
         return None
-    named = str(info.get("task_id") or task_id)
+    _check(info, dict, "error")
+    named = info.get("task_id") or task_id
+    _check(named, str, "error task_id")
     if "timeout" in info:
-        return errors.TaskTimeoutError(named, float(info["timeout"]))
-    return errors.RemoteTaskError(named, str(info["type"]), str(info["message"]), str(info.get("traceback", "")))
+        return errors.TaskTimeoutError(named, _positive(info["timeout"], "error timeout"))
+    kind, message, trace = info["type"], info["message"], info.get("traceback", "")
+    for value, name in ((kind, "type"), (message, "message"), (trace, "traceback")):
+        _check(value, str, f"error {name}")
+    return errors.RemoteTaskError(named, kind, message, trace)
 
 
-def _context_error_from(info: dict[str, Any] | None) -> BaseException | None:
+def _context_error_from(info: Any) -> BaseException | None:
     if info is None:
         return None
-    name, message = str(info["type"]), str(info["message"])
+    _check(info, dict, "error")
+    name, message, field = info["type"], info["message"], info.get("field")
+    _check(name, str, "error type")
+    _check(message, str, "error message")
     if name == "FeedbackValidationError":
-        return errors.FeedbackValidationError(message, field=info.get("field"))
+        if field is not None:
+            _check(field, str, "error field")
+        return errors.FeedbackValidationError(message, field=field)
     kind = _CONTEXT_ERRORS.get(name)
     if kind is not None:
         return kind(message)
