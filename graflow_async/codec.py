@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
+import threading
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -182,11 +183,29 @@ _DECODERS: dict[int, Callable[[bytes], Any]] = {
 }
 
 
+MAX_NESTING = 128  # tuples, sets and frozensets inside each other, when decoding (about 200 overflow the C stack)
+_nesting = threading.local()
+
+
+class TooDeep(ValueError):
+    """Tuples, sets or frozensets nested more than MAX_NESTING deep."""
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
     decoder = _DECODERS.get(code)
     if decoder is None:
         raise ValueError(f"unknown msgpack extension type {code}")
+    # Each nested tuple or set is decoded by a nested unpack with a large C stack frame: a
+    # few hundred inside each other would overflow the stack, so the depth is bounded.
+    depth = getattr(_nesting, "depth", 0)
+    if depth >= MAX_NESTING:
+        raise TooDeep(f"tuples, sets or frozensets nested more than {MAX_NESTING} deep")
+    _nesting.depth = depth + 1
     try:
         return decoder(data)
+    except TooDeep:
+        raise
     except (ValueError, TypeError, LookupError, struct.error, ArithmeticError) as exc:
         raise ValueError(f"invalid msgpack extension type {code}: {exc}") from exc
+    finally:
+        _nesting.depth = depth

@@ -15,14 +15,16 @@ executor's own context queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import Callable, Sequence
 
 from .actors import Supervisor
 from .attempt import RunThreadPool, failed, run_attempt, shutdown
-from .clock import current_clock
+from .clock import current_clock, within
 from .context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
 from .events import LibraryLog
+from .exceptions import TransportError
 from .handlers import thread_pool
 from .messages import TaskMessage, TaskReply
 from .options import whole
@@ -31,6 +33,7 @@ from .transports.base import Delivery, Transport
 
 log = LibraryLog()
 MAX_BATCH = 512
+MIN_BEAT, MAX_BEAT = 0.1, 10.0  # seconds between heartbeats, whatever the leases
 
 
 def _task_of(message: TaskMessage) -> Task:
@@ -70,6 +73,7 @@ class Executor:
         self._children: Supervisor | None = None
         self._context: contextvars.Context | None = None
         self._wait_threads = True
+        self._beat = asyncio.Event()
 
     @property
     def stopping(self) -> bool:
@@ -146,10 +150,7 @@ class Executor:
             deliveries = await self._receive(min(free, MAX_BATCH))
             ended = await self._ended(deliveries)
             for delivery in deliveries:
-                if ended and isinstance(delivery.message, TaskMessage) and delivery.message.reply_to in ended:
-                    await self._skip(delivery)
-                else:
-                    await self._accept(delivery, children)
+                await self._accept(delivery, children, ended)
 
     async def _ended(self, deliveries: list[Delivery]) -> set[str]:
         """The reply queues of runs that have ended, among those the deliveries name."""
@@ -177,8 +178,13 @@ class Executor:
         finally:
             self._receiving = None
 
-    async def _accept(self, delivery: Delivery, children: Supervisor) -> None:
+    async def _accept(self, delivery: Delivery, children: Supervisor, ended: set[str]) -> None:
+        """Run `delivery`'s task, or settle it without running it: not a task, delivered too
+        often, a task this executor may not run (dead-lettered), its run has ended (skipped),
+        or already running here (a copy of what this executor holds)."""
         msg = delivery.message
+        if delivery.id in self._inflight:
+            return  # reclaimed from ourselves: it runs already
         if not isinstance(msg, TaskMessage):
             await self.transport.dead_letter(self.queue, delivery, "not a task message")
             return
@@ -186,25 +192,40 @@ class Executor:
             reason = (f"dead-lettered after {delivery.delivery_count} deliveries "
                       f"(max_deliveries={msg.max_deliveries}): the workers running it died or stalled")
             await self.transport.dead_letter(self.queue, delivery, reason)
-            await self.transport.send(msg.reply_to, (failed(msg, RuntimeError(reason), retryable=False),))
+            await self._answer(msg, failed(msg, RuntimeError(reason), retryable=False))
             return
         try:
             task = self.find_task(msg)
         except Exception as exc:  # not a task this executor may run: never run, kept for an operator
             log.warning("refused a task", queue=self.queue, id=delivery.id, task_id=msg.task_id, reason=str(exc))
             await self.transport.dead_letter(self.queue, delivery, f"refused: {exc}")
-            await self.transport.send(msg.reply_to, (failed(msg, exc, retryable=False),))
+            await self._answer(msg, failed(msg, exc, retryable=False))
+            return
+        if msg.reply_to in ended:
+            await self._skip(delivery)
             return
         self._inflight[delivery.id] = delivery
         self._running += 1
+        self._beat.set()  # its lease may be shorter than those running
         children.spawn(self._execute(msg, task, delivery), context=self._context)
 
+    async def _answer(self, msg: TaskMessage, reply: TaskReply) -> None:
+        """Tell a run its task will not run; a run that cannot be told is gone."""
+        try:
+            await self.transport.send(msg.reply_to, (reply,))
+        except TransportError as exc:
+            log.warning("could not tell a run about its task", task_id=msg.task_id, error=str(exc))
+
     async def _heartbeats(self) -> None:
-        """Extend the claim on running tasks at a third of their lease."""
+        """Extend the claim on running tasks at a third of the shortest lease among them
+        (between 0.1 and 10 s), and at once when a task comes in."""
         clock = current_clock()
         while True:
             leases = [d.message.lease_timeout or 30.0 for d in self._inflight.values()]
-            await clock.sleep(min(leases, default=3.0) / 3)
+            interval = min(max(min(leases, default=3.0) / 3, MIN_BEAT), MAX_BEAT)
+            self._beat.clear()
+            with contextlib.suppress(TimeoutError):
+                await within(clock, self._beat.wait(), interval)
             if self._inflight:
                 try:
                     await self.transport.touch(self.queue, list(self._inflight.values()))
@@ -233,6 +254,8 @@ class Executor:
             except TypeError as exc:  # the reply cannot travel: a result the wire cannot carry
                 reply = failed(msg, TypeError(str(exc)), reply.duration, retryable=False)
                 await self._reply(msg, reply, delivery)
+        except TransportError as exc:  # not written: left pending, delivered again after its lease
+            log.warning("could not write a task's reply", task_id=msg.task_id, error=str(exc))
         finally:
             if delivery is not None:
                 self._inflight.pop(delivery.id, None)

@@ -78,7 +78,7 @@ async def start_run(
     for t in compiled.tasks:
         if t is not None:
             get_handler(t.handler)  # HandlerError for an unknown name
-    run_id = run_id or uuid.uuid4().hex
+    run_id = _check_run_id(run_id) if run_id is not None else uuid.uuid4().hex
     main = transport or MemoryTransport()
     emitter = Emitter(run_id, on_event, library_logger().bind(run_id=run_id))
     channel = ChannelData({**(snapshot or {}).get("channel", {}), **(initial_channel or {})})
@@ -105,6 +105,14 @@ async def start_run(
         stack.push_async_callback(supervisor.aclose)
         return await supervisor.execute()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_run_id(run_id: Any) -> str:
+    """A run id names keys and files: a non-empty string of at most 200 visible characters."""
+    if not isinstance(run_id, str) or not 0 < len(run_id) <= 200 or not run_id.isprintable() \
+            or any(c.isspace() for c in run_id) or "/" in run_id:
+        raise ValueError(f"run_id must be 1-200 visible characters without spaces or '/', got {run_id!r}")
+    return run_id
 
 
 def _check_options(default_max_retries: Any, max_cycles: Any) -> None:

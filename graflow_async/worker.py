@@ -50,6 +50,8 @@ class TaskFinder:
         return any(module == m or module.startswith(m + ".") for m in self.modules)
 
     def __call__(self, message: TaskMessage) -> Task:
+        if not keys.is_reply_queue(message.reply_to):
+            raise TaskNotFound(f"task {message.task_id!r} answers to {message.reply_to!r}, not a run's reply queue")
         ref = message.task_ref
         task = self._found.get(ref) if isinstance(ref, str) else None
         if task is None:

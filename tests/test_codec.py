@@ -186,3 +186,17 @@ def test_no_pickle_on_decode() -> None:
 
     with pytest.raises((ValueError, TypeError)):
         unpackb(pickle.dumps({"a": 1}))
+
+
+def test_nesting_deep_enough_to_overflow_the_stack_is_refused_not_fatal() -> None:
+    """Each nested tuple is decoded by a nested unpack with a large C stack frame: a few
+    hundred inside each other (a few KB of bytes) used to kill the process."""
+    import msgpack
+
+    from graflow_async.codec import MAX_NESTING, TooDeep
+
+    data = msgpack.packb([])
+    for _ in range(MAX_NESTING * 4):
+        data = msgpack.packb(msgpack.ExtType(1, data))
+    with pytest.raises(TooDeep, match="nested more than"):
+        unpackb(data)

@@ -372,8 +372,9 @@ def same(got: Any, sent: Any) -> bool:
     """Equal in type and value, all the way down (NaN equals NaN)."""
     if type(got) is not type(sent):
         return False
-    if isinstance(got, float):
-        return got == sent or (math.isnan(got) and math.isnan(sent))
+    if isinstance(got, float | Decimal):
+        return bool(got == sent) or ((got.is_nan() if isinstance(got, Decimal) else math.isnan(got)) and (
+            sent.is_nan() if isinstance(sent, Decimal) else math.isnan(sent)))
     if isinstance(got, list | tuple):
         return len(got) == len(sent) and all(map(same, got, sent))
     if isinstance(got, dict):

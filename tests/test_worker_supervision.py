@@ -53,7 +53,7 @@ def message(seconds: float, lease: float = 30.0) -> TaskMessage:
 async def test_heartbeats_extend_the_lease_at_a_third_of_it_on_the_runs_clock() -> None:
     async with PullTransport() as transport:
         executor = Executor(transport, "tasks", context_queue="ctx", remote=True)
-        await transport.send("tasks", [message(0.3, lease=60.0)])
+        await transport.send("tasks", [message(0.3, lease=9.0)])
         with use_clock(FastClock()) as clock:
             async with asyncio.TaskGroup() as tg:
                 running = tg.create_task(executor.run())
@@ -61,8 +61,22 @@ async def test_heartbeats_extend_the_lease_at_a_third_of_it_on_the_runs_clock() 
                 executor.stop()
             await running
     assert [d.message.value for d in replies] == ["slept"]
-    assert 20.0 in clock.delays  # a third of the 60 s lease, taken on the fast clock
+    assert 3.0 in clock.delays  # a third of the 9 s lease, taken on the fast clock
     assert len(transport.touched) >= 3 and transport.touched[0] == ["1"]
+
+
+async def test_heartbeats_come_at_least_every_10_s_whatever_the_lease() -> None:
+    async with PullTransport() as transport:
+        executor = Executor(transport, "tasks", context_queue="ctx", remote=True)
+        await transport.send("tasks", [message(0.2, lease=1e300)])
+        with use_clock(FastClock()) as clock:
+            async with asyncio.TaskGroup() as tg:
+                running = tg.create_task(executor.run())
+                await transport.receive("run:replies", timeout=5)
+                executor.stop()
+            await running
+    assert 10.0 in clock.delays and max(clock.delays) == 10.0
+    assert transport.touched
 
 
 async def test_past_the_grace_period_running_tasks_are_cancelled_and_the_worker_returns() -> None:

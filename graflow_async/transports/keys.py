@@ -10,8 +10,18 @@
 
 from __future__ import annotations
 
+import re
+
 DEFAULT_NAMESPACE = "graflow"
 TASK_QUEUE = "tasks"
+_REPLY_QUEUE = re.compile(r"run:\S{1,256}:replies")
+
+
+
+def is_reply_queue(queue: object) -> bool:
+    """Whether `queue` names a run's reply queue (where a task's reply may go)."""
+    return isinstance(queue, str) and _REPLY_QUEUE.fullmatch(queue) is not None
+
 
 
 def reply_queue(run_id: str) -> str:

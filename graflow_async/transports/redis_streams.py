@@ -39,7 +39,7 @@ from .redis_claims import Claims
 from .redis_inbox import ReplyInbox
 from .redis_util import describe, entries, xadd
 from .signing import SIGNATURE, signer_for
-from .wire import encode
+from .wire import MalformedMessage, decode, encode
 
 T = TypeVar("T")
 _RETRYABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
@@ -77,11 +77,13 @@ class RedisStreamsTransport(Claims, Transport):
         consumer: str | None = None,
         max_connections: int = 32,
         secret: str | bytes | Sequence[str | bytes] | None = None,
+        max_message_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         lease_timeout = number("lease_timeout", lease_timeout, above=True)
         max_deliveries = whole("max_deliveries", max_deliveries, minimum=1)
         connect_timeout = number("connect_timeout", connect_timeout, above=True)
         max_connections = whole("max_connections", max_connections, minimum=1)
+        self.max_message_bytes = whole("max_message_bytes", max_message_bytes, minimum=1024)
         self.url = url if client is None else describe(client)
         self.keys = keys.Keys(namespace)
         self.namespace = namespace
@@ -190,7 +192,10 @@ class RedisStreamsTransport(Claims, Transport):
             async with self.client.pipeline(transaction=False) as pipe:
                 for command in commands:
                     command(pipe)
-                await pipe.execute()
+                results = await pipe.execute(raise_on_error=False)
+            for result in results:  # one writer's bad command must not fail the others of the batch
+                if isinstance(result, redis_errors.ResponseError):
+                    log.warning("a batched Redis command failed", url=self.url, error=str(result))
 
         await self._call("pipeline", op)
 
@@ -211,10 +216,27 @@ class RedisStreamsTransport(Claims, Transport):
             return "wrong signature"
         return None
 
+    def opened(self, stream: str, fields: dict[bytes, Any]) -> Any:
+        """The message an entry of `stream` holds, once it is shown trustworthy: signed (with
+        a secret), within the size limit, and well formed. `MalformedMessage` otherwise,
+        nothing decoded before."""
+        forged = self.forged(stream, fields)
+        if forged is not None:
+            raise MalformedMessage(forged)
+        raw = fields.get(b"m", b"")
+        if not isinstance(raw, bytes) or len(raw) > self.max_message_bytes:
+            raise MalformedMessage(f"an entry of {len(raw) if isinstance(raw, bytes) else '?'} bytes, over "
+                                   f"max_message_bytes={self.max_message_bytes}")
+        return decode(raw)
+
     def _stamp(self, message: Any) -> bytes:
         if isinstance(message, TaskMessage) and message.lease_timeout is None:
             message = message._replace(lease_timeout=self.lease_timeout, max_deliveries=self.max_deliveries)
-        return encode(message)
+        data = encode(message)
+        if len(data) > self.max_message_bytes:
+            raise TypeError(f"a {type(message).__name__} of {len(data)} bytes cannot be sent: over "
+                            f"max_message_bytes={self.max_message_bytes} (keep large data in a store, pass its key)")
+        return data
 
     async def receive(self, queue: str, *, max_messages: int = 0, timeout: float | None = None) -> list[Delivery]:
         if self._closed:
