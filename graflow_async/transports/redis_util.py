@@ -37,10 +37,14 @@ def lease_of(raw: bytes | None, default: float) -> float:
 
 
 def safe_encode(message: Any) -> bytes:
+    """`message` as bytes for a dead letter, whatever it is."""
     try:
         return encode(message)
-    except TypeError:
-        return repr(message).encode()
+    except Exception:
+        try:
+            return repr(message).encode(errors="replace")
+        except Exception:
+            return f"<{type(message).__name__}>".encode()
 
 
 def text(value: Any) -> str:
