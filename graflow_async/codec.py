@@ -66,8 +66,13 @@ _PATH_TYPES: dict[int, type[PurePath]] = {
 _free_packers: list[msgpack.Packer] = []
 
 
-def packb(obj: Any) -> bytes:
-    """Serialize `obj` to msgpack bytes; raise ``TypeError`` naming an unsupported type."""
+def packb(obj: Any, *, max_nesting: int | None = None) -> bytes:
+    """Serialize `obj` to msgpack bytes; raise ``TypeError`` naming an unsupported type, and
+    `TooDeep` for tuples, sets or frozensets nested more than `max_nesting` deep (default
+    `MAX_NESTING`)."""
+    outermost = _nesting.__dict__.get("limit") is None  # nested calls keep the outermost's limit
+    if outermost:
+        _nesting.limit, _nesting.depth = (MAX_NESTING if max_nesting is None else max_nesting), 0
     try:
         packer = _free_packers.pop()
     except IndexError:
@@ -76,18 +81,38 @@ def packb(obj: Any) -> bytes:
         return packer.pack(obj)  # autoreset: the buffer is cleared even on errors
     finally:
         _free_packers.append(packer)
+        if outermost:
+            _nesting.limit = None
 
 
-def unpackb(data: bytes | bytearray | memoryview) -> Any:
-    """Deserialize bytes made by `packb`; raise ``ValueError`` or ``TypeError`` if malformed."""
-    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+def unpackb(data: bytes | bytearray | memoryview, *, max_nesting: int | None = None) -> Any:
+    """Deserialize bytes made by `packb`; raise ``ValueError`` or ``TypeError`` if malformed
+    (`TooDeep`, a ValueError, for tuples, sets or frozensets nested more than `max_nesting`)."""
+    outermost = _nesting.__dict__.get("limit") is None
+    if outermost:
+        _nesting.limit, _nesting.depth = (MAX_NESTING if max_nesting is None else max_nesting), 0
+    try:
+        return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    finally:
+        if outermost:
+            _nesting.limit = None
 
 
 def _default(obj: Any) -> msgpack.ExtType:
     encoder = _ENCODERS.get(type(obj))
     if encoder is None:
         raise TypeError(f"type {_type_name(obj)} is not supported")
-    code, data = encoder(obj)
+    if type(obj) not in _CONTAINERS:
+        code, data = encoder(obj)
+        return msgpack.ExtType(code, data)
+    depth = _nesting.depth
+    if depth >= _nesting.limit:
+        raise TooDeep(f"tuples, sets or frozensets nested more than {_nesting.limit} deep")
+    _nesting.depth = depth + 1
+    try:
+        code, data = encoder(obj)
+    finally:
+        _nesting.depth = depth
     return msgpack.ExtType(code, data)
 
 
@@ -183,8 +208,9 @@ _DECODERS: dict[int, Callable[[bytes], Any]] = {
 }
 
 
-MAX_NESTING = 128  # tuples, sets and frozensets inside each other, when decoding (about 200 overflow the C stack)
-_nesting = threading.local()
+MAX_NESTING = 128  # tuples, sets and frozensets inside each other (a few hundred overflow the C stack)
+_nesting = threading.local()  # the limit and depth of the outermost packb/unpackb of this thread
+_CONTAINERS = frozenset({tuple, set, frozenset})
 
 
 class TooDeep(ValueError):
@@ -197,9 +223,9 @@ def _ext_hook(code: int, data: bytes) -> Any:
         raise ValueError(f"unknown msgpack extension type {code}")
     # Each nested tuple or set is decoded by a nested unpack with a large C stack frame: a
     # few hundred inside each other would overflow the stack, so the depth is bounded.
-    depth = getattr(_nesting, "depth", 0)
-    if depth >= MAX_NESTING:
-        raise TooDeep(f"tuples, sets or frozensets nested more than {MAX_NESTING} deep")
+    depth = _nesting.depth
+    if depth >= _nesting.limit:
+        raise TooDeep(f"tuples, sets or frozensets nested more than {_nesting.limit} deep")
     _nesting.depth = depth + 1
     try:
         return decoder(data)

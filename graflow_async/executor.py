@@ -15,9 +15,9 @@ executor's own context queue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .actors import Supervisor
 from .attempt import RunThreadPool, failed, run_attempt, shutdown
@@ -34,6 +34,7 @@ from .transports.base import Delivery, Transport
 log = LibraryLog()
 MAX_BATCH = 512
 MIN_BEAT, MAX_BEAT = 0.1, 10.0  # seconds between heartbeats, whatever the leases
+ALIVE_FOR = 0.2  # seconds a run seen alive is believed alive (revocation is at most this late)
 
 
 def _task_of(message: TaskMessage) -> Task:
@@ -74,6 +75,9 @@ class Executor:
         self._context: contextvars.Context | None = None
         self._wait_threads = True
         self._beat = asyncio.Event()
+        self._beat_every = MAX_BEAT
+        self._gone: dict[str, None] = {}  # reply queues of runs seen ended (oldest first)
+        self._seen_alive: dict[str, float] = {}  # reply queue -> when its run was last seen alive
 
     @property
     def stopping(self) -> bool:
@@ -153,9 +157,24 @@ class Executor:
                 await self._accept(delivery, children, ended)
 
     async def _ended(self, deliveries: list[Delivery]) -> set[str]:
-        """The reply queues of runs that have ended, among those the deliveries name."""
+        """The reply queues of runs that have ended, among those the deliveries name. A run
+        seen alive is believed alive for `ALIVE_FOR` seconds; one seen ended, for good."""
+        now = current_clock().time()
         queues = {d.message.reply_to for d in deliveries if isinstance(d.message, TaskMessage)}
-        return await self.transport.ended(queues) if queues else set()
+        ended = queues & self._gone.keys()
+        unknown = {q for q in queues - ended if self._seen_alive.get(q, -ALIVE_FOR) + ALIVE_FOR <= now}
+        if unknown:
+            found = await self.transport.ended(unknown)
+            for queue in unknown:
+                if queue in found:
+                    self._gone[queue] = None
+                    self._seen_alive.pop(queue, None)
+                else:
+                    self._seen_alive[queue] = now
+            ended |= found
+            _bound(self._gone, 10_000)
+            _bound(self._seen_alive, 10_000)
+        return ended
 
     async def _skip(self, delivery: Delivery) -> None:
         """A task of a run that has ended (cancelled or failed): settle it, never run it."""
@@ -206,7 +225,8 @@ class Executor:
             return
         self._inflight[delivery.id] = delivery
         self._running += 1
-        self._beat.set()  # its lease may be shorter than those running
+        if (msg.lease_timeout or 30.0) / 3 < self._beat_every:
+            self._beat.set()  # a shorter lease than those running: beat sooner
         children.spawn(self._execute(msg, task, delivery), context=self._context)
 
     async def _answer(self, msg: TaskMessage, reply: TaskReply) -> None:
@@ -218,14 +238,17 @@ class Executor:
 
     async def _heartbeats(self) -> None:
         """Extend the claim on running tasks at a third of the shortest lease among them
-        (between 0.1 and 10 s), and at once when a task comes in."""
+        (between 0.1 and 10 s); a task that comes in with a shorter lease shortens the wait."""
         clock = current_clock()
         while True:
             leases = [d.message.lease_timeout or 30.0 for d in self._inflight.values()]
-            interval = min(max(min(leases, default=3.0) / 3, MIN_BEAT), MAX_BEAT)
+            self._beat_every = min(max(min(leases, default=3.0) / 3, MIN_BEAT), MAX_BEAT)
             self._beat.clear()
-            with contextlib.suppress(TimeoutError):
-                await within(clock, self._beat.wait(), interval)
+            try:
+                await within(clock, self._beat.wait(), self._beat_every)
+                continue  # woken by a shorter lease: wait the shorter time, then beat
+            except TimeoutError:
+                pass
             if self._inflight:
                 try:
                     await self.transport.touch(self.queue, list(self._inflight.values()))
@@ -273,3 +296,8 @@ class Executor:
         else:
             self.failed += 1
 
+
+def _bound(seen: dict[str, Any], most: int) -> None:
+    """Forget the oldest entries of `seen` beyond `most`."""
+    while len(seen) > most:
+        del seen[next(iter(seen))]

@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import traceback
 from typing import Any
 
-import msgpack
-
 from .. import exceptions as errors
-from ..codec import _FROZENSET, _SET, _TUPLE, packb, unpackb
+from ..codec import packb, unpackb
 from ..messages import (
     AddTasks,
     Cancel,
@@ -56,8 +53,6 @@ _CONTEXT_ERRORS: dict[str, type[Exception]] = {
     "TypeError": TypeError, "ValueError": ValueError, "KeyError": KeyError, "LookupError": LookupError,
 }
 MAX_NESTING = 8  # tuples, sets and frozensets inside each other
-_NESTED = (_TUPLE, _SET, _FROZENSET)  # codec extension types that hold a msgpack document of their own
-_EXT_HEADER = re.compile(rb"[\xc7-\xc9\xd4-\xd8]")  # the first byte of every msgpack extension value
 
 
 class MalformedMessage(ValueError):
@@ -88,8 +83,7 @@ def encode(message: Any) -> bytes:
 def decode(data: bytes) -> Any:
     """The message in envelope `data`; `MalformedMessage` for anything else."""
     try:
-        _check_nesting(data)
-        doc = unpackb(data)
+        doc = unpackb(data, max_nesting=MAX_NESTING)
     except Exception as exc:
         raise MalformedMessage(f"not a msgpack envelope ({type(exc).__name__}: {exc})") from None
     if not isinstance(doc, dict) or doc.get("t") not in _KINDS:
@@ -103,28 +97,10 @@ def decode(data: bytes) -> Any:
 def _pack(value: Any) -> bytes:
     """`packb(value)`, refusing what `decode` would refuse; TypeError for what cannot travel."""
     try:
-        data = packb(value)
-        _check_nesting(data)
+        data = packb(value, max_nesting=MAX_NESTING)
     except (ValueError, OverflowError, RecursionError) as exc:  # too deep for msgpack, or for decode
         raise TypeError(str(exc) or type(exc).__name__) from exc
     return data
-
-
-def _check_nesting(data: bytes, depth: int = 0) -> None:
-    """ValueError if `data` holds tuples, sets or frozensets nested more than MAX_NESTING deep.
-
-    Checked on the bytes before the codec decodes them (a pass of msgpack alone, only
-    when some byte could start an extension value)."""
-    if _EXT_HEADER.search(data) is None:
-        return
-
-    def inner(code: int, payload: bytes) -> None:
-        if code in _NESTED:
-            if depth >= MAX_NESTING:
-                raise ValueError(f"tuples, sets or frozensets nested more than {MAX_NESTING} deep")
-            _check_nesting(payload, depth + 1)
-
-    msgpack.unpackb(data, ext_hook=inner, raw=False, strict_map_key=False)
 
 
 def _encode_reply(reply: TaskReply) -> bytes:
@@ -169,22 +145,28 @@ def _decode(doc: dict[str, Any]) -> Any:
 
 def _task_from(doc: dict[str, Any]) -> TaskMessage:
     message = TaskMessage(**{name: doc[name] for name in _TASK_FIELDS})
-    for name in ("run_id", "task_id", "reply_to"):
-        _check(getattr(message, name), str, name)
-    _whole(message.node, "node", 0)
-    for name in ("attempt", "cycle", "max_cycles"):
-        _whole(getattr(message, name), name, 1)
-    _names(message.kwargs, "kwargs")
-    for name in ("timeout", "lease_timeout"):  # seconds
-        if getattr(message, name) is not None:
-            _positive(getattr(message, name), name)
-    if message.max_deliveries is not None:
-        _whole(message.max_deliveries, "max_deliveries", 1)
-    if message.task_ref is not None:
-        _check(message.task_ref, str, "task_ref")
-    if message.resumed_metadata is not None:
-        _check(message.resumed_metadata, dict, "resumed_metadata")
-    return message._replace(inject_context=bool(message.inject_context))
+    run_id, task_id, node, attempt, reply_to, kwargs, timeout, task_ref, _, lease, deliveries, _, cycle, \
+        max_cycles, metadata = message
+    if type(run_id) is not str or type(task_id) is not str or type(reply_to) is not str:  # the common case, fast
+        for name in ("run_id", "task_id", "reply_to"):
+            _check(getattr(message, name), str, name)
+    if type(node) is not int or node < 0 or type(attempt) is not int or attempt < 1 or type(cycle) is not int \
+            or cycle < 1 or type(max_cycles) is not int or max_cycles < 1:
+        _whole(node, "node", 0)
+        for name in ("attempt", "cycle", "max_cycles"):
+            _whole(getattr(message, name), name, 1)
+    _names(kwargs, "kwargs")
+    for name, value in (("timeout", timeout), ("lease_timeout", lease)):  # seconds
+        if value is not None:
+            _positive(value, name)
+    if deliveries is not None:
+        _whole(deliveries, "max_deliveries", 1)
+    if task_ref is not None:
+        _check(task_ref, str, "task_ref")
+    if metadata is not None:
+        _check(metadata, dict, "resumed_metadata")
+    return message if message.inject_context is False or message.inject_context is True \
+        else message._replace(inject_context=bool(message.inject_context))
 
 
 def _reply_from(doc: dict[str, Any]) -> TaskReply:
