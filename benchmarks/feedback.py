@@ -13,8 +13,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -24,25 +22,7 @@ from .redis_streams import redis_server
 
 N = 200
 
-ANSWERER = r"""
-import asyncio, sys, time
-from graflow_async.feedback.redis import RedisFeedbackStore
 
-async def main(url, n):
-    store = RedisFeedbackStore(url, namespace="bench")
-    answered = set()
-    while len(answered) < n:
-        pending = [r for r in await store.list_pending() if r.feedback_id not in answered]
-        if not pending:
-            await asyncio.sleep(0.002)  # the answerer polls; the waiter does not
-            continue
-        for request in pending:
-            await store.respond(request.feedback_id, {"text": repr(time.monotonic())})
-            answered.add(request.feedback_id)
-    await store.aclose()
-
-asyncio.run(main(sys.argv[1], int(sys.argv[2])))
-"""
 
 
 def _workflow(n: int, latencies: list[float]) -> Any:
@@ -94,7 +74,9 @@ async def across_redis(n: int = N) -> dict[str, float]:
 
     with redis_server() as (url, _):
         store = RedisFeedbackStore(url, namespace="bench")
-        answering = subprocess.Popen([sys.executable, "-c", ANSWERER, url, str(n)])
+        from .answerer import start
+
+        answering = start(url, "bench", n)
         latencies: list[float] = []
         try:
             await run(_workflow(n, latencies), feedback_store=store)

@@ -52,35 +52,14 @@ from typing import Any
 from benchmarks import report, run_module
 
 from .feedback import answer_all
-from .redis_streams import ROOT, RUN_TIMEOUT, git_commit, redis_server, start_workers, stop, wait_ready
+from .redis_streams import RUN_TIMEOUT, git_commit, redis_server, start_workers, stop, wait_ready
 
 TASK_MODULE = "benchmarks.remote_context_tasks"
 NAMESPACE = "bench-remote"
 WARM = 10  # requests / saves of each warm-up run
 IDLE = 0.02  # seconds the answerer stays idle after each answer
 
-ANSWERER = r"""
-import asyncio, sys, time
-from graflow_async.feedback.redis import RedisFeedbackStore
 
-async def main(url, namespace, n, idle):
-    store = RedisFeedbackStore(url, namespace=namespace)
-    answered = set()
-    try:
-        while len(answered) < n:
-            pending = [r for r in await store.list_pending() if r.feedback_id not in answered]
-            if not pending:
-                await asyncio.sleep(0.002)  # the answerer polls; the waiter does not
-                continue
-            for request in pending:
-                await store.respond(request.feedback_id, {"text": repr(time.monotonic())})
-                answered.add(request.feedback_id)
-            await asyncio.sleep(idle)  # quiet while the answer travels
-    finally:
-        await store.aclose()
-
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
-"""
 
 
 def _ms(values: Sequence[float]) -> dict[str, float]:
@@ -90,7 +69,9 @@ def _ms(values: Sequence[float]) -> dict[str, float]:
 
 
 def _start_answerer(url: str, namespace: str, n: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", ANSWERER, url, namespace, str(n), str(IDLE)], cwd=ROOT)
+    from .answerer import start
+
+    return start(url, namespace, n, IDLE)
 
 
 def _finish(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
