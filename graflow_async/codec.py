@@ -70,9 +70,7 @@ def packb(obj: Any, *, max_nesting: int | None = None) -> bytes:
     """Serialize `obj` to msgpack bytes; raise ``TypeError`` naming an unsupported type, and
     `TooDeep` for tuples, sets or frozensets nested more than `max_nesting` deep (default
     `MAX_NESTING`)."""
-    outermost = _nesting.__dict__.get("limit") is None  # nested calls keep the outermost's limit
-    if outermost:
-        _nesting.limit, _nesting.depth = (MAX_NESTING if max_nesting is None else max_nesting), 0
+    outermost = _limit_nesting(max_nesting)
     try:
         packer = _free_packers.pop()
     except IndexError:
@@ -88,14 +86,21 @@ def packb(obj: Any, *, max_nesting: int | None = None) -> bytes:
 def unpackb(data: bytes | bytearray | memoryview, *, max_nesting: int | None = None) -> Any:
     """Deserialize bytes made by `packb`; raise ``ValueError`` or ``TypeError`` if malformed
     (`TooDeep`, a ValueError, for tuples, sets or frozensets nested more than `max_nesting`)."""
-    outermost = _nesting.__dict__.get("limit") is None
-    if outermost:
-        _nesting.limit, _nesting.depth = (MAX_NESTING if max_nesting is None else max_nesting), 0
+    outermost = _limit_nesting(max_nesting)
     try:
         return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
     finally:
         if outermost:
             _nesting.limit = None
+
+
+def _limit_nesting(limit: int | None) -> bool:
+    """Set this thread's nesting limit for an outermost call (whether it is one): calls
+    nested in it, for tuples inside tuples, keep the outermost's limit and depth."""
+    if _nesting.__dict__.get("limit") is not None:
+        return False
+    _nesting.limit, _nesting.depth = (MAX_NESTING if limit is None else limit), 0
+    return True
 
 
 def _default(obj: Any) -> msgpack.ExtType:

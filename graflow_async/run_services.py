@@ -39,7 +39,8 @@ class RunServices:
         self, plan: RunPlan, compiled: CompiledGraph, channel: ChannelData, *, run_id: str,
         workflow_ref: str | None, checkpoints: CheckpointManager, feedback: FeedbackHost, sequence: int,
         sequence_known: bool = True,
-        answer: Callable[[ContextRequest, ContextReply], None], post: Callable[[Callable[[], None]], None],
+        answer: Callable[[ContextRequest, ContextReply], None], remote: Callable[[int], bool],
+        post: Callable[[Callable[[], None]], None],
         spawn: Callable[[Coroutine[Any, Any, None]], Any], emit: Callable[..., None],
     ) -> None:
         self.plan = plan
@@ -55,6 +56,7 @@ class RunServices:
         self._sequence_known = sequence_known
         self._listing = asyncio.Lock()
         self._reply = answer
+        self._remote = remote  # whether a task node's requests come from another process (and may come again)
         self._answers: OrderedDict[str, ContextReply] = OrderedDict()  # the last answers, for requests sent again
         self._working: set[str] = set()  # requests whose answer a child is working out
         self.post = post
@@ -91,17 +93,20 @@ class RunServices:
             self.answer(request, ContextReply(request.request_id, False, None, exc))
             return
         if value is _LATER:
-            self._working.add(request.request_id)
+            if self._remote(request.node):
+                self._working.add(request.request_id)
         else:
             self.answer(request, ContextReply(request.request_id, True, value))
 
     def answer(self, request: ContextRequest, reply: ContextReply) -> None:
-        """Send `reply`, and keep it a while for a copy of `request` sent again."""
-        self._working.discard(request.request_id)
-        answers = self._answers
-        answers[request.request_id] = reply
-        if len(answers) > REMEMBERED:
-            answers.popitem(last=False)
+        """Send `reply`; a remote task's is kept a while, for a copy of `request` sent again
+        (a task in this process never sends one twice)."""
+        if self._remote(request.node):
+            self._working.discard(request.request_id)
+            answers = self._answers
+            answers[request.request_id] = reply
+            if len(answers) > REMEMBERED:
+                answers.popitem(last=False)
         self._reply(request, reply)
 
     # --- the channel ---------------------------------------------------------------------------

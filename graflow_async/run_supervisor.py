@@ -29,6 +29,7 @@ from .result import WorkflowResult
 from .routes import Route, distinct
 from .run_services import RunServices
 from .tasks import Task
+from .transports.base import Transport
 
 
 class Later(NamedTuple):
@@ -59,16 +60,15 @@ class RunSupervisor(Actor[Any]):
         self._inbox: MailboxReceiver[Any]
         self._sender, self._inbox = open_mailbox()
         self._sup: Supervisor | None = None
-        self._outbox: list[tuple[Route, str, ContextReply]] = []
+        self._outbox: list[tuple[Transport, str, Any]] = []  # context replies, tasks sent again
         self._awaited: dict[int, tuple[Route, TaskMessage]] = {}  # remote tasks sent, not answered yet
-        self._resend: list[tuple[Route, TaskMessage]] = []
         self.outcome: Any = None
         self.feedback = FeedbackHost(run_id, feedback_store, current_clock(), self.post, self.spawn, self._emit,
                                      owned=owns_feedback_store)
         self.services = RunServices(
             plan, compiled, channel, run_id=run_id, workflow_ref=workflow_ref, checkpoints=checkpoints,
             feedback=self.feedback, sequence=sequence, sequence_known=not resumed, answer=self._answer,
-            post=self.post, spawn=self.spawn,
+            remote=lambda node: not self._route(node).local, post=self.post, spawn=self.spawn,
             emit=self._emit,
         )
         self.checkpoints = checkpoints
@@ -196,34 +196,29 @@ class RunSupervisor(Actor[Any]):
                 self.stop()
         for route, messages in batches.values():
             await route.transport.send(route.task_queue, messages)
-        while self._resend:
-            resend, self._resend = self._resend, []
-            for route, message in resend:
-                await route.transport.send(route.task_queue, (message,))
         while self._outbox:
             outbox, self._outbox = self._outbox, []
-            for route, queue, reply in outbox:
-                await route.transport.send(queue, (reply,))
+            for transport, queue, message in outbox:
+                await transport.send(queue, (message,))
         await self.emitter.flush()
 
     def _messages(self, d: Dispatch, batches: dict[int, tuple[Route, list[TaskMessage]]]) -> None:
-        """The task messages of `d`, batched by the route each task takes."""
-        routes, origin, run_id, resumed = self.routes, self.graph.origin, self.run_id, self.resumed_metadata
+        """The task messages of `d`, batched by the route each task takes. A message to this
+        process's executor carries the task itself; one to workers, its import path."""
+        routes, route_of, run_id, resumed = self.routes, self.graph.route_of, self.run_id, self.resumed_metadata
         for i, node in enumerate(d.nodes):
-            route = routes[origin.get(node, node) if origin else node]
+            route = routes[route_of(node)]
             batch = batches.get(id(route))
             if batch is None:
                 batch = batches[id(route)] = (route, [])
-            task = d.tasks[i]
-            metadata = resumed.get(task.id) if resumed else None
-            if route.local:
-                message = TaskMessage(run_id, task.id, node, d.attempts[i], route.reply_to, d.kwargs[i], task.timeout,
-                                      None, task, cycle=d.cycles[i], max_cycles=d.max_cycles[i],
-                                      resumed_metadata=metadata)
-            else:
-                message = TaskMessage(run_id, task.id, node, d.attempts[i], route.reply_to, d.kwargs[i], task.timeout,
-                                      task.ref, inject_context=task.inject_context, cycle=d.cycles[i],
-                                      max_cycles=d.max_cycles[i], resumed_metadata=metadata)
+            task, local = d.tasks[i], route.local
+            message = TaskMessage(
+                run_id, task.id, node, d.attempts[i], route.reply_to, d.kwargs[i], task.timeout,
+                None if local else task.ref, task if local else None, inject_context=task.inject_context,
+                cycle=d.cycles[i], max_cycles=d.max_cycles[i],
+                resumed_metadata=resumed.get(task.id) if resumed else None,
+            )
+            if not local:
                 self._awaited[node] = (route, message)
             batch[1].append(message)
 
@@ -237,10 +232,13 @@ class RunSupervisor(Actor[Any]):
         self.emitter.log.warning("the run's reply queue was lost; sending its running tasks again",
                                  queue=queue, tasks=len(again))
         for route, message in again:
-            self._resend.append((route, message))
+            self._outbox.append((route.transport, route.task_queue, message))
 
     def _answer(self, request: ContextRequest, reply: ContextReply) -> None:
-        self._outbox.append((self.routes[self.graph.route_of(request.node)], request.reply_to, reply))
+        self._outbox.append((self._route(request.node).transport, request.reply_to, reply))
+
+    def _route(self, node: int) -> Route:
+        return self.routes[self.graph.route_of(node)]
 
     def _emit(self, kind: Any, task_id: str | None = None, **data: Any) -> None:
         self.emitter.record(kind, task_id, **data)

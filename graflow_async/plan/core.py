@@ -64,9 +64,7 @@ class RunPlan(PlanState):
     def task_succeeded(
         self, node: int, cycle: int, attempt: int, value: Any, duration: float, directives: tuple[Any, ...] = ()
     ) -> None:
-        status = self.status
-        if not 0 <= node < len(status) or status[node] != RUNNING or self.attempts[node] != attempt \
-                or self.runs[node] != cycle:
+        if not self.is_current(node, cycle, attempt):
             return  # a stale or duplicate delivery, or a node this run does not have
         self.inflight -= 1
         if directives:

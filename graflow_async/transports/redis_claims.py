@@ -19,7 +19,7 @@ from ..clock import current_clock
 from ..events import LibraryLog
 from .base import Delivery
 from .keys import Keys
-from .redis_util import lease_of, ranges, safe_encode, text
+from .redis_util import each_exists, lease_of, ranges, safe_encode, text
 from .wire import MalformedMessage
 
 T = TypeVar("T")
@@ -136,7 +136,7 @@ class Claims:
         idle = [text(c["name"]) for c in consumers if int(c["pending"]) == 0 and text(c["name"]) != self.consumer]
         if not idle:
             return
-        alive = await self._call("EXISTS", lambda: _each_exists(self.client, [self.keys.alive(n) for n in idle]))
+        alive = await self._call("EXISTS", lambda: each_exists(self.client, [self.keys.alive(n) for n in idle]))
         for name, there in zip(idle, alive, strict=True):
             if not there:
                 await self._call("XGROUP DELCONSUMER", functools.partial(
@@ -189,13 +189,6 @@ class Claims:
                 continue
             out.append(Delivery(ident, message, counts.get(ident, 1) + _earlier(fields)))
         return out
-
-
-async def _each_exists(client: Any, names: list[str]) -> list[Any]:
-    async with client.pipeline(transaction=False) as pipe:
-        for name in names:
-            pipe.exists(name)
-        return list(await pipe.execute())
 
 
 def _earlier(fields: dict[bytes, Any]) -> int:

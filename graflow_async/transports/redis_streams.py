@@ -37,7 +37,7 @@ from .base import Delivery, Transport
 from .redis_batch import Command, WriteBatcher
 from .redis_claims import Claims
 from .redis_inbox import ReplyInbox
-from .redis_util import describe, entries, xadd
+from .redis_util import describe, each_exists, entries, xadd
 from .signing import SIGNATURE, signer_for
 from .wire import MalformedMessage, decode, encode
 
@@ -365,14 +365,7 @@ class RedisStreamsTransport(Claims, Transport):
         queues = [q for q in reply_queues if isinstance(q, str)]
         if not queues:
             return set()
-
-        async def op() -> list[Any]:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for queue in queues:
-                    pipe.exists(self.keys.stream(queue))
-                return list(await pipe.execute())
-
-        found = await self._call("EXISTS", op)
+        found = await self._call("EXISTS", lambda: each_exists(self.client, [self.keys.stream(q) for q in queues]))
         return {q for q, there in zip(queues, found, strict=True) if not there}
 
     def default_feedback_store(self) -> Any:

@@ -54,3 +54,11 @@ def text(value: Any) -> str:
 def describe(client: Any) -> str:
     kwargs = client.connection_pool.connection_kwargs
     return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+
+
+async def each_exists(client: Any, names: list[str]) -> list[Any]:
+    """EXISTS for each of `names`, in one pipeline."""
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.exists(name)
+        return list(await pipe.execute())
