@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := redis-server chromium iproute2
+SYSTEM_PACKAGES := redis-server chromium iproute2 docker.io busybox-static
 
 .PHONY: install test demo bench lint clean system-packages
 

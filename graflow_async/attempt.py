@@ -11,7 +11,7 @@ from typing import Any
 
 from .context import TaskContext
 from .context_port import ContextPort
-from .exceptions import TaskTimeoutError
+from .exceptions import HandlerError, TaskTimeoutError
 from .feedback.hitl import FeedbackSuspended
 from .handlers import TaskCall, call_function, get_handler
 from .messages import TaskMessage, TaskReply
@@ -38,6 +38,8 @@ async def run_attempt(msg: TaskMessage, task: Task, port: ContextPort) -> TaskRe
     except FeedbackSuspended as exc:
         return TaskReply(msg.run_id, msg.node, msg.attempt, False, None, exc, time.perf_counter() - start,
                          suspended=True, cycle=msg.cycle, task_id=msg.task_id)
+    except HandlerError as exc:  # the handler cannot run the task (an engine out of reach): not retried
+        return failed(msg, exc, time.perf_counter() - start, retryable=False)
     except Exception as exc:
         return failed(msg, exc, time.perf_counter() - start)
     directives = context.directives if context is not None else ()

@@ -21,7 +21,7 @@ from .plan.specs import component_spec
 from .tasks import Task
 
 if TYPE_CHECKING:
-    from .context_port import ContextPort
+    from .context_port import Port
     from .feedback.models import FeedbackResponse, FeedbackType
     from .messages import TaskMessage
 
@@ -105,7 +105,7 @@ class TaskContext:
         "max_cycles", "resumed_metadata", "run_id", "task_id",
     )
 
-    def __init__(self, port: ContextPort, message: TaskMessage) -> None:
+    def __init__(self, port: Port, message: TaskMessage) -> None:
         self._port = port
         self._message = message
         self.task_id = message.task_id
@@ -234,6 +234,17 @@ class TaskContext:
 
     def __repr__(self) -> str:
         return f"<TaskContext run={self.run_id} task={self.task_id} attempt={self.attempt} cycle={self.cycle_count}>"
+
+
+async def relay_call(context: TaskContext, op: str, args: dict[str, Any], timeout: float | None) -> Any:
+    """Pass on a context operation that a task running in another process sent to its
+    handler (see `graflow_async.handlers.relay`)."""
+    return await context._call(op, args, timeout)
+
+
+def adopt_directives(context: TaskContext, directives: tuple[Any, ...]) -> None:
+    """Take on what a task in another process asked of the run's graph, as if asked here."""
+    context._directives.extend(directives)
 
 
 __all__ = ["Channel", "RunChannel", "TaskContext"]

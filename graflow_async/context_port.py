@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .events import LibraryLog
 from .exceptions import TransportError
@@ -24,6 +24,16 @@ log = LibraryLog()
 #: concludes the run has ended (a feedback wait adds the request's own timeout)
 REMOTE_ANSWER_TIMEOUT = 300.0
 RESEND_FIRST, RESEND_MAX = 2.0, 30.0  # seconds before a remote request is sent again, doubling
+
+
+class Port(Protocol):
+    """What a `TaskContext` sends its operations through."""
+
+    remote: bool  # the run is in another process: hand it import paths, not objects
+
+    async def call(
+        self, message: TaskMessage, op: str, args: dict[str, Any], *, timeout: float | None = None
+    ) -> Any: ...
 
 
 class ContextPort:

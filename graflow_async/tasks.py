@@ -174,6 +174,10 @@ class Task(Composable):
         self.retry_policy = retry_policy
         self.handler = handler
         self.handler_kwargs = dict(handler_kwargs or {})
+        if handler == "docker":  # HandlerError for a bad or unknown option, where the task is declared
+            from .handlers.docker_options import parse
+
+            parse(self.handler_kwargs, task_id)
         self.timeout = float(timeout) if timeout is not None else None
         self.bound = dict(bound or {})
         self.is_async = _is_async(func)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..exceptions import RemoteTaskError, RetryLimitExceededError, TaskFailedError
+from ..exceptions import HandlerError, RemoteTaskError, RetryLimitExceededError, TaskFailedError
 from ..policies import RetryPolicy, TaskResult
 from .actions import Emit
 from .graph import RunGraph
@@ -262,8 +262,8 @@ def final_error(
         retryable and policy.max_retries > 0
     ):
         return error  # already says it all (a timeout, a missing parameter)
-    if isinstance(error, TaskFailedError) and not retryable:
-        return error  # a cycle limit or a bad addition, named after the task it concerns
+    if isinstance(error, TaskFailedError | HandlerError) and not retryable:
+        return error  # a cycle limit, a bad addition or a handler that cannot run the task
     if retryable and policy.max_retries > 0:
         assert error is not None
         return RetryLimitExceededError(task_id, error, attempt, policy.max_retries)

@@ -1,0 +1,153 @@
+"""Running a task in another process: the call directory both sides share.
+
+A handler that runs a task elsewhere (the docker handler, or your own: see
+``examples/custom_handler.py``) opens a `call_directory` for the call, starts
+``python -m graflow_async.handlers.container <directory>`` in the other process, and
+takes the task's outcome with `CallDirectory.outcome()`. Inputs and result cross as
+msgpack (never pickle): the function is imported there by its import path.
+
+    call.msgpack   what to run: the function's import path, its arguments, the context facts
+    reply.msgpack  how it went: a `TaskReply` in the wire envelope workers use
+    ctx.sock       the context's operations, as messages to the run (``inject_context=True``)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ..codec import packb, unpackb
+from ..context import adopt_directives
+from ..exceptions import TaskFailedError
+from ..feedback.hitl import FeedbackSuspended
+from ..messages import TaskReply
+from ..transports import wire
+from .code_mounts import function_ref
+from .relay import ContextRelay
+
+CALL_FILE, REPLY_FILE, SOCKET_FILE = "call.msgpack", "reply.msgpack", "ctx.sock"
+MAX_FILE_BYTES = 64 << 20  # inputs or a result larger than this are refused
+MAX_NESTING = 64
+
+
+class NoReply(Exception):
+    """The other process ended without writing its reply."""
+
+
+class CallDirectory:
+    """The directory of one call, while the other process runs (see `call_directory`)."""
+
+    def __init__(self, path: Path, call: Any, relay: ContextRelay | None) -> None:
+        self.path = path
+        self.call = call
+        self._relay = relay
+
+    def outcome(self) -> Any:
+        """The task's return value, or its error raised: `RemoteTaskError` with the type,
+        message and traceback of what it raised; `FeedbackSuspended` when its feedback
+        wait timed out; `NoReply` when the other process wrote nothing; `TaskFailedError`
+        for a reply that is not one. What the task asked of the run's graph (next_task,
+        next_iteration, ...) is handed to the call's context."""
+        task_id = self.call.task_id
+        try:
+            reply = read_reply(self.path)
+        except (ValueError, OSError) as exc:
+            raise TaskFailedError(task_id, None, f"task {task_id!r} left a malformed reply: {exc}") from None
+        if reply.suspended and self._relay is not None and self._relay.suspended_on is not None:
+            raise FeedbackSuspended(self._relay.suspended_on)
+        if not reply.ok:
+            assert reply.error is not None
+            raise reply.error
+        if self.call.context is not None and reply.directives:
+            adopt_directives(self.call.context, reply.directives)
+        return reply.value
+
+
+@contextlib.asynccontextmanager
+async def call_directory(call: Any, *, trace: dict[str, str] | None = None) -> AsyncIterator[CallDirectory]:
+    """A fresh directory holding `call` (a `TaskCall`), its context served on a socket
+    there when the task injects one; removed when the block ends."""
+    path = Path(tempfile.mkdtemp(prefix="graflow-call-"))
+    try:
+        write_call(path, call, trace=trace)
+        if call.context is None:
+            yield CallDirectory(path, call, None)
+            return
+        async with ContextRelay(call.context, str(path / SOCKET_FILE)) as relay:
+            yield CallDirectory(path, call, relay)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def write_call(directory: str | os.PathLike[str], call: Any, *, trace: dict[str, str] | None = None) -> None:
+    """Write `call` (a `TaskCall`) to `directory`; TaskFailedError naming the task when its
+    arguments cannot be serialized."""
+    context = call.context
+    facts = None
+    if context is not None:
+        facts = {"cycle": context.cycle_count, "max_cycles": context.max_cycles,
+                 "resumed_metadata": context.resumed_metadata}
+    doc = {"ref": function_ref(call.func), "task_id": call.task_id, "run_id": call.run_id, "attempt": call.attempt,
+           "kwargs": call.kwargs, "context": facts, "trace": trace or {}}
+    try:
+        data = packb(doc, max_nesting=MAX_NESTING)
+    except (TypeError, ValueError) as exc:
+        raise TaskFailedError(call.task_id, exc, f"the arguments of task {call.task_id!r} cannot be sent to "
+                                                 f"another process: {exc}") from exc
+    _write(Path(directory) / CALL_FILE, data)
+
+
+def read_call(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The call in `directory`, checked (the other process's side)."""
+    doc = unpackb(_read(Path(directory) / CALL_FILE), max_nesting=MAX_NESTING)
+    if not isinstance(doc, dict):
+        raise ValueError("call.msgpack must hold a map")
+    for name, kind in (("ref", str), ("task_id", str), ("run_id", str), ("attempt", int), ("kwargs", dict),
+                       ("trace", dict)):
+        if not isinstance(doc.get(name), kind):
+            raise ValueError(f"call.msgpack: {name} must be {kind.__name__}")
+    if doc["context"] is not None and not isinstance(doc["context"], dict):
+        raise ValueError("call.msgpack: context must be a map or nil")
+    return doc
+
+
+def write_reply(directory: str | os.PathLike[str], reply: TaskReply) -> None:
+    """Write `reply`; a result that cannot be serialized becomes a failure naming its type."""
+    try:
+        data = wire.encode(reply)
+    except TypeError as exc:
+        failure = TypeError(str(exc))
+        data = wire.encode(reply._replace(ok=False, value=None, error=failure, directives=(), retryable=False))
+    _write(Path(directory) / REPLY_FILE, data)
+
+
+def read_reply(directory: str | os.PathLike[str]) -> TaskReply:
+    """The reply in `directory`; `NoReply` when there is none, ValueError when it is malformed."""
+    path = Path(directory) / REPLY_FILE
+    try:
+        data = _read(path)
+    except FileNotFoundError:
+        raise NoReply(f"no {REPLY_FILE}") from None
+    reply = wire.decode(data)
+    if not isinstance(reply, TaskReply):
+        raise ValueError(f"{REPLY_FILE} holds a {type(reply).__name__}, not a task reply")
+    return reply
+
+
+def _write(path: Path, data: bytes) -> None:
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{path.name} would be {len(data)} bytes, more than the {MAX_FILE_BYTES} allowed")
+    path.write_bytes(data)
+
+
+def _read(path: Path) -> bytes:
+    with path.open("rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{path.name} is larger than the {MAX_FILE_BYTES} bytes allowed")
+    return data

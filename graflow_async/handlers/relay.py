@@ -1,0 +1,180 @@
+"""A task's context in another process: its operations travel as messages over a Unix
+socket in the call directory to the handler, which passes them on to the run (as a task
+on a Redis worker sends them over its stream). The other process is not trusted: each
+frame is bounded, checked, and answered or refused; the run checks the rest.
+
+Frames are a 4-byte big-endian length and a msgpack body: requests
+``{"id", "op", "args", "timeout"}``, answers a `ContextReply` in the wire envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import struct
+from typing import Any
+
+from ..codec import packb, unpackb
+from ..context import TaskContext, relay_call
+from ..events import LibraryLog
+from ..exceptions import TransportError
+from ..feedback.models import FeedbackRequest
+from ..messages import ContextReply, TaskMessage
+from ..transports import wire
+
+log = LibraryLog()
+MAX_FRAME = 16 << 20
+_HEADER = struct.Struct(">I")
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
+    """One frame's body, or None at the end of the stream."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+    except asyncio.IncompleteReadError:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_FRAME:
+        raise ValueError(f"a frame of {size} bytes is larger than the {MAX_FRAME} allowed")
+    return await reader.readexactly(size)
+
+
+def frame(body: bytes) -> bytes:
+    if len(body) > MAX_FRAME:
+        raise ValueError(f"a frame of {len(body)} bytes is larger than the {MAX_FRAME} allowed")
+    return _HEADER.pack(len(body)) + body
+
+
+# --- the handler's side ------------------------------------------------------------------------------
+class ContextRelay:
+    """Serves the context of one call at `path` while the other process runs.
+
+    `suspended_on` is the feedback request whose wait timed out, when one did: the
+    handler then suspends the task as the run expects.
+    """
+
+    def __init__(self, context: TaskContext, path: str) -> None:
+        self.context = context
+        self.path = path
+        self.suspended_on: FeedbackRequest | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def __aenter__(self) -> ContextRelay:
+        self._server = await asyncio.start_unix_server(self._connection, path=self.path)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._server.wait_closed()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        self._tasks.add(current)
+        lock = asyncio.Lock()
+        try:
+            async with asyncio.TaskGroup() as group:
+                while (body := await read_frame(reader)) is not None:
+                    group.create_task(self._answer(body, writer, lock))
+        except Exception as exc:  # a malformed frame: the connection is closed, the task's calls fail
+            log.warning("closed a task's context connection", task_id=self.context.task_id,
+                        reason=f"{type(exc).__name__}: {exc}"[:200])
+        finally:
+            self._tasks.discard(current)
+            writer.close()
+
+    async def _answer(self, body: bytes, writer: asyncio.StreamWriter, lock: asyncio.Lock) -> None:
+        request_id, op, args, timeout = _request(body)
+        try:
+            value = await relay_call(self.context, op, args, timeout)
+            reply = ContextReply(request_id, True, value, None)
+        except Exception as exc:
+            reply = ContextReply(request_id, False, None, exc)
+        if op == "feedback" and reply.ok and isinstance(reply.value, dict) and reply.value.get("status") != "answered":
+            self.suspended_on = FeedbackRequest.from_dict(reply.value["request"])
+        async with lock:
+            writer.write(frame(wire.encode(reply)))
+            await writer.drain()
+
+
+def _request(body: bytes) -> tuple[str, str, dict[str, Any], float | None]:
+    doc = unpackb(body, max_nesting=wire.MAX_NESTING)
+    if not isinstance(doc, dict) or set(doc) != {"id", "op", "args", "timeout"}:
+        raise ValueError("a context request must be a map of id, op, args and timeout")
+    request_id, op, args, timeout = doc["id"], doc["op"], doc["args"], doc["timeout"]
+    if not isinstance(request_id, str) or not isinstance(op, str) or not isinstance(args, dict):
+        raise ValueError("a context request's id and op must be strings and its args a map")
+    if not all(isinstance(k, str) for k in args):
+        raise ValueError("a context request's argument names must be strings")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not math.isfinite(timeout) or timeout <= 0):
+        raise ValueError("a context request's timeout must be a positive number or nil")
+    return request_id, op, args, timeout
+
+
+# --- the other process's side ------------------------------------------------------------------------
+class SocketPort:
+    """The port a `TaskContext` in the other process sends its operations through."""
+
+    remote = True  # what the task hands its run is described by import path
+
+    def __init__(self) -> None:
+        self._pending: dict[str, asyncio.Future[ContextReply]] = {}
+        self._ids = itertools.count(1)
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._lost: TransportError | None = None  # set when the connection has ended
+
+    async def open(self, path: str) -> None:
+        reader, self._writer = await asyncio.open_unix_connection(path)
+        self._reader_task = asyncio.create_task(self._read(reader))
+
+    async def close(self) -> None:
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
+        if self._writer is not None:
+            self._writer.close()
+
+    async def call(self, message: TaskMessage, op: str, args: dict[str, Any], *, timeout: float | None = None) -> Any:
+        assert self._writer is not None, "open() first"
+        if self._lost is not None:
+            raise self._lost
+        request_id = str(next(self._ids))
+        future: asyncio.Future[ContextReply] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            self._writer.write(frame(packb({"id": request_id, "op": op, "args": args, "timeout": timeout})))
+            await self._writer.drain()
+            reply = await future
+        finally:
+            self._pending.pop(request_id, None)
+        if not reply.ok:
+            assert reply.error is not None
+            raise reply.error
+        return reply.value
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        error = TransportError("the handler closed the task's context connection")
+        try:
+            while (body := await read_frame(reader)) is not None:
+                reply = wire.decode(body)
+                future = self._pending.get(reply.request_id) if isinstance(reply, ContextReply) else None
+                if future is not None and not future.done():
+                    future.set_result(reply)
+        except (ValueError, OSError) as exc:
+            error = TransportError(f"the task's context connection failed: {exc}")
+        self._lost = error
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
