@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,11 +24,11 @@ from typing import Any
 
 from ..codec import packb, unpackb
 from ..context import adopt_directives
-from ..exceptions import TaskFailedError
+from ..exceptions import HandlerError, TaskFailedError
 from ..feedback.hitl import FeedbackSuspended
 from ..messages import TaskReply
 from ..transports import wire
-from .code_mounts import function_ref
+from .code_mounts import MAIN_ALIAS, function_ref
 from .relay import ContextRelay
 
 CALL_FILE, REPLY_FILE, SOCKET_FILE = "call.msgpack", "reply.msgpack", "ctx.sock"
@@ -66,6 +67,19 @@ class CallDirectory:
         if self.call.context is not None and reply.directives:
             adopt_directives(self.call.context, reply.directives)
         return reply.value
+
+    def local_process(self, python: str = sys.executable) -> tuple[list[str], dict[str, str]]:
+        """The command and environment that run this call in a child process of this
+        host: the same interpreter and import path (a script's tasks included)."""
+        if self.call.func.__module__ == "__main__":  # imported by its alias, from the call directory
+            script = getattr(sys.modules["__main__"], "__file__", None)
+            if not script:
+                raise HandlerError("a task defined in an interactive session cannot run in another process")
+            alias = self.path / f"{MAIN_ALIAS}.py"
+            if not alias.exists():
+                alias.symlink_to(Path(script).resolve())
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.path), *(p for p in sys.path if p)])}
+        return [python, "-m", "graflow_async.handlers.container", str(self.path)], env
 
 
 @contextlib.asynccontextmanager

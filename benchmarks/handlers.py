@@ -1,0 +1,112 @@
+"""Handler overhead: what running one task in a fresh container (the ``docker`` handler)
+or a fresh Python process (``examples/custom_handler.py``'s ``SubprocessHandler``) adds,
+from the task's dispatch to its result, next to the ``direct`` handler.
+
+    python -m benchmarks.handlers [--calls N] [--docker-calls N] [--table]
+
+prints one JSON line. It runs one-task workflows one after another (a warm-up first)
+and takes each run's wall time: p50 and p99 per handler, and the overhead (p50 minus the
+direct handler's p50). The docker figures need root: the benchmark starts a private
+``dockerd`` (as the tests do) and builds a busybox image with this host's Python
+mounted read-only, so a container start includes mounting and starting the interpreter
+and importing graflow_async (about 0.25 s of CPU alone). Without root or dockerd the
+docker figures are reported as unavailable, with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+from graflow_async import run, workflow
+from graflow_async.tasks import Task
+
+from . import ROOT, report
+from .handler_tasks import noop
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {"p50_ms": statistics.median(ordered) * 1e3, "p99_ms": p99 * 1e3, "calls": len(ordered)}
+
+
+async def _time_runs(t: Task, calls: int) -> list[float]:
+    with workflow(f"bench-{t.id}") as wf:
+        wf.add(t(task_id=t.id, i=1))
+    await run(wf)  # warm-up: imports, first connection, image cache
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        result = await run(wf)
+        samples.append(time.perf_counter() - started)
+        assert result.output == 1
+    return samples
+
+
+async def _docker(calls: int) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from docker_engine import IMAGE, DockerEngine, Dockerd, build_image, interpreter_volumes
+
+    daemon = Dockerd()
+    try:
+        daemon.start()
+    except (RuntimeError, OSError) as exc:
+        return {"available": False, "reason": str(exc).splitlines()[0]}
+    try:
+        engine = DockerEngine(url=daemon.url, image=IMAGE, python=os.path.realpath(sys.executable))
+        build_image(engine)
+        t = Task(noop, id="docker_noop", handler="docker", handler_kwargs={
+            "image": IMAGE, "docker_url": daemon.url, "python": engine.python, "volumes": interpreter_volumes()})
+        return {"available": True, **_percentiles(await _time_runs(t, calls))}
+    finally:
+        daemon.stop()
+
+
+async def measure(calls: int, docker_calls: int) -> dict[str, Any]:
+    from examples.custom_handler import SubprocessHandler
+
+    direct = _percentiles(await _time_runs(Task(noop, id="direct_noop"), calls))
+    child = _percentiles(await _time_runs(Task(noop, id="subprocess_noop", handler=SubprocessHandler()), calls))
+    docker = await _docker(docker_calls)
+    for figures in (child, docker):
+        if "p50_ms" in figures:
+            figures["overhead_p50_ms"] = figures["p50_ms"] - direct["p50_ms"]
+    return {"direct": direct, "subprocess": child, "docker": docker}
+
+
+def table(result: dict[str, Any]) -> None:
+    print("handler overhead: one-task runs, dispatch to result")
+    print(f"{'handler':<12}{'calls':>7}{'p50 ms':>10}{'p99 ms':>10}{'overhead p50 ms':>18}")
+    for name in ("direct", "subprocess", "docker"):
+        r = result[name]
+        if "p50_ms" not in r:
+            print(f"{name:<12}  n/a: {r.get('reason', '')}")
+            continue
+        overhead = f"{r['overhead_p50_ms']:.1f}" if "overhead_p50_ms" in r else "-"
+        print(f"{name:<12}{r['calls']:>7}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{overhead:>18}")
+
+
+def suite() -> None:
+    from . import run_module
+
+    table(run_module("handlers"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="handler overhead")
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--docker-calls", type=int, default=30)
+    parser.add_argument("--table", action="store_true")
+    args = parser.parse_args(argv)
+    result = asyncio.run(measure(args.calls, args.docker_calls))
+    report(result, table if args.table else None)
+
+
+if __name__ == "__main__":
+    main()
