@@ -892,6 +892,36 @@ async def test_a_store_signing_key_is_used_to_resume(tmp_path: Path, monkeypatch
     await store.aclose()
 
 
+async def test_a_store_signing_key_applies_to_checkpoints_outside_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    store = FileCheckpointStore(tmp_path / "store", signing_key=b"store-key")
+    locations: list[str] = []
+    wf = etl(Counter(), {}, locations)
+    await crashed_run(wf, checkpoint_store=store, initial_channel={"seed": 13})
+    doc = await load_checkpoint(locations[0], store=store)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    forged = {  # the same run, unsigned or signed with another key, outside the store's directory
+        "unsigned.ckpt": (encode_checkpoint(doc), "not signed"),
+        "other-key.ckpt": (encode_checkpoint(doc, key=b"attacker"), "signature does not verify"),
+    }
+    for name, (data, refusal) in forged.items():
+        (elsewhere / name).write_bytes(data)
+        with pytest.raises(CheckpointError, match=refusal):
+            await load_checkpoint(str(elsewhere / name), store=store)
+        with pytest.raises(CheckpointError, match=refusal):
+            await CheckpointManager(store).load(str(elsewhere / name))
+        with pytest.raises(CheckpointError, match=refusal):
+            await resume(str(elsewhere / name), workflow=wf, checkpoint_store=store)
+    (elsewhere / "signed.ckpt").write_bytes(encode_checkpoint(doc, key=b"store-key"))
+    assert (await CheckpointManager(store).load(str(elsewhere / "signed.ckpt")))["run_id"] == doc["run_id"]
+    result = await resume(str(elsewhere / "signed.ckpt"), workflow=wf, checkpoint_store=store)
+    assert result.output == "loaded 60 from 3 rows (seed 13)"
+    await store.aclose()
+
+
 async def test_an_unsigned_checkpoint_is_refused_when_a_key_is_set(
     saved: tuple[Workflow, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

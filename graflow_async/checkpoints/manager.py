@@ -59,8 +59,9 @@ class CheckpointManager:
             await target.aclose()
 
     async def load(self, location: str) -> dict[str, Any]:
-        """The checkpoint document at `location`, verified; CheckpointError otherwise."""
-        return await load_checkpoint(str(location), **self._location_options())
+        """The checkpoint document at `location`, verified with the store's signing key
+        wherever it lies; CheckpointError otherwise."""
+        return await load_checkpoint(str(location), store=self.store, **self._options)
 
     def _location_options(self) -> dict[str, Any]:
         options = dict(self._options)
@@ -85,7 +86,9 @@ async def load_checkpoint(
     location: str, *, store: CheckpointStore | None = None, **store_options: Any
 ) -> dict[str, Any]:
     """Read, verify and decode the run checkpoint at `location`, through `store` when the
-    location lies in it (its endpoint, credentials and key apply), else a store made for it."""
+    location lies in it (its endpoint and credentials apply), else a store made for it.
+    `store`'s signing key applies wherever the location lies: a store that signs never
+    loads an unsigned checkpoint, or one signed with another key, from elsewhere."""
     if store is not None and _holds(store, location):
         data = await store.read(_absolute(location))
         doc = decode_checkpoint(data, key=store.signing_key, source=location)
@@ -93,10 +96,10 @@ async def load_checkpoint(
     own = store_for_location(location, **store_options)
     try:
         data = await own.read(_absolute(location))
-        doc = decode_checkpoint(data, key=own.signing_key, source=location)
     finally:
         await own.aclose()
-    return check_document(doc, location)
+    key = store.signing_key if store is not None else own.signing_key
+    return check_document(decode_checkpoint(data, key=key, source=location), location)
 
 
 def _holds(store: CheckpointStore, location: str) -> bool:
