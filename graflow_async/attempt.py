@@ -16,10 +16,21 @@ from .feedback.hitl import FeedbackSuspended
 from .handlers import TaskCall, call_function, get_handler
 from .messages import TaskMessage, TaskReply
 from .tasks import Task
+from .tracing import attempt_span, finish_attempt
 
 
 async def run_attempt(msg: TaskMessage, task: Task, port: ContextPort) -> TaskReply:
-    """Run `msg`'s attempt of `task`; never raises except when the attempt is cancelled."""
+    """Run `msg`'s attempt of `task`; never raises except when the attempt is cancelled.
+    A traced run's attempt is a span, a child of the run's (see tracing.py)."""
+    if msg.trace is None:
+        return await _attempt(msg, task, port)
+    with attempt_span(msg) as span:
+        reply = await _attempt(msg, task, port)
+        finish_attempt(span, reply)
+        return reply
+
+
+async def _attempt(msg: TaskMessage, task: Task, port: ContextPort) -> TaskReply:
     start = time.perf_counter()
     context = TaskContext(port, msg) if task.inject_context else None
     try:

@@ -41,6 +41,7 @@ class TaskMessage(NamedTuple):
     cycle: int = 1  # which run of this task this is (1-based; see next_iteration and goto)
     max_cycles: int = 100
     resumed_metadata: dict[str, Any] | None = None  # the checkpoint's metadata, for the task that saved it
+    trace: dict[str, str] | None = None  # the run span's W3C trace context, when tracing (see tracing.py)
 
 
 class TaskReply(NamedTuple):

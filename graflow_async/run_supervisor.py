@@ -63,6 +63,7 @@ class RunSupervisor(Actor[Any]):
         self._outbox: list[tuple[Transport, str, Any]] = []  # context replies, tasks sent again
         self._awaited: dict[int, tuple[Route, TaskMessage]] = {}  # remote tasks sent, not answered yet
         self.outcome: Any = None
+        self.trace: dict[str, str] | None = None  # the run span's context, for its task messages
         self.feedback = FeedbackHost(run_id, feedback_store, current_clock(), self.post, self.spawn, self._emit,
                                      owned=owns_feedback_store)
         self.services = RunServices(
@@ -206,6 +207,7 @@ class RunSupervisor(Actor[Any]):
         """The task messages of `d`, batched by the route each task takes. A message to this
         process's executor carries the task itself; one to workers, its import path."""
         routes, route_of, run_id, resumed = self.routes, self.graph.route_of, self.run_id, self.resumed_metadata
+        trace = self.trace
         for i, node in enumerate(d.nodes):
             route = routes[route_of(node)]
             batch = batches.get(id(route))
@@ -216,7 +218,7 @@ class RunSupervisor(Actor[Any]):
                 run_id, task.id, node, d.attempts[i], route.reply_to, d.kwargs[i], task.timeout,
                 None if local else task.ref, task if local else None, inject_context=task.inject_context,
                 cycle=d.cycles[i], max_cycles=d.max_cycles[i],
-                resumed_metadata=resumed.get(task.id) if resumed else None,
+                resumed_metadata=resumed.get(task.id) if resumed else None, trace=trace,
             )
             if not local:
                 self._awaited[node] = (route, message)

@@ -25,6 +25,7 @@ from .result import WorkflowResult
 from .routes import open_routes
 from .run_supervisor import RunSupervisor
 from .tasks import load_task
+from .tracing import run_span
 from .transports.base import Transport
 from .transports.memory import MemoryTransport
 
@@ -103,7 +104,8 @@ async def start_run(
             resumed_metadata=resumed, sequence=sequence, resumed=snapshot is not None, load_task=load_task,
         )
         stack.push_async_callback(supervisor.aclose)
-        return await supervisor.execute()
+        with run_span(run_id, compiled.workflow_name) as supervisor.trace:
+            return await supervisor.execute()
     raise AssertionError("unreachable")  # pragma: no cover
 
 

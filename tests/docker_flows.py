@@ -155,5 +155,10 @@ async def member(i: int) -> int:
     return i * 10
 
 
-DOCKER_TASKS = [add, boom, exit_hard, hog, sleepy, nap, unserializable, limits, write_file, on_gpu, without_code,
-                with_context, checkpoint_in_container, approve_in_container, ask_in_container, member]
+@task(handler="docker", handler_kwargs=_docker())
+def traceparent() -> str | None:
+    return os.environ.get("TRACEPARENT")
+
+
+DOCKER_TASKS = [traceparent, add, boom, exit_hard, hog, sleepy, nap, unserializable, limits, write_file, on_gpu,
+                without_code, with_context, checkpoint_in_container, approve_in_container, ask_in_container, member]

@@ -11,10 +11,13 @@ included; anything else (killed, out of memory, ``os._exit``) leaves no reply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from ..context import TaskContext
 from ..feedback.hitl import FeedbackSuspended
 from ..messages import TaskMessage, TaskReply
 from ..tasks import Task
+from ..tracing import valid_carrier
 from .isolated import SOCKET_FILE, read_call, write_reply
 from .relay import SocketPort
 
@@ -41,6 +45,29 @@ async def run_call(directory: Path) -> TaskReply:
     """Run the call in `directory`; its reply (never raises for the task's own failure)."""
     start = time.perf_counter()
     call = read_call(directory)
+    with _trace_context(valid_carrier(call["trace"]) or {}):
+        return await _run(directory, call, start)
+
+
+@contextlib.contextmanager
+def _trace_context(carrier: dict[str, str]) -> Iterator[None]:
+    """The caller's trace context: as ``TRACEPARENT`` for any tool, and as the current
+    OpenTelemetry context when opentelemetry is importable here."""
+    if "traceparent" in carrier:
+        os.environ["TRACEPARENT"] = carrier["traceparent"]
+    try:
+        from opentelemetry import context, propagate
+    except ImportError:
+        yield
+        return
+    token = context.attach(propagate.extract(carrier))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+async def _run(directory: Path, call: dict[str, Any], start: float) -> TaskReply:
     message = TaskMessage(call["run_id"], call["task_id"], 0, call["attempt"], "", call["kwargs"])
     port: SocketPort | None = None
     context: TaskContext | None = None

@@ -27,6 +27,7 @@ from ..context import adopt_directives
 from ..exceptions import HandlerError, TaskFailedError
 from ..feedback.hitl import FeedbackSuspended
 from ..messages import TaskReply
+from ..tracing import active, carrier
 from ..transports import wire
 from .code_mounts import MAIN_ALIAS, function_ref
 from .relay import ContextRelay
@@ -87,6 +88,8 @@ async def call_directory(call: Any, *, trace: dict[str, str] | None = None) -> A
     """A fresh directory holding `call` (a `TaskCall`), its context served on a socket
     there when the task injects one; removed when the block ends."""
     path = Path(tempfile.mkdtemp(prefix="graflow-call-"))
+    if trace is None and active():
+        trace = carrier()  # the attempt's span, as the other process's parent
     try:
         write_call(path, call, trace=trace)
         if call.context is None:

@@ -37,6 +37,7 @@ from ..messages import (
     TaskReply,
     Terminate,
 )
+from ..tracing import valid_carrier
 
 _TASK, _REPLY, _RETRY, _RAW, _REQUEST, _ANSWER = "task", "reply", "retry", "raw", "ctx", "ctx-reply"
 _KINDS = (_TASK, _REPLY, _RETRY, _RAW, _REQUEST, _ANSWER)
@@ -64,6 +65,8 @@ def encode(message: Any) -> bytes:
     kind = type(message)
     if kind is TaskMessage:
         doc = {"t": _TASK, **{name: getattr(message, name) for name in _TASK_FIELDS}}
+        if message.trace is not None:
+            doc["trace"] = message.trace
         try:
             return _pack(doc)
         except TypeError as exc:
@@ -144,9 +147,9 @@ def _decode(doc: dict[str, Any]) -> Any:
 
 
 def _task_from(doc: dict[str, Any]) -> TaskMessage:
-    message = TaskMessage(**{name: doc[name] for name in _TASK_FIELDS})
+    message = TaskMessage(**{name: doc[name] for name in _TASK_FIELDS}, trace=valid_carrier(doc.get("trace")))
     run_id, task_id, node, attempt, reply_to, kwargs, timeout, task_ref, _, lease, deliveries, _, cycle, \
-        max_cycles, metadata = message
+        max_cycles, metadata, _ = message
     if type(run_id) is not str or type(task_id) is not str or type(reply_to) is not str:  # the common case, fast
         for name in ("run_id", "task_id", "reply_to"):
             _check(getattr(message, name), str, name)
