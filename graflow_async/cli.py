@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE at start so its tasks can run here (repeatable)")
     p.add_argument("--concurrency", type=int, default=64, help="tasks run at once (default 64)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads that plain (sync) task functions run in (default: Python's "
+                        "ThreadPoolExecutor default, min(32, CPUs + 4))")
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     p.add_argument("--grace-period", type=float, default=30.0,
                    help="seconds running tasks get to finish after SIGTERM (default 30)")
@@ -179,6 +182,8 @@ async def _worker_command(args: argparse.Namespace) -> int:
 
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be at least 1")
     for option in ("grace_period", "context_timeout"):
         value = getattr(args, option)
         if not math.isfinite(value) or value <= 0:
@@ -200,7 +205,7 @@ async def _worker_command(args: argparse.Namespace) -> int:
     return await run_worker(
         _redis_url(args), namespace=args.namespace, worker_id=args.worker_id, imports=args.imports,
         concurrency=args.concurrency, metrics_port=args.metrics_port, grace_period=args.grace_period,
-        context_timeout=args.context_timeout, secret=secret,
+        context_timeout=args.context_timeout, secret=secret, threads=args.threads,
     )
 
 

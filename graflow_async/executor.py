@@ -50,18 +50,22 @@ class Executor:
     message to its `Task` (in-process messages carry it; workers import it). Context
     replies come back on `context_queue`; `remote` says the runs it serves live in
     other processes (a worker's case), which get `answer_timeout` seconds to answer.
+    `max_threads` sizes the pool plain (sync) task functions run in (None:
+    `ThreadPoolExecutor`'s default).
     """
 
     def __init__(
         self, transport: Transport, queue: str, *, context_queue: str, remote: bool = False,
         concurrency: int | None = None, find_task: Callable[[TaskMessage], Task] = _task_of,
         answer_timeout: float = REMOTE_ANSWER_TIMEOUT,
+        max_threads: int | None = None,
     ) -> None:
         self.transport = transport
         self.queue = queue
         self.port = ContextPort(transport, context_queue, remote=remote, answer_timeout=answer_timeout)
         self.find_task = find_task
         self.capacity = None if concurrency is None else whole("concurrency", concurrency, minimum=1)
+        self.max_threads = None if max_threads is None else whole("max_threads", max_threads, minimum=1)
         self.done = 0
         self.failed = 0
         self.skipped = 0  # tasks of runs that had ended
@@ -108,7 +112,7 @@ class Executor:
         memory transport), the executor takes them as they are sent instead of
         pulling, which saves a trip through the event loop per task.
         """
-        pool = RunThreadPool(thread_name_prefix="graflow-task")
+        pool = RunThreadPool(self.max_threads, thread_name_prefix="graflow-task")
         token = thread_pool.set(pool)
         self._context = contextvars.copy_context()  # children see the run's pool
         try:

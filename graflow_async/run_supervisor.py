@@ -46,7 +46,7 @@ class RunSupervisor(Actor[Any]):
         emitter: Emitter, checkpoints: CheckpointManager, feedback_store: Any, owns_feedback_store: bool,
         workflow_ref: str | None,
         resumed_metadata: dict[str, dict[str, Any]] | None = None, sequence: int = 0, resumed: bool = False,
-        load_task: Callable[..., Task],
+        load_task: Callable[..., Task], max_threads: int | None = None,
     ) -> None:
         self.plan = plan
         self.graph = plan.graph
@@ -56,6 +56,7 @@ class RunSupervisor(Actor[Any]):
         self.emitter = emitter
         self.resumed_metadata = resumed_metadata or {}
         self.load_task = load_task
+        self.max_threads = max_threads
         self._sender: MailboxSender[Any]
         self._inbox: MailboxReceiver[Any]
         self._sender, self._inbox = open_mailbox()
@@ -99,7 +100,8 @@ class RunSupervisor(Actor[Any]):
     def _connect(self, route: Route, sup: Supervisor) -> Callable[[], None]:
         """Start an executor for a route whose tasks run here; feed its replies to the inbox."""
         if route.local:
-            executor = Executor(route.transport, route.task_queue, context_queue=route.context_queue)
+            executor = Executor(route.transport, route.task_queue, context_queue=route.context_queue,
+                                max_threads=self.max_threads)
             sup.spawn(executor.run(), name=f"executor {self.run_id}")
         detach = route.transport.attach(route.reply_to, self._take)
         if detach is not None:

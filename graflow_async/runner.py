@@ -43,18 +43,20 @@ async def run(
     initial_channel: Mapping[str, Any] | None = None,
     on_event: Callable[[Event], Any] | None = None,
     max_cycles: int = 100,
+    max_threads: int | None = None,
 ) -> WorkflowResult:
     """Run `workflow` to the end and return its `WorkflowResult` (SPEC section 2).
 
     Raises `TaskFailedError` (or a subclass), `ParallelGroupError` or
     `WorkflowCancelledError` when the run fails; running tasks are cancelled first.
     Cancelling the call cancels every task of the run. `max_cycles` caps how many
-    times one task may run (SPEC section 9) unless the task sets its own.
+    times one task may run (SPEC section 9) unless the task sets its own. `max_threads`
+    sizes the pool plain (sync) task functions run in (None: `ThreadPoolExecutor`'s default).
     """
     return await start_run(
         workflow, run_id=run_id, transport=transport, checkpoint_store=checkpoint_store,
         feedback_store=feedback_store, default_max_retries=default_max_retries,
-        initial_channel=initial_channel, on_event=on_event, max_cycles=max_cycles,
+        initial_channel=initial_channel, on_event=on_event, max_cycles=max_cycles, max_threads=max_threads,
     )
 
 
@@ -70,11 +72,14 @@ async def start_run(
     initial_channel: Mapping[str, Any] | None = None,
     on_event: Callable[[Event], Any] | None = None,
     max_cycles: int = 100,
+    max_threads: int | None = None,
 ) -> WorkflowResult:
     """`run`, optionally continuing from a checkpoint document (`resume` uses this)."""
     if not isinstance(workflow, Workflow):
         raise TypeError(f"run() takes a workflow, got {workflow!r}")
     _check_options(default_max_retries, max_cycles)
+    if max_threads is not None:
+        max_threads = whole("max_threads", max_threads, minimum=1)
     compiled = workflow.compile()
     for t in compiled.tasks:
         if t is not None:
@@ -102,6 +107,7 @@ async def start_run(
             feedback_store=feedback_store if feedback_store is not None else main.default_feedback_store(),
             owns_feedback_store=feedback_store is None, workflow_ref=workflow_ref(workflow),
             resumed_metadata=resumed, sequence=sequence, resumed=snapshot is not None, load_task=load_task,
+            max_threads=max_threads,
         )
         stack.push_async_callback(supervisor.aclose)
         with run_span(run_id, compiled.workflow_name) as supervisor.trace:

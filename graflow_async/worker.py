@@ -88,13 +88,15 @@ async def run_worker(
     worker_id: str | None = None,
     imports: list[str] | None = None,
     concurrency: int | None = 64,
+    threads: int | None = None,
     metrics_port: int | None = None,
     grace_period: float = 30.0,
     context_timeout: float = REMOTE_ANSWER_TIMEOUT,
     secret: str | bytes | list[bytes] | None = None,
     ready: asyncio.Event | None = None,
 ) -> int:
-    """Run a worker until SIGTERM/SIGINT; returns the process exit code."""
+    """Run a worker until SIGTERM/SIGINT; returns the process exit code. `threads` sizes
+    the pool plain (sync) task functions run in (None: `ThreadPoolExecutor`'s default)."""
     grace_period = number("grace_period", grace_period, above=True)
     context_timeout = number("context_timeout", context_timeout, above=True)
     if concurrency is not None:
@@ -106,6 +108,7 @@ async def run_worker(
         executor = Executor(
             transport, keys.TASK_QUEUE, context_queue=context_queue, remote=True, concurrency=concurrency,
             find_task=TaskFinder(imports or []), answer_timeout=context_timeout,
+            max_threads=threads,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -255,3 +255,13 @@ def echo() -> Workflow:
     with workflow("remote-echo") as wf:
         echo_channel >> after_group
     return wf
+
+
+# --- threads ----------------------------------------------------------------------------------
+@task
+def thread_name(hold: float = 0.05) -> str:
+    """A plain function: the name of the worker thread that ran it (after holding it a while)."""
+    import threading
+
+    time.sleep(hold)
+    return threading.current_thread().name
