@@ -77,7 +77,9 @@ def library_logger() -> Any:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
-            structlog.dev.ConsoleRenderer(colors=False),
+            # plain tracebacks: rich's (the default when rich is installed) shows local
+            # variables, which may hold secrets and request bodies and take long to render
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback),
         ],
         logger_name="graflow_async",
     )

@@ -504,6 +504,37 @@ async def test_file_store_honours_a_claim_its_claimant_did_not_publish(tmp_path:
             await store.respond("fb-1", {"approved": False})
 
 
+async def test_file_store_lists_around_unreadable_records_and_reports_them_once(
+    tmp_path: Path, log_capture: list[dict[str, Any]]
+) -> None:
+    async with FileFeedbackStore(tmp_path) as store:
+        await store.create(ask("good-1", created_at=1.0))
+        await store.create(ask("good-2", created_at=2.0))
+        good = json.loads((tmp_path / "good-1.json").read_bytes())
+        bad = {
+            "garbage.json": b"\x00\xff not json",
+            "truncated.json": (tmp_path / "good-1.json").read_bytes()[:40],
+            "a-list.json": b"[1, 2]",
+            "no-request.json": json.dumps({"status": "pending"}).encode(),
+            "bad-type.json": json.dumps({**good, "request": {**good["request"], "feedback_type": "nope"}}).encode(),
+            "deep.json": b"[" * 100_000 + b"]" * 100_000,
+        }
+        for name, data in bad.items():
+            (tmp_path / name).write_bytes(data)
+        for _ in range(2):
+            assert [r.feedback_id for r in await store.list_pending()] == ["good-1", "good-2"]
+            assert store.unreadable == sorted(bad)
+        warnings = [e for e in log_capture if e["event"] == "skipped an unreadable feedback record"]
+        assert sorted(Path(e["path"]).name for e in warnings) == sorted(bad)  # once each, not per listing
+        (tmp_path / "garbage.json").write_bytes(b"still not json, but changed")
+        await store.list()
+        assert len([e for e in log_capture if e["event"] == "skipped an unreadable feedback record"]) == len(bad) + 1
+        for name in bad:
+            (tmp_path / name).unlink()
+        assert len(await store.list()) == 2
+        assert store.unreadable == []
+
+
 async def test_redis_store_keys_expire_and_a_given_client_stays_open(redis_url: str) -> None:
     import redis.asyncio as aioredis
 

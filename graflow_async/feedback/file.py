@@ -72,6 +72,9 @@ class FileFeedbackStore(FeedbackStore):
         self._watch_task: asyncio.Task[None] | None = None
         self._watch_stop: threading.Event | None = None
         self._stopping: set[asyncio.Task[None]] = set()
+        #: record files the latest `list` left out because they could not be read
+        self.unreadable: builtins.list[str] = []
+        self._reported: dict[str, tuple[int, int] | None] = {}  # unreadable files logged, and their versions
 
     async def create(self, request: FeedbackRequest) -> FeedbackRequest:
         record = {"request": request.to_dict(), "response": None, "status": request.status}
@@ -83,9 +86,12 @@ class FileFeedbackStore(FeedbackStore):
         return request if existing is None else _decode(existing)[0]
 
     async def list(self, run_id: str | None = None, status: str | None = None) -> builtins.list[FeedbackRequest]:
-        records = await asyncio.to_thread(self._scan)
+        """The requests, oldest first. A record file that cannot be read or decoded is
+        left out, logged once (per file version) and named in `unreadable`."""
+        requests, unreadable = await asyncio.to_thread(self._scan)
+        self.unreadable = unreadable
         found = [
-            request for request, _ in map(_decode, records)
+            request for request in requests
             if (run_id is None or request.run_id == run_id) and (status is None or request.status == status)
         ]
         return sorted(found, key=lambda r: r.created_at)
@@ -185,18 +191,35 @@ class FileFeedbackStore(FeedbackStore):
                 return settled
         return record
 
-    def _scan(self) -> builtins.list[dict[str, Any]]:
+    def _scan(self) -> tuple[builtins.list[FeedbackRequest], builtins.list[str]]:
+        """Every request on disk, and the names of the record files that are unreadable."""
         try:
             names = [e.name for e in os.scandir(self.directory) if e.is_file()]
         except FileNotFoundError:
-            return []
-        records = []
+            return [], []
+        requests, unreadable = [], []
         for name in names:
             if name.endswith(".json") and not name.startswith("."):
-                record = self._read(name[: -len(".json")])
-                if record is not None:
-                    records.append(record)
-        return records
+                try:
+                    record = self._read(name[: -len(".json")])
+                    if record is not None:
+                        requests.append(_decode(record)[0])
+                except Exception as exc:  # one bad file must not hide every other request
+                    unreadable.append(name)
+                    self._report_unreadable(name, exc)
+        return requests, sorted(unreadable)
+
+    def _report_unreadable(self, name: str, exc: Exception) -> None:
+        try:
+            stat = os.stat(self.directory / name)
+            version: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            version = None
+        if self._reported.get(name) != version:  # not again at every listing
+            self._reported[name] = version
+            _bound(self._reported, 10_000)
+            log.warning("skipped an unreadable feedback record", path=str(self.directory / name),
+                        error=f"{type(exc).__name__}: {str(exc)[:300]}")
 
     # -- watching other processes' answers -------------------------------------------
 
@@ -240,8 +263,13 @@ def _decode(record: dict[str, Any]) -> tuple[FeedbackRequest, FeedbackResponse |
         request = FeedbackRequest.from_dict({**record["request"], "status": record["status"]})
         response = record["response"]
         return request, None if response is None else FeedbackResponse.from_dict(response)
-    except (KeyError, TypeError, FeedbackValidationError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # FeedbackValidationError is a ValueError
         raise FeedbackError(f"malformed feedback record: {exc}") from exc
+
+
+def _bound(seen: dict[str, Any], most: int) -> None:
+    while len(seen) > most:
+        del seen[next(iter(seen))]
 
 
 def _is_record(change: Change, path: str) -> bool:
@@ -265,9 +293,11 @@ def _load(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     try:
-        loaded: dict[str, Any] = json.loads(data)
-    except ValueError as exc:
+        loaded = json.loads(data)
+    except (ValueError, RecursionError) as exc:
         raise FeedbackError(f"corrupt feedback file {path}: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise FeedbackError(f"corrupt feedback file {path}: a JSON {type(loaded).__name__}, not an object")
     return loaded
 
 

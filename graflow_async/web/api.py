@@ -34,7 +34,11 @@ class FeedbackApi:
         elif status not in STATUSES:
             raise ApiError(400, f"status must be 'all' or one of {', '.join(STATUSES)}", "status")
         requests = await self.store.list(run_id, status)
-        return json_response({"count": len(requests), "requests": [r.to_dict() for r in requests]})
+        body: dict[str, Any] = {"count": len(requests), "requests": [r.to_dict() for r in requests]}
+        unreadable = unreadable_records(self.store)
+        if unreadable:  # records left out (FileFeedbackStore): named in the server's log
+            body["unreadable"] = unreadable
+        return json_response(body)
 
     async def show(self, request: web.Request) -> web.StreamResponse:
         feedback, answer = await self.store.get(request.match_info["feedback_id"])
@@ -51,6 +55,11 @@ class FeedbackApi:
     async def cancel(self, request: web.Request) -> web.StreamResponse:
         await self.store.cancel(request.match_info["feedback_id"])
         return json_response({"status": "cancelled"})
+
+
+def unreadable_records(store: FeedbackStore) -> int:
+    """How many records the store's latest listing left out as unreadable."""
+    return len(getattr(store, "unreadable", ()))
 
 
 class RunsApi:

@@ -15,7 +15,7 @@ from ..feedback.memory import MemoryFeedbackStore
 from ..graph import Workflow
 from .api import FeedbackApi, RunsApi
 from .auth import Auth
-from .http import MAX_BODY
+from .http import MAX_BODY, server_options
 from .runs import RunManager
 from .ui import FeedbackUi
 
@@ -134,7 +134,10 @@ def _add_routes(app: web.Application, state: WebState) -> None:
 
 
 def create_app(**kwargs: Any) -> web.Application:
-    """A new `aiohttp.web.Application` (request bodies up to 1 MiB) with `setup(app, **kwargs)`."""
-    app = web.Application(client_max_size=MAX_BODY)
+    """A new `aiohttp.web.Application` with `setup(app, **kwargs)`: request bodies up to
+    1 MiB, and connections closed when a request takes longer than
+    `http.REQUEST_TIMEOUT` to arrive (`http.server_options`; pass those to
+    ``web.Application(handler_args=...)`` when you `setup` an app of your own)."""
+    app = web.Application(client_max_size=MAX_BODY, handler_args=server_options())
     setup(app, **kwargs)
     return app

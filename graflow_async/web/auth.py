@@ -25,7 +25,7 @@ from aiohttp import web
 
 from ..events import library_logger
 from ..exceptions import FeedbackError
-from .http import ApiError, feedback_status, json_error
+from .http import ApiError, feedback_status, json_error, traceback_text
 
 SESSION_COOKIE = "graflow_session"
 SESSION_TTL = 12 * 3600  # seconds a UI session stays valid
@@ -157,7 +157,10 @@ class Auth:
             try:
                 return await handler(request)
             except ApiError as exc:
-                return json_error(exc.status, exc.message, exc.field)
+                response = json_error(exc.status, exc.message, exc.field)
+                if exc.status == 408:  # the client is too slow: do not wait for more of it
+                    response.force_close()
+                return response
             except FeedbackError as exc:
                 status = feedback_status(exc)
                 if status is None:
@@ -171,7 +174,10 @@ class Auth:
         return guarded
 
     def _internal(self, request: web.Request, exc: Exception) -> web.Response:
-        self.log.error("web request failed", path=request.path, error=repr(exc), exc_info=exc)
+        # A short traceback as text, never `exc_info`: a renderer showing local variables
+        # (rich's default) would print request bodies and can take minutes on a deep one.
+        self.log.error("web request failed", method=request.method, path=request.path, error=repr(exc)[:500],
+                       exception=traceback_text(exc))
         return json_error(500, "internal server error")
 
     def ui(self, handler: UiHandler) -> ApiHandler:

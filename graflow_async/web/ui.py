@@ -18,8 +18,9 @@ from multidict import MultiDictProxy
 from ..exceptions import FeedbackAlreadyAnsweredError, FeedbackNotFoundError, FeedbackValidationError
 from ..feedback.base import FeedbackStore
 from ..feedback.models import FeedbackRequest, FeedbackResponse, FeedbackType
+from .api import unreadable_records
 from .auth import Auth, Session
-from .http import MAX_BODY
+from .http import MAX_BODY, ApiError, TooDeep, parse_json, read_form
 from .runs import RunManager
 
 # No scripts at all; inline styles only; forms post to this origin; no framing.
@@ -101,7 +102,9 @@ def answer_from_form(request: FeedbackRequest, form: Form) -> dict[str, Any]:
 
 def _parse_custom(raw: str) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
+        data = parse_json(raw)
+    except TooDeep as exc:
+        raise FeedbackValidationError(f"the answer is refused: {exc}", field="custom_data") from None
     except ValueError as exc:
         where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
         message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
@@ -180,7 +183,7 @@ class FeedbackUi:
 
     async def list(self, request: web.Request, session: Session) -> web.StreamResponse:
         pending = await self.store.list_pending(request.query.get("run_id") or None)
-        return self.render("list.html", session, requests=pending)
+        return self.render("list.html", session, requests=pending, unreadable=unreadable_records(self.store))
 
     async def show(self, request: web.Request, session: Session) -> web.StreamResponse:
         feedback_id = request.match_info["feedback_id"]
@@ -254,10 +257,16 @@ class FeedbackUi:
         return response
 
     async def _form(self, request: web.Request) -> Form | None:
-        """The posted form, or None when it is larger than MAX_BODY."""
+        """The posted form, or None when it is larger than MAX_BODY; a form that takes
+        longer than REQUEST_TIMEOUT to arrive gets a 408 and the connection closes."""
         if request.content_length is not None and request.content_length > MAX_BODY:
             return None
         try:
-            return await request.post()
+            form: Form = await read_form(request)
         except web.HTTPRequestEntityTooLarge:
             return None
+        except ApiError as exc:
+            too_slow = web.HTTPRequestTimeout(text=exc.message, headers=HEADERS)
+            too_slow.force_close()
+            raise too_slow from None
+        return form
