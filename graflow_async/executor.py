@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .actors import Supervisor
 from .attempt import RunThreadPool, failed, run_attempt, shutdown
@@ -30,6 +30,9 @@ from .messages import TaskMessage, TaskReply
 from .options import whole
 from .tasks import Task
 from .transports.base import Delivery, Transport
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = LibraryLog()
 MAX_BATCH = 512
@@ -50,6 +53,8 @@ class Executor:
     message to its `Task` (in-process messages carry it; workers import it). Context
     replies come back on `context_queue`; `remote` says the runs it serves live in
     other processes (a worker's case), which get `answer_timeout` seconds to answer.
+    `observer` (a worker's metrics) is told of each attempt as it starts and once its
+    reply is written.
     `max_threads` sizes the pool plain (sync) task functions run in (None:
     `ThreadPoolExecutor`'s default).
     """
@@ -57,13 +62,14 @@ class Executor:
     def __init__(
         self, transport: Transport, queue: str, *, context_queue: str, remote: bool = False,
         concurrency: int | None = None, find_task: Callable[[TaskMessage], Task] = _task_of,
-        answer_timeout: float = REMOTE_ANSWER_TIMEOUT,
+        answer_timeout: float = REMOTE_ANSWER_TIMEOUT, observer: Metrics | None = None,
         max_threads: int | None = None,
     ) -> None:
         self.transport = transport
         self.queue = queue
         self.port = ContextPort(transport, context_queue, remote=remote, answer_timeout=answer_timeout)
         self.find_task = find_task
+        self.observer = observer
         self.capacity = None if concurrency is None else whole("concurrency", concurrency, minimum=1)
         self.max_threads = None if max_threads is None else whole("max_threads", max_threads, minimum=1)
         self.done = 0
@@ -269,6 +275,9 @@ class Executor:
     # --- running one attempt ----------------------------------------------------------------
     async def _execute(self, msg: TaskMessage, task: Task, delivery: Delivery | None) -> None:
         """Run one attempt, reply, and ack `delivery` (None: handed over, nothing to ack)."""
+        observer = self.observer
+        if observer is not None:
+            observer.started(msg)
         try:
             try:
                 reply = await run_attempt(msg, task, self.port)
@@ -281,6 +290,8 @@ class Executor:
             except TypeError as exc:  # the reply cannot travel: a result the wire cannot carry
                 reply = failed(msg, TypeError(str(exc)), reply.duration, retryable=False)
                 await self._reply(msg, reply, delivery)
+            if observer is not None:
+                observer.finished(msg, reply)
         except TransportError as exc:  # not written: left pending, delivered again after its lease
             log.warning("could not write a task's reply", task_id=msg.task_id, error=str(exc))
         finally:

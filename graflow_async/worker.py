@@ -105,9 +105,14 @@ async def run_worker(
         importlib.import_module(module)  # an ImportError ends the worker before it takes work
     async with RedisStreamsTransport(url, namespace=namespace, consumer=worker_id, secret=secret) as transport:
         context_queue = keys.worker_queue(transport.consumer)
+        observer = None
+        if metrics_port is not None:  # counted only when served: no work per task otherwise
+            from .metrics import Metrics, serve_metrics
+
+            observer = Metrics(transport=transport)
         executor = Executor(
             transport, keys.TASK_QUEUE, context_queue=context_queue, remote=True, concurrency=concurrency,
-            find_task=TaskFinder(imports or []), answer_timeout=context_timeout,
+            find_task=TaskFinder(imports or []), answer_timeout=context_timeout, observer=observer,
             max_threads=threads,
         )
         stop = asyncio.Event()
@@ -115,10 +120,9 @@ async def run_worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         metrics = None
-        if metrics_port is not None:
-            from .metrics import serve_metrics
-
-            metrics = await serve_metrics(transport, executor, metrics_port)
+        if observer is not None and metrics_port is not None:
+            observer.count_executor(executor)
+            metrics = await serve_metrics(observer, metrics_port)
         log.info("worker started", worker_id=transport.consumer, url=transport.url, namespace=namespace,
                  signed=transport.signer is not None)
         if ready is not None:

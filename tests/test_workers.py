@@ -486,8 +486,18 @@ async def test_a_worker_serves_prometheus_metrics(workers: Workers, client: Redi
     assert samples[f"graflow_dead_letters{labels}"] == 1
     assert samples['graflow_worker_tasks_total{outcome="done"}'] == 2
     assert samples['graflow_worker_tasks_total{outcome="failed"}'] == 2
+    # per task, as this worker ran them: flaky's three attempts, two of them failed retries
+    assert samples['graflow_tasks_started_total{task="flaky"}'] == 3
+    assert samples['graflow_tasks_retried_total{task="flaky"}'] == 2
+    assert samples['graflow_tasks_failed_total{task="flaky"}'] == 2
+    assert samples['graflow_tasks_completed_total{task="flaky"}'] == 1
+    assert samples['graflow_tasks_completed_total{task="after_group"}'] == 1
+    assert samples['graflow_tasks_failed_total{task="after_group"}'] == 0
+    assert samples['graflow_task_duration_seconds_count{task="flaky"}'] == 3
+    assert samples['graflow_task_duration_seconds_bucket{le="+Inf",task="flaky"}'] == 3
     for name in ("graflow_stream_length", "graflow_stream_pending", "graflow_stream_consumers",
-                 "graflow_dead_letters", "graflow_worker_tasks_total"):
+                 "graflow_dead_letters", "graflow_worker_tasks_total", "graflow_tasks_started_total",
+                 "graflow_task_duration_seconds"):
         assert f"# TYPE {name} " in text
     assert worker.process.poll() is None
 

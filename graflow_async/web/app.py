@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from ..events import library_logger
 from ..feedback.base import FeedbackStore
 from ..feedback.memory import MemoryFeedbackStore
 from ..graph import Workflow
+from ..metrics import Metrics, metrics_response
 from .api import FeedbackApi, RunsApi
 from .auth import Auth
 from .http import MAX_BODY, server_options
@@ -31,6 +33,7 @@ class WebState:
     auth: Auth
     prefix: str
     owns_store: bool
+    metrics: Metrics
 
     async def store_lifetime(self, app: web.Application) -> AsyncIterator[None]:
         """Closes the store `setup` opened, after the runs using it have stopped."""
@@ -67,6 +70,17 @@ def _workflows(workflows: Mapping[str, Workflow] | Iterable[Workflow] | None) ->
     return found
 
 
+def _redis_transport(transport: Any) -> Any:
+    """`transport` when it is a Redis one (its queue figures become gauges), else None."""
+    if transport is None:
+        return None
+    try:
+        from ..transports.redis_streams import RedisStreamsTransport
+    except ImportError:  # no redis client installed: it cannot be one
+        return None
+    return transport if isinstance(transport, RedisStreamsTransport) else None
+
+
 def _prefix(prefix: str) -> str:
     prefix = prefix.strip().rstrip("/")
     if prefix and not prefix.startswith("/"):
@@ -90,7 +104,9 @@ def setup(
     ``POST /api/runs`` may start and answers may resume. Runs use `feedback_store`
     (default: ``FileFeedbackStore(".graflow/feedback")``), `checkpoint_store` and
     `transport`. With `auth_token`, /api and /ui need ``Authorization: Bearer <token>``
-    (the UI also takes a session from ``/ui/login``). Routes sit under `prefix`.
+    (the UI also takes a session from ``/ui/login``), and so does ``GET /metrics``
+    (Prometheus metrics of the runs the app drives, and the queue gauges when `transport`
+    is a Redis one; see `graflow_async.metrics`). Routes sit under `prefix`.
     Raises RuntimeError when `app` already has them, ValueError for a bad prefix or token.
     """
     if WEB_STATE in app:
@@ -100,8 +116,9 @@ def setup(
     owns_store = feedback_store is None
     store = default_feedback_store() if feedback_store is None else feedback_store
     options = {k: v for k, v in (("checkpoint_store", checkpoint_store), ("transport", transport)) if v is not None}
-    runs = RunManager(store, _workflows(workflows), options)
-    state = WebState(store, runs, auth, prefix, owns_store)
+    metrics = Metrics(transport=_redis_transport(transport))
+    runs = RunManager(store, _workflows(workflows), options, metrics)
+    state = WebState(store, runs, auth, prefix, owns_store, metrics)
     app[WEB_STATE] = state
     app.cleanup_ctx.append(state.store_lifetime)  # cleanup contexts exit in reverse order
     app.cleanup_ctx.append(runs.lifetime)
@@ -115,6 +132,7 @@ def _add_routes(app: web.Application, state: WebState) -> None:
     runs = RunsApi(state.runs, p)
     ui = FeedbackUi(state.store, state.runs, auth, p)
     router.add_get(f"{p}/health", api.health)
+    router.add_get(f"{p}/metrics", auth.api(functools.partial(metrics_response, state.metrics)))
     router.add_get(f"{p}/api/feedback", auth.api(api.list))
     router.add_get(f"{p}/api/feedback/{{feedback_id}}", auth.api(api.show))
     router.add_post(f"{p}/api/feedback/{{feedback_id}}/respond", auth.api(api.respond))

@@ -24,6 +24,7 @@ from ..checkpoints import resume
 from ..events import Event, library_logger
 from ..feedback.base import FeedbackStore
 from ..graph import Workflow
+from ..metrics import Metrics
 from ..runner import WorkflowResult, run
 from .http import ApiError
 
@@ -92,8 +93,12 @@ class RunRecord:
 class RunManager:
     """Starts, resumes and remembers runs; owns their tasks through a supervisor."""
 
-    def __init__(self, store: FeedbackStore, workflows: Mapping[str, Workflow], run_options: dict[str, Any]) -> None:
+    def __init__(
+        self, store: FeedbackStore, workflows: Mapping[str, Workflow], run_options: dict[str, Any],
+        metrics: Metrics | None = None,
+    ) -> None:
         self.store = store
+        self.metrics = metrics
         self.workflows = dict(workflows)
         self.run_options = run_options  # transport / checkpoint_store, only those given
         self.runs: OrderedDict[str, RunRecord] = OrderedDict()
@@ -142,7 +147,7 @@ class RunManager:
             run_id=record.run_id,
             feedback_store=self.store,
             initial_channel=inputs,
-            on_event=record.add_event,
+            on_event=self._listener(record),
             **self.run_options,
         )
         self._spawn(record, start, resumed=False)
@@ -176,7 +181,7 @@ class RunManager:
             workflow=wf,
             run_id=run_id,
             feedback_store=self.store,
-            on_event=record.add_event,
+            on_event=self._listener(record),
             **self.run_options,
         )
         self._spawn(record, start, resumed=True)
@@ -220,6 +225,18 @@ class RunManager:
                 del self.runs[old.run_id]
         return record
 
+    def _listener(self, record: RunRecord) -> Callable[[Event], None]:
+        """The run's ``on_event``: its record's event list, and the app's metrics."""
+        metrics = self.metrics
+        if metrics is None:
+            return record.add_event
+
+        def listen(event: Event) -> None:
+            record.add_event(event)
+            metrics.on_event(event)
+
+        return listen
+
     def _spawn(self, record: RunRecord, start: Callable[[], Awaitable[WorkflowResult]], *, resumed: bool) -> None:
         self._check_open()
         assert self._sup is not None
@@ -230,21 +247,28 @@ class RunManager:
     async def _drive(self, record: RunRecord, start: Callable[[], Awaitable[WorkflowResult]], resumed: bool) -> None:
         """Run to the end and record the outcome; never raises (a child that raised
         would cancel every other run)."""
+        if self.metrics is not None:
+            self.metrics.run_started()
         try:
             result = await start()
         except asyncio.CancelledError:
-            record.finish(CANCELLED, error="cancelled: the server shut down")
+            self._finish(record, CANCELLED, error="cancelled: the server shut down")
             raise
         except Exception as exc:
             self.log.warning("run failed", run_id=record.run_id, error=repr(exc))
-            record.finish(FAILED, error=f"{type(exc).__name__}: {exc}")
+            self._finish(record, FAILED, error=f"{type(exc).__name__}: {exc}")
             return  # a resumed run keeps its suspension record: its checkpoint is still the way back
-        record.finish(result.status, result=result)
+        self._finish(record, result.status, result=result)
         if result.status == SUSPENDED:
             # The last answer may have come while the run was suspending.
             await self.after_answer(record.run_id)
         elif resumed:  # completed: nothing is left to resume
             await self._quietly(self.store.set_suspension(record.run_id, None))
+
+    def _finish(self, record: RunRecord, status: str, **outcome: Any) -> None:
+        record.finish(status, **outcome)
+        if self.metrics is not None:
+            self.metrics.run_ended(status)
 
     async def _quietly(self, step: Awaitable[None]) -> None:
         try:
