@@ -9,7 +9,7 @@
     # or mount on an application of your own:
     setup(app, workflows={"release": wf}, prefix="/graflow")
 
-Routes (under the prefix): ``GET /health``; ``GET /api/feedback``,
+Routes (under the prefix): ``GET /health``; ``GET /metrics`` (Prometheus); ``GET /api/feedback``,
 ``GET|DELETE /api/feedback/{id}``, ``POST /api/feedback/{id}/respond``;
 ``POST /api/runs``, ``GET /api/runs/{id}``, ``GET /api/runs/{id}/events`` (SSE);
 ``/ui/feedback/`` and ``/ui/feedback/{id}`` (HTML), ``/ui/login``. Needs the ``web``
