@@ -2,7 +2,7 @@
 
     run MODULE:ATTR [--no-progress]    run a workflow; exit 0 completed, 3 suspended,
                                        1 failed, 2 usage or import error
-    resume LOCATION [--workflow MODULE:ATTR] [--no-progress]
+    resume LOCATION [--workflow MODULE:ATTR] [--force] [--no-progress]
                                        continue a run from a checkpoint (same exit codes)
     worker --redis-url URL --import MODULE ...   run tasks from the Redis task stream
     queue-stats --redis-url URL        the task stream's length, pending entries, consumers
@@ -114,7 +114,7 @@ async def _resume_command(args: argparse.Namespace) -> int:
     from .checkpoints import resume
 
     wf = load_workflow(args.workflow) if args.workflow else None
-    start = functools.partial(resume, args.location, workflow=wf)
+    start = functools.partial(resume, args.location, workflow=wf, force=args.force)
     return await _with_progress(len(wf) if wf else 0, not args.no_progress, start)
 
 
@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("location", help="a checkpoint path or s3:// URI")
     p.add_argument("--workflow", metavar="MODULE:ATTR",
                    help="the workflow, when the checkpoint does not record an importable one")
+    p.add_argument("--force", action="store_true", help="run it even if the run has completed since")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_resume_command)
 

@@ -111,7 +111,10 @@ async def start_run(
         )
         stack.push_async_callback(supervisor.aclose)
         with run_span(run_id, compiled.workflow_name) as supervisor.trace:
-            return await supervisor.execute()
+            result = await supervisor.execute()
+        if result.status == "completed" and checkpoints.saved:
+            await checkpoints.mark_completed(run_id)  # resuming its checkpoints now needs force=True
+        return result
     raise AssertionError("unreachable")  # pragma: no cover
 
 

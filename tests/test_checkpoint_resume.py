@@ -237,7 +237,9 @@ async def test_path_override_writes_exactly_there(tmp_path: Path, monkeypatch: p
     assert target.is_file() and (tmp_path / "relative" / "here.ckpt").is_file()
     assert not (tmp_path / "store").exists()
     assert not (tmp_path / ".graflow").exists()
-    resumed = await resume(str(target), workflow=wf)
+    with pytest.raises(CheckpointError, match="has completed since"):
+        await resume(str(target), workflow=wf)  # the run completed: resuming needs force
+    resumed = await resume(str(target), workflow=wf, force=True)
     assert resumed.output == ["resumed"]
     assert resumed.run_id == result.run_id
 
@@ -289,7 +291,7 @@ async def test_resume_from_checkpoint_matches_resume(tmp_path: Path) -> None:
     wf = etl(calls, {}, locations)
     await crashed_run(wf, checkpoint_store=tmp_path, initial_channel={"seed": 4})
     by_function = await resume(locations[0], workflow=wf)
-    by_manager = await CheckpointManager.resume_from_checkpoint(locations[0], workflow=wf)
+    by_manager = await CheckpointManager.resume_from_checkpoint(locations[0], workflow=wf, force=True)
     assert by_manager == by_function
     assert calls == {"extract": 1, "transform": 3, "load": 2}
 
@@ -599,7 +601,7 @@ async def test_a_failed_best_effort_member_runs_again_on_resume(tmp_path: Path) 
     assert "bad" in doc["pending"]
 
     outage["on"] = False
-    resumed = await resume(locations[0], workflow=wf)
+    resumed = await resume(locations[0], workflow=wf, force=True)  # the first run completed
     assert resumed.output == ["ok", "bad recovered", "saved"]
     assert calls == {"ok": 1, "bad": 2, "saver": 2, "report": 2}
 
@@ -838,7 +840,7 @@ async def test_a_checkpoint_from_another_graph_names_the_difference(tmp_path: Pa
         await resume(location, workflow=shaped(*shape))
     for difference in expected:
         assert difference in str(refused.value)
-    assert (await resume(location, workflow=shaped(*BASE))).results["b"] == "b"
+    assert (await resume(location, workflow=shaped(*BASE), force=True)).results["b"] == "b"
 
 
 async def test_a_workflow_that_is_not_importable_asks_for_workflow(tmp_path: Path) -> None:
@@ -985,7 +987,9 @@ async def test_s3_resumed_run_keeps_checkpointing_under_the_same_prefix(
     await crashed_run(wf, run_id="r", checkpoint_store=f"s3://{s3_bucket}/deep/prefix")
     result = await resume(locations[0], workflow=wf)
     assert result.output == f"s3://{s3_bucket}/deep/prefix/r/2.ckpt"
-    assert await s3_keys(s3_env, s3_bucket) == ["deep/prefix/r/1.ckpt", "deep/prefix/r/2.ckpt"]
+    assert await s3_keys(s3_env, s3_bucket) == [
+        "deep/prefix/r/1.ckpt", "deep/prefix/r/2.ckpt", "deep/prefix/r/completed",  # the resumed run completed
+    ]
 
 
 async def test_s3_path_override_and_a_missing_bucket(
@@ -1006,7 +1010,7 @@ async def test_s3_path_override_and_a_missing_bucket(
     assert location == f"s3://{s3_bucket}/exact/key.ckpt"
     assert "nonexistent-bucket" in message
     assert "does not exist" in message
-    assert (await resume(location, workflow=wf)).output == ["resumed"]
+    assert (await resume(location, workflow=wf, force=True)).output == ["resumed"]  # the run had completed
 
 
 async def test_s3_missing_checkpoint_names_bucket_and_key(s3_env: S3Service, s3_bucket: str) -> None:

@@ -149,6 +149,18 @@ async def test_concurrent_writes_are_atomic(store: CheckpointStore) -> None:
     assert await store.list() == [location]
 
 
+async def test_create_is_exclusive(store: CheckpointStore) -> None:
+    location = store.location("run1/lease")
+    payloads = [bytes([i]) * 50_000 for i in range(8)]
+    created = await asyncio.gather(*(store.create(location, p) for p in payloads))
+    assert created.count(True) == 1  # exactly one creator wins
+    assert await store.read(location) == payloads[created.index(True)]
+    assert await store.create(location, b"later") is False
+    await store.delete(location)
+    assert await store.create(location, b"again") is True and await store.read(location) == b"again"
+    assert await store.list() == [location]  # no temporary files left behind
+
+
 async def test_closed_store_refuses_every_operation(new_store: StoreFactory) -> None:
     opened = new_store()
     location = await opened.write(opened.location("run1/1.ckpt"), b"x")
@@ -157,6 +169,7 @@ async def test_closed_store_refuses_every_operation(new_store: StoreFactory) -> 
     operations = [
         opened.read(location),
         opened.write(location, b"y"),
+        opened.create(location + "2", b"y"),
         opened.list(),
         opened.delete(location),
     ]

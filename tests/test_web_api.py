@@ -490,6 +490,7 @@ async def test_answering_the_last_request_of_a_suspended_run_resumes_it(tmp_path
     gate.set()
     first = await run(wf, run_id="run-s", checkpoint_store=str(tmp_path / "ckpt"))
     checkpoint = str(next((tmp_path / "ckpt" / "run-s").glob("*.ckpt")))
+    (tmp_path / "ckpt" / "run-s" / "completed").unlink()  # as if the run had suspended instead
     gate.clear()
     store = MemoryFeedbackStore()  # what a run suspended on two questions leaves behind:
     await store.create(feedback(fid="q1", run_id="run-s"))

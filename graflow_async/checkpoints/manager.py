@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from ..events import LibraryLog
 from ..exceptions import CheckpointError
 from .format import decode_checkpoint, encode_checkpoint_parts
+from .runlock import completed_at, mark_completed, run_lease
 from .snapshot import check_document, check_same_graph
 from .stores import CheckpointStore, open_store, store_for_location
 
 if TYPE_CHECKING:
     from ..graph import Workflow
     from ..runner import WorkflowResult
+
+log = LibraryLog()
 
 
 class CheckpointManager:
@@ -28,12 +34,33 @@ class CheckpointManager:
         self._options = options
         self._store: CheckpointStore | None = None
         self._owned = not isinstance(store, CheckpointStore)
+        self._written: set[str] = set()  # locations of the checkpoints saved
 
     @property
     def store(self) -> CheckpointStore:
         if self._store is None:
             self._store = open_store(self._spec, **self._options)
         return self._store
+
+    @property
+    def saved(self) -> bool:
+        """Whether this run saved a checkpoint."""
+        return bool(self._written)
+
+    async def mark_completed(self, run_id: str) -> None:
+        """Record next to each checkpoint the run saved (in the root `resume` looks in)
+        that the run completed; a failure is logged, the run stays completed."""
+        store = self.store
+        own_root = store.location("x").rpartition("/")[0]
+        for root in sorted({_default_store_root(location, run_id) for location in self._written}):
+            try:
+                if root == own_root:
+                    await mark_completed(store, run_id)
+                    continue
+                async with store_for_location(root + "/x", **self._location_options()) as other:
+                    await mark_completed(other, run_id)
+            except CheckpointError as exc:
+                log.warning("could not record that the run completed", run_id=run_id, error=str(exc)[:200])
 
     async def next_sequence(self, run_id: str, at_least: int) -> int:
         """The first checkpoint number above `at_least` and above every checkpoint the
@@ -51,10 +78,14 @@ class CheckpointManager:
         store = self.store
         data = encode_checkpoint_parts(doc, key=store.signing_key)
         if path is None:
-            return await store.write(store.location(name), data)
+            location = await store.write(store.location(name), data)
+            self._written.add(location)
+            return location
         target = store_for_location(str(path), **self._location_options())
         try:
-            return await target.write(_absolute(str(path)), data)
+            location = await target.write(_absolute(str(path)), data)
+            self._written.add(location)
+            return location
         finally:
             await target.aclose()
 
@@ -143,7 +174,7 @@ def _import_workflow(ref: str | None, location: str) -> Workflow:
 
 
 async def resume(
-    location: str, *, workflow: Workflow | None = None, **run_options: Any
+    location: str, *, workflow: Workflow | None = None, force: bool = False, **run_options: Any
 ) -> WorkflowResult:
     """Continue the run saved at `location` and return its `WorkflowResult`.
 
@@ -152,15 +183,41 @@ async def resume(
     seeing ``context.resumed_metadata``. `workflow` may be omitted when the checkpoint
     records an importable ``module:attr``. `run_options` are those of `run`; the run id
     stays the checkpoint's unless given.
+
+    Safe to call twice: `CheckpointError` when the run has completed since (``force=True``
+    runs it again), and when another process is resuming it through the same store
+    ("already running": the resumed run holds a lease next to its checkpoints).
     """
     from ..runner import start_run
 
     location = str(location)
     store = run_options.get("checkpoint_store")
-    doc = await load_checkpoint(location, store=store if isinstance(store, CheckpointStore) else None)
+    given = store if isinstance(store, CheckpointStore) else None
+    doc = await load_checkpoint(location, store=given)
     wf = workflow if workflow is not None else _import_workflow(doc.get("workflow_ref"), location)
     graph = wf.compile()
     check_same_graph(doc, graph, location)
-    run_options.setdefault("run_id", doc["run_id"])
+    run_id = run_options.setdefault("run_id", doc["run_id"])
     run_options.setdefault("checkpoint_store", _default_store_root(location, doc["run_id"]))
-    return await start_run(wf, snapshot=doc, **run_options)
+    async with _guard_store(location, doc["run_id"], given) as guard:
+        if not force and await completed_at(guard, run_id) is not None:
+            raise CheckpointError(
+                f"run {run_id} has completed since checkpoint {location!r} was saved; "
+                "resume(..., force=True) runs it again"
+            )
+        async with run_lease(guard, run_id):
+            result = await start_run(wf, snapshot=doc, **run_options)
+            if result.status == "completed":
+                await mark_completed(guard, run_id)
+            return result
+
+
+@contextlib.asynccontextmanager
+async def _guard_store(location: str, run_id: str, given: CheckpointStore | None) -> AsyncIterator[CheckpointStore]:
+    """The store holding the run's checkpoints, where its lease and completion live: the
+    given store when the checkpoint lies in it, else one opened on the checkpoint's root."""
+    if given is not None and _holds(given, location):
+        yield given
+        return
+    async with open_store(_default_store_root(location, run_id)) as own:
+        yield own

@@ -55,6 +55,12 @@ class CheckpointStore(ABC):
         """
 
     @abstractmethod
+    async def create(self, location: str, data: bytes) -> bool:
+        """Store `data` at `location` only if nothing is there, atomically; whether it
+        did. Of several processes creating one location at once, exactly one succeeds
+        (the run leases that make `resume` safe rely on it)."""
+
+    @abstractmethod
     async def read(self, location: str) -> bytes:
         """The bytes at `location`; `CheckpointError` naming it if there are none."""
 

@@ -48,6 +48,14 @@ class FileCheckpointStore(CheckpointStore):
             raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {exc}") from exc
         return str(path)
 
+    async def create(self, location: str, data: bytes) -> bool:
+        self._check_open()
+        path = self._path(location)
+        try:
+            return await asyncio.to_thread(_exclusive_write, path, data)
+        except OSError as exc:
+            raise CheckpointError(f"cannot create {str(path)!r}: {exc}") from exc
+
     async def read(self, location: str) -> bytes:
         self._check_open()
         path = self._path(location)
@@ -94,6 +102,28 @@ def _atomic_write(path: Path, data: bytes | Sequence[bytes]) -> None:
             os.unlink(tmp)
         raise
     _fsync_directory(path.parent)
+
+
+def _exclusive_write(path: Path, data: bytes) -> bool:
+    """Write a temporary file, then link it at `path`: the link fails if `path` exists,
+    so readers never see a partial file and only one creator wins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX)
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    _fsync_directory(path.parent)
+    return True
 
 
 def _write_all(fd: int, data: bytes | Sequence[bytes]) -> None:

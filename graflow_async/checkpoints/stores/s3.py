@@ -90,6 +90,21 @@ class S3CheckpointStore(CheckpointStore):
             await client.put_object(Bucket=self.bucket, Key=key, Body=data)
         return self._uri(key)
 
+    async def create(self, location: str, data: bytes) -> bool:
+        """A conditional put (``If-None-Match: *``): S3 refuses it when the key exists."""
+        from botocore.exceptions import ClientError
+
+        key = self._key(location)
+        client = await self._get_client()
+        with self._errors("create", key):
+            try:
+                await client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return False
+                raise
+        return True
+
     async def read(self, location: str) -> bytes:
         key = self._key(location)
         client = await self._get_client()
