@@ -46,7 +46,8 @@ def test_training_resumes_from_the_saved_epoch(tmp_path: Path) -> None:
     run_dir = re.search(r"== first run (train-[0-9a-f]+)", out)
     assert run_dir is not None
     stored = sorted(p.name for p in (tmp_path / ".graflow" / "checkpoints" / run_dir.group(1)).iterdir())
-    assert stored == ["1.ckpt", "2.ckpt", "3.ckpt"]  # epochs 3 and 6, then 9 after resuming
+    # epochs 3 and 6, then 9 after resuming; the resumed run completed (a later resume needs force)
+    assert stored == ["1.ckpt", "2.ckpt", "3.ckpt", "completed"]
 
 
 def test_training_store_option(tmp_path: Path) -> None:
