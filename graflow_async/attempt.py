@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .context import TaskContext
 from .context_port import ContextPort
 from .exceptions import HandlerError, TaskTimeoutError
 from .feedback.hitl import FeedbackSuspended
-from .handlers import TaskCall, call_function, get_handler
+from .handlers import TaskCall, call_in_thread, get_handler
 from .messages import TaskMessage, TaskReply
 from .tasks import Task
 from .tracing import attempt_span, finish_attempt
@@ -36,8 +35,12 @@ async def _attempt(msg: TaskMessage, task: Task, port: ContextPort) -> TaskReply
     try:
         if msg.timeout is not None:
             value = await _call_with_timeout(task, msg, context, msg.timeout)
-        elif task.is_async and task.handler == "direct":  # the common case, inline
+        elif task.is_async and (task.handler == "direct" or task.handler == "inline"):  # the common case
             value = await (task.func(context, **msg.kwargs) if context is not None else task.func(**msg.kwargs))
+        elif task.handler == "direct":  # a plain function: in a thread of the run's pool
+            value = await call_in_thread(task.func, (context,) if context is not None else (), msg.kwargs)
+        elif task.handler == "inline":  # a plain function the task asked to run on the loop
+            value = task.func(context, **msg.kwargs) if context is not None else task.func(**msg.kwargs)
         else:
             value = await _call(task, msg, context)
     except asyncio.CancelledError as exc:
@@ -69,7 +72,7 @@ async def _call(task: Task, msg: TaskMessage, context: TaskContext | None) -> An
     if handler == "direct":
         if task.is_async:
             return await task.func(*args, **msg.kwargs)
-        return await call_function(task.func, args, msg.kwargs)
+        return await call_in_thread(task.func, args, msg.kwargs)
     call = TaskCall(msg.task_id, msg.run_id, msg.attempt, task.func, msg.kwargs, context, task.handler_kwargs)
     return await get_handler(handler).run(call)
 
@@ -82,35 +85,3 @@ async def _call_with_timeout(task: Task, msg: TaskMessage, context: TaskContext 
         if scope.expired():
             raise TaskTimeoutError(msg.task_id, timeout, exc) from exc
         raise
-
-
-class RunThreadPool(ThreadPoolExecutor):
-    """The threads a run's plain functions use; remembers whether it started any."""
-
-    used = False
-
-    def submit(self, *args: Any, **kwargs: Any) -> Any:
-        self.used = True
-        return super().submit(*args, **kwargs)
-
-
-async def shutdown(pool: RunThreadPool, *, wait: bool = True) -> None:
-    """Drop queued thread jobs and wait, off the loop, for running ones to return.
-
-    A running Python function cannot be interrupted; a cancelled run waits for its
-    threads (even through repeated cancellation, which it re-raises afterwards) so
-    that nothing of it is left running. With ``wait=False`` (a worker past its grace
-    period) they are left to finish on their own.
-    """
-    pool.shutdown(wait=False, cancel_futures=True)
-    if not pool.used or not wait:
-        return
-    joined = asyncio.get_running_loop().run_in_executor(None, pool.shutdown, True)
-    cancelled: asyncio.CancelledError | None = None
-    while not joined.done():
-        try:
-            await asyncio.shield(joined)
-        except asyncio.CancelledError as exc:
-            cancelled = exc
-    if cancelled is not None:
-        raise cancelled

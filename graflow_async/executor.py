@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .actors import Supervisor
-from .attempt import RunThreadPool, failed, run_attempt, shutdown
+from .attempt import failed, run_attempt
 from .clock import current_clock, within
 from .context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
 from .events import LibraryLog
@@ -29,6 +29,7 @@ from .handlers import thread_pool
 from .messages import TaskMessage, TaskReply
 from .options import whole
 from .tasks import Task
+from .threads import RunThreadPool, shutdown
 from .transports.base import Delivery, Transport
 
 if TYPE_CHECKING:

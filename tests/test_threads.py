@@ -4,14 +4,18 @@ with ``handler="inline"``."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
 from typing import Any
 
 import pytest
 import remote_flows
-from worker_processes import RUN_TIMEOUT, Workers
+from worker_processes import Workers
 
-from graflow_async import parallel, run, task, workflow
+from graflow_async import TaskFailedError, parallel, run, task, workflow
+from graflow_async.handlers import TaskCall, call_function, thread_pool
+from graflow_async.threads import RunThreadPool, shutdown
 from graflow_async.transports.redis_streams import RedisStreamsTransport
 
 
@@ -77,3 +81,117 @@ def test_worker_threads_must_be_positive(capsys: pytest.CaptureFixture[str]) -> 
 
     assert main(["worker", "--redis-url", "redis://localhost:1/0", "--threads", "0"]) == EXIT_USAGE
     assert "--threads" in capsys.readouterr().err
+
+
+# --- handler="inline": plain functions on the event loop -------------------------------------------
+async def test_an_inline_plain_function_runs_on_the_loop_thread() -> None:
+    seen: dict[str, Any] = {}
+
+    @task(handler="inline")
+    def cheap(x: int = 2) -> int:
+        seen["thread"] = threading.current_thread()
+        seen["loop"] = asyncio.get_running_loop()  # it runs inside the loop: there is one
+        return x * 21
+
+    @task
+    def threaded(cheap: int) -> int:
+        seen["threaded"] = threading.current_thread()
+        return cheap
+
+    with workflow("inline") as wf:
+        cheap >> threaded
+    result = await run(wf)
+    assert result.output == 42
+    assert seen["thread"] is threading.current_thread()
+    assert seen["loop"] is asyncio.get_running_loop()
+    assert seen["threaded"] is not threading.current_thread()
+
+
+async def test_inline_tasks_take_a_context_fail_and_retry_like_others() -> None:
+    attempts: list[int] = []
+
+    @task(handler="inline", inject_context=True, max_retries=2)
+    def flaky(context: Any) -> str:
+        attempts.append(context.attempt)
+        if context.attempt < 3:
+            raise RuntimeError("not yet")
+        return context.task_id
+
+    @task(handler="inline")
+    async def awaited(flaky: str) -> str:  # async functions are awaited, as with "direct"
+        await asyncio.sleep(0)
+        return flaky + "!"
+
+    with workflow("inline-retry") as wf:
+        flaky >> awaited
+    result = await run(wf, default_max_retries=0)
+    assert attempts == [1, 2, 3]
+    assert result.output == "flaky!"
+
+    @task(handler="inline")
+    def broken() -> None:
+        raise ValueError("boom")
+
+    with workflow("inline-fail") as failing:
+        failing.add(broken)
+    with pytest.raises(TaskFailedError) as info:
+        await run(failing)
+    assert isinstance(info.value.cause, ValueError)
+
+
+async def test_inline_with_a_timeout_goes_through_the_inline_handler() -> None:
+    @task(handler="inline", timeout=5)
+    def quick() -> str:
+        return threading.current_thread().name
+
+    with workflow("inline-timeout") as wf:
+        wf.add(quick)
+    assert (await run(wf)).output == threading.current_thread().name
+
+
+# --- the pool itself ---------------------------------------------------------------------------------
+async def test_a_custom_handler_calling_call_function_uses_the_runs_threads() -> None:
+    class Threaded:
+        async def run(self, call: TaskCall) -> Any:
+            return await call_function(call.func, call.args, call.kwargs)
+
+    @task(handler=Threaded())
+    def where() -> str:
+        return threading.current_thread().name
+
+    with workflow("custom") as wf:
+        wf.add(where)
+    assert (await run(wf)).output.startswith("graflow-task")
+
+
+async def test_the_pool_serves_submit_and_drops_queued_jobs_on_shutdown() -> None:
+    pool = RunThreadPool(1)
+    gate = threading.Event()
+    first = pool.submit(gate.wait, 10)
+    queued = pool.submit(lambda: "never")
+    queued_call = pool.call(asyncio.get_running_loop(), lambda: "never")
+    shutting = asyncio.ensure_future(shutdown(pool))
+    await asyncio.sleep(0.01)
+    assert not shutting.done()  # waits for the running job
+    gate.set()
+    await shutting
+    assert first.result() is True
+    assert queued.cancelled()
+    assert queued_call.cancelled()
+    with pytest.raises(RuntimeError):
+        pool.submit(lambda: None)
+    assert not [t for t in threading.enumerate() if t.name.startswith(pool._prefix)]
+
+
+async def test_a_plain_functions_error_and_context_variables_cross_the_thread() -> None:
+    pool = RunThreadPool(2)
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
+    var.set("from the loop")
+    token = thread_pool.set(pool)
+    try:
+        assert await call_function(var.get, (), {}) == "from the loop"
+        with pytest.raises(KeyError):
+            await call_function({}.__getitem__, ("missing",), {})
+    finally:
+        thread_pool.reset(token)
+        await shutdown(pool)

@@ -2,7 +2,9 @@
 
 A handler is any object with ``async def run(self, call: TaskCall) -> Any``. The
 built-in ``direct`` handler awaits async functions in the event loop and runs plain
-functions in a worker thread of the run's pool. Register your own with
+functions in a worker thread of the run's pool; ``inline`` calls plain functions on
+the event loop itself (for cheap ones: no thread hop, but a slow one stalls every
+other task of the process while it runs). Register your own with
 `register_handler(name, handler)` or pass an instance as ``@task(handler=...)``.
 """
 
@@ -11,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..exceptions import HandlerError
 from ..tasks import _is_async
+from ..threads import RunThreadPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +48,7 @@ class TaskHandler(Protocol):
 
 # The thread pool that plain (sync) task functions run in; the executor of each run
 # sets it so that a run's threads are its own and are waited for when it ends.
-thread_pool: contextvars.ContextVar[ThreadPoolExecutor | None] = contextvars.ContextVar(
+thread_pool: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(
     "graflow_async_thread_pool", default=None
 )
 
@@ -53,11 +57,18 @@ async def call_function(func: Callable[..., Any], args: tuple[Any, ...], kwargs:
     """Await `func` if it is async; otherwise run it in the run's thread pool."""
     if _is_async(func):
         return await func(*args, **kwargs)
+    return await call_in_thread(func, args, kwargs)
+
+
+def call_in_thread(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+    """The future of plain function `func` run in the run's thread pool (with a copy of
+    the caller's context variables)."""
     loop = asyncio.get_running_loop()
-    ctx = contextvars.copy_context()
-    return await loop.run_in_executor(
-        thread_pool.get(), functools.partial(ctx.run, func, *args, **kwargs)
-    )
+    job = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
+    pool = thread_pool.get()
+    if type(pool) is RunThreadPool:
+        return pool.call(loop, job)
+    return loop.run_in_executor(pool, job)
 
 
 class DirectHandler:
@@ -67,7 +78,19 @@ class DirectHandler:
         return await call_function(call.func, call.args, call.kwargs)
 
 
-_registry: dict[str, TaskHandler] = {"direct": DirectHandler()}
+class InlineHandler:
+    """Calls the function on the event loop, awaiting what it returns if awaitable
+    (``"inline"``). For plain functions that return at once: a slow one blocks the loop,
+    and a timeout cannot interrupt it."""
+
+    async def run(self, call: TaskCall) -> Any:
+        value = call.func(*call.args, **call.kwargs)
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+
+
+_registry: dict[str, TaskHandler] = {"direct": DirectHandler(), "inline": InlineHandler()}
 _lazy: dict[str, str] = {"docker": "graflow_async.handlers.docker:DockerHandler"}
 
 
@@ -104,5 +127,5 @@ def get_handler(spec: str | TaskHandler) -> TaskHandler:
 
 
 __all__ = [
-    "DirectHandler", "TaskCall", "TaskHandler", "call_function", "get_handler", "register_handler",
+    "DirectHandler", "InlineHandler", "TaskCall", "TaskHandler", "call_function", "get_handler", "register_handler",
 ]

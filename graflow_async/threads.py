@@ -1,0 +1,186 @@
+"""The thread pool plain (sync) task functions run in, one per executor.
+
+`RunThreadPool.call(loop, fn)` runs ``fn()`` in a pool thread and returns an asyncio
+future of its result. That is the path of every sync task, and it is cheaper than
+``loop.run_in_executor`` on a `ThreadPoolExecutor`: no `concurrent.futures.Future`
+(with its condition variable and lock) chained to an asyncio future by two callbacks,
+no work-item object, no semaphore; the thread hands the result straight back with one
+``call_soon_threadsafe``. `submit` is still there, so the pool is a
+`concurrent.futures.Executor` that ``run_in_executor`` accepts.
+
+Threads start on demand, up to `max_workers` (default: `ThreadPoolExecutor`'s,
+``min(32, CPUs + 4)``), and are daemon threads: the run that owns the pool waits for
+them (`shutdown`); a worker past its grace period does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any
+
+from .options import whole
+
+# (function, its future, the future's loop): an asyncio future of `loop` (`call`), or a
+# concurrent future when `loop` is None (`submit`)
+_Job = tuple[Callable[[], Any], Any, "asyncio.AbstractEventLoop | None"]
+
+
+def default_max_workers() -> int:
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+def _cancel(future: asyncio.Future[Any]) -> None:
+    future.cancel()
+
+
+class RunThreadPool(Executor):
+    """Threads for a run's plain functions; `used` says whether it ever started one."""
+
+    _counter = itertools.count()
+
+    def __init__(self, max_workers: int | None = None, thread_name_prefix: str = "graflow-task") -> None:
+        self.max_workers = default_max_workers() if max_workers is None else whole(
+            "max_workers", max_workers, minimum=1
+        )
+        self.used = False
+        self._prefix = f"{thread_name_prefix}-{next(self._counter)}"
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads that will take the next job without a new one starting
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def call(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        """Run ``fn()`` in a pool thread; the returned future (of `loop`) gets its outcome.
+        Cancelling the future before a thread takes the job means it never runs."""
+        future = loop.create_future()
+        self._put((fn, future, loop))
+        return future
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._put(((lambda: fn(*args, **kwargs)) if args or kwargs else fn, future, None))
+        return future
+
+    def _put(self, job: _Job) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot run a task in a thread pool that has shut down")
+            self.used = True
+            self._jobs.put(job)
+            if self._idle:
+                self._idle -= 1
+            elif len(self._threads) < self.max_workers:
+                thread = threading.Thread(target=self._work, name=f"{self._prefix}_{len(self._threads)}",
+                                          daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _work(self) -> None:
+        jobs, lock = self._jobs, self._lock
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            fn, future, loop = job
+            del job
+            if loop is None:
+                _run_submitted(fn, future)
+            elif not future.cancelled():
+                try:
+                    result, error = fn(), None
+                except BaseException as exc:
+                    result, error = None, exc
+                try:
+                    loop.call_soon_threadsafe(_settle, future, result, error)
+                except RuntimeError:  # the loop has closed: nobody waits for it any more
+                    pass
+                del result, error
+            del fn, future, loop
+            with lock:
+                self._idle += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Take no more jobs; with `cancel_futures`, drop those no thread has taken yet
+        (their futures are cancelled); with `wait`, wait for the threads to finish."""
+        with self._lock:
+            first = not self._closed
+            self._closed = True
+        if cancel_futures:
+            self._drop_queued()
+        if first:
+            for _ in self._threads:
+                self._jobs.put(None)
+        if wait:
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+
+    def _drop_queued(self) -> None:
+        kept = 0
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                kept += 1  # another shutdown's stop signal: put it back below
+                continue
+            _, future, loop = job
+            if loop is None:
+                future.cancel()
+            else:
+                try:
+                    loop.call_soon_threadsafe(_cancel, future)
+                except RuntimeError:
+                    pass
+        for _ in range(kept):
+            self._jobs.put(None)
+
+
+def _run_submitted(fn: Callable[[], Any], future: Future[Any]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = fn()
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+async def shutdown(pool: RunThreadPool, *, wait: bool = True) -> None:
+    """Drop queued thread jobs and wait, off the loop, for running ones to return.
+
+    A running Python function cannot be interrupted; a cancelled run waits for its
+    threads (even through repeated cancellation, which it re-raises afterwards) so
+    that nothing of it is left running. With ``wait=False`` (a worker past its grace
+    period) they are left to finish on their own.
+    """
+    pool.shutdown(wait=False, cancel_futures=True)
+    if not pool.used or not wait:
+        return
+    joined = asyncio.get_running_loop().run_in_executor(None, pool.shutdown, True)
+    cancelled: asyncio.CancelledError | None = None
+    while not joined.done():
+        try:
+            await asyncio.shield(joined)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        raise cancelled
