@@ -11,22 +11,45 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..exceptions import TransportError
 
 Command = Callable[[Any], Any]  # given a pipeline, queues one command on it
 
 
+class Ack(NamedTuple):
+    """Entries of `stream` to acknowledge and delete. The acks of one batch are merged
+    into one XACK and one XDEL per stream, after the batch's other commands (so an ack
+    still follows the reply it concludes)."""
+
+    stream: str
+    group: str
+    ids: list[Any]
+
+
+def queue_commands(pipe: Any, commands: list[Command | Ack]) -> None:
+    """Queue `commands` on `pipe`, the acks merged at the end."""
+    acks: dict[tuple[str, str], list[Any]] = {}
+    for command in commands:
+        if isinstance(command, Ack):
+            acks.setdefault((command.stream, command.group), []).extend(command.ids)
+        else:
+            command(pipe)
+    for (stream, group), ids in acks.items():
+        pipe.xack(stream, group, *ids)
+        pipe.xdel(stream, *ids)
+
+
 class WriteBatcher:
     """Batches commands per event-loop turn; `run` executes a list of them."""
 
-    def __init__(self, run: Callable[[list[Command]], Awaitable[None]]) -> None:
+    def __init__(self, run: Callable[[list[Command | Ack]], Awaitable[None]]) -> None:
         self._run = run
-        self._queued: list[Command] = []
+        self._queued: list[Command | Ack] = []
         self._batch_done: asyncio.Future[None] | None = None
 
-    async def write(self, commands: list[Command]) -> None:
+    async def write(self, commands: list[Command | Ack]) -> None:
         """Queue `commands` and return once the pipeline holding them has run."""
         self._queued.extend(commands)
         done = self._batch_done

@@ -34,7 +34,7 @@ from ..messages import ContextReply, ContextRequest, TaskMessage, TaskReply
 from ..options import number, whole
 from . import keys
 from .base import Delivery, Transport
-from .redis_batch import Command, WriteBatcher
+from .redis_batch import Ack, Command, WriteBatcher, queue_commands
 from .redis_claims import Claims
 from .redis_inbox import ReplyInbox
 from .redis_util import describe, each_exists, entries, xadd
@@ -190,8 +190,7 @@ class RedisStreamsTransport(Claims, Transport):
     async def _pipeline(self, commands: list[Any]) -> None:
         async def op() -> None:
             async with self.client.pipeline(transaction=False) as pipe:
-                for command in commands:
-                    command(pipe)
+                queue_commands(pipe, commands)
                 results = await pipe.execute(raise_on_error=False)
             for result in results:  # one writer's bad command must not fail the others of the batch
                 if isinstance(result, redis_errors.ResponseError):
@@ -267,23 +266,19 @@ class RedisStreamsTransport(Claims, Transport):
     async def ack(self, queue: str, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
             return
-        stream, ids = self.keys.stream(queue), [d.id for d in deliveries]
-        await self._writes.write([
-            lambda pipe: pipe.xack(stream, self.keys.group, *ids), lambda pipe: pipe.xdel(stream, *ids),
-        ])
+        await self._writes.write([Ack(self.keys.stream(queue), self.keys.group, [d.id for d in deliveries])])
 
     async def send_and_ack(
         self, queue: str, messages: Sequence[Any], ack_queue: str, deliveries: Sequence[Delivery]
     ) -> None:
         """One pipeline: the replies first, then the acks (a worker's usual write)."""
-        stream, acked = self.keys.stream(queue), self.keys.stream(ack_queue)
-        ids = [d.id for d in deliveries]
-        commands: list[Command] = [
+        stream = self.keys.stream(queue)
+        commands: list[Command | Ack] = [
             functools.partial(xadd, stream, self._fields(stream, self._stamp(m)), isinstance(m, _REPLIES))
             for m in messages
         ]
-        if ids:
-            commands += [lambda pipe: pipe.xack(acked, self.keys.group, *ids), lambda pipe: pipe.xdel(acked, *ids)]
+        if deliveries:
+            commands.append(Ack(self.keys.stream(ack_queue), self.keys.group, [d.id for d in deliveries]))
         await self._writes.write(commands)
 
     def inbox(self, queue: str) -> ReplyInbox:
