@@ -1,8 +1,9 @@
-"""Core runtime benchmarks: graflow-async against plain asyncio doing the same work.
+"""Core runtime workflows (chain, fan-out, diamond lattice) of graflow-async, used by
+`benchmarks.bench_ours` for `make bench`.
 
-Each scenario runs in its own process (`python -m benchmarks.core SCENARIO N`) so that
-its peak RSS is its own. Figures: microseconds per task (best of several runs), the
-same for plain asyncio in the same process, their ratio, and peak RSS.
+Run alone, ``python -m benchmarks.core SCENARIO N [REPEAT]`` compares them with plain
+asyncio (`benchmarks.bench_asyncio`) in the same process: microseconds per task (best
+of REPEAT runs), their ratio, and the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from graflow_async import Workflow, chain, run, task, workflow
+
+from . import bench_asyncio
 
 
 async def _noop() -> int:
@@ -56,30 +59,8 @@ def lattice_wf(n: int, width: int = 10) -> Workflow:
     return wf
 
 
-# --- plain asyncio doing the same --------------------------------------------------------
-async def base_chain(n: int) -> None:
-    for _ in range(n):
-        await asyncio.create_task(_noop())
-
-
-async def base_fan(n: int) -> None:
-    await asyncio.create_task(_noop())
-    await asyncio.gather(*(asyncio.create_task(_noop()) for _ in range(n)))
-    await asyncio.create_task(_noop())
-
-
-async def base_lattice(n: int, width: int = 10) -> None:
-    async def node(*deps: asyncio.Task[int]) -> int:
-        for d in deps:
-            await d
-        return await _noop()
-
-    prev = [asyncio.create_task(node()) for _ in range(width)]
-    tasks = list(prev)
-    for _ in range(n // width - 1):
-        prev = [asyncio.create_task(node(prev[i], prev[(i + 1) % width])) for i in range(width)]
-        tasks.extend(prev)
-    await asyncio.gather(*tasks)
+# --- plain asyncio doing the same: benchmarks.bench_asyncio (the floor of `make bench`) ---
+base_chain, base_fan, base_lattice = bench_asyncio.chain, bench_asyncio.fan, bench_asyncio.lattice
 
 
 SCENARIOS: dict[str, tuple[Callable[[int], Workflow], Callable[[int], Awaitable[None]]]] = {

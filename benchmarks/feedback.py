@@ -4,13 +4,17 @@ In-process: a run's task waits in `request_feedback` on a `MemoryFeedbackStore`;
 answerer in the same loop responds and stamps the time in the answer. Across
 processes: the run waits on a `RedisFeedbackStore` and a separate answering process
 responds through its own store instance. `time.monotonic()` is system-wide on Linux,
-so stamps from both processes compare. Prints one JSON line.
+so stamps from both processes compare.
+
+    python -m benchmarks.feedback [--requests N] [--table]
+
+prints one JSON line.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import json
 import os
 import statistics
 import time
@@ -18,11 +22,10 @@ from typing import Any
 
 from graflow_async import run, task, workflow
 
+from . import report
 from .redis_streams import redis_server
 
 N = 200
-
-
 
 
 def _workflow(n: int, latencies: list[float]) -> Any:
@@ -86,12 +89,26 @@ async def across_redis(n: int = N) -> dict[str, float]:
         return _percentiles(latencies)
 
 
-async def main() -> dict[str, Any]:
+async def measure(n: int = N) -> dict[str, Any]:
     os.environ.setdefault("GRAFLOW_LOG_LEVEL", "error")
-    out: dict[str, Any] = {"requests": N, "in_process": await in_process()}
-    out["redis"] = await across_redis()
+    out: dict[str, Any] = {"requests": n, "in_process": await in_process(n)}
+    out["redis"] = await across_redis(n)
     return out
 
 
+def print_table(r: dict[str, Any]) -> None:
+    print(f"human in the loop: answer -> waiting task resumed, {r['requests']} requests answered back to back")
+    for where in ("in_process", "redis"):
+        print(f"  {where:<11} p50 {r[where]['p50_ms']:.2f} ms   p99 {r[where]['p99_ms']:.2f} ms")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.feedback", description=__doc__)
+    parser.add_argument("--requests", type=int, default=N, help=f"sequential requests per mode (default {N})")
+    parser.add_argument("--table", action="store_true", help="also print the table (to stderr)")
+    args = parser.parse_args(argv)
+    report(asyncio.run(measure(args.requests)), print_table if args.table else None)
+
+
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main())))
+    main()

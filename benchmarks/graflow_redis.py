@@ -3,9 +3,9 @@
     python -m benchmarks.graflow_redis [--fan N] [--fan-big N] [--chain N] [--latency N]
                                        [--repeat R] [--workers 1,2] [--ours FILE]
 
-prints one JSON line (`suite()` prints a table). Run it with the project's venv: it
-creates ``.bench/graflow-venv`` (``python3 -m venv`` + ``pip install graflow==0.2.0
-redis``) if missing, starts its own ``redis-server`` (free port, no persistence), then
+prints one JSON line (``--table``: and a table). Run it with the project's venv: it
+creates ``benchmarks/.venvs/graflow`` (`benchmarks.peers`: ``python3 -m venv`` + ``pip
+install graflow==0.2.0 redis``) if missing, starts its own ``redis-server`` (free port, no persistence), then
 for each worker count starts Graflow's worker processes the way its README says
 (``python -m graflow.worker.main --worker-id ... --redis-host ... --redis-port ...``,
 default ``--max-concurrent-tasks 4 --poll-interval 0.1``, logging at WARNING instead
@@ -59,10 +59,6 @@ from typing import Any
 
 from benchmarks import report, run_module
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = ROOT / ".bench"
-VENV = BENCH_DIR / "graflow-venv"
-VENV_PYTHON = VENV / "bin" / "python"
 GRAFLOW_VERSION = "0.2.0"
 KEY_PREFIX = "gfbench"
 
@@ -222,35 +218,28 @@ def driver(argv: list[str]) -> None:
 
 
 # --- the orchestrator (runs in the project's venv) --------------------------------------------
-def ensure_venv() -> None:
-    """`.bench/graflow-venv` with graflow==0.2.0 and redis (created once)."""
-    BENCH_DIR.mkdir(exist_ok=True)
-    ignore = BENCH_DIR / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("*\n")
-    check = [str(VENV_PYTHON), "-c", "import graflow, redis, importlib.metadata as m; print(m.version('graflow'))"]
-    if VENV_PYTHON.exists():
-        found = subprocess.run(check, capture_output=True, text=True)
-        if found.returncode == 0 and found.stdout.strip() == GRAFLOW_VERSION:
-            return
-    subprocess.run(["python3", "-m", "venv", str(VENV)], check=True)
-    subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "-q", f"graflow=={GRAFLOW_VERSION}", "redis"],
-                   check=True)
-    subprocess.run(check, check=True, capture_output=True)
+def graflow_python() -> str:
+    """The interpreter of ``benchmarks/.venvs/graflow`` (created on first use, `benchmarks.peers`)."""
+    from .peers import PEERS, ensure
+
+    return str(ensure(PEERS["graflow"]))
 
 
 def start_workers(url: str, names: list[str], args: argparse.Namespace, logdir: Path) -> list[subprocess.Popen[bytes]]:
+    from .peers import environment
+
     cfg = _redis_config(url)
-    env = {**os.environ, "GFBENCH_REDIS_URL": url}
+    env = {**environment(), "GFBENCH_REDIS_URL": url}
+    python = graflow_python()
     procs = []
     for name in names:
         with open(logdir / f"{name}.log", "wb") as log:
             procs.append(subprocess.Popen(
-                [str(VENV_PYTHON), "-m", "graflow.worker.main", "--worker-id", name, "--redis-host", cfg["host"],
+                [python, "-m", "graflow.worker.main", "--worker-id", name, "--redis-host", cfg["host"],
                  "--redis-port", str(cfg["port"]), "--redis-key-prefix", KEY_PREFIX,
                  "--max-concurrent-tasks", str(args.max_concurrent_tasks), "--poll-interval", str(args.poll_interval),
                  "--log-level", "WARNING"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=logdir, env=env, stdout=log, stderr=subprocess.STDOUT,  # Graflow writes under its cwd
             ))
     return procs
 
@@ -291,9 +280,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     import shutil
     import tempfile
 
+    from .peers import environment
     from .redis_streams import redis_server, stop
 
-    ensure_venv()
+    python = graflow_python()
     logdir = Path(tempfile.mkdtemp(prefix="bench-graflow-"))
     out: dict[str, Any] = {
         "cpus": os.cpu_count(), "fan_n": args.fan, "fan_big_n": args.fan_big, "chain_n": args.chain,
@@ -309,12 +299,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 try:
                     wait_polling(url, procs, logdir, names)
                     done = subprocess.run(
-                        [str(VENV_PYTHON), "-c", "import sys; from benchmarks.graflow_redis import driver; "
+                        [python, "-c", "import sys; from benchmarks.graflow_redis import driver; "
                          "driver(sys.argv[1:])",
                          "--url", url, "--fan", str(args.fan), "--fan-big", str(args.fan_big),
                          "--chain", str(args.chain), "--latency", str(args.latency), "--repeat", str(args.repeat),
                          "--worker-pids", ",".join(str(p.pid) for p in procs), "--redis-pid", str(server.pid)],
-                        cwd=ROOT, env={**os.environ, "GFBENCH_REDIS_URL": url}, capture_output=True, text=True,
+                        cwd=logdir, env={**environment(), "GFBENCH_REDIS_URL": url}, capture_output=True, text=True,
                         timeout=args.timeout,
                     )
                     if done.returncode != 0:
