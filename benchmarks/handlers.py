@@ -92,12 +92,6 @@ def table(result: dict[str, Any]) -> None:
         print(f"{name:<12}{r['calls']:>7}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{overhead:>18}")
 
 
-def suite() -> None:
-    from . import run_module
-
-    table(run_module("handlers"))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="handler overhead")
     parser.add_argument("--calls", type=int, default=50)

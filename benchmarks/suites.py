@@ -82,6 +82,13 @@ SUITES: tuple[Suite, ...] = (
         quick_args=tuple("--fan 200 --fan-big 0 --chain 20 --latency 10 --repeat 1 --workers 2".split()),
         doc="Graflow 0.2.0's Redis workers in depth: 1 and 2 workers, a 20,000 group, dispatch latency",
     ),
+    Suite(
+        "handlers",
+        "handlers",
+        quick_args=tuple("--calls 5 --docker-calls 3".split()),
+        table="table",
+        doc="what a task costs in a fresh container (docker handler, a private dockerd) or child process",
+    ),
 )
 
 
