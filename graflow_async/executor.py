@@ -26,6 +26,7 @@ from .context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
 from .events import LibraryLog
 from .exceptions import TransportError
 from .handlers import thread_pool
+from .local_attempts import LocalAttempts
 from .messages import TaskMessage, TaskReply
 from .options import whole
 from .tasks import Task
@@ -83,6 +84,7 @@ class Executor:
         self._stopping = False
         self._receiving: asyncio.Future[list[Delivery]] | None = None
         self._children: Supervisor | None = None
+        self._local: LocalAttempts | None = None  # starts in-process attempts (see local_attempts)
         self._context: contextvars.Context | None = None
         self._wait_threads = True
         self._beat = asyncio.Event()
@@ -122,9 +124,11 @@ class Executor:
         pool = RunThreadPool(self.max_threads, thread_name_prefix="graflow-task")
         token = thread_pool.set(pool)
         self._context = contextvars.copy_context()  # children see the run's pool
+        local = LocalAttempts(self.transport, pool, self._context, self.find_task, self._spawn_attempt)
+        self._local = local
         try:
             async with Supervisor(f"executor {self.queue}") as children:
-                self._children = children
+                self._children = local.children = children
                 await self.transport.open_queue(self.port.queue)
                 detach_replies = self.transport.attach(self.port.queue, self.port.deliver)
                 if detach_replies is None:
@@ -136,6 +140,7 @@ class Executor:
                         detach_replies()
                 children.cancel_children()  # the helpers; tasks are done by now
         finally:
+            local.closed = True
             thread_pool.reset(token)
             self._children = None
             await shutdown(pool, wait=self._wait_threads)
@@ -147,6 +152,8 @@ class Executor:
                 await asyncio.get_running_loop().create_future()  # until cancelled
             finally:
                 detach()
+                if self._local is not None:
+                    self._local.closed = True  # what is queued or comes back from now on is dropped
         heartbeat = children.spawn(self._heartbeats(), name="heartbeats")
         await self._pull(children)
         while self._running:  # stopped: let running tasks finish, heartbeats going
@@ -268,10 +275,16 @@ class Executor:
 
     # --- taking (in-process) ---------------------------------------------------------------
     def _take(self, messages: Sequence[TaskMessage]) -> None:
-        children = self._children
-        assert children is not None
-        for message in messages:
-            children.spawn(self._execute(message, self.find_task(message), None), context=self._context)
+        if self.observer is None:
+            assert self._local is not None
+            self._local.take(messages)
+        else:
+            for message in messages:
+                self._spawn_attempt(message, self.find_task(message))
+
+    def _spawn_attempt(self, message: TaskMessage, task: Task) -> None:
+        assert self._children is not None
+        self._children.spawn(self._execute(message, task, None), context=self._context)
 
     # --- running one attempt ----------------------------------------------------------------
     async def _execute(self, msg: TaskMessage, task: Task, delivery: Delivery | None) -> None:

@@ -1,7 +1,9 @@
 """The thread pool plain (sync) task functions run in, one per executor.
 
 `RunThreadPool.call(loop, fn)` runs ``fn()`` in a pool thread and returns an asyncio
-future of its result. That is the path of every sync task, and it is cheaper than
+future of its result; `call_then(loop, fn, done, arg)` instead calls
+``done(arg, result, error)`` on the loop once it returns. That is the path of every
+sync task, and it is cheaper than
 ``loop.run_in_executor`` on a `ThreadPoolExecutor`: no `concurrent.futures.Future`
 (with its condition variable and lock) chained to an asyncio future by two callbacks,
 no work-item object, no semaphore; the thread hands the result straight back with one
@@ -26,9 +28,13 @@ from typing import Any
 
 from .options import whole
 
-# (function, its future, the future's loop): an asyncio future of `loop` (`call`), or a
-# concurrent future when `loop` is None (`submit`)
-_Job = tuple[Callable[[], Any], Any, "asyncio.AbstractEventLoop | None"]
+# (function, what to call on `loop` with (arg, result, error) once it returned, arg, loop);
+# `loop` None: a `submit`, arg its concurrent future
+_Job = tuple[Callable[[], Any], Any, Any, "asyncio.AbstractEventLoop | None"]
+
+
+#: the error a `call_then` callback gets for a job that shutdown dropped before it ran
+DROPPED = asyncio.CancelledError("dropped: the thread pool shut down before the job ran")
 
 
 def default_max_workers() -> int:
@@ -40,12 +46,10 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         return
     if error is None:
         future.set_result(result)
+    elif error is DROPPED:
+        future.cancel()
     else:
         future.set_exception(error)
-
-
-def _cancel(future: asyncio.Future[Any]) -> None:
-    future.cancel()
 
 
 class RunThreadPool(Executor):
@@ -54,8 +58,8 @@ class RunThreadPool(Executor):
     _counter = itertools.count()
 
     def __init__(self, max_workers: int | None = None, thread_name_prefix: str = "graflow-task") -> None:
-        self.max_workers = default_max_workers() if max_workers is None else whole(
-            "max_workers", max_workers, minimum=1
+        self.max_workers = (
+            default_max_workers() if max_workers is None else whole("max_workers", max_workers, minimum=1)
         )
         self.used = False
         self._prefix = f"{thread_name_prefix}-{next(self._counter)}"
@@ -69,12 +73,23 @@ class RunThreadPool(Executor):
         """Run ``fn()`` in a pool thread; the returned future (of `loop`) gets its outcome.
         Cancelling the future before a thread takes the job means it never runs."""
         future = loop.create_future()
-        self._put((fn, future, loop))
+        self._put((fn, _settle, future, loop))
         return future
+
+    def call_then(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fn: Callable[[], Any],
+        done: Callable[[Any, Any, BaseException | None], None],
+        arg: Any,
+    ) -> None:
+        """Run ``fn()`` in a pool thread, then ``done(arg, result, error)`` on `loop`
+        (`error` is `DROPPED` when shutdown dropped the job before it ran)."""
+        self._put((fn, done, arg, loop))
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()
-        self._put(((lambda: fn(*args, **kwargs)) if args or kwargs else fn, future, None))
+        self._put(((lambda: fn(*args, **kwargs)) if args or kwargs else fn, None, future, None))
         return future
 
     def _put(self, job: _Job) -> None:
@@ -86,8 +101,7 @@ class RunThreadPool(Executor):
             if self._idle:
                 self._idle -= 1
             elif len(self._threads) < self.max_workers:
-                thread = threading.Thread(target=self._work, name=f"{self._prefix}_{len(self._threads)}",
-                                          daemon=True)
+                thread = threading.Thread(target=self._work, name=f"{self._prefix}_{len(self._threads)}", daemon=True)
                 self._threads.append(thread)
                 thread.start()
 
@@ -97,21 +111,21 @@ class RunThreadPool(Executor):
             job = jobs.get()
             if job is None:
                 return
-            fn, future, loop = job
+            fn, done, arg, loop = job
             del job
             if loop is None:
-                _run_submitted(fn, future)
-            elif not future.cancelled():
+                _run_submitted(fn, arg)
+            elif done is not _settle or not arg.cancelled():
                 try:
                     result, error = fn(), None
                 except BaseException as exc:
                     result, error = None, exc
                 try:
-                    loop.call_soon_threadsafe(_settle, future, result, error)
+                    loop.call_soon_threadsafe(done, arg, result, error)
                 except RuntimeError:  # the loop has closed: nobody waits for it any more
                     pass
                 del result, error
-            del fn, future, loop
+            del fn, done, arg, loop
             with lock:
                 self._idle += 1
 
@@ -141,12 +155,12 @@ class RunThreadPool(Executor):
             if job is None:
                 kept += 1  # another shutdown's stop signal: put it back below
                 continue
-            _, future, loop = job
+            _, done, arg, loop = job
             if loop is None:
-                future.cancel()
+                arg.cancel()
             else:
                 try:
-                    loop.call_soon_threadsafe(_cancel, future)
+                    loop.call_soon_threadsafe(done, arg, None, DROPPED)
                 except RuntimeError:
                     pass
         for _ in range(kept):

@@ -13,7 +13,7 @@ import pytest
 import remote_flows
 from worker_processes import Workers
 
-from graflow_async import TaskFailedError, parallel, run, task, workflow
+from graflow_async import RetryPolicy, TaskFailedError, parallel, run, task, workflow
 from graflow_async.handlers import TaskCall, call_function, thread_pool
 from graflow_async.threads import RunThreadPool, shutdown
 from graflow_async.transports.redis_streams import RedisStreamsTransport
@@ -110,7 +110,7 @@ async def test_an_inline_plain_function_runs_on_the_loop_thread() -> None:
 async def test_inline_tasks_take_a_context_fail_and_retry_like_others() -> None:
     attempts: list[int] = []
 
-    @task(handler="inline", inject_context=True, max_retries=2)
+    @task(handler="inline", inject_context=True, retry_policy=RetryPolicy(max_retries=2, initial_interval=0))
     def flaky(context: Any) -> str:
         attempts.append(context.attempt)
         if context.attempt < 3:
@@ -195,3 +195,69 @@ async def test_a_plain_functions_error_and_context_variables_cross_the_thread() 
     finally:
         thread_pool.reset(token)
         await shutdown(pool)
+
+
+# --- in-process attempts without a coroutine of their own (local_attempts) -------------------------
+async def test_a_fan_out_larger_than_a_chunk_starts_every_task_without_waiting_for_others() -> None:
+    from graflow_async.local_attempts import CHUNK
+
+    n = 2 * CHUNK + 5
+    started, everyone = [0], asyncio.Event()
+
+    async def member() -> int:
+        started[0] += 1
+        if started[0] == n:
+            everyone.set()
+        await everyone.wait()  # only returns once all n are running at the same time
+        return 1
+
+    with workflow("wide") as wf:
+        wf.add(parallel(*(task(member, id=f"m{i}") for i in range(n))))
+    result = await asyncio.wait_for(run(wf), 30)
+    assert sum(result.results.values()) == n
+
+
+@pytest.mark.parametrize("handler", ["direct", "inline"])
+@pytest.mark.parametrize("is_async", [True, False])
+async def test_every_local_path_reports_values_and_failures(handler: str, is_async: bool) -> None:
+    from graflow_async import HandlerError, TaskFailedError
+
+    def plain(x: int) -> int:
+        if x < 0:
+            raise HandlerError("no engine") if x == -1 else ValueError("negative")
+        return x * 2
+
+    async def coro(x: int) -> int:
+        return plain(x)
+
+    fn = coro if is_async else plain
+    calls: list[int] = []
+
+    def counted(x: int) -> Any:
+        calls.append(x)
+        return fn(x)
+
+    if is_async:
+
+        async def counted(x: int) -> Any:  # type: ignore[no-redef]
+            calls.append(x)
+            return await coro(x)
+
+    def flow(x: int, **bound: Any) -> Any:
+        with workflow("paths") as wf:
+            base = task(counted, id="t", handler=handler, retry_policy=RetryPolicy(max_retries=1, initial_interval=0))
+            wf.add(base(task_id="t1", x=x, **bound))
+        return wf
+
+    assert (await run(flow(21))).output == 42
+    calls.clear()
+    with pytest.raises(TaskFailedError) as info:
+        await run(flow(-2))
+    assert isinstance(info.value.__cause__, ValueError) and calls == [-2, -2]  # retried once
+    calls.clear()
+    with pytest.raises(HandlerError):
+        await run(flow(-1))
+    assert calls == [-1]  # a HandlerError is not retried
+    with pytest.raises(TaskFailedError) as info:
+        await run(flow(1, unknown=3))  # an argument the function does not take
+    assert isinstance(info.value.__cause__, TypeError)

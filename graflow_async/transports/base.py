@@ -95,6 +95,12 @@ class Transport(ABC):
         """
         return None
 
+    def send_nowait(self, queue: str, messages: Sequence[Any]) -> bool:
+        """Optional: hand `messages` to `queue`'s attached consumer now, without waiting,
+        and return True; False (the default) when the transport cannot, and `send` must
+        be awaited instead. Lets a loop callback deliver a reply in-process."""
+        return False
+
     def inbox(self, queue: str) -> Inbox[Any]:
         """`queue` as the inbox of its only reader: batches of messages, acked on
         receipt; closed when the transport is."""

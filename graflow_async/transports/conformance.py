@@ -281,6 +281,20 @@ class TransportSuite:
         await transport.send(q, [{"n": 3}])
         assert [d.message for d in await transport.receive(q, timeout=2)] == [{"n": 3}]
 
+    async def test_send_nowait_reaches_an_attached_consumer_or_says_it_cannot(self, transport: Transport) -> None:
+        q = _queue()
+        taken: list[dict] = []
+        detach = transport.attach(q, taken.extend)
+        if detach is None:
+            assert transport.send_nowait(q, [{"n": 1}]) is False  # nothing sent: `send` must be used
+            assert await transport.receive(q, timeout=0.2) == []
+            return
+        assert transport.send_nowait(q, [{"n": 1}]) is True
+        assert taken == [{"n": 1}]
+        detach()
+        assert transport.send_nowait(q, [{"n": 2}]) is False  # no consumer now
+        assert taken == [{"n": 1}]
+
     async def test_discard_drops_what_a_queue_holds(self, transport: Transport) -> None:
         q = _queue()
         await transport.send(q, [{"n": 1}])

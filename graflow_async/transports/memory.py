@@ -48,6 +48,13 @@ class MemoryTransport(Transport):
         except MailboxClosed:
             raise TransportError(f"queue {queue!r} is closed") from None
 
+    def send_nowait(self, queue: str, messages: Sequence[Any]) -> bool:
+        consumer = self._consumers.get(queue)
+        if consumer is None:
+            return False
+        consumer(messages)
+        return True
+
     async def receive(
         self, queue: str, *, max_messages: int = 0, timeout: float | None = None
     ) -> list[Delivery]:
