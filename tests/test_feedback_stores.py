@@ -10,13 +10,13 @@ import asyncio
 import json
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import FrozenInstanceError, dataclass
+from collections.abc import AsyncIterator
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 from typing import Any
 
 import pytest
+from feedback_backends import Backend, make_backend
 from redis import exceptions as redis_errors
 from redis_server import RedisServer
 
@@ -34,18 +34,8 @@ from graflow_async.feedback import (
     FeedbackStore,
     FeedbackType,
     FileFeedbackStore,
-    MemoryFeedbackStore,
     RedisFeedbackStore,
 )
-
-
-@dataclass
-class Backend:
-    """How to open stores on one set of data, here and in a child process."""
-
-    kind: str
-    make: Callable[[], FeedbackStore]
-    child_expr: str  # Python expression building an equivalent store in another process
 
 
 @pytest.fixture(params=["memory", "file", "redis"])
@@ -56,22 +46,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 @pytest.fixture(params=["file", "redis"])
 def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return make_backend(request, request.param, tmp_path)
-
-
-def make_backend(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Backend:
-    if kind == "memory":
-        memory = MemoryFeedbackStore()
-        return Backend(kind, lambda: memory, "")
-    if kind == "file":
-        directory = tmp_path / "feedback"
-        return Backend(kind, lambda: FileFeedbackStore(directory), f"FileFeedbackStore({str(directory)!r})")
-    url: str = request.getfixturevalue("redis_url")
-    namespace = f"test-{uuid.uuid4().hex[:8]}"
-    return Backend(
-        kind,
-        lambda: RedisFeedbackStore(url, namespace=namespace),
-        f"RedisFeedbackStore({url!r}, namespace={namespace!r})",
-    )
 
 
 @pytest.fixture

@@ -64,6 +64,31 @@ class FeedbackStore(ABC):
     @abstractmethod
     async def get_suspension(self, run_id: str) -> dict[str, Any] | None: ...
 
+    # Run records of the web app (`runrecords` describes a record), kept beside the
+    # requests so that they outlive the app; a record read back is checked, and one
+    # that fails is skipped with a warning, never an error of the listing.
+    @abstractmethod
+    async def save_run(self, record: dict[str, Any]) -> None:
+        """Store (or replace) run record `record`; `RunRecordError` (a ValueError) when
+        it is malformed or too large. Its ``cancel_requested`` is ignored: only
+        `request_run_cancel` sets that, so that a save never loses a request."""
+
+    @abstractmethod
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """The checked record of `run_id`, or None (unknown, or unreadable: logged)."""
+
+    @abstractmethod
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """Records with `status` and `workflow` (when given), newest first, at most
+        `limit` (capped at `runrecords.MAX_LIMIT`), after `cursor`; and the cursor of
+        the next page, or None. `RunRecordError` for a cursor or limit that is not one."""
+
+    @abstractmethod
+    async def request_run_cancel(self, run_id: str) -> None:
+        """Mark run `run_id` as asked to stop (its record's ``cancel_requested``)."""
+
     async def aclose(self) -> None:
         """Release connections and watchers."""
 

@@ -7,6 +7,9 @@ Layout of `directory` (default ``.graflow/feedback``)::
                         one responder can create, whatever the number of processes
     runs/<key>.json     how to resume a suspended run
 
+Run records of the web app (`file_runs`) live in `runs_directory`, by default ``runs``
+beside `directory` (``.graflow/runs`` for the default ``.graflow/feedback``).
+
 ``<key>`` is the feedback (or run) id itself when it is a safe file name, else ``%``
 followed by the SHA-256 of the id. Files are written under a temporary name, fsynced,
 then linked or renamed into place, so a reader never sees half a file.
@@ -37,6 +40,7 @@ from watchfiles import Change, awatch
 from ..events import LibraryLog
 from ..exceptions import FeedbackAlreadyAnsweredError, FeedbackError, FeedbackNotFoundError, FeedbackValidationError
 from .base import FeedbackStore
+from .file_runs import FileRunRecords
 from .memory import Waiters, wait_settled
 from .models import ANSWERED, CANCELLED, PENDING, FeedbackRequest, FeedbackResponse, validate_response
 
@@ -65,8 +69,13 @@ class FileFeedbackStore(FeedbackStore):
     (or call `aclose`) so that the directory watcher is stopped.
     """
 
-    def __init__(self, directory: str | os.PathLike[str] = ".graflow/feedback") -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str] = ".graflow/feedback", *,
+        runs_directory: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.directory = Path(directory)
+        self.runs_directory = Path(runs_directory) if runs_directory is not None else self.directory.parent / "runs"
+        self._runs = FileRunRecords(self.runs_directory, file_key)
         self._waiters = Waiters()
         self._waiting: Counter[str] = Counter()  # feedback ids waited on in this process
         self._watch_task: asyncio.Task[None] | None = None
@@ -137,6 +146,20 @@ class FileFeedbackStore(FeedbackStore):
         path = self.directory / "runs" / f"{file_key(run_id)}.json"
         data = await asyncio.to_thread(_load, path)
         return None if data is None else dict(data["record"])
+
+    async def save_run(self, record: dict[str, Any]) -> None:
+        await self._runs.save(record, _replace)
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        return await self._runs.get(run_id)
+
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        return await self._runs.select(status, workflow, limit, cursor)
+
+    async def request_run_cancel(self, run_id: str) -> None:
+        await self._runs.request_cancel(run_id, _replace)
 
     async def aclose(self) -> None:
         self._stop_watching()

@@ -6,6 +6,7 @@ Keys, under ``<ns>:feedback:`` (``<ns>`` is the store's namespace)::
     <ns>:feedback:index             sorted set of feedback ids by created_at
     <ns>:feedback:suspension:<run>  JSON: how to resume a suspended run
     <ns>:feedback:settled           pub/sub channel: ids just answered or cancelled
+    <ns>:runs:...                   run records of the web app (see `redis_runs`)
 
 Every key expires `ttl` seconds after its last write. Creating, answering and
 cancelling are Lua scripts, so one answer wins however many processes race.
@@ -41,6 +42,7 @@ from ..options import number
 from .base import FeedbackStore
 from .memory import Waiters, wait_settled
 from .models import ANSWERED, CANCELLED, PENDING, FeedbackRequest, FeedbackResponse, validate_response
+from .redis_runs import RedisRunRecords
 
 DEFAULT_URL = "redis://localhost:6379/0"
 _FIRST_DELAY = 0.05  # seconds between attempts to subscribe again, doubling up to 2 s
@@ -103,6 +105,7 @@ class RedisFeedbackStore(FeedbackStore):
         self.url = _describe(self.client) if url is None else _redact(url)
         self.prefix = f"{namespace}:feedback"
         self.ttl = int(ttl)
+        self._runs = RedisRunRecords(self.client, namespace, self.ttl, self._mapped)
         self._create = self.client.register_script(_CREATE)
         self._settle_script = self.client.register_script(_SETTLE)
         self._waiters = Waiters()
@@ -188,6 +191,20 @@ class RedisFeedbackStore(FeedbackStore):
         async with self._mapped():
             data = await self.client.get(f"{self.prefix}:suspension:{run_id}")
         return None if data is None else dict(json.loads(data))
+
+    async def save_run(self, record: dict[str, Any]) -> None:
+        await self._runs.save(record)
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        return await self._runs.get(run_id)
+
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        return await self._runs.select(status, workflow, limit, cursor)
+
+    async def request_run_cancel(self, run_id: str) -> None:
+        await self._runs.request_cancel(run_id)
 
     async def aclose(self) -> None:
         async with self._listen_lock:
