@@ -311,6 +311,37 @@ class Workflow:
             self._compiled = compile_workflow(self)
         return self._compiled
 
+    def to_mermaid(self, direction: str = "TD") -> str:
+        """The workflow as Mermaid flowchart text (``flowchart TD``): a node per task
+        (``t<n>``, labelled with its id), a subgraph per parallel group (``g<n>``, titled
+        with its name, nested as the groups are), and an arrow per link, drawn to or from
+        a group's subgraph when the link joins a group. Tasks added while a run goes
+        (`next_task`) are not part of the workflow, so not drawn."""
+        if direction not in _DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(_DIRECTIONS)}, got {direction!r}")
+        refs: dict[int, str] = {id(t): f"t{i}" for i, t in enumerate(self.tasks.values())}
+        refs.update({id(g): f"g{i}" for i, g in enumerate(self.groups)})
+        parent: dict[int, int] = {}  # id of a task or group -> id of the group it sits in
+        for group in self.groups:
+            for member in group.members:
+                for node in member.items if isinstance(member, Chain) else (member,):
+                    parent.setdefault(id(node), id(group))
+        lines = [f"flowchart {direction}"]
+        self._mermaid_block(None, "    ", refs, parent, lines)
+        lines += [f"    {refs[id(a)]} --> {refs[id(b)]}" for a, b in self.links]
+        return "\n".join(lines) + "\n"
+
+    def _mermaid_block(
+        self, container: int | None, indent: str, refs: dict[int, str], parent: dict[int, int], lines: list[str]
+    ) -> None:
+        lines += [f'{indent}{refs[id(t)]}["{_mermaid_label(t.id)}"]'
+                  for t in self.tasks.values() if parent.get(id(t)) == container]
+        for group in self.groups:
+            if parent.get(id(group)) == container:
+                lines.append(f'{indent}subgraph {refs[id(group)]}["{_mermaid_label(self.group_name(group))}"]')
+                self._mermaid_block(id(group), indent + "    ", refs, parent, lines)
+                lines.append(f"{indent}end")
+
     def __iter__(self) -> Iterator[Task]:
         return iter(self.tasks.values())
 
@@ -319,6 +350,15 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r}: {len(self.tasks)} tasks, {len(self.groups)} groups>"
+
+
+_DIRECTIONS = ("TD", "TB", "BT", "LR", "RL")
+_MERMAID_ENTITIES = {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "\n": " ", "\r": " "}
+
+
+def _mermaid_label(text: str) -> str:
+    """`text` inside a quoted Mermaid label: its quotes, brackets and ``#`` as entities."""
+    return "".join(_MERMAID_ENTITIES.get(c, c) for c in text)
 
 
 def workflow(name: str) -> Workflow:
