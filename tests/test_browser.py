@@ -131,3 +131,74 @@ async def test_a_waiting_run_completes_when_approved_in_chromium(served_store, p
     result = await asyncio.wait_for(running, 10)
     assert result.status == "completed" and result.output == "promoted"
     assert (tmp_path / "run-approved.png").stat().st_size > 1000
+
+
+async def test_a_run_is_followed_live_and_approved_from_its_page_in_chromium(page: Page, tmp_path: Path):
+    """Start a run, watch a task turn done on the run's page (live, through the event
+    stream), answer its approval through the page's link, see the run complete."""
+    import aiohttp
+
+    from graflow_async import task, workflow
+
+    gate = asyncio.Event()
+
+    @task
+    async def build() -> str:
+        await gate.wait()
+        return "image:7"
+
+    @task(inject_context=True)
+    async def approve(context, build: str) -> bool:
+        return await context.request_approval(f"Deploy {build}?", timeout=30)
+
+    @task
+    async def deploy(approve: bool) -> str:
+        return "deployed" if approve else "held"
+
+    with workflow("deploy") as wf:
+        build >> approve >> deploy
+    runner = web.AppRunner(create_app(workflows={"deploy": wf}, feedback_store=MemoryFeedbackStore(),
+                                      checkpoint_store=str(tmp_path / "ckpt")))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        base = f"http://{host}:{port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/api/runs", json={"workflow": "deploy"}) as response:
+                run_id = (await response.json())["run_id"]
+
+            await page.goto(f"{base}/ui/runs/")
+            assert await page.locator(f'tr[data-run="{run_id}"] .status').inner_text() == "running"
+            runs_shot = tmp_path / "runs-page.png"
+            await page.screenshot(path=str(runs_shot), full_page=True)
+            await page.locator(f'a[href="/ui/runs/{run_id}"]').click()
+            await page.wait_for_url(f"{base}/ui/runs/{run_id}")
+
+            state = page.locator('tr[data-task="build"] .state')
+            assert await state.inner_text() == "running"
+            gate.set()  # build finishes while the page is open: the stream turns it done
+            await page.locator('tr[data-task="build"] .state[data-state="done"]').wait_for()
+            await page.locator('svg.graph .node[data-task="build"][data-state="done"]').wait_for(state="attached")
+            link = page.get_by_role("link", name="Deploy image:7?")
+            await link.wait_for()  # added live when the task asked
+            assert await page.locator('tr[data-task="approve"] .state').inner_text() == "waiting"
+            run_shot = tmp_path / "run-page.png"
+            await page.screenshot(path=str(run_shot), full_page=True)
+
+            await link.click()
+            await page.get_by_role("button", name="Approve").click()
+            await page.get_by_role("status").wait_for()
+            assert "your answer was recorded" in await page.get_by_role("status").inner_text()
+
+            await page.goto(f"{base}/ui/runs/{run_id}")
+            await page.locator('#run-status[data-status="completed"]').wait_for()
+            async with http.get(f"{base}/api/runs/{run_id}") as response:
+                body = await response.json()
+        assert body["status"] == "completed" and body["results"]["deploy"] == "deployed"
+        assert await page.locator('tr[data-task="deploy"] .state').inner_text() == "done"
+        for shot in (runs_shot, run_shot):
+            data = shot.read_bytes()
+            assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+    finally:
+        await runner.cleanup()

@@ -10,6 +10,7 @@ import asyncio
 import hmac
 import io
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -370,13 +371,16 @@ async def test_post_runs_starts_a_run_that_completes_with_inputs_as_channel():
         run_id = (await response.json())["run_id"]
         assert response.headers["Location"] == f"/api/runs/{run_id}"
         body = await wait_for_status(client, run_id, "completed", "failed")
+        started_at, ended_at = body.pop("started_at"), body.pop("ended_at")
         assert body == {
             "run_id": run_id,
+            "workflow": "hello",
             "status": "completed",
             "error": None,
             "pending_feedback": [],
             "results": {"greet": "hello ada", "shout": "HELLO ADA"},
         }
+        assert isinstance(started_at, float) and started_at <= ended_at <= time.time()
 
 
 async def test_post_runs_404_unknown_workflow_and_400_bad_bodies():
@@ -459,9 +463,11 @@ async def test_shutdown_cancels_in_flight_runs_cleanly():
             closing = asyncio.create_task(server.close())
             tail = await asyncio.wait_for(stream.content.read(), 5)  # the stream ends with the run
             await asyncio.wait_for(closing, 5)
-    record = app[WEB_STATE].runs.runs[run_id]
+    record = app[WEB_STATE].runs.live[run_id]
     assert record.status == "cancelled"
     assert "shut down" in (record.error or "")
+    stored = await app[WEB_STATE].store.get_run(run_id)  # what a restarted app will show
+    assert stored is not None and stored["status"] == "cancelled" and stored["ended_at"] is not None
     end = tail.decode().strip().split("\n\n")[-1]
     assert _field(end, "event") == "end" and json.loads(_field(end, "data"))["status"] == "cancelled"
     await asyncio.sleep(0)

@@ -20,7 +20,7 @@ from ..clock import Clock, within
 from ..exceptions import FeedbackCancelledError, FeedbackTimeoutError, FeedbackValidationError
 from .base import FeedbackStore
 from .models import ANSWERED, CANCELLED, FeedbackRequest, FeedbackResponse, FeedbackType
-from .notify_config import check_config
+from .notify_config import check_config, respond_url
 
 if TYPE_CHECKING:
     from ..context import TaskContext
@@ -165,7 +165,7 @@ class FeedbackHost:
             if request.notification_config:
                 from .notify import notify
 
-                self.spawn(notify(request, request.notification_config))
+                self.spawn(notify(request, request.notification_config, respond_url=respond_url(request.feedback_id)))
         try:
             answer = await within(self.clock, store.wait(request.feedback_id), request.timeout)
         except TimeoutError:

@@ -1,9 +1,11 @@
-"""What a `notification_config` must hold, checked where a task asks (no I/O, no aiohttp)."""
+"""What a `notification_config` must hold, checked where a task asks (no I/O, no aiohttp),
+and where the request can be answered (`respond_url`)."""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from ..exceptions import FeedbackValidationError
 
@@ -39,3 +41,29 @@ def check_config(config: Any) -> tuple[str, str, dict[str, str], str | None]:
     if message is not None and not isinstance(message, str):
         raise bad("'message' must be a string")
     return kind, url, headers, message
+
+
+#: The public URL of the web app (its prefix included) that serves the run's requests,
+#: set by the app for the runs it drives (``setup(..., public_url=...)``).
+PUBLIC_URL: ContextVar[str | None] = ContextVar("graflow_async_public_url", default=None)
+
+
+def check_public_url(url: Any) -> str:
+    """`url` without a trailing slash; ValueError unless an absolute http(s) URL with no
+    query or fragment."""
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(f"public_url must be an absolute http(s) URL, got {url!r}")
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError as exc:
+        raise ValueError(f"public_url is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host or parts.query or parts.fragment:
+        raise ValueError(f"public_url must be an absolute http(s) URL without query or fragment, got {url!r}")
+    return url.strip().rstrip("/")
+
+
+def respond_url(feedback_id: str) -> str | None:
+    """The UI page of request `feedback_id` under the current `PUBLIC_URL`, if one is set."""
+    base = PUBLIC_URL.get()
+    return None if base is None else f"{base}/ui/feedback/{quote(feedback_id, safe='')}"

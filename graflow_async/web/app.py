@@ -13,12 +13,16 @@ from aiohttp import web
 from ..events import library_logger
 from ..feedback.base import FeedbackStore
 from ..feedback.memory import MemoryFeedbackStore
+from ..feedback.notify_config import check_public_url
 from ..graph import Workflow
 from ..metrics import Metrics, metrics_response
-from .api import FeedbackApi, RunsApi
+from .api import FeedbackApi
 from .auth import Auth
-from .http import MAX_BODY, server_options
+from .http import MAX_BODY, ApiError, server_options
 from .runs import RunManager
+from .runs_api import RunsApi
+from .runs_ui import RunsUi
+from .runviews import RunViews
 from .ui import FeedbackUi
 
 DEFAULT_FEEDBACK_DIR = ".graflow/feedback"
@@ -34,6 +38,7 @@ class WebState:
     prefix: str
     owns_store: bool
     metrics: Metrics
+    public_url: str | None = None
 
     async def store_lifetime(self, app: web.Application) -> AsyncIterator[None]:
         """Closes the store `setup` opened, after the runs using it have stopped."""
@@ -97,8 +102,9 @@ def setup(
     transport: Any = None,
     auth_token: str | None = None,
     prefix: str = "",
+    public_url: str | None = None,
 ) -> None:
-    """Mount the feedback API and UI and the runs API on `app` (SPEC sections 5 and 8).
+    """Mount the feedback API and UI and the runs API and UI on `app` (SPEC sections 5 and 8).
 
     `workflows` (``{name: workflow}``, or workflows keyed by their names) are those
     ``POST /api/runs`` may start and answers may resume. Runs use `feedback_store`
@@ -107,18 +113,23 @@ def setup(
     (the UI also takes a session from ``/ui/login``), and so does ``GET /metrics``
     (Prometheus metrics of the runs the app drives, and the queue gauges when `transport`
     is a Redis one; see `graflow_async.metrics`). Routes sit under `prefix`.
-    Raises RuntimeError when `app` already has them, ValueError for a bad prefix or token.
+    `public_url` is where people reach the app from outside, prefix included (for
+    example ``https://ops.example.com/wf``): notifications of the runs the app drives
+    then carry ``respond_url``, the UI page of the request under it. Run records live
+    in the feedback store's backend (see `runs`). Raises RuntimeError when `app`
+    already has them, ValueError for a bad prefix, token or public URL.
     """
     if WEB_STATE in app:
         raise RuntimeError("graflow_async.web is already set up on this application")
     prefix = _prefix(prefix)
+    public_url = None if public_url is None else check_public_url(public_url)
     auth = Auth(auth_token, prefix)
     owns_store = feedback_store is None
     store = default_feedback_store() if feedback_store is None else feedback_store
     options = {k: v for k, v in (("checkpoint_store", checkpoint_store), ("transport", transport)) if v is not None}
     metrics = Metrics(transport=_redis_transport(transport))
-    runs = RunManager(store, _workflows(workflows), options, metrics)
-    state = WebState(store, runs, auth, prefix, owns_store, metrics)
+    runs = RunManager(store, _workflows(workflows), options, metrics, public_url)
+    state = WebState(store, runs, auth, prefix, owns_store, metrics, public_url)
     app[WEB_STATE] = state
     app.cleanup_ctx.append(state.store_lifetime)  # cleanup contexts exit in reverse order
     app.cleanup_ctx.append(runs.lifetime)
@@ -131,6 +142,7 @@ def _add_routes(app: web.Application, state: WebState) -> None:
     api = FeedbackApi(state.store, state.runs)
     runs = RunsApi(state.runs, p)
     ui = FeedbackUi(state.store, state.runs, auth, p)
+    runs_ui = RunsUi(ui, runs.views)
     router.add_get(f"{p}/health", api.health)
     router.add_get(f"{p}/metrics", auth.api(functools.partial(metrics_response, state.metrics)))
     router.add_get(f"{p}/api/feedback", auth.api(api.list))
@@ -138,7 +150,9 @@ def _add_routes(app: web.Application, state: WebState) -> None:
     router.add_post(f"{p}/api/feedback/{{feedback_id}}/respond", auth.api(api.respond))
     router.add_delete(f"{p}/api/feedback/{{feedback_id}}", auth.api(api.cancel))
     router.add_post(f"{p}/api/runs", auth.api(runs.create))
+    router.add_get(f"{p}/api/runs", auth.api(runs.list))
     router.add_get(f"{p}/api/runs/{{run_id}}", auth.api(runs.show))
+    router.add_post(f"{p}/api/runs/{{run_id}}/cancel", auth.api(runs.cancel))
     router.add_get(f"{p}/api/runs/{{run_id}}/events", auth.api(runs.events))
     router.add_get(f"{p}/ui", auth.ui(ui.home))
     router.add_get(f"{p}/ui/", auth.ui(ui.home))
@@ -146,6 +160,11 @@ def _add_routes(app: web.Application, state: WebState) -> None:
     router.add_get(f"{p}/ui/feedback/", auth.ui(ui.list))
     router.add_get(f"{p}/ui/feedback/{{feedback_id}}", auth.ui(ui.show))
     router.add_post(f"{p}/ui/feedback/{{feedback_id}}", auth.ui(ui.submit))
+    router.add_get(f"{p}/ui/runs", auth.ui(runs_ui.home))
+    router.add_get(f"{p}/ui/runs/", auth.ui(runs_ui.list))
+    router.add_get(f"{p}/ui/runs/{{run_id}}", auth.ui(runs_ui.show))
+    router.add_get(f"{p}/ui/runs/{{run_id}}/events", auth.ui(runs_ui.events))
+    router.add_get(f"{p}/ui/static/run.js", auth.ui(runs_ui.script))
     router.add_get(f"{p}/ui/login", ui.login_page)
     router.add_post(f"{p}/ui/login", ui.login)
     router.add_post(f"{p}/ui/logout", auth.ui(ui.logout))
@@ -159,3 +178,23 @@ def create_app(**kwargs: Any) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, handler_args=server_options())
     setup(app, **kwargs)
     return app
+
+
+async def start_run(app: web.Application, workflow: str, inputs: Mapping[str, Any] | None = None) -> str:
+    """Start `workflow` (a key of the `workflows` given to `setup`) on `app`, as
+    ``POST /api/runs`` does, from a handler of your own; returns the run id. The run is
+    listed, shown, followed, answered and resumed like any run of the app. KeyError for
+    a workflow the app does not serve; RuntimeError when `app` is not running."""
+    state = app[WEB_STATE]
+    if workflow not in state.runs.workflows:
+        raise KeyError(f"unknown workflow {workflow!r} (served: {', '.join(sorted(state.runs.workflows))})")
+    try:
+        live = await state.runs.start(workflow, dict(inputs or {}))
+    except ApiError as exc:
+        raise RuntimeError(exc.message) from None
+    return live.run_id
+
+
+async def get_run(app: web.Application, run_id: str) -> dict[str, Any] | None:
+    """What ``GET /api/runs/{run_id}`` answers, or None for an unknown run."""
+    return await RunViews(app[WEB_STATE].runs).show(run_id)

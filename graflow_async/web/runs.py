@@ -1,20 +1,28 @@
-"""Runs the web app starts or resumes: their records, the supervisor that owns them,
-and automatic resumption once a suspended run's questions are answered (the HTTP
-handlers are in `api.py`).
+"""Runs the web app starts, resumes and cancels (SPEC section 8); what it reports of
+them is in `runviews.py`, the HTTP handlers in `api.py`.
 
 Every run task is a child of one `Supervisor` held open by the app's ``cleanup_ctx``:
 when the app shuts down the children are cancelled and awaited, and their runs are
-recorded as cancelled.
+recorded as cancelled. Each run has a durable record in the feedback store
+(`feedback.runrecords`), written when it starts, suspends or ends and renewed by a
+heartbeat while it runs (its lease, see `runstate`); its events stay in memory.
+
+Resuming: once a suspended run's last pending request is answered (here, through
+this app), the app resumes it if it serves its workflow, found by the key the run was
+started under or by the workflow's name. A run another process drives is left alone;
+`resume` refusing (the run is already running elsewhere, or has completed since) is
+logged and changes nothing here but the record of a completed run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import itertools
+import time
 import uuid
-from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -22,96 +30,75 @@ from aiohttp import web
 from ..actors import Supervisor
 from ..checkpoints import resume
 from ..events import Event, library_logger
+from ..exceptions import CheckpointError, FeedbackError
 from ..feedback.base import FeedbackStore
+from ..feedback.notify_config import PUBLIC_URL
+from ..feedback.runrecords import CANCELLED, COMPLETED, FAILED, INTERRUPTED, RUNNING, SUSPENDED
 from ..graph import Workflow
 from ..metrics import Metrics
 from ..runner import WorkflowResult, run
+from . import runstate
 from .http import ApiError
+from .runstate import LiveRun, Owner, effective_status, initial_tasks
 
-RUNNING, COMPLETED, SUSPENDED, FAILED, CANCELLED = "running", "completed", "suspended", "failed", "cancelled"
-MAX_EVENTS = 10_000  # events kept per run for /events subscribers
-MAX_RUNS = 1_000  # finished run records kept; the oldest are forgotten first
-KEEPALIVE = 15.0  # seconds between SSE comments on a quiet stream
+MAX_LIVE = 1_000  # runs kept in memory (with their events); the oldest ended ones are forgotten first
+CANCEL_WAIT = 2.0  # seconds `cancel` waits for a run of this process to end before answering
 
 
-class RunRecord:
-    """What the app knows of one run. Followers wait on `wake`, set on every change."""
+def find_workflow(
+    workflows: Mapping[str, Workflow], record: Mapping[str, Any] | None, suspension: Mapping[str, Any]
+) -> tuple[str, Workflow] | None:
+    """The served workflow (key, workflow) of a suspended run: by the key it was started
+    under, else by the workflow's name (a key equal to it, else a workflow named so)."""
+    candidates = ((record or {}).get("workflow"), suspension.get("workflow"), (record or {}).get("workflow_name"))
+    names = [n for n in candidates if isinstance(n, str)]
+    for key in names:
+        if key in workflows:
+            return key, workflows[key]
+    for key, wf in workflows.items():
+        if wf.name in names:
+            return key, wf
+    return None
 
-    __slots__ = ("_wake", "checkpoint", "error", "events", "results", "run_id", "status", "total", "workflow")
 
-    def __init__(self, run_id: str, workflow: str) -> None:
-        self.run_id = run_id
-        self.workflow = workflow
-        self.status = RUNNING
-        self.results: dict[str, Any] = {}
-        self.error: str | None = None
-        self.checkpoint: str | None = None
-        self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
-        self.total = 0  # events ever added; the newest has sequence number `total`
-        self._wake = asyncio.Event()
-
-    @property
-    def wake(self) -> asyncio.Event:
-        return self._wake
-
-    def pulse(self) -> None:
-        self._wake.set()
-        self._wake = asyncio.Event()
-
-    def add_event(self, event: Event) -> None:
-        self.events.append(
-            {
-                "kind": event.kind,
-                "run_id": event.run_id,
-                "task_id": event.task_id,
-                "timestamp": event.timestamp,
-                "data": dict(event.data),
-            }
-        )
-        self.total += 1
-        self.pulse()
-
-    def since(self, seen: int) -> list[tuple[int, dict[str, Any]]]:
-        """Events with sequence numbers after `seen` that are still kept."""
-        first = self.total - len(self.events) + 1
-        skip = max(seen + 1 - first, 0)
-        return list(zip(itertools.count(first + skip), itertools.islice(self.events, skip, None), strict=False))
-
-    def restart(self) -> None:
-        self.status, self.error, self.checkpoint = RUNNING, None, None
-        self.pulse()
-
-    def finish(self, status: str, *, result: WorkflowResult | None = None, error: str | None = None) -> None:
-        self.status = status
-        self.error = error
-        if result is not None:
-            self.results = dict(result.results)
-            self.checkpoint = result.checkpoint
-        self.pulse()
+def refusal(exc: CheckpointError) -> str | None:
+    """Why `resume` refused to run (SPEC section 8), or None for another error."""
+    text = str(exc)
+    if "already running" in text:
+        return "running"
+    if "has completed since" in text:
+        return "completed"
+    return None
 
 
 class RunManager:
-    """Starts, resumes and remembers runs; owns their tasks through a supervisor."""
+    """Starts, resumes and cancels runs; owns their tasks through a supervisor."""
 
     def __init__(
         self, store: FeedbackStore, workflows: Mapping[str, Workflow], run_options: dict[str, Any],
-        metrics: Metrics | None = None,
+        metrics: Metrics | None = None, public_url: str | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.workflows = dict(workflows)
         self.run_options = run_options  # transport / checkpoint_store, only those given
-        self.runs: OrderedDict[str, RunRecord] = OrderedDict()
+        self.public_url = public_url
+        self.owner = Owner.this_process()
+        self.live: OrderedDict[str, LiveRun] = OrderedDict()
         self.closing = False
+        self.stopped = asyncio.Event()  # set when the app stops: streams of runs driven elsewhere end
         self._sup: Supervisor | None = None
-        self._tasks: set[asyncio.Task[None]] = set()  # the supervisor's children, to await on shutdown
+        self._tasks: set[asyncio.Task[None]] = set()  # the supervisor's run children, to await on shutdown
         self.log = library_logger().bind(component="web")
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
-        """The app's ``cleanup_ctx``: runs live inside this supervisor."""
+        """The app's ``cleanup_ctx``: runs (and the heartbeat renewing their leases)
+        live inside this supervisor."""
         async with Supervisor("graflow-async web runs") as sup:
             self._sup = sup
             self.closing = False
+            self.stopped = asyncio.Event()
+            sup.spawn(self._heartbeat(), name="graflow-async web run leases")
             try:
                 yield
             finally:
@@ -121,8 +108,7 @@ class RunManager:
 
     async def shutdown(self, app: web.Application) -> None:
         """The app's ``on_shutdown``: cancel in-flight runs and wait until they are
-        recorded as cancelled, then end the event streams (which report it), so the
-        server does not wait on them."""
+        recorded as cancelled, then end the event streams (which report it)."""
         self._sup = None  # no new runs
         tasks = list(self._tasks)
         for child in tasks:
@@ -134,24 +120,37 @@ class RunManager:
     def close_streams(self) -> None:
         """End every event stream (the server is stopping)."""
         self.closing = True
-        for record in self.runs.values():
-            record.pulse()
+        self.stopped.set()
+        for live in self.live.values():
+            live.pulse()
 
-    def start(self, name: str, inputs: dict[str, Any]) -> RunRecord:
+    def driving(self, run_id: str) -> bool:
+        """Whether this process runs `run_id` now."""
+        live = self.live.get(run_id)
+        return live is not None and live.active and live.status == RUNNING
+
+    def status_of(self, record: Mapping[str, Any]) -> str:
+        return effective_status(record, self.owner, driving=self.driving(record["run_id"]), now=time.time())
+
+    # --- starting and resuming -------------------------------------------------------------------
+    async def start(self, name: str, inputs: dict[str, Any]) -> LiveRun:
+        """Start workflow `name` with `inputs` as its channel; its record is stored first."""
         wf = self.workflows[name]
         self._check_open()
-        record = self._record(uuid.uuid4().hex, name)
+        live = LiveRun(uuid.uuid4().hex, name, wf.name, tasks=initial_tasks(wf))
+        await self._save(live)
+        self._remember(live)
         start = functools.partial(
-            run,
-            wf,
-            run_id=record.run_id,
-            feedback_store=self.store,
-            initial_channel=inputs,
-            on_event=self._listener(record),
-            **self.run_options,
+            run, wf, run_id=live.run_id, feedback_store=self.store, initial_channel=inputs,
+            on_event=self._listener(live, resumed=False), **self.run_options,
         )
-        self._spawn(record, start, resumed=False)
-        return record
+        try:
+            self._spawn(live, start, resumed=False)
+        except ApiError:  # the app began shutting down meanwhile
+            live.finish(CANCELLED, error="cancelled: the server shut down")
+            await self._quietly(self._save(live))
+            raise
+        return live
 
     async def after_answer(self, run_id: str) -> None:
         """Resume suspended run `run_id` in the background once none of its requests is
@@ -159,119 +158,177 @@ class RunManager:
         await self._quietly(self._resume_if_answered(run_id))
 
     async def _resume_if_answered(self, run_id: str) -> None:
-        if not self.workflows or self._sup is None or self._running(run_id):
+        if not self.workflows or self._sup is None or self.driving(run_id):
             return  # a live run gets its answers in-process
         suspension = await self.store.get_suspension(run_id)
-        if not suspension:
+        if not suspension or not suspension.get("checkpoint"):
             return
-        name, checkpoint = suspension.get("workflow"), suspension.get("checkpoint")
-        wf = self.workflows.get(name) if isinstance(name, str) else None
-        if wf is None or not checkpoint:
-            self.log.info("not resuming run: workflow not served here", run_id=run_id, workflow=name)
+        record = await self.store.get_run(run_id)
+        if record is not None and self.status_of(record) not in (SUSPENDED, INTERRUPTED):
+            return  # driven by another process, or over
+        found = find_workflow(self.workflows, record, suspension)
+        if found is None:
+            self.log.warning("not resuming run: its workflow is not served here", run_id=run_id,
+                             workflow=suspension.get("workflow"), served=sorted(self.workflows))
             return
         if await self.store.list_pending(run_id):
             return
-        if self._sup is None or self._running(run_id):
+        if self._sup is None or self.driving(run_id):
             return  # decided meanwhile (another answer, or shutdown)
-        record = self.runs.get(run_id) or self._record(run_id, str(name))
-        record.restart()
-        start = functools.partial(
-            resume,
-            str(checkpoint),
-            workflow=wf,
-            run_id=run_id,
-            feedback_store=self.store,
-            on_event=self._listener(record),
-            **self.run_options,
+        key, wf = found
+        live = self.live.get(run_id) or self._remember(
+            LiveRun.from_record(record) if record is not None else LiveRun(run_id, key, wf.name,
+                                                                           tasks=initial_tasks(wf))
         )
-        self._spawn(record, start, resumed=True)
-        self.log.info("resuming run", run_id=run_id, workflow=name, checkpoint=checkpoint)
+        live.restart()
+        start = functools.partial(
+            resume, str(suspension["checkpoint"]), workflow=wf, run_id=run_id, feedback_store=self.store,
+            on_event=self._listener(live, resumed=True), **self.run_options,
+        )
+        self._spawn(live, start, resumed=True)
+        self.log.info("resuming run", run_id=run_id, workflow=key, checkpoint=suspension["checkpoint"])
 
-    async def follow(
-        self, record: RunRecord, after: int = 0
-    ) -> AsyncGenerator[tuple[int, dict[str, Any]] | None, None]:
-        """The run's events after sequence `after`, then new ones until the run stops;
-        None now and then on a quiet stream (for keep-alives)."""
-        seen = after
-        while True:
-            wake = record.wake
-            batch = record.since(seen)
-            if batch:
-                seen = batch[-1][0]
-                for item in batch:
-                    yield item
-                continue
-            if record.status != RUNNING or self.closing:
-                return
-            try:
-                async with asyncio.timeout(KEEPALIVE):
-                    await wake.wait()
-            except TimeoutError:
-                yield None
+    # --- cancelling ------------------------------------------------------------------------------
+    async def cancel(self, run_id: str, view: Mapping[str, Any] | None) -> str:
+        """Cancel run `run_id`, of which `view` is what `RunViews.summary` reports (None:
+        unknown). Returns the status to answer with: "cancelled", or "cancelling" while
+        its owner (another process) has yet to notice. ApiError 404 unknown, 409 ended."""
+        live = self.live.get(run_id)
+        if live is not None and live.task is not None and self.driving(run_id):
+            self._cancel_here(live, "cancelled by request")
+            await asyncio.wait({live.task}, timeout=CANCEL_WAIT)
+            return CANCELLED if live.status == CANCELLED else "cancelling"
+        if view is None:
+            raise ApiError(404, f"no run {run_id!r}")
+        if view["status"] not in (RUNNING, SUSPENDED):
+            raise ApiError(409, f"run {run_id!r} has already ended ({view['status']})")
+        if view["status"] == RUNNING:  # in another process, which notices at its next heartbeat
+            await self.store.request_run_cancel(run_id)
+            return "cancelling"
+        await self._cancel_suspended(run_id, str(view["workflow"]))
+        return CANCELLED
 
-    # --- internals ---------------------------------------------------------------------
-    def _running(self, run_id: str) -> bool:
-        record = self.runs.get(run_id)
-        return record is not None and record.status == RUNNING
+    async def _cancel_suspended(self, run_id: str, workflow: str) -> None:
+        """A suspended run ends as cancelled: answers no longer resume it, and its pending
+        requests are cancelled."""
+        await self.store.set_suspension(run_id, None)
+        for request in await self.store.list_pending(run_id):
+            with contextlib.suppress(FeedbackError):  # answered or cancelled meanwhile
+                await self.store.cancel(request.feedback_id)
+        record = await self.store.get_run(run_id)
+        live = self.live.get(run_id) or self._remember(
+            LiveRun.from_record(record) if record is not None else LiveRun(run_id, workflow, workflow)
+        )
+        live.finish(CANCELLED, error="cancelled by request")
+        await self._save(live)
 
+    def _cancel_here(self, live: LiveRun, reason: str) -> None:
+        if live.task is not None and live.status == RUNNING:
+            live.cancel_reason = reason
+            live.task.cancel()
+
+    # --- driving -----------------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._sup is None:
             raise ApiError(503, "the server is not running runs (starting up or shutting down)")
 
-    def _record(self, run_id: str, workflow: str) -> RunRecord:
-        record = self.runs[run_id] = RunRecord(run_id, workflow)
-        if len(self.runs) > MAX_RUNS:
-            for old in [r for r in self.runs.values() if r.status != RUNNING][: len(self.runs) - MAX_RUNS]:
-                del self.runs[old.run_id]
-        return record
+    def _remember(self, live: LiveRun) -> LiveRun:
+        self.live[live.run_id] = live
+        if len(self.live) > MAX_LIVE:
+            for old in [r for r in self.live.values() if not r.active][: len(self.live) - MAX_LIVE]:
+                del self.live[old.run_id]
+        return live
 
-    def _listener(self, record: RunRecord) -> Callable[[Event], None]:
-        """The run's ``on_event``: its record's event list, and the app's metrics."""
+    def _listener(self, live: LiveRun, *, resumed: bool) -> Callable[[Event], Awaitable[None]]:
+        """The run's ``on_event``: its events and task summaries, the app's metrics, and
+        for a resumed run its record once it has started (`resume` may refuse first)."""
         metrics = self.metrics
-        if metrics is None:
-            return record.add_event
 
-        def listen(event: Event) -> None:
-            record.add_event(event)
-            metrics.on_event(event)
+        async def listen(event: Event) -> None:
+            live.add_event(event)
+            if metrics is not None:
+                metrics.on_event(event)
+            if resumed and event.kind == "run_started":
+                await self._quietly(self._save(live))
 
         return listen
 
-    def _spawn(self, record: RunRecord, start: Callable[[], Awaitable[WorkflowResult]], *, resumed: bool) -> None:
+    def _spawn(self, live: LiveRun, start: Callable[[], Awaitable[WorkflowResult]], *, resumed: bool) -> None:
         self._check_open()
         assert self._sup is not None
-        child = self._sup.spawn(self._drive(record, start, resumed), name=f"web run {record.run_id}")
+        child = self._sup.spawn(self._drive(live, start, resumed), name=f"web run {live.run_id}")
+        live.task = child
         self._tasks.add(child)
         child.add_done_callback(self._tasks.discard)
 
-    async def _drive(self, record: RunRecord, start: Callable[[], Awaitable[WorkflowResult]], resumed: bool) -> None:
+    async def _drive(self, live: LiveRun, start: Callable[[], Awaitable[WorkflowResult]], resumed: bool) -> None:
         """Run to the end and record the outcome; never raises (a child that raised
         would cancel every other run)."""
+        PUBLIC_URL.set(self.public_url)  # this task's context: the run's tasks inherit it
         if self.metrics is not None:
             self.metrics.run_started()
         try:
             result = await start()
         except asyncio.CancelledError:
-            self._finish(record, CANCELLED, error="cancelled: the server shut down")
+            await self._end(live, CANCELLED, error=live.cancel_reason or "cancelled: the server shut down")
             raise
+        except CheckpointError as exc:
+            why = refusal(exc) if resumed else None
+            await (self._refused(live, why, exc) if why else self._failed(live, exc))
+            return
         except Exception as exc:
-            self.log.warning("run failed", run_id=record.run_id, error=repr(exc))
-            self._finish(record, FAILED, error=f"{type(exc).__name__}: {exc}")
+            await self._failed(live, exc)
             return  # a resumed run keeps its suspension record: its checkpoint is still the way back
-        self._finish(record, result.status, result=result)
+        pending = [r.feedback_id for r in result.pending_feedback]
+        await self._end(live, result.status, results=result.results, checkpoint=result.checkpoint, pending=pending)
         if result.status == SUSPENDED:
-            # The last answer may have come while the run was suspending.
-            await self.after_answer(record.run_id)
+            await self.after_answer(live.run_id)  # the last answer may have come while it was suspending
         elif resumed:  # completed: nothing is left to resume
-            await self._quietly(self.store.set_suspension(record.run_id, None))
+            await self._quietly(self.store.set_suspension(live.run_id, None))
 
-    def _finish(self, record: RunRecord, status: str, **outcome: Any) -> None:
-        record.finish(status, **outcome)
+    async def _failed(self, live: LiveRun, exc: Exception) -> None:
+        self.log.warning("run failed", run_id=live.run_id, error=repr(exc)[:500])
+        await self._end(live, FAILED, error=f"{type(exc).__name__}: {exc}")
+
+    async def _end(self, live: LiveRun, status: str, **outcome: Any) -> None:
+        live.finish(status, **outcome)
         if self.metrics is not None:
             self.metrics.run_ended(status)
+        await self._quietly(self._save(live))
+
+    async def _refused(self, live: LiveRun, why: str, exc: CheckpointError) -> None:
+        """`resume` would not run: another process runs the run (its record is theirs),
+        or it completed since (its record says so now)."""
+        self.log.info("not resuming run", run_id=live.run_id, reason=str(exc)[:300])
+        record = await self.store.get_run(live.run_id)
+        if why == "completed":
+            await self._quietly(self.store.set_suspension(live.run_id, None))
+            live.finish(COMPLETED, results=(record or {}).get("results") or live.results)
+            await self._quietly(self._save(live))
+            return
+        live.status = record["status"] if record is not None else SUSPENDED  # theirs now: views read the record
+        live.pulse()
+
+    async def _save(self, live: LiveRun) -> None:
+        await self.store.save_run(live.to_record(self.owner))
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of the runs driven here, and stop those another process asked
+        to cancel. Never raises."""
+        while True:
+            await asyncio.sleep(runstate.LEASE_SECONDS / 3)
+            for live in [r for r in self.live.values() if self.driving(r.run_id)]:
+                await self._quietly(self._renew(live))
+
+    async def _renew(self, live: LiveRun) -> None:
+        stored = await self.store.get_run(live.run_id)
+        if stored is not None and stored["cancel_requested"]:
+            self._cancel_here(live, "cancelled by request")
+        elif self.driving(live.run_id):
+            await self._save(live)
 
     async def _quietly(self, step: Awaitable[None]) -> None:
         try:
             await step
         except Exception as exc:
-            self.log.error("background step of a web run failed", error=repr(exc))
+            self.log.error("background step of a web run failed", error=repr(exc)[:500])

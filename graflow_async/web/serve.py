@@ -2,7 +2,7 @@
 
     serve [--host 127.0.0.1] [--port 8080] [--feedback-store DIR | redis://URL]
           [--checkpoint-store DIR | s3://BUCKET/PREFIX] [--auth-token TOKEN]
-          [--workflow MODULE:ATTR ...]
+          [--workflow MODULE:ATTR ...] [--public-url URL]
 
 The token defaults to the ``GRAFLOW_AUTH_TOKEN`` environment variable. Runs until
 interrupted (Ctrl-C) or sent SIGTERM; in-flight runs are cancelled on the way out.
@@ -52,6 +52,11 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
         default=[],
         help="a workflow runs may start and answers may resume (repeatable)",
     )
+    p.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="where people reach this server (e.g. https://ops.example.com): notifications link to the UI there",
+    )
     p.set_defaults(handler=serve)
     return p
 
@@ -88,10 +93,12 @@ async def serve(args: argparse.Namespace) -> int:
 
     workflows = load_workflows(args.workflow)
     token = args.auth_token or os.environ.get(TOKEN_ENV) or None
+    public_url = _public_url(getattr(args, "public_url", None))
     store = open_feedback_store(args.feedback_store)
     try:
         app = create_app(
-            workflows=workflows, feedback_store=store, checkpoint_store=args.checkpoint_store, auth_token=token
+            workflows=workflows, feedback_store=store, checkpoint_store=args.checkpoint_store, auth_token=token,
+            public_url=public_url,
         )
         runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
@@ -111,6 +118,16 @@ async def serve(args: argparse.Namespace) -> int:
         if store is not None:
             await store.aclose()
     return 0
+
+
+def _public_url(url: str | None) -> str | None:
+    from ..cli import UsageError
+    from ..feedback.notify_config import check_public_url
+
+    try:
+        return None if url is None else check_public_url(url)
+    except ValueError as exc:
+        raise UsageError(f"--public-url: {exc}") from None
 
 
 def _hostport(host: str, port: int) -> str:

@@ -1,0 +1,140 @@
+"""The runs pages of the UI (SPEC section 8): ``/ui/runs/`` lists runs (status,
+workflow, start, duration; filters; older pages), ``/ui/runs/{id}`` shows a run's
+tasks with their states, attempts and durations, its graph, and links to its pending
+feedback requests, kept live by a small script of the app's (``/ui/static/run.js``)
+that follows ``/ui/runs/{id}/events``, the run's event stream behind the UI's session.
+
+The graph is drawn on the server from `Workflow.to_mermaid` (`graphview`): no script
+library, nothing loaded from elsewhere; the Mermaid text is on the page to copy.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+from markupsafe import Markup
+
+from ..feedback.runrecords import COMPLETED, ENDED, RunRecordError
+from ..graph import Workflow
+from .auth import Session
+from .graphview import levels, parse, render_svg
+from .runs_api import stream_events
+from .runviews import LISTING_STATUSES, RunViews
+from .ui import HEADERS, FeedbackUi
+
+# The run page runs the app's own script and reads the event stream, nothing else.
+RUN_PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+PAGE_SIZE = 50
+
+
+def span(seconds: float | None) -> str:
+    """A duration for people: 850 ms, 12.3 s, 4 min 5 s, 2 h 10 min."""
+    if seconds is None:
+        return ""
+    seconds = max(seconds, 0.0)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+
+
+def when(epoch: float | None) -> str:
+    return "" if epoch is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+def run_duration(run: dict[str, Any], now: float | None = None) -> str:
+    """How long the run took, or has been going (suspended runs included)."""
+    if run.get("started_at") is None:
+        return ""
+    end = run.get("ended_at") or (time.time() if now is None else now)
+    return span(end - run["started_at"])
+
+
+def task_rows(workflow: Workflow | None, tasks: dict[str, dict[str, Any]], mermaid: str = "") -> list[dict[str, Any]]:
+    """The run's tasks: the workflow's first, by their level in its graph (`mermaid`),
+    then those added as it ran."""
+    diagram = parse(mermaid)
+    rank = {diagram.nodes[ref]: level for ref, level in levels(diagram).items()}
+    static = [t.id for t in workflow or ()]
+    order = sorted(static, key=lambda t: (rank.get(t, 0), static.index(t)))
+    order += [t for t in tasks if workflow is None or t not in workflow.tasks]
+    pending = {"state": "pending", "attempts": 0, "duration": None}
+    return [{"id": task_id, **pending, **tasks.get(task_id, {})} for task_id in order]
+
+
+class RunsUi:
+    """UI handlers for runs, rendering through the feedback UI's templates and session."""
+
+    def __init__(self, ui: FeedbackUi, views: RunViews) -> None:
+        self.ui = ui
+        self.views = views
+        self.manager = views.manager
+        self.prefix = ui.prefix
+        ui.env.filters.update(when=when, duration=run_duration, seconds=span)
+
+    async def home(self, request: web.Request, session: Session) -> web.StreamResponse:
+        raise web.HTTPSeeOther(f"{self.prefix}/ui/runs/")
+
+    async def list(self, request: web.Request, session: Session) -> web.StreamResponse:
+        status = request.query.get("status") or None
+        workflow = request.query.get("workflow") or None
+        error = None
+        if status is not None and status not in LISTING_STATUSES:
+            status, error = None, "Unknown status: showing runs of any status."
+        try:
+            page = await self.views.listing(status=status, workflow=workflow, limit=PAGE_SIZE,
+                                            cursor=request.query.get("cursor") or None)
+        except RunRecordError:
+            page, error = {"runs": [], "next_cursor": None}, "That page link is not valid: start from the first page."
+        filters = {k: v for k, v in (("status", status), ("workflow", workflow)) if v}
+        next_url = (f"{self.prefix}/ui/runs/?{urlencode({**filters, 'cursor': page['next_cursor']})}"
+                    if page["next_cursor"] else None)
+        workflows = sorted(set(self.manager.workflows) | ({workflow} if workflow else set()))
+        return self.ui.render("runs.html", session, runs=page["runs"], statuses=LISTING_STATUSES, error=error,
+                              chosen_status=status, chosen_workflow=workflow, workflows=workflows, next_url=next_url)
+
+    async def show(self, request: web.Request, session: Session) -> web.StreamResponse:
+        run_id = request.match_info["run_id"]
+        summary = await self.views.summary(run_id)
+        if summary is None:
+            return self.ui.error_page(session, 404, "Not found", f"There is no run {run_id!r}.")
+        pending = [] if summary["status"] == COMPLETED else await self.views.store.list_pending(run_id)
+        live = self.manager.live.get(run_id)
+        wf = self._workflow(summary)
+        mermaid = wf.to_mermaid() if wf is not None else ""
+        states = {task_id: t["state"] for task_id, t in summary["tasks"].items()}
+        response = self.ui.render(
+            "run.html", session, run=summary, pending=pending, tasks=task_rows(wf, summary["tasks"], mermaid),
+            svg=Markup(render_svg(mermaid, states)) if mermaid else "", mermaid=mermaid,
+            ended=summary["status"] in ENDED,
+            events_url=f"{self.prefix}/ui/runs/{quote(run_id, safe='')}/events?after={live.total if live else 0}",
+        )
+        response.headers["Content-Security-Policy"] = RUN_PAGE_CSP
+        return response
+
+    async def events(self, request: web.Request, session: Session) -> web.StreamResponse:
+        run_id = request.match_info["run_id"]
+        if run_id not in self.manager.live and await self.views.summary(run_id) is None:
+            return self.ui.error_page(session, 404, "Not found", f"There is no run {run_id!r}.")
+        return await stream_events(request, self.views, run_id)
+
+    async def script(self, request: web.Request, session: Session) -> web.StreamResponse:
+        text = resources.files("graflow_async.web").joinpath("static/run.js").read_text(encoding="utf-8")
+        headers = {k: v for k, v in HEADERS.items() if k != "Cache-Control"} | {"Cache-Control": "no-cache"}
+        return web.Response(text=text, content_type="application/javascript", charset="utf-8", headers=headers)
+
+    def _workflow(self, summary: dict[str, Any]) -> Workflow | None:
+        workflows = self.manager.workflows
+        if summary["workflow"] in workflows:
+            return workflows[summary["workflow"]]
+        return next((wf for wf in workflows.values() if wf.name == summary["workflow_name"]), None)

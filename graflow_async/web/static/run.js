@@ -1,0 +1,122 @@
+// The run page, live: follows the run's server-sent events and updates the task
+// table, the graph's nodes, the run's status and its pending feedback links.
+(function () {
+  "use strict";
+  var root = document.getElementById("run");
+  if (!root || !window.EventSource) return;
+
+  function seconds(value) {
+    if (typeof value !== "number" || !isFinite(value)) return "";
+    if (value < 1) return Math.round(value * 1000) + " ms";
+    if (value < 60) return value.toFixed(1) + " s";
+    if (value < 3600) return Math.floor(value / 60) + " min " + Math.round(value % 60) + " s";
+    return Math.floor(value / 3600) + " h " + Math.floor((value % 3600) / 60) + " min";
+  }
+
+  function row(taskId) {
+    var rows = document.getElementById("task-rows");
+    for (var i = 0; i < rows.rows.length; i++) {
+      if (rows.rows[i].dataset.task === taskId) return rows.rows[i];
+    }
+    var tr = document.createElement("tr");
+    tr.dataset.task = taskId;
+    var code = document.createElement("code");
+    code.textContent = taskId;
+    var state = document.createElement("span");
+    state.className = "state";
+    var cells = [code, state, null, null];
+    var classes = ["", "", "attempts", "duration"];
+    cells.forEach(function (content, n) {
+      var td = document.createElement("td");
+      if (classes[n]) td.className = classes[n];
+      if (content) td.appendChild(content);
+      tr.appendChild(td);
+    });
+    rows.appendChild(tr);
+    return tr;
+  }
+
+  function setState(taskId, state) {
+    if (!taskId) return;
+    var tr = row(taskId);
+    var span = tr.querySelector(".state");
+    span.dataset.state = state;
+    span.textContent = state;
+    document.querySelectorAll("svg.graph .node").forEach(function (node) {
+      if (node.dataset.task === taskId) node.dataset.state = state;
+    });
+    return tr;
+  }
+
+  function setStatus(status, error) {
+    var el = document.getElementById("run-status");
+    el.dataset.status = status;
+    el.textContent = status;
+    if (error) {
+      var dd = document.getElementById("run-error");
+      if (dd) dd.textContent = error;
+    }
+  }
+
+  function addPending(event) {
+    var list = document.getElementById("pending-list");
+    var id = event.data.feedback_id;
+    if (!id || list.querySelector('[data-feedback="' + CSS.escape(id) + '"]')) return;
+    var li = document.createElement("li");
+    li.dataset.feedback = id;
+    var a = document.createElement("a");
+    a.href = root.dataset.feedback + encodeURIComponent(id);
+    a.textContent = event.data.prompt || id;
+    li.appendChild(a);
+    list.appendChild(li);
+    document.getElementById("no-pending").hidden = true;
+  }
+
+  function removePending(event) {
+    var list = document.getElementById("pending-list");
+    var li = list.querySelector('[data-feedback="' + CSS.escape(event.data.feedback_id || "") + '"]');
+    if (li) li.remove();
+    document.getElementById("no-pending").hidden = list.children.length > 0;
+  }
+
+  var handlers = {
+    run_started: function () { setStatus("running"); },
+    run_suspended: function () { setStatus("suspended"); },
+    run_completed: function () { setStatus("completed"); },
+    run_failed: function (e) { setStatus("failed", e.data.error); },
+    task_started: function (e) {
+      var tr = setState(e.task_id, "running");
+      tr.querySelector(".attempts").textContent = e.data.attempt || "";
+      tr.querySelector(".duration").textContent = "";
+      tr.dataset.started = e.timestamp;
+    },
+    task_retrying: function (e) { setState(e.task_id, "retrying"); },
+    task_completed: function (e) {
+      setState(e.task_id, "done").querySelector(".duration").textContent = seconds(e.data.duration);
+    },
+    task_failed: function (e) {
+      var tr = setState(e.task_id, "failed");
+      var started = parseFloat(tr.dataset.started);
+      tr.querySelector(".duration").textContent = isFinite(started) ? seconds(e.timestamp - started) : "";
+    },
+    task_added: function (e) { if (e.task_id) row(e.task_id); },
+    feedback_requested: function (e) { setState(e.task_id, "waiting"); addPending(e); },
+    feedback_answered: function (e) { setState(e.task_id, "running"); removePending(e); }
+  };
+
+  var source = new EventSource(root.dataset.events);
+  Object.keys(handlers).forEach(function (kind) {
+    source.addEventListener(kind, function (message) { handlers[kind](JSON.parse(message.data)); });
+  });
+  source.addEventListener("end", function (message) {
+    var end = JSON.parse(message.data);
+    source.close();
+    if (end.status) setStatus(end.status, end.error);
+    var started = parseFloat(root.dataset.started);
+    if (!root.dataset.ended && isFinite(started)) {
+      document.getElementById("run-duration").textContent = seconds(Date.now() / 1000 - started);
+    }
+    document.getElementById("live").textContent = "";
+    root.dataset.ended = "yes";
+  });
+})();
