@@ -377,3 +377,55 @@ async def test_the_feedback_listing_is_paged_like_the_runs() -> None:
         assert seen == [f"fb-{i}" for i in range(5)]
         assert (await client.get("/api/feedback", params={"cursor": "zz"})).status == 400
         assert (await client.get("/api/feedback", params={"limit": "-1"})).status == 400
+
+
+# --- resume refusing ----------------------------------------------------------------------------------------------
+
+
+async def suspended_elsewhere(tmp_path: Path, store: MemoryFeedbackStore) -> tuple[Workflow, Any]:
+    """A run of `gatekeeper` suspended by a plain `run` on `store`, with a second
+    request pending so that an answer through the app sets off a resume."""
+    wf = gatekeeper()
+    first = await run(wf, feedback_store=store, checkpoint_store=str(tmp_path))
+    assert first.status == "suspended"
+    await store.create(FeedbackRequest("extra", first.run_id, "ask", FeedbackType.APPROVAL, "Also?"))
+    return wf, first
+
+
+async def test_a_resume_refused_because_another_process_runs_the_run_changes_nothing(
+    tmp_path: Path, log_capture: list[dict[str, Any]]
+) -> None:
+    from graflow_async.checkpoints.runlock import run_lease
+    from graflow_async.checkpoints.stores import open_store
+
+    store = MemoryFeedbackStore()
+    wf, first = await suspended_elsewhere(tmp_path, store)
+    await store.respond(first.pending_feedback[0].feedback_id, {"approved": True})
+    async with open_store(str(tmp_path)) as checkpoints, run_lease(checkpoints, first.run_id), serving(
+        workflows={"gatekeeper": wf}, feedback_store=store, checkpoint_store=str(tmp_path)
+    ) as client:
+        assert (await client.post("/api/feedback/extra/respond", json={"approved": True})).status == 200
+        async with asyncio.timeout(5):
+            while not [e for e in log_capture if e["event"] == "not resuming run"]:
+                await asyncio.sleep(0.01)
+        body = await (await client.get(f"/api/runs/{first.run_id}")).json()
+        assert body["status"] == "suspended" and body["error"] is None  # not failed: someone else runs it
+        assert await store.get_suspension(first.run_id) is not None
+    assert "already running" in next(e for e in log_capture if e["event"] == "not resuming run")["reason"]
+
+
+async def test_a_resume_refused_because_the_run_completed_records_it_completed(tmp_path: Path) -> None:
+    from graflow_async import resume
+
+    store = MemoryFeedbackStore()
+    wf, first = await suspended_elsewhere(tmp_path, store)
+    await store.respond(first.pending_feedback[0].feedback_id, {"approved": True})
+    done = await resume(first.checkpoint, workflow=wf, feedback_store=store)  # completed by someone else
+    assert done.status == "completed"
+    stale = {"checkpoint": first.checkpoint, "workflow": "gatekeeper"}
+    await store.set_suspension(first.run_id, stale)  # as if its process died before clearing it
+    async with serving(workflows={"gatekeeper": wf}, feedback_store=store, checkpoint_store=str(tmp_path)) as client:
+        await client.post("/api/feedback/extra/respond", json={"approved": True})
+        body = await until(client, first.run_id, "completed", "failed")
+        assert body["status"] == "completed" and body["error"] is None
+        assert await store.get_suspension(first.run_id) is None

@@ -249,6 +249,7 @@ class RunManager:
             if metrics is not None:
                 metrics.on_event(event)
             if resumed and event.kind == "run_started":
+                self._count(live)
                 await self._quietly(self._save(live))
 
         return listen
@@ -265,8 +266,8 @@ class RunManager:
         """Run to the end and record the outcome; never raises (a child that raised
         would cancel every other run)."""
         PUBLIC_URL.set(self.public_url)  # this task's context: the run's tasks inherit it
-        if self.metrics is not None:
-            self.metrics.run_started()
+        if not resumed:  # a resumed run counts once it starts (resume may refuse first)
+            self._count(live)
         try:
             result = await start()
         except asyncio.CancelledError:
@@ -293,8 +294,15 @@ class RunManager:
     async def _end(self, live: LiveRun, status: str, **outcome: Any) -> None:
         live.finish(status, **outcome)
         if self.metrics is not None:
+            self._count(live)  # a resume that failed before starting counts as a failed run
             self.metrics.run_ended(status)
+            live.counted = False
         await self._quietly(self._save(live))
+
+    def _count(self, live: LiveRun) -> None:
+        if self.metrics is not None and not live.counted:
+            self.metrics.run_started()
+            live.counted = True
 
     async def _refused(self, live: LiveRun, why: str, exc: CheckpointError) -> None:
         """`resume` would not run: another process runs the run (its record is theirs),

@@ -31,6 +31,7 @@ from ..feedback.runrecords import (
     FAILED,
     INTERRUPTED,
     MAX_ERROR,
+    MAX_ID,
     MAX_TASKS,
     RUNNING,
     SUSPENDED,
@@ -116,8 +117,10 @@ def effective_status(
 
 # --- task summaries -----------------------------------------------------------------------------
 def _task(tasks: dict[str, dict[str, Any]], task_id: str) -> dict[str, Any] | None:
+    """The summary of `task_id`, made pending if new; None past `MAX_TASKS` tasks or for
+    an id longer than a record keeps (such tasks are not summarized)."""
     summary = tasks.get(task_id)
-    if summary is None and len(tasks) < MAX_TASKS:
+    if summary is None and len(tasks) < MAX_TASKS and len(task_id) <= MAX_ID:
         summary = tasks[task_id] = {"state": "pending", "attempts": 0, "started_at": None, "ended_at": None,
                                     "duration": None}
     return summary
@@ -181,6 +184,7 @@ class LiveRun:
         self.total = 0  # events ever added; the newest has sequence number `total`
         self.task: asyncio.Task[None] | None = None
         self.cancel_reason: str | None = None
+        self.counted = False  # in the app's metrics of runs in flight
         self._wake = asyncio.Event()
 
     @classmethod
