@@ -183,6 +183,8 @@ async def test_file_store_skips_unreadable_records_and_logs_each_once(
 ) -> None:
     async with FileFeedbackStore(tmp_path / "feedback") as store:
         assert store.runs_directory == tmp_path / "runs"
+        assert FileFeedbackStore(tmp_path / "hitl").runs_directory == tmp_path / "hitl" / "run-records"
+        assert FileFeedbackStore(tmp_path, runs_directory=tmp_path / "x").runs_directory == tmp_path / "x"
         await store.save_run(record("good", started_at=1.0))
         runs = tmp_path / "runs"
         (runs / "garbage.json").write_bytes(b"{not json")

@@ -7,8 +7,10 @@ Layout of `directory` (default ``.graflow/feedback``)::
                         one responder can create, whatever the number of processes
     runs/<key>.json     how to resume a suspended run
 
-Run records of the web app (`file_runs`) live in `runs_directory`, by default ``runs``
-beside `directory` (``.graflow/runs`` for the default ``.graflow/feedback``).
+Run records of the web app (`file_runs`) live in `runs_directory`: by default ``runs``
+beside a directory named ``feedback`` (so ``.graflow/runs`` for the default
+``.graflow/feedback``), else ``run-records`` inside the directory (never beside a
+directory the store was not told about).
 
 ``<key>`` is the feedback (or run) id itself when it is a safe file name, else ``%``
 followed by the SHA-256 of the id. Files are written under a temporary name, fsynced,
@@ -54,6 +56,11 @@ _WATCH_DEBOUNCE_MS = 200
 _WATCH_TIMEOUT_MS = 1000  # bounds how long cancelling the watcher's thread can take
 
 
+def default_runs_directory(directory: Path) -> Path:
+    """Where a store on `directory` keeps run records unless told: see the module docstring."""
+    return directory.parent / "runs" if directory.name == "feedback" else directory / "run-records"
+
+
 def file_key(identifier: str) -> str:
     """A file name stem for `identifier`: itself when safe, else a hash of it."""
     if _SAFE_NAME.fullmatch(identifier) and identifier.split(".")[0] not in _RESERVED:
@@ -74,7 +81,9 @@ class FileFeedbackStore(FeedbackStore):
         runs_directory: str | os.PathLike[str] | None = None,
     ) -> None:
         self.directory = Path(directory)
-        self.runs_directory = Path(runs_directory) if runs_directory is not None else self.directory.parent / "runs"
+        self.runs_directory = Path(runs_directory) if runs_directory is not None else default_runs_directory(
+            self.directory
+        )
         self._runs = FileRunRecords(self.runs_directory, file_key)
         self._waiters = Waiters()
         self._waiting: Counter[str] = Counter()  # feedback ids waited on in this process
