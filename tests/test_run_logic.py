@@ -53,6 +53,25 @@ def test_this_process_is_alive_and_has_a_host_identity() -> None:
     assert host_identity().count("|") == 2 and Owner.this_process().pid == os.getpid()
 
 
+def test_a_killed_child_not_yet_reaped_is_gone() -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert pid_alive(child.pid)
+        child.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while pid_alive(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not pid_alive(child.pid) and child.poll() is not None  # a zombie until now: gone all the same
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_task_summaries_follow_the_events() -> None:
     tasks: dict[str, dict[str, Any]] = {}
     apply_event(tasks, "task_started", "a", 10.0, {"attempt": 1})

@@ -60,7 +60,8 @@ def host_identity() -> str:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process `pid` exists (on this host, in this pid namespace)."""
+    """Whether process `pid` exists and has not exited (on this host, in this pid
+    namespace): a killed process its parent has yet to reap (a zombie) is gone."""
     if pid <= 0:
         return False
     try:
@@ -68,10 +69,14 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # it exists, as another user's
+        pass  # it exists, as another user's
     except OSError:
         return False
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: existing is all we can tell
+    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
 
 
 @dataclass(frozen=True, slots=True)
