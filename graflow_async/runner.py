@@ -15,6 +15,7 @@ from typing import Any
 
 from .checkpoints.manager import CheckpointManager
 from .checkpoints.snapshot import restore_snapshot, workflow_ref
+from .compile import CompiledGraph
 from .events import Emitter, Event, library_logger
 from .graph import Workflow
 from .handlers import get_handler
@@ -75,15 +76,7 @@ async def start_run(
     max_threads: int | None = None,
 ) -> WorkflowResult:
     """`run`, optionally continuing from a checkpoint document (`resume` uses this)."""
-    if not isinstance(workflow, Workflow):
-        raise TypeError(f"run() takes a workflow, got {workflow!r}")
-    _check_options(default_max_retries, max_cycles)
-    if max_threads is not None:
-        max_threads = whole("max_threads", max_threads, minimum=1)
-    compiled = workflow.compile()
-    for t in compiled.tasks:
-        if t is not None:
-            get_handler(t.handler)  # HandlerError for an unknown name
+    compiled = _checked(workflow, default_max_retries, max_cycles, max_threads)
     run_id = _check_run_id(run_id) if run_id is not None else uuid.uuid4().hex
     main = transport or MemoryTransport()
     emitter = Emitter(run_id, on_event, library_logger().bind(run_id=run_id))
@@ -116,6 +109,20 @@ async def start_run(
             await checkpoints.mark_completed(run_id)  # resuming its checkpoints now needs force=True
         return result
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _checked(workflow: Any, default_max_retries: Any, max_cycles: Any, max_threads: Any) -> CompiledGraph:
+    """The compiled workflow, once the options and every task's handler are checked."""
+    if not isinstance(workflow, Workflow):
+        raise TypeError(f"run() takes a workflow, got {workflow!r}")
+    _check_options(default_max_retries, max_cycles)
+    if max_threads is not None:
+        whole("max_threads", max_threads, minimum=1)
+    compiled = workflow.compile()
+    for t in compiled.tasks:
+        if t is not None:
+            get_handler(t.handler)  # HandlerError for an unknown name
+    return compiled
 
 
 def _check_run_id(run_id: Any) -> str:
