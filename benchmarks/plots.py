@@ -59,15 +59,10 @@ def per_task(doc: dict[str, Any], systems: tuple[str, ...], path: Path) -> None:
     ax.set_yticks(range(len(rows)), [f"{r['title']} ({r['unit']})" for r in rows], fontsize=8)
     ax.set_xlabel("µs per task, median run (log scale; HITL: µs per answer)")
     ax.grid(axis="x", which="both", alpha=0.3)
-    ax.legend(
-        handles=[Patch(color=COLORS[s], label=LABELS[s]) for s in systems],
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.5 / len(rows)),
-        ncol=len(systems),
-        fontsize=8,
-    )
+    handles = [Patch(color=COLORS[s], label=LABELS[s]) for s in systems]
+    fig.legend(handles=handles, loc="lower center", ncol=len(systems), fontsize=8)
     ax.set_title(_title(doc, "Cost per task by scenario and system (lower is better)"), fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -75,7 +70,7 @@ def per_task(doc: dict[str, Any], systems: tuple[str, ...], path: Path) -> None:
 def growth(doc: dict[str, Any], systems: tuple[str, ...], path: Path) -> None:
     plt = _pyplot()
     rows = [r for r in doc["scenarios"] if r["kind"] == GROWTH_KIND and r["runner"] == "local"]
-    fig, (cost, rss) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (cost, rss) = plt.subplots(1, 2, figsize=(12, 5.4))
     for system in systems:
         points = [(r["n"], r["results"][system]) for r in rows if r["results"].get(system, {}).get("status") == "ok"]
         if not points:
@@ -96,9 +91,9 @@ def growth(doc: dict[str, Any], systems: tuple[str, ...], path: Path) -> None:
         ax.set_xlabel("tasks in the fan-out (N)")
         ax.set_ylabel(unit)
         ax.grid(which="both", alpha=0.3)
-    cost.legend(fontsize=8)
+    fig.legend(*cost.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8)
     fig.suptitle(_title(doc, "Fan-out/fan-in as N grows"), fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
