@@ -93,7 +93,7 @@ async def serve(args: argparse.Namespace) -> int:
 
     workflows = load_workflows(args.workflow)
     token = args.auth_token or os.environ.get(TOKEN_ENV) or None
-    public_url = _public_url(getattr(args, "public_url", None))
+    public_url = _public_url(args.public_url)
     store = open_feedback_store(args.feedback_store)
     try:
         app = create_app(
