@@ -73,7 +73,9 @@ async def _call(task: Task, msg: TaskMessage, context: TaskContext | None) -> An
         if task.is_async:
             return await task.func(*args, **msg.kwargs)
         return await call_in_thread(task.func, args, msg.kwargs)
-    call = TaskCall(msg.task_id, msg.run_id, msg.attempt, task.func, msg.kwargs, context, task.handler_kwargs)
+    # copies: a handler may change what it is given, and these may be shared by many tasks
+    call = TaskCall(msg.task_id, msg.run_id, msg.attempt, task.func, dict(msg.kwargs), context,
+                    dict(task.handler_kwargs))
     return await get_handler(handler).run(call)
 
 

@@ -11,6 +11,7 @@ turns what a workflow holds into the runtime graph.
 from __future__ import annotations
 
 import itertools
+import operator
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar, Token
@@ -33,6 +34,7 @@ Node = Union[Task, "ParallelGroup"]  # what a link joins
 Component = Union[Task, "Chain", "ParallelGroup"]
 
 _current: ContextVar[Workflow | None] = ContextVar("graflow_async_workflow", default=None)
+_task_id = operator.attrgetter("id")
 
 
 def current_workflow() -> Workflow | None:
@@ -197,7 +199,10 @@ def parallel(*components: Any) -> ParallelGroup:
     """``parallel(a, b, c)`` is ``a | b | c``."""
     if not components:
         raise GraphError("parallel() needs at least one task")
-    members = [_check(c, "|") for c in components]
+    if set(map(type, components)) == {Task}:  # the common case, checked at once
+        members: list[Component] = list(components)
+    else:
+        members = [_check(c, "|") for c in components]
     group = ParallelGroup(members)
     wf = current_workflow()
     if wf is not None:
@@ -266,8 +271,11 @@ class Workflow:
                 self._compiled = None
                 # numbered per workflow: one group object may serve several workflows
                 self.auto_group_names[id(c)] = f"ParallelGroup_{len(self.groups)}"
-            for m in c.members:
-                self.register(m)
+            if not self._register_tasks(c.members):
+                tasks = self.tasks
+                for m in c.members:
+                    if type(m) is not Task or tasks.get(m.id) is not m:  # (a task it has: nothing to do)
+                        self.register(m)
         else:
             if c._origin is self:
                 return  # its links were registered as it was built
@@ -276,6 +284,22 @@ class Workflow:
                 self.register(item)
             for a, b in itertools.pairwise(items):
                 self.link(a, b)
+
+    def _register_tasks(self, members: list[Component]) -> bool:
+        """Members that are all tasks, each known already or all new with distinct ids, in
+        bulk (a million-task group is registered twice while it is built); False when it
+        takes the one-by-one way (which also says what is wrong)."""
+        if set(map(type, members)) != {Task}:
+            return False
+        ids = list(map(_task_id, members))
+        known = list(map(self.tasks.get, ids))
+        if all(map(operator.is_, known, members)):
+            return True
+        if known.count(None) != len(known) or len(set(ids)) != len(ids):
+            return False
+        self.tasks.update(zip(ids, members, strict=True))  # type: ignore[arg-type]
+        self._compiled = None
+        return True
 
     def group_name(self, group: ParallelGroup) -> str:
         """The group's own name, else the one this workflow numbered it with."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 from .compose import Composable
 from .exceptions import GraphError
@@ -19,6 +20,9 @@ from .options import number, whole
 from .policies import RetryPolicy
 
 _MISSING: Any = object()
+#: the `bound` and `handler_kwargs` of every task that has none (never mutated: the
+#: runtime copies before changing, and hands handlers copies)
+_NO_ARGS: dict[str, Any] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,47 @@ def _params(func: Callable[..., Any], inject_context: bool) -> tuple[Param, ...]
             )
         out.append(Param(p.name, p.default if p.default is not p.empty else _MISSING))
     return tuple(out)
+
+
+class _Analysis(NamedTuple):
+    """What a function's signature and name say, computed once per function (and
+    context flag): a 1,000,000-task workflow of one function reads its signature once."""
+
+    params: tuple[Param, ...]
+    is_async: bool
+    ref: str | None
+
+
+_analyses: weakref.WeakKeyDictionary[Any, dict[bool, _Analysis]] = weakref.WeakKeyDictionary()
+
+
+def _analysis(func: Callable[..., Any], inject_context: bool) -> _Analysis:
+    global _last
+    if _last is not None and _last[0] is func and _last[1] is inject_context:
+        return _last[2]  # tasks are mostly made in a row from one function
+    found = _lookup(func, inject_context)
+    _last = (func, inject_context, found)
+    return found
+
+
+_last: tuple[Any, bool, _Analysis] | None = None
+
+
+def _lookup(func: Callable[..., Any], inject_context: bool) -> _Analysis:
+    try:
+        per_flag = _analyses.get(func)
+    except TypeError:  # not hashable or not weakly referable: analysed each time
+        return _Analysis(_params(func, inject_context), _is_async(func), _ref(func))
+    if per_flag is None:
+        per_flag = {}
+        try:
+            _analyses[func] = per_flag
+        except TypeError:
+            pass
+    found = per_flag.get(inject_context)
+    if found is None:
+        found = per_flag[inject_context] = _Analysis(_params(func, inject_context), _is_async(func), _ref(func))
+    return found
 
 
 def _is_async(func: Callable[..., Any]) -> bool:
@@ -173,16 +218,14 @@ class Task(Composable):
         self.inject_context = inject_context
         self.retry_policy = retry_policy
         self.handler = handler
-        self.handler_kwargs = dict(handler_kwargs or {})
+        self.handler_kwargs = dict(handler_kwargs) if handler_kwargs else _NO_ARGS
         if handler == "docker":  # HandlerError for a bad or unknown option, where the task is declared
             from .handlers.docker_options import parse
 
             parse(self.handler_kwargs, task_id)
         self.timeout = float(timeout) if timeout is not None else None
-        self.bound = dict(bound or {})
-        self.is_async = _is_async(func)
-        self.ref = _ref(func)
-        self.params = _params(func, inject_context)
+        self.bound = dict(bound) if bound else _NO_ARGS
+        self.params, self.is_async, self.ref = _analysis(func, inject_context)
 
     # --- instances -------------------------------------------------------------
     def __call__(self, *args: Any, task_id: str | None = None, **kwargs: Any) -> Any:
@@ -220,6 +263,11 @@ class Task(Composable):
         return f"<Task {self.id}>"
 
 
+_OPTIONS = frozenset(
+    {"id", "inject_context", "retry_policy", "max_retries", "handler", "handler_kwargs", "timeout", "max_cycles"}
+)
+
+
 @overload
 def task(func: Callable[..., Any], /) -> Task: ...
 @overload
@@ -230,11 +278,8 @@ def task(func_or_id: Any = None, /, **options: Any) -> Any:
     """Make a function a workflow task: ``@task``, ``@task()``, ``@task("id")``,
     ``@task(id="id", inject_context=..., retry_policy=..., max_retries=...,
     handler=..., handler_kwargs=..., timeout=..., max_cycles=...)``."""
-    allowed = {
-        "id", "inject_context", "retry_policy", "max_retries", "handler", "handler_kwargs", "timeout", "max_cycles",
-    }
-    unknown = set(options) - allowed
-    if unknown:
+    if options and not _OPTIONS.issuperset(options):
+        unknown = options.keys() - _OPTIONS
         raise TypeError(f"task() got unexpected keyword(s): {', '.join(sorted(unknown))}")
     if callable(func_or_id) and not isinstance(func_or_id, Task):
         return Task(func_or_id, **options)

@@ -11,6 +11,8 @@ grown run is restored).
 
 from __future__ import annotations
 
+from array import array
+from collections import ChainMap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,43 @@ class GroupState:
         self.hold = [1] * len(self.member_ids)
 
 
+class Ends:
+    """Which group member each node is the last node of, as a read-mostly mapping
+    ``node -> (group, member)``: a flag per node, since a member's last node belongs to
+    that member (its `group_of` and `member_of` say which)."""
+
+    __slots__ = ("flags", "group_of", "member_of")
+
+    def __init__(self, flags: bytes, group_of: array[int], member_of: array[int]) -> None:
+        self.flags = bytearray(flags)
+        self.group_of = group_of
+        self.member_of = member_of
+
+    def get(self, node: int, default: tuple[int, int] | None = None) -> tuple[int, int] | None:
+        if node < len(self.flags) and self.flags[node]:
+            return self.group_of[node], self.member_of[node]
+        return default
+
+    def __contains__(self, node: object) -> bool:
+        return isinstance(node, int) and 0 <= node < len(self.flags) and self.flags[node] == 1
+
+    def __getitem__(self, node: int) -> tuple[int, int]:
+        end = self.get(node)
+        if end is None:
+            raise KeyError(node)
+        return end
+
+    def __setitem__(self, node: int, end: tuple[int, int]) -> None:
+        if (self.group_of[node], self.member_of[node]) != tuple(end):
+            raise ValueError(f"node {node} is not in member {end[1]} of group {end[0]}")
+        if node >= len(self.flags):
+            self.flags.extend(bytes(node + 1 - len(self.flags)))
+        self.flags[node] = 1
+
+    def items(self) -> list[tuple[int, tuple[int, int]]]:
+        return [(n, (self.group_of[n], self.member_of[n])) for n, flag in enumerate(self.flags) if flag]
+
+
 @dataclass(frozen=True, slots=True)
 class Expansion:
     """What `expand` made of a component: where it starts and ends, and the ids to
@@ -63,11 +102,13 @@ class RunGraph:
         self.tasks: list[Task | None] = list(compiled.tasks)
         self.succs: list[Sequence[int]] = list(compiled.succs)
         self.npreds: list[int] = list(compiled.npreds)
-        self.group_of: list[int] = list(compiled.group_of)
-        self.member_of: list[int] = list(compiled.member_of)
-        self.ends: dict[int, tuple[int, int]] = dict(compiled.tail_of)  # node -> (group, member) it ends
+        self.group_of = array("l", compiled.group_of)
+        self.member_of = array("l", compiled.member_of)
+        self.ends = Ends(compiled.is_tail, self.group_of, self.member_of)  # node -> (group, member) it ends
         self.groups = [GroupState(g.name, g.barrier, g.member_ids, g.policy) for g in compiled.groups]
-        self.index: dict[str, int] = dict(compiled.index)  # task id -> the node that id names now
+        # task id -> the node that id names now: the ids added at runtime over the workflow's
+        # (not a copy of a million-entry dict per run)
+        self.index: ChainMap[str, int] = ChainMap({}, compiled.index)
         self.origin: dict[int, int] = {}  # added node -> the workflow node whose route it takes
         self.roots = compiled.roots
 
