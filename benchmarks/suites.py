@@ -10,9 +10,10 @@ To add a suite, write ``benchmarks/<module>.py`` that
 - defines a function printing that result as a table (``print_table(result)``),
 
 then add one line to `SUITES` below, e.g.
-``Suite("handlers", "handlers", quick_args=("--calls", "5"), table="table")``.
+``Suite("mysuite", "my_module", quick_args=("--calls", "5"), table="table")`` (see
+the handlers entry).
 Arguments are strings, as on a command line.
-``python -m benchmarks handlers`` then runs it alone, and ``make bench`` with the rest.
+``python -m benchmarks mysuite`` then runs it alone, and ``make bench`` with the rest.
 """
 
 from __future__ import annotations
