@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -45,7 +44,7 @@ from .threads import DROPPED, RunThreadPool
 from .transports.base import Transport
 
 log = LibraryLog()
-CHUNK = 2048
+CHUNK = 128
 GENERAL, AWAIT, THREAD, INLINE = range(4)
 
 
@@ -82,29 +81,41 @@ class LocalAttempts:
         self.children: Supervisor | None = None
         self.closed = False
         self._loop = asyncio.get_running_loop()
-        self._backlog: deque[TaskMessage] = deque()
+        # batches not started yet, each with the index of its next message: messages are
+        # read (and, from a `dispatch.LocalMessages`, made) only as they start
+        self._backlog: deque[list[Any]] = deque()
 
     def take(self, messages: Sequence[TaskMessage]) -> None:
-        backlog = self._backlog
-        if backlog:
-            backlog.extend(messages)
+        if self._backlog:
+            self._backlog.append([messages, 0])
             return
-        if len(messages) <= CHUNK:
-            for message in messages:
-                self._start(message)
-            return
-        for message in itertools.islice(messages, CHUNK):
-            self._start(message)
-        backlog.extend(itertools.islice(messages, CHUNK, None))
-        self._loop.call_soon(self._drain, context=self.context)
+        n = len(messages)
+        for i in range(min(n, CHUNK)):
+            self._start(messages[i])
+        if n > CHUNK:
+            self._backlog.append([messages, CHUNK])
+            self._loop.call_soon(self._drain, context=self.context)
 
     def _drain(self) -> None:
         backlog = self._backlog
         if self.closed:
             backlog.clear()
             return
-        for _ in range(min(CHUNK, len(backlog))):
-            self._start(backlog.popleft())
+        budget = CHUNK
+        try:
+            while budget and backlog:
+                entry = backlog[0]
+                messages, start = entry
+                stop = min(len(messages), start + budget)
+                entry[1] = stop
+                if stop == len(messages):
+                    backlog.popleft()
+                for i in range(start, stop):
+                    self._start(messages[i])
+                budget -= stop - start
+        except Exception as exc:  # a bug here must fail the run, not leave it waiting
+            self._raise(exc)
+            return
         if backlog:
             self._loop.call_soon(self._drain, context=self.context)
 

@@ -11,13 +11,14 @@ events, and stops when the plan says the run is over.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple
 
 from .actors import Actor, MailboxReceiver, MailboxSender, Supervisor, open_mailbox
 from .checkpoints.manager import CheckpointManager
 from .clock import current_clock
 from .compile import CompiledGraph
+from .dispatch import LocalMessages
 from .events import Emitter
 from .exceptions import GraphError
 from .executor import Executor
@@ -52,6 +53,8 @@ class RunSupervisor(Actor[Any]):
         self.graph = plan.graph
         self.run_id = run_id
         self.routes = routes
+        only = distinct(routes)
+        self._only_route = only[0] if len(only) == 1 else None  # the route of every task, if one
         self.channel = channel
         self.emitter = emitter
         self.resumed_metadata = resumed_metadata or {}
@@ -185,7 +188,7 @@ class RunSupervisor(Actor[Any]):
 
     async def _act(self) -> None:
         """Carry out what the plan decided; send queued context replies."""
-        batches: dict[int, tuple[Route, list[TaskMessage]]] = {}
+        batches: list[tuple[Route, Sequence[TaskMessage]]] = []
         for action in self.plan.step():
             kind = type(action)
             if kind is Dispatch:
@@ -197,34 +200,49 @@ class RunSupervisor(Actor[Any]):
             else:
                 self.outcome = action
                 self.stop()
-        for route, messages in batches.values():
-            await route.transport.send(route.task_queue, messages)
+        for route, messages in batches:
+            if not route.transport.send_nowait(route.task_queue, messages):
+                await route.transport.send(route.task_queue, messages)
         while self._outbox:
             outbox, self._outbox = self._outbox, []
             for transport, queue, message in outbox:
                 await transport.send(queue, (message,))
         await self.emitter.flush()
 
-    def _messages(self, d: Dispatch, batches: dict[int, tuple[Route, list[TaskMessage]]]) -> None:
+    def _messages(self, d: Dispatch, batches: list[tuple[Route, Sequence[TaskMessage]]]) -> None:
         """The task messages of `d`, batched by the route each task takes. A message to this
-        process's executor carries the task itself; one to workers, its import path."""
+        process's executor carries the task itself, and is made when the executor reads it
+        (`dispatch.LocalMessages`); one to workers, its import path."""
         routes, route_of, run_id, resumed = self.routes, self.graph.route_of, self.run_id, self.resumed_metadata
         trace = self.trace
+        if self._only_route is not None and self._only_route.local:  # every task runs here
+            route = self._only_route
+            batches.append((route, LocalMessages(d, range(len(d.nodes)), run_id=run_id, reply_to=route.reply_to,
+                                                 resumed=resumed, trace=trace)))
+            return
+        picks: dict[int, tuple[Route, list[int]]] = {}
+        remote: dict[int, tuple[Route, list[TaskMessage]]] = {}
         for i, node in enumerate(d.nodes):
             route = routes[route_of(node)]
-            batch = batches.get(id(route))
+            if route.local:
+                picks.setdefault(id(route), (route, []))[1].append(i)
+                continue
+            batch = remote.get(id(route))
             if batch is None:
-                batch = batches[id(route)] = (route, [])
-            task, local = d.tasks[i], route.local
+                batch = remote[id(route)] = (route, [])
+            task = d.tasks[i]
             message = TaskMessage(
-                run_id, task.id, node, d.attempts[i], route.reply_to, d.kwargs[i], task.timeout,
-                None if local else task.ref, task if local else None, inject_context=task.inject_context,
+                run_id, task.id, node, d.attempts[i], route.reply_to, d.kwargs[i], task.timeout, task.ref, None,
+                inject_context=task.inject_context,
                 cycle=d.cycles[i], max_cycles=d.max_cycles[i],
                 resumed_metadata=resumed.get(task.id) if resumed else None, trace=trace,
             )
-            if not local:
-                self._awaited[node] = (route, message)
+            self._awaited[node] = (route, message)
             batch[1].append(message)
+        batches.extend(remote.values())
+        for route, chosen in picks.values():
+            batches.append((route, LocalMessages(d, chosen, run_id=run_id, reply_to=route.reply_to, resumed=resumed,
+                                                 trace=trace)))
 
     def _send_again(self, queue: str) -> None:
         """`queue` (a route's reply stream) was lost with whatever it held: send again the

@@ -17,6 +17,7 @@ from .checkpoints.manager import CheckpointManager
 from .checkpoints.snapshot import restore_snapshot, workflow_ref
 from .compile import CompiledGraph
 from .events import Emitter, Event, library_logger
+from .frozen_heap import frozen
 from .graph import Workflow
 from .handlers import get_handler
 from .options import whole
@@ -103,7 +104,7 @@ async def start_run(
             max_threads=max_threads,
         )
         stack.push_async_callback(supervisor.aclose)
-        with run_span(run_id, compiled.workflow_name) as supervisor.trace:
+        with run_span(run_id, compiled.workflow_name) as supervisor.trace, frozen(len(plan.graph)):
             result = await supervisor.execute()
         if result.status == "completed" and checkpoints.saved:
             await checkpoints.mark_completed(run_id)  # resuming its checkpoints now needs force=True

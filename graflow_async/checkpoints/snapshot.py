@@ -108,12 +108,15 @@ def _group_state(plan: RunPlan, g: int) -> list[Any]:
     state = plan.graph.groups[g]
     finished = plan.status[state.barrier] == DONE
     results = []
-    for m, r in state.results.items():
+    for m, outcome in enumerate(state.outcome):
+        if not outcome:
+            continue
+        r = state.result(m, plan.results)
         if r.success:
             results.append([m, r.task_id, True, r.duration, None])
         elif finished:  # kept as facts: a loop may reopen the group and judge it again
             results.append([m, r.task_id, False, r.duration, [type(r.error).__name__, str(r.error)]])
-    return [list(state.hold), results, [[m, t] for m, t in state.busy.items()]]
+    return [list(state.hold), results, [[m, t] for m, t in enumerate(state.busy) if t]]
 
 
 def check_document(doc: Any, location: str) -> dict[str, Any]:
@@ -193,11 +196,14 @@ def _restore_plan(plan: RunPlan, state: dict[str, Any], load_task: Callable[[str
     for g, (hold, results, busy) in enumerate(state["groups"]):
         group = graph.groups[g]
         group.hold[:] = [int(h) for h in hold]
-        group.busy.update({int(m): float(t) for m, t in busy})
+        for m, t in busy:
+            group.busy[int(m)] = float(t)
         for m, task_id, ok, duration, error in results:
-            failure = None if ok else RemoteTaskError(task_id, str(error[0]), str(error[1]))
-            value = plan.results.get(group.member_ids[int(m)]) if ok else None
-            group.results[int(m)] = TaskResult(task_id, bool(ok), value, failure, float(duration))
+            if ok:  # its value is the run's result for its id, read when the group is judged
+                group.record(int(m))
+            else:
+                failure = RemoteTaskError(task_id, str(error[0]), str(error[1]))
+                group.record(int(m), TaskResult(task_id, False, None, failure, float(duration)))
     _requeue(plan)
 
 
@@ -238,8 +244,7 @@ def _restore_completed(plan: RunPlan, doc: dict[str, Any]) -> None:
         for node, (gi, m) in graph.ends.items():
             if gi == g and plan.status[node] == DONE:
                 group.hold[m] = 0
-                value = plan.results.get(graph.ids[node])
-                group.results[m] = TaskResult(graph.ids[node], True, value, None, 0.0)
+                group.record(m)  # succeeded: its value is read from the run's results when judged
     for node in range(graph.static_count):
         if graph.tasks[node] is not None and plan.status[node] != DONE and plan.remaining[node] <= 0:
             plan.make_ready(node)

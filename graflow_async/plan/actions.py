@@ -1,9 +1,12 @@
 """What the run plan hands its supervisor to carry out. Plain tuples, and one `Dispatch`
 per step however many tasks it sends: a 10,000-task fan-out would otherwise hold
-10,000 more live objects for the garbage collector to walk."""
+10,000 more live objects for the garbage collector to walk. Its number columns are
+arrays, which the collector does not walk at all."""
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import MutableSequence
 from typing import Any, NamedTuple
 
 from ..tasks import Task
@@ -13,16 +16,16 @@ class Dispatch(NamedTuple):
     """Send, for each i, attempt `attempts[i]` of run `cycles[i]` of `tasks[i]` (node
     `nodes[i]`, capped at `max_cycles[i]` runs) with `kwargs[i]`."""
 
-    nodes: list[int]
+    nodes: MutableSequence[int]
     tasks: list[Task]
-    attempts: list[int]
-    cycles: list[int]
-    max_cycles: list[int]
+    attempts: MutableSequence[int]
+    cycles: MutableSequence[int]
+    max_cycles: MutableSequence[int]
     kwargs: list[dict[str, Any]]
 
     @classmethod
     def empty(cls) -> Dispatch:
-        return cls([], [], [], [], [], [])
+        return cls(array("q"), [], array("q"), array("q"), array("q"), [])
 
     def add(self, node: int, task: Task, attempt: int, cycle: int, max_cycles: int, kwargs: dict[str, Any]) -> None:
         self.nodes.append(node)

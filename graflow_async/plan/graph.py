@@ -23,23 +23,59 @@ from ..graph import Chain, ParallelGroup
 from ..policies import GroupExecutionPolicy, TaskResult
 from ..tasks import Task
 
+UNFINISHED, SUCCEEDED, FAILED = 0, 1, 2  # GroupState.outcome
+
 
 class GroupState:
     """A parallel group at runtime: its members, policy, and how far each member got.
 
     `hold[m]` counts the completions member `m` still waits for before it has finished
-    (its last node, plus tasks that node added); `results[m]` is set once it has."""
+    (its last node, plus tasks that node added); `outcome[m]` says how it finished.
+    Per member it keeps a byte, a counter and a float, not objects: a member's
+    `TaskResult` is made when the policy judges the group (a failure's is kept, with
+    its error), so a 300,000-member group holds no 300,000 objects while it runs."""
 
-    __slots__ = ("barrier", "busy", "hold", "member_ids", "name", "policy", "results")
+    __slots__ = ("barrier", "busy", "failures", "finished", "hold", "member_ids", "name", "outcome", "policy")
 
     def __init__(self, name: str, barrier: int, member_ids: Sequence[str], policy: GroupExecutionPolicy) -> None:
         self.name = name
         self.barrier = barrier
         self.member_ids = tuple(member_ids)
         self.policy = policy
-        self.results: dict[int, TaskResult] = {}
-        self.busy: dict[int, float] = {}  # member -> seconds its tasks ran so far
-        self.hold = [1] * len(self.member_ids)
+        n = len(self.member_ids)
+        self.outcome = bytearray(n)  # member -> UNFINISHED, SUCCEEDED or FAILED
+        self.failures: dict[int, TaskResult] = {}  # the failed members' results
+        self.finished = 0  # members with an outcome
+        self.busy = array("d", bytes(8 * n))  # member -> seconds its tasks ran so far
+        self.hold = [1] * n
+
+    def record(self, member: int, failure: TaskResult | None = None) -> bool:
+        """Member `member` finished (with `failure` when it failed); False if it had already."""
+        if self.outcome[member]:
+            return False
+        self.outcome[member] = SUCCEEDED if failure is None else FAILED
+        if failure is not None:
+            self.failures[member] = failure
+        self.finished += 1
+        return True
+
+    def forget(self, member: int) -> None:
+        """Member `member` has not finished after all (it runs again)."""
+        if self.outcome[member]:
+            self.outcome[member] = UNFINISHED
+            self.failures.pop(member, None)
+            self.finished -= 1
+
+    def result(self, member: int, results: dict[str, Any]) -> TaskResult:
+        """The `TaskResult` of finished member `member` (`results`: the run's, by task id)."""
+        if self.outcome[member] == FAILED:
+            return self.failures[member]
+        member_id = self.member_ids[member]
+        return TaskResult(member_id, True, results.get(member_id), None, self.busy[member])
+
+    def duration(self) -> float:
+        """Seconds the finished members' tasks ran."""
+        return sum(self.failures[m].duration if o == FAILED else self.busy[m] for m, o in enumerate(self.outcome) if o)
 
 
 class Ends:

@@ -86,9 +86,7 @@ class PlanState:
                       cycle=self.runs[node])
         group = graph.group_of[node]
         if group >= 0:
-            busy = graph.groups[group].busy
-            member = graph.member_of[node]
-            busy[member] = busy.get(member, 0.0) + duration
+            graph.groups[group].busy[graph.member_of[node]] += duration
 
     def _release(self, node: int) -> None:
         """`node` completed: what waited only for it becomes ready."""
@@ -161,7 +159,7 @@ class PlanState:
         state = graph.groups[group]
         if add_hold:
             state.hold[member] += 1
-        state.results.pop(member, None)
+        state.forget(member)
         barrier = state.barrier
         if self.status[barrier] == DONE:
             self._rearm(barrier)
@@ -172,18 +170,14 @@ class PlanState:
         state = self.graph.groups[group]
         state.hold[member] -= 1
         if state.hold[member] == 0:
-            member_id = state.member_ids[member]
-            result = TaskResult(member_id, True, self.results.get(member_id), None, state.busy.get(member, 0.0))
-            self._member_finished(group, member, result)
+            self._member_finished(group, member, None)
 
-    def _member_finished(self, group: int, member: int, result: TaskResult) -> None:
+    def _member_finished(self, group: int, member: int, failure: TaskResult | None) -> None:
+        """Member `member` of `group` finished (`failure`: how it failed, None: it succeeded)."""
         state = self.graph.groups[group]
-        if member in state.results:
+        if not state.record(member, failure) or state.finished < len(state.member_ids):
             return
-        state.results[member] = result
-        if len(state.results) < len(state.member_ids):
-            return
-        results = {state.member_ids[i]: state.results[i] for i in range(len(state.member_ids))}
+        results = {state.member_ids[i]: state.result(i, self.results) for i in range(len(state.member_ids))}
         verdict: BaseException | None = None
         try:
             state.policy.on_group_finished(state.name, results)
@@ -201,8 +195,7 @@ class PlanState:
         if verdict is None:
             self.status[barrier] = DONE
             if outer is not None:  # the inner group's time counts toward the outer member's
-                busy = graph.groups[outer[0]].busy
-                busy[outer[1]] = busy.get(outer[1], 0.0) + sum(r.duration for r in state.results.values())
+                graph.groups[outer[0]].busy[outer[1]] += state.duration()
             self._release(barrier)
         elif graph.group_of[barrier] < 0:
             self.failure = self.failure or verdict
@@ -226,7 +219,7 @@ class PlanState:
             return
         self.status[node] = FAILED
         member = graph.member_of[node]
-        busy = graph.groups[group].busy.get(member, 0.0) + duration
+        busy = graph.groups[group].busy[member] + duration
         self._member_finished(group, member, TaskResult(task_id, False, None, error or final, busy))
 
     # --- the outcome ---------------------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""The task messages of a plan's `Dispatch` for this process's executor, made as read.
+
+A 300,000-task fan-out dispatches 300,000 tasks in one step. Made at once, their
+messages would all be alive until each task starts, and every one of them is an object
+the garbage collector walks through again at each full collection while the run goes
+on. `LocalMessages` is the batch the run supervisor sends to its in-process executor:
+a view of the `Dispatch` that makes message ``i`` when it is read, which the executor
+does as it starts the task (`local_attempts`). Messages to workers are made at once:
+they are serialized when sent anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, overload
+
+from .messages import TaskMessage
+from .plan import Dispatch
+
+
+class LocalMessages(Sequence[TaskMessage]):
+    """Messages ``picks[k]`` of `dispatch` (indexes into its lists), for `reply_to`."""
+
+    __slots__ = ("dispatch", "picks", "reply_to", "resumed", "run_id", "trace")
+
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        picks: Sequence[int],
+        *,
+        run_id: str,
+        reply_to: str,
+        resumed: dict[str, dict[str, Any]] | None,
+        trace: dict[str, str] | None,
+    ) -> None:
+        self.dispatch = dispatch
+        self.picks = picks
+        self.run_id = run_id
+        self.reply_to = reply_to
+        self.resumed = resumed
+        self.trace = trace
+
+    def __len__(self) -> int:
+        return len(self.picks)
+
+    @overload
+    def __getitem__(self, k: int) -> TaskMessage: ...
+    @overload
+    def __getitem__(self, k: slice) -> list[TaskMessage]: ...
+
+    def __getitem__(self, k: int | slice) -> TaskMessage | list[TaskMessage]:
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self.picks)))]
+        i = self.picks[k]
+        d = self.dispatch
+        task = d.tasks[i]
+        resumed = self.resumed.get(task.id) if self.resumed else None
+        # positional, in TaskMessage's field order: this is made once per task
+        return TaskMessage(
+            self.run_id, task.id, d.nodes[i], d.attempts[i], self.reply_to, d.kwargs[i], task.timeout, None, task,
+            None, None, task.inject_context, d.cycles[i], d.max_cycles[i], resumed, self.trace,
+        )
