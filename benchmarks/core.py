@@ -33,6 +33,22 @@ def chain_wf(n: int) -> Workflow:
     return wf
 
 
+def _sync_noop() -> int:
+    return 1
+
+
+def chain_sync_wf(n: int, handler: str = "direct") -> Workflow:
+    """A chain of plain functions: in the run's threads (``direct``), or on the loop
+    (``handler="inline"``)."""
+    with workflow(f"chain-{handler}{n}") as wf:
+        chain(*(task(_sync_noop, id=f"t{i}", handler=handler) for i in range(n)))
+    return wf
+
+
+def chain_inline_wf(n: int) -> Workflow:
+    return chain_sync_wf(n, "inline")
+
+
 def fan_wf(n: int) -> Workflow:
     with workflow(f"fan{n}") as wf:
         src, sink = task(_noop, id="src"), task(_noop, id="sink")
@@ -67,6 +83,9 @@ SCENARIOS: dict[str, tuple[Callable[[int], Workflow], Callable[[int], Awaitable[
     "chain": (chain_wf, base_chain),
     "fan": (fan_wf, base_fan),
     "lattice": (lattice_wf, base_lattice),
+    # plain functions, against a bare `run_in_executor` chain
+    "chain-sync": (chain_sync_wf, bench_asyncio.chain_sync),
+    "chain-inline": (chain_inline_wf, bench_asyncio.chain_sync),
 }
 
 
