@@ -47,28 +47,31 @@ class WriteBatcher:
     def __init__(self, run: Callable[[list[Command | Ack]], Awaitable[None]]) -> None:
         self._run = run
         self._queued: list[Command | Ack] = []
-        self._batch_done: asyncio.Future[None] | None = None
+        self._followers: list[asyncio.Future[None]] | None = None  # the current batch's, once it has a leader
 
     async def write(self, commands: list[Command | Ack]) -> None:
         """Queue `commands` and return once the pipeline holding them has run."""
         self._queued.extend(commands)
-        done = self._batch_done
-        if done is not None:  # a leader will send them
-            await asyncio.shield(done)
+        followers = self._followers
+        if followers is not None:  # a leader will send them and tell us; a future of our own, so
+            mine = asyncio.get_running_loop().create_future()  # that our cancellation is ours alone
+            followers.append(mine)
+            await mine
             return
-        done = self._batch_done = asyncio.get_running_loop().create_future()
+        followers = self._followers = []
         try:
             await asyncio.sleep(0)  # let the other writers of this turn queue theirs
         finally:
-            batch, self._queued, self._batch_done = self._queued, [], None
+            batch, self._queued, self._followers = self._queued, [], None
         try:
             await self._run(batch)
         except BaseException as exc:
-            if not done.done():
-                if isinstance(exc, asyncio.CancelledError):  # followers' writes were not sent
-                    done.set_exception(TransportError("a batched Redis write was interrupted"))
-                else:
-                    done.set_exception(exc)
-                done.exception()  # followers may be gone; do not warn about it
+            error = TransportError("a batched Redis write was interrupted") if isinstance(
+                exc, asyncio.CancelledError) else exc  # followers' writes were not sent
+            for follower in followers:
+                if not follower.done():
+                    follower.set_exception(error)
             raise
-        done.set_result(None)
+        for follower in followers:
+            if not follower.done():
+                follower.set_result(None)

@@ -37,7 +37,7 @@ from .base import Delivery, Transport
 from .redis_batch import Ack, Command, WriteBatcher, queue_commands
 from .redis_claims import Claims
 from .redis_inbox import ReplyInbox
-from .redis_util import describe, each_exists, entries, xadd
+from .redis_util import describe, each_exists, entries, pack_with_hiredis, xadd
 from .signing import SIGNATURE, signer_for
 from .wire import MalformedMessage, decode, encode
 
@@ -98,10 +98,10 @@ class RedisStreamsTransport(Claims, Transport):
         # timeout: redis-py would send through asyncio.wait_for, which on Python 3.11 can
         # swallow a cancellation; `_call` bounds every command instead. No retries of its
         # own: `_call` waits out outages.
-        self.client: Any = client or Redis.from_pool(BlockingConnectionPool.from_url(
+        self.client: Any = client or Redis.from_pool(pack_with_hiredis(BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=None, socket_connect_timeout=connect_timeout,
             socket_timeout=None, health_check_interval=10, retry=Retry(NoBackoff(), 0),
-        ))
+        )))
         self._connected = False
         self._closed = False
         self._groups: set[str] = set()

@@ -2,9 +2,41 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .wire import MalformedMessage, decode, encode
+
+_hiredis_pack: Any
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - the redis extra brings hiredis
+    _hiredis_pack = None
+
+
+def pack_with_hiredis(pool: Any) -> Any:
+    """Make `pool`'s connections pack commands with hiredis (C), as redis-py's sync
+    connections do, instead of the asyncio connections' Python packer: the same bytes,
+    for a fraction of the CPU of every XADD (a worker sends one per task). Returns `pool`."""
+    if _hiredis_pack is not None:
+        pool.connection_class = _packing(pool.connection_class)
+    return pool
+
+
+@functools.cache
+def _packing(cls: type) -> type:
+    class HiredisPacking(cls):
+        def pack_command(self, *args: Any) -> list[bytes]:
+            first = args[0]
+            if (isinstance(first, str) and " " in first) or (isinstance(first, bytes) and b" " in first):
+                args = (*first.split(), *args[1:])  # "CONFIG GET" is two arguments
+            try:
+                return [_hiredis_pack(args)]
+            except Exception:  # a value hiredis does not take: redis-py says what is wrong
+                return super().pack_command(*args)
+
+    HiredisPacking.__name__ = HiredisPacking.__qualname__ = f"HiredisPacking{cls.__name__}"
+    return HiredisPacking
 
 
 def xadd(stream: str, fields: dict[bytes, bytes], reply: bool, pipe: Any) -> None:

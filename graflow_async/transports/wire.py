@@ -173,7 +173,14 @@ def _task_from(doc: dict[str, Any]) -> TaskMessage:
 
 
 def _reply_from(doc: dict[str, Any]) -> TaskReply:
-    task_id = doc.get("task_id", "")
+    run_id, node, attempt, cycle, duration = doc["run_id"], doc["node"], doc["attempt"], doc["cycle"], doc["duration"]
+    task_id, directives = doc.get("task_id", ""), doc["directives"]
+    if type(run_id) is str and type(task_id) is str and type(node) is int and node >= 0 and type(attempt) is int \
+            and attempt >= 1 and type(cycle) is int and cycle >= 1 and type(duration) is float \
+            and 0.0 <= duration < math.inf and doc["error"] is None and type(directives) is list and not directives:
+        # the common case (a plain success or failure without error info), checked fast
+        return TaskReply(run_id, node, attempt, bool(doc["ok"]), doc["value"], None, duration, (),
+                         bool(doc["retryable"]), bool(doc["suspended"]), cycle, task_id)
     _check(task_id, str, "task_id")
     _check(doc["run_id"], str, "run_id")
     _check(doc["directives"], list, "directives")
