@@ -57,6 +57,20 @@ class LocalMessages(Sequence[TaskMessage]):
         resumed = self.resumed.get(task.id) if self.resumed else None
         # positional, in TaskMessage's field order: this is made once per task
         return TaskMessage(
-            self.run_id, task.id, d.nodes[i], d.attempts[i], self.reply_to, d.kwargs[i], task.timeout, None, task,
-            None, None, task.inject_context, d.cycles[i], d.max_cycles[i], resumed, self.trace,
+            self.run_id,
+            task.id,
+            d.nodes[i],
+            d.attempts[i],
+            self.reply_to,
+            d.kwargs[i],
+            task.timeout,
+            None,
+            task,
+            None,
+            None,
+            task.inject_context,
+            d.cycles[i],
+            d.max_cycles[i],
+            resumed,
+            self.trace,
         )
