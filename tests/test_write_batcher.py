@@ -65,3 +65,30 @@ async def test_a_failed_batch_fails_every_writer_and_a_cancelled_one_says_so() -
     leader.cancel()
     with pytest.raises(TransportError, match="interrupted"):
         await follower
+
+
+async def test_execute_answers_each_command_in_place_and_keeps_the_connection_usable(redis_url: str) -> None:
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.exceptions import ResponseError
+
+    from graflow_async.transports.redis_batch import Recorder, execute
+
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1)
+    client = Redis.from_pool(pool)
+    try:
+        await client.set("not-a-stream", "x")
+        rec = Recorder()
+        rec.xadd("batch:s", {b"m": b"1"})
+        rec.xadd("not-a-stream", {b"m": b"2"})  # WRONGTYPE: an error in its place
+        rec.xadd("batch:absent", {b"m": b"3"}, nomkstream=True)  # no stream made: nil
+        answers = await execute(pool, rec.commands)
+        assert isinstance(answers[0], bytes) and isinstance(answers[1], ResponseError) and answers[2] is None
+        assert await client.xlen("batch:s") == 1 and not await client.exists("batch:absent")
+        rec = Recorder()
+        entry = answers[0]
+        rec.xack("batch:s", "nobody", entry)
+        rec.xdel("batch:s", entry)
+        assert await execute(pool, rec.commands) == [0, 1]  # the one connection was handed back, fit
+    finally:
+        await client.delete("not-a-stream", "batch:s")
+        await client.aclose()

@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
+from redis.exceptions import ResponseError
+
 from ..exceptions import TransportError
 
 Command = Callable[[Any], Any]  # given a pipeline, queues one command on it
@@ -39,6 +41,53 @@ def queue_commands(pipe: Any, commands: list[Command | Ack]) -> None:
     for (stream, group), ids in acks.items():
         pipe.xack(stream, group, *ids)
         pipe.xdel(stream, *ids)
+
+
+class Recorder:
+    """Takes the commands `queue_commands` queues (the XADD, XACK and XDEL a batch holds)
+    as argument lists, for `execute`."""
+
+    __slots__ = ("commands",)
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+
+    def xadd(self, name: str, fields: dict[bytes, bytes], nomkstream: bool = False) -> None:
+        head: tuple[Any, ...] = ("XADD", name, "NOMKSTREAM", "*") if nomkstream else ("XADD", name, "*")
+        self.commands.append((*head, *(x for pair in fields.items() for x in pair)))
+
+    def xack(self, name: str, group: str, *ids: Any) -> None:
+        self.commands.append(("XACK", name, group, *ids))
+
+    def xdel(self, name: str, *ids: Any) -> None:
+        self.commands.append(("XDEL", name, *ids))
+
+
+async def execute(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Send `commands` on one connection of `pool` in one write and read their answers
+    (an error answer in its place): a pipeline without redis-py's Pipeline, which
+    releases its connection through a task of its own and a shield, on every batch."""
+    connection = await pool.get_connection()
+    try:
+        await connection.send_packed_command(connection.pack_commands(commands))
+        answers: list[Any] = []
+        for _ in commands:
+            try:
+                answers.append(await connection.read_response())
+            except ResponseError as exc:
+                answers.append(exc)
+    except BaseException:
+        await asyncio.shield(_drop(pool, connection))  # half read: never handed out again as is
+        raise
+    await pool.release(connection)
+    return answers
+
+
+async def _drop(pool: Any, connection: Any) -> None:
+    try:
+        await connection.disconnect()
+    finally:
+        await pool.release(connection)
 
 
 class WriteBatcher:

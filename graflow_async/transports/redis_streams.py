@@ -34,7 +34,7 @@ from ..messages import ContextReply, ContextRequest, TaskMessage, TaskReply
 from ..options import number, whole
 from . import keys
 from .base import Delivery, Transport
-from .redis_batch import Ack, Command, WriteBatcher, queue_commands
+from .redis_batch import Ack, Command, Recorder, WriteBatcher, execute, queue_commands
 from .redis_claims import Claims
 from .redis_inbox import ReplyInbox
 from .redis_util import describe, each_exists, entries, pack_with_hiredis, xadd
@@ -183,15 +183,16 @@ class RedisStreamsTransport(Claims, Transport):
         for reply_to in {m.reply_to for m in messages if isinstance(m, TaskMessage)}:
             await self._ensure_group(self.keys.stream(reply_to))
 
-        await self._writes.write([
-            functools.partial(xadd, stream, data, reply) for data, reply in entries
-        ])
+        # one pipeline of its own, at once: a run sends each step's tasks in one call, so
+        # waiting a loop turn for other writers (the reply batcher) would only add latency
+        await self._pipeline([functools.partial(xadd, stream, data, reply) for data, reply in entries])
 
     async def _pipeline(self, commands: list[Any]) -> None:
+        recorder = Recorder()
+        queue_commands(recorder, commands)
+
         async def op() -> None:
-            async with self.client.pipeline(transaction=False) as pipe:
-                queue_commands(pipe, commands)
-                results = await pipe.execute(raise_on_error=False)
+            results = await execute(self.client.connection_pool, recorder.commands)
             for result in results:  # one writer's bad command must not fail the others of the batch
                 if isinstance(result, redis_errors.ResponseError):
                     log.warning("a batched Redis command failed", url=self.url, error=str(result))
