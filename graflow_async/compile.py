@@ -13,7 +13,7 @@ import hashlib
 from array import array
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
 from operator import attrgetter, is_, is_not, not_
 from typing import Any
@@ -54,11 +54,23 @@ class CompiledGraph:
     barrier_group: dict[int, int]  # barrier node -> group index
     groups: tuple[GroupInfo, ...]
     sinks: tuple[int, ...]  # tasks with no task after them
-    fingerprint: str
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def task_count(self) -> int:
         return len(self.index)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the graph's shape, which checkpoints are checked against: made when
+        first asked for (a run that never checkpoints never hashes a million nodes)."""
+        found = self._memo.get("fingerprint")
+        if found is None:
+            is_task = list(map(is_not, self.tasks, repeat(None)))
+            found = self._memo["fingerprint"] = _fingerprint(
+                self.workflow_name, self.ids, is_task, self.succs, self.groups
+            )
+        return found
 
 
 _ID = attrgetter("id")
@@ -102,7 +114,6 @@ def compile_workflow(wf: Workflow) -> CompiledGraph:
         barrier_group={info.barrier: gi for gi, info in enumerate(infos)},
         groups=tuple(infos),
         sinks=_sinks(succs, is_task, order),
-        fingerprint=_fingerprint(wf.name, ids, is_task, succs, infos),
     )
 
 
@@ -257,10 +268,22 @@ def _validate_policy(g: ParallelGroup, name: str, ids: tuple[str, ...]) -> None:
 def _check_acyclic(ids: list[str], succs: Sequence[Sequence[int]], npreds: list[int]) -> list[int]:
     """The nodes in a topological order (Kahn's algorithm); GraphError showing a cycle."""
     remaining = list(npreds)
-    order = [i for i, c in enumerate(remaining) if c == 0]
-    for i in order:  # grows while it is walked
-        for s in succs[i]:
-            remaining[s] -= 1
+    order = list(compress(range(len(ids)), map(not_, remaining)))
+    done = 0
+    while done < len(order):  # grows while it is walked
+        ready = order[done:done + 4096]
+        done += len(ready)
+        if len(ready) < 64:
+            for i in ready:
+                for s in succs[i]:
+                    remaining[s] -= 1
+                    if remaining[s] == 0:
+                        order.append(s)
+            continue
+        # many nodes at once (a group's members): their edges counted in C, so that a
+        # million members leading to one barrier make one decrement, not a million
+        for s, k in Counter(chain.from_iterable(map(succs.__getitem__, ready))).items():
+            remaining[s] -= k
             if remaining[s] == 0:
                 order.append(s)
     if len(order) == len(ids):
@@ -306,7 +329,7 @@ def _sinks(succs: Sequence[Sequence[int]], is_task: list[bool], order: list[int]
 
 
 def _fingerprint(
-    name: str, ids: list[str], is_task: list[bool], succs: Sequence[Sequence[int]], infos: list[GroupInfo]
+    name: str, ids: Sequence[str], is_task: list[bool], succs: Sequence[Sequence[int]], infos: Sequence[GroupInfo]
 ) -> str:
     """A hash of the graph's shape: node ids and kinds, each node's successors' ids, the
     groups' members (what checkpoints are checked against, so it never changes form)."""

@@ -131,7 +131,7 @@ class RunGraph:
 
     def __init__(self, compiled: CompiledGraph) -> None:
         self.workflow_name = compiled.workflow_name
-        self.fingerprint = compiled.fingerprint
+        self.compiled = compiled
         self.static_count = len(compiled.ids)
         self.sinks = compiled.sinks
         self.ids: list[str] = list(compiled.ids)
@@ -147,6 +147,10 @@ class RunGraph:
         self.index: ChainMap[str, int] = ChainMap({}, compiled.index)
         self.origin: dict[int, int] = {}  # added node -> the workflow node whose route it takes
         self.roots = compiled.roots
+
+    @property
+    def fingerprint(self) -> str:
+        return self.compiled.fingerprint
 
     def __len__(self) -> int:
         return len(self.ids)
