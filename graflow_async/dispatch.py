@@ -17,6 +17,54 @@ from typing import Any, overload
 from .messages import TaskMessage
 from .plan import Dispatch
 
+EAGER_UP_TO = 64  # a batch this small is made at once: a view's own calls would cost more
+
+
+def local_messages(
+    dispatch: Dispatch,
+    picks: Sequence[int],
+    *,
+    run_id: str,
+    reply_to: str,
+    resumed: dict[str, dict[str, Any]] | None,
+    trace: dict[str, str] | None,
+) -> Sequence[TaskMessage]:
+    """The messages ``picks[k]`` of `dispatch` for this process's executor: a list when
+    there are few (a chain's step), else a `LocalMessages` view."""
+    if len(picks) <= EAGER_UP_TO:
+        return [_message(dispatch, i, run_id, reply_to, resumed, trace) for i in picks]
+    return LocalMessages(dispatch, picks, run_id=run_id, reply_to=reply_to, resumed=resumed, trace=trace)
+
+
+def _message(
+    d: Dispatch,
+    i: int,
+    run_id: str,
+    reply_to: str,
+    resumed: dict[str, dict[str, Any]] | None,
+    trace: dict[str, str] | None,
+) -> TaskMessage:
+    task = d.tasks[i]
+    # positional, in TaskMessage's field order: this is made once per task
+    return TaskMessage(
+        run_id,
+        task.id,
+        d.nodes[i],
+        d.attempts[i],
+        reply_to,
+        d.kwargs[i],
+        task.timeout,
+        None,
+        task,
+        None,
+        None,
+        task.inject_context,
+        d.cycles[i],
+        d.max_cycles[i],
+        resumed.get(task.id) if resumed else None,
+        trace,
+    )
+
 
 class LocalMessages(Sequence[TaskMessage]):
     """Messages ``picks[k]`` of `dispatch` (indexes into its lists), for `reply_to`."""
@@ -51,26 +99,4 @@ class LocalMessages(Sequence[TaskMessage]):
     def __getitem__(self, k: int | slice) -> TaskMessage | list[TaskMessage]:
         if isinstance(k, slice):
             return [self[j] for j in range(*k.indices(len(self.picks)))]
-        i = self.picks[k]
-        d = self.dispatch
-        task = d.tasks[i]
-        resumed = self.resumed.get(task.id) if self.resumed else None
-        # positional, in TaskMessage's field order: this is made once per task
-        return TaskMessage(
-            self.run_id,
-            task.id,
-            d.nodes[i],
-            d.attempts[i],
-            self.reply_to,
-            d.kwargs[i],
-            task.timeout,
-            None,
-            task,
-            None,
-            None,
-            task.inject_context,
-            d.cycles[i],
-            d.max_cycles[i],
-            resumed,
-            self.trace,
-        )
+        return _message(self.dispatch, self.picks[k], self.run_id, self.reply_to, self.resumed, self.trace)

@@ -18,7 +18,7 @@ from .actors import Actor, MailboxReceiver, MailboxSender, Supervisor, open_mail
 from .checkpoints.manager import CheckpointManager
 from .clock import current_clock
 from .compile import CompiledGraph
-from .dispatch import LocalMessages
+from .dispatch import local_messages
 from .events import Emitter
 from .exceptions import GraphError
 from .executor import Executor
@@ -212,13 +212,13 @@ class RunSupervisor(Actor[Any]):
     def _messages(self, d: Dispatch, batches: list[tuple[Route, Sequence[TaskMessage]]]) -> None:
         """The task messages of `d`, batched by the route each task takes. A message to this
         process's executor carries the task itself, and is made when the executor reads it
-        (`dispatch.LocalMessages`); one to workers, its import path."""
+        (`dispatch.local_messages`); one to workers, its import path."""
         routes, route_of, run_id, resumed = self.routes, self.graph.route_of, self.run_id, self.resumed_metadata
         trace = self.trace
         if self._only_route is not None and self._only_route.local:  # every task runs here
             route = self._only_route
-            batches.append((route, LocalMessages(d, range(len(d.nodes)), run_id=run_id, reply_to=route.reply_to,
-                                                 resumed=resumed, trace=trace)))
+            batches.append((route, local_messages(d, range(len(d.nodes)), run_id=run_id, reply_to=route.reply_to,
+                                                  resumed=resumed, trace=trace)))
             return
         picks: dict[int, tuple[Route, list[int]]] = {}
         remote: dict[int, tuple[Route, list[TaskMessage]]] = {}
@@ -241,8 +241,8 @@ class RunSupervisor(Actor[Any]):
             batch[1].append(message)
         batches.extend(remote.values())
         for route, chosen in picks.values():
-            batches.append((route, LocalMessages(d, chosen, run_id=run_id, reply_to=route.reply_to, resumed=resumed,
-                                                 trace=trace)))
+            batches.append((route, local_messages(d, chosen, run_id=run_id, reply_to=route.reply_to, resumed=resumed,
+                                                  trace=trace)))
 
     def _send_again(self, queue: str) -> None:
         """`queue` (a route's reply stream) was lost with whatever it held: send again the

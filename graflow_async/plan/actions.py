@@ -1,7 +1,7 @@
 """What the run plan hands its supervisor to carry out. Plain tuples, and one `Dispatch`
 per step however many tasks it sends: a 10,000-task fan-out would otherwise hold
-10,000 more live objects for the garbage collector to walk. Its number columns are
-arrays, which the collector does not walk at all."""
+10,000 more live objects for the garbage collector to walk. A large one's number
+columns are arrays, which the collector does not walk at all."""
 
 from __future__ import annotations
 
@@ -25,7 +25,15 @@ class Dispatch(NamedTuple):
 
     @classmethod
     def empty(cls) -> Dispatch:
-        return cls(array("q"), [], array("q"), array("q"), array("q"), [])
+        return cls([], [], [], [], [], [])
+
+    def compact(self) -> Dispatch:
+        """The same, with its number columns as arrays when it is large (a big fan-out's
+        lists of numbers would be walked at each full collection while it runs)."""
+        if len(self.nodes) < 1024:
+            return self
+        return self._replace(nodes=array("q", self.nodes), attempts=array("q", self.attempts),
+                             cycles=array("q", self.cycles), max_cycles=array("q", self.max_cycles))
 
     def add(self, node: int, task: Task, attempt: int, cycle: int, max_cycles: int, kwargs: dict[str, Any]) -> None:
         self.nodes.append(node)

@@ -205,10 +205,13 @@ class RunPlan(PlanState):
             nodes, self.ready = self.ready, []
             if dispatch is None:
                 dispatch = Dispatch.empty()
+                at = len(self.actions)
                 self.actions.append(dispatch)
             for node in nodes:
                 if self.status[node] == QUEUED:
                     self._dispatch(node, dispatch)
+        if dispatch is not None:
+            self.actions[at] = dispatch.compact()
         if self.failure is not None:
             self.actions.append(Fail(self.failure))
         elif self.terminated is not None:
