@@ -87,7 +87,8 @@ class FileCheckpointStore(CheckpointStore):
         return self.root.joinpath(*check_name(location).parts)
 
 
-def _atomic_write(path: Path, data: bytes | Sequence[bytes]) -> None:
+def _temporary(path: Path, data: bytes | Sequence[bytes]) -> str:
+    """`data` written and fsynced to a new temporary file beside `path`; its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX)
     try:
@@ -96,6 +97,16 @@ def _atomic_write(path: Path, data: bytes | Sequence[bytes]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _atomic_write(path: Path, data: bytes | Sequence[bytes]) -> None:
+    tmp = _temporary(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -107,18 +118,11 @@ def _atomic_write(path: Path, data: bytes | Sequence[bytes]) -> None:
 def _exclusive_write(path: Path, data: bytes) -> bool:
     """Write a temporary file, then link it at `path`: the link fails if `path` exists,
     so readers never see a partial file and only one creator wins."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX)
+    tmp = _temporary(path, data)
     try:
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
