@@ -54,6 +54,12 @@ async def chain_sync(n: int) -> None:
         await loop.run_in_executor(None, _noop_sync)
 
 
+async def chain_inline(n: int) -> None:
+    """The floor of a chain of cheap plain functions called on the loop: the calls alone."""
+    for _ in range(n):
+        _noop_sync()
+
+
 async def fan(n: int) -> None:
     await asyncio.create_task(_noop())
     await asyncio.gather(*(asyncio.create_task(_noop()) for _ in range(n)))
@@ -142,6 +148,7 @@ def workload(kind: str, n: int, directory: Path) -> tuple[Callable[[], Awaitable
     plans: dict[str, tuple[Callable[[], Awaitable[object]], int]] = {
         "chain": (lambda: chain(n), n),
         "chain-sync": (lambda: chain_sync(n), n),
+        "chain-inline": (lambda: chain_inline(n), n),
         "fan": (lambda: fan(n), n + 2),
         "lattice": (lambda: lattice(n), n),
         "group": (lambda: group(n), n + 2),

@@ -140,6 +140,7 @@ def hitl_run(count: int) -> list[float]:
 def build(kind: str, n: int, attempts: dict[int, int]) -> tuple[Any, str]:
     builders: dict[str, Callable[[], tuple[Any, str]]] = {
         "chain-sync": lambda: chain_wf(n),
+        "chain-inline": lambda: chain_wf(n),  # Graflow runs every task in the calling thread
         "fan": lambda: fan_wf(n),
         "group": lambda: group_wf(n, attempts),
         "checkpoint": lambda: checkpoint_wf(n, os.path.abspath("graflow-checkpoints")),

@@ -146,6 +146,7 @@ def build(kind: str, n: int) -> Any:
     builders: dict[str, Callable[[], Any]] = {
         "chain": lambda: chain_graph(n, _noop),
         "chain-sync": lambda: chain_graph(n, _sync_noop),
+        "chain-inline": lambda: chain_graph(n, _sync_noop),  # its sync nodes run in the calling thread
         "fan": lambda: fan_graph(n),
         "lattice": lambda: lattice_graph(n),
     }
@@ -175,7 +176,7 @@ def main(argv: list[str]) -> None:
             return
         app, build_ms = build_timed(lambda: build(kind, n).compile(checkpointer=saver))
         tasks = n + 2 if kind == "fan" else n
-        if kind == "chain-sync":
+        if kind in ("chain-sync", "chain-inline"):
             result = measure(
                 lambda: app.invoke({"i": 0}, threads.config()),
                 tasks=tasks,

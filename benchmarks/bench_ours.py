@@ -5,7 +5,8 @@
 prints one JSON line (`benchmarks.harness`). Each workflow is built once, outside the
 timing, and run warm-up + REPEAT times with ``await run(wf)`` on one event loop. Tasks
 are ``async def`` no-ops except in ``chain-sync`` (plain functions: graflow-async runs
-them in a worker thread). ``group`` fails members like `bench_asyncio.fails` under
+them in a worker thread) and ``chain-inline`` (plain functions run on the event loop,
+``handler="inline"``). ``group`` fails members like `bench_asyncio.fails` under
 ``RetryPolicy(max_retries=2, initial_interval=0)`` and a best-effort policy;
 ``checkpoint`` calls ``await context.checkpoint()`` in every 100th task of a chain (a
 file store in a temp dir); ``hitl`` asks N text questions in turn
@@ -43,6 +44,15 @@ def chain_sync_wf(n: int) -> Any:
 
     with workflow(f"chain-sync{n}") as wf:
         chain(*(task(_sync_noop, id=f"t{i}") for i in range(n)))
+    return wf
+
+
+def chain_inline_wf(n: int) -> Any:
+    """Plain functions on the event loop (``handler="inline"``): for cheap sync tasks."""
+    from graflow_async import chain, task, workflow
+
+    with workflow(f"chain-inline{n}") as wf:
+        chain(*(task(_sync_noop, id=f"t{i}", handler="inline") for i in range(n)))
     return wf
 
 
@@ -130,6 +140,7 @@ def build(kind: str, n: int) -> tuple[Any, Callable[[], None] | None]:
     builders: dict[str, Callable[[int], Any]] = {
         "chain": chain_wf,
         "chain-sync": chain_sync_wf,
+        "chain-inline": chain_inline_wf,
         "fan": fan_wf,
         "lattice": lattice_wf,
         "checkpoint": checkpoint_wf,
