@@ -135,17 +135,21 @@ async def test_errors_are_logged_briefly_without_locals_or_the_body(log_capture:
 def test_the_library_log_renders_tracebacks_without_local_variables(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if structlog.is_configured():
-        pytest.skip("structlog was configured by another test; the library's own renderer is not in use")
+    saved = structlog.get_config() if structlog.is_configured() else None
+    structlog.reset_defaults()  # the library's own renderer, whatever another test configured
     monkeypatch.setenv("GRAFLOW_LOG_LEVEL", "error")
 
     def fail(secret: str) -> None:
         raise RuntimeError("boom")
 
     try:
-        fail(SECRET)
-    except RuntimeError as exc:
-        library_logger().error("it failed", exc_info=exc)
+        try:
+            fail(SECRET)
+        except RuntimeError as exc:
+            library_logger().error("it failed", exc_info=exc)
+    finally:
+        if saved is not None:
+            structlog.configure(**saved)
     err = capsys.readouterr().err
     assert "it failed" in err and "RuntimeError: boom" in err and "in fail" in err
     assert SECRET not in err
