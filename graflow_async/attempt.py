@@ -37,10 +37,6 @@ async def _attempt(msg: TaskMessage, task: Task, port: ContextPort) -> TaskReply
             value = await _call_with_timeout(task, msg, context, msg.timeout)
         elif task.is_async and (task.handler == "direct" or task.handler == "inline"):  # the common case
             value = await (task.func(context, **msg.kwargs) if context is not None else task.func(**msg.kwargs))
-        elif task.handler == "direct":  # a plain function: in a thread of the run's pool
-            value = await call_in_thread(task.func, (context,) if context is not None else (), msg.kwargs)
-        elif task.handler == "inline":  # a plain function the task asked to run on the loop
-            value = task.func(context, **msg.kwargs) if context is not None else task.func(**msg.kwargs)
         else:
             value = await _call(task, msg, context)
     except asyncio.CancelledError as exc:
@@ -69,10 +65,12 @@ def failed(msg: TaskMessage, error: BaseException, duration: float = 0.0, *, ret
 async def _call(task: Task, msg: TaskMessage, context: TaskContext | None) -> Any:
     args = (context,) if context is not None else ()
     handler = task.handler
-    if handler == "direct":
+    if handler == "direct" or handler == "inline":
         if task.is_async:
             return await task.func(*args, **msg.kwargs)
-        return await call_in_thread(task.func, args, msg.kwargs)
+        if handler == "inline":  # a plain function the task asked to run on the loop
+            return task.func(*args, **msg.kwargs)
+        return await call_in_thread(task.func, args, msg.kwargs)  # in a thread of the run's pool
     # copies: a handler may change what it is given, and these may be shared by many tasks
     call = TaskCall(msg.task_id, msg.run_id, msg.attempt, task.func, dict(msg.kwargs), context,
                     dict(task.handler_kwargs))
