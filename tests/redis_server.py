@@ -29,12 +29,16 @@ class RedisServer:
     """One redis-server process on `port`; `stop()` and `start()` it again on the same
     port (with ``appendonly=True`` its data survives the restart)."""
 
-    def __init__(self, port: int | None = None, *, appendonly: bool = False, executable: str = REDIS_SERVER) -> None:
+    def __init__(
+        self, port: int | None = None, *, appendonly: bool = False, executable: str = REDIS_SERVER,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.port = port if port is not None else _free_port()
         if self.port == 6379:
             raise RuntimeError("refusing to run a test Redis on the shared port 6379")
         self.appendonly = appendonly
         self.executable = executable
+        self.extra_args = list(extra_args or [])  # more redis-server options; relative paths are under `directory`
         self.directory = Path(tempfile.mkdtemp(prefix="graflow-redis-"))
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -59,7 +63,7 @@ class RedisServer:
         command = [
             self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.directory),
-            "--logfile", str(log), "--daemonize", "no", "--databases", str(_DATABASES),
+            "--logfile", str(log), "--daemonize", "no", "--databases", str(_DATABASES), *self.extra_args,
         ]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + _START_TIMEOUT

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import loopback_flows
 import pytest
 from loopback_transport import LoopbackTransport
+from redis.asyncio import Redis
 
 import graflow_async
 from graflow_async.executor import Executor
@@ -53,6 +54,24 @@ class TestRedisStreamsTransport(TransportSuite, LeaseSuite):
             redis_url, namespace=namespace, connect_timeout=2, lease_timeout=self.LEASE
         ) as transport:
             yield transport
+
+
+class TestRedisStreamsTransportOnAGivenClient(TestRedisStreamsTransport):
+    """The same again with a redis-py client given by the caller: the hot path (XADD,
+    XREAD, XREADGROUP, XACK) then runs on redis-py instead of the lean connections."""
+
+    @pytest.fixture
+    async def transport(self, redis_url: str) -> AsyncIterator[RedisStreamsTransport]:
+        client = Redis.from_url(redis_url)
+        namespace = f"conformance-{uuid.uuid4().hex[:8]}"
+        try:
+            async with RedisStreamsTransport(
+                client=client, namespace=namespace, connect_timeout=2, lease_timeout=self.LEASE
+            ) as transport:
+                assert transport.hot_path == "redis-py"
+                yield transport
+        finally:
+            await client.aclose()
 
 
 class TestLoopbackTransport(TransportSuite):

@@ -17,7 +17,8 @@ from ..actors.mailbox import MailboxClosed
 from ..events import LibraryLog
 from ..exceptions import TransportError
 from ..messages import QueueLost
-from .redis_util import entries, text
+from .redis_lean import entries
+from .redis_util import text
 from .wire import MalformedMessage
 
 if TYPE_CHECKING:
@@ -59,7 +60,8 @@ class ReplyInbox:
         transport = self.transport
         try:
             answer = await transport._call("XREAD", functools.partial(
-                transport.client.xread, {self.stream: self.last_id}, count=max_items or 512, block=POLL_MS))
+                transport.blocking, "XREAD", "COUNT", max_items or 512, "BLOCK", POLL_MS, "STREAMS",
+                self.stream, self.last_id))
         except TransportError:
             if transport.closed:
                 raise MailboxClosed from None

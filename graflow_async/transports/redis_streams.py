@@ -37,7 +37,8 @@ from .base import Delivery, Transport
 from .redis_batch import Ack, Command, Recorder, WriteBatcher, execute, queue_commands
 from .redis_claims import Claims
 from .redis_inbox import ReplyInbox
-from .redis_util import describe, each_exists, entries, pack_with_hiredis, xadd
+from .redis_lean import LeanRedis, entries
+from .redis_util import describe, each_exists, pack_with_hiredis, xadd
 from .signing import SIGNATURE, signer_for
 from .wire import MalformedMessage, decode, encode
 
@@ -102,6 +103,9 @@ class RedisStreamsTransport(Claims, Transport):
             url, max_connections=max_connections, timeout=None, socket_connect_timeout=connect_timeout,
             socket_timeout=None, health_check_interval=10, retry=Retry(NoBackoff(), 0),
         )))
+        # the hot path (XADD, XACK, XDEL, XREAD, XREADGROUP) on lean connections when we own
+        # the client and the URL is plain TCP or a unix socket; redis-py otherwise
+        self._lean = LeanRedis.for_url(url, connect_timeout) if client is None else None
         self._connected = False
         self._closed = False
         self._groups: set[str] = set()
@@ -130,7 +134,8 @@ class RedisStreamsTransport(Claims, Transport):
 
     async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run `op`; once connected, wait out outages with backoff instead of failing."""
-        await self.connect()
+        if not self._connected:
+            await self.connect()
         task = asyncio.current_task()
         cancels = task.cancelling() if task is not None else 0
         delay = 0.05
@@ -149,6 +154,8 @@ class RedisStreamsTransport(Claims, Transport):
             except _RETRYABLE as exc:
                 if self._closed:  # closed under a pending command: not an outage
                     raise TransportError("the Redis transport is closed") from exc
+                if isinstance(exc, TimeoutError) and self._lean is not None:
+                    self._lean.reset()  # unanswered for _OP_TIMEOUT: the server may be gone silently
                 if attempt == 1 or attempt % 20 == 0:
                     log.warning("redis unavailable, retrying", url=self.url, op=what, error=repr(exc))
                 await asyncio.sleep(delay)
@@ -160,6 +167,12 @@ class RedisStreamsTransport(Claims, Transport):
         raise AssertionError("unreachable")  # pragma: no cover
 
     @property
+    def hot_path(self) -> str:
+        """What carries XADD, XACK, XREAD and XREADGROUP: "lean" (hiredis on asyncio
+        protocol connections) or "redis-py" (a client given, TLS or RESP3)."""
+        return "redis-py" if self._lean is None else "lean"
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -167,6 +180,8 @@ class RedisStreamsTransport(Claims, Transport):
         if self._closed:
             return
         self._closed = True
+        if self._lean is not None:
+            await self._lean.aclose()
         if self._owned:
             await self.client.aclose()
 
@@ -192,12 +207,27 @@ class RedisStreamsTransport(Claims, Transport):
         queue_commands(recorder, commands)
 
         async def op() -> None:
-            results = await execute(self.client.connection_pool, recorder.commands)
+            results = await self._execute(recorder.commands)
             for result in results:  # one writer's bad command must not fail the others of the batch
                 if isinstance(result, redis_errors.ResponseError):
                     log.warning("a batched Redis command failed", url=self.url, error=str(result))
 
         await self._call("pipeline", op)
+
+    async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Raw answers to `commands`, sent in one write (an error answer in its place)."""
+        if self._lean is not None:
+            return await self._lean.execute(commands)
+        return await execute(self.client.connection_pool, commands)
+
+    async def blocking(self, *command: Any) -> Any:
+        """The raw answer to one blocking read (XREAD or XREADGROUP with BLOCK); an error raised."""
+        if self._lean is not None:
+            return await self._lean.blocking(command)
+        [answer] = await execute(self.client.connection_pool, [command])
+        if isinstance(answer, redis_errors.ResponseError):
+            raise answer
+        return answer
 
     def _fields(self, stream: str, data: bytes) -> dict[bytes, bytes]:
         if self.signer is None:
@@ -253,7 +283,8 @@ class RedisStreamsTransport(Claims, Transport):
                 if reclaimed:
                     return reclaimed
                 answer = await self._call("XREADGROUP", functools.partial(
-                    self.client.xreadgroup, self.keys.group, self.consumer, {stream: ">"}, count=count, block=block))
+                    self.blocking, "XREADGROUP", "GROUP", self.keys.group, self.consumer,
+                    "COUNT", count, "BLOCK", block, "STREAMS", stream, ">"))
             except GroupsLost:
                 await self._regroup()
                 continue

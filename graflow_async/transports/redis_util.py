@@ -51,14 +51,6 @@ async def ranges(client: Any, stream: str, ids: list[Any]) -> list[tuple[Any, di
     return [entry for entries in found for entry in entries]
 
 
-def entries(answer: Any) -> list[tuple[Any, dict[bytes, bytes]]]:
-    if not answer:
-        return []
-    if isinstance(answer, dict):  # RESP3
-        return [e for entries in answer.values() for e in entries[0]]
-    return [e for _, entries in answer for e in entries]
-
-
 def lease_of(raw: bytes | None, default: float) -> float:
     try:
         message = decode(raw or b"")
