@@ -263,6 +263,23 @@ class Task(Composable):
         return f"<Task {self.id}>"
 
 
+_new = object.__new__
+
+
+def _plain(func: Callable[..., Any], task_id: str) -> Task:
+    """``Task(func, id=task_id)`` (a callable `func`, a non-empty `task_id`): every
+    option at its default, so none is checked, and no keyword arguments bound."""
+    t: Task = _new(Task)
+    t.id = task_id
+    t.func = func
+    t.max_cycles = t.retry_policy = t.timeout = None
+    t.inject_context = False
+    t.handler = "direct"
+    t.handler_kwargs = t.bound = _NO_ARGS
+    t.params, t.is_async, t.ref = _analysis(func, False)
+    return t
+
+
 _OPTIONS = frozenset(
     {"id", "inject_context", "retry_policy", "max_retries", "handler", "handler_kwargs", "timeout", "max_cycles"}
 )
@@ -274,10 +291,14 @@ def task(func: Callable[..., Any], /) -> Task: ...
 def task(id: str | None = None, /, **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
 
 
-def task(func_or_id: Any = None, /, **options: Any) -> Any:
+def task(func_or_id: Any = None, /, *, id: Any = _MISSING, **options: Any) -> Any:
     """Make a function a workflow task: ``@task``, ``@task()``, ``@task("id")``,
     ``@task(id="id", inject_context=..., retry_policy=..., max_retries=...,
     handler=..., handler_kwargs=..., timeout=..., max_cycles=...)``."""
+    if not options and type(id) is str and id and callable(func_or_id) and not isinstance(func_or_id, Task):
+        return _plain(func_or_id, id)  # task(f, id="x"), as a million-task workflow makes them
+    if id is not _MISSING:
+        options = {"id": id, **options}
     if options and not _OPTIONS.issuperset(options):
         unknown = options.keys() - _OPTIONS
         raise TypeError(f"task() got unexpected keyword(s): {', '.join(sorted(unknown))}")
