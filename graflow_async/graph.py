@@ -223,7 +223,7 @@ class Workflow:
         self.groups: list[ParallelGroup] = []
         self.links: list[tuple[Node, Node]] = []
         self._link_keys: set[tuple[int, int]] = set()
-        self._group_ids: set[int] = set()
+        self._members_done: dict[int, int] = {}  # id of a group -> its members registered
         self.auto_group_names: dict[int, str] = {}
         self._auto_ids: dict[str, int] = {}
         self._claimed: set[str] = set()
@@ -250,7 +250,7 @@ class Workflow:
     def holds(self, node: Node) -> bool:
         if isinstance(node, Task):
             return self.tasks.get(node.id) is node
-        return id(node) in self._group_ids
+        return id(node) in self._members_done
 
     def register(self, c: Component) -> None:
         """Make `c` and what it contains part of this workflow."""
@@ -265,17 +265,15 @@ class Workflow:
                     "tasks have it (use t(task_id=...) for another instance)"
                 )
         elif isinstance(c, ParallelGroup):
-            if id(c) not in self._group_ids:
-                self._group_ids.add(id(c))
+            done = self._members_done.get(id(c))
+            if done is None:
+                done = self._members_done[id(c)] = 0
                 self.groups.append(c)
                 self._compiled = None
                 # numbered per workflow: one group object may serve several workflows
                 self.auto_group_names[id(c)] = f"ParallelGroup_{len(self.groups)}"
-            if not self._register_tasks(c.members):
-                tasks = self.tasks
-                for m in c.members:
-                    if type(m) is not Task or tasks.get(m.id) is not m:  # (a task it has: nothing to do)
-                        self.register(m)
+            if done < len(c.members):
+                self._register_members(c, done)
         else:
             if c._origin is self:
                 return  # its links were registered as it was built
@@ -285,21 +283,25 @@ class Workflow:
             for a, b in itertools.pairwise(items):
                 self.link(a, b)
 
-    def _register_tasks(self, members: list[Component]) -> bool:
-        """Members that are all tasks, each known already or all new with distinct ids, in
-        bulk (a million-task group is registered twice while it is built); False when it
-        takes the one-by-one way (which also says what is wrong)."""
+    def _register_members(self, g: ParallelGroup, done: int) -> None:
+        """Register the members of `g` after its first `done`. Members that are all tasks
+        are registered once: a group's tasks never change, and members it gains come
+        after (so a million-task group is not walked again each time it is used)."""
+        members = g.members[done:] if done else g.members
         if set(map(type, members)) != {Task}:
-            return False
-        ids = list(map(_task_id, members))
-        known = list(map(self.tasks.get, ids))
-        if all(map(operator.is_, known, members)):
-            return True
-        if known.count(None) != len(known) or len(set(ids)) != len(ids):
-            return False
-        self.tasks.update(zip(ids, members, strict=True))  # type: ignore[arg-type]
-        self._compiled = None
-        return True
+            for m in members:
+                self.register(m)
+            return
+        tasks = self.tasks
+        new = dict(zip(map(_task_id, members), members, strict=True))
+        if len(new) == len(members) and tasks.keys().isdisjoint(new.keys()):
+            tasks.update(new)  # all new, with distinct ids: in bulk
+            self._compiled = None
+        else:  # one by one, which also says what is wrong
+            for m in members:
+                if type(m) is not Task or tasks.get(m.id) is not m:  # (a task it has: nothing to do)
+                    self.register(m)
+        self._members_done[id(g)] = done + len(members)
 
     def group_name(self, group: ParallelGroup) -> str:
         """The group's own name, else the one this workflow numbered it with."""
