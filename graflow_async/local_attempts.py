@@ -7,7 +7,9 @@ common attempts without the ``_execute`` -> `run_attempt` coroutines around them
   replies;
 - a plain function on ``direct``: a job of the run's thread pool, whose thread hands
   the outcome back with one ``call_soon_threadsafe``;
-- a plain function on ``inline``: a loop callback that calls it.
+- a plain function on ``inline``: called at once, in the executor's context, as its
+  message is taken (the reply still reaches the run through its mailbox, so the run's
+  plan is never re-entered).
 
 Only attempts without a context, a timeout or a trace go this way; the others go
 through `run_attempt`, and so does every attempt on a worker (it has a delivery to
@@ -84,14 +86,24 @@ class LocalAttempts:
         # batches not started yet, each with the index of its next message: messages are
         # read (and, from a `dispatch.LocalMessages`, made) only as they start
         self._backlog: deque[list[Any]] = deque()
+        self._entered = False  # running in `context` (where attempts start) now
 
     def take(self, messages: Sequence[TaskMessage]) -> None:
         if self._backlog:
             self._backlog.append([messages, 0])
-            return
-        n = len(messages)
-        for i in range(min(n, CHUNK)):
-            self._start(messages[i])
+        elif self._entered:
+            self._take(messages)
+        else:
+            self.context.run(self._take, messages)
+
+    def _take(self, messages: Sequence[TaskMessage]) -> None:
+        n, entered = len(messages), self._entered
+        self._entered = True
+        try:
+            for i in range(min(n, CHUNK)):
+                self._start(messages[i])
+        finally:
+            self._entered = entered
         if n > CHUNK:
             self._backlog.append([messages, CHUNK])
             self._loop.call_soon(self._drain, context=self.context)
@@ -101,6 +113,13 @@ class LocalAttempts:
         if self.closed:
             backlog.clear()
             return
+        self._entered = True
+        try:
+            self._drain_chunk(backlog)
+        finally:
+            self._entered = False
+
+    def _drain_chunk(self, backlog: deque[list[Any]]) -> None:
         budget = CHUNK
         try:
             while budget and backlog:
@@ -129,7 +148,7 @@ class LocalAttempts:
             job = functools.partial(self.context.copy().run, task.func, **msg.kwargs)
             self.pool.call_then(self._loop, job, self._threaded, (msg, time.perf_counter()))
         elif path == INLINE:
-            self._loop.call_soon(self._inline, msg, task, context=self.context)
+            self._inline(msg, task)
         else:
             self.general(msg, task)
 

@@ -261,3 +261,28 @@ async def test_every_local_path_reports_values_and_failures(handler: str, is_asy
     with pytest.raises(TaskFailedError) as info:
         await run(flow(1, unknown=3))  # an argument the function does not take
     assert isinstance(info.value.__cause__, TypeError)
+
+
+async def test_inline_tasks_past_a_chunk_all_run_in_the_runs_context() -> None:
+    """More inline tasks than start at once (the rest start a chunk per loop turn, in the
+    executor's context, as the first chunk does): each runs once, and sees the run's
+    thread pool as the current one."""
+    from graflow_async.local_attempts import CHUNK
+
+    pools: list[Any] = []
+
+    def member(i: int) -> Any:
+        @task(id=f"m{i}", handler="inline")
+        def record() -> int:
+            pools.append(thread_pool.get(None))
+            return i
+
+        return record
+
+    with workflow("inline-fan") as wf:
+        parallel(*(member(i) for i in range(3 * CHUNK + 5)))
+    result = await run(wf, max_threads=3)
+    assert sorted(result.results.values()) == list(range(3 * CHUNK + 5))
+    assert len(pools) == 3 * CHUNK + 5
+    assert len({id(p) for p in pools}) == 1 and isinstance(pools[0], RunThreadPool)
+    assert pools[0].max_workers == 3
