@@ -25,7 +25,7 @@ from .policies import (
     StrictGroupPolicy,
     resolve_group_policy,
 )
-from .tasks import Task
+from .tasks import Task, collect_as_before, collect_less
 
 if TYPE_CHECKING:
     from .compile import CompiledGraph
@@ -233,12 +233,16 @@ class Workflow:
     # --- the block ---------------------------------------------------------------
     def __enter__(self) -> Workflow:
         self._tokens.append(_current.set(self))
+        collect_less()  # until the block closes (a million new tasks: see tasks.collect_less)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         _current.reset(self._tokens.pop())
-        if exc_type is None:
-            self.compile()  # GraphError here, at build time, for cycles and the like
+        try:
+            if exc_type is None:
+                self.compile()  # GraphError here, at build time, for cycles and the like
+        finally:
+            collect_as_before()
 
     # --- building ---------------------------------------------------------------
     def add(self, *components: Any) -> Workflow:

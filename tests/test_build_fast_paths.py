@@ -3,9 +3,12 @@ without options, a group's tasks registered once, and the compiled graph."""
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+
 import pytest
 
-from graflow_async import GraphError, parallel, task, workflow
+from graflow_async import GraphError, parallel, task, tasks, workflow
 from graflow_async.tasks import Task
 
 
@@ -69,3 +72,43 @@ def test_a_group_of_tasks_known_already_or_clashing_registers_one_by_one() -> No
         with workflow("clash2"):
             task(_job, id="a") >> task(_job, id="z")
             parallel(task(_job, id="a"), task(_job, id="y"))
+
+
+@pytest.fixture
+def thresholds() -> Iterator[tuple[int, ...]]:
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    yield gc.get_threshold()
+    gc.set_threshold(*before)
+
+
+def test_collection_is_rarer_inside_workflow_blocks_and_as_before_after(thresholds: tuple[int, ...]) -> None:
+    with workflow("outer") as outer:
+        assert gc.get_threshold() == tasks.BUILD_THRESHOLDS
+        with workflow("inner") as inner:
+            inner.add(task(_job, id="i"))
+        assert gc.get_threshold() == tasks.BUILD_THRESHOLDS  # until the last block closes
+        outer.add(task(_job, id="o"))
+    assert gc.get_threshold() == thresholds
+    with pytest.raises(GraphError), workflow("bad"):
+        task(_job, id="a") >> _job
+    assert gc.get_threshold() == thresholds
+    with pytest.raises(GraphError, match="no tasks"), workflow("empty"):
+        pass
+    assert gc.get_threshold() == thresholds
+
+
+def test_thresholds_the_application_set_are_left_alone(thresholds: tuple[int, ...]) -> None:
+    with workflow("changed") as wf:
+        wf.add(task(_job, id="a"))
+        gc.set_threshold(5000, 20, 20)
+    assert gc.get_threshold() == (5000, 20, 20)
+    gc.set_threshold(50_000, 5, 500)
+    with workflow("higher") as wf:
+        assert gc.get_threshold() == (50_000, 100, 500)  # only ever raised
+        wf.add(task(_job, id="a"))
+    gc.set_threshold(0, 10, 10)  # automatic collection off stays off
+    with workflow("off") as wf:
+        assert gc.get_threshold() == (0, 10, 10)
+        wf.add(task(_job, id="a"))
+    assert gc.get_threshold() == (0, 10, 10)
