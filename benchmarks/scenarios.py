@@ -59,6 +59,7 @@ SCENARIOS = (
     Scenario("fan-1k", "fan", 1_000, 200, "fan-out/fan-in of {n}", ("fan", "growth", "core")),
     Scenario("fan-10k", "fan", 10_000, 1_000, "fan-out/fan-in of {n}", ("fan", "growth", "core")),
     Scenario("fan-100k", "fan", 100_000, 3_000, "fan-out/fan-in of {n}", ("fan", "growth")),
+    Scenario("fan-300k", "fan", 300_000, 5_000, "fan-out/fan-in of {n}", ("growth",)),
     Scenario("fan-1m", "fan", 1_000_000, 10_000, "fan-out/fan-in of {n}", ("growth",), repeat=3),
     Scenario("lattice-10k", "lattice", 10_000, 1_000, "diamond lattice, layers of 10, {n} tasks", ("lattice", "core")),
     Scenario("group-1k", "group", 1_000, 200, "group of {n}: retries + best-effort", ("group",)),
@@ -67,7 +68,7 @@ SCENARIOS = (
     Scenario("redis-fan-2k", "fan", 2_000, 200, "Redis, 2 workers: fan-out of {n}", ("redis",), runner="redis"),
     Scenario("redis-chain-100", "chain", 100, 20, "Redis, 2 workers: chain of {n}", ("redis",), runner="redis"),
 )
-GROWTH_KIND = "fan"  # the growth curve is the fan-out at 1k, 10k, 100k and 1M
+GROWTH_KIND = "fan"  # the growth curve is the fan-out at 1k, 10k, 100k, 300k and 1M
 
 
 def select(names: list[str]) -> list[Scenario]:
