@@ -307,20 +307,6 @@ class Task(Composable):
 _new = object.__new__
 
 
-def _plain(func: Callable[..., Any], task_id: str) -> Task:
-    """``Task(func, id=task_id)`` (a callable `func`, a non-empty `task_id`): every
-    option at its default, so none is checked, and no keyword arguments bound."""
-    t: Task = _new(Task)
-    t.id = task_id
-    t.func = func
-    t.max_cycles = t.retry_policy = t.timeout = None
-    t.inject_context = False
-    t.handler = "direct"
-    t.handler_kwargs = t.bound = _NO_ARGS
-    t.params, t.is_async, t.ref = _analysis(func, False)
-    return t
-
-
 _OPTIONS = frozenset(
     {"id", "inject_context", "retry_policy", "max_retries", "handler", "handler_kwargs", "timeout", "max_cycles"}
 )
@@ -337,7 +323,19 @@ def task(func_or_id: Any = None, /, *, id: Any = _MISSING, **options: Any) -> An
     ``@task(id="id", inject_context=..., retry_policy=..., max_retries=...,
     handler=..., handler_kwargs=..., timeout=..., max_cycles=...)``."""
     if not options and type(id) is str and id and callable(func_or_id) and not isinstance(func_or_id, Task):
-        return _plain(func_or_id, id)  # task(f, id="x"), as a million-task workflow makes them
+        # task(f, id="x"), as a million-task workflow makes them: Task(f, id="x") made
+        # here, every option at its default (none to check, no keywords to bind)
+        t: Task = _new(Task)
+        t.id = id
+        t.func = func_or_id
+        t.max_cycles = t.retry_policy = t.timeout = None
+        t.inject_context = False
+        t.handler = "direct"
+        t.handler_kwargs = t.bound = _NO_ARGS
+        last = _last  # (`_analysis`, inline: tasks are mostly made in a row from one function)
+        found = last[2] if last is not None and last[0] is func_or_id and not last[1] else None
+        t.params, t.is_async, t.ref = found or _analysis(func_or_id, False)
+        return t
     if id is not _MISSING:
         options = {"id": id, **options}
     if options and not _OPTIONS.issuperset(options):
