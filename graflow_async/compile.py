@@ -9,14 +9,16 @@ policy has accepted the outcome.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, repeat
-from operator import attrgetter, is_, is_not, not_
-from typing import Any
+from itertools import chain, repeat
+from operator import add, attrgetter, is_not
+from typing import Any, cast
 
 from .exceptions import GraphError
 from .graph import Chain, Component, ParallelGroup, Workflow, _first, _last, member_id
@@ -85,35 +87,36 @@ def compile_workflow(wf: Workflow) -> CompiledGraph:
         raise GraphError(f"workflow {wf.name!r} has no tasks")
     tasks: list[Task | None] = list(wf.tasks.values())
     ids = list(wf.tasks)
-    index = dict(zip(wf.tasks, range(len(wf.tasks)), strict=True))  # task id -> node
+    nt = len(ids)  # tasks are nodes 0..nt-1, group barriers come after
+    # task id -> node: the tasks' table copied (no growing, hashes known), values replaced
+    index = cast("dict[str, int]", wf.tasks.copy())
+    index.update(zip(ids, range(nt), strict=True))
     node_of = _Nodes(index, tasks)
     for g in wf.groups:
         node_of.groups[id(g)] = len(ids)
         ids.append(wf.group_name(g))
         tasks.append(None)
-    n = len(ids)
-    # each node's successors in edge order: None (none yet), a list, or a shared (c,)
-    after: list[Any] = [None] * n
+    edges = _Edges(len(ids))
     for left, right in wf.links:
-        _link(after, node_of[_last(left)], _heads(right, node_of))
-    group_of, member_of, is_tail, infos = _groups(wf, ids, node_of, after)
-    succs, npreds = _successors(after)
-    order = _check_acyclic(ids, succs, npreds)
-    is_task = list(map(is_not, tasks, repeat(None)))
+        edges.link(node_of[_last(left)], _heads(right, node_of))
+    group_of, member_of, is_tail, infos = _groups(wf, ids, node_of, edges)
+    succs, npreds = edges.done()
+    starts = _zeros(npreds)  # the tasks that run first
+    order = _check_acyclic(ids, succs, npreds, starts)
     return CompiledGraph(
         workflow_name=wf.name,
         ids=tuple(ids),
         tasks=tuple(tasks),
         succs=succs,
         npreds=tuple(npreds),
-        roots=tuple(i for i in compress(range(n), map(not_, npreds)) if is_task[i]),
+        roots=tuple(starts[: bisect_left(starts, nt)]),  # (a barrier always waits for members)
         index=index,
-        group_of=array("l", group_of),
-        member_of=array("l", member_of),
+        group_of=group_of,
+        member_of=member_of,
         is_tail=bytes(is_tail),
         barrier_group={info.barrier: gi for gi, info in enumerate(infos)},
         groups=tuple(infos),
-        sinks=_sinks(succs, is_task, order),
+        sinks=_sinks(succs, nt, order),
     )
 
 
@@ -121,12 +124,22 @@ class _Nodes:
     """The node of a task (found by its id: the workflow has one task per id) or of a
     group's barrier (by identity)."""
 
-    __slots__ = ("groups", "index", "tasks")
+    __slots__ = ("groups", "index", "rows", "tasks")
 
     def __init__(self, index: dict[str, int], tasks: list[Task | None]) -> None:
         self.index = index
         self.tasks = tasks  # by node
         self.groups: dict[int, int] = {}
+        self.rows: dict[int, Sequence[int] | None] = {}  # id of a group -> of_group(group)
+
+    def of_group(self, g: ParallelGroup) -> Sequence[int] | None:
+        """The nodes of the members of `g` when they are all tasks (the common case), else
+        None; worked out once per group."""
+        found = self.rows.get(id(g), ())
+        if found == ():
+            members = g.members
+            found = self.rows[id(g)] = self.of_tasks(members) if set(map(type, members)) == {Task} else None
+        return found
 
     def __getitem__(self, c: Any) -> int:
         return self.index[c.id] if isinstance(c, Task) else self.groups[id(c)]
@@ -141,13 +154,15 @@ class _Nodes:
         return list(map(self.index.__getitem__, map(_ID, tasks)))
 
 
-def _heads(c: Component, node_of: _Nodes) -> list[int]:
-    """The nodes a link into `c` leads to: its first task, or every member's heads."""
+def _heads(c: Component, node_of: _Nodes) -> Sequence[int]:
+    """The nodes a link into `c` leads to: its first task, or every member's heads (a
+    range when they are numbered in a row)."""
     node = _first(c)
     if isinstance(node, Task):
         return [node_of[node]]
-    if set(map(type, node.members)) == {Task}:  # a group of tasks, the common case
-        return list(node_of.of_tasks(node.members))
+    nodes = node_of.of_group(node)
+    if nodes is not None:  # a group of tasks, the common case
+        return nodes
     out: list[int] = []
     for m in node.members:
         if type(m) is Task:
@@ -158,13 +173,13 @@ def _heads(c: Component, node_of: _Nodes) -> list[int]:
 
 
 def _groups(
-    wf: Workflow, ids: list[str], node_of: _Nodes, after: list[Any]
-) -> tuple[list[int], list[int], bytearray, list[GroupInfo]]:
+    wf: Workflow, ids: list[str], node_of: _Nodes, edges: _Edges
+) -> tuple[array[int], array[int], bytearray, list[GroupInfo]]:
     """Which group and member each node belongs to, each member's tail (flagged in
-    `is_tail`, linked to its group's barrier in `after`), and the groups compiled."""
+    `is_tail`, linked to its group's barrier in `edges`), and the groups compiled."""
     n = len(ids)
-    group_of = [-1] * n
-    member_of = [-1] * n
+    group_of = array("l", [-1]) * n
+    member_of = array("l", [-1]) * n
     is_tail = bytearray(n)
     infos: list[GroupInfo] = []
     seen_names: set[str] = set()
@@ -174,14 +189,13 @@ def _groups(
         if name in seen_names or name in wf.tasks:
             raise GraphError(f"duplicate group name {name!r} in workflow {wf.name!r}")
         seen_names.add(name)
-        only_tasks = set(map(type, g.members)) == {Task}
-        if only_tasks:
-            member_ids = tuple(map(_ID, g.members))
+        nodes = node_of.of_group(g)
+        if nodes is not None:  # tasks only
+            member_ids = tuple([m.id for m in g.members])  # type: ignore[union-attr]
         else:
             member_ids = tuple(m.id if type(m) is Task else member_id(m, wf.auto_group_names) for m in g.members)
         _validate_policy(g, name, member_ids)
-        nodes = _task_members(gi, g, node_of, group_of, member_of, is_tail, after) if only_tasks else None
-        if nodes is not None:
+        if nodes is not None and _task_members(gi, barrier, nodes, group_of, member_of, is_tail, edges):
             infos.append(GroupInfo(name, barrier, member_ids, nodes, g.policy, g.backend, g.backend_config))
             continue
         tails = []
@@ -198,64 +212,86 @@ def _groups(
                 member_of[node] = mi
             tails.append(node)  # the member's last node
             is_tail[node] = 1
-            _link(after, node, (barrier,))
+            edges.link(node, (barrier,))
         infos.append(GroupInfo(name, barrier, member_ids, tuple(tails), g.policy, g.backend, g.backend_config))
     return group_of, member_of, is_tail, infos
 
 
 def _task_members(
-    gi: int, g: ParallelGroup, node_of: _Nodes, group_of: list[int], member_of: list[int],
-    is_tail: bytearray, after: list[Any],
-) -> Sequence[int] | None:
-    """Group `gi` of tasks only, in bulk: its members' nodes; None (nothing done) when
-    one of them is in another group already (the general loop then says which)."""
-    nodes = node_of.of_tasks(g.members)
+    gi: int, barrier: int, nodes: Sequence[int], group_of: array[int], member_of: array[int],
+    is_tail: bytearray, edges: _Edges,
+) -> bool:
+    """Group `gi` of tasks only (at `nodes`), in bulk; False (nothing done) when one of
+    them is in another group already (the general loop then says which)."""
     k = len(nodes)
     in_a_row = type(nodes) is range  # numbered in a row, as they usually are
     row = slice(nodes[0], nodes[0] + k)
     if (group_of[row].count(-1) != k) if in_a_row else (set(map(group_of.__getitem__, nodes)) != {-1}):
-        return None
-    barrier = node_of[g]
+        return False
     if in_a_row:
-        group_of[row] = repeat(gi, k)
-        member_of[row] = range(k)
+        group_of[row] = array("l", [gi]) * k
+        member_of[row] = array("l", range(k))
         is_tail[row] = b"\x01" * k
     else:
         for mi, node in enumerate(nodes):
             group_of[node] = gi
             member_of[node] = mi
             is_tail[node] = 1
-    if in_a_row and after[row].count(None) == k:  # nothing after them yet: share (barrier,)
+    after = edges.after
+    if in_a_row and after[row].count(()) == k:  # nothing after them yet: share (barrier,)
         after[row] = repeat((barrier,), k)
+        edges.npreds[barrier] += k
     else:
         for node in nodes:
-            _link(after, node, (barrier,))
-    return nodes
+            edges.link(node, (barrier,))
+    return True
 
 
-def _link(after: list[Any], a: int, heads: Sequence[int]) -> None:
-    """Edges from `a` to each of `heads`, after those `a` has."""
-    known = after[a]
-    if known is None:
-        after[a] = (heads[0],) if len(heads) == 1 else list(heads)
-    elif type(known) is tuple:
-        after[a] = [*known, *heads]
-    else:
-        known.extend(heads)
+class _Edges:
+    """Each node's successors in the order links add them, and how many predecessors
+    each node has, counted as they are added (in bulk for a group's members)."""
 
+    __slots__ = ("after", "npreds", "several")
 
-def _successors(after: list[Any]) -> tuple[tuple[tuple[int, ...], ...], list[int]]:
-    """Each node's successors as a tuple (a link made twice counts once) and how many
-    predecessors each node has."""
-    n = len(after)
-    for i in list(compress(range(n), map(isinstance, after, repeat(list)))):  # several successors
-        s = after[i]
-        after[i] = tuple(s if len(s) == len(set(s)) else dict.fromkeys(s))
-    for i in list(compress(range(n), map(is_, after, repeat(None)))):
-        after[i] = ()
-    succs = tuple(after)
-    count = Counter(chain.from_iterable(succs))
-    return succs, list(map(count.get, range(n), repeat(0)))
+    def __init__(self, n: int) -> None:
+        # a node's successors: () (none yet), a tuple (perhaps shared), a range or a list
+        self.after: list[Any] = [()] * n
+        self.npreds = [0] * n
+        self.several: set[int] = set()  # nodes whose successors are a range or a list
+
+    def link(self, a: int, heads: Sequence[int]) -> None:
+        """Edges from `a` to each of `heads`, after those `a` has."""
+        after = self.after
+        known = after[a]
+        if not known:
+            after[a] = (heads[0],) if len(heads) == 1 else heads if type(heads) is range else list(heads)
+        elif type(known) is list:
+            known.extend(heads)
+        else:
+            after[a] = [*known, *heads]
+        if type(after[a]) is not tuple:
+            self.several.add(a)
+        npreds = self.npreds
+        if type(heads) is range and len(heads) > 64:  # a group's members numbered in a row
+            row = slice(heads.start, heads.stop)
+            seg = npreds[row]
+            npreds[row] = repeat(1, len(seg)) if seg.count(0) == len(seg) else map(add, seg, repeat(1))
+        else:
+            for h in heads:
+                npreds[h] += 1
+
+    def done(self) -> tuple[tuple[tuple[int, ...], ...], list[int]]:
+        """Each node's successors as a tuple (a link made twice counts once) and how many
+        predecessors each node has."""
+        after, npreds = self.after, self.npreds
+        for i in self.several:
+            s = after[i]
+            if type(s) is list and len(s) != len(set(s)):
+                for h, k in Counter(s).items():
+                    npreds[h] -= k - 1
+                s = dict.fromkeys(s)
+            after[i] = tuple(s)
+        return tuple(after), npreds
 
 
 def _validate_policy(g: ParallelGroup, name: str, ids: tuple[str, ...]) -> None:
@@ -265,32 +301,67 @@ def _validate_policy(g: ParallelGroup, name: str, ids: tuple[str, ...]) -> None:
         raise GraphError(f"group {name!r}: {exc}") from exc
 
 
-def _check_acyclic(ids: list[str], succs: Sequence[Sequence[int]], npreds: list[int]) -> list[int]:
-    """The nodes in a topological order (Kahn's algorithm); GraphError showing a cycle."""
+def _zeros(counts: list[int]) -> list[int]:
+    """Where `counts` holds 0, in order (looked for in C)."""
+    found: list[int] = []
+    with contextlib.suppress(ValueError):
+        while True:
+            found.append(counts.index(0, found[-1] + 1 if found else 0))
+    return found
+
+
+def _check_acyclic(ids: list[str], succs: Sequence[Sequence[int]], npreds: list[int], starts: list[int]) -> list[int]:
+    """The nodes in a topological order (Kahn's algorithm, from `starts`, the nodes
+    without predecessors); GraphError showing a cycle."""
     remaining = list(npreds)
-    order = list(compress(range(len(ids)), map(not_, remaining)))
+    order = list(starts)
     done = 0
     while done < len(order):  # grows while it is walked
         ready = order[done:done + 4096]
         done += len(ready)
-        if len(ready) < 64:
-            for i in ready:
-                for s in succs[i]:
-                    remaining[s] -= 1
-                    if remaining[s] == 0:
-                        order.append(s)
+        if len(ready) >= 64:
+            _release_many(ready, succs, remaining, order)
             continue
-        # many nodes at once (a group's members): their edges counted in C, so that a
-        # million members leading to one barrier make one decrement, not a million
-        for s, k in Counter(chain.from_iterable(map(succs.__getitem__, ready))).items():
-            remaining[s] -= k
-            if remaining[s] == 0:
-                order.append(s)
+        for i in ready:
+            after = succs[i]
+            if len(after) > 64 and _release_row(after, remaining, order):
+                continue
+            for s in after:
+                remaining[s] -= 1
+                if remaining[s] == 0:
+                    order.append(s)
     if len(order) == len(ids):
         return order
     cycle = _find_cycle(succs, {i for i, c in enumerate(remaining) if c > 0})
     path = " >> ".join(ids[i] for i in cycle)
     raise GraphError(f"the workflow has a cycle: {path}")
+
+
+def _release_row(after: Sequence[int], remaining: list[int], order: list[int]) -> bool:
+    """The successors of one node, when they are nodes numbered in a row each waiting for
+    that node alone (a fan-out to a group's members), released at once; False if not."""
+    lo, hi = min(after), max(after)
+    k = hi + 1 - lo
+    if k != len(after) or remaining[lo:hi + 1].count(1) != k:  # (successors are distinct)
+        return False
+    remaining[lo:hi + 1] = [0] * k
+    order.extend(after)
+    return True
+
+
+def _release_many(ready: list[int], succs: Sequence[Sequence[int]], remaining: list[int], order: list[int]) -> None:
+    """The edges of many nodes at once (a group's members), counted in C: a million
+    members leading to one barrier make one decrement, not a million."""
+    lo, hi = min(ready), max(ready)
+    group = succs[lo:hi + 1] if hi + 1 - lo == len(ready) else list(map(succs.__getitem__, ready))
+    if group.count(group[0]) == len(group):  # one successor tuple shared by all
+        counts: Any = zip(group[0], repeat(len(group)))
+    else:
+        counts = Counter(chain.from_iterable(map(succs.__getitem__, ready))).items()
+    for s, k in counts:
+        remaining[s] -= k
+        if remaining[s] == 0:
+            order.append(s)
 
 
 def _find_cycle(succs: Sequence[Sequence[int]], stuck: set[int]) -> list[int]:
@@ -316,16 +387,21 @@ def _find_cycle(succs: Sequence[Sequence[int]], stuck: set[int]) -> list[int]:
     return sorted(stuck)  # pragma: no cover - stuck nodes always hold a cycle
 
 
-def _sinks(succs: Sequence[Sequence[int]], is_task: list[bool], order: list[int]) -> tuple[int, ...]:
-    """Tasks after which no other task can run (group barriers are see-through), found
-    walking the topological `order` backwards."""
-    leads = bytearray(len(is_task))  # 1: a task can run after this node
-    for i in reversed(order):
-        for s in succs[i]:
-            if is_task[s] or leads[s]:
-                leads[i] = 1
-                break
-    return tuple(i for i, t in enumerate(is_task) if t and not leads[i])
+def _sinks(succs: Sequence[Sequence[int]], nt: int, order: list[int]) -> tuple[int, ...]:
+    """Tasks (nodes below `nt`) after which no other task can run (group barriers are
+    see-through): the barriers judged first, walking the topological `order` backwards."""
+    leads = bytearray(b"\x01") * nt + bytearray(len(succs) - nt)  # 1: a task can run at or after it
+    for b in reversed([i for i in order if i >= nt]):  # the barriers
+        leads[b] = any(map(leads.__getitem__, succs[b]))
+    # a task is a sink when none of its successors leads on: the first one decides for most
+    first_leads = bytes([leads[s[0]] if s else 0 for s in succs[:nt]])
+    sinks = []
+    t = first_leads.find(0)
+    while t != -1:
+        if not any(map(leads.__getitem__, succs[t])):
+            sinks.append(t)
+        t = first_leads.find(0, t + 1)
+    return tuple(sinks)
 
 
 def _fingerprint(
