@@ -124,7 +124,7 @@ async def run_worker(
             observer.count_executor(executor)
             metrics = await serve_metrics(observer, metrics_port)
         log.info("worker started", worker_id=transport.consumer, url=transport.url, namespace=namespace,
-                 signed=transport.signer is not None)
+                 signed=transport.signer is not None, loop=type(asyncio.get_running_loop()).__module__.split(".")[0])
         if ready is not None:
             ready.set()
         try:

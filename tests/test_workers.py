@@ -41,6 +41,7 @@ from graflow_async import (
     RetryLimitExceededError,
     TaskFailedError,
     WorkflowCancelledError,
+    parallel,
     run,
     task,
     workflow,
@@ -510,3 +511,23 @@ async def scrape(http: aiohttp.ClientSession, port: int) -> tuple[str, dict[str,
     samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
                for line in text.splitlines() if line and not line.startswith("#")}
     return text, samples
+
+
+async def test_workers_run_on_uvloop_unless_told_asyncio(workers: Workers, redis_url: str) -> None:
+    """The default loop is uvloop (the redis extra installs it); ``--loop asyncio`` keeps
+    asyncio's own. Both run tasks, and the start line says which loop it is."""
+    [fast] = workers.start(1)
+    [plain] = workers.start(1, "--loop", "asyncio")
+    with workflow("loops") as wf:
+        parallel(*(remote_flows.where(task_id=f"t{i}") for i in range(8)))
+    result = await remote_run(redis_url, wf)
+    assert set(result.results.values()) <= {fast.pid, plain.pid}
+    assert "loop=uvloop" in fast.output() and "loop=asyncio" in plain.output()
+
+
+def test_loop_uvloop_without_uvloop_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    from graflow_async.cli import EXIT_USAGE, main
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    assert main(["worker", "--redis-url", "redis://127.0.0.1:1/0", "--loop", "uvloop"]) == EXIT_USAGE
+    assert "uvloop is not installed" in capsys.readouterr().err
