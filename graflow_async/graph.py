@@ -11,11 +11,10 @@ turns what a workflow holds into the runtime graph.
 from __future__ import annotations
 
 import itertools
-import operator
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Union, cast
 
 from .compose import Composable
 from .exceptions import GraphError
@@ -34,7 +33,6 @@ Node = Union[Task, "ParallelGroup"]  # what a link joins
 Component = Union[Task, "Chain", "ParallelGroup"]
 
 _current: ContextVar[Workflow | None] = ContextVar("graflow_async_workflow", default=None)
-_task_id = operator.attrgetter("id")
 
 
 def current_workflow() -> Workflow | None:
@@ -297,7 +295,7 @@ class Workflow:
                 self.register(m)
             return
         tasks = self.tasks
-        new = dict(zip(map(_task_id, members), members, strict=True))
+        new = {m.id: m for m in cast("list[Task]", members)}
         if len(new) == len(members) and tasks.keys().isdisjoint(new.keys()):
             tasks.update(new)  # all new, with distinct ids: in bulk
             self._compiled = None
