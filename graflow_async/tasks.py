@@ -313,7 +313,7 @@ _OPTIONS = frozenset(
 
 
 @overload
-def task(func: Callable[..., Any], /) -> Task: ...
+def task(func: Callable[..., Any], /, **options: Any) -> Task: ...  # task(f), task(f, id="x", ...)
 @overload
 def task(id: str | None = None, /, **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
 
