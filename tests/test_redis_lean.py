@@ -153,3 +153,13 @@ async def test_a_run_with_a_worker_on_a_unix_socket_url(tmp_path: Path) -> None:
     finally:
         workers.close()
         server.cleanup()
+
+
+async def test_a_blocking_connection_the_server_closed_while_idle_is_not_used_again(
+    lean: LeanRedis, client: Redis
+) -> None:
+    assert await lean.blocking(("XREAD", "BLOCK", 10, "STREAMS", "idle", "0")) is None
+    [idle] = await _connections(client)
+    await client.client_kill_filter(_id=idle["id"])
+    await asyncio.sleep(0.1)  # the close reaches the connection
+    assert await lean.blocking(("XREAD", "BLOCK", 10, "STREAMS", "idle", "0")) is None

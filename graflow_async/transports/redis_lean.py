@@ -121,10 +121,19 @@ class LeanRedis:
         connection = self._shared
         if connection is None or connection.broken:
             connection = await self._shared_connection()
-        return [await future for future in connection.send(commands)]
+        futures = connection.send(commands)
+        try:
+            return [await future for future in futures]
+        except BaseException:
+            for future in futures:  # answers nobody will read: skipped as they come, or failed quietly
+                if not future.cancel() and not future.cancelled():
+                    future.exception()
+            raise
 
     async def blocking(self, command: Sequence[Any]) -> Any:
         """The answer to one blocking command, on a connection of its own; an error answer raised."""
+        while self._idle and self._idle[-1].broken:  # closed by the server while idle
+            self._idle.pop()
         connection = self._idle.pop() if self._idle else await self._open()
         try:
             [future] = connection.send([command])
