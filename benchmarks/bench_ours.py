@@ -31,29 +31,8 @@ from .harness import answer_delays, build_timed, emit, measure, measure_samples,
 SYSTEM = "graflow-async"
 
 
-def _sync_noop() -> int:
-    return 1
-
-
 async def _noop() -> int:
     return 1
-
-
-def chain_sync_wf(n: int) -> Any:
-    from graflow_async import chain, task, workflow
-
-    with workflow(f"chain-sync{n}") as wf:
-        chain(*(task(_sync_noop, id=f"t{i}") for i in range(n)))
-    return wf
-
-
-def chain_inline_wf(n: int) -> Any:
-    """Plain functions on the event loop (``handler="inline"``): for cheap sync tasks."""
-    from graflow_async import chain, task, workflow
-
-    with workflow(f"chain-inline{n}") as wf:
-        chain(*(task(_sync_noop, id=f"t{i}", handler="inline") for i in range(n)))
-    return wf
 
 
 def group_wf(n: int) -> tuple[Any, Callable[[], None]]:
@@ -133,7 +112,7 @@ async def hitl_run(count: int) -> list[float]:
 
 def build(kind: str, n: int) -> tuple[Any, Callable[[], None] | None]:
     """The workflow of `kind` and what to reset before each run."""
-    from .core import chain_wf, fan_wf, lattice_wf
+    from .core import chain_inline_wf, chain_sync_wf, chain_wf, fan_wf, lattice_wf
 
     if kind == "group":
         return group_wf(n)
