@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, Union, cast
 
 from .compose import Composable
 from .exceptions import GraphError
+from .frozen_heap import collect_as_before, collect_less
 from .policies import (
     CoordinationBackend,
     GroupExecutionPolicy,
     StrictGroupPolicy,
     resolve_group_policy,
 )
-from .tasks import Task, collect_as_before, collect_less
+from .tasks import Task
 
 if TYPE_CHECKING:
     from .compile import CompiledGraph
@@ -231,7 +232,7 @@ class Workflow:
     # --- the block ---------------------------------------------------------------
     def __enter__(self) -> Workflow:
         self._tokens.append(_current.set(self))
-        collect_less()  # until the block closes (a million new tasks: see tasks.collect_less)
+        collect_less()  # until the block closes (a million new tasks: see frozen_heap.collect_less)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
