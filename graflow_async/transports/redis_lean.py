@@ -75,12 +75,12 @@ class LeanConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def send(self, commands: Sequence[Sequence[Any]]) -> list[asyncio.Future[Any]]:
+    def send(self, commands: Sequence[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
         """Write `commands` in one write; a future per answer (an error answer is a
         `ResponseError` as the future's result, not raised)."""
         if self.broken or self._transport is None or self._transport.is_closing():
             raise redis_errors.ConnectionError("the Redis connection is closed")
-        data = b"".join([hiredis.pack_command(tuple(command)) for command in commands])
+        data = b"".join([hiredis.pack_command(command) for command in commands])
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
         self._waiters.extend(futures)
@@ -115,7 +115,7 @@ class LeanRedis:
             return None
         return cls(settings, connect_timeout)
 
-    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    async def execute(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Answers to `commands`, pipelined on the shared connection (an error answer in its
         place). Raises redis-py's ConnectionError when the connection fails."""
         connection = self._shared
@@ -130,7 +130,7 @@ class LeanRedis:
                     future.exception()
             raise
 
-    async def blocking(self, command: Sequence[Any]) -> Any:
+    async def blocking(self, command: tuple[Any, ...]) -> Any:
         """The answer to one blocking command, on a connection of its own; an error answer raised."""
         while self._idle and self._idle[-1].broken:  # closed by the server while idle
             self._idle.pop()
