@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 from docker_engine import docker_engine
+from redis_faults import fault_proxy
 from redis_server import client, redis_server, redis_url
 from services import s3_bucket, s3_service
 from structlog.testing import capture_logs
@@ -26,4 +27,14 @@ def log_capture() -> Iterator[list[dict]]:
             structlog.reset_defaults()
 
 
-__all__ = ["client", "docker_engine", "pool", "redis_server", "redis_url", "s3_bucket", "s3_service", "workers"]
+__all__ = [
+    "client",
+    "docker_engine",
+    "fault_proxy",
+    "pool",
+    "redis_server",
+    "redis_url",
+    "s3_bucket",
+    "s3_service",
+    "workers",
+]
