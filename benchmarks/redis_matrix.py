@@ -40,7 +40,7 @@ def driver_ours(kind: str, n: int, repeat: int, cap: float, url: str) -> None:
     import asyncio
 
     from graflow_async import run
-    from graflow_async.transports.redis_streams import RedisStreamsTransport
+    from graflow_async.transports.redis import RedisStreamsTransport
 
     from .redis_tasks import chain_wf, fan_wf
 

@@ -239,7 +239,7 @@ def _pcts(values: Sequence[float], scale: float) -> dict[str, float]:
 # --- graflow-async through Redis ------------------------------------------------------------
 def _timed_transport_class() -> Any:
     from graflow_async.transports import keys
-    from graflow_async.transports.redis_streams import RedisStreamsTransport
+    from graflow_async.transports.redis import RedisStreamsTransport
 
     class TimedTransport(RedisStreamsTransport):
         """Stamps `time.monotonic()` for each task message just before its XADD."""

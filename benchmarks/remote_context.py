@@ -188,7 +188,7 @@ async def ping(url: str, n: int = 1000) -> dict[str, float]:
 
 
 async def measure_all(url: str, workers: Sequence[int], args: argparse.Namespace, directory: Path) -> dict[str, Any]:
-    from graflow_async.transports.redis_streams import RedisStreamsTransport
+    from graflow_async.transports.redis import RedisStreamsTransport
 
     me = [os.getpid()]
     out: dict[str, Any] = {"ping": await ping(url)}

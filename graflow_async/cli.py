@@ -217,7 +217,7 @@ async def _queue_stats_command(args: argparse.Namespace) -> int:
     import json
 
     from .metrics import queue_stats
-    from .transports.redis_streams import RedisStreamsTransport
+    from .transports.redis import RedisStreamsTransport
 
     async with RedisStreamsTransport(_redis_url(args), namespace=args.namespace) as transport:
         stats = await queue_stats(transport)

@@ -8,6 +8,7 @@ an instant with `use_clock`.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -66,3 +67,30 @@ async def within(clock: Clock, aw: Awaitable[T], timeout: float | None) -> T:
     if work in done and not work.cancelled():
         return work.result()
     raise TimeoutError
+
+
+class Backoff:
+    """The waits of one retry loop: `first` seconds, growing by `factor` up to `cap`, each
+    multiplied by a uniform factor in [1 - jitter, 1 + jitter] (so a fleet of workers that
+    lost Redis together does not come back in step). `reset` after a success."""
+
+    __slots__ = ("_next", "cap", "factor", "first", "jitter")
+
+    def __init__(self, first: float = 0.05, cap: float = 2.0, *, factor: float = 2.0, jitter: float = 0.5) -> None:
+        if not 0 < first <= cap or factor < 1 or not 0 <= jitter < 1:
+            raise ValueError(f"bad backoff: first={first!r}, cap={cap!r}, factor={factor!r}, jitter={jitter!r}")
+        self.first, self.cap, self.factor, self.jitter = first, cap, factor, jitter
+        self._next = first
+
+    def next(self) -> float:
+        """The next wait, in seconds."""
+        base = self._next
+        self._next = min(base * self.factor, self.cap)
+        return min(base * (1 + self.jitter * (2 * random.random() - 1)), self.cap)
+
+    def reset(self) -> None:
+        self._next = self.first
+
+    async def sleep(self) -> None:
+        """Wait the next wait on the current clock."""
+        await current_clock().sleep(self.next())

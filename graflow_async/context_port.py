@@ -14,9 +14,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from .actors import MailboxClosed
 from .events import LibraryLog
 from .exceptions import TransportError
-from .messages import ContextReply, ContextRequest, QueueLost, TaskMessage
+from .messages import ContextReply, ContextRequest, QueueFailed, QueueLost, TaskMessage
 from .transports.base import Transport
 
 log = LibraryLog()
@@ -101,6 +102,9 @@ class ContextPort:
         for reply in replies:
             if isinstance(reply, QueueLost):
                 continue  # the queue was made again; unanswered requests are sent again anyway
+            if isinstance(reply, QueueFailed):  # requests are sent again until their run answers or times out
+                log.warning("the context queue cannot be read for now", queue=self.queue, error=str(reply.error))
+                continue
             if not isinstance(reply, ContextReply):
                 log.warning("dropped a message that is not a context reply", queue=self.queue,
                             kind=type(reply).__name__)
@@ -112,5 +116,10 @@ class ContextPort:
     async def pump(self) -> None:
         """Deliver what arrives on `queue` (for transports that cannot hand replies over)."""
         inbox = self.transport.inbox(self.queue)
-        while True:
-            self.deliver(await inbox.receive_batch())
+        try:
+            while True:
+                self.deliver(await inbox.receive_batch())
+        except MailboxClosed:
+            return  # the transport closed: the executor is ending
+        finally:
+            inbox.close()

@@ -94,6 +94,40 @@ class LibraryLog:
         return getattr(library_logger(), name)
 
 
+class Outage:
+    """One log line when something we depend on stops answering, one when it is back:
+    not a line per retry. `begin` on each failure, `end` on each success."""
+
+    __slots__ = ("_log", "_since", "attempts", "what")
+
+    def __init__(self, log: Any, what: str) -> None:
+        self._log = log
+        self.what = what
+        self._since: float | None = None
+        self.attempts = 0
+
+    @property
+    def active(self) -> bool:
+        return self._since is not None
+
+    def begin(self, error: BaseException, **facts: Any) -> None:
+        self.attempts += 1
+        if self._since is None:
+            self._since = time.monotonic()
+            self._log.warning(f"{self.what} unavailable; waiting and retrying", error=_short(error), **facts)
+
+    def end(self, **facts: Any) -> None:
+        if self._since is not None:
+            waited = time.monotonic() - self._since
+            self._log.warning(f"{self.what} is back", after_s=round(waited, 3), attempts=self.attempts, **facts)
+            self._since, self.attempts = None, 0
+
+
+def _short(error: BaseException, most: int = 300) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= most else text[:most] + "..."
+
+
 class Emitter:
     """Sends a run's events to its logger at once and to its `on_event` callback in order.
 

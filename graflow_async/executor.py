@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from .actors import Supervisor
 from .attempt import failed, run_attempt
-from .clock import current_clock, within
+from .clock import Backoff, current_clock, within
 from .context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
-from .events import LibraryLog
+from .events import LibraryLog, Outage
 from .exceptions import TransportError
 from .handlers import thread_pool
 from .local_attempts import LocalAttempts
@@ -163,16 +163,29 @@ class Executor:
 
     # --- pulling (workers) -------------------------------------------------------------
     async def _pull(self, children: Supervisor) -> None:
+        """Take tasks until stopped. No error of the queue ends this loop (a worker is a
+        server): it backs off and goes on, and says so once per outage."""
+        outage, backoff = Outage(log, f"the task queue {self.queue!r}"), Backoff(0.1, 5.0)
         while not self._stopping:
             free = MAX_BATCH if self.capacity is None else self.capacity - self._running
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            deliveries = await self._receive(min(free, MAX_BATCH))
-            ended = await self._ended(deliveries)
-            for delivery in deliveries:
-                await self._accept(delivery, children, ended)
+            try:
+                deliveries = await self._receive(min(free, MAX_BATCH))
+                ended = await self._ended(deliveries)
+                for delivery in deliveries:
+                    await self._accept(delivery, children, ended)
+            except Exception as exc:  # what was not taken stays pending: delivered again after its lease
+                if self.transport.closed:
+                    raise
+                outage.begin(exc, queue=self.queue)
+                await backoff.sleep()
+                continue
+            if outage.active:
+                outage.end(queue=self.queue)
+                backoff.reset()
 
     async def _ended(self, deliveries: list[Delivery]) -> set[str]:
         """The reply queues of runs that have ended, among those the deliveries name. A run
@@ -300,10 +313,10 @@ class Executor:
                     self.stopped.append(delivery)  # its task was stopped: to be handed back
                 raise
             try:
-                await self._reply(msg, reply, delivery)
+                await self._written(msg, reply, delivery)
             except TypeError as exc:  # the reply cannot travel: a result the wire cannot carry
                 reply = failed(msg, TypeError(str(exc)), reply.duration, retryable=False)
-                await self._reply(msg, reply, delivery)
+                await self._written(msg, reply, delivery)
             if observer is not None:
                 observer.finished(msg, reply)
         except TransportError as exc:  # not written: left pending, delivered again after its lease
@@ -313,6 +326,26 @@ class Executor:
                 self._inflight.pop(delivery.id, None)
                 self._running -= 1
                 self._slot_freed.set()
+
+    async def _written(self, msg: TaskMessage, reply: TaskReply, delivery: Delivery | None) -> None:
+        """Write the reply and settle the delivery. A write the transport refused (Redis at
+        ``maxmemory``, say) is tried again with backoff while the task's lease lasts (its
+        heartbeats go on meanwhile), unless its run has ended; then it raises, and the task
+        stays pending, to be delivered again after its lease."""
+        clock, backoff = current_clock(), Backoff(0.2, 5.0)
+        deadline = clock.time() + (msg.lease_timeout or 30.0)
+        while True:
+            try:
+                await self._reply(msg, reply, delivery)
+                return
+            except TransportError as exc:
+                if delivery is None or self.transport.closed or clock.time() >= deadline:
+                    raise
+                log.warning("a task's reply was refused; trying again", task_id=msg.task_id, error=str(exc))
+            await backoff.sleep()
+            if msg.reply_to in await self.transport.ended({msg.reply_to}):
+                await self._skip(delivery)
+                return
 
     async def _reply(self, msg: TaskMessage, reply: TaskReply, delivery: Delivery | None) -> None:
         if delivery is None:

@@ -117,6 +117,25 @@ class QueueLost(NamedTuple):
     queue: str
 
 
+class TasksLost(NamedTuple):
+    """Handed by a transport inbox to its reader (a run): task entries it sent to workers
+    vanished before anyone answered them (what a failover to a replica that missed the
+    writes looks like); `tasks` holds the (node, cycle, attempt) of each. The run sends
+    again those it still awaits."""
+
+    queue: str
+    tasks: tuple[tuple[int, int, int], ...]
+
+
+class QueueFailed(NamedTuple):
+    """Handed by a transport inbox to its reader: the queue could not be read for a long
+    while, for a reason waiting does not cure (`error`, a `TransportError`). A run fails
+    with it; an executor keeps waiting."""
+
+    queue: str
+    error: Exception
+
+
 class RetryDue(NamedTuple):
     """Sent by a retry timer to the run's own inbox: `node` may run again."""
 

@@ -35,14 +35,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from .events import Event, LibraryLog
-from .transports import keys
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from .executor import Executor
     from .messages import TaskMessage, TaskReply
-    from .transports.redis_streams import RedisStreamsTransport
+    from .transports.redis import RedisStreamsTransport
 
 log = LibraryLog()
 MAX_TASK_LABELS = 1000
@@ -234,32 +233,4 @@ async def serve_metrics(metrics: Metrics, port: int, host: str = "0.0.0.0") -> w
 
 async def queue_stats(transport: RedisStreamsTransport) -> dict[str, Any]:
     """Length, pending entries and consumers of the task stream, and dead letters."""
-    client, names = transport.client, transport.keys
-    stream = names.stream(keys.TASK_QUEUE)
-
-    async def gather() -> dict[str, Any]:
-        length = await client.xlen(stream)
-        dead = await client.xlen(names.dead)
-        try:
-            groups = await client.xinfo_groups(stream)
-            consumers = await client.xinfo_consumers(stream, names.group)
-        except Exception:  # no stream or no group yet: nothing is queued
-            groups, consumers = [], []
-        group: dict[str, Any] = next((g for g in groups if _text(g.get("name")) == names.group), {})
-        return {
-            "stream": stream,
-            "length": int(length),
-            "pending": int(group.get("pending", 0)),
-            "lag": int(group.get("lag") or 0),
-            "consumers": [
-                {"name": _text(c.get("name")), "pending": int(c.get("pending", 0)), "idle_ms": int(c.get("idle", 0))}
-                for c in consumers
-            ],
-            "dead_letters": int(dead),
-        }
-
-    return await transport._call("queue stats", gather)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return await transport.queue_stats()

@@ -79,7 +79,7 @@ async def open_routes(
 
 
 async def _open_group_transport(name: str, config: Mapping[str, Any] | None, stack: contextlib.AsyncExitStack) -> Any:
-    from .transports.redis_streams import RedisStreamsTransport
+    from .transports.redis import RedisStreamsTransport
 
     config = config or {}
     namespace = config.get("namespace", keys.DEFAULT_NAMESPACE)

@@ -14,16 +14,26 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple
 
-from .actors import Actor, MailboxReceiver, MailboxSender, Supervisor, open_mailbox
+from .actors import Actor, MailboxClosed, MailboxReceiver, MailboxSender, Supervisor, open_mailbox
 from .checkpoints.manager import CheckpointManager
 from .clock import current_clock
 from .compile import CompiledGraph
 from .dispatch import local_messages
 from .events import Emitter
-from .exceptions import GraphError
+from .exceptions import GraphError, TransportError
 from .executor import Executor
 from .feedback.hitl import FeedbackHost
-from .messages import AddTasks, ContextReply, ContextRequest, QueueLost, RetryDue, TaskMessage, TaskReply
+from .messages import (
+    AddTasks,
+    ContextReply,
+    ContextRequest,
+    QueueFailed,
+    QueueLost,
+    RetryDue,
+    TaskMessage,
+    TaskReply,
+    TasksLost,
+)
 from .plan import ChannelData, Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
 from .plan.specs import component_from_spec
 from .result import WorkflowResult
@@ -119,8 +129,14 @@ class RunSupervisor(Actor[Any]):
 
     async def _pump(self, route: Route) -> None:
         inbox = route.transport.inbox(route.reply_to)
-        while True:
-            self._take(await inbox.receive_batch())
+        try:
+            while True:
+                self._take(await inbox.receive_batch())
+        except MailboxClosed:
+            raise TransportError(f"the reply queue of run {self.run_id} was closed under it "
+                                 "(its transport was closed?)") from None
+        finally:
+            inbox.close()
 
     def post(self, fn: Callable[[], None]) -> None:
         self._sender.send_nowait(Later(fn))
@@ -148,6 +164,10 @@ class RunSupervisor(Actor[Any]):
                 message.fn()
             elif kind is QueueLost:
                 self._send_again(message.queue)
+            elif kind is TasksLost:
+                self._send_again(message.queue, set(message.tasks))
+            elif kind is QueueFailed:
+                raise message.error
             else:
                 self.emitter.log.warning("run dropped an unexpected message", kind=kind.__name__)
         await self._act()
@@ -244,15 +264,16 @@ class RunSupervisor(Actor[Any]):
             batches.append((route, local_messages(d, chosen, run_id=run_id, reply_to=route.reply_to, resumed=resumed,
                                                   trace=trace)))
 
-    def _send_again(self, queue: str) -> None:
-        """`queue` (a route's reply stream) was lost with whatever it held: send again the
-        tasks still awaited there (a worker that has one already runs it twice; the run
-        takes the first reply)."""
+    def _send_again(self, queue: str, only: set[tuple[int, int, int]] | None = None) -> None:
+        """`queue` (a route's reply stream) was lost with whatever it held, or the task
+        entries `only` names vanished unanswered: send again the tasks still awaited there
+        (a worker that has one already runs it twice; the run takes the first reply)."""
         plan = self.plan
         again = [(route, m) for node, (route, m) in self._awaited.items()
-                 if route.reply_to == queue and plan.is_current(node, m.cycle, m.attempt)]
-        self.emitter.log.warning("the run's reply queue was lost; sending its running tasks again",
-                                 queue=queue, tasks=len(again))
+                 if route.reply_to == queue and plan.is_current(node, m.cycle, m.attempt)
+                 and (only is None or (node, m.cycle, m.attempt) in only)]
+        self.emitter.log.warning("tasks of the run were lost in Redis; sending them again",
+                                 queue=queue, tasks=len(again), whole_queue=only is None)
         for route, message in again:
             self._outbox.append((route.transport, route.task_queue, message))
 

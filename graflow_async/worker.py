@@ -27,7 +27,7 @@ from .messages import TaskMessage
 from .options import number, whole
 from .tasks import Task, load_task
 from .transports import keys
-from .transports.redis_streams import RedisStreamsTransport
+from .transports.redis import RedisStreamsTransport
 
 log = LibraryLog()
 

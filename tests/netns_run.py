@@ -14,7 +14,7 @@ import json
 from netns_flows import hosts_apart
 
 from graflow_async import run
-from graflow_async.transports.redis_streams import RedisStreamsTransport
+from graflow_async.transports.redis import RedisStreamsTransport
 
 
 async def main() -> None:

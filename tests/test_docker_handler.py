@@ -30,7 +30,7 @@ from graflow_async import (
 )
 from graflow_async.feedback import MemoryFeedbackStore
 from graflow_async.tasks import Task
-from graflow_async.transports.redis_streams import RedisStreamsTransport
+from graflow_async.transports.redis import RedisStreamsTransport
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from worker_processes import RUN_TIMEOUT, Workers, wait_exit, wait_for
 from graflow_async import TaskFailedError, chain, parallel, run, workflow
 from graflow_async.exceptions import RemoteTaskError
 from graflow_async.messages import TaskMessage, TaskReply
-from graflow_async.transports.redis_streams import RedisStreamsTransport
-from graflow_async.transports.redis_util import text
+from graflow_async.transports.redis import RedisStreamsTransport
+from graflow_async.transports.redis.replies import text
 
 
 async def remote_run(url: str, wf: Any, **kwargs: Any) -> Any:

@@ -10,7 +10,7 @@ import pytest
 
 from graflow_async import RetryPolicy, run, task, workflow
 from graflow_async.feedback import MemoryFeedbackStore, RedisFeedbackStore
-from graflow_async.transports.redis_streams import RedisStreamsTransport
+from graflow_async.transports.redis import RedisStreamsTransport
 from graflow_async.worker import run_worker
 
 BAD = [math.nan, math.inf, -math.inf, -1]

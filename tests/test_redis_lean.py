@@ -1,4 +1,4 @@
-"""The Redis transport's lean hot path (`transports.redis_lean`) against a real server:
+"""The Redis transport's lean hot path (`transports.redis.lean`) against a real server:
 answers matched to callers in order, callers that give up, dropped connections,
 authentication and databases from the URL, and what it leaves to redis-py."""
 
@@ -10,20 +10,30 @@ from pathlib import Path
 
 import pytest
 import remote_flows
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis_server import RedisServer
 from worker_processes import Workers
 
 from graflow_async import run, workflow
 from graflow_async.exceptions import TransportError
-from graflow_async.transports.redis_lean import LeanRedis, entries
-from graflow_async.transports.redis_streams import RedisStreamsTransport
+from graflow_async.transports.redis import RedisStreamsTransport, Refused
+from graflow_async.transports.redis.errors import ReplyError, Unavailable
+from graflow_async.transports.redis.lean import LeanRedis
+from graflow_async.transports.redis.replies import streams
+
+
+def lean_for(url: str) -> LeanRedis | None:
+    settings = LeanRedis.settings_for(url)
+    return None if settings is None else LeanRedis(settings, connect_timeout=2.0)
+
+
+def entries(answer: object) -> list[tuple[bytes, dict[bytes, object]]]:
+    return [entry for found in streams(answer).values() for entry in found]
 
 
 @pytest.fixture
 async def lean(redis_url: str) -> AsyncIterator[LeanRedis]:
-    found = LeanRedis.for_url(redis_url, connect_timeout=2.0)
+    found = lean_for(redis_url)
     assert found is not None
     try:
         yield found
@@ -50,9 +60,9 @@ async def test_concurrent_callers_share_one_connection_and_each_gets_its_own_ans
 async def test_an_error_answer_takes_its_place_and_the_rest_are_answered(lean: LeanRedis) -> None:
     answers = await lean.execute([("SET", "s", "v"), ("INCR", "s"), ("GET", "s")])
     assert answers[0] == b"OK" and answers[2] == b"v"
-    assert isinstance(answers[1], redis_errors.ResponseError)
-    with pytest.raises(redis_errors.ResponseError, match="WRONGTYPE"):
-        await lean.blocking(("XREAD", "BLOCK", 10, "STREAMS", "s", "0"))
+    assert isinstance(answers[1], ReplyError)
+    answer = await lean.blocking(("XREAD", "BLOCK", 10, "STREAMS", "s", "0"))
+    assert isinstance(answer, ReplyError) and str(answer).startswith("WRONGTYPE")
 
 
 async def test_a_caller_that_gives_up_leaves_the_next_answers_in_step(lean: LeanRedis) -> None:
@@ -87,7 +97,7 @@ async def test_a_dropped_connection_fails_its_callers_and_the_next_call_reconnec
     await asyncio.sleep(0.1)
     [victim] = await _connections(client)
     await client.client_kill_filter(_id=victim["id"])
-    with pytest.raises(redis_errors.ConnectionError):
+    with pytest.raises(Unavailable):
         await waiting
     assert await lean.execute([("ECHO", "again")]) == [b"again"]
 
@@ -100,7 +110,7 @@ async def test_a_password_and_a_database_come_from_the_url() -> None:
         await admin.acl_setuser(
             "lean", enabled=True, passwords=["+s3cret"], keys=["*"], channels=["*"], commands=["+@all"]
         )
-        lean = LeanRedis.for_url(f"redis://lean:s3cret@127.0.0.1:{server.port}/5", connect_timeout=2.0)
+        lean = lean_for(f"redis://lean:s3cret@127.0.0.1:{server.port}/5")
         assert lean is not None
         try:
             await lean.execute([("SET", "where", "db5")])
@@ -108,12 +118,12 @@ async def test_a_password_and_a_database_come_from_the_url() -> None:
             await lean.aclose()
         async with Redis.from_url(server.db_url(5)) as check:
             assert await check.get("where") == b"db5"
-        refused = LeanRedis.for_url(f"redis://lean:wrong@127.0.0.1:{server.port}/5", connect_timeout=2.0)
+        refused = lean_for(f"redis://lean:wrong@127.0.0.1:{server.port}/5")
         assert refused is not None
-        with pytest.raises(redis_errors.AuthenticationError):
+        with pytest.raises(Refused, match="WRONGPASS"):
             await refused.execute([("PING",)])
         await refused.aclose()
-        with pytest.raises(TransportError, match="cannot reach Redis"):
+        with pytest.raises(TransportError, match="WRONGPASS"):
             async with RedisStreamsTransport(f"redis://lean:wrong@127.0.0.1:{server.port}/5", connect_timeout=1):
                 pass
         await admin.aclose()
@@ -130,7 +140,7 @@ async def test_a_password_and_a_database_come_from_the_url() -> None:
     ],
 )
 def test_what_it_does_not_speak_is_left_to_redis_py(url: str) -> None:
-    assert LeanRedis.for_url(url, connect_timeout=1.0) is None
+    assert LeanRedis.settings_for(url) is None
 
 
 async def test_a_run_with_a_worker_on_a_unix_socket_url(tmp_path: Path) -> None:

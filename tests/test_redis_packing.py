@@ -10,7 +10,7 @@ from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import DataError
 
-from graflow_async.transports.redis_util import pack_with_hiredis
+from graflow_async.transports.redis.redispy import pack_with_hiredis
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("XADD", "graflow:tasks", "*", b"m", b"\x81\xa1t\x01" * 100),

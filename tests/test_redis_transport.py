@@ -29,7 +29,7 @@ from graflow_async.codec import packb
 from graflow_async.exceptions import RemoteTaskError
 from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.transports import keys
-from graflow_async.transports.redis_streams import RedisStreamsTransport
+from graflow_async.transports.redis import RedisStreamsTransport
 from graflow_async.transports.wire import MalformedMessage, decode, encode
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from worker_processes import RUN_TIMEOUT, Pool, Workers, wait_exit, wait_for
 
 from graflow_async import RetryLimitExceededError, TaskFailedError, parallel, resume, run, workflow
 from graflow_async.feedback.redis import RedisFeedbackStore
-from graflow_async.transports.redis_streams import RedisStreamsTransport
+from graflow_async.transports.redis import RedisStreamsTransport
 from graflow_async.web import create_app
 
 

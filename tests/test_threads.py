@@ -16,7 +16,7 @@ from worker_processes import Workers
 from graflow_async import RetryPolicy, TaskFailedError, parallel, run, task, workflow
 from graflow_async.handlers import TaskCall, call_function, thread_pool
 from graflow_async.threads import RunThreadPool, shutdown
-from graflow_async.transports.redis_streams import RedisStreamsTransport
+from graflow_async.transports.redis import RedisStreamsTransport
 
 
 def blocking_fan(n: int, body: Any) -> Any:

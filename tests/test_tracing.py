@@ -22,7 +22,7 @@ from opentelemetry.util._once import Once
 from worker_processes import RUN_TIMEOUT, Workers
 
 from graflow_async import run, task, workflow
-from graflow_async.transports.redis_streams import RedisStreamsTransport
+from graflow_async.transports.redis import RedisStreamsTransport
 
 
 def _reset_globals() -> None:  # as opentelemetry's own test utilities do

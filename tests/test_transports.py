@@ -16,7 +16,7 @@ import graflow_async
 from graflow_async.executor import Executor
 from graflow_async.transports import MemoryTransport, keys
 from graflow_async.transports.conformance import LeaseSuite, TransportSuite
-from graflow_async.transports.redis_streams import RedisStreamsTransport
+from graflow_async.transports.redis import RedisStreamsTransport
 from graflow_async.worker import TaskFinder
 
 

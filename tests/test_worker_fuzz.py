@@ -44,7 +44,7 @@ from graflow_async import run, workflow
 from graflow_async.codec import packb
 from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.transports.keys import is_reply_queue
-from graflow_async.transports.redis_streams import RedisStreamsTransport
+from graflow_async.transports.redis import RedisStreamsTransport
 from graflow_async.transports.wire import MalformedMessage, decode
 
 TASKS, DEAD = "graflow:tasks", "graflow:dead"

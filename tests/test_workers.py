@@ -47,7 +47,7 @@ from graflow_async import (
     workflow,
 )
 from graflow_async.exceptions import RemoteTaskError
-from graflow_async.transports.redis_streams import RedisStreamsTransport
+from graflow_async.transports.redis import RedisStreamsTransport
 
 
 async def remote_run(url: str, wf: Any, **kwargs: Any) -> Any:

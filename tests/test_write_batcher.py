@@ -1,5 +1,6 @@
-"""WriteBatcher: the writes of one event-loop turn go in one pipeline; each writer
-returns when it has run, and one writer's cancellation is its own."""
+"""WriteBatcher: the writes of one event-loop turn go in one round trip; each writer
+returns when it has run (or raises its own refusal), and one writer's cancellation is
+its own. `commands` merges acks after the rest and wraps adds with acks in a transaction."""
 
 from __future__ import annotations
 
@@ -9,30 +10,57 @@ from typing import Any
 import pytest
 
 from graflow_async.exceptions import TransportError
-from graflow_async.transports.redis_batch import WriteBatcher
+from graflow_async.transports.redis.batch import Ack, WriteBatcher, commands, needs_transaction
 
 
 async def test_the_writes_of_one_turn_run_as_one_batch_in_order() -> None:
     batches: list[list[Any]] = []
 
-    async def run(batch: list[Any]) -> None:
+    async def run(batch: list[Any]) -> list[BaseException | None]:
         batches.append(batch)
         await asyncio.sleep(0.01)
+        return [None] * len(batch)
 
     writer = WriteBatcher(run)
-    await asyncio.gather(*(writer.write([i]) for i in range(5)))
-    assert batches == [[0, 1, 2, 3, 4]]
-    await writer.write(["next"])
-    assert batches[-1] == ["next"]
+    await asyncio.gather(*(writer.write([("SET", i)]) for i in range(5)))
+    assert batches == [[[("SET", i)] for i in range(5)]]
+    await writer.write([("SET", "next")])
+    assert batches[-1] == [[("SET", "next")]]
+
+
+async def test_each_writer_gets_its_own_outcome() -> None:
+    async def run(batch: list[Any]) -> list[BaseException | None]:
+        return [TransportError("refused") if items == [("BAD",)] else None for items in batch]
+
+    writer = WriteBatcher(run)
+    results = await asyncio.gather(writer.write([("OK",)]), writer.write([("BAD",)]), writer.write([("OK",)]),
+                                   return_exceptions=True)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], TransportError)
+
+
+def test_acks_are_merged_after_the_rest_and_each_writer_knows_its_commands() -> None:
+    batch, mine = commands([
+        [("XADD", "r1", "*", "m", b"1"), Ack("t", "g", ["1-0"])],
+        [Ack("t", "g", ["2-0"])],
+        [("XADD", "r2", "*", "m", b"2")],
+    ])
+    assert batch == [("XADD", "r1", "*", "m", b"1"), ("XADD", "r2", "*", "m", b"2"),
+                     ("XACK", "t", "g", "1-0", "2-0"), ("XDEL", "t", "1-0", "2-0")]
+    assert mine == [[0, 2, 3], [2, 3], [1]]
+    assert needs_transaction(batch)
+    assert not needs_transaction(batch[2:])  # acks alone
+    assert not needs_transaction(batch[:2])  # adds alone
 
 
 async def test_a_cancelled_follower_does_not_cancel_the_batch() -> None:
     ran: list[list[Any]] = []
     gate = asyncio.Event()
 
-    async def run(batch: list[Any]) -> None:
+    async def run(batch: list[Any]) -> list[BaseException | None]:
         await gate.wait()
-        ran.append(batch)
+        ran.append([item for items in batch for item in items])
+        return [None] * len(batch)
 
     writer = WriteBatcher(run)
     leader = asyncio.create_task(writer.write(["a"]))
@@ -48,15 +76,16 @@ async def test_a_cancelled_follower_does_not_cancel_the_batch() -> None:
 
 
 async def test_a_failed_batch_fails_every_writer_and_a_cancelled_one_says_so() -> None:
-    async def boom(batch: list[Any]) -> None:
+    async def boom(batch: list[Any]) -> list[BaseException | None]:
         raise TransportError("down")
 
     writer = WriteBatcher(boom)
     results = await asyncio.gather(writer.write([1]), writer.write([2]), return_exceptions=True)
     assert all(isinstance(r, TransportError) and "down" in str(r) for r in results)
 
-    async def stuck(batch: list[Any]) -> None:
+    async def stuck(batch: list[Any]) -> list[BaseException | None]:
         await asyncio.sleep(10)
+        return []
 
     writer = WriteBatcher(stuck)
     leader = asyncio.create_task(writer.write([1]))
@@ -67,28 +96,28 @@ async def test_a_failed_batch_fails_every_writer_and_a_cancelled_one_says_so() -
         await follower
 
 
-async def test_execute_answers_each_command_in_place_and_keeps_the_connection_usable(redis_url: str) -> None:
+async def test_execute_on_pool_answers_each_command_in_place_and_keeps_the_connection_usable(
+    redis_url: str,
+) -> None:
     from redis.asyncio import BlockingConnectionPool, Redis
-    from redis.exceptions import ResponseError
 
-    from graflow_async.transports.redis_batch import Recorder, execute
+    from graflow_async.transports.redis.errors import ReplyError
+    from graflow_async.transports.redis.redispy import execute_on_pool
 
     pool = BlockingConnectionPool.from_url(redis_url, max_connections=1)
     client = Redis.from_pool(pool)
     try:
         await client.set("not-a-stream", "x")
-        rec = Recorder()
-        rec.xadd("batch:s", {b"m": b"1"})
-        rec.xadd("not-a-stream", {b"m": b"2"})  # WRONGTYPE: an error in its place
-        rec.xadd("batch:absent", {b"m": b"3"}, nomkstream=True)  # no stream made: nil
-        answers = await execute(pool, rec.commands)
-        assert isinstance(answers[0], bytes) and isinstance(answers[1], ResponseError) and answers[2] is None
+        answers = await execute_on_pool(pool, [
+            ("XADD", "batch:s", "*", "m", b"1"),
+            ("XADD", "not-a-stream", "*", "m", b"2"),  # WRONGTYPE: an error in its place
+            ("XADD", "batch:absent", "NOMKSTREAM", "*", "m", b"3"),  # no stream made: nil
+        ])
+        assert isinstance(answers[0], bytes) and answers[2] is None
+        assert isinstance(answers[1], ReplyError) and str(answers[1]).startswith("WRONGTYPE")
         assert await client.xlen("batch:s") == 1 and not await client.exists("batch:absent")
-        rec = Recorder()
         entry = answers[0]
-        rec.xack("batch:s", "nobody", entry)
-        rec.xdel("batch:s", entry)
-        assert await execute(pool, rec.commands) == [0, 1]  # the one connection was handed back, fit
+        assert await execute_on_pool(pool, [("XACK", "batch:s", "nobody", entry), ("XDEL", "batch:s", entry)]) == [0, 1]
     finally:
         await client.delete("not-a-stream", "batch:s")
         await client.aclose()

@@ -14,7 +14,7 @@ __all__ = ["Delivery", "MemoryTransport", "RedisStreamsTransport", "Transport"]
 
 def __getattr__(name: str) -> Any:
     if name == "RedisStreamsTransport":  # imported on use: redis is an optional extra
-        from .redis_streams import RedisStreamsTransport
+        from .redis import RedisStreamsTransport
 
         return RedisStreamsTransport
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,6 +6,8 @@
     <ns>:worker:<id>:context        a worker's stream of answers from runs to its tasks
     <ns>:worker:<id>:alive          set by a live worker every few seconds, expiring soon after
     <ns>:dead                       dead letters: poison messages, too many deliveries
+    <ns>:probe                      never exists: a run XADDs to it (NOMKSTREAM) to learn
+                                    whether Redis takes writes
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def worker_queue(worker_id: str) -> str:
 class Keys:
     """The names for one namespace."""
 
-    __slots__ = ("dead", "group", "namespace")
+    __slots__ = ("dead", "group", "namespace", "probe")
 
     def __init__(self, namespace: str = DEFAULT_NAMESPACE) -> None:
         if not namespace or any(c.isspace() for c in namespace):
@@ -44,6 +46,7 @@ class Keys:
         self.namespace = namespace
         self.group = f"{namespace}:workers"
         self.dead = f"{namespace}:dead"
+        self.probe = f"{namespace}:probe"
 
     def stream(self, queue: str) -> str:
         return f"{self.namespace}:{queue}"

@@ -80,7 +80,7 @@ def _redis_transport(transport: Any) -> Any:
     if transport is None:
         return None
     try:
-        from ..transports.redis_streams import RedisStreamsTransport
+        from ..transports.redis import RedisStreamsTransport
     except ImportError:  # no redis client installed: it cannot be one
         return None
     return transport if isinstance(transport, RedisStreamsTransport) else None

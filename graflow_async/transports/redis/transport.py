@@ -1,0 +1,353 @@
+"""The Redis Streams transport: queues that outlive processes, for runs spread over workers.
+
+The task queue is a stream ``<namespace>:tasks`` read through one consumer group, so an
+entry goes to one worker and stays *pending* until acked. Workers ack a task after its
+reply is written (in one MULTI/EXEC), extend their claim with heartbeats while it runs,
+and reclaim entries whose claim lapsed (a dead worker's) once they have been idle for
+the message's ``lease_timeout`` (`claims.py`). An entry delivered more than
+``max_deliveries`` times, or one that is not a graflow-async envelope, goes to
+``<namespace>:dead`` instead. A run's replies and a worker's context answers travel on
+streams with one reader each, all read by one XREAD per transport (`reader.py`).
+
+Every command goes through `RedisConnection` (`connection.py`), which waits out outages
+and hands refusals to their sender; see there for the rules.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from ...clock import current_clock
+from ...events import LibraryLog
+from ...exceptions import TransportError
+from ...messages import TaskMessage
+from ...options import number, whole
+from .. import keys
+from ..base import Delivery, Transport
+from ..signing import signer_for
+from . import replies
+from .batch import Ack, Item, WriteBatcher, commands, needs_transaction
+from .claims import Claims
+from .connection import RedisConnection
+from .entries import Entries
+from .errors import GroupsLost, Refused
+from .reader import POLL_MS, StreamInbox, StreamReader
+
+log = LibraryLog()
+
+
+class RedisStreamsTransport(Transport):
+    """Queues as Redis streams (SPEC section 7). Use as ``async with``.
+
+    `lease_timeout` and `max_deliveries` are stamped on every task this transport
+    sends; workers honour the values carried by each task. `client` is used as is
+    and not closed (it must not decode responses). `max_blocking` caps the
+    connections held by blocking reads (one reads every reply stream; each task queue
+    read by `receive` at once takes one more).
+    """
+
+    in_process = False
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        namespace: str = keys.DEFAULT_NAMESPACE,
+        client: Any = None,
+        lease_timeout: float = 30.0,
+        max_deliveries: int = 5,
+        connect_timeout: float = 5.0,
+        consumer: str | None = None,
+        max_connections: int = 32,
+        max_blocking: int = 8,
+        secret: str | bytes | Sequence[str | bytes] | None = None,
+        max_message_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        lease_timeout = number("lease_timeout", lease_timeout, above=True)
+        max_deliveries = whole("max_deliveries", max_deliveries, minimum=1)
+        connect_timeout = number("connect_timeout", connect_timeout, above=True)
+        max_connections = whole("max_connections", max_connections, minimum=1)
+        max_blocking = whole("max_blocking", max_blocking, minimum=1)
+        self.max_message_bytes = whole("max_message_bytes", max_message_bytes, minimum=1024)
+        self.conn = RedisConnection(
+            url,
+            client=client,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            max_blocking=max_blocking,
+        )
+        self.url = self.conn.url
+        self.keys = keys.Keys(namespace)
+        self.namespace = namespace
+        self.lease_timeout = float(lease_timeout)
+        self.max_deliveries = int(max_deliveries)
+        self.connect_timeout = connect_timeout
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        self.signer = signer_for(secret)  # None: entries are neither signed nor checked
+        self.entries = Entries(self.signer, self.max_message_bytes, self.lease_timeout, self.max_deliveries)
+        self.claims = Claims(self.conn, self.keys, self.consumer, self.entries)
+        self.reader = StreamReader(self.conn, self.entries, self._make_stream, self.keys.probe)
+        self._groups: set[str] = set()
+        self._writes = WriteBatcher(self._write_batch)
+
+    # --- connection -------------------------------------------------------------------
+    async def __aenter__(self) -> RedisStreamsTransport:
+        await self.connect()
+        return self
+
+    async def connect(self) -> None:
+        """Reach Redis once; `TransportError` naming the URL if that takes too long."""
+        await self.conn.connect()
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client on the same server (for the feedback store's pub/sub)."""
+        return self.conn.client
+
+    @property
+    def hot_path(self) -> str:
+        """What carries the commands: "lean" (hiredis on asyncio protocol connections) or
+        "redis-py" (a client given, TLS or RESP3)."""
+        return self.conn.hot_path
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    async def aclose(self) -> None:
+        if self.conn.closed:
+            return
+        await self.reader.aclose()
+        await self.conn.aclose()
+
+    # --- sending ----------------------------------------------------------------------
+    async def send(self, queue: str, messages: Sequence[Any]) -> None:
+        """XADD each message. A task's reply stream is made first; a refusal (``OOM``...)
+        raises `Refused`, a `TransportError` naming it, after the others were sent."""
+        if self.closed:
+            raise TransportError("the Redis transport is closed")
+        stream = self.keys.stream(queue)
+        batch = [self.entries.xadd(stream, m) for m in messages]  # TypeError before anything is sent
+        for reply_to in {m.reply_to for m in messages if isinstance(m, TaskMessage)}:
+            await self._ensure_group(self.keys.stream(reply_to))
+        answers = await self.conn.pipeline(batch, parse=replies.entry_id)
+        now, refused = current_clock().time(), None
+        for message, answer in zip(messages, answers, strict=True):
+            if isinstance(answer, Refused):
+                refused = refused or answer
+            elif answer is not None and isinstance(message, TaskMessage):
+                self.reader.sent.record(
+                    message.reply_to,
+                    (message.node, message.cycle, message.attempt),
+                    stream,
+                    answer,
+                    message.lease_timeout or self.lease_timeout,
+                    now,
+                )
+        if refused is not None:
+            raise refused
+
+    async def ack(self, queue: str, deliveries: Sequence[Delivery]) -> None:
+        if deliveries:
+            await self._writes.write([Ack(self.keys.stream(queue), self.keys.group, [d.id for d in deliveries])])
+
+    async def send_and_ack(
+        self, queue: str, messages: Sequence[Any], ack_queue: str, deliveries: Sequence[Delivery]
+    ) -> None:
+        """The replies, then the acks, in one MULTI/EXEC (a worker's usual write): an ack never
+        takes effect without its reply."""
+        stream = self.keys.stream(queue)
+        items: list[Item] = [self.entries.xadd(stream, m) for m in messages]
+        if deliveries:
+            items.append(Ack(self.keys.stream(ack_queue), self.keys.group, [d.id for d in deliveries]))
+        await self._writes.write(items)
+
+    async def _write_batch(self, writers: list[list[Item]]) -> list[BaseException | None]:
+        batch, mine = commands(writers)
+        if needs_transaction(batch):
+            answers = await self.conn.transaction(batch)
+        else:
+            answers = await self.conn.pipeline(batch)
+        outcomes: list[BaseException | None] = []
+        for indices in mine:
+            refused = [
+                answers[i]
+                for i in indices
+                if isinstance(answers[i], Refused)
+                and not (isinstance(answers[i], GroupsLost) and batch[i][0] in ("XACK", "XDEL"))
+            ]
+            outcomes.append(refused[0] if refused else None)  # an ack of a group that is gone: nothing to ack
+        return outcomes
+
+    # --- receiving (workers, through the consumer group) -------------------------------
+    async def receive(self, queue: str, *, max_messages: int = 0, timeout: float | None = None) -> list[Delivery]:
+        if self.closed:
+            raise TransportError("the Redis transport is closed")
+        stream = self.keys.stream(queue)
+        await self._ensure_group(stream)
+        count = max_messages if max_messages > 0 else 512
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            block = POLL_MS if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
+            block = min(block, POLL_MS)  # wake up now and then to reclaim and to notice closing
+            try:
+                reclaimed = await self.claims.reclaim(stream, count)
+                if reclaimed:
+                    return reclaimed
+                found = await self.conn.blocking(
+                    "XREADGROUP",
+                    "GROUP",
+                    self.keys.group,
+                    self.consumer,
+                    "COUNT",
+                    count,
+                    "BLOCK",
+                    block,
+                    "STREAMS",
+                    stream,
+                    ">",
+                    parse=replies.streams,
+                    block_ms=block,
+                )
+                deliveries = await self.claims.deliveries(stream, found.get(stream.encode(), []), {})
+                await self.claims.keep_alive(stream)
+                if not deliveries:
+                    await self.claims.prune_consumers(stream)
+            except GroupsLost:
+                await self._regroup()
+                continue
+            if deliveries or (deadline is not None and time.monotonic() >= deadline):
+                return deliveries
+
+    async def touch(self, queue: str, deliveries: Sequence[Delivery]) -> None:
+        await self.claims.touch(self.keys.stream(queue), deliveries)
+
+    async def dead_letter(self, queue: str, delivery: Delivery, reason: str) -> None:
+        await self.claims.dead_letter(self.keys.stream(queue), delivery, reason)
+
+    async def release(self, queue: str, deliveries: Sequence[Delivery]) -> None:
+        await self.claims.release(self.keys.stream(queue), deliveries)
+
+    async def leave(self, queue: str) -> None:
+        """Remove this consumer from `queue`'s group if it holds nothing (a worker's clean exit),
+        so queue figures stop counting it."""
+        stream = self.keys.stream(queue)
+        try:
+            mine = await self.conn.call(
+                "XPENDING", stream, self.keys.group, "-", "+", 1, self.consumer, parse=replies.pending_rows
+            )
+        except GroupsLost:
+            return  # never read here: nothing to leave
+        if not mine:
+            await self.conn.pipeline(
+                [
+                    ("XGROUP", "DELCONSUMER", stream, self.keys.group, self.consumer),
+                    ("DEL", self.keys.alive(self.consumer)),
+                ]
+            )
+
+    # --- single-reader queues (a run's replies, a worker's context answers) -----------------
+    def inbox(self, queue: str) -> StreamInbox:
+        """`queue` read from where it left off by the transport's one XREAD: it has one reader,
+        so nothing needs acking (the stream goes when the run ends). Yields `QueueLost`,
+        `TasksLost` and `QueueFailed` besides messages (see `reader.py`)."""
+        return self.reader.subscribe(queue, self.keys.stream(queue))
+
+    async def open_queue(self, queue: str) -> None:
+        """Create `queue`'s stream, so that replies sent to it land (a worker's context
+        stream, before its tasks send requests); again if it has vanished since."""
+        stream = self.keys.stream(queue)
+        self._groups.discard(stream)
+        await self._ensure_group(stream)
+
+    async def discard(self, queue: str) -> None:
+        stream = self.keys.stream(queue)
+        self._groups.discard(stream)
+        self.reader.sent.forget(queue)
+        await self.conn.call("DEL", stream)
+        await self.reader.settled()
+
+    async def ended(self, reply_queues: Collection[str]) -> set[str]:
+        """A run deletes its reply stream when it ends (cancelled, failed or completed):
+        the queues whose stream is gone."""
+        queues = [q for q in reply_queues if isinstance(q, str)]
+        if not queues:
+            return set()
+        found = await self.conn.pipeline([("EXISTS", self.keys.stream(q)) for q in queues])
+        for answer in found:
+            if isinstance(answer, Refused):
+                raise answer
+        return {q for q, there in zip(queues, found, strict=True) if there == 0}
+
+    def default_feedback_store(self) -> Any:
+        """A `RedisFeedbackStore` on this server and namespace: the REST API and the UI of
+        any app sharing the server see the questions of runs on this transport."""
+        from ...feedback.redis import RedisFeedbackStore
+
+        return RedisFeedbackStore(client=self.client, namespace=self.namespace)
+
+    async def queue_stats(self) -> dict[str, Any]:
+        """Length, pending entries and consumers of the task stream, and dead letters."""
+        stream = self.keys.stream(keys.TASK_QUEUE)
+        length, dead = await self.conn.pipeline([("XLEN", stream), ("XLEN", self.keys.dead)], parse=replies.integer)
+        try:
+            groups = await self.conn.call("XINFO", "GROUPS", stream, parse=replies.info_maps)
+            consumers = await self.conn.call("XINFO", "CONSUMERS", stream, self.keys.group, parse=replies.info_maps)
+        except Refused:  # no stream or no group yet: nothing is queued
+            groups, consumers = [], []
+        group: dict[str, Any] = next((g for g in groups if replies.text(g.get("name")) == self.keys.group), {})
+        return {
+            "stream": stream,
+            "length": _count(length),
+            "pending": _count(group.get("pending")),
+            "lag": _count(group.get("lag")),
+            "dead_letters": _count(dead),
+            "consumers": [
+                {
+                    "name": replies.text(c.get("name")),
+                    "pending": _count(c.get("pending")),
+                    "idle_ms": _count(c.get("idle")),
+                }
+                for c in consumers
+            ],
+        }
+
+    # --- streams and groups ---------------------------------------------------------------
+    async def _ensure_group(self, stream: str) -> None:
+        if stream in self._groups:
+            return
+        created, _ = await self.conn.pipeline(
+            [
+                ("XGROUP", "CREATE", stream, self.keys.group, "0", "MKSTREAM"),
+                # A blocked XREADGROUP that gets nothing does not register its consumer, so an
+                # idle worker would be missing from queue-stats and the metrics.
+                ("XGROUP", "CREATECONSUMER", stream, self.keys.group, self.consumer),
+            ]
+        )
+        if isinstance(created, Refused) and created.code != "BUSYGROUP":
+            raise created
+        self._groups.add(stream)
+
+    async def _make_stream(self, stream: str) -> None:
+        self._groups.discard(stream)
+        await self._ensure_group(stream)
+
+    async def _regroup(self) -> None:
+        """The consumer groups are gone (Redis lost its data): make every stream this
+        transport reads, and its group, again."""
+        streams, self._groups = set(self._groups), set()
+        log.warning(
+            "redis lost its streams and groups (a restart without persistence?): making them again",
+            url=self.url,
+            streams=sorted(streams),
+        )
+        for stream in streams:
+            await self._ensure_group(stream)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
