@@ -53,8 +53,9 @@ class RedisServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self) -> None:
-        """Start the server and wait until it answers PING; raise if it does not."""
+    def start(self, *, loaded: bool = True) -> None:
+        """Start the server and wait until it answers PING (`loaded`), or only until it
+        answers at all (it may still be loading its data); raise if it does not."""
         if self.running:
             return
         if not Path(self.executable).exists():
@@ -67,7 +68,7 @@ class RedisServer:
         ]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + _START_TIMEOUT
-        while not _answers_ping(self.port):
+        while not _answers_ping(self.port, loaded):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -118,11 +119,12 @@ def _send(port: int, command: bytes, replies: int = 1) -> bytes:
         return data
 
 
-def _answers_ping(port: int) -> bool:
+def _answers_ping(port: int, loaded: bool = True) -> bool:
     try:
-        return _send(port, b"PING\r\n").startswith(b"+PONG")
+        answer = _send(port, b"PING\r\n")
     except OSError:
         return False
+    return answer.startswith(b"+PONG") or (not loaded and answer.startswith(b"-LOADING"))
 
 
 @pytest.fixture(scope="session")

@@ -79,3 +79,16 @@ async def waiting_once(marker: str) -> int:
         path.write_text(str(os.getpid()))
         await asyncio.sleep(60)
     return os.getpid()
+
+
+@task
+async def carry(data: bytes, index: int) -> int:
+    """A task whose message is as large as `data`."""
+    return index
+
+
+@task
+async def blob(size: int, index: int, seconds: float = 0.0) -> bytes:
+    """Returns `size` bytes (a reply that large) after `seconds`."""
+    await asyncio.sleep(seconds)
+    return bytes([index % 256]) * size

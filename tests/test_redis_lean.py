@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import remote_flows
 from redis.asyncio import Redis
+from redis_faults import FaultProxy, Stall
 from redis_server import RedisServer
-from worker_processes import Workers
+from worker_processes import Workers, wait_for
 
 from graflow_async import run, workflow
 from graflow_async.exceptions import TransportError
@@ -173,3 +174,17 @@ async def test_a_blocking_connection_the_server_closed_while_idle_is_not_used_ag
     await client.client_kill_filter(_id=idle["id"])
     await asyncio.sleep(0.1)  # the close reaches the connection
     assert await lean.blocking(("XREAD", "BLOCK", 10, "STREAMS", "idle", "0")) is None
+
+
+async def test_a_connection_still_opening_at_aclose_leaves_no_socket(fault_proxy: FaultProxy) -> None:
+    fault_proxy.inject("SELECT", Stall(), times=None)  # the connection's set-up never ends
+    lean = lean_for(fault_proxy.url(4))
+    assert lean is not None
+    shared = asyncio.ensure_future(lean.execute([("PING",)]))
+    blocking = asyncio.ensure_future(lean.blocking(("XREAD", "BLOCK", 100, "STREAMS", "s", "0")))
+    await wait_for(lambda: fault_proxy.open_connections == 2, 5, "both connections to be opening")
+    await lean.aclose()
+    for opening in (shared, blocking):
+        with pytest.raises((TransportError, Unavailable, asyncio.CancelledError)):
+            await asyncio.wait_for(opening, 2)
+    await wait_for(lambda: fault_proxy.open_connections == 0, 2, "the sockets to be closed")

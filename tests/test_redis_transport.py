@@ -318,3 +318,27 @@ async def test_queue_stats_on_an_unreachable_server_exits_1() -> None:
     assert code == 1
     assert f"cannot reach Redis at {url}" in err
     assert "Traceback" not in err
+
+
+async def test_two_hundred_runs_replies_are_read_on_one_blocking_connection(redis_url: str, client: Redis) -> None:
+    async with RedisStreamsTransport(redis_url) as transport:
+        queues = [f"run:r{i}:replies" for i in range(200)]
+        inboxes = [transport.inbox(q) for q in queues]
+        try:
+            for i, q in enumerate(queues):
+                await transport.send(q, [{"n": i}])
+            got = await asyncio.gather(*(asyncio.wait_for(inbox.receive_batch(), 5) for inbox in inboxes))
+            assert got == [[{"n": i}] for i in range(200)]
+            readers = [c for c in await client.client_list() if c["cmd"] == "xread"]
+            assert len(readers) == 1, readers
+            late = transport.inbox("run:late:replies")  # joins while the read blocks: it is cut short
+            started = time.monotonic()
+            await transport.send("run:late:replies", [{"n": "late"}])
+            assert await asyncio.wait_for(late.receive_batch(), 5) == [{"n": "late"}]
+            assert time.monotonic() - started < 0.3
+            late.close()
+        finally:
+            for inbox in inboxes:
+                inbox.close()
+        await transport.reader.settled()
+        assert not [c for c in await client.client_list() if c["cmd"] == "xread"]

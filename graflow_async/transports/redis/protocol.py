@@ -33,6 +33,7 @@ class LeanConnection(asyncio.Protocol):
         self._waiters: deque[asyncio.Future[Any]] = deque()
         self._transport: asyncio.Transport | None = None
         self._max_reply_bytes = max_reply_bytes
+        self._unanswered = 0  # bytes fed since the last complete answer (about)
         self.broken = False
         self.client_id: int | None = None  # the server's id for it, when asked (CLIENT ID)
         self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # done once closed
@@ -43,6 +44,7 @@ class LeanConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         reader = self._reader
         reader.feed(data)
+        self._unanswered += len(data)
         waiters = self._waiters
         while True:
             try:
@@ -51,9 +53,12 @@ class LeanConnection(asyncio.Protocol):
                 self._fail(MalformedReply(f"Redis sent bytes that are not a reply: {exc}"))
                 return
             if answer is False:
-                if reader.len() > self._max_reply_bytes:
+                # hiredis keeps the finished parts of an unfinished answer as objects, not
+                # bytes: count what was fed, not what it still buffers
+                if self._unanswered > self._max_reply_bytes:
                     self._fail(MalformedReply(f"a Redis reply over {self._max_reply_bytes} bytes"))
                 return
+            self._unanswered = reader.len()
             if not waiters:  # an answer nobody asked for: the stream is out of step
                 self._fail(MalformedReply("Redis sent an answer nobody asked for"))
                 return

@@ -11,7 +11,7 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-from .errors import ReplyError
+from .errors import ReplyError, error_code
 
 _hiredis_pack: Any
 try:
@@ -40,7 +40,7 @@ def reply_error(exc: redis_errors.RedisError) -> ReplyError:
     for kind, code in _CODES:
         if isinstance(exc, kind):
             return ReplyError(text if text.startswith(code) else f"{code} {text}")
-    return ReplyError(text)
+    return ReplyError(text if error_code(text) != "ERR" or text.startswith("ERR") else f"ERR {text}")
 
 
 async def execute_on_pool(pool: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -54,7 +54,7 @@ async def execute_on_pool(pool: Any, commands: Sequence[tuple[Any, ...]]) -> lis
         answers: list[Any] = []
         for _ in commands:
             try:
-                answers.append(await connection.read_response())
+                answers.append(await connection.read_response(disconnect_on_error=False))
             except (redis_errors.ResponseError, redis_errors.BusyLoadingError) as exc:
                 answers.append(reply_error(exc))
     except BaseException:
