@@ -124,9 +124,10 @@ async def test_a_password_and_a_database_come_from_the_url() -> None:
         with pytest.raises(Refused, match="WRONGPASS"):
             await refused.execute([("PING",)])
         await refused.aclose()
-        with pytest.raises(TransportError, match="WRONGPASS"):
+        with pytest.raises(TransportError, match="WRONGPASS") as caught:
             async with RedisStreamsTransport(f"redis://lean:wrong@127.0.0.1:{server.port}/5", connect_timeout=1):
                 pass
+        assert "lean:***@" in str(caught.value) and ":wrong@" not in str(caught.value)  # never the password
         await admin.aclose()
     finally:
         server.cleanup()

@@ -22,7 +22,6 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -39,6 +38,7 @@ from ..exceptions import (
     TransportError,
 )
 from ..options import number
+from ..transports.redis.redispy import redact
 from .base import FeedbackStore
 from .memory import Waiters, wait_settled
 from .models import ANSWERED, CANCELLED, PENDING, FeedbackRequest, FeedbackResponse, validate_response
@@ -102,7 +102,7 @@ class RedisFeedbackStore(FeedbackStore):
         self.client: Any = client if client is not None else Redis.from_url(
             url or DEFAULT_URL, socket_connect_timeout=5.0, retry=Retry(ExponentialBackoff(cap=1.0), 3)
         )
-        self.url = _describe(self.client) if url is None else _redact(url)
+        self.url = _describe(self.client) if url is None else redact(url)
         self.prefix = f"{namespace}:feedback"
         self.ttl = int(ttl)
         self._runs = RedisRunRecords(self.client, namespace, self.ttl, self._mapped)
@@ -301,16 +301,6 @@ def _decode(feedback_id: str, row: builtins.list[Any]) -> tuple[FeedbackRequest,
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _redact(url: str) -> str:
-    """`url` without its password, fit for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit(parts._replace(netloc=user + host))
 
 
 def _describe(client: Any) -> str:

@@ -36,7 +36,7 @@ from ...exceptions import TransportError
 from .errors import MalformedReply, Refused, ReplyError, Unavailable, is_retryable, refusal
 from .lean import Interrupt, LeanRedis
 from .protocol import MAX_REPLY_BYTES
-from .redispy import describe, execute_on_pool, pack_with_hiredis
+from .redispy import describe, execute_on_pool, pack_with_hiredis, redact
 
 T = TypeVar("T")
 Command = tuple[Any, ...]
@@ -60,7 +60,7 @@ class RedisConnection:
     ) -> None:
         if client is not None and client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("a Redis client given to graflow-async must not decode responses (decode_responses=False)")
-        self.url = url if client is None else describe(client)
+        self.url = redact(url) if client is None else describe(client)
         self.connect_timeout = connect_timeout
         self.op_timeout = op_timeout
         self._owned = client is None
@@ -86,7 +86,9 @@ class RedisConnection:
         self._lean = (
             None
             if settings is None
-            else LeanRedis(settings, connect_timeout, max_blocking=max_blocking, max_reply_bytes=max_reply_bytes)
+            else LeanRedis(
+                settings, connect_timeout, max_blocking=max_blocking, max_reply_bytes=max_reply_bytes, url=self.url
+            )
         )
         self._connected = False
         self._closed = False

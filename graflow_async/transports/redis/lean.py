@@ -52,8 +52,10 @@ class LeanRedis:
         *,
         max_blocking: int = 8,
         max_reply_bytes: int | None = None,
+        url: str = "redis",
     ) -> None:
         self._settings = settings
+        self._url = url  # for messages
         self._connect_timeout = connect_timeout
         self._max_reply_bytes = max_reply_bytes
         self._shared: LeanConnection | None = None
@@ -195,4 +197,4 @@ class LeanRedis:
             if isinstance(answer, ReplyError):
                 if is_retryable(str(answer)):
                     raise Unavailable(str(answer))
-                raise refusal(str(answer), str(command[0]), "the URL's server")
+                raise refusal(str(answer), str(command[0]), self._url)

@@ -112,6 +112,7 @@ class StreamInbox:
         self.last_id: bytes = b"0"
         self.heard = current_clock().time()
         self.told_failure = False
+        self.unreadable = False  # its key holds something else: left out of the reads
         self._sender: MailboxSender[Any]
         self._receiver: MailboxReceiver[Any]
         self._sender, self._receiver = open_mailbox()
@@ -206,7 +207,10 @@ class StreamReader:
             inbox.close()
 
     async def _read(self, interrupt: Interrupt) -> None:
-        inboxes = list(self._inboxes.values())
+        inboxes = [i for i in self._inboxes.values() if not i.unreadable]
+        if not inboxes:
+            await current_clock().sleep(POLL_MS / 1000)
+            return
         found = await self.conn.blocking(
             "XREAD",
             "COUNT",
@@ -247,7 +251,7 @@ class StreamReader:
         if now - self._checked < CHECK_EVERY:
             return
         self._checked = now
-        silent = [i for i in self._inboxes.values() if now - i.heard >= CHECK_EVERY]
+        silent = [i for i in self._inboxes.values() if now - i.heard >= CHECK_EVERY and not i.unreadable]
         if silent:
             there = await self.conn.pipeline([("EXISTS", i.stream) for i in silent])
             for inbox, exists in zip(silent, there, strict=True):
@@ -310,7 +314,7 @@ class StreamReader:
         any more; their inboxes are told. True when that explains the failure."""
         if not (isinstance(exc, Refused) and exc.code == "WRONGTYPE"):
             return False
-        inboxes = list(self._inboxes.values())
+        inboxes = [i for i in self._inboxes.values() if not i.unreadable]
         kinds = await self.conn.pipeline([("TYPE", i.stream) for i in inboxes])
         bad = [
             (i, replies.text(kind))
@@ -319,8 +323,8 @@ class StreamReader:
         ]
         for inbox, kind in bad:
             error = TransportError(f"the key of queue {inbox.queue!r} holds a {kind}, not a stream: it was overwritten")
+            inbox.unreadable = inbox.told_failure = True
             inbox.deliver([QueueFailed(inbox.queue, error)])
-            inbox.close()
         return bool(bad)
 
     def _fail_all(self, exc: TransportError) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import functools
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
 
@@ -94,6 +95,16 @@ def _packing(cls: type) -> type:
 
     HiredisPacking.__name__ = HiredisPacking.__qualname__ = f"HiredisPacking{cls.__name__}"
     return HiredisPacking
+
+
+def redact(url: str) -> str:
+    """`url` without its password, fit for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit(parts._replace(netloc=user + host))
 
 
 def describe(client: Any) -> str:
