@@ -180,6 +180,8 @@ async def test_a_run_is_followed_live_and_approved_from_its_page_in_chromium(pag
             gate.set()  # build finishes while the page is open: the stream turns it done
             await page.locator('tr[data-task="build"] .state[data-state="done"]').wait_for()
             await page.locator('svg.graph .node[data-task="build"][data-state="done"]').wait_for(state="attached")
+            await page.wait_for_function(
+                "document.querySelector('[data-count-state=\"done\"] b').textContent === '1'")  # counted live
             link = page.get_by_role("link", name="Deploy image:7?")
             await link.wait_for()  # added live when the task asked
             assert await page.locator('tr[data-task="approve"] .state').inner_text() == "waiting"
@@ -200,5 +202,57 @@ async def test_a_run_is_followed_live_and_approved_from_its_page_in_chromium(pag
         for shot in (runs_shot, run_shot):
             data = shot.read_bytes()
             assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_large_run_is_summarized_and_paged_and_its_counts_follow_it_live(
+    page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A 402-task fan is too large to draw: its page shows tasks per layer and state and
+    a table of 100 tasks a page; as the run goes on, the counts change live and the
+    rows of this page turn done, while tasks of other pages add no rows."""
+    from graflow_async import parallel, task, workflow
+    from graflow_async.web import runpage
+
+    monkeypatch.setattr(runpage, "TASKS_PER_PAGE", 100)
+    gate = asyncio.Event()
+
+    @task
+    async def opener() -> None:
+        await gate.wait()
+
+    @task
+    async def member() -> None:
+        return None
+
+    with workflow("wide") as wf:
+        opener >> parallel(*[member(task_id=f"m{i:03}") for i in range(400)]) >> member(task_id="closer")
+    runner = web.AppRunner(create_app(workflows={"wide": wf}, feedback_store=MemoryFeedbackStore()))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        base = f"http://{host}:{port}"
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http, http.post(f"{base}/api/runs", json={"workflow": "wide"}) as r:
+            run_id = (await r.json())["run_id"]
+        await page.goto(f"{base}/ui/runs/{run_id}")
+        assert "too large to draw" in await page.locator("#graph-summary").inner_text()
+        assert await page.locator("svg.graph").count() == 0
+        assert await page.locator("#task-rows tr").count() == 100
+        assert await page.locator('[data-count-state="pending"] b').inner_text() == "401"
+        assert await page.locator('[data-count-state="done"]').is_hidden()
+        gate.set()
+        await page.locator('#run-status[data-status="completed"]').wait_for()
+        await page.wait_for_function(
+            "document.querySelector('[data-count-state=\"done\"] b').textContent === '402'")
+        assert await page.locator('[data-count-state="pending"]').is_hidden()
+        assert await page.locator('#task-rows .state[data-state="done"]').count() == 100
+        assert await page.locator("#task-rows tr").count() == 100  # none added for tasks of other pages
+        await page.get_by_role("link", name="next").click()
+        await page.wait_for_url(f"{base}/ui/runs/{run_id}?page=2")
+        assert await page.locator("#task-rows tr").first.get_attribute("data-task") == "m099"
     finally:
         await runner.cleanup()

@@ -1,6 +1,6 @@
 """The web's run logic as plain values, without a server: whether a run's owner is gone,
 task summaries from events, which workflow resumes a run, `Workflow.to_mermaid` and
-the graph the run page draws from it."""
+the tasks the run page lists (the drawing itself: test_graphview.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 
 from graflow_async import chain, parallel, task, workflow
 from graflow_async.exceptions import CheckpointError
-from graflow_async.web.graphview import levels, parse, render_svg
+from graflow_async.web.runpage import task_view
 from graflow_async.web.runs import find_workflow, refusal
-from graflow_async.web.runs_ui import run_duration, span, task_rows
+from graflow_async.web.runs_ui import run_duration, span
 from graflow_async.web.runstate import LiveRun, Owner, apply_event, effective_status, host_identity, pid_alive
 
 ME = Owner("me", "host-a|boot|ns", 100)
@@ -179,34 +179,24 @@ def test_nested_groups_are_nested_subgraphs() -> None:
 
     with workflow("nest") as wf:
         wf.add(parallel(parallel(a, b).set_group_name("inner"), c).set_group_name("outer"))
-    diagram = parse(wf.to_mermaid())
-    inner = next(g for g, label in diagram.groups.items() if label == "inner")
-    outer = next(g for g, label in diagram.groups.items() if label == "outer")
-    paths = {label: diagram.path[ref] for ref, label in diagram.nodes.items()}
-    assert paths == {"a": (outer, inner), "b": (outer, inner), "c": (outer,)}
+    lines = wf.to_mermaid().splitlines()
+    indent = {line.strip(): len(line) - len(line.lstrip()) for line in lines}
+    outer = next(line for line in indent if line.endswith('["outer"]'))
+    inner = next(line for line in indent if line.endswith('["inner"]'))
+    nodes = {label: line for line in indent for label in "abc" if line.endswith(f'["{label}"]')}
+    assert indent[outer] == 4 and indent[inner] == 8  # inner sits in outer
+    assert (indent[nodes["a"]], indent[nodes["b"]], indent[nodes["c"]]) == (12, 12, 8)
+    assert lines.index(" " * 12 + nodes["a"]) > lines.index(" " * 8 + inner)
 
 
-def test_the_graph_is_laid_out_in_levels_and_drawn_with_states() -> None:
-    text = pipeline().to_mermaid()
-    diagram = parse(text)
-    assert diagram.groups == {"g0": 'prep <"#1">'}
-    level = {diagram.nodes[ref]: n for ref, n in levels(diagram).items()}
-    assert level == {"fetch": 0, "clean": 1, "check": 1, "index": 2, "publish": 3}
-    svg = render_svg(text, {"fetch": "done", "clean": "running"})
-    assert svg.startswith('<svg class="graph"') and svg.endswith("</svg>")
-    assert 'data-task="fetch" data-state="done"' in svg and 'data-task="clean" data-state="running"' in svg
-    assert 'data-task="publish" data-state="pending"' in svg
-    assert "prep &lt;&quot;#1&quot;&gt;" in svg and "<script" not in svg
-    assert svg.count('class="edge"') == 3
-    assert render_svg("flowchart TD\n") == ""
-
-
-def test_task_rows_follow_the_graph_then_added_tasks() -> None:
+def test_the_run_page_lists_tasks_by_layer_then_added_tasks() -> None:
     wf = pipeline()
-    rows = task_rows(wf, {"index": {"state": "done", "attempts": 1, "duration": 0.5}, "extra": {"state": "running"}},
-                     wf.to_mermaid())
-    assert [r["id"] for r in rows] == ["fetch", "clean", "check", "index", "publish", "extra"]
-    assert rows[3]["state"] == "done" and rows[0]["state"] == "pending"
+    view = task_view(wf, {"index": {"state": "done", "attempts": 1, "duration": 0.5}, "extra": {"state": "running"}})
+    assert [r["id"] for r in view.rows] == ["fetch", "clean", "check", "index", "publish", "extra"]
+    assert view.rows[3]["state"] == "done" and view.rows[0]["state"] == "pending"
+    assert view.counts == {"pending": 4, "running": 1, "retrying": 0, "waiting": 0, "done": 1, "failed": 0,
+                           "cancelled": 0}
+    assert not view.summarized and view.svg.startswith("<svg") and view.mermaid.startswith("flowchart TD")
 
 
 def test_durations_read_well() -> None:

@@ -6,6 +6,7 @@ break listings, and connections that do not send a whole request in time are clo
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import re
 import time
@@ -88,6 +89,57 @@ def test_depth_check_agrees_with_the_parser_on_awkward_input() -> None:
     started = time.perf_counter()
     assert not web_http.too_deep(b"[" + b",".join([b"[" * 100 + b"]" * 100] * 5000) + b"]")  # ~1 MB
     assert time.perf_counter() - started < 0.5
+
+
+# Every encoding `json.loads` reads (RFC 4627's UTF-8, -16 and -32), each byte order, with and without a BOM.
+ENCODINGS = {
+    "utf-8": ("utf-8", b""), "utf-8 bom": ("utf-8", codecs.BOM_UTF8),
+    "utf-16-le": ("utf-16-le", b""), "utf-16-be": ("utf-16-be", b""),
+    "utf-16-le bom": ("utf-16-le", codecs.BOM_UTF16_LE), "utf-16-be bom": ("utf-16-be", codecs.BOM_UTF16_BE),
+    "utf-32-le": ("utf-32-le", b""), "utf-32-be": ("utf-32-be", b""),
+    "utf-32-le bom": ("utf-32-le", codecs.BOM_UTF32_LE), "utf-32-be bom": ("utf-32-be", codecs.BOM_UTF32_BE),
+}
+# U+2200 is 22 00 or 00 22 in UTF-16: a quote byte that once threw a byte-wise scan out of step with the
+# strings, so brackets after it were skipped (depth 300 parsed, depth 600 a 500); U+7B2C holds a "{" byte.
+ODD = "\u2200 \u7b2c\u5b5d"
+
+
+def encoded(text: str, name: str) -> bytes:
+    encoding, bom = ENCODINGS[name]
+    return bom + text.encode(encoding)
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+async def test_too_deep_bodies_get_400_in_every_encoding_the_parser_reads(name: str) -> None:
+    async with serving(feedback()) as client:
+        bodies = [
+            (f'{{"reason": "{ODD}", "custom_data": {objects(depth)}}}', "/api/feedback/fb-1/respond")
+            for depth in (LIMIT, 300, 600, 5000)
+        ] + [(f'{{"workflow": "{ODD}", "inputs": {objects(600)}}}', "/api/runs"), (objects(LIMIT + 1), "/api/runs")]
+        for text, path in bodies:
+            response = await client.post(path, data=encoded(text, name), headers=JSON)
+            assert response.status == 400, (path, text[:40])
+            assert f"more than {LIMIT} levels deep" in (await response.json())["error"]
+        assert (await client.get("/api/feedback/fb-1")).status == 200  # still unanswered
+
+
+@pytest.mark.parametrize("name", ["utf-16-le", "utf-16-be bom", "utf-32-le bom"])
+async def test_a_legitimate_body_in_utf16_or_utf32_is_parsed_as_in_utf8(name: str) -> None:
+    answer = {"reason": ODD, "custom_data": {"note": "\u7b2c" * 300, "deep": json.loads(objects(LIMIT - 2))}}
+    async with serving(feedback()) as client:
+        body = encoded(json.dumps(answer, ensure_ascii=False), name)
+        response = await client.post("/api/feedback/fb-1/respond", data=body, headers=JSON)
+        assert response.status == 200, await response.text()
+        got = (await response.json())["response"]
+        assert (got["reason"], got["custom_data"]) == (answer["reason"], answer["custom_data"])
+
+
+async def test_a_body_that_is_not_text_in_the_encoding_it_starts_in_gets_400() -> None:
+    async with serving(feedback()) as client:
+        for body in (b'{"custom_data": {"a": "\xff\xfe"}}', encoded('{"custom_data": {}}', "utf-16-le bom") + b"!"):
+            response = await client.post("/api/feedback/fb-1/respond", data=body, headers=JSON)
+            assert response.status == 400
+            assert "not valid JSON" in (await response.json())["error"]
 
 
 async def test_a_deep_answer_from_the_ui_form_is_refused_naming_the_limit() -> None:
@@ -204,13 +256,13 @@ async def test_a_half_sent_request_head_is_closed_within_the_bound(quick: float)
         host, port = client.server.host, client.server.port
         reader, writer = await asyncio.open_connection(host, port)
         started = time.perf_counter()
-        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # the blank line never comes
+        writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # the blank line never comes
         await writer.drain()
         assert await until_closed(reader, writer, within=5) == b""
         assert quick * 0.8 < time.perf_counter() - started < quick + 1.5
         # a request sent whole on a fresh connection is answered
         reader, writer = await asyncio.open_connection(host, port)
-        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         assert (await until_closed(reader, writer, within=5)).startswith(b"HTTP/1.1 200")
 
 
@@ -240,7 +292,7 @@ async def test_a_half_sent_body_gets_408_and_the_connection_closes(quick: float,
     async with serving(feedback("approval")) as client:
         reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
         started = time.perf_counter()
-        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: 100\r\n\r\n"
+        head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nContent-Length: 100\r\n\r\n"
         writer.write(head.encode() + b'{"approved"')  # 11 of the 100 bytes announced
         await writer.drain()
         received = await until_closed(reader, writer, within=5)

@@ -15,6 +15,10 @@ Routes (under the prefix): ``GET /health``; ``GET /metrics`` (Prometheus); ``GET
 ``POST /api/runs``, ``GET /api/runs``, ``GET /api/runs/{id}``, ``POST /api/runs/{id}/cancel``,
 ``GET /api/runs/{id}/events`` (SSE); ``/ui/feedback/``, ``/ui/feedback/{id}``, ``/ui/runs/``,
 ``/ui/runs/{id}`` (HTML), ``/ui/login``. Needs the ``web`` extra (aiohttp, jinja2).
+
+Without an ``auth_token`` (or with ``allowed_hosts``) the routes answer only requests
+for the app's own names and origin: ``localhost``, IP addresses, the host of
+``public_url`` and ``allowed_hosts`` (`hosts`); others get 421 (Host) or 403 (Origin).
 """
 
 from .app import WEB_STATE, WebState, create_app, get_run, setup, start_run

@@ -17,7 +17,8 @@ from ..feedback.notify_config import check_public_url
 from ..graph import Workflow
 from ..metrics import Metrics, metrics_response
 from .api import FeedbackApi
-from .auth import Auth
+from .auth import ApiHandler, Auth
+from .hosts import HostCheck
 from .http import MAX_BODY, ApiError, server_options
 from .runs import RunManager
 from .runs_api import RunsApi
@@ -38,6 +39,7 @@ class WebState:
     prefix: str
     owns_store: bool
     metrics: Metrics
+    hosts: HostCheck
     public_url: str | None = None
 
     async def store_lifetime(self, app: web.Application) -> AsyncIterator[None]:
@@ -103,6 +105,7 @@ def setup(
     auth_token: str | None = None,
     prefix: str = "",
     public_url: str | None = None,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> None:
     """Mount the feedback API and UI and the runs API and UI on `app` (SPEC sections 5 and 8).
 
@@ -116,20 +119,29 @@ def setup(
     `public_url` is where people reach the app from outside, prefix included (for
     example ``https://ops.example.com/wf``): notifications of the runs the app drives
     then carry ``respond_url``, the UI page of the request under it. Run records live
-    in the feedback store's backend (see `runs`). Raises RuntimeError when `app`
-    already has them, ValueError for a bad prefix, token or public URL.
+    in the feedback store's backend (see `runs`).
+
+    Every route answers only requests for the app's own names (`hosts`: DNS rebinding
+    and cross-site requests get 421 and 403): ``localhost``, IP addresses, the host of
+    `public_url` and `allowed_hosts` (names; ``".example.com"`` for a domain and its
+    subdomains; ``["*"]`` for no check). Without `allowed_hosts` the check applies only
+    when there is no `auth_token`, so an app with a token keeps answering under any name.
+
+    Raises RuntimeError when `app` already has them, ValueError for a bad prefix, token,
+    public URL or allowed host.
     """
     if WEB_STATE in app:
         raise RuntimeError("graflow_async.web is already set up on this application")
     prefix = _prefix(prefix)
     public_url = None if public_url is None else check_public_url(public_url)
     auth = Auth(auth_token, prefix)
+    hosts = HostCheck(allowed_hosts, public_url, token=auth.required)
     owns_store = feedback_store is None
     store = default_feedback_store() if feedback_store is None else feedback_store
     options = {k: v for k, v in (("checkpoint_store", checkpoint_store), ("transport", transport)) if v is not None}
     metrics = Metrics(transport=_redis_transport(transport))
     runs = RunManager(store, _workflows(workflows), options, metrics, public_url)
-    state = WebState(store, runs, auth, prefix, owns_store, metrics, public_url)
+    state = WebState(store, runs, auth, prefix, owns_store, metrics, hosts, public_url)
     app[WEB_STATE] = state
     app.cleanup_ctx.append(state.store_lifetime)  # cleanup contexts exit in reverse order
     app.cleanup_ctx.append(runs.lifetime)
@@ -138,36 +150,44 @@ def setup(
 
 
 def _add_routes(app: web.Application, state: WebState) -> None:
-    p, auth, router = state.prefix, state.auth, app.router
+    p, auth = state.prefix, state.auth
     api = FeedbackApi(state.store, state.runs)
     runs = RunsApi(state.runs, p)
     ui = FeedbackUi(state.store, state.runs, auth, p)
     runs_ui = RunsUi(ui, runs.views)
-    router.add_get(f"{p}/health", api.health)
-    router.add_get(f"{p}/metrics", auth.api(functools.partial(metrics_response, state.metrics)))
-    router.add_get(f"{p}/api/feedback", auth.api(api.list))
-    router.add_get(f"{p}/api/feedback/{{feedback_id}}", auth.api(api.show))
-    router.add_post(f"{p}/api/feedback/{{feedback_id}}/respond", auth.api(api.respond))
-    router.add_delete(f"{p}/api/feedback/{{feedback_id}}", auth.api(api.cancel))
-    router.add_post(f"{p}/api/runs", auth.api(runs.create))
-    router.add_get(f"{p}/api/runs", auth.api(runs.list))
-    router.add_get(f"{p}/api/runs/{{run_id}}", auth.api(runs.show))
-    router.add_post(f"{p}/api/runs/{{run_id}}/cancel", auth.api(runs.cancel))
-    router.add_get(f"{p}/api/runs/{{run_id}}/events", auth.api(runs.events))
-    router.add_get(f"{p}/ui", auth.ui(ui.home))
-    router.add_get(f"{p}/ui/", auth.ui(ui.home))
-    router.add_get(f"{p}/ui/feedback", auth.ui(ui.home))
-    router.add_get(f"{p}/ui/feedback/", auth.ui(ui.list))
-    router.add_get(f"{p}/ui/feedback/{{feedback_id}}", auth.ui(ui.show))
-    router.add_post(f"{p}/ui/feedback/{{feedback_id}}", auth.ui(ui.submit))
-    router.add_get(f"{p}/ui/runs", auth.ui(runs_ui.home))
-    router.add_get(f"{p}/ui/runs/", auth.ui(runs_ui.list))
-    router.add_get(f"{p}/ui/runs/{{run_id}}", auth.ui(runs_ui.show))
-    router.add_get(f"{p}/ui/runs/{{run_id}}/events", auth.ui(runs_ui.events))
-    router.add_get(f"{p}/ui/static/run.js", auth.ui(runs_ui.script))
-    router.add_get(f"{p}/ui/login", ui.login_page)
-    router.add_post(f"{p}/ui/login", ui.login)
-    router.add_post(f"{p}/ui/logout", auth.ui(ui.logout))
+
+    def add(method: str, path: str, handler: ApiHandler) -> None:
+        guarded = state.hosts.guard(handler)  # every route: see hosts
+        if method == "GET":
+            app.router.add_get(f"{p}{path}", guarded)  # and HEAD
+        else:
+            app.router.add_route(method, f"{p}{path}", guarded)
+
+    add("GET", "/health", api.health)
+    add("GET", "/metrics", auth.api(functools.partial(metrics_response, state.metrics)))
+    add("GET", "/api/feedback", auth.api(api.list))
+    add("GET", "/api/feedback/{feedback_id}", auth.api(api.show))
+    add("POST", "/api/feedback/{feedback_id}/respond", auth.api(api.respond))
+    add("DELETE", "/api/feedback/{feedback_id}", auth.api(api.cancel))
+    add("POST", "/api/runs", auth.api(runs.create))
+    add("GET", "/api/runs", auth.api(runs.list))
+    add("GET", "/api/runs/{run_id}", auth.api(runs.show))
+    add("POST", "/api/runs/{run_id}/cancel", auth.api(runs.cancel))
+    add("GET", "/api/runs/{run_id}/events", auth.api(runs.events))
+    add("GET", "/ui", auth.ui(ui.home))
+    add("GET", "/ui/", auth.ui(ui.home))
+    add("GET", "/ui/feedback", auth.ui(ui.home))
+    add("GET", "/ui/feedback/", auth.ui(ui.list))
+    add("GET", "/ui/feedback/{feedback_id}", auth.ui(ui.show))
+    add("POST", "/ui/feedback/{feedback_id}", auth.ui(ui.submit))
+    add("GET", "/ui/runs", auth.ui(runs_ui.home))
+    add("GET", "/ui/runs/", auth.ui(runs_ui.list))
+    add("GET", "/ui/runs/{run_id}", auth.ui(runs_ui.show))
+    add("GET", "/ui/runs/{run_id}/events", auth.ui(runs_ui.events))
+    add("GET", "/ui/static/run.js", auth.ui(runs_ui.script))
+    add("GET", "/ui/login", ui.login_page)
+    add("POST", "/ui/login", ui.login)
+    add("POST", "/ui/logout", auth.ui(ui.logout))
 
 
 def create_app(**kwargs: Any) -> web.Application:

@@ -84,7 +84,7 @@ def server_options() -> dict[str, Any]:
 
 
 def too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether JSON text `data` nests arrays and objects more than `limit` deep, found
+    """Whether JSON text `data` (UTF-8) nests arrays and objects more than `limit` deep, found
     without parsing it (brackets inside strings do not count), at C speed: a few ms per
     100 KB in the worst case, nothing for bodies with few brackets."""
     if sum(data.count(c) for c in _OPEN) <= limit:
@@ -135,14 +135,23 @@ async def read_form(request: web.Request) -> Any:
 
 def parse_json(data: bytes | str) -> Any:
     """`json.loads` with nesting bounded by `MAX_JSON_DEPTH`: `TooDeep` (a ValueError)
-    naming the limit, checked before parsing."""
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    naming the limit, checked before parsing on the very text the parser reads (bytes
+    are decoded first, as `json.loads` decodes them: brackets are counted on that text,
+    never on UTF-16 or UTF-32 code units read as bytes)."""
+    if isinstance(data, str):
+        text, scanned = data, data.encode("utf-8", "surrogatepass")
+    else:  # UTF-8, UTF-16 or UTF-32, little or big endian, with or without a byte order mark
+        encoding = json.detect_encoding(data)
+        text = data.decode(encoding, "surrogatepass")  # UnicodeDecodeError: a ValueError
+        # UTF-8 bytes are the text already; the others are scanned in their UTF-8 form,
+        # where a byte below 0x80 is always the ASCII character it looks like
+        scanned = data if encoding.startswith("utf-8") else text.encode("utf-8", "surrogatepass")
     too_deep_error = TooDeep(f"JSON arrays and objects are nested more than {MAX_JSON_DEPTH} levels deep "
                              f"(the limit is {MAX_JSON_DEPTH})")
-    if too_deep(raw):
+    if too_deep(scanned):
         raise too_deep_error
     try:
-        return json.loads(raw)
+        return json.loads(text)
     except RecursionError:  # malformed in a way the bracket count missed: still too deep
         raise too_deep_error from None
 

@@ -4,12 +4,16 @@ tasks with their states, attempts and durations, its graph, and links to its pen
 feedback requests, kept live by a small script of the app's (``/ui/static/run.js``)
 that follows ``/ui/runs/{id}/events``, the run's event stream behind the UI's session.
 
-The graph is drawn on the server from `Workflow.to_mermaid` (`graphview`): no script
-library, nothing loaded from elsewhere; the Mermaid text is on the page to copy.
+The tasks, their counts per state and the graph come from `runpage.task_view`, worked
+out in a thread (one page view at a time: `BUILDS`) so that a workflow of any size
+never holds up the event loop; the graph is drawn on the server from the compiled
+graph (`graphview`): no script library, nothing loaded from elsewhere. A graph too
+large to draw is summarized (tasks per state and per layer) and the task table pages.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from importlib import resources
 from typing import Any
@@ -18,10 +22,11 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 from markupsafe import Markup
 
-from ..feedback.runrecords import COMPLETED, ENDED, RunRecordError
+from ..feedback.runrecords import COMPLETED, ENDED, MAX_TASKS, RunRecordError
 from ..graph import Workflow
+from . import graphview
 from .auth import Session
-from .graphview import levels, parse, render_svg
+from .runpage import STATES, UNTRACKED, task_view
 from .runs_api import stream_events
 from .runviews import LISTING_STATUSES, RunViews
 from .ui import HEADERS, FeedbackUi
@@ -32,6 +37,9 @@ RUN_PAGE_CSP = (
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 PAGE_SIZE = 50
+BUILDS = 1  # run pages worked out at once (each in a thread)
+LIMITS = {"tasks": graphview.MAX_TASKS, "groups": graphview.MAX_GROUPS, "edges": graphview.MAX_EDGES,
+          "tracked": MAX_TASKS}
 
 
 def span(seconds: float | None) -> str:
@@ -60,16 +68,9 @@ def run_duration(run: dict[str, Any], now: float | None = None) -> str:
     return span(end - run["started_at"])
 
 
-def task_rows(workflow: Workflow | None, tasks: dict[str, dict[str, Any]], mermaid: str = "") -> list[dict[str, Any]]:
-    """The run's tasks: the workflow's first, by their level in its graph (`mermaid`),
-    then those added as it ran."""
-    diagram = parse(mermaid)
-    rank = {diagram.nodes[ref]: level for ref, level in levels(diagram).items()}
-    static = [t.id for t in workflow or ()]
-    order = sorted(static, key=lambda t: (rank.get(t, 0), static.index(t)))
-    order += [t for t in tasks if workflow is None or t not in workflow.tasks]
-    pending = {"state": "pending", "attempts": 0, "duration": None}
-    return [{"id": task_id, **pending, **tasks.get(task_id, {})} for task_id in order]
+def page_number(text: str | None) -> int:
+    """A page number from the query string: 1 unless a whole number from 1 up."""
+    return int(text) if text and text.isdigit() and len(text) < 10 else 1
 
 
 class RunsUi:
@@ -81,6 +82,7 @@ class RunsUi:
         self.manager = views.manager
         self.prefix = ui.prefix
         ui.env.filters.update(when=when, duration=run_duration, seconds=span)
+        self.builds = asyncio.Semaphore(BUILDS)
 
     async def home(self, request: web.Request, session: Session) -> web.StreamResponse:
         raise web.HTTPSeeOther(f"{self.prefix}/ui/runs/")
@@ -109,15 +111,25 @@ class RunsUi:
         if summary is None:
             return self.ui.error_page(session, 404, "Not found", f"There is no run {run_id!r}.")
         pending = [] if summary["status"] == COMPLETED else await self.views.store.list_pending(run_id)
+        state = request.query.get("state") if request.query.get("state") in (*STATES, UNTRACKED) else None
+        # the states as of event `after` (the script follows from there): taken together, as events
+        # keep changing them while the page is worked out
         live = self.manager.live.get(run_id)
-        wf = self._workflow(summary)
-        mermaid = wf.to_mermaid() if wf is not None else ""
-        states = {task_id: t["state"] for task_id, t in summary["tasks"].items()}
+        after = live.total if live else 0
+        tasks = {task_id: dict(t) for task_id, t in summary["tasks"].items()}
+        async with self.builds:
+            view = await asyncio.to_thread(task_view, self._workflow(summary), tasks,
+                                           page=page_number(request.query.get("page")), state=state)
+        here = f"{self.prefix}/ui/runs/{quote(run_id, safe='')}"
+
+        def tasks_url(number: int, chosen: str | None) -> str:
+            query = {k: v for k, v in (("state", chosen), ("page", number if number > 1 else None)) if v}
+            return f"{here}?{urlencode(query)}" if query else here
+
         response = self.ui.render(
-            "run.html", session, run=summary, pending=pending, tasks=task_rows(wf, summary["tasks"], mermaid),
-            svg=Markup(render_svg(mermaid, states)) if mermaid else "", mermaid=mermaid,
-            ended=summary["status"] in ENDED,
-            events_url=f"{self.prefix}/ui/runs/{quote(run_id, safe='')}/events?after={live.total if live else 0}",
+            "run.html", session, run=summary, pending=pending, view=view, svg=Markup(view.svg), state=state,
+            limits=LIMITS, tasks_url=tasks_url, ended=summary["status"] in ENDED,
+            events_url=f"{here}/events?after={after}",
         )
         response.headers["Content-Security-Policy"] = RUN_PAGE_CSP
         return response

@@ -2,10 +2,13 @@
 
     serve [--host 127.0.0.1] [--port 8080] [--feedback-store DIR | redis://URL]
           [--checkpoint-store DIR | s3://BUCKET/PREFIX] [--auth-token TOKEN]
-          [--workflow MODULE:ATTR ...] [--public-url URL]
+          [--workflow MODULE:ATTR ...] [--public-url URL] [--allowed-host NAME ...]
 
-The token defaults to the ``GRAFLOW_AUTH_TOKEN`` environment variable. Runs until
-interrupted (Ctrl-C) or sent SIGTERM; in-flight runs are cancelled on the way out.
+The token defaults to the ``GRAFLOW_AUTH_TOKEN`` environment variable. Without a token,
+or with ``--allowed-host``, requests must name the server (`hosts`): ``localhost``, an
+IP address, the host of ``--public-url``, each ``--allowed-host`` (``*``: any), and the
+name it listens on (``--host``: that name, or the machine's host name for ``0.0.0.0``).
+Runs until interrupted (Ctrl-C) or sent SIGTERM; in-flight runs are cancelled on the way out.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from aiohttp import web
 
 from ..feedback.base import FeedbackStore
 from ..graph import Workflow
+from .hosts import host_names, served_names
 
 TOKEN_ENV = "GRAFLOW_AUTH_TOKEN"
 
@@ -56,6 +60,13 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
         "--public-url",
         metavar="URL",
         help="where people reach this server (e.g. https://ops.example.com): notifications link to the UI there",
+    )
+    p.add_argument(
+        "--allowed-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="another name clients reach this server by (repeatable; .example.com: with subdomains; *: any)",
     )
     p.set_defaults(handler=serve)
     return p
@@ -98,7 +109,7 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         app = create_app(
             workflows=workflows, feedback_store=store, checkpoint_store=args.checkpoint_store, auth_token=token,
-            public_url=public_url,
+            public_url=public_url, allowed_hosts=_allowed_hosts(args.host, args.allowed_host, token),
         )
         runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
@@ -128,6 +139,19 @@ def _public_url(url: str | None) -> str | None:
         return None if url is None else check_public_url(url)
     except ValueError as exc:
         raise UsageError(f"--public-url: {exc}") from None
+
+
+def _allowed_hosts(bound: str, extra: list[str], token: str | None) -> list[str] | None:
+    """`allowed_hosts` for the app: the names given and those it listens on, or None (no
+    check) when a token is set and no names were given, as for an app of one's own."""
+    from ..cli import UsageError
+
+    if token and not extra:
+        return None
+    try:
+        return [*host_names(extra), *served_names(bound)]
+    except ValueError as exc:
+        raise UsageError(f"--allowed-host: {exc}") from None
 
 
 def _hostport(host: str, port: int) -> str:

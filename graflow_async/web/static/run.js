@@ -13,11 +13,20 @@
     return Math.floor(value / 3600) + " h " + Math.floor((value % 3600) / 60) + " min";
   }
 
+  // The table's rows and the graph's nodes by task id, found once (not searched per event).
+  var rows = document.getElementById("task-rows");
+  var rowOf = new Map();
+  Array.prototype.forEach.call(rows.rows, function (tr) { rowOf.set(tr.dataset.task, tr); });
+  var nodeOf = new Map();
+  document.querySelectorAll("svg.graph .node").forEach(function (node) { nodeOf.set(node.dataset.task, node); });
+  // What the page was given of each task's state, for the counts per state.
+  var statesEl = document.getElementById("task-states");
+  var known = statesEl ? JSON.parse(statesEl.textContent) : {};
+  var untracked = document.querySelector('[data-count-state="untracked"]');
+
   function row(taskId) {
-    var rows = document.getElementById("task-rows");
-    for (var i = 0; i < rows.rows.length; i++) {
-      if (rows.rows[i].dataset.task === taskId) return rows.rows[i];
-    }
+    var found = rowOf.get(taskId);
+    if (found || rows.dataset.paged) return found || null;  // a paged table: the task is on another page
     var tr = document.createElement("tr");
     tr.dataset.task = taskId;
     var code = document.createElement("code");
@@ -33,18 +42,41 @@
       tr.appendChild(td);
     });
     rows.appendChild(tr);
+    rowOf.set(taskId, tr);
     return tr;
   }
 
+  function count(state, change) {
+    var span = document.querySelector('[data-count-state="' + CSS.escape(state) + '"]');
+    if (!span) return;
+    var b = span.querySelector("b");
+    var value = Math.max(0, (parseInt(b.textContent, 10) || 0) + change);
+    b.textContent = String(value);
+    span.hidden = value === 0;
+  }
+
+  function recount(taskId, state) {
+    var before = known[taskId];
+    if (before === undefined) {  // not summarized when the page was made: pending, or past what runs keep
+      before = untracked && parseInt(untracked.querySelector("b").textContent, 10) > 0 ? "untracked" : "pending";
+    }
+    if (before !== state) {
+      count(before, -1);
+      count(state, 1);
+    }
+    known[taskId] = state;
+  }
+
   function setState(taskId, state) {
-    if (!taskId) return;
+    if (!taskId) return null;
+    recount(taskId, state);
+    var node = nodeOf.get(taskId);
+    if (node) node.dataset.state = state;
     var tr = row(taskId);
+    if (!tr) return null;
     var span = tr.querySelector(".state");
     span.dataset.state = state;
     span.textContent = state;
-    document.querySelectorAll("svg.graph .node").forEach(function (node) {
-      if (node.dataset.task === taskId) node.dataset.state = state;
-    });
     return tr;
   }
 
@@ -86,22 +118,34 @@
     run_failed: function (e) { setStatus("failed", e.data.error); },
     task_started: function (e) {
       var tr = setState(e.task_id, "running");
+      if (!tr) return;
       tr.querySelector(".attempts").textContent = e.data.attempt || "";
       tr.querySelector(".duration").textContent = "";
       tr.dataset.started = e.timestamp;
     },
     task_retrying: function (e) { setState(e.task_id, "retrying"); },
     task_completed: function (e) {
-      setState(e.task_id, "done").querySelector(".duration").textContent = seconds(e.data.duration);
+      var tr = setState(e.task_id, "done");
+      if (tr) tr.querySelector(".duration").textContent = seconds(e.data.duration);
     },
     task_failed: function (e) {
       var tr = setState(e.task_id, "failed");
+      if (!tr) return;
       var started = parseFloat(tr.dataset.started);
       tr.querySelector(".duration").textContent = isFinite(started) ? seconds(e.timestamp - started) : "";
     },
-    task_added: function (e) { if (e.task_id) row(e.task_id); },
+    task_added: function (e) {
+      if (!e.task_id || known[e.task_id] !== undefined || rowOf.has(e.task_id)) return;
+      known[e.task_id] = "pending";  // one more task
+      count("pending", 1);
+      var tr = row(e.task_id);
+      if (tr) tr.querySelector(".state").dataset.state = tr.querySelector(".state").textContent = "pending";
+    },
     feedback_requested: function (e) { setState(e.task_id, "waiting"); addPending(e); },
-    feedback_answered: function (e) { setState(e.task_id, "running"); removePending(e); }
+    feedback_answered: function (e) {
+      if (known[e.task_id] === "waiting") setState(e.task_id, "running");
+      removePending(e);
+    }
   };
 
   var source = new EventSource(root.dataset.events);
