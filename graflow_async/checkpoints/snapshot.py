@@ -228,6 +228,8 @@ def _requeue(plan: RunPlan) -> None:
     graph, status = plan.graph, plan.status
     for node in range(len(status)):
         s = status[node]
+        if graph.tasks[node] is None:
+            continue  # a group's barrier: its group judges it again once its failed members have run again
         if s == FAILED:
             group = graph.group_of[node]
             if group >= 0 and status[graph.groups[group].barrier] == DONE:
