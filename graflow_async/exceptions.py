@@ -5,7 +5,7 @@
     ├── TaskFailedError               a task raised and had no retries left (.task_id, .cause)
     │   ├── RetryLimitExceededError   ... after retries (.attempts, .max_retries, .last_error)
     │   ├── TaskTimeoutError          ... by running past its `timeout`
-    │   ├── CycleLimitError           ... a task has used every run `max_cycles` allows
+    │   ├── CycleLimitError           ... it, or the task its goto named (.target), had no run left
     │   └── RemoteTaskError           ... on a worker; carries type name, message, traceback
     ├── ParallelGroupError            a group's policy failed it (.group_id, .failed_tasks, ...)
     ├── WorkflowCancelledError        a task called context.cancel_workflow(reason)
@@ -82,20 +82,23 @@ class TaskTimeoutError(TaskFailedError):
 
 
 class CycleLimitError(TaskFailedError):
-    """Task `task_id` may not run again: it has run `cycle_count` times of `max_cycles`
-    (raised by `next_iteration()` at the call, or failing the task whose goto asked
-    for a task with no run left)."""
+    """Task `task_id` failed because task `target` may not run again: `target` has run
+    `cycle_count` times of `max_cycles`. Raised by `next_iteration()` at the call (then
+    `target` is the task itself), or failing the task whose goto asked for `target`."""
 
-    def __init__(self, task_id: str, max_cycles: int, cycle_count: int):
+    def __init__(self, task_id: str, max_cycles: int, cycle_count: int, target: str | None = None):
         self.max_cycles = max_cycles
         self.cycle_count = cycle_count
-        super().__init__(
-            task_id, None,
-            f"task {task_id!r} has no cycle left: it ran {cycle_count} time(s) and max_cycles={max_cycles}",
-        )
+        self.target = task_id if target is None else target
+        used = f"it ran {cycle_count} time(s) and max_cycles={max_cycles}"
+        if self.target == task_id:
+            message = f"task {task_id!r} has no cycle left: {used}"
+        else:
+            message = f"task {task_id!r} asked to go to task {self.target!r}, which has no run left: {used}"
+        super().__init__(task_id, None, message)
 
     def __reduce__(self):
-        return (type(self), (self.task_id, self.max_cycles, self.cycle_count))
+        return (type(self), (self.task_id, self.max_cycles, self.cycle_count, self.target))
 
 
 class RemoteTaskError(TaskFailedError):

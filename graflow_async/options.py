@@ -1,6 +1,7 @@
-"""Checking numeric options where they enter: NaN, infinities and out-of-range values are
+"""Checking options where they enter: NaN, infinities and out-of-range values are
 refused at once with a ValueError naming the option (a NaN timeout would otherwise
-compare false with everything and make a run wait forever)."""
+compare false with everything and make a run wait forever), and so is a run id that
+could not name a file or a key."""
 
 from __future__ import annotations
 
@@ -27,4 +28,14 @@ def whole(name: str, value: Any, *, minimum: int = 0) -> int:
         raise ValueError(f"{name} must be a whole number, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def run_id(value: Any) -> str:
+    """`value` as a run id, which names keys and files: 1-200 visible characters, no
+    spaces, no '/', and not '.' or '..'."""
+    if not isinstance(value, str) or not 0 < len(value) <= 200 or not value.isprintable() \
+            or any(c.isspace() for c in value) or "/" in value or value in (".", ".."):
+        raise ValueError(f"run_id must be 1-200 visible characters without spaces or '/' (not '.' or '..'), "
+                         f"got {value!r}")
     return value

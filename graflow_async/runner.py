@@ -20,6 +20,7 @@ from .events import Emitter, Event, library_logger
 from .frozen_heap import frozen
 from .graph import Workflow
 from .handlers import get_handler
+from .options import run_id as check_run_id
 from .options import whole
 from .plan import ChannelData, RunGraph, RunPlan
 from .policies import RetryPolicy
@@ -78,7 +79,7 @@ async def start_run(
 ) -> WorkflowResult:
     """`run`, optionally continuing from a checkpoint document (`resume` uses this)."""
     compiled = _checked(workflow, default_max_retries, max_cycles, max_threads)
-    run_id = _check_run_id(run_id) if run_id is not None else uuid.uuid4().hex
+    run_id = check_run_id(run_id) if run_id is not None else uuid.uuid4().hex
     main = transport or MemoryTransport()
     emitter = Emitter(run_id, on_event, library_logger().bind(run_id=run_id))
     channel = ChannelData({**(snapshot or {}).get("channel", {}), **(initial_channel or {})})
@@ -124,14 +125,6 @@ def _checked(workflow: Any, default_max_retries: Any, max_cycles: Any, max_threa
         if t is not None:
             get_handler(t.handler)  # HandlerError for an unknown name
     return compiled
-
-
-def _check_run_id(run_id: Any) -> str:
-    """A run id names keys and files: a non-empty string of at most 200 visible characters."""
-    if not isinstance(run_id, str) or not 0 < len(run_id) <= 200 or not run_id.isprintable() \
-            or any(c.isspace() for c in run_id) or "/" in run_id:
-        raise ValueError(f"run_id must be 1-200 visible characters without spaces or '/', got {run_id!r}")
-    return run_id
 
 
 def _check_options(default_max_retries: Any, max_cycles: Any) -> None:

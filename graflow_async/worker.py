@@ -4,8 +4,9 @@
         --concurrency 16 --worker-id w1 --metrics-port 9100
 
 A worker runs only ``@task`` objects defined in the modules it was told to import (and
-their submodules), found by the import path each message carries; it runs one with the
-arguments the run resolved, writes the reply and only then acks. A task's context
+their submodules imported by then), found by the import path each message carries
+among the modules imported at start: an entry never makes it import anything. It runs
+a task with the arguments the run resolved, writes the reply and only then acks. A task's context
 operations travel to its run as messages, and their answers come back on the
 worker's own stream (``<ns>:worker:<id>:context``). SIGTERM or SIGINT: stop taking
 tasks, let running ones finish within the grace period, exit 0.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import signal
+import sys
 
 from .actors import Supervisor
 from .clock import current_clock, within
@@ -39,11 +41,18 @@ class TaskNotFound(LookupError):
 
 class TaskFinder:
     """Finds the tasks a worker may run: ``@task`` objects defined at module level in the
-    modules named with ``--import`` or their submodules. Anything else a message names
-    (a plain function, a builtin, another module's task) is refused unexecuted."""
+    modules named with ``--import``, or in their submodules already imported when the
+    finder is made (the worker makes it once those imports are done). It never imports
+    anything: an entry naming a module that was not imported then is refused, however
+    its name looks (a submodule, a package's ``__main__``), and so is anything else a
+    message names (a plain function, a builtin, another module's task)."""
 
     def __init__(self, modules: list[str] | tuple[str, ...]) -> None:
         self.modules = tuple(modules)
+        #: the allowed modules imported now: the only ones tasks are looked for in
+        self.imported = frozenset(
+            name for name, module in list(sys.modules.items()) if module is not None and self.allows(name)
+        )
         self._found: dict[str, Task] = {}
 
     def allows(self, module: str) -> bool:
@@ -69,11 +78,16 @@ class TaskFinder:
                 f"task {message.task_id!r} names {ref}, outside the modules this worker runs tasks from "
                 f"({', '.join(self.modules) or 'none'}; start workers with --import {module} to run it)"
             )
+        if module not in self.imported:
+            raise TaskNotFound(
+                f"task {message.task_id!r} names {ref}, but module {module!r} was not imported by this worker "
+                f"at start; add --import {module} (a worker never imports a module because an entry names it)"
+            )
         try:
-            task = load_task(ref)
+            task = load_task(ref, import_module=False)
         except LookupError as exc:
             raise TaskNotFound(
-                f"worker cannot import task {message.task_id!r} from {ref}: {exc} (start the worker with "
+                f"worker cannot find task {message.task_id!r} at {ref}: {exc} (start the worker with "
                 "--import for its module, with the same code as the run)"
             ) from exc
         if not self.allows(task.func.__module__ or ""):

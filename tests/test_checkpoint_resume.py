@@ -33,6 +33,7 @@ from graflow_async import (
     RetryPolicy,
     TaskFailedError,
     Workflow,
+    parallel,
     resume,
     run,
     task,
@@ -44,6 +45,7 @@ from graflow_async.checkpoints import (
     encode_checkpoint,
     load_checkpoint,
 )
+from graflow_async.plan.state import FAILED
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_ENV = "GRAFLOW_CHECKPOINT_KEY"
@@ -548,6 +550,61 @@ async def test_checkpoint_inside_a_nested_group(tmp_path: Path) -> None:
     result = await resume(locations[0], workflow=wf)
     assert result.output == "b c saver"
     assert calls == {"a": 1, "b": 1, "g": 1, "c": 1, "saver": 2, "d": 1}
+
+
+async def test_a_failed_inner_group_of_an_unfinished_group_is_judged_again_on_resume(tmp_path: Path) -> None:
+    """``parallel(inner: flaky | steady, saver)``, best effort, then `after`: the inner group has
+    failed (its barrier is failed) when `saver` checkpoints. On resume the barrier is left
+    to its group (it is never dispatched like a task): `flaky` runs again, succeeds, the
+    inner group passes and `after` runs."""
+    calls: Counter[str] = Counter()
+    inner_failed = asyncio.Event()
+    locations: list[str] = []
+    outage = {"on": True}
+
+    @task
+    async def flaky() -> str:
+        calls["flaky"] += 1
+        if outage["on"]:
+            raise ConnectionError("down")
+        return "flaky"
+
+    @task
+    async def steady() -> str:
+        calls["steady"] += 1
+        return "steady"
+
+    @task(inject_context=True)
+    async def saver(context) -> str:
+        calls["saver"] += 1
+        if context.resumed_metadata is None:
+            await inner_failed.wait()
+            locations.append(await context.checkpoint())
+            raise Crash("gone")
+        return "saver"
+
+    @task
+    async def after(flaky: str = "-", saver: str = "-") -> str:
+        calls["after"] += 1
+        return f"{flaky} {saver}"
+
+    with workflow("nested-failure") as wf:
+        inner = (flaky | steady).set_group_name("inner")
+        parallel(inner, saver).set_group_name("outer").with_execution(policy="best_effort") >> after
+
+    def watch(event: Event) -> None:
+        if event.kind == "group_finished" and event.data["group_id"] == "inner":
+            inner_failed.set()
+
+    first = await run(wf, checkpoint_store=tmp_path, on_event=watch)  # best effort: passes without them
+    assert first.output == "- -"
+    doc = await load_checkpoint(locations[0])
+    [barrier] = [g.barrier for g in wf.compile().groups if g.name == "inner"]
+    assert doc["plan"]["status"][barrier] == FAILED
+    outage["on"] = False
+    result = await resume(locations[0], workflow=wf, force=True)
+    assert result.output == "flaky saver"
+    assert calls == {"flaky": 2, "steady": 1, "saver": 2, "after": 2}
 
 
 async def test_a_failed_best_effort_member_runs_again_on_resume(tmp_path: Path) -> None:

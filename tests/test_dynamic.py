@@ -116,6 +116,35 @@ async def test_a_loop_back_by_goto_runs_until_the_check_passes() -> None:
     assert result.channel["drafts"] == 3 and result.skipped == []
 
 
+@task(inject_context=True, max_cycles=2)
+async def capped_draft(context: Any) -> int:
+    return context.cycle_count
+
+
+@task(inject_context=True)
+async def never_satisfied(context: Any, capped_draft: int) -> str:
+    context.next_task(capped_draft_task, goto=True)  # loops back until the draft has no run left
+    return f"rejected draft {capped_draft}"
+
+
+capped_draft_task = capped_draft
+
+
+async def test_a_goto_to_a_task_with_no_run_left_fails_the_task_that_asked() -> None:
+    with workflow("loop-cap") as wf:
+        capped_draft >> never_satisfied
+    events: list[Any] = []
+    with pytest.raises(CycleLimitError) as caught:
+        await run(wf, on_event=events.append)
+    error = caught.value
+    assert error.task_id == "never_satisfied"  # the task whose goto found no run left, not its target
+    assert (error.target, error.cycle_count, error.max_cycles) == ("capped_draft", 2, 2)
+    assert "task 'never_satisfied' asked to go to task 'capped_draft', which has no run left" in str(error)
+    assert isinstance(error, TaskFailedError)
+    failed = [e.task_id for e in events if e.kind == "task_failed"]
+    assert failed == ["never_satisfied"]  # the asker failed; the target did not run a third time
+
+
 @task(inject_context=True)
 async def refine(context: Any, data: dict[str, int] | None = None) -> dict[str, Any]:
     state = data or {"total": 0}
@@ -166,6 +195,7 @@ async def test_next_iteration_past_the_cap_raises_cycle_limit_error() -> None:
     with pytest.raises(CycleLimitError) as caught:
         await run(wf, max_cycles=3)
     assert (caught.value.task_id, caught.value.cycle_count, caught.value.max_cycles) == ("greedy", 3, 3)
+    assert caught.value.target == "greedy" and str(caught.value).startswith("task 'greedy' has no cycle left")
     assert isinstance(caught.value, TaskFailedError)
 
     with workflow("polite") as wf2:

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import guarded_pkg
+import guarded_pkg.markers as guarded_markers
 import pytest
 import remote_faults as rf
 from redis_server import RedisServer
@@ -92,6 +94,32 @@ async def test_workers_run_only_tasks_of_the_modules_they_import(
 
 async def dead_count(client: Any, n: int) -> bool:
     return int(await client.xlen("graflow:dead")) >= n
+
+
+async def test_an_entry_never_makes_a_worker_import_a_module(
+    workers: Workers, redis_url: str, client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`guarded_pkg` is imported at start (and imports `guarded_pkg.eager`); its submodule
+    `lazy` and its `__main__` are not, and importing either leaves a marker file."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    monkeypatch.setenv(guarded_markers.ENV, str(markers))
+    [worker] = workers.start(1, "--import", "guarded_pkg")
+    refused = {"guarded_pkg.lazy": entry("guarded_pkg.lazy:lazy_task", {}),
+               "guarded_pkg.__main__": entry("guarded_pkg.__main__:main_task", {})}
+    async with RedisStreamsTransport(redis_url) as transport:
+        await transport.send("tasks", list(refused.values()))
+        await wait_for(lambda: dead_count(client, 2), 10, "both entries in the dead-letter stream")
+    reasons = [fields[b"reason"].decode() for _, fields in await client.xrange("graflow:dead")]
+    for module in refused:
+        [reason] = [r for r in reasons if f"{module}:" in r]
+        assert reason.startswith("refused: ") and "not imported by this worker at start" in reason, reason
+        assert f"add --import {module}" in reason, reason
+    assert sorted(p.name for p in markers.iterdir()) == []  # neither module was imported: none of its code ran
+    assert worker.process.poll() is None and await client.xlen("graflow:tasks") == 0
+    # what the package imported at start still runs
+    assert (await remote_run(redis_url, workflow_of(guarded_pkg.eager.eager_task))).output == worker.pid
+    assert sorted(p.name for p in markers.iterdir()) == []
 
 
 # --- signed entries ----------------------------------------------------------------------------------

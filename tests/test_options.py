@@ -50,6 +50,14 @@ async def test_run_options(option: str, value: float) -> None:
         await run(wf, **{option: value})
 
 
+@pytest.mark.parametrize("run_id", ["", ".", "..", "a/b", "a b", "tab\there", "x" * 201, 7])
+async def test_a_run_id_that_cannot_name_files_and_keys_is_refused(run_id: Any) -> None:
+    with workflow("run-ids") as wf:
+        wf.add(nothing)
+    with pytest.raises(ValueError, match="run_id must be"):
+        await run(wf, run_id=run_id)
+
+
 @pytest.mark.parametrize(("option", "value"), [
     ("lease_timeout", math.nan), ("lease_timeout", 0), ("max_deliveries", math.inf), ("max_deliveries", 0),
     ("connect_timeout", -math.inf), ("max_connections", 0),

@@ -6,6 +6,7 @@ the test says each task did.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any, NamedTuple
 
 import pytest
@@ -366,7 +367,11 @@ def test_a_goto_to_a_task_with_no_run_left_fails_the_asker() -> None:
     assert isinstance(sim.end, Fail)
     error = sim.end.error
     assert isinstance(error, CycleLimitError)
-    assert (error.task_id, error.max_cycles, error.cycle_count) == ("capped", 3, 3)
+    assert error.task_id == "b"  # the asker, as for every TaskFailedError
+    assert (error.target, error.max_cycles, error.cycle_count) == ("capped", 3, 3)
+    assert "task 'b'" in str(error) and "task 'capped'" in str(error)
+    copied = pickle.loads(pickle.dumps(error))  # its facts survive a copy
+    assert (copied.task_id, copied.target, str(copied)) == ("b", "capped", str(error))
 
 
 def test_a_loop_over_a_group_runs_the_group_again() -> None:

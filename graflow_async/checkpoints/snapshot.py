@@ -17,10 +17,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..compile import CompiledGraph
-from ..exceptions import CheckpointError, GraflowError, RemoteTaskError
+from ..exceptions import CheckpointError, GraflowError, GraphError, RemoteTaskError
 from ..plan.specs import component_from_spec, component_spec
 from ..plan.state import DONE, FAILED, IDLE, QUEUED, RETRY, RUNNING, SUSPENDED
 from ..policies import TaskResult
+from .fields import check_fields, invalid
+from .plan_fields import MAX_NODES, Bounds, check_added, check_ids, check_plan
 
 if TYPE_CHECKING:
     from ..graph import Workflow
@@ -120,11 +122,14 @@ def _group_state(plan: RunPlan, g: int) -> list[Any]:
 
 
 def check_document(doc: Any, location: str) -> dict[str, Any]:
+    """`doc` when it is a run checkpoint whose fields are well formed (`fields`); else
+    CheckpointError naming the first field that is not, and `location`."""
     if not isinstance(doc, dict) or doc.get("kind") != KIND:
         raise CheckpointError(f"{location!r} is not a graflow-async run checkpoint")
-    missing = [k for k in ("run_id", "fingerprint", "graph", "results", "completed") if k not in doc]
-    if missing:
-        raise CheckpointError(f"checkpoint {location!r} lacks {', '.join(missing)}")
+    try:
+        check_fields(doc)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (in {location!r})") from None
     return doc
 
 
@@ -157,54 +162,65 @@ def check_same_graph(doc: dict[str, Any], graph: CompiledGraph, location: str) -
 
 
 def restore_snapshot(plan: RunPlan, doc: dict[str, Any], load_task: Callable[[str], Task]) -> None:
-    """Put `doc` into `plan` (fresh, of the same workflow) before it starts."""
-    plan.results.update(doc["results"] if isinstance(doc["results"], dict) else {})
-    plan.restored = True
+    """Put `doc` (checked by `check_document`) into `plan` (fresh, of the same workflow)
+    before it starts; CheckpointError naming the first field that does not fit the run
+    (`plan_fields`), before anything runs."""
     state = doc.get("plan")
-    try:
-        if state is None:
-            _restore_completed(plan, doc)
-        else:
-            _restore_plan(plan, state, load_task)
-    except (KeyError, IndexError, TypeError, ValueError, LookupError, GraflowError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(f"checkpoint of run {doc.get('run_id')!r} cannot be restored: {exc}") from exc
+    if state is None:
+        check_ids(doc, set(plan.graph.index), {g.name for g in plan.graph.groups})
+        _restore_completed(plan, doc)
+    else:
+        _restore_plan(plan, state, load_task)
+        check_ids(doc, set(plan.graph.index), {g.name for g in plan.graph.groups})
+    plan.results.update(doc["results"])
+    plan.restored = True
 
 
 def _restore_plan(plan: RunPlan, state: dict[str, Any], load_task: Callable[[str], Task]) -> None:
-    graph = plan.graph
-    for by, goto, spec in state["added"]:
-        component = component_from_spec(spec, load_task)
-        graph.check(component)
-        graph.expand(component, int(by))
-        plan.added.append((int(by), bool(goto), component))
+    added = check_added(state)
+    _replay(plan, added, load_task)
     plan._grow()
-    n = len(graph)
-    arrays = (state["status"], state["released"], state["remaining"], state["runs"])
-    if any(len(a) != n for a in arrays):
-        raise CheckpointError(f"checkpoint holds state for {len(state['status'])} nodes, the run has {n}")
-    plan.status[:] = bytes(state["status"])
-    plan.released[:] = bytes(state["released"])
-    plan.remaining[:] = [int(x) for x in state["remaining"]]
-    plan.runs[:] = [int(x) for x in state["runs"]]
-    plan.holds.update({int(k): [int(t) for t in v] for k, v in state["holds"]})
-    plan.end_holds.update({int(k): [(int(g), int(m)) for g, m in v] for k, v in state["end_holds"]})
-    plan.iter_data.update({int(k): v for k, v in state["iter_data"]})
-    plan.again.update(int(x) for x in state["again"])
-    plan.skip_roots.extend(int(x) for x in state["skip_roots"])
-    for g, (hold, results, busy) in enumerate(state["groups"]):
-        group = graph.groups[g]
-        group.hold[:] = [int(h) for h in hold]
-        for m, t in busy:
-            group.busy[int(m)] = float(t)
+    fields = check_plan(state, Bounds.of(plan, len(added)))
+    plan.status[:] = fields["status"]
+    plan.released[:] = fields["released"]
+    plan.remaining[:] = fields["remaining"]
+    plan.runs[:] = fields["runs"]
+    plan.holds.update(fields["holds"])
+    plan.end_holds.update(fields["end_holds"])
+    plan.iter_data.update(fields["iter_data"])
+    plan.again.update(fields["again"])
+    plan.skip_roots.extend(fields["skip_roots"])
+    for group, (hold, results, busy) in zip(plan.graph.groups, fields["groups"], strict=True):
+        group.hold[:] = hold
+        for m, seconds in busy:
+            group.busy[m] = seconds
         for m, task_id, ok, duration, error in results:
             if ok:  # its value is the run's result for its id, read when the group is judged
-                group.record(int(m))
+                group.record(m)
             else:
-                failure = RemoteTaskError(task_id, str(error[0]), str(error[1]))
-                group.record(int(m), TaskResult(task_id, False, None, failure, float(duration)))
+                failure = RemoteTaskError(task_id, error[0], error[1])
+                group.record(m, TaskResult(task_id, False, None, failure, duration))
     _requeue(plan)
+
+
+def _replay(plan: RunPlan, added: list[tuple[int, bool, Any]], load_task: Callable[[str], Task]) -> None:
+    """The tasks added at runtime, added again in the same order: the same node numbers."""
+    graph = plan.graph
+    for i, (by, goto, spec) in enumerate(added):
+        if by >= len(graph) or graph.tasks[by] is None:
+            raise invalid(f"plan.added[{i}][0]", f"the node of a task of the run (it had {len(graph)} nodes "
+                          "then)", by)
+        try:
+            component = component_from_spec(spec, load_task)
+            graph.check(component)
+        except (GraphError, LookupError) as exc:
+            raise CheckpointError(
+                f"checkpoint field 'plan.added[{i}][2]' must describe tasks this run can add: {exc}"
+            ) from exc
+        graph.expand(component, by)
+        plan.added.append((by, goto, component))
+        if len(graph) > MAX_NODES:
+            raise CheckpointError(f"checkpoint field 'plan.added' adds more than the {MAX_NODES} nodes a run may have")
 
 
 def _requeue(plan: RunPlan) -> None:
@@ -212,6 +228,8 @@ def _requeue(plan: RunPlan) -> None:
     graph, status = plan.graph, plan.status
     for node in range(len(status)):
         s = status[node]
+        if graph.tasks[node] is None:
+            continue  # a group's barrier: its group judges it again once its failed members have run again
         if s == FAILED:
             group = graph.group_of[node]
             if group >= 0 and status[graph.groups[group].barrier] == DONE:

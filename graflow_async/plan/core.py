@@ -141,13 +141,15 @@ class RunPlan(PlanState):
         self._continue(node, expansions, iterate)
 
     def _check(self, node: int, adds: list[AddTasks], iterate: bool) -> None:
+        """GraphError for an addition that cannot be made; CycleLimitError (naming `node`,
+        the task that asked, and the target) for a goto to a task with no run left."""
         graph = self.graph
         for a in adds:
             graph.check(a.component)
             if a.goto and isinstance(a.component, Task) and a.component.id in graph.index:
                 target = graph.index[a.component.id]
                 if self.runs[target] >= self.cap(target):
-                    raise CycleLimitError(a.component.id, self.cap(target), self.runs[target])
+                    raise CycleLimitError(graph.ids[node], self.cap(target), self.runs[target], a.component.id)
         if iterate and self.runs[node] >= self.cap(node):
             raise CycleLimitError(graph.ids[node], self.cap(node), self.runs[node])
 
