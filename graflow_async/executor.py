@@ -146,7 +146,8 @@ class Executor:
             await shutdown(pool, wait=self._wait_threads)
 
     async def _serve(self, children: Supervisor) -> None:
-        detach = self.transport.attach(self.queue, self._take)
+        # an in-process queue is this executor's alone: taken as sent; workers share theirs
+        detach = self.transport.attach(self.queue, self._take) if self.transport.in_process else None
         if detach is not None:
             try:
                 await asyncio.get_running_loop().create_future()  # until cancelled

@@ -124,8 +124,11 @@ class RunSupervisor(Actor[Any]):
 
     def _take(self, messages: Any) -> None:
         send = self._sender.send_nowait
-        for message in messages:
-            send(message)
+        try:
+            for message in messages:
+                send(message)
+        except MailboxClosed:  # the run has ended: what still comes is dropped
+            pass
 
     async def _pump(self, route: Route) -> None:
         inbox = route.transport.inbox(route.reply_to)

@@ -78,7 +78,7 @@ EXPECTED = [b"OK", -42, b"hello", None, None, "WRONGTYPE", [[b"s:replies", [[b"1
 async def _fed(chunks: list[bytes]) -> list[Any]:
     connection = LeanConnection()
     connection.connection_made(FakeSocket())  # type: ignore[arg-type]
-    futures = connection.send([("PING",)] * len(EXPECTED))
+    futures = connection.send([("PING",)] * len(EXPECTED), 5.0)
     for chunk in chunks:
         connection.data_received(chunk)
     answers = [f.result() for f in futures]
@@ -111,7 +111,7 @@ async def test_garbage_and_endless_answers_break_the_connection(data: bytes, why
     connection = LeanConnection(max_reply_bytes=4096)
     socket = FakeSocket()
     connection.connection_made(socket)  # type: ignore[arg-type]
-    [future] = connection.send([("GET", "k")])
+    [future] = connection.send([("GET", "k")], 5.0)
     for i in range(0, len(data), 7):  # in small pieces, as a slow peer would send it
         connection.data_received(data[i : i + 7])
         if future.done():
@@ -120,13 +120,13 @@ async def test_garbage_and_endless_answers_break_the_connection(data: bytes, why
         future.result()
     assert connection.broken and socket.closed
     with pytest.raises(Unavailable):
-        connection.send([("PING",)])
+        connection.send([("PING",)], 5.0)
 
 
 async def test_an_answer_nobody_asked_for_breaks_the_connection() -> None:
     connection = LeanConnection()
     connection.connection_made(FakeSocket())  # type: ignore[arg-type]
-    [future] = connection.send([("PING",)])
+    [future] = connection.send([("PING",)], 5.0)
     connection.data_received(b"+PONG\r\n+EXTRA\r\n")
     assert future.result() == b"PONG"
     assert connection.broken
@@ -268,3 +268,29 @@ async def test_under_maxmemory_a_reply_and_its_ack_take_effect_together_or_not_a
     finally:
         await conn.aclose()
         server.cleanup()
+
+
+async def test_a_late_answer_breaks_the_connection_by_its_watchdog() -> None:
+    connection = LeanConnection()
+    socket = FakeSocket()
+    connection.connection_made(socket)  # type: ignore[arg-type]
+    [early] = connection.send([("PING",)], 0.05)
+    [late] = connection.send([("PING",)], 5.0)
+    connection.data_received(b"+PONG\r\n")  # the first is answered in time
+    assert early.result() == b"PONG"
+    await asyncio.sleep(0.1)
+    assert not late.done()  # its own deadline is 5 s away
+    [due] = connection.send([("PING",)], 0.0)
+    await asyncio.sleep(0.05)  # the watchdog wakes for the oldest answer, which is not late...
+    assert not late.done()
+    connection2 = LeanConnection()
+    connection2.connection_made(FakeSocket())  # type: ignore[arg-type]
+    [stuck] = connection2.send([("PING",)], 0.05)
+    await asyncio.sleep(0.15)
+    with pytest.raises(Unavailable, match="in time"):
+        stuck.result()
+    assert connection2.broken
+    connection.close()
+    for future in (late, due):
+        with pytest.raises(Unavailable):
+            future.result()

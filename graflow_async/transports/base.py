@@ -85,20 +85,24 @@ class Transport(ABC):
         await self.ack(ack_queue, deliveries)
 
     def attach(self, queue: str, consumer: Callable[[Sequence[Any]], None]) -> Callable[[], None] | None:
-        """Optional: hand `queue`'s messages straight to `consumer` as they are sent.
+        """Optional: hand `queue`'s messages straight to `consumer`, for a queue with one
+        reader (a run's replies, an executor's context answers; never a task queue that
+        workers share).
 
-        In-process transports can skip the queue (and a scheduling round trip) when
-        the consumer lives in the same event loop. Messages handed over this way are
-        settled on delivery (there is nothing to ack). Returns a function that detaches
-        the consumer, or None when the transport only supports pulling (`receive`).
-        `consumer` must not block: it only takes the messages in.
+        In-process transports hand them over as they are sent, in the sender's turn (and
+        skip a scheduling round trip); a transport that reads for its consumers hands them
+        over as they arrive. Messages handed over this way are settled on delivery (there
+        is nothing to ack). Returns a function that detaches the consumer, or None when the
+        transport only supports pulling (`receive`, `inbox`). `consumer` must not block: it
+        only takes the messages in.
         """
         return None
 
     def send_nowait(self, queue: str, messages: Sequence[Any]) -> bool:
         """Optional: hand `messages` to `queue`'s attached consumer now, without waiting,
-        and return True; False (the default) when the transport cannot, and `send` must
-        be awaited instead. Lets a loop callback deliver a reply in-process."""
+        and return True; False (the default) when the transport cannot (nothing attached,
+        or not in this process), and `send` must be awaited instead. Lets a loop callback
+        deliver a reply in-process."""
         return False
 
     def inbox(self, queue: str) -> Inbox[Any]:

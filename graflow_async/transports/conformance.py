@@ -58,6 +58,13 @@ from .base import Delivery, Transport
 BRIEF = 0.2  # how long "nothing more arrives" is watched when claims do not lapse
 
 
+async def _until(check: Any, timeout: float = 5.0) -> None:
+    """Wait until `check()` holds (a transport may hand messages over from a reader of its own)."""
+    async with asyncio.timeout(timeout):
+        while not check():  # noqa: ASYNC110 (a condition on another transport's reader, polled)
+            await asyncio.sleep(0.01)
+
+
 def _queue() -> str:
     return f"conformance-{uuid.uuid4().hex[:8]}"
 
@@ -274,22 +281,27 @@ class TransportSuite:
         if detach is None:
             assert [d.message for d in await transport.receive(q, timeout=2)] == [{"n": 0}]
             return  # a pull-only transport: nothing more to check
-        assert taken == [{"n": 0}]  # what was queued first
+        await _until(lambda: taken == [{"n": 0}])  # what was queued first
         await transport.send(q, [{"n": 1}, {"n": 2}])
-        assert taken == [{"n": 0}, {"n": 1}, {"n": 2}]
+        await _until(lambda: taken == [{"n": 0}, {"n": 1}, {"n": 2}])
         detach()
         await transport.send(q, [{"n": 3}])
-        assert [d.message for d in await transport.receive(q, timeout=2)] == [{"n": 3}]
+        await asyncio.sleep(0.1)
+        assert taken == [{"n": 0}, {"n": 1}, {"n": 2}]  # detached: nothing more handed over
 
     async def test_send_nowait_reaches_an_attached_consumer_or_says_it_cannot(self, transport: Transport) -> None:
         q = _queue()
         taken: list[dict] = []
         detach = transport.attach(q, taken.extend)
-        if detach is None:
-            assert transport.send_nowait(q, [{"n": 1}]) is False  # nothing sent: `send` must be used
-            assert await transport.receive(q, timeout=0.2) == []
+        if not transport.send_nowait(q, [{"n": 1}]):  # nothing sent: `send` must be used
+            await asyncio.sleep(0.1)
+            assert taken == []
+            if detach is None:
+                assert await transport.receive(q, timeout=0.2) == []
+            else:
+                detach()
             return
-        assert transport.send_nowait(q, [{"n": 1}]) is True
+        assert detach is not None  # only an attached consumer can be handed messages now
         assert taken == [{"n": 1}]
         detach()
         assert transport.send_nowait(q, [{"n": 2}]) is False  # no consumer now

@@ -87,7 +87,12 @@ class RedisConnection:
             None
             if settings is None
             else LeanRedis(
-                settings, connect_timeout, max_blocking=max_blocking, max_reply_bytes=max_reply_bytes, url=self.url
+                settings,
+                connect_timeout,
+                max_blocking=max_blocking,
+                max_reply_bytes=max_reply_bytes,
+                url=self.url,
+                op_timeout=op_timeout,
             )
         )
         self._connected = False
@@ -186,7 +191,7 @@ class RedisConnection:
 
         async def attempt() -> Any:
             if self._lean is not None:
-                answer = await self._lean.blocking(command, interrupt)
+                answer = await self._lean.blocking(command, interrupt, block_ms / 1000)
             else:
                 [answer] = await self._on_redis_py([command])
             if isinstance(answer, ReplyError):
@@ -213,24 +218,24 @@ class RedisConnection:
 
     # --- the rules ----------------------------------------------------------------------------
     async def _attempts(self, what: str, attempt: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
-        """Run `attempt` until it answers: outages waited out, one malformed answer forgiven."""
+        """Run `attempt` until it answers: outages waited out, one malformed answer forgiven.
+        The lean path bounds each answer itself (`LeanConnection`'s watchdog); redis-py's
+        commands are bounded here by `timeout` (default: `op_timeout`)."""
         if not self._connected:
             await self.connect()
-        task = asyncio.current_task()
-        cancels = task.cancelling() if task is not None else 0
         backoff: Backoff | None = None
         malformed = False
         while True:
             if self._closed:
                 raise TransportError("the Redis transport is closed")
             try:
-                async with asyncio.timeout(timeout or self.op_timeout):
+                if self._lean is not None:
                     result = await attempt()
+                else:
+                    result = await self._bounded(attempt, timeout or self.op_timeout)
             except (Unavailable, TimeoutError) as exc:
                 if self._closed:  # closed under a pending command: not an outage
                     raise TransportError("the Redis transport is closed") from exc
-                if isinstance(exc, TimeoutError):
-                    self._drop_connections()  # unanswered: the server may be gone without a word
                 self.outage.begin(exc, url=self.url, op=what)
                 backoff = backoff or Backoff(0.05, 2.0)
                 await backoff.sleep()
@@ -246,12 +251,21 @@ class RedisConnection:
                     error=str(exc),
                 )
                 continue
-            if task is not None and task.cancelling() > cancels:
-                # a client given with a socket_timeout sends with asyncio.wait_for, which on
-                # Python 3.11 drops a cancellation that lands as the send completes: honour it
-                raise asyncio.CancelledError
-            self.outage.end(url=self.url)
+            if self.outage.active:
+                self.outage.end(url=self.url)
             return result
+
+    @staticmethod
+    async def _bounded(attempt: Callable[[], Awaitable[T]], timeout: float) -> T:
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
+        async with asyncio.timeout(timeout):
+            result = await attempt()
+        if task is not None and task.cancelling() > cancels:
+            # a client given with a socket_timeout sends with asyncio.wait_for, which on
+            # Python 3.11 drops a cancellation that lands as the send completes: honour it
+            raise asyncio.CancelledError
+        return result
 
     def _settled(self, commands: Sequence[Command], answers: list[Any]) -> list[Any]:
         """The results of a MULTI/EXEC exchange (see `transaction`)."""
@@ -292,10 +306,6 @@ class RedisConnection:
             raise Unavailable(str(exc) or type(exc).__name__) from exc
         except (redis_errors.InvalidResponse, RecursionError) as exc:
             raise MalformedReply(f"Redis sent bytes that are not a reply: {type(exc).__name__}: {exc}") from exc
-
-    def _drop_connections(self) -> None:
-        if self._lean is not None:
-            self._lean.reset()
 
 
 def _name(command: Command) -> str:

@@ -53,8 +53,10 @@ class LeanRedis:
         max_blocking: int = 8,
         max_reply_bytes: int | None = None,
         url: str = "redis",
+        op_timeout: float = 10.0,
     ) -> None:
         self._settings = settings
+        self.op_timeout = op_timeout  # seconds an answer may take (a blocking read: its block, and this)
         self._url = url  # for messages
         self._connect_timeout = connect_timeout
         self._max_reply_bytes = max_reply_bytes
@@ -84,7 +86,7 @@ class LeanRedis:
         connection = self._shared
         if connection is None or connection.broken:
             connection = await self._shared_connection()
-        futures = connection.send(commands)
+        futures = connection.send(commands, self.op_timeout)
         try:
             return [await future for future in futures]
         except BaseException:
@@ -93,9 +95,9 @@ class LeanRedis:
                     future.exception()
             raise
 
-    async def blocking(self, command: tuple[Any, ...], interrupt: Interrupt | None = None) -> Any:
-        """The answer to one blocking command, on a connection of its own (an error answer
-        in its place); None when `interrupt` cut it short."""
+    async def blocking(self, command: tuple[Any, ...], interrupt: Interrupt | None = None, block: float = 0.0) -> Any:
+        """The answer to one blocking command that blocks for `block` seconds at most, on a
+        connection of its own (an error answer in its place); None when `interrupt` cut it short."""
         async with self._blocking_slots:
             while self._idle and self._idle[-1].broken:  # closed by the server while idle
                 self._idle.pop()
@@ -104,7 +106,7 @@ class LeanRedis:
                 interrupt.interrupted = False
                 interrupt._connection = connection
             try:
-                [future] = connection.send([command])
+                [future] = connection.send([command], block + self.op_timeout)
                 answer = await future
             except Unavailable:
                 if interrupt is not None and interrupt.interrupted:
@@ -193,7 +195,8 @@ class LeanRedis:
             commands.append(("SELECT", int(s["db"])))
         if not commands:
             return
-        for command, answer in zip(commands, [await future for future in connection.send(commands)], strict=True):
+        answers = [await future for future in connection.send(commands, self._connect_timeout)]
+        for command, answer in zip(commands, answers, strict=True):
             if isinstance(answer, ReplyError):
                 if is_retryable(str(answer)):
                     raise Unavailable(str(answer))

@@ -5,9 +5,11 @@ waiters in order.
 What the server sends is not trusted: bytes that are not RESP, an answer nobody asked
 for, or an unfinished answer past `max_reply_bytes` (a ``$99999999999`` length, say)
 break the connection at once, failing its waiters with `MalformedReply`; it is never
-read again. hiredis bounds the nesting depth of an answer itself. An error reply is
-handed over as a `ReplyError` value in its place, not raised: the layer above decides
-what it means.
+read again. Nor is its silence: each command is sent with the time its answer may
+take, and a watchdog (one timer per connection, not one per command) closes the
+connection, failing its waiters with `Unavailable`, once the oldest answer is late.
+hiredis bounds the nesting depth of an answer itself. An error reply is handed over as
+a `ReplyError` value in its place, not raised: the layer above decides what it means.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class LeanConnection(asyncio.Protocol):
     def __init__(self, max_reply_bytes: int = MAX_REPLY_BYTES) -> None:
         self._reader = hiredis.Reader(protocolError=MalformedReply, replyError=ReplyError)
         self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._deadlines: deque[float] = deque()  # of each waiter, in the same order
+        self._watchdog: asyncio.TimerHandle | None = None
         self._transport: asyncio.Transport | None = None
         self._max_reply_bytes = max_reply_bytes
         self._unanswered = 0  # bytes fed since the last complete answer (about)
@@ -63,6 +67,7 @@ class LeanConnection(asyncio.Protocol):
                 self._fail(MalformedReply("Redis sent an answer nobody asked for"))
                 return
             waiter = waiters.popleft()
+            self._deadlines.popleft()
             if not waiter.done():  # a caller that gave up leaves its place, and it is skipped
                 waiter.set_result(answer)
 
@@ -73,6 +78,10 @@ class LeanConnection(asyncio.Protocol):
 
     def _fail(self, exc: Exception) -> None:
         self.broken = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._deadlines.clear()
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -80,17 +89,33 @@ class LeanConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def send(self, commands: Sequence[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
+    def send(self, commands: Sequence[tuple[Any, ...]], within: float) -> list[asyncio.Future[Any]]:
         """Write `commands` in one write; a future per answer (an error answer is a
-        `ReplyError` as the future's result, not raised)."""
+        `ReplyError` as the future's result, not raised). Answers later than `within`
+        seconds fail them all with `Unavailable`, and the connection."""
         if self.broken or self._transport is None or self._transport.is_closing():
             raise Unavailable("the Redis connection is closed")
         data = b"".join([hiredis.pack_command(command) for command in commands])
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
         self._waiters.extend(futures)
+        self._deadlines.extend([loop.time() + within] * len(futures))
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(self._deadlines[0], self._watch)
         self._transport.write(data)
         return futures
+
+    def _watch(self) -> None:
+        """The oldest answer is due: late, the connection goes; else look again when the
+        oldest one still awaited is due."""
+        self._watchdog = None
+        if not self._deadlines:
+            return
+        loop = asyncio.get_running_loop()
+        if self._deadlines[0] <= loop.time():
+            self._fail(Unavailable("Redis did not answer in time"))
+            return
+        self._watchdog = loop.call_at(self._deadlines[0], self._watch)
 
     def close(self) -> None:
         self._fail(Unavailable("the Redis connection was closed"))

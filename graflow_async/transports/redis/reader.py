@@ -31,7 +31,7 @@ a stream's key was overwritten) is pinned on the stream(s) it concerns, whose in
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ...actors.mailbox import MailboxClosed, MailboxReceiver, MailboxSender, open_mailbox
@@ -45,91 +45,78 @@ from .connection import RedisConnection
 from .entries import Entries
 from .errors import Refused
 from .lean import Interrupt
+from .sent import CHECK_EVERY, Key, Sent
 
 log = LibraryLog()
 POLL_MS = 500
-CHECK_EVERY = 1.0  # seconds between checks that silent streams and unanswered tasks still exist
 PATIENCE = 8.0  # seconds a read (or, while runs wait, a write) may keep being refused before its readers are told
-Key = tuple[int, int, int]  # (node, cycle, attempt) of a task
+Consumer = Callable[[list[Any]], None]
 
 
-class Sent:
-    """Task entries sent and not yet answered, by the reply queue that awaits them."""
+class Subscription:
+    """One stream read for one consumer: `consume` takes each batch as it arrives (and
+    must not block). When the transport closes, `on_close` is called, or else the
+    consumer is handed `QueueFailed`."""
 
-    def __init__(self) -> None:
-        self.open: dict[str, dict[Key, bytes]] = {}
-        self._due: deque[tuple[float, str, Key, str, bytes, float]] = deque()  # by due time, roughly
-        self._missing: set[bytes] = set()
-
-    def record(self, reply_to: str, key: Key, stream: str, entry_id: bytes, lease: float, now: float) -> None:
-        self.open.setdefault(reply_to, {})[key] = entry_id
-        self._due.append((now + lease, reply_to, key, stream, entry_id, lease))
-
-    def settle(self, reply_to: str, key: Key) -> None:
-        found = self.open.get(reply_to)
-        if found is not None:
-            found.pop(key, None)
-
-    def forget(self, reply_to: str) -> None:
-        self.open.pop(reply_to, None)
-
-    def due(self, now: float) -> list[tuple[str, Key, str, bytes, float]]:
-        """The entries whose check is due, each still unanswered."""
-        out = []
-        while self._due and self._due[0][0] <= now:
-            _, reply_to, key, stream, entry_id, lease = self._due.popleft()
-            if self.open.get(reply_to, {}).get(key) == entry_id:
-                out.append((reply_to, key, stream, entry_id, lease))
-        return out
-
-    def waiting(self, reply_to: str) -> bool:
-        """Whether `reply_to` awaits answers to tasks it sent."""
-        return bool(self.open.get(reply_to))
-
-    def looked_up(self, item: tuple[str, Key, str, bytes, float], exists: bool, now: float) -> bool:
-        """Note what a check found; True when the entry is lost (missing twice in a row)."""
-        reply_to, key, stream, entry_id, lease = item
-        if exists:
-            self._missing.discard(entry_id)
-            self._due.append((now + lease, reply_to, key, stream, entry_id, lease))
-            return False
-        if entry_id in self._missing:
-            self._missing.discard(entry_id)
-            self.settle(reply_to, key)
-            return True
-        self._missing.add(entry_id)  # its reply may be on its way: look again after one more read
-        self._due.append((now + CHECK_EVERY, reply_to, key, stream, entry_id, lease))
-        return False
-
-
-class StreamInbox:
-    """One stream's inbox (the `Inbox` of its reader): batches of messages, in order."""
-
-    def __init__(self, reader: StreamReader, queue: str, stream: str) -> None:
+    def __init__(
+        self,
+        reader: StreamReader,
+        queue: str,
+        stream: str,
+        consume: Consumer,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self.reader = reader
         self.queue = queue
         self.stream = stream.encode()
+        self.consume = consume
+        self.on_close = on_close
         self.last_id: bytes = b"0"
         self.heard = current_clock().time()
         self.told_failure = False
         self.unreadable = False  # its key holds something else: left out of the reads
+
+    def deliver(self, messages: list[Any]) -> None:
+        try:
+            self.consume(messages)
+        except Exception as exc:  # a consumer's bug must not stop the reading of the others
+            log.warning("a reply consumer failed", queue=self.queue, error=repr(exc))
+
+    def closed_under(self) -> None:
+        """The transport closed while this subscription was on."""
+        if self.on_close is not None:
+            self.on_close()
+        else:
+            self.deliver([QueueFailed(self.queue, TransportError("the Redis transport was closed"))])
+
+    def close(self) -> None:
+        self.reader.unsubscribe(self)
+
+
+class StreamInbox:
+    """A stream as the `Inbox` of its one reader: batches of messages, in order."""
+
+    def __init__(self, reader: StreamReader, queue: str, stream: str) -> None:
         self._sender: MailboxSender[Any]
         self._receiver: MailboxReceiver[Any]
         self._sender, self._receiver = open_mailbox()
+        self.queue = queue
+        self.subscription = reader.subscribe(queue, stream, self._take, self._sender.close)
+
+    def _take(self, messages: list[Any]) -> None:
+        send = self._sender.send_nowait
+        try:
+            for message in messages:
+                send(message)
+        except MailboxClosed:
+            pass
 
     async def receive_batch(self, max_items: int = 0) -> list[Any]:
         return await self._receiver.receive_batch(max_items)
 
-    def deliver(self, messages: list[Any]) -> None:
-        try:
-            for message in messages:
-                self._sender.send_nowait(message)
-        except MailboxClosed:
-            pass
-
     def close(self) -> None:
         self._sender.close()
-        self.reader.unsubscribe(self)
+        self.subscription.close()
 
 
 class StreamReader:
@@ -143,19 +130,23 @@ class StreamReader:
         self._refused_since: float | None = None
         self.sent = Sent()
         self._make_stream = make_stream  # async (stream) -> None: makes it exist again
-        self._inboxes: dict[str, StreamInbox] = {}  # by queue
+        self._inboxes: dict[str, Subscription] = {}  # by queue
         self._task: asyncio.Task[None] | None = None
         self._ending: set[asyncio.Task[None]] = set()  # cancelled, not yet done
         self._interrupt = Interrupt()
         self._checked = 0.0
         self._outage = Outage(log, "reading replies from redis")
 
-    def subscribe(self, queue: str, stream: str) -> StreamInbox:
-        inbox = StreamInbox(self, queue, stream)
+    def subscribe(
+        self, queue: str, stream: str, consume: Consumer, on_close: Callable[[], None] | None = None
+    ) -> Subscription:
+        """Read `stream` (the stream of `queue`) from its start for `consume`; a queue has
+        one subscription at a time (a new one replaces the old)."""
+        inbox = Subscription(self, queue, stream, consume, on_close)
         old = self._inboxes.get(queue)
         self._inboxes[queue] = inbox
         if old is not None:
-            old.close()
+            old.closed_under()
         if self._task is None:
             self._interrupt = Interrupt()
             self._task = asyncio.ensure_future(self._run(self._interrupt))
@@ -163,7 +154,7 @@ class StreamReader:
             self._interrupt.interrupt()  # the read in flight does not know this stream yet
         return inbox
 
-    def unsubscribe(self, inbox: StreamInbox) -> None:
+    def unsubscribe(self, inbox: Subscription) -> None:
         if self._inboxes.get(inbox.queue) is inbox:
             del self._inboxes[inbox.queue]
         if not self._inboxes and self._task is not None:
@@ -179,6 +170,7 @@ class StreamReader:
 
     async def aclose(self) -> None:
         for inbox in list(self._inboxes.values()):
+            inbox.closed_under()
             inbox.close()
         await self.settled()
 
@@ -204,6 +196,7 @@ class StreamReader:
                 backoff.reset()
                 self._outage.end()
         for inbox in list(self._inboxes.values()):  # the transport closed under them
+            inbox.closed_under()
             inbox.close()
 
     async def _read(self, interrupt: Interrupt) -> None:
@@ -233,7 +226,7 @@ class StreamReader:
             inbox.last_id, inbox.heard = items[-1][0], now
             inbox.deliver(self._opened(inbox, items))
 
-    def _opened(self, inbox: StreamInbox, items: list[replies.Entry]) -> list[Any]:
+    def _opened(self, inbox: Subscription, items: list[replies.Entry]) -> list[Any]:
         batch, stream = [], inbox.stream.decode()
         for entry_id, fields in items:
             try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ...clock import current_clock
@@ -255,7 +255,13 @@ class RedisStreamsTransport(Transport):
         """`queue` read from where it left off by the transport's one XREAD: it has one reader,
         so nothing needs acking (the stream goes when the run ends). Yields `QueueLost`,
         `TasksLost` and `QueueFailed` besides messages (see `reader.py`)."""
-        return self.reader.subscribe(queue, self.keys.stream(queue))
+        return StreamInbox(self.reader, queue, self.keys.stream(queue))
+
+    def attach(self, queue: str, consumer: Callable[[Sequence[Any]], None]) -> Callable[[], None]:
+        """Hand what arrives on `queue`, a queue with one reader (a run's replies, a worker's
+        context answers; never the task queue), to `consumer` as the transport's one XREAD
+        reads it, with `QueueLost`, `TasksLost` and `QueueFailed` among the messages."""
+        return self.reader.subscribe(queue, self.keys.stream(queue), consumer).close
 
     async def open_queue(self, queue: str) -> None:
         """Create `queue`'s stream, so that replies sent to it land (a worker's context
