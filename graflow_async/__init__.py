@@ -12,10 +12,10 @@
 See README.md and SPEC.md for the whole API.
 """
 
-from .checkpoints import CheckpointManager, resume
-from .context import Channel, TaskContext
-from .events import Event
-from .exceptions import (
+from graflow_async.checkpoints import CheckpointManager, resume
+from graflow_async.context import Channel, TaskContext
+from graflow_async.events import Event
+from graflow_async.exceptions import (
     CheckpointError,
     CycleLimitError,
     FeedbackAlreadyAnsweredError,
@@ -35,10 +35,10 @@ from .exceptions import (
     TransportError,
     WorkflowCancelledError,
 )
-from .feedback import FeedbackRequest, FeedbackResponse, FeedbackType
-from .graph import Chain, ParallelGroup, Workflow, chain, parallel, workflow
-from .handlers import TaskCall, TaskHandler, register_handler
-from .policies import (
+from graflow_async.feedback import FeedbackRequest, FeedbackResponse, FeedbackType
+from graflow_async.graph import Chain, ParallelGroup, Workflow, chain, parallel, workflow
+from graflow_async.handlers import TaskCall, TaskHandler, register_handler
+from graflow_async.policies import (
     AtLeastNGroupPolicy,
     BestEffortGroupPolicy,
     CoordinationBackend,
@@ -48,8 +48,8 @@ from .policies import (
     StrictGroupPolicy,
     TaskResult,
 )
-from .runner import WorkflowResult, run, run_sync
-from .tasks import Task, task
+from graflow_async.runner import WorkflowResult, run, run_sync
+from graflow_async.tasks import Task, task
 
 __version__ = "0.1.0"
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from graflow_async.cli import main
 
 sys.exit(main())

@@ -8,14 +8,14 @@ import asyncio
 import time
 from typing import Any
 
-from .context import TaskContext
-from .context_port import ContextPort
-from .exceptions import HandlerError, TaskTimeoutError
-from .feedback.hitl import FeedbackSuspended
-from .handlers import TaskCall, call_in_thread, get_handler
-from .messages import TaskMessage, TaskReply
-from .tasks import Task
-from .tracing import attempt_span, finish_attempt
+from graflow_async.context import TaskContext
+from graflow_async.context_port import ContextPort
+from graflow_async.exceptions import HandlerError, TaskTimeoutError
+from graflow_async.feedback.hitl import FeedbackSuspended
+from graflow_async.handlers import TaskCall, call_in_thread, get_handler
+from graflow_async.messages import TaskMessage, TaskReply
+from graflow_async.tasks import Task
+from graflow_async.tracing import attempt_span, finish_attempt
 
 
 async def run_attempt(msg: TaskMessage, task: Task, port: ContextPort) -> TaskReply:

@@ -21,10 +21,10 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from .events import Event
-from .exceptions import GraflowError
-from .graph import Workflow
-from .runner import WorkflowResult, run
+from graflow_async.events import Event
+from graflow_async.exceptions import GraflowError
+from graflow_async.graph import Workflow
+from graflow_async.runner import WorkflowResult, run
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SUSPENDED = 0, 1, 2, 3
 
@@ -111,7 +111,7 @@ async def _run_command(args: argparse.Namespace) -> int:
 
 
 async def _resume_command(args: argparse.Namespace) -> int:
-    from .checkpoints import resume
+    from graflow_async.checkpoints import resume
 
     wf = load_workflow(args.workflow) if args.workflow else None
     start = functools.partial(resume, args.location, workflow=wf, force=args.force)
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_queue_stats_command)
 
-    from .web.serve import add_serve_command
+    from graflow_async.web.serve import add_serve_command
 
     add_serve_command(commands)
     return parser
@@ -182,7 +182,7 @@ def _redis_url(args: argparse.Namespace) -> str:
 
 
 async def _worker_command(args: argparse.Namespace) -> int:
-    from .worker import run_worker
+    from graflow_async.worker import run_worker
 
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
@@ -194,7 +194,7 @@ async def _worker_command(args: argparse.Namespace) -> int:
             raise UsageError(f"--{option.replace('_', '-')} must be a positive number of seconds")
     secret = None
     if args.secret_file:
-        from .transports.signing import read_secret_file
+        from graflow_async.transports.signing import read_secret_file
 
         try:
             secret = read_secret_file(args.secret_file)
@@ -216,8 +216,8 @@ async def _worker_command(args: argparse.Namespace) -> int:
 async def _queue_stats_command(args: argparse.Namespace) -> int:
     import json
 
-    from .metrics import queue_stats
-    from .transports.redis import RedisStreamsTransport
+    from graflow_async.metrics import queue_stats
+    from graflow_async.transports.redis import RedisStreamsTransport
 
     async with RedisStreamsTransport(_redis_url(args), namespace=args.namespace) as transport:
         stats = await queue_stats(transport)

@@ -13,17 +13,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import CycleLimitError
-from .messages import AddTasks, Cancel, Iterate, Terminate
-from .plan.channel import check_key, check_value
-from .plan.graph import tasks_in
-from .plan.specs import component_spec
-from .tasks import Task
+from graflow_async.exceptions import CycleLimitError
+from graflow_async.messages import AddTasks, Cancel, Iterate, Terminate
+from graflow_async.plan.channel import check_key, check_value
+from graflow_async.plan.graph import tasks_in
+from graflow_async.plan.specs import component_spec
+from graflow_async.tasks import Task
 
 if TYPE_CHECKING:
-    from .context_port import Port
-    from .feedback.models import FeedbackResponse, FeedbackType
-    from .messages import TaskMessage
+    from graflow_async.context_port import Port
+    from graflow_async.feedback.models import FeedbackResponse, FeedbackType
+    from graflow_async.messages import TaskMessage
 
 
 class Channel(ABC):
@@ -138,7 +138,7 @@ class TaskContext:
     def log(self) -> Any:
         """A structlog logger bound to this run and task."""
         if self._log is None:
-            from .events import library_logger
+            from graflow_async.events import library_logger
 
             self._log = library_logger().bind(run_id=self.run_id, task_id=self.task_id)
         return self._log
@@ -211,7 +211,7 @@ class TaskContext:
         the same call returns the stored answer at once (its feedback id is derived from
         the run id, the task id, the cycle and the call's order) or waits again.
         """
-        from .feedback.hitl import ask
+        from graflow_async.feedback.hitl import ask
 
         self._feedback_calls += 1
         return await ask(

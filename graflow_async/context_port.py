@@ -14,11 +14,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from .actors import MailboxClosed
-from .events import LibraryLog
-from .exceptions import TransportError
-from .messages import ContextReply, ContextRequest, QueueFailed, QueueLost, TaskMessage
-from .transports.base import Transport
+from graflow_async.actors import MailboxClosed
+from graflow_async.events import LibraryLog
+from graflow_async.exceptions import TransportError
+from graflow_async.messages import ContextReply, ContextRequest, QueueFailed, QueueLost, TaskMessage
+from graflow_async.transports.base import Transport
 
 log = LibraryLog()
 #: how long a task on a worker waits for its run to answer a context request before it

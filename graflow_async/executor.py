@@ -19,22 +19,22 @@ import contextvars
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .actors import Supervisor
-from .attempt import failed, run_attempt
-from .clock import Backoff, current_clock, within
-from .context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
-from .events import LibraryLog, Outage
-from .exceptions import TransportError
-from .handlers import thread_pool
-from .local_attempts import LocalAttempts
-from .messages import TaskMessage, TaskReply
-from .options import whole
-from .tasks import Task
-from .threads import RunThreadPool, shutdown
-from .transports.base import Delivery, Transport
+from graflow_async.actors import Supervisor
+from graflow_async.attempt import failed, run_attempt
+from graflow_async.clock import Backoff, current_clock, within
+from graflow_async.context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
+from graflow_async.events import LibraryLog, Outage
+from graflow_async.exceptions import TransportError
+from graflow_async.handlers import thread_pool
+from graflow_async.local_attempts import LocalAttempts
+from graflow_async.messages import TaskMessage, TaskReply
+from graflow_async.options import whole
+from graflow_async.tasks import Task
+from graflow_async.threads import RunThreadPool, shutdown
+from graflow_async.transports.base import Delivery, Transport
 
 if TYPE_CHECKING:
-    from .metrics import Metrics
+    from graflow_async.metrics import Metrics
 
 log = LibraryLog()
 MAX_BATCH = 512

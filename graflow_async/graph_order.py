@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from itertools import chain, repeat
 from typing import Any
 
-from .exceptions import GraphError
+from graflow_async.exceptions import GraphError
 
 
 def zeros(counts: list[int]) -> list[int]:

@@ -36,14 +36,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .actors import Supervisor
-from .attempt import failed
-from .events import LibraryLog
-from .exceptions import HandlerError, TransportError
-from .messages import TaskMessage, TaskReply
-from .tasks import Task
-from .threads import DROPPED, RunThreadPool
-from .transports.base import Transport
+from graflow_async.actors import Supervisor
+from graflow_async.attempt import failed
+from graflow_async.events import LibraryLog
+from graflow_async.exceptions import HandlerError, TransportError
+from graflow_async.messages import TaskMessage, TaskReply
+from graflow_async.tasks import Task
+from graflow_async.threads import DROPPED, RunThreadPool
+from graflow_async.transports.base import Transport
 
 log = LibraryLog()
 CHUNK = 128

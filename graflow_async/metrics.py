@@ -34,14 +34,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Hi
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from .events import Event, LibraryLog
+from graflow_async.events import Event, LibraryLog
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .executor import Executor
-    from .messages import TaskMessage, TaskReply
-    from .transports.redis import RedisStreamsTransport
+    from graflow_async.executor import Executor
+    from graflow_async.messages import TaskMessage, TaskReply
+    from graflow_async.transports.redis import RedisStreamsTransport
 
 log = LibraryLog()
 MAX_TASK_LABELS = 1000
@@ -218,7 +218,7 @@ async def serve_metrics(metrics: Metrics, port: int, host: str = "0.0.0.0") -> w
     """Serve ``GET /metrics`` on `port` (all interfaces by default, as scrapers expect)."""
     from aiohttp import web
 
-    from .web.http import server_options
+    from graflow_async.web.http import server_options
 
     async def handler(request: web.Request) -> web.Response:
         return await metrics_response(metrics, request)

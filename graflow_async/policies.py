@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .exceptions import ParallelGroupError
-from .options import number, whole
+from graflow_async.exceptions import ParallelGroupError
+from graflow_async.options import number, whole
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .compile import CompiledGraph
-from .exceptions import TransportError
-from .policies import CoordinationBackend
-from .tasks import unreachable_reason
-from .transports import keys
-from .transports.base import Transport
+from graflow_async.compile import CompiledGraph
+from graflow_async.exceptions import TransportError
+from graflow_async.policies import CoordinationBackend
+from graflow_async.tasks import unreachable_reason
+from graflow_async.transports import keys
+from graflow_async.transports.base import Transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ async def open_routes(
 
 
 async def _open_group_transport(name: str, config: Mapping[str, Any] | None, stack: contextlib.AsyncExitStack) -> Any:
-    from .transports.redis import RedisStreamsTransport
+    from graflow_async.transports.redis import RedisStreamsTransport
 
     config = config or {}
     namespace = config.get("namespace", keys.DEFAULT_NAMESPACE)

@@ -16,14 +16,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .checkpoints.manager import CheckpointManager
-from .checkpoints.snapshot import take_snapshot
-from .compile import CompiledGraph
-from .events import LibraryLog
-from .exceptions import CheckpointError, TransportError
-from .feedback.hitl import FeedbackHost
-from .messages import ContextReply, ContextRequest
-from .plan import ChannelData, RunPlan
+from graflow_async.checkpoints.manager import CheckpointManager
+from graflow_async.checkpoints.snapshot import take_snapshot
+from graflow_async.compile import CompiledGraph
+from graflow_async.events import LibraryLog
+from graflow_async.exceptions import CheckpointError, TransportError
+from graflow_async.feedback.hitl import FeedbackHost
+from graflow_async.messages import ContextReply, ContextRequest
+from graflow_async.plan import ChannelData, RunPlan
 
 log = LibraryLog()
 _LATER: Any = object()  # the answer comes from a child

@@ -14,16 +14,16 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple
 
-from .actors import Actor, MailboxClosed, MailboxReceiver, MailboxSender, Supervisor, open_mailbox
-from .checkpoints.manager import CheckpointManager
-from .clock import current_clock
-from .compile import CompiledGraph
-from .dispatch import local_messages
-from .events import Emitter
-from .exceptions import GraphError, TransportError
-from .executor import Executor
-from .feedback.hitl import FeedbackHost
-from .messages import (
+from graflow_async.actors import Actor, MailboxClosed, MailboxReceiver, MailboxSender, Supervisor, open_mailbox
+from graflow_async.checkpoints.manager import CheckpointManager
+from graflow_async.clock import current_clock
+from graflow_async.compile import CompiledGraph
+from graflow_async.dispatch import local_messages
+from graflow_async.events import Emitter
+from graflow_async.exceptions import GraphError, TransportError
+from graflow_async.executor import Executor
+from graflow_async.feedback.hitl import FeedbackHost
+from graflow_async.messages import (
     AddTasks,
     ContextReply,
     ContextRequest,
@@ -34,13 +34,13 @@ from .messages import (
     TaskReply,
     TasksLost,
 )
-from .plan import ChannelData, Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
-from .plan.specs import component_from_spec
-from .result import WorkflowResult
-from .routes import Route, distinct
-from .run_services import RunServices
-from .tasks import Task
-from .transports.base import Transport
+from graflow_async.plan import ChannelData, Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
+from graflow_async.plan.specs import component_from_spec
+from graflow_async.result import WorkflowResult
+from graflow_async.routes import Route, distinct
+from graflow_async.run_services import RunServices
+from graflow_async.tasks import Task
+from graflow_async.transports.base import Transport
 
 
 class Later(NamedTuple):

@@ -13,24 +13,24 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .checkpoints.manager import CheckpointManager
-from .checkpoints.snapshot import restore_snapshot, workflow_ref
-from .compile import CompiledGraph
-from .events import Emitter, Event, library_logger
-from .frozen_heap import frozen
-from .graph import Workflow
-from .handlers import get_handler
-from .options import run_id as check_run_id
-from .options import whole
-from .plan import ChannelData, RunGraph, RunPlan
-from .policies import RetryPolicy
-from .result import WorkflowResult
-from .routes import open_routes
-from .run_supervisor import RunSupervisor
-from .tasks import load_task
-from .tracing import run_span
-from .transports.base import Transport
-from .transports.memory import MemoryTransport
+from graflow_async.checkpoints.manager import CheckpointManager
+from graflow_async.checkpoints.snapshot import restore_snapshot, workflow_ref
+from graflow_async.compile import CompiledGraph
+from graflow_async.events import Emitter, Event, library_logger
+from graflow_async.frozen_heap import frozen
+from graflow_async.graph import Workflow
+from graflow_async.handlers import get_handler
+from graflow_async.options import run_id as check_run_id
+from graflow_async.options import whole
+from graflow_async.plan import ChannelData, RunGraph, RunPlan
+from graflow_async.policies import RetryPolicy
+from graflow_async.result import WorkflowResult
+from graflow_async.routes import open_routes
+from graflow_async.run_supervisor import RunSupervisor
+from graflow_async.tasks import load_task
+from graflow_async.tracing import run_span
+from graflow_async.transports.base import Transport
+from graflow_async.transports.memory import MemoryTransport
 
 __all__ = ["WorkflowResult", "run", "run_sync", "start_run"]
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
-from .options import whole
+from graflow_async.options import whole
 
 # (function, what to call on `loop` with (arg, result, error) once it returned, arg, loop);
 # `loop` None: a `submit`, arg its concurrent future

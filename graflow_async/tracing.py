@@ -25,7 +25,7 @@ except ImportError:  # the otel extra is not installed
     trace = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from .messages import TaskMessage, TaskReply
+    from graflow_async.messages import TaskMessage, TaskReply
 
 TRACER = "graflow_async"
 MAX_CARRIER_ITEMS, MAX_CARRIER_TEXT = 8, 512  # what a message may carry, from workers we do not trust

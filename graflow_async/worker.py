@@ -19,17 +19,17 @@ import importlib
 import signal
 import sys
 
-from .actors import Supervisor
-from .clock import current_clock, within
-from .context_port import REMOTE_ANSWER_TIMEOUT
-from .events import LibraryLog
-from .exceptions import TransportError
-from .executor import Executor
-from .messages import TaskMessage
-from .options import number, whole
-from .tasks import Task, load_task
-from .transports import keys
-from .transports.redis import RedisStreamsTransport
+from graflow_async.actors import Supervisor
+from graflow_async.clock import current_clock, within
+from graflow_async.context_port import REMOTE_ANSWER_TIMEOUT
+from graflow_async.events import LibraryLog
+from graflow_async.exceptions import TransportError
+from graflow_async.executor import Executor
+from graflow_async.messages import TaskMessage
+from graflow_async.options import number, whole
+from graflow_async.tasks import Task, load_task
+from graflow_async.transports import keys
+from graflow_async.transports.redis import RedisStreamsTransport
 
 log = LibraryLog()
 
@@ -121,7 +121,7 @@ async def run_worker(
         context_queue = keys.worker_queue(transport.consumer)
         observer = None
         if metrics_port is not None:  # counted only when served: no work per task otherwise
-            from .metrics import Metrics, serve_metrics
+            from graflow_async.metrics import Metrics, serve_metrics
 
             observer = Metrics(transport=transport)
         executor = Executor(

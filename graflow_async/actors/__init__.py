@@ -6,9 +6,9 @@
   starts outlives its ``async with`` block, and cancelling it cancels them all.
 """
 
-from .actor import Actor, ActorRef, Inbox
-from .mailbox import MailboxClosed, MailboxFull, MailboxReceiver, MailboxSender, open_mailbox
-from .supervisor import Supervisor
+from graflow_async.actors.actor import Actor, ActorRef, Inbox
+from graflow_async.actors.mailbox import MailboxClosed, MailboxFull, MailboxReceiver, MailboxSender, open_mailbox
+from graflow_async.actors.supervisor import Supervisor
 
 __all__ = [
     "Actor", "ActorRef", "Inbox", "MailboxClosed", "MailboxFull", "MailboxReceiver", "MailboxSender",

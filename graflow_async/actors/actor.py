@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Generic, Protocol, TypeVar
 
-from .mailbox import MailboxClosed, MailboxSender
+from graflow_async.actors.mailbox import MailboxClosed, MailboxSender
 
 M = TypeVar("M")
 class Inbox(Protocol[M]):

@@ -29,8 +29,8 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .actor import Actor, ActorRef
-from .mailbox import MailboxReceiver, MailboxSender, open_mailbox
+from graflow_async.actors.actor import Actor, ActorRef
+from graflow_async.actors.mailbox import MailboxReceiver, MailboxSender, open_mailbox
 
 T = TypeVar("T")
 M = TypeVar("M")

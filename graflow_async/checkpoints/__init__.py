@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from .format import (
+from graflow_async.checkpoints.format import (
     FORMAT_VERSION,
     SIGNING_KEY_ENV,
     decode_checkpoint,
     encode_checkpoint,
     signing_key_from_env,
 )
-from .manager import CheckpointManager, load_checkpoint, resume
-from .stores import (
+from graflow_async.checkpoints.manager import CheckpointManager, load_checkpoint, resume
+from graflow_async.checkpoints.stores import (
     CheckpointStore,
     FileCheckpointStore,
     S3CheckpointStore,

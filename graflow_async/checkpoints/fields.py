@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from itertools import chain
 from typing import Any
 
-from ..exceptions import CheckpointError
-from ..options import run_id as check_run_id
+from graflow_async.exceptions import CheckpointError
+from graflow_async.options import run_id as check_run_id
 
 __all__ = [
     "MAX_COUNT",

@@ -28,8 +28,8 @@ import struct
 import zlib
 from typing import Any
 
-from ..codec import packb, unpackb
-from ..exceptions import CheckpointError
+from graflow_async.codec import packb, unpackb
+from graflow_async.exceptions import CheckpointError
 
 __all__ = [
     "FORMAT_VERSION",

@@ -8,16 +8,16 @@ import posixpath
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ..events import LibraryLog
-from ..exceptions import CheckpointError
-from .format import decode_checkpoint, encode_checkpoint_parts
-from .runlock import completed_at, mark_completed, run_lease
-from .snapshot import check_document, check_same_graph
-from .stores import CheckpointStore, open_store, store_for_location
+from graflow_async.checkpoints.format import decode_checkpoint, encode_checkpoint_parts
+from graflow_async.checkpoints.runlock import completed_at, mark_completed, run_lease
+from graflow_async.checkpoints.snapshot import check_document, check_same_graph
+from graflow_async.checkpoints.stores import CheckpointStore, open_store, store_for_location
+from graflow_async.events import LibraryLog
+from graflow_async.exceptions import CheckpointError
 
 if TYPE_CHECKING:
-    from ..graph import Workflow
-    from ..runner import WorkflowResult
+    from graflow_async.graph import Workflow
+    from graflow_async.runner import WorkflowResult
 
 log = LibraryLog()
 
@@ -155,8 +155,8 @@ def _default_store_root(location: str, run_id: str) -> str:
 
 
 def _import_workflow(ref: str | None, location: str) -> Workflow:
-    from ..cli import UsageError, load_object
-    from ..graph import Workflow
+    from graflow_async.cli import UsageError, load_object
+    from graflow_async.graph import Workflow
 
     hint = "pass resume(..., workflow=...)"
     if not ref:
@@ -188,7 +188,7 @@ async def resume(
     runs it again), and when another process is resuming it through the same store
     ("already running": the resumed run holds a lease next to its checkpoints).
     """
-    from ..runner import start_run
+    from graflow_async.runner import start_run
 
     location = str(location)
     store = run_options.get("checkpoint_store")

@@ -17,12 +17,24 @@ from dataclasses import dataclass
 from operator import le
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import CheckpointError
-from ..plan.state import DONE, FAILED, IDLE, QUEUED, STATUS_NAMES
-from .fields import MAX_MESSAGE, count, each, flag, invalid, is_text, listed, number, pair, text, where
+from graflow_async.checkpoints.fields import (
+    MAX_MESSAGE,
+    count,
+    each,
+    flag,
+    invalid,
+    is_text,
+    listed,
+    number,
+    pair,
+    text,
+    where,
+)
+from graflow_async.exceptions import CheckpointError
+from graflow_async.plan.state import DONE, FAILED, IDLE, QUEUED, STATUS_NAMES
 
 if TYPE_CHECKING:
-    from ..plan import RunPlan
+    from graflow_async.plan import RunPlan
 
 __all__ = ["MAX_NODES", "PLAN_FIELDS", "Bounds", "check_added", "check_ids", "check_plan"]
 

@@ -24,9 +24,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ..events import LibraryLog
-from ..exceptions import CheckpointError
-from .stores import CheckpointStore
+from graflow_async.checkpoints.stores import CheckpointStore
+from graflow_async.events import LibraryLog
+from graflow_async.exceptions import CheckpointError
 
 log = LibraryLog()
 LEASE_SECONDS = 30.0

@@ -16,18 +16,18 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..compile import CompiledGraph
-from ..exceptions import CheckpointError, GraflowError, GraphError, RemoteTaskError
-from ..plan.specs import component_from_spec, component_spec
-from ..plan.state import DONE, FAILED, IDLE, QUEUED, RETRY, RUNNING, SUSPENDED
-from ..policies import TaskResult
-from .fields import check_fields, invalid
-from .plan_fields import MAX_NODES, Bounds, check_added, check_ids, check_plan
+from graflow_async.checkpoints.fields import check_fields, invalid
+from graflow_async.checkpoints.plan_fields import MAX_NODES, Bounds, check_added, check_ids, check_plan
+from graflow_async.compile import CompiledGraph
+from graflow_async.exceptions import CheckpointError, GraflowError, GraphError, RemoteTaskError
+from graflow_async.plan.specs import component_from_spec, component_spec
+from graflow_async.plan.state import DONE, FAILED, IDLE, QUEUED, RETRY, RUNNING, SUSPENDED
+from graflow_async.policies import TaskResult
 
 if TYPE_CHECKING:
-    from ..graph import Workflow
-    from ..plan import RunPlan
-    from ..tasks import Task
+    from graflow_async.graph import Workflow
+    from graflow_async.plan import RunPlan
+    from graflow_async.tasks import Task
 
 KIND = "graflow-async checkpoint"
 _descriptions: dict[str, dict[str, Any]] = {}  # by fingerprint: computed once per graph shape

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import FeedbackStore
-from .file import FileFeedbackStore
-from .memory import MemoryFeedbackStore
-from .models import FeedbackRequest, FeedbackResponse, FeedbackType, validate_response
+from graflow_async.feedback.base import FeedbackStore
+from graflow_async.feedback.file import FileFeedbackStore
+from graflow_async.feedback.memory import MemoryFeedbackStore
+from graflow_async.feedback.models import FeedbackRequest, FeedbackResponse, FeedbackType, validate_response
 
 if TYPE_CHECKING:
-    from .redis import RedisFeedbackStore
+    from graflow_async.feedback.redis import RedisFeedbackStore
 
 __all__ = [
     "FeedbackRequest",
@@ -27,7 +27,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # redis is an optional extra: import it only when the Redis store is asked for.
     if name == "RedisFeedbackStore":
-        from .redis import RedisFeedbackStore
+        from graflow_async.feedback.redis import RedisFeedbackStore
 
         return RedisFeedbackStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

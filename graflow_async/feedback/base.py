@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any
 
-from .models import FeedbackRequest, FeedbackResponse
+from graflow_async.feedback.models import FeedbackRequest, FeedbackResponse
 
 
 class FeedbackStore(ABC):

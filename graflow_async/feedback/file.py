@@ -39,12 +39,24 @@ from typing import Any
 
 from watchfiles import Change, awatch
 
-from ..events import LibraryLog
-from ..exceptions import FeedbackAlreadyAnsweredError, FeedbackError, FeedbackNotFoundError, FeedbackValidationError
-from .base import FeedbackStore
-from .file_runs import FileRunRecords
-from .memory import Waiters, wait_settled
-from .models import ANSWERED, CANCELLED, PENDING, FeedbackRequest, FeedbackResponse, validate_response
+from graflow_async.events import LibraryLog
+from graflow_async.exceptions import (
+    FeedbackAlreadyAnsweredError,
+    FeedbackError,
+    FeedbackNotFoundError,
+    FeedbackValidationError,
+)
+from graflow_async.feedback.base import FeedbackStore
+from graflow_async.feedback.file_runs import FileRunRecords
+from graflow_async.feedback.memory import Waiters, wait_settled
+from graflow_async.feedback.models import (
+    ANSWERED,
+    CANCELLED,
+    PENDING,
+    FeedbackRequest,
+    FeedbackResponse,
+    validate_response,
+)
 
 log = LibraryLog()
 

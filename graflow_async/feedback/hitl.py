@@ -16,14 +16,14 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from ..clock import Clock, within
-from ..exceptions import FeedbackCancelledError, FeedbackTimeoutError, FeedbackValidationError
-from .base import FeedbackStore
-from .models import ANSWERED, CANCELLED, FeedbackRequest, FeedbackResponse, FeedbackType
-from .notify_config import check_config, respond_url
+from graflow_async.clock import Clock, within
+from graflow_async.exceptions import FeedbackCancelledError, FeedbackTimeoutError, FeedbackValidationError
+from graflow_async.feedback.base import FeedbackStore
+from graflow_async.feedback.models import ANSWERED, CANCELLED, FeedbackRequest, FeedbackResponse, FeedbackType
+from graflow_async.feedback.notify_config import check_config, respond_url
 
 if TYPE_CHECKING:
-    from ..context import TaskContext
+    from graflow_async.context import TaskContext
 
 DEFAULT_FEEDBACK_DIRECTORY = ".graflow/feedback"
 _IDS = uuid.uuid5(uuid.NAMESPACE_URL, "https://graflow-async/feedback")  # namespace of feedback ids
@@ -55,10 +55,10 @@ def open_feedback_store(spec: FeedbackStore | str | os.PathLike[str] | None) -> 
     if isinstance(spec, FeedbackStore):
         return spec
     if isinstance(spec, str) and spec.startswith(("redis://", "rediss://", "unix://")):
-        from .redis import RedisFeedbackStore
+        from graflow_async.feedback.redis import RedisFeedbackStore
 
         return RedisFeedbackStore(spec)
-    from .file import FileFeedbackStore
+    from graflow_async.feedback.file import FileFeedbackStore
 
     return FileFeedbackStore(spec if spec is not None else DEFAULT_FEEDBACK_DIRECTORY)
 
@@ -163,7 +163,7 @@ class FeedbackHost:
             self.post(lambda: self.emit("feedback_requested", task_id, feedback_id=request.feedback_id,
                                         feedback_type=request.feedback_type.value, prompt=request.prompt))
             if request.notification_config:
-                from .notify import notify
+                from graflow_async.feedback.notify import notify
 
                 self.spawn(notify(request, request.notification_config, respond_url=respond_url(request.feedback_id)))
         try:

@@ -8,16 +8,23 @@ import copy
 from dataclasses import replace
 from typing import Any
 
-from ..exceptions import (
+from graflow_async.exceptions import (
     FeedbackAlreadyAnsweredError,
     FeedbackCancelledError,
     FeedbackNotFoundError,
     FeedbackTimeoutError,
     FeedbackValidationError,
 )
-from .base import FeedbackStore
-from .models import ANSWERED, CANCELLED, PENDING, FeedbackRequest, FeedbackResponse, validate_response
-from .runrecords import RUNNING, decode_record, encode_record, page, sort_key
+from graflow_async.feedback.base import FeedbackStore
+from graflow_async.feedback.models import (
+    ANSWERED,
+    CANCELLED,
+    PENDING,
+    FeedbackRequest,
+    FeedbackResponse,
+    validate_response,
+)
+from graflow_async.feedback.runrecords import RUNNING, decode_record, encode_record, page, sort_key
 
 MAX_MEMORY_RUNS = 10_000  # run records kept; the oldest ended ones are forgotten first
 _INDEXED = ("run_id", "workflow", "status", "started_at")

@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..exceptions import FeedbackValidationError
+from graflow_async.exceptions import FeedbackValidationError
 
 
 class FeedbackType(enum.StrEnum):

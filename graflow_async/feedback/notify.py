@@ -17,10 +17,10 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from ..clock import current_clock
-from ..events import library_logger
-from .models import FeedbackRequest
-from .notify_config import check_config
+from graflow_async.clock import current_clock
+from graflow_async.events import library_logger
+from graflow_async.feedback.models import FeedbackRequest
+from graflow_async.feedback.notify_config import check_config
 
 RETRYABLE_STATUSES = frozenset({408, 429})
 

@@ -7,7 +7,7 @@ from contextvars import ContextVar
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from ..exceptions import FeedbackValidationError
+from graflow_async.exceptions import FeedbackValidationError
 
 KINDS = ("webhook", "slack")
 

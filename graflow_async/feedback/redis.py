@@ -29,20 +29,27 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from ..events import LibraryLog
-from ..exceptions import (
+from graflow_async.events import LibraryLog
+from graflow_async.exceptions import (
     FeedbackAlreadyAnsweredError,
     FeedbackError,
     FeedbackNotFoundError,
     FeedbackValidationError,
     TransportError,
 )
-from ..options import number
-from ..transports.redis.redispy import redact
-from .base import FeedbackStore
-from .memory import Waiters, wait_settled
-from .models import ANSWERED, CANCELLED, PENDING, FeedbackRequest, FeedbackResponse, validate_response
-from .redis_runs import RedisRunRecords
+from graflow_async.feedback.base import FeedbackStore
+from graflow_async.feedback.memory import Waiters, wait_settled
+from graflow_async.feedback.models import (
+    ANSWERED,
+    CANCELLED,
+    PENDING,
+    FeedbackRequest,
+    FeedbackResponse,
+    validate_response,
+)
+from graflow_async.feedback.redis_runs import RedisRunRecords
+from graflow_async.options import number
+from graflow_async.transports.redis.redispy import redact
 
 DEFAULT_URL = "redis://localhost:6379/0"
 _FIRST_DELAY = 0.05  # seconds between attempts to subscribe again, doubling up to 2 s

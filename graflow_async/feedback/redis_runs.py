@@ -17,8 +17,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from ..events import LibraryLog
-from .runrecords import (
+from graflow_async.events import LibraryLog
+from graflow_async.feedback.runrecords import (
     MAX_RECORD_BYTES,
     RunRecordError,
     check_limit,

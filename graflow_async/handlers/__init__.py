@@ -19,9 +19,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..exceptions import HandlerError
-from ..tasks import _is_async
-from ..threads import RunThreadPool
+from graflow_async.exceptions import HandlerError
+from graflow_async.tasks import _is_async
+from graflow_async.threads import RunThreadPool
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,13 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..context import TaskContext
-from ..feedback.hitl import FeedbackSuspended
-from ..messages import TaskMessage, TaskReply
-from ..tasks import Task
-from ..tracing import valid_carrier
-from .isolated import SOCKET_FILE, read_call, write_reply
-from .relay import SocketPort
+from graflow_async.context import TaskContext
+from graflow_async.feedback.hitl import FeedbackSuspended
+from graflow_async.handlers.isolated import SOCKET_FILE, read_call, write_reply
+from graflow_async.handlers.relay import SocketPort
+from graflow_async.messages import TaskMessage, TaskReply
+from graflow_async.tasks import Task
+from graflow_async.tracing import valid_carrier
 
 
 def load_function(ref: str) -> Any:

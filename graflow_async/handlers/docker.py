@@ -27,12 +27,12 @@ from typing import Any
 import aiodocker
 import aiohttp
 
-from ..events import LibraryLog
-from ..exceptions import HandlerError, TaskFailedError, TaskTimeoutError
-from . import docker_options
-from .code_mounts import code_mounts
-from .docker_options import DockerOptions, Launch, container_config
-from .isolated import CallDirectory, NoReply, call_directory
+from graflow_async.events import LibraryLog
+from graflow_async.exceptions import HandlerError, TaskFailedError, TaskTimeoutError
+from graflow_async.handlers import docker_options
+from graflow_async.handlers.code_mounts import code_mounts
+from graflow_async.handlers.docker_options import DockerOptions, Launch, container_config
+from graflow_async.handlers.isolated import CallDirectory, NoReply, call_directory
 
 log = LibraryLog()
 LOG_TAIL_LINES = 40

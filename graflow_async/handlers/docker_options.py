@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import HandlerError
-from ..options import number
+from graflow_async.exceptions import HandlerError
+from graflow_async.options import number
 
 KEYS = frozenset({
     "image", "python", "gpu", "volumes", "environment", "network_mode", "mem_limit", "cpus", "docker_url",

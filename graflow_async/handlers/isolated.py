@@ -22,15 +22,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from ..codec import packb, unpackb
-from ..context import adopt_directives
-from ..exceptions import HandlerError, TaskFailedError
-from ..feedback.hitl import FeedbackSuspended
-from ..messages import TaskReply
-from ..tracing import active, carrier
-from ..transports import wire
-from .code_mounts import MAIN_ALIAS, function_ref
-from .relay import ContextRelay
+from graflow_async.codec import packb, unpackb
+from graflow_async.context import adopt_directives
+from graflow_async.exceptions import HandlerError, TaskFailedError
+from graflow_async.feedback.hitl import FeedbackSuspended
+from graflow_async.handlers.code_mounts import MAIN_ALIAS, function_ref
+from graflow_async.handlers.relay import ContextRelay
+from graflow_async.messages import TaskReply
+from graflow_async.tracing import active, carrier
+from graflow_async.transports import wire
 
 CALL_FILE, REPLY_FILE, SOCKET_FILE = "call.msgpack", "reply.msgpack", "ctx.sock"
 MAX_FILE_BYTES = 64 << 20  # inputs or a result larger than this are refused

@@ -16,13 +16,13 @@ import math
 import struct
 from typing import Any
 
-from ..codec import packb, unpackb
-from ..context import TaskContext, relay_call
-from ..events import LibraryLog
-from ..exceptions import TransportError
-from ..feedback.models import FeedbackRequest
-from ..messages import ContextReply, TaskMessage
-from ..transports import wire
+from graflow_async.codec import packb, unpackb
+from graflow_async.context import TaskContext, relay_call
+from graflow_async.events import LibraryLog
+from graflow_async.exceptions import TransportError
+from graflow_async.feedback.models import FeedbackRequest
+from graflow_async.messages import ContextReply, TaskMessage
+from graflow_async.transports import wire
 
 log = LibraryLog()
 MAX_FRAME = 16 << 20

@@ -10,10 +10,10 @@
 The run supervisor (`graflow_async.supervisor`) carries the actions out.
 """
 
-from .actions import Dispatch, Emit, Fail, Finish, RetryLater, Suspend
-from .channel import ChannelData
-from .core import RunPlan, resolve
-from .graph import RunGraph
+from graflow_async.plan.actions import Dispatch, Emit, Fail, Finish, RetryLater, Suspend
+from graflow_async.plan.channel import ChannelData
+from graflow_async.plan.core import RunPlan, resolve
+from graflow_async.plan.graph import RunGraph
 
 __all__ = ["ChannelData", "Dispatch", "Emit", "Fail", "Finish", "RetryLater", "RunGraph", "RunPlan", "Suspend",
            "resolve"]

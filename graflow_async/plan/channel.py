@@ -67,7 +67,7 @@ def check_key(key: Any) -> None:
 def check_value(key: Any, value: Any) -> None:
     """TypeError naming `key` when `value` cannot be serialized (a channel may be sent
     to workers, and a checkpoint saves it)."""
-    from ..codec import packb
+    from graflow_async.codec import packb
 
     check_key(key)
     try:

@@ -15,16 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..exceptions import GraphError
-from ..graph import Chain, ParallelGroup
-from ..policies import (
+from graflow_async.exceptions import GraphError
+from graflow_async.graph import Chain, ParallelGroup
+from graflow_async.policies import (
     AtLeastNGroupPolicy,
     BestEffortGroupPolicy,
     CriticalGroupPolicy,
     GroupExecutionPolicy,
     StrictGroupPolicy,
 )
-from ..tasks import Task, unreachable_reason
+from graflow_async.tasks import Task, unreachable_reason
 
 MAX_DEPTH = 16
 MAX_TASKS = 100_000

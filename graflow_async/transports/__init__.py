@@ -6,15 +6,15 @@
 
 from typing import Any
 
-from .base import Delivery, Transport
-from .memory import MemoryTransport
+from graflow_async.transports.base import Delivery, Transport
+from graflow_async.transports.memory import MemoryTransport
 
 __all__ = ["Delivery", "MemoryTransport", "RedisStreamsTransport", "Transport"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "RedisStreamsTransport":  # imported on use: redis is an optional extra
-        from .redis import RedisStreamsTransport
+        from graflow_async.transports.redis import RedisStreamsTransport
 
         return RedisStreamsTransport
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

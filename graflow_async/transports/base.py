@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from ..actors.actor import Inbox
-from ..actors.mailbox import MailboxClosed
-from ..exceptions import TransportError
+from graflow_async.actors.actor import Inbox
+from graflow_async.actors.mailbox import MailboxClosed
+from graflow_async.exceptions import TransportError
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,11 +49,20 @@ from typing import Any
 
 import pytest
 
-from ..actors.mailbox import MailboxClosed
-from ..exceptions import TransportError
-from ..feedback import FeedbackStore
-from ..messages import AddTasks, Cancel, ContextReply, ContextRequest, Iterate, TaskMessage, TaskReply, Terminate
-from .base import Delivery, Transport
+from graflow_async.actors.mailbox import MailboxClosed
+from graflow_async.exceptions import TransportError
+from graflow_async.feedback import FeedbackStore
+from graflow_async.messages import (
+    AddTasks,
+    Cancel,
+    ContextReply,
+    ContextRequest,
+    Iterate,
+    TaskMessage,
+    TaskReply,
+    Terminate,
+)
+from graflow_async.transports.base import Delivery, Transport
 
 BRIEF = 0.2  # how long "nothing more arrives" is watched when claims do not lapse
 

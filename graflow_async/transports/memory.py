@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..actors.mailbox import MailboxClosed, MailboxReceiver, MailboxSender, open_mailbox
-from ..exceptions import TransportError
-from .base import Delivery, Transport
+from graflow_async.actors.mailbox import MailboxClosed, MailboxReceiver, MailboxSender, open_mailbox
+from graflow_async.exceptions import TransportError
+from graflow_async.transports.base import Delivery, Transport
 
 _NO_ID = ""  # nothing to settle: acks are no-ops in memory
 

@@ -24,9 +24,9 @@ import math
 import traceback
 from typing import Any
 
-from .. import exceptions as errors
-from ..codec import packb, unpackb
-from ..messages import (
+from graflow_async import exceptions as errors
+from graflow_async.codec import packb, unpackb
+from graflow_async.messages import (
     AddTasks,
     Cancel,
     ContextReply,
@@ -37,7 +37,7 @@ from ..messages import (
     TaskReply,
     Terminate,
 )
-from ..tracing import valid_carrier
+from graflow_async.tracing import valid_carrier
 
 _TASK, _REPLY, _RETRY, _RAW, _REQUEST, _ANSWER = "task", "reply", "retry", "raw", "ctx", "ctx-reply"
 _KINDS = (_TASK, _REPLY, _RETRY, _RAW, _REQUEST, _ANSWER)
@@ -253,7 +253,7 @@ def _directive(d: Any) -> list[Any]:
     if isinstance(d, AddTasks):
         component = d.component
         if not isinstance(component, dict):
-            from ..plan.specs import component_spec
+            from graflow_async.plan.specs import component_spec
 
             component = component_spec(component)
         return ["add", component, d.goto]

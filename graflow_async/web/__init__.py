@@ -21,6 +21,6 @@ for the app's own names and origin: ``localhost``, IP addresses, the host of
 ``public_url`` and ``allowed_hosts`` (`hosts`); others get 421 (Host) or 403 (Origin).
 """
 
-from .app import WEB_STATE, WebState, create_app, get_run, setup, start_run
+from graflow_async.web.app import WEB_STATE, WebState, create_app, get_run, setup, start_run
 
 __all__ = ["WEB_STATE", "WebState", "create_app", "get_run", "setup", "start_run"]

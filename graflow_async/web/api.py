@@ -6,12 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ..feedback.base import FeedbackStore
-from ..feedback.models import ANSWERED, CANCELLED, PENDING
-from ..feedback.runrecords import RunRecordError, ascending_page
-from .http import ApiError, json_response, read_json
-from .runs import RunManager
-from .runs_api import query_limit
+from graflow_async.feedback.base import FeedbackStore
+from graflow_async.feedback.models import ANSWERED, CANCELLED, PENDING
+from graflow_async.feedback.runrecords import RunRecordError, ascending_page
+from graflow_async.web.http import ApiError, json_response, read_json
+from graflow_async.web.runs import RunManager
+from graflow_async.web.runs_api import query_limit
 
 STATUSES = (PENDING, ANSWERED, CANCELLED)
 

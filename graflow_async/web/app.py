@@ -10,21 +10,21 @@ from typing import Any
 
 from aiohttp import web
 
-from ..events import library_logger
-from ..feedback.base import FeedbackStore
-from ..feedback.memory import MemoryFeedbackStore
-from ..feedback.notify_config import check_public_url
-from ..graph import Workflow
-from ..metrics import Metrics, metrics_response
-from .api import FeedbackApi
-from .auth import ApiHandler, Auth
-from .hosts import HostCheck
-from .http import MAX_BODY, ApiError, server_options
-from .runs import RunManager
-from .runs_api import RunsApi
-from .runs_ui import RunsUi
-from .runviews import RunViews
-from .ui import FeedbackUi
+from graflow_async.events import library_logger
+from graflow_async.feedback.base import FeedbackStore
+from graflow_async.feedback.memory import MemoryFeedbackStore
+from graflow_async.feedback.notify_config import check_public_url
+from graflow_async.graph import Workflow
+from graflow_async.metrics import Metrics, metrics_response
+from graflow_async.web.api import FeedbackApi
+from graflow_async.web.auth import ApiHandler, Auth
+from graflow_async.web.hosts import HostCheck
+from graflow_async.web.http import MAX_BODY, ApiError, server_options
+from graflow_async.web.runs import RunManager
+from graflow_async.web.runs_api import RunsApi
+from graflow_async.web.runs_ui import RunsUi
+from graflow_async.web.runviews import RunViews
+from graflow_async.web.ui import FeedbackUi
 
 DEFAULT_FEEDBACK_DIR = ".graflow/feedback"
 
@@ -82,7 +82,7 @@ def _redis_transport(transport: Any) -> Any:
     if transport is None:
         return None
     try:
-        from ..transports.redis import RedisStreamsTransport
+        from graflow_async.transports.redis import RedisStreamsTransport
     except ImportError:  # no redis client installed: it cannot be one
         return None
     return transport if isinstance(transport, RedisStreamsTransport) else None

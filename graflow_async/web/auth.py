@@ -23,9 +23,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from ..events import library_logger
-from ..exceptions import FeedbackError
-from .http import ApiError, feedback_status, json_error, traceback_text
+from graflow_async.events import library_logger
+from graflow_async.exceptions import FeedbackError
+from graflow_async.web.http import ApiError, feedback_status, json_error, traceback_text
 
 SESSION_COOKIE = "graflow_session"
 SESSION_TTL = 12 * 3600  # seconds a UI session stays valid

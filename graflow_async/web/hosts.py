@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from .auth import ApiHandler
-from .http import json_error
+from graflow_async.web.auth import ApiHandler
+from graflow_async.web.http import json_error
 
 ANY = "*"
 LOOPBACK_NAME = "localhost"

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..exceptions import (
+from graflow_async.exceptions import (
     FeedbackAlreadyAnsweredError,
     FeedbackError,
     FeedbackNotFoundError,

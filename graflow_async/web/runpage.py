@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from ..compile import CompiledGraph
-from ..exceptions import GraphError
-from ..feedback.runrecords import MAX_TASKS
-from ..graph import Workflow
-from .graphview import Layout, drawable, layout, levels, render_svg, task_order
+from graflow_async.compile import CompiledGraph
+from graflow_async.exceptions import GraphError
+from graflow_async.feedback.runrecords import MAX_TASKS
+from graflow_async.graph import Workflow
+from graflow_async.web.graphview import Layout, drawable, layout, levels, render_svg, task_order
 
 TASKS_PER_PAGE = 500  # rows of the task table on one page
 LAYERS_SHOWN = 100  # layers listed in the summary of a graph too large to draw

@@ -27,19 +27,19 @@ from typing import Any
 
 from aiohttp import web
 
-from ..actors import Supervisor
-from ..checkpoints import resume
-from ..events import Event, library_logger
-from ..exceptions import CheckpointError, FeedbackError
-from ..feedback.base import FeedbackStore
-from ..feedback.notify_config import PUBLIC_URL
-from ..feedback.runrecords import CANCELLED, COMPLETED, FAILED, INTERRUPTED, RUNNING, SUSPENDED
-from ..graph import Workflow
-from ..metrics import Metrics
-from ..runner import WorkflowResult, run
-from . import runstate
-from .http import ApiError
-from .runstate import LiveRun, Owner, effective_status, initial_tasks
+from graflow_async.actors import Supervisor
+from graflow_async.checkpoints import resume
+from graflow_async.events import Event, library_logger
+from graflow_async.exceptions import CheckpointError, FeedbackError
+from graflow_async.feedback.base import FeedbackStore
+from graflow_async.feedback.notify_config import PUBLIC_URL
+from graflow_async.feedback.runrecords import CANCELLED, COMPLETED, FAILED, INTERRUPTED, RUNNING, SUSPENDED
+from graflow_async.graph import Workflow
+from graflow_async.metrics import Metrics
+from graflow_async.runner import WorkflowResult, run
+from graflow_async.web import runstate
+from graflow_async.web.http import ApiError
+from graflow_async.web.runstate import LiveRun, Owner, effective_status, initial_tasks
 
 MAX_LIVE = 1_000  # runs kept in memory (with their events); the oldest ended ones are forgotten first
 CANCEL_WAIT = 2.0  # seconds `cancel` waits for a run of this process to end before answering

@@ -22,14 +22,14 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 from markupsafe import Markup
 
-from ..feedback.runrecords import COMPLETED, ENDED, MAX_TASKS, RunRecordError
-from ..graph import Workflow
-from . import graphview
-from .auth import Session
-from .runpage import STATES, UNTRACKED, task_view
-from .runs_api import stream_events
-from .runviews import LISTING_STATUSES, RunViews
-from .ui import HEADERS, FeedbackUi
+from graflow_async.feedback.runrecords import COMPLETED, ENDED, MAX_TASKS, RunRecordError
+from graflow_async.graph import Workflow
+from graflow_async.web import graphview
+from graflow_async.web.auth import Session
+from graflow_async.web.runpage import STATES, UNTRACKED, task_view
+from graflow_async.web.runs_api import stream_events
+from graflow_async.web.runviews import LISTING_STATUSES, RunViews
+from graflow_async.web.ui import HEADERS, FeedbackUi
 
 # The run page runs the app's own script and reads the event stream, nothing else.
 RUN_PAGE_CSP = (

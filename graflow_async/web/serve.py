@@ -22,9 +22,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..feedback.base import FeedbackStore
-from ..graph import Workflow
-from .hosts import host_names, served_names
+from graflow_async.feedback.base import FeedbackStore
+from graflow_async.graph import Workflow
+from graflow_async.web.hosts import host_names, served_names
 
 TOKEN_ENV = "GRAFLOW_AUTH_TOKEN"
 
@@ -74,7 +74,7 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
 
 def load_workflows(refs: list[str]) -> dict[str, Workflow]:
     """``{wf.name: wf}`` for each MODULE:ATTR; UsageError for a duplicate name."""
-    from ..cli import UsageError, load_workflow
+    from graflow_async.cli import UsageError, load_workflow
 
     found: dict[str, Workflow] = {}
     for ref in refs:
@@ -87,8 +87,8 @@ def load_workflows(refs: list[str]) -> dict[str, Workflow]:
 
 def open_feedback_store(spec: str | None) -> FeedbackStore | None:
     """The store `--feedback-store` names: a directory or a Redis URL (None: the app's default)."""
-    from ..cli import UsageError
-    from ..feedback.hitl import open_feedback_store as open_store
+    from graflow_async.cli import UsageError
+    from graflow_async.feedback.hitl import open_feedback_store as open_store
 
     if not spec:
         return None
@@ -100,7 +100,7 @@ def open_feedback_store(spec: str | None) -> FeedbackStore | None:
 
 async def serve(args: argparse.Namespace) -> int:
     """Serve until cancelled or SIGTERM; returns the exit code (0)."""
-    from .app import create_app
+    from graflow_async.web.app import create_app
 
     workflows = load_workflows(args.workflow)
     token = args.auth_token or os.environ.get(TOKEN_ENV) or None
@@ -132,8 +132,8 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def _public_url(url: str | None) -> str | None:
-    from ..cli import UsageError
-    from ..feedback.notify_config import check_public_url
+    from graflow_async.cli import UsageError
+    from graflow_async.feedback.notify_config import check_public_url
 
     try:
         return None if url is None else check_public_url(url)
@@ -144,7 +144,7 @@ def _public_url(url: str | None) -> str | None:
 def _allowed_hosts(bound: str, extra: list[str], token: str | None) -> list[str] | None:
     """`allowed_hosts` for the app: the names given and those it listens on, or None (no
     check) when a token is set and no names were given, as for an app of one's own."""
-    from ..cli import UsageError
+    from graflow_async.cli import UsageError
 
     if token and not extra:
         return None

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ...exceptions import CheckpointError
-from .base import CheckpointStore
-from .file import FileCheckpointStore
-from .s3 import S3CheckpointStore, split_s3_uri
+from graflow_async.checkpoints.stores.base import CheckpointStore
+from graflow_async.checkpoints.stores.file import FileCheckpointStore
+from graflow_async.checkpoints.stores.s3 import S3CheckpointStore, split_s3_uri
+from graflow_async.exceptions import CheckpointError
 
 __all__ = [
     "DEFAULT_CHECKPOINT_DIRECTORY",

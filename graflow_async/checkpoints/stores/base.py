@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import PurePosixPath
 from types import TracebackType
 
-from ...exceptions import CheckpointError
-from ..format import signing_key_from_env
+from graflow_async.checkpoints.format import signing_key_from_env
+from graflow_async.exceptions import CheckpointError
 
 __all__ = ["CheckpointStore"]
 

@@ -10,8 +10,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from ...exceptions import CheckpointError
-from .base import CheckpointStore, check_name
+from graflow_async.checkpoints.stores.base import CheckpointStore, check_name
+from graflow_async.exceptions import CheckpointError
 
 __all__ = ["FileCheckpointStore"]
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
-from ...exceptions import CheckpointError
-from .base import CheckpointStore, check_name
+from graflow_async.checkpoints.stores.base import CheckpointStore, check_name
+from graflow_async.exceptions import CheckpointError
 
 __all__ = ["S3CheckpointStore", "split_s3_uri"]
 

@@ -9,7 +9,7 @@ batch.py       a worker's replies and acks of one loop turn in one round trip
 entries.py     how a message sits in a stream entry (payload, signature, limits)
 """
 
-from .errors import GroupsLost, MalformedReply, Refused
-from .transport import RedisStreamsTransport
+from graflow_async.transports.redis.errors import GroupsLost, MalformedReply, Refused
+from graflow_async.transports.redis.transport import RedisStreamsTransport
 
 __all__ = ["GroupsLost", "MalformedReply", "RedisStreamsTransport", "Refused"]

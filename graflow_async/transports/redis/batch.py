@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
-from ...exceptions import TransportError
+from graflow_async.exceptions import TransportError
 
 Command = tuple[Any, ...]
 

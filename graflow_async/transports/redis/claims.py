@@ -14,15 +14,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...clock import current_clock
-from ...events import LibraryLog
-from ..base import Delivery
-from ..keys import Keys
-from ..wire import MalformedMessage
-from . import replies
-from .connection import RedisConnection
-from .entries import Entries, safe_encode
-from .replies import Entry, text
+from graflow_async.clock import current_clock
+from graflow_async.events import LibraryLog
+from graflow_async.transports.base import Delivery
+from graflow_async.transports.keys import Keys
+from graflow_async.transports.redis import replies
+from graflow_async.transports.redis.connection import RedisConnection
+from graflow_async.transports.redis.entries import Entries, safe_encode
+from graflow_async.transports.redis.replies import Entry, text
+from graflow_async.transports.wire import MalformedMessage
 
 log = LibraryLog()
 DELIVERED = b"d"  # deliveries of an entry before a worker released it (the entry was put back)

@@ -30,13 +30,20 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ...clock import Backoff
-from ...events import LibraryLog, Outage
-from ...exceptions import TransportError
-from .errors import MalformedReply, Refused, ReplyError, Unavailable, is_retryable, refusal
-from .lean import Interrupt, LeanRedis
-from .protocol import MAX_REPLY_BYTES
-from .redispy import describe, execute_on_pool, pack_with_hiredis, redact
+from graflow_async.clock import Backoff
+from graflow_async.events import LibraryLog, Outage
+from graflow_async.exceptions import TransportError
+from graflow_async.transports.redis.errors import (
+    MalformedReply,
+    Refused,
+    ReplyError,
+    Unavailable,
+    is_retryable,
+    refusal,
+)
+from graflow_async.transports.redis.lean import Interrupt, LeanRedis
+from graflow_async.transports.redis.protocol import MAX_REPLY_BYTES
+from graflow_async.transports.redis.redispy import describe, execute_on_pool, pack_with_hiredis, redact
 
 T = TypeVar("T")
 Command = tuple[Any, ...]

@@ -19,7 +19,7 @@ Error replies are told apart by their first word, as redis-py tells them apart.
 
 from __future__ import annotations
 
-from ...exceptions import TransportError
+from graflow_async.exceptions import TransportError
 
 #: error replies the server gives while it cannot serve for a while: waited out
 RETRYABLE_CODES = frozenset({"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY", "MAXCLIENTS"})

@@ -18,9 +18,9 @@ from typing import Any
 
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection, parse_url
 
-from ...exceptions import TransportError
-from .errors import ReplyError, Unavailable, is_retryable, refusal
-from .protocol import LeanConnection
+from graflow_async.exceptions import TransportError
+from graflow_async.transports.redis.errors import ReplyError, Unavailable, is_retryable, refusal
+from graflow_async.transports.redis.protocol import LeanConnection
 
 MAX_IDLE_BLOCKING = 4  # blocking-read connections kept open for reuse
 

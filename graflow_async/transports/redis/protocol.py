@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import hiredis
 
-from .errors import MalformedReply, ReplyError, Unavailable
+from graflow_async.transports.redis.errors import MalformedReply, ReplyError, Unavailable
 
 #: an answer still incomplete past this many buffered bytes is taken for garbage
 MAX_REPLY_BYTES = 256 * 1024 * 1024

@@ -34,18 +34,18 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from ...actors.mailbox import MailboxClosed, MailboxReceiver, MailboxSender, open_mailbox
-from ...clock import Backoff, current_clock
-from ...events import LibraryLog, Outage
-from ...exceptions import TransportError
-from ...messages import QueueFailed, QueueLost, TaskReply, TasksLost
-from ..wire import MalformedMessage
-from . import replies
-from .connection import RedisConnection
-from .entries import Entries
-from .errors import Refused
-from .lean import Interrupt
-from .sent import CHECK_EVERY, Key, Sent
+from graflow_async.actors.mailbox import MailboxClosed, MailboxReceiver, MailboxSender, open_mailbox
+from graflow_async.clock import Backoff, current_clock
+from graflow_async.events import LibraryLog, Outage
+from graflow_async.exceptions import TransportError
+from graflow_async.messages import QueueFailed, QueueLost, TaskReply, TasksLost
+from graflow_async.transports.redis import replies
+from graflow_async.transports.redis.connection import RedisConnection
+from graflow_async.transports.redis.entries import Entries
+from graflow_async.transports.redis.errors import Refused
+from graflow_async.transports.redis.lean import Interrupt
+from graflow_async.transports.redis.sent import CHECK_EVERY, Key, Sent
+from graflow_async.transports.wire import MalformedMessage
 
 log = LibraryLog()
 POLL_MS = 500

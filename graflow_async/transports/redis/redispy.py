@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
 
-from .errors import ReplyError, error_code
+from graflow_async.transports.redis.errors import ReplyError, error_code
 
 _hiredis_pack: Any
 try:

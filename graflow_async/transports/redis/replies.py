@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .errors import MalformedReply
+from graflow_async.transports.redis.errors import MalformedReply
 
 Entry = tuple[bytes, dict[bytes, Any]]  # a stream entry: its id and its fields
 _ENTRY_ID = re.compile(rb"\d{1,20}-\d{1,20}")

@@ -21,21 +21,21 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from ...clock import current_clock
-from ...events import LibraryLog
-from ...exceptions import TransportError
-from ...messages import TaskMessage
-from ...options import number, whole
-from .. import keys
-from ..base import Delivery, Transport
-from ..signing import signer_for
-from . import replies
-from .batch import Ack, Item, WriteBatcher, commands, needs_transaction
-from .claims import Claims
-from .connection import RedisConnection
-from .entries import Entries
-from .errors import GroupsLost, Refused
-from .reader import POLL_MS, StreamInbox, StreamReader
+from graflow_async.clock import current_clock
+from graflow_async.events import LibraryLog
+from graflow_async.exceptions import TransportError
+from graflow_async.messages import TaskMessage
+from graflow_async.options import number, whole
+from graflow_async.transports import keys
+from graflow_async.transports.base import Delivery, Transport
+from graflow_async.transports.redis import replies
+from graflow_async.transports.redis.batch import Ack, Item, WriteBatcher, commands, needs_transaction
+from graflow_async.transports.redis.claims import Claims
+from graflow_async.transports.redis.connection import RedisConnection
+from graflow_async.transports.redis.entries import Entries
+from graflow_async.transports.redis.errors import GroupsLost, Refused
+from graflow_async.transports.redis.reader import POLL_MS, StreamInbox, StreamReader
+from graflow_async.transports.signing import signer_for
 
 log = LibraryLog()
 
@@ -292,7 +292,7 @@ class RedisStreamsTransport(Transport):
     def default_feedback_store(self) -> Any:
         """A `RedisFeedbackStore` on this server and namespace: the REST API and the UI of
         any app sharing the server see the questions of runs on this transport."""
-        from ...feedback.redis import RedisFeedbackStore
+        from graflow_async.feedback.redis import RedisFeedbackStore
 
         return RedisFeedbackStore(client=self.client, namespace=self.namespace)
 
