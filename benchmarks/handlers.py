@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from graflow_async import run, workflow
-from graflow_async.tasks import Task
+from graflow_async.define.tasks import Task
 
 from . import ROOT, report
 from .handler_tasks import noop

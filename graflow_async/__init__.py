@@ -14,6 +14,18 @@ See README.md and SPEC.md for the whole API.
 
 from graflow_async.checkpoints import CheckpointManager, resume
 from graflow_async.context import Channel, TaskContext
+from graflow_async.define.graph import Chain, ParallelGroup, Workflow, chain, parallel, workflow
+from graflow_async.define.policies import (
+    AtLeastNGroupPolicy,
+    BestEffortGroupPolicy,
+    CoordinationBackend,
+    CriticalGroupPolicy,
+    GroupExecutionPolicy,
+    RetryPolicy,
+    StrictGroupPolicy,
+    TaskResult,
+)
+from graflow_async.define.tasks import Task, task
 from graflow_async.events import Event
 from graflow_async.exceptions import (
     CheckpointError,
@@ -36,20 +48,8 @@ from graflow_async.exceptions import (
     WorkflowCancelledError,
 )
 from graflow_async.feedback import FeedbackRequest, FeedbackResponse, FeedbackType
-from graflow_async.graph import Chain, ParallelGroup, Workflow, chain, parallel, workflow
 from graflow_async.handlers import TaskCall, TaskHandler, register_handler
-from graflow_async.policies import (
-    AtLeastNGroupPolicy,
-    BestEffortGroupPolicy,
-    CoordinationBackend,
-    CriticalGroupPolicy,
-    GroupExecutionPolicy,
-    RetryPolicy,
-    StrictGroupPolicy,
-    TaskResult,
-)
 from graflow_async.runner import WorkflowResult, run, run_sync
-from graflow_async.tasks import Task, task
 
 __version__ = "0.1.0"
 

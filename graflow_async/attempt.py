@@ -10,11 +10,11 @@ from typing import Any
 
 from graflow_async.context import TaskContext
 from graflow_async.context_port import ContextPort
+from graflow_async.define.tasks import Task
 from graflow_async.exceptions import HandlerError, TaskTimeoutError
 from graflow_async.feedback.hitl import FeedbackSuspended
 from graflow_async.handlers import TaskCall, call_in_thread, get_handler
 from graflow_async.messages import TaskMessage, TaskReply
-from graflow_async.tasks import Task
 from graflow_async.tracing import attempt_span, finish_attempt
 
 

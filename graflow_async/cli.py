@@ -21,9 +21,9 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
+from graflow_async.define.graph import Workflow
 from graflow_async.events import Event
 from graflow_async.exceptions import GraflowError
-from graflow_async.graph import Workflow
 from graflow_async.runner import WorkflowResult, run
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SUSPENDED = 0, 1, 2, 3

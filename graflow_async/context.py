@@ -13,12 +13,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
+from graflow_async.define.tasks import Task
 from graflow_async.exceptions import CycleLimitError
 from graflow_async.messages import AddTasks, Cancel, Iterate, Terminate
 from graflow_async.plan.channel import check_key, check_value
 from graflow_async.plan.graph import tasks_in
 from graflow_async.plan.specs import component_spec
-from graflow_async.tasks import Task
 
 if TYPE_CHECKING:
     from graflow_async.context_port import Port

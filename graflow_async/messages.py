@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from graflow_async.tasks import Task
+    from graflow_async.define.tasks import Task
 
 
 class TaskMessage(NamedTuple):

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from graflow_async.compile import CompiledGraph
+from graflow_async.define.compile import CompiledGraph
+from graflow_async.define.policies import CoordinationBackend
+from graflow_async.define.tasks import unreachable_reason
 from graflow_async.exceptions import TransportError
-from graflow_async.policies import CoordinationBackend
-from graflow_async.tasks import unreachable_reason
 from graflow_async.transports import keys
 from graflow_async.transports.base import Transport
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from graflow_async.checkpoints.manager import CheckpointManager
 from graflow_async.checkpoints.snapshot import take_snapshot
-from graflow_async.compile import CompiledGraph
+from graflow_async.define.compile import CompiledGraph
 from graflow_async.events import LibraryLog
 from graflow_async.exceptions import CheckpointError, TransportError
 from graflow_async.feedback.hitl import FeedbackHost

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 from graflow_async.actors import Actor, MailboxClosed, MailboxReceiver, MailboxSender, Supervisor, open_mailbox
 from graflow_async.checkpoints.manager import CheckpointManager
 from graflow_async.clock import current_clock
-from graflow_async.compile import CompiledGraph
+from graflow_async.define.compile import CompiledGraph
+from graflow_async.define.tasks import Task
 from graflow_async.dispatch import local_messages
 from graflow_async.events import Emitter
 from graflow_async.exceptions import GraphError, TransportError
@@ -39,7 +40,6 @@ from graflow_async.plan.specs import component_from_spec
 from graflow_async.result import WorkflowResult
 from graflow_async.routes import Route, distinct
 from graflow_async.run_services import RunServices
-from graflow_async.tasks import Task
 from graflow_async.transports.base import Transport
 
 

@@ -15,19 +15,19 @@ from typing import Any
 
 from graflow_async.checkpoints.manager import CheckpointManager
 from graflow_async.checkpoints.snapshot import restore_snapshot, workflow_ref
-from graflow_async.compile import CompiledGraph
+from graflow_async.define.compile import CompiledGraph
+from graflow_async.define.graph import Workflow
+from graflow_async.define.policies import RetryPolicy
+from graflow_async.define.tasks import load_task
 from graflow_async.events import Emitter, Event, library_logger
 from graflow_async.frozen_heap import frozen
-from graflow_async.graph import Workflow
 from graflow_async.handlers import get_handler
 from graflow_async.options import run_id as check_run_id
 from graflow_async.options import whole
 from graflow_async.plan import ChannelData, RunGraph, RunPlan
-from graflow_async.policies import RetryPolicy
 from graflow_async.result import WorkflowResult
 from graflow_async.routes import open_routes
 from graflow_async.run_supervisor import RunSupervisor
-from graflow_async.tasks import load_task
 from graflow_async.tracing import run_span
 from graflow_async.transports.base import Transport
 from graflow_async.transports.memory import MemoryTransport

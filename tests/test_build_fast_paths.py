@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from graflow_async import GraphError, frozen_heap, parallel, task, workflow
-from graflow_async.tasks import Task
+from graflow_async import GraphError, parallel, task, workflow
+from graflow_async.define import collector
+from graflow_async.define.tasks import Task
 
 
 async def _job(x: int = 1) -> int:
@@ -84,10 +85,10 @@ def thresholds() -> Iterator[tuple[int, ...]]:
 
 def test_collection_is_rarer_inside_workflow_blocks_and_as_before_after(thresholds: tuple[int, ...]) -> None:
     with workflow("outer") as outer:
-        assert gc.get_threshold() == frozen_heap.BUILD_THRESHOLDS
+        assert gc.get_threshold() == collector.BUILD_THRESHOLDS
         with workflow("inner") as inner:
             inner.add(task(_job, id="i"))
-        assert gc.get_threshold() == frozen_heap.BUILD_THRESHOLDS  # until the last block closes
+        assert gc.get_threshold() == collector.BUILD_THRESHOLDS  # until the last block closes
         outer.add(task(_job, id="o"))
     assert gc.get_threshold() == thresholds
     with pytest.raises(GraphError), workflow("bad"):

@@ -24,9 +24,9 @@ from graflow_async import CheckpointError, ParallelGroupError, resume, run, task
 from graflow_async.checkpoints import encode_checkpoint, load_checkpoint
 from graflow_async.checkpoints.format import decode_checkpoint
 from graflow_async.checkpoints.snapshot import check_document, restore_snapshot
+from graflow_async.define.tasks import load_task
 from graflow_async.plan import ChannelData, RunGraph, RunPlan
 from graflow_async.plan.state import RUNNING
-from graflow_async.tasks import load_task
 
 calls: Counter[str] = Counter()
 

@@ -16,9 +16,9 @@ from test_examples import run_example
 
 from graflow_async import RemoteTaskError, RetryLimitExceededError, TaskContext, run, workflow
 from graflow_async.codec import packb
+from graflow_async.define.tasks import Task
 from graflow_async.handlers.relay import ContextRelay, frame
 from graflow_async.messages import TaskMessage
-from graflow_async.tasks import Task
 from graflow_async.transports import wire
 
 

@@ -28,8 +28,8 @@ from graflow_async import (
     run,
     workflow,
 )
+from graflow_async.define.tasks import Task
 from graflow_async.feedback import MemoryFeedbackStore
-from graflow_async.tasks import Task
 from graflow_async.transports.redis import RedisStreamsTransport
 
 

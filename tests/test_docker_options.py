@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from graflow_async import HandlerError
+from graflow_async.define.docker_options import Launch, container_config, gpu_request, parse
 from graflow_async.handlers.code_mounts import MAIN_ALIAS, function_ref, library_mounts
-from graflow_async.handlers.docker_options import Launch, container_config, gpu_request, parse
 
 
 def launch(**extra: object) -> Launch:

@@ -17,7 +17,7 @@ from graflow_async import (
     StrictGroupPolicy,
     TaskResult,
 )
-from graflow_async.policies import resolve_group_policy, retry_delay
+from graflow_async.define.policies import resolve_group_policy, retry_delay
 
 # --- RetryPolicy ------------------------------------------------------------------
 

@@ -21,9 +21,9 @@ import aiohttp
 from aiohttp import web
 
 from graflow_async import parallel, task, workflow
+from graflow_async.define.graph import Workflow
 from graflow_async.feedback import MemoryFeedbackStore
 from graflow_async.feedback.runrecords import MAX_TASKS
-from graflow_async.graph import Workflow
 from graflow_async.web import create_app, runpage
 
 

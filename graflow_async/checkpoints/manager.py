@@ -16,7 +16,7 @@ from graflow_async.events import LibraryLog
 from graflow_async.exceptions import CheckpointError
 
 if TYPE_CHECKING:
-    from graflow_async.graph import Workflow
+    from graflow_async.define.graph import Workflow
     from graflow_async.runner import WorkflowResult
 
 log = LibraryLog()
@@ -156,7 +156,7 @@ def _default_store_root(location: str, run_id: str) -> str:
 
 def _import_workflow(ref: str | None, location: str) -> Workflow:
     from graflow_async.cli import UsageError, load_object
-    from graflow_async.graph import Workflow
+    from graflow_async.define.graph import Workflow
 
     hint = "pass resume(..., workflow=...)"
     if not ref:

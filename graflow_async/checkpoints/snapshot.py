@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from graflow_async.checkpoints.fields import check_fields, invalid
 from graflow_async.checkpoints.plan_fields import MAX_NODES, Bounds, check_added, check_ids, check_plan
-from graflow_async.compile import CompiledGraph
+from graflow_async.define.compile import CompiledGraph
+from graflow_async.define.policies import TaskResult
 from graflow_async.exceptions import CheckpointError, GraflowError, GraphError, RemoteTaskError
 from graflow_async.plan.specs import component_from_spec, component_spec
 from graflow_async.plan.state import DONE, FAILED, IDLE, QUEUED, RETRY, RUNNING, SUSPENDED
-from graflow_async.policies import TaskResult
 
 if TYPE_CHECKING:
-    from graflow_async.graph import Workflow
+    from graflow_async.define.graph import Workflow
+    from graflow_async.define.tasks import Task
     from graflow_async.plan import RunPlan
-    from graflow_async.tasks import Task
 
 KIND = "graflow-async checkpoint"
 _descriptions: dict[str, dict[str, Any]] = {}  # by fingerprint: computed once per graph shape

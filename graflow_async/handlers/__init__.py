@@ -19,8 +19,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from graflow_async.define.tasks import _is_async
 from graflow_async.exceptions import HandlerError
-from graflow_async.tasks import _is_async
 from graflow_async.threads import RunThreadPool
 
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from graflow_async.define.docker_options import CODE_DIR, LIB_DIR
 from graflow_async.exceptions import HandlerError
-from graflow_async.handlers.docker_options import CODE_DIR, LIB_DIR
 
 MAIN_ALIAS = "__graflow_main__"  # the module name a script's tasks are imported by in the container
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")

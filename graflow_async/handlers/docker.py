@@ -27,11 +27,11 @@ from typing import Any
 import aiodocker
 import aiohttp
 
+from graflow_async.define import docker_options
+from graflow_async.define.docker_options import DockerOptions, Launch, container_config
 from graflow_async.events import LibraryLog
 from graflow_async.exceptions import HandlerError, TaskFailedError, TaskTimeoutError
-from graflow_async.handlers import docker_options
 from graflow_async.handlers.code_mounts import code_mounts
-from graflow_async.handlers.docker_options import DockerOptions, Launch, container_config
 from graflow_async.handlers.isolated import CallDirectory, NoReply, call_directory
 
 log = LibraryLog()

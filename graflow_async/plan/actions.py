@@ -9,7 +9,7 @@ from array import array
 from collections.abc import MutableSequence
 from typing import Any, NamedTuple
 
-from graflow_async.tasks import Task
+from graflow_async.define.tasks import Task
 
 
 class Dispatch(NamedTuple):

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from graflow_async.compile import CompiledGraph
+from graflow_async.define.compile import CompiledGraph
+from graflow_async.define.graph import Chain, ParallelGroup
+from graflow_async.define.policies import GroupExecutionPolicy, TaskResult
+from graflow_async.define.tasks import Task
 from graflow_async.exceptions import GraphError
-from graflow_async.graph import Chain, ParallelGroup
-from graflow_async.policies import GroupExecutionPolicy, TaskResult
-from graflow_async.tasks import Task
 
 UNFINISHED, SUCCEEDED, FAILED = 0, 1, 2  # GroupState.outcome
 

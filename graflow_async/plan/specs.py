@@ -15,16 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from graflow_async.exceptions import GraphError
-from graflow_async.graph import Chain, ParallelGroup
-from graflow_async.policies import (
+from graflow_async.define.graph import Chain, ParallelGroup
+from graflow_async.define.policies import (
     AtLeastNGroupPolicy,
     BestEffortGroupPolicy,
     CriticalGroupPolicy,
     GroupExecutionPolicy,
     StrictGroupPolicy,
 )
-from graflow_async.tasks import Task, unreachable_reason
+from graflow_async.define.tasks import Task, unreachable_reason
+from graflow_async.exceptions import GraphError
 
 MAX_DEPTH = 16
 MAX_TASKS = 100_000

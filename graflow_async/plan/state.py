@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from graflow_async.define.policies import RetryPolicy, TaskResult
 from graflow_async.exceptions import HandlerError, RemoteTaskError, RetryLimitExceededError, TaskFailedError
 from graflow_async.plan.actions import Emit
 from graflow_async.plan.graph import RunGraph
-from graflow_async.policies import RetryPolicy, TaskResult
 
 IDLE, QUEUED, RUNNING, RETRY, DONE, FAILED, SUSPENDED = range(7)
 STATUS_NAMES = ("idle", "queued", "running", "retry", "done", "failed", "suspended")

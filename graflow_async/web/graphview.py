@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from html import escape
 from itertools import chain
 
-from graflow_async.compile import CompiledGraph
+from graflow_async.define.compile import CompiledGraph
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD, MARGIN = 150, 36, 28, 46, 10, 16
 MAX_TASKS = 300  # more tasks than this are not drawn: rows of hundreds of boxes help nobody

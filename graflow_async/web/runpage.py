@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from graflow_async.compile import CompiledGraph
+from graflow_async.define.compile import CompiledGraph
+from graflow_async.define.graph import Workflow
 from graflow_async.exceptions import GraphError
 from graflow_async.feedback.runrecords import MAX_TASKS
-from graflow_async.graph import Workflow
 from graflow_async.web.graphview import Layout, drawable, layout, levels, render_svg, task_order
 
 TASKS_PER_PAGE = 500  # rows of the task table on one page

@@ -22,8 +22,8 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 from markupsafe import Markup
 
+from graflow_async.define.graph import Workflow
 from graflow_async.feedback.runrecords import COMPLETED, ENDED, MAX_TASKS, RunRecordError
-from graflow_async.graph import Workflow
 from graflow_async.web import graphview
 from graflow_async.web.auth import Session
 from graflow_async.web.runpage import STATES, UNTRACKED, task_view

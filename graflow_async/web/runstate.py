@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from graflow_async.define.graph import Workflow
 from graflow_async.events import Event
 from graflow_async.feedback.runrecords import (
     CANCELLED,
@@ -37,7 +38,6 @@ from graflow_async.feedback.runrecords import (
     SUSPENDED,
     bounded_results,
 )
-from graflow_async.graph import Workflow
 
 LEASE_SECONDS = 15.0  # how long a running record's owner vouches for it; renewed every third of it
 MAX_EVENTS = 10_000  # events kept per run for /events subscribers

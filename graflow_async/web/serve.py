@@ -22,8 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from graflow_async.define.graph import Workflow
 from graflow_async.feedback.base import FeedbackStore
-from graflow_async.graph import Workflow
 from graflow_async.web.hosts import host_names, served_names
 
 TOKEN_ENV = "GRAFLOW_AUTH_TOKEN"

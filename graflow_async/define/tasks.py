@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, overload
 
-from graflow_async.compose import Composable
+from graflow_async.define.compose import Composable
+from graflow_async.define.policies import RetryPolicy
 from graflow_async.exceptions import GraphError
 from graflow_async.options import number, whole
-from graflow_async.policies import RetryPolicy
 
 _MISSING: Any = object()
 #: the `bound` and `handler_kwargs` of every task that has none (never mutated: the
@@ -220,7 +220,7 @@ class Task(Composable):
         self.handler = handler
         self.handler_kwargs = dict(handler_kwargs) if handler_kwargs else _NO_ARGS
         if handler == "docker":  # HandlerError for a bad or unknown option, where the task is declared
-            from graflow_async.handlers.docker_options import parse
+            from graflow_async.define.docker_options import parse
 
             parse(self.handler_kwargs, task_id)
         self.timeout = float(timeout) if timeout is not None else None
@@ -234,7 +234,7 @@ class Task(Composable):
         With `task_id`, or inside a workflow block: a new `Task` with `kwargs` bound.
         Outside a block without `task_id`: calls the function itself.
         """
-        from graflow_async.graph import current_workflow
+        from graflow_async.define.graph import current_workflow
 
         wf = current_workflow()
         if task_id is None and wf is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from graflow_async.graph import Chain, ParallelGroup
+    from graflow_async.define.graph import Chain, ParallelGroup
 
 
 class Composable:
@@ -14,21 +14,21 @@ class Composable:
     __slots__ = ()
 
     def __rshift__(self, other: Any) -> Chain:
-        from graflow_async.graph import sequence
+        from graflow_async.define.graph import sequence
 
         return sequence(self, other)
 
     def __rrshift__(self, other: Any) -> Chain:
-        from graflow_async.graph import sequence
+        from graflow_async.define.graph import sequence
 
         return sequence(other, self)
 
     def __or__(self, other: Any) -> ParallelGroup:
-        from graflow_async.graph import group_of
+        from graflow_async.define.graph import group_of
 
         return group_of(self, other)
 
     def __ror__(self, other: Any) -> ParallelGroup:
-        from graflow_async.graph import group_of
+        from graflow_async.define.graph import group_of
 
         return group_of(other, self)

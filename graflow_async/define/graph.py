@@ -16,19 +16,19 @@ from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Union, cast
 
-from graflow_async.compose import Composable
-from graflow_async.exceptions import GraphError
-from graflow_async.frozen_heap import collect_as_before, collect_less
-from graflow_async.policies import (
+from graflow_async.define.collector import collect_as_before, collect_less
+from graflow_async.define.compose import Composable
+from graflow_async.define.policies import (
     CoordinationBackend,
     GroupExecutionPolicy,
     StrictGroupPolicy,
     resolve_group_policy,
 )
-from graflow_async.tasks import Task
+from graflow_async.define.tasks import Task
+from graflow_async.exceptions import GraphError
 
 if TYPE_CHECKING:
-    from graflow_async.compile import CompiledGraph
+    from graflow_async.define.compile import CompiledGraph
 
 Node = Union[Task, "ParallelGroup"]  # what a link joins
 Component = Union[Task, "Chain", "ParallelGroup"]
@@ -335,7 +335,7 @@ class Workflow:
     def compile(self) -> CompiledGraph:
         """The runtime graph (cached until the workflow changes); GraphError if invalid."""
         if self._compiled is None:
-            from graflow_async.compile import compile_workflow
+            from graflow_async.define.compile import compile_workflow
 
             self._compiled = compile_workflow(self)
         return self._compiled

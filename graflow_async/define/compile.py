@@ -19,11 +19,11 @@ from itertools import repeat
 from operator import add, attrgetter, is_not
 from typing import Any, cast
 
+from graflow_async.define.graph import Chain, Component, ParallelGroup, Workflow, _first, _last, member_id
+from graflow_async.define.graph_order import sinks, topological_order, zeros
+from graflow_async.define.policies import CoordinationBackend, GroupExecutionPolicy
+from graflow_async.define.tasks import Task
 from graflow_async.exceptions import GraphError
-from graflow_async.graph import Chain, Component, ParallelGroup, Workflow, _first, _last, member_id
-from graflow_async.graph_order import sinks, topological_order, zeros
-from graflow_async.policies import CoordinationBackend, GroupExecutionPolicy
-from graflow_async.tasks import Task
 
 
 @dataclass(frozen=True, slots=True)
