@@ -21,6 +21,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
+from graflow_async import loading
 from graflow_async.define.graph import Workflow
 from graflow_async.events import Event
 from graflow_async.exceptions import GraflowError
@@ -34,26 +35,11 @@ class UsageError(Exception):
 
 
 def load_object(ref: str) -> Any:
-    """Import ``module:attr`` (attr may be dotted); the current directory is importable."""
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise UsageError(f"expected MODULE:ATTR, got {ref!r}")
-    _importable_cwd()
+    """`loading.load_object`, a failure a usage error."""
     try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise UsageError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise UsageError(f"{module_name!r} has no attribute {attr!r}") from None
-    return obj
-
-
-def _importable_cwd() -> None:
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+        return loading.load_object(ref)
+    except LookupError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def load_workflow(ref: str) -> Workflow:
@@ -200,7 +186,7 @@ async def _worker_command(args: argparse.Namespace) -> int:
             secret = read_secret_file(args.secret_file)
         except (OSError, ValueError) as exc:
             raise UsageError(f"--secret-file: {exc}") from exc
-    _importable_cwd()
+    loading.importable_cwd()
     for module in args.imports:
         try:
             importlib.import_module(module)

@@ -138,7 +138,7 @@ class TaskContext:
     def log(self) -> Any:
         """A structlog logger bound to this run and task."""
         if self._log is None:
-            from graflow_async.events import library_logger
+            from graflow_async.logs import library_logger
 
             self._log = library_logger().bind(run_id=self.run_id, task_id=self.task_id)
         return self._log

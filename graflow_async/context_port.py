@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from graflow_async.actors import MailboxClosed
-from graflow_async.events import LibraryLog
 from graflow_async.exceptions import TransportError
+from graflow_async.logs import LibraryLog
 from graflow_async.messages import ContextReply, ContextRequest, QueueFailed, QueueLost, TaskMessage
 from graflow_async.transports.base import Transport
 

@@ -24,10 +24,10 @@ from graflow_async.attempt import failed, run_attempt
 from graflow_async.clock import Backoff, current_clock, within
 from graflow_async.context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
 from graflow_async.define.tasks import Task
-from graflow_async.events import LibraryLog, Outage
 from graflow_async.exceptions import TransportError
 from graflow_async.handlers import thread_pool
 from graflow_async.local_attempts import LocalAttempts
+from graflow_async.logs import LibraryLog, Outage
 from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.options import whole
 from graflow_async.threads import RunThreadPool, shutdown

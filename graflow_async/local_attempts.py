@@ -39,8 +39,8 @@ from typing import Any
 from graflow_async.actors import Supervisor
 from graflow_async.attempt import failed
 from graflow_async.define.tasks import Task
-from graflow_async.events import LibraryLog
 from graflow_async.exceptions import HandlerError, TransportError
+from graflow_async.logs import LibraryLog
 from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.threads import DROPPED, RunThreadPool
 from graflow_async.transports.base import Transport

@@ -34,7 +34,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Hi
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from graflow_async.events import Event, LibraryLog
+from graflow_async.events import Event
+from graflow_async.logs import LibraryLog
 
 if TYPE_CHECKING:
     from aiohttp import web

@@ -19,9 +19,9 @@ from typing import Any
 from graflow_async.checkpoints.manager import CheckpointManager
 from graflow_async.checkpoints.snapshot import take_snapshot
 from graflow_async.define.compile import CompiledGraph
-from graflow_async.events import LibraryLog
 from graflow_async.exceptions import CheckpointError, TransportError
 from graflow_async.feedback.hitl import FeedbackHost
+from graflow_async.logs import LibraryLog
 from graflow_async.messages import ContextReply, ContextRequest
 from graflow_async.plan import ChannelData, RunPlan
 

@@ -19,9 +19,10 @@ from graflow_async.define.compile import CompiledGraph
 from graflow_async.define.graph import Workflow
 from graflow_async.define.policies import RetryPolicy
 from graflow_async.define.tasks import load_task
-from graflow_async.events import Emitter, Event, library_logger
+from graflow_async.events import Emitter, Event
 from graflow_async.frozen_heap import frozen
 from graflow_async.handlers import get_handler
+from graflow_async.logs import library_logger
 from graflow_async.options import run_id as check_run_id
 from graflow_async.options import whole
 from graflow_async.plan import ChannelData, RunGraph, RunPlan

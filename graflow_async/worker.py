@@ -23,9 +23,9 @@ from graflow_async.actors import Supervisor
 from graflow_async.clock import current_clock, within
 from graflow_async.context_port import REMOTE_ANSWER_TIMEOUT
 from graflow_async.define.tasks import Task, load_task
-from graflow_async.events import LibraryLog
 from graflow_async.exceptions import TransportError
 from graflow_async.executor import Executor
+from graflow_async.logs import LibraryLog
 from graflow_async.messages import TaskMessage
 from graflow_async.options import number, whole
 from graflow_async.transports import keys

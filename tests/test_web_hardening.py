@@ -19,8 +19,8 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
-from graflow_async.events import library_logger
 from graflow_async.feedback import FeedbackRequest, FeedbackType, FileFeedbackStore, MemoryFeedbackStore
+from graflow_async.logs import library_logger
 from graflow_async.web import create_app
 from graflow_async.web import http as web_http
 

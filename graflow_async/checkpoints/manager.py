@@ -12,8 +12,9 @@ from graflow_async.checkpoints.format import decode_checkpoint, encode_checkpoin
 from graflow_async.checkpoints.runlock import completed_at, mark_completed, run_lease
 from graflow_async.checkpoints.snapshot import check_document, check_same_graph
 from graflow_async.checkpoints.stores import CheckpointStore, open_store, store_for_location
-from graflow_async.events import LibraryLog
 from graflow_async.exceptions import CheckpointError
+from graflow_async.loading import load_object
+from graflow_async.logs import LibraryLog
 
 if TYPE_CHECKING:
     from graflow_async.define.graph import Workflow
@@ -155,7 +156,6 @@ def _default_store_root(location: str, run_id: str) -> str:
 
 
 def _import_workflow(ref: str | None, location: str) -> Workflow:
-    from graflow_async.cli import UsageError, load_object
     from graflow_async.define.graph import Workflow
 
     hint = "pass resume(..., workflow=...)"
@@ -166,7 +166,7 @@ def _import_workflow(ref: str | None, location: str) -> Workflow:
         )
     try:
         obj = load_object(ref)
-    except UsageError as exc:
+    except LookupError as exc:
         raise CheckpointError(f"cannot import workflow {ref} for {location!r}: {exc}; {hint}") from exc
     if not isinstance(obj, Workflow):
         raise CheckpointError(f"{ref} is {type(obj).__name__}, not a workflow; {hint}")

@@ -25,8 +25,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from graflow_async.checkpoints.stores import CheckpointStore
-from graflow_async.events import LibraryLog
 from graflow_async.exceptions import CheckpointError
+from graflow_async.logs import LibraryLog
 
 log = LibraryLog()
 LEASE_SECONDS = 30.0

@@ -39,7 +39,6 @@ from typing import Any
 
 from watchfiles import Change, awatch
 
-from graflow_async.events import LibraryLog
 from graflow_async.exceptions import (
     FeedbackAlreadyAnsweredError,
     FeedbackError,
@@ -57,6 +56,7 @@ from graflow_async.feedback.models import (
     FeedbackResponse,
     validate_response,
 )
+from graflow_async.logs import LibraryLog
 
 log = LibraryLog()
 

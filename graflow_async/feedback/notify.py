@@ -18,9 +18,9 @@ import aiohttp
 from yarl import URL
 
 from graflow_async.clock import current_clock
-from graflow_async.events import library_logger
 from graflow_async.feedback.models import FeedbackRequest
 from graflow_async.feedback.notify_config import check_config
+from graflow_async.logs import library_logger
 
 RETRYABLE_STATUSES = frozenset({408, 429})
 

@@ -29,7 +29,6 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from graflow_async.events import LibraryLog
 from graflow_async.exceptions import (
     FeedbackAlreadyAnsweredError,
     FeedbackError,
@@ -48,6 +47,7 @@ from graflow_async.feedback.models import (
     validate_response,
 )
 from graflow_async.feedback.redis_runs import RedisRunRecords
+from graflow_async.logs import LibraryLog
 from graflow_async.options import number
 from graflow_async.transports.redis.redispy import redact
 

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from graflow_async.events import LibraryLog
 from graflow_async.feedback.runrecords import (
     MAX_RECORD_BYTES,
     RunRecordError,
@@ -28,6 +27,7 @@ from graflow_async.feedback.runrecords import (
     encode_record,
     matches,
 )
+from graflow_async.logs import LibraryLog
 
 log = LibraryLog()
 _BATCH = 200

@@ -29,10 +29,10 @@ import aiohttp
 
 from graflow_async.define import docker_options
 from graflow_async.define.docker_options import DockerOptions, Launch, container_config
-from graflow_async.events import LibraryLog
 from graflow_async.exceptions import HandlerError, TaskFailedError, TaskTimeoutError
 from graflow_async.handlers.code_mounts import code_mounts
 from graflow_async.handlers.isolated import CallDirectory, NoReply, call_directory
+from graflow_async.logs import LibraryLog
 
 log = LibraryLog()
 LOG_TAIL_LINES = 40

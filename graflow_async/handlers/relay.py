@@ -18,9 +18,9 @@ from typing import Any
 
 from graflow_async.codec import packb, unpackb
 from graflow_async.context import TaskContext, relay_call
-from graflow_async.events import LibraryLog
 from graflow_async.exceptions import TransportError
 from graflow_async.feedback.models import FeedbackRequest
+from graflow_async.logs import LibraryLog
 from graflow_async.messages import ContextReply, TaskMessage
 from graflow_async.transports import wire
 

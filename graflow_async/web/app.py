@@ -11,10 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from graflow_async.define.graph import Workflow
-from graflow_async.events import library_logger
 from graflow_async.feedback.base import FeedbackStore
 from graflow_async.feedback.memory import MemoryFeedbackStore
 from graflow_async.feedback.notify_config import check_public_url
+from graflow_async.logs import library_logger
 from graflow_async.metrics import Metrics, metrics_response
 from graflow_async.web.api import FeedbackApi
 from graflow_async.web.auth import ApiHandler, Auth

@@ -23,8 +23,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from graflow_async.events import library_logger
 from graflow_async.exceptions import FeedbackError
+from graflow_async.logs import library_logger
 from graflow_async.web.http import ApiError, feedback_status, json_error, traceback_text
 
 SESSION_COOKIE = "graflow_session"

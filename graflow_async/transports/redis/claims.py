@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from graflow_async.clock import current_clock
-from graflow_async.events import LibraryLog
+from graflow_async.logs import LibraryLog
 from graflow_async.transports.base import Delivery
 from graflow_async.transports.keys import Keys
 from graflow_async.transports.redis import replies

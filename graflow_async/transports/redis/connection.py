@@ -31,8 +31,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from graflow_async.clock import Backoff
-from graflow_async.events import LibraryLog, Outage
 from graflow_async.exceptions import TransportError
+from graflow_async.logs import LibraryLog, Outage
 from graflow_async.transports.redis.errors import (
     MalformedReply,
     Refused,

@@ -36,8 +36,8 @@ from typing import Any
 
 from graflow_async.actors.mailbox import MailboxClosed, MailboxReceiver, MailboxSender, open_mailbox
 from graflow_async.clock import Backoff, current_clock
-from graflow_async.events import LibraryLog, Outage
 from graflow_async.exceptions import TransportError
+from graflow_async.logs import LibraryLog, Outage
 from graflow_async.messages import QueueFailed, QueueLost, TaskReply, TasksLost
 from graflow_async.transports.redis import replies
 from graflow_async.transports.redis.connection import RedisConnection

@@ -22,8 +22,8 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from graflow_async.clock import current_clock
-from graflow_async.events import LibraryLog
 from graflow_async.exceptions import TransportError
+from graflow_async.logs import LibraryLog
 from graflow_async.messages import TaskMessage
 from graflow_async.options import number, whole
 from graflow_async.transports import keys
