@@ -168,8 +168,8 @@ async def floors(url: str, *, pings: int = 2000, xadds: int = 100_000, batch: in
     import redis
     from redis.asyncio import Redis
 
-    from graflow_async.messages import TaskMessage
-    from graflow_async.transports.wire import encode
+    from graflow_async.wire.envelope import encode
+    from graflow_async.wire.messages import TaskMessage
 
     sample = encode(TaskMessage("0" * 32, "t12345", 12345, 1, "run:" + "0" * 32 + ":replies", {}, None,
                                 f"{TASK_MODULE}:_noop", 30.0, 5, False))

@@ -14,8 +14,8 @@ from graflow_async.define.tasks import Task
 from graflow_async.exceptions import HandlerError, TaskTimeoutError
 from graflow_async.feedback.hitl import FeedbackSuspended
 from graflow_async.handlers import TaskCall, call_in_thread, get_handler
-from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.tracing import attempt_span, finish_attempt
+from graflow_async.wire.messages import TaskMessage, TaskReply
 
 
 async def run_attempt(msg: TaskMessage, task: Task, port: ContextPort) -> TaskReply:

@@ -15,21 +15,22 @@ from typing import TYPE_CHECKING, Any
 
 from graflow_async.define.tasks import Task
 from graflow_async.exceptions import CycleLimitError
-from graflow_async.messages import AddTasks, Cancel, Iterate, Terminate
-from graflow_async.plan.channel import check_key, check_value
+from graflow_async.plan.channel import check_key
+from graflow_async.plan.directives import AddTasks, Cancel, Iterate, Terminate
 from graflow_async.plan.graph import tasks_in
 from graflow_async.plan.specs import component_spec
+from graflow_async.wire.codec import check_value
 
 if TYPE_CHECKING:
     from graflow_async.context_port import Port
     from graflow_async.feedback.models import FeedbackResponse, FeedbackType
-    from graflow_async.messages import TaskMessage
+    from graflow_async.wire.messages import TaskMessage
 
 
 class Channel(ABC):
     """An async key-value store shared by the tasks of one run.
 
-    Values must be msgpack-serializable (see `graflow_async.codec`): tasks may run on
+    Values must be msgpack-serializable (see `graflow_async.wire.codec`): tasks may run on
     workers, and a checkpoint saves the channel. `append` and `incr` are atomic across
     every task of the run.
     """

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 from graflow_async.actors import MailboxClosed
 from graflow_async.exceptions import TransportError
 from graflow_async.logs import LibraryLog
-from graflow_async.messages import ContextReply, ContextRequest, QueueFailed, QueueLost, TaskMessage
 from graflow_async.transports.base import Transport
+from graflow_async.wire.messages import ContextReply, ContextRequest, QueueFailed, QueueLost, TaskMessage
 
 log = LibraryLog()
 #: how long a task on a worker waits for its run to answer a context request before it

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, overload
 
-from graflow_async.messages import TaskMessage
 from graflow_async.plan import Dispatch
+from graflow_async.wire.messages import TaskMessage
 
 EAGER_UP_TO = 64  # a batch this small is made at once: a view's own calls would cost more
 

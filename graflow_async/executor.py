@@ -28,10 +28,10 @@ from graflow_async.exceptions import TransportError
 from graflow_async.handlers import thread_pool
 from graflow_async.local_attempts import LocalAttempts
 from graflow_async.logs import LibraryLog, Outage
-from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.options import whole
 from graflow_async.threads import RunThreadPool, shutdown
 from graflow_async.transports.base import Delivery, Transport
+from graflow_async.wire.messages import TaskMessage, TaskReply
 
 if TYPE_CHECKING:
     from graflow_async.metrics import Metrics

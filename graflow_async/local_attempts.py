@@ -41,9 +41,9 @@ from graflow_async.attempt import failed
 from graflow_async.define.tasks import Task
 from graflow_async.exceptions import HandlerError, TransportError
 from graflow_async.logs import LibraryLog
-from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.threads import DROPPED, RunThreadPool
 from graflow_async.transports.base import Transport
+from graflow_async.wire.messages import TaskMessage, TaskReply
 
 log = LibraryLog()
 CHUNK = 128

@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from graflow_async.executor import Executor
-    from graflow_async.messages import TaskMessage, TaskReply
     from graflow_async.transports.redis import RedisStreamsTransport
+    from graflow_async.wire.messages import TaskMessage, TaskReply
 
 log = LibraryLog()
 MAX_TASK_LABELS = 1000

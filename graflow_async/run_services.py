@@ -22,8 +22,8 @@ from graflow_async.define.compile import CompiledGraph
 from graflow_async.exceptions import CheckpointError, TransportError
 from graflow_async.feedback.hitl import FeedbackHost
 from graflow_async.logs import LibraryLog
-from graflow_async.messages import ContextReply, ContextRequest
 from graflow_async.plan import ChannelData, RunPlan
+from graflow_async.wire.messages import ContextReply, ContextRequest
 
 log = LibraryLog()
 _LATER: Any = object()  # the answer comes from a child

@@ -24,8 +24,14 @@ from graflow_async.events import Emitter
 from graflow_async.exceptions import GraphError, TransportError
 from graflow_async.executor import Executor
 from graflow_async.feedback.hitl import FeedbackHost
-from graflow_async.messages import (
-    AddTasks,
+from graflow_async.plan import ChannelData, Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
+from graflow_async.plan.directives import AddTasks
+from graflow_async.plan.specs import component_from_spec
+from graflow_async.result import WorkflowResult
+from graflow_async.routes import Route, distinct
+from graflow_async.run_services import RunServices
+from graflow_async.transports.base import Transport
+from graflow_async.wire.messages import (
     ContextReply,
     ContextRequest,
     QueueFailed,
@@ -35,12 +41,6 @@ from graflow_async.messages import (
     TaskReply,
     TasksLost,
 )
-from graflow_async.plan import ChannelData, Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
-from graflow_async.plan.specs import component_from_spec
-from graflow_async.result import WorkflowResult
-from graflow_async.routes import Route, distinct
-from graflow_async.run_services import RunServices
-from graflow_async.transports.base import Transport
 
 
 class Later(NamedTuple):

@@ -32,6 +32,7 @@ from graflow_async.run_supervisor import RunSupervisor
 from graflow_async.tracing import run_span
 from graflow_async.transports.base import Transport
 from graflow_async.transports.memory import MemoryTransport
+from graflow_async.wire.codec import check_value
 
 __all__ = ["WorkflowResult", "run", "run_sync", "start_run"]
 
@@ -83,7 +84,7 @@ async def start_run(
     run_id = check_run_id(run_id) if run_id is not None else uuid.uuid4().hex
     main = transport or MemoryTransport()
     emitter = Emitter(run_id, on_event, library_logger().bind(run_id=run_id))
-    channel = ChannelData({**(snapshot or {}).get("channel", {}), **(initial_channel or {})})
+    channel = ChannelData(_travelling({**(snapshot or {}).get("channel", {}), **(initial_channel or {})}))
     plan = RunPlan(RunGraph(compiled), channel, default_retry=RetryPolicy(max_retries=default_max_retries),
                    max_cycles=max_cycles, wants_steps=emitter.wants_steps)
     async with contextlib.AsyncExitStack() as stack:
@@ -140,3 +141,10 @@ def run_sync(workflow: Workflow, **kwargs: Any) -> WorkflowResult:
     except RuntimeError:
         return asyncio.run(run(workflow, **kwargs))
     raise RuntimeError("run_sync() cannot be called from a running event loop; use `await run(...)`")
+
+
+def _travelling(values: dict[str, Any]) -> dict[str, Any]:
+    """`values`, once each is shown to be serializable (TypeError naming the key otherwise)."""
+    for key, value in values.items():
+        check_value(key, value)
+    return values

@@ -25,10 +25,9 @@ except ImportError:  # the otel extra is not installed
     trace = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from graflow_async.messages import TaskMessage, TaskReply
+    from graflow_async.wire.messages import TaskMessage, TaskReply
 
 TRACER = "graflow_async"
-MAX_CARRIER_ITEMS, MAX_CARRIER_TEXT = 8, 512  # what a message may carry, from workers we do not trust
 
 
 def active() -> bool:
@@ -58,16 +57,6 @@ def carrier() -> dict[str, str]:
     if trace is not None:
         propagate.inject(headers)
     return headers
-
-
-def valid_carrier(value: Any) -> dict[str, str] | None:
-    """`value` if it is a small map of short texts (a message's carrier), else None."""
-    if not isinstance(value, dict) or len(value) > MAX_CARRIER_ITEMS:
-        return None
-    for k, v in value.items():
-        if not isinstance(k, str) or not isinstance(v, str) or len(k) > MAX_CARRIER_TEXT or len(v) > MAX_CARRIER_TEXT:
-            return None
-    return value
 
 
 @contextlib.contextmanager

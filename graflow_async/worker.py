@@ -26,10 +26,10 @@ from graflow_async.define.tasks import Task, load_task
 from graflow_async.exceptions import TransportError
 from graflow_async.executor import Executor
 from graflow_async.logs import LibraryLog
-from graflow_async.messages import TaskMessage
 from graflow_async.options import number, whole
 from graflow_async.transports import keys
 from graflow_async.transports.redis import RedisStreamsTransport
+from graflow_async.wire.messages import TaskMessage
 
 log = LibraryLog()
 

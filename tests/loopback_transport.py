@@ -1,7 +1,7 @@
 """A third transport, for the tests: queues in this process that behave like remote ones.
 
 `LoopbackTransport` keeps its queues in memory but passes every message through
-`transports.wire` (``encode`` on send, ``decode`` on receive), so nothing travels by
+`wire.envelope` (``encode`` on send, ``decode`` on receive), so nothing travels by
 reference: a run on it dispatches tasks by import path to whatever executor serves
 `keys.TASK_QUEUE`, exactly as a run on Redis does. It implements only the core of the
 contract (`send`, `receive`, `ack`, `aclose`, `closed`) and `discard`; everything
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from graflow_async.exceptions import TransportError
-from graflow_async.transports import wire
 from graflow_async.transports.base import Delivery, Transport
+from graflow_async.wire import envelope
 
 
 class _Queue:
@@ -37,8 +37,8 @@ class _Queue:
 class LoopbackTransport(Transport):
     """Named FIFO queues in memory, every message serialized with the wire format.
 
-    `encoded` and `decoded` count the messages that went through `wire.encode` and
-    `wire.decode`.
+    `encoded` and `decoded` count the messages that went through `envelope.encode` and
+    `envelope.decode`.
     """
 
     in_process = False
@@ -70,7 +70,7 @@ class LoopbackTransport(Transport):
     async def send(self, queue: str, messages: Sequence[Any]) -> None:
         q = self._open(queue)
         for message in messages:
-            data = wire.encode(message)
+            data = envelope.encode(message)
             self.encoded += 1
             q.ready.append((str(next(self._ids)), data))
         if messages:
@@ -93,7 +93,7 @@ class LoopbackTransport(Transport):
         for _ in range(count):
             ident, data = q.ready.popleft()
             q.pending[ident] = data
-            out.append(Delivery(ident, wire.decode(data)))
+            out.append(Delivery(ident, envelope.decode(data)))
             self.decoded += 1
         return out
 

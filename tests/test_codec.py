@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from graflow_async.codec import packb, unpackb
+from graflow_async.wire.codec import packb, unpackb
 
 UTC = dt.UTC
 ODD_OFFSET = dt.timezone(dt.timedelta(hours=-3, minutes=-30, seconds=-15, microseconds=-7))
@@ -193,7 +193,7 @@ def test_nesting_deep_enough_to_overflow_the_stack_is_refused_not_fatal() -> Non
     hundred inside each other (a few KB of bytes) used to kill the process."""
     import msgpack
 
-    from graflow_async.codec import MAX_NESTING, TooDeep
+    from graflow_async.wire.codec import MAX_NESTING, TooDeep
 
     data = msgpack.packb([])
     for _ in range(MAX_NESTING * 4):

@@ -15,11 +15,11 @@ import pytest
 from test_examples import run_example
 
 from graflow_async import RemoteTaskError, RetryLimitExceededError, TaskContext, run, workflow
-from graflow_async.codec import packb
 from graflow_async.define.tasks import Task
 from graflow_async.handlers.relay import ContextRelay, frame
-from graflow_async.messages import TaskMessage
-from graflow_async.transports import wire
+from graflow_async.wire import envelope
+from graflow_async.wire.codec import packb
+from graflow_async.wire.messages import TaskMessage
 
 
 def single(t: Task, **bound: Any) -> Any:
@@ -100,6 +100,6 @@ async def test_the_relay_closes_a_connection_sending_malformed_frames(tmp_path: 
         writer.write(frame(packb({"id": "1", "op": "channel.keys", "args": {}, "timeout": None})))
         await writer.drain()
         size = int.from_bytes(await reader.readexactly(4), "big")
-        reply = wire.decode(await reader.readexactly(size))
+        reply = envelope.decode(await reader.readexactly(size))
         assert reply.ok and reply.value == "channel.keys" and port.ops == ["channel.keys"]
         writer.close()

@@ -18,9 +18,9 @@ from worker_processes import RUN_TIMEOUT, Workers, wait_exit, wait_for
 
 from graflow_async import TaskFailedError, chain, parallel, run, workflow
 from graflow_async.exceptions import RemoteTaskError
-from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.transports.redis import RedisStreamsTransport
 from graflow_async.transports.redis.replies import text
+from graflow_async.wire.messages import TaskMessage, TaskReply
 
 
 async def remote_run(url: str, wf: Any, **kwargs: Any) -> Any:

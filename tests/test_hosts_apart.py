@@ -37,8 +37,8 @@ from netns import Topology, ip_command
 from redis_server import REDIS_SERVER
 from worker_processes import TESTS, Worker, worker_command, worker_env
 
-from graflow_async.messages import TaskReply
-from graflow_async.transports.wire import decode
+from graflow_async.wire.envelope import decode
+from graflow_async.wire.messages import TaskReply
 
 T = TypeVar("T")
 NAMESPACE = "graflow"

@@ -19,11 +19,11 @@ from graflow_async import RetryPolicy, TaskFailedError, run, task, workflow
 from graflow_async import metrics as metrics_module
 from graflow_async.events import Event
 from graflow_async.feedback import MemoryFeedbackStore
-from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.metrics import Metrics, serve_metrics
 from graflow_async.transports.redis import RedisStreamsTransport
 from graflow_async.web import WEB_STATE, create_app
 from graflow_async.web import http as web_http
+from graflow_async.wire.messages import TaskMessage, TaskReply
 
 TOKEN = "metrics-token"
 attempts: dict[str, int] = {}

@@ -25,12 +25,12 @@ import remote_flows
 from redis.asyncio import Redis
 
 from graflow_async import CoordinationBackend, TransportError, parallel, run, task, workflow
-from graflow_async.codec import packb
 from graflow_async.exceptions import RemoteTaskError
-from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.transports import keys
 from graflow_async.transports.redis import RedisStreamsTransport
-from graflow_async.transports.wire import MalformedMessage, decode, encode
+from graflow_async.wire.codec import packb
+from graflow_async.wire.envelope import MalformedMessage, decode, encode
+from graflow_async.wire.messages import TaskMessage, TaskReply
 
 ROOT = Path(__file__).resolve().parent.parent
 

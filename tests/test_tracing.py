@@ -153,7 +153,7 @@ async def test_a_docker_task_gets_its_attempt_span_as_traceparent(
 
 
 def test_a_broken_carrier_from_a_worker_is_ignored() -> None:
-    from graflow_async.tracing import valid_carrier
+    from graflow_async.wire.envelope import valid_carrier
 
     assert valid_carrier({"traceparent": "00-ab-cd-01"}) == {"traceparent": "00-ab-cd-01"}
     assert valid_carrier({"traceparent": 5}) is None

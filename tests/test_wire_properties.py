@@ -33,19 +33,10 @@ from hypothesis import HealthCheck, currently_in_test_context, event, example, g
 from hypothesis import strategies as st
 
 from graflow_async import exceptions as errors
-from graflow_async.codec import packb
-from graflow_async.messages import (
-    AddTasks,
-    Cancel,
-    ContextReply,
-    ContextRequest,
-    Iterate,
-    RetryDue,
-    TaskMessage,
-    TaskReply,
-    Terminate,
-)
-from graflow_async.transports.wire import MAX_NESTING, MalformedMessage, decode, encode
+from graflow_async.plan.directives import AddTasks, Cancel, Iterate, Terminate
+from graflow_async.wire.codec import packb
+from graflow_async.wire.envelope import MAX_NESTING, MalformedMessage, decode, encode
+from graflow_async.wire.messages import ContextReply, ContextRequest, RetryDue, TaskMessage, TaskReply
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 2**20
@@ -573,7 +564,7 @@ def test_large_inputs_decode_or_fail_quickly_within_bounded_memory(name: str, da
 NESTING_SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
-from graflow_async.transports.wire import MAX_NESTING, MalformedMessage, decode, encode
+from graflow_async.wire.envelope import MAX_NESTING, MalformedMessage, decode, encode
 from tests.test_wire_properties import raw, tuples_inside_each_other
 deepest = raw(tuples_inside_each_other(MAX_NESTING, lists=1000))
 encode(decode(deepest))  # the deepest that travels: it decodes and encodes again

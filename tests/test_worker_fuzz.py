@@ -41,11 +41,11 @@ from redis_server import RedisServer
 from worker_processes import RUN_TIMEOUT, Workers, wait_for
 
 from graflow_async import run, workflow
-from graflow_async.codec import packb
-from graflow_async.messages import TaskMessage, TaskReply
 from graflow_async.transports.keys import is_reply_queue
 from graflow_async.transports.redis import RedisStreamsTransport
-from graflow_async.transports.wire import MalformedMessage, decode
+from graflow_async.wire.codec import packb
+from graflow_async.wire.envelope import MalformedMessage, decode
+from graflow_async.wire.messages import TaskMessage, TaskReply
 
 TASKS, DEAD = "graflow:tasks", "graflow:dead"
 REPLIES = "run:fuzz:replies"  # the reply queue of a run in progress (its stream exists)

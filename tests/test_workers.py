@@ -257,7 +257,7 @@ async def test_a_task_that_kills_every_worker_is_dead_lettered(
 async def test_poison_messages_are_dead_lettered_and_the_worker_keeps_serving(
     workers: Workers, client: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    from graflow_async.codec import packb
+    from graflow_async.wire.codec import packb
 
     [worker] = workers.start(1)
     trap = tmp_path / "unpickled"

@@ -9,7 +9,7 @@ Layout (all integers big-endian)::
     12      8     payload length in bytes (uint64)
     20      4     checksum: CRC-32 of header + signature + payload
     24      32    signature, only when signed: HMAC-SHA256(key, header + payload)
-    24|56   n     payload: the document packed with `graflow_async.codec`
+    24|56   n     payload: the document packed with `graflow_async.wire.codec`
 
 The checksum catches accidental damage anywhere in the file without needing a key
 (CRC-32: every burst of up to 32 flipped bits, and all but 1 in 4 billion others; a
@@ -28,8 +28,8 @@ import struct
 import zlib
 from typing import Any
 
-from graflow_async.codec import packb, unpackb
 from graflow_async.exceptions import CheckpointError
+from graflow_async.wire.codec import packb, unpackb
 
 __all__ = [
     "FORMAT_VERSION",

@@ -26,8 +26,8 @@ from graflow_async.define.tasks import Task
 from graflow_async.feedback.hitl import FeedbackSuspended
 from graflow_async.handlers.isolated import SOCKET_FILE, read_call, write_reply
 from graflow_async.handlers.relay import SocketPort
-from graflow_async.messages import TaskMessage, TaskReply
-from graflow_async.tracing import valid_carrier
+from graflow_async.wire.envelope import valid_carrier
+from graflow_async.wire.messages import TaskMessage, TaskReply
 
 
 def load_function(ref: str) -> Any:

@@ -22,15 +22,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from graflow_async.codec import packb, unpackb
 from graflow_async.context import adopt_directives
 from graflow_async.exceptions import HandlerError, TaskFailedError
 from graflow_async.feedback.hitl import FeedbackSuspended
 from graflow_async.handlers.code_mounts import MAIN_ALIAS, function_ref
 from graflow_async.handlers.relay import ContextRelay
-from graflow_async.messages import TaskReply
 from graflow_async.tracing import active, carrier
-from graflow_async.transports import wire
+from graflow_async.wire import envelope
+from graflow_async.wire.codec import packb, unpackb
+from graflow_async.wire.messages import TaskReply
 
 CALL_FILE, REPLY_FILE, SOCKET_FILE = "call.msgpack", "reply.msgpack", "ctx.sock"
 MAX_FILE_BYTES = 64 << 20  # inputs or a result larger than this are refused
@@ -136,10 +136,10 @@ def read_call(directory: str | os.PathLike[str]) -> dict[str, Any]:
 def write_reply(directory: str | os.PathLike[str], reply: TaskReply) -> None:
     """Write `reply`; a result that cannot be serialized becomes a failure naming its type."""
     try:
-        data = wire.encode(reply)
+        data = envelope.encode(reply)
     except TypeError as exc:
         failure = TypeError(str(exc))
-        data = wire.encode(reply._replace(ok=False, value=None, error=failure, directives=(), retryable=False))
+        data = envelope.encode(reply._replace(ok=False, value=None, error=failure, directives=(), retryable=False))
     _write(Path(directory) / REPLY_FILE, data)
 
 
@@ -150,7 +150,7 @@ def read_reply(directory: str | os.PathLike[str]) -> TaskReply:
         data = _read(path)
     except FileNotFoundError:
         raise NoReply(f"no {REPLY_FILE}") from None
-    reply = wire.decode(data)
+    reply = envelope.decode(data)
     if not isinstance(reply, TaskReply):
         raise ValueError(f"{REPLY_FILE} holds a {type(reply).__name__}, not a task reply")
     return reply

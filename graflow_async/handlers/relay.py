@@ -3,8 +3,7 @@ socket in the call directory to the handler, which passes them on to the run (as
 on a Redis worker sends them over its stream). The other process is not trusted: each
 frame is bounded, checked, and answered or refused; the run checks the rest.
 
-Frames are a 4-byte big-endian length and a msgpack body: requests
-``{"id", "op", "args", "timeout"}``, answers a `ContextReply` in the wire envelope.
+The frames are `wire.frames`.
 """
 
 from __future__ import annotations
@@ -12,39 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import math
-import struct
 from typing import Any
 
-from graflow_async.codec import packb, unpackb
 from graflow_async.context import TaskContext, relay_call
 from graflow_async.exceptions import TransportError
 from graflow_async.feedback.models import FeedbackRequest
 from graflow_async.logs import LibraryLog
-from graflow_async.messages import ContextReply, TaskMessage
-from graflow_async.transports import wire
+from graflow_async.wire import envelope
+from graflow_async.wire.codec import packb
+from graflow_async.wire.frames import frame, read_frame, request_from
+from graflow_async.wire.messages import ContextReply, TaskMessage
 
 log = LibraryLog()
-MAX_FRAME = 16 << 20
-_HEADER = struct.Struct(">I")
-
-
-async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
-    """One frame's body, or None at the end of the stream."""
-    try:
-        header = await reader.readexactly(_HEADER.size)
-    except asyncio.IncompleteReadError:
-        return None
-    (size,) = _HEADER.unpack(header)
-    if size > MAX_FRAME:
-        raise ValueError(f"a frame of {size} bytes is larger than the {MAX_FRAME} allowed")
-    return await reader.readexactly(size)
-
-
-def frame(body: bytes) -> bytes:
-    if len(body) > MAX_FRAME:
-        raise ValueError(f"a frame of {len(body)} bytes is larger than the {MAX_FRAME} allowed")
-    return _HEADER.pack(len(body)) + body
 
 
 # --- the handler's side ------------------------------------------------------------------------------
@@ -93,7 +71,7 @@ class ContextRelay:
             writer.close()
 
     async def _answer(self, body: bytes, writer: asyncio.StreamWriter, lock: asyncio.Lock) -> None:
-        request_id, op, args, timeout = _request(body)
+        request_id, op, args, timeout = request_from(body)
         try:
             value = await relay_call(self.context, op, args, timeout)
             reply = ContextReply(request_id, True, value, None)
@@ -102,23 +80,8 @@ class ContextRelay:
         if op == "feedback" and reply.ok and isinstance(reply.value, dict) and reply.value.get("status") != "answered":
             self.suspended_on = FeedbackRequest.from_dict(reply.value["request"])
         async with lock:
-            writer.write(frame(wire.encode(reply)))
+            writer.write(frame(envelope.encode(reply)))
             await writer.drain()
-
-
-def _request(body: bytes) -> tuple[str, str, dict[str, Any], float | None]:
-    doc = unpackb(body, max_nesting=wire.MAX_NESTING)
-    if not isinstance(doc, dict) or set(doc) != {"id", "op", "args", "timeout"}:
-        raise ValueError("a context request must be a map of id, op, args and timeout")
-    request_id, op, args, timeout = doc["id"], doc["op"], doc["args"], doc["timeout"]
-    if not isinstance(request_id, str) or not isinstance(op, str) or not isinstance(args, dict):
-        raise ValueError("a context request's id and op must be strings and its args a map")
-    if not all(isinstance(k, str) for k in args):
-        raise ValueError("a context request's argument names must be strings")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                or not math.isfinite(timeout) or timeout <= 0):
-        raise ValueError("a context request's timeout must be a positive number or nil")
-    return request_id, op, args, timeout
 
 
 # --- the other process's side ------------------------------------------------------------------------
@@ -168,7 +131,7 @@ class SocketPort:
         error = TransportError("the handler closed the task's context connection")
         try:
             while (body := await read_frame(reader)) is not None:
-                reply = wire.decode(body)
+                reply = envelope.decode(body)
                 future = self._pending.get(reply.request_id) if isinstance(reply, ContextReply) else None
                 if future is not None and not future.done():
                     future.set_result(reply)

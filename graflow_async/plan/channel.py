@@ -17,9 +17,10 @@ class ChannelData:
     __slots__ = ("data",)
 
     def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
+        """`initial` values are taken as they are: the run checked they can travel."""
         self.data: dict[str, Any] = {}
         for key, value in (initial or {}).items():
-            check_value(key, value)
+            check_key(key)
             self.data[key] = value
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -62,17 +63,3 @@ class ChannelData:
 def check_key(key: Any) -> None:
     if not isinstance(key, str):
         raise TypeError(f"channel keys are strings, got {key!r}")
-
-
-def check_value(key: Any, value: Any) -> None:
-    """TypeError naming `key` when `value` cannot be serialized (a channel may be sent
-    to workers, and a checkpoint saves it)."""
-    from graflow_async.codec import packb
-
-    check_key(key)
-    try:
-        packb(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise TypeError(
-            f"channel key {key!r}: a value of type {type(value).__name__} cannot be serialized ({exc})"
-        ) from exc

@@ -20,9 +20,9 @@ from typing import Any
 from graflow_async.define.policies import RetryPolicy, retry_delay
 from graflow_async.define.tasks import _MISSING, Task
 from graflow_async.exceptions import CycleLimitError, GraphError, TaskFailedError, WorkflowCancelledError
-from graflow_async.messages import AddTasks, Cancel, Iterate, Terminate
 from graflow_async.plan.actions import Dispatch, Fail, Finish, RetryLater, Suspend
 from graflow_async.plan.channel import ChannelData
+from graflow_async.plan.directives import AddTasks, Cancel, Iterate, Terminate
 from graflow_async.plan.graph import Expansion, RunGraph
 from graflow_async.plan.state import DONE, QUEUED, RETRY, RUNNING, SUSPENDED, PlanState
 

@@ -24,7 +24,7 @@ What travels. Plain msgpack-serializable dicts, which a transport that goes over
 wire must carry unchanged; and the runtime's own messages (`TaskMessage` without its
 in-process ``task``, `TaskReply` with directives, `ContextRequest`, `ContextReply`),
 which must arrive as the same type with equal fields: by reference in process,
-through `transports.wire` (``encode``/``decode``) over the wire, where an exception
+through `wire.envelope` (``encode``/``decode``) over the wire, where an exception
 comes back as an exception carrying its message. Two rules of the runtime a
 transport may rely on:
 
@@ -52,17 +52,9 @@ import pytest
 from graflow_async.actors.mailbox import MailboxClosed
 from graflow_async.exceptions import TransportError
 from graflow_async.feedback import FeedbackStore
-from graflow_async.messages import (
-    AddTasks,
-    Cancel,
-    ContextReply,
-    ContextRequest,
-    Iterate,
-    TaskMessage,
-    TaskReply,
-    Terminate,
-)
+from graflow_async.plan.directives import AddTasks, Cancel, Iterate, Terminate
 from graflow_async.transports.base import Delivery, Transport
+from graflow_async.wire.messages import ContextReply, ContextRequest, TaskMessage, TaskReply
 
 BRIEF = 0.2  # how long "nothing more arrives" is watched when claims do not lapse
 

@@ -22,7 +22,7 @@ from graflow_async.transports.redis import replies
 from graflow_async.transports.redis.connection import RedisConnection
 from graflow_async.transports.redis.entries import Entries, safe_encode
 from graflow_async.transports.redis.replies import Entry, text
-from graflow_async.transports.wire import MalformedMessage
+from graflow_async.wire.envelope import MalformedMessage
 
 log = LibraryLog()
 DELIVERED = b"d"  # deliveries of an entry before a worker released it (the entry was put back)

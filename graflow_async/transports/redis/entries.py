@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from graflow_async.messages import ContextReply, ContextRequest, TaskMessage, TaskReply
 from graflow_async.transports.signing import SIGNATURE, Signer
-from graflow_async.transports.wire import MalformedMessage, decode, encode
+from graflow_async.wire.envelope import MalformedMessage, decode, encode
+from graflow_async.wire.messages import ContextReply, ContextRequest, TaskMessage, TaskReply
 
 PAYLOAD = b"m"
 _REPLIES = (TaskReply, ContextRequest, ContextReply)  # sent only to streams that exist

@@ -38,14 +38,14 @@ from graflow_async.actors.mailbox import MailboxClosed, MailboxReceiver, Mailbox
 from graflow_async.clock import Backoff, current_clock
 from graflow_async.exceptions import TransportError
 from graflow_async.logs import LibraryLog, Outage
-from graflow_async.messages import QueueFailed, QueueLost, TaskReply, TasksLost
 from graflow_async.transports.redis import replies
 from graflow_async.transports.redis.connection import RedisConnection
 from graflow_async.transports.redis.entries import Entries
 from graflow_async.transports.redis.errors import Refused
 from graflow_async.transports.redis.lean import Interrupt
 from graflow_async.transports.redis.sent import CHECK_EVERY, Key, Sent
-from graflow_async.transports.wire import MalformedMessage
+from graflow_async.wire.envelope import MalformedMessage
+from graflow_async.wire.messages import QueueFailed, QueueLost, TaskReply, TasksLost
 
 log = LibraryLog()
 POLL_MS = 500

@@ -24,7 +24,6 @@ from typing import Any
 from graflow_async.clock import current_clock
 from graflow_async.exceptions import TransportError
 from graflow_async.logs import LibraryLog
-from graflow_async.messages import TaskMessage
 from graflow_async.options import number, whole
 from graflow_async.transports import keys
 from graflow_async.transports.base import Delivery, Transport
@@ -36,6 +35,7 @@ from graflow_async.transports.redis.entries import Entries
 from graflow_async.transports.redis.errors import GroupsLost, Refused
 from graflow_async.transports.redis.reader import POLL_MS, StreamInbox, StreamReader
 from graflow_async.transports.signing import signer_for
+from graflow_async.wire.messages import TaskMessage
 
 log = LibraryLog()
 

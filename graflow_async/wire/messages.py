@@ -6,11 +6,11 @@
     supervisor ---ContextReply-->    task         its answer
 
 A task reaches its run only through these. Their plain fields are what goes over the
-wire (msgpack, see `transports.wire`); the fields marked *in-process* carry live
+wire (msgpack, see `wire.envelope`); the fields marked *in-process* carry live
 objects on the memory transport and are never sent.
 
 What a task asks of the run's graph (`next_task`, `next_iteration`, `cancel_workflow`,
-`terminate_workflow`) travels as *directives* in its `TaskReply`: they take effect
+`terminate_workflow`) travels as *directives* (`plan.directives`) in its `TaskReply`: they take effect
 when the task returns, together with its result, so an attempt that dies before
 replying leaves nothing half-applied and a redelivered attempt asks again.
 """
@@ -84,29 +84,6 @@ class ContextReply(NamedTuple):
     ok: bool
     value: Any = None
     error: BaseException | None = None
-
-
-# --- directives (carried by TaskReply) -------------------------------------------------------
-class Cancel(NamedTuple):
-    reason: str
-
-
-class Terminate(NamedTuple):
-    reason: str
-
-
-class AddTasks(NamedTuple):
-    """`next_task(component, goto=goto)`: a Task, Chain or ParallelGroup in-process; over
-    the wire, the component described by import paths (see `plan.specs`)."""
-
-    component: Any
-    goto: bool
-
-
-class Iterate(NamedTuple):
-    """`next_iteration(data)`: run the task again with `data`."""
-
-    data: Any
 
 
 class QueueLost(NamedTuple):

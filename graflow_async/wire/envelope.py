@@ -25,19 +25,9 @@ import traceback
 from typing import Any
 
 from graflow_async import exceptions as errors
-from graflow_async.codec import packb, unpackb
-from graflow_async.messages import (
-    AddTasks,
-    Cancel,
-    ContextReply,
-    ContextRequest,
-    Iterate,
-    RetryDue,
-    TaskMessage,
-    TaskReply,
-    Terminate,
-)
-from graflow_async.tracing import valid_carrier
+from graflow_async.plan.directives import AddTasks, Cancel, Iterate, Terminate
+from graflow_async.wire.codec import packb, unpackb
+from graflow_async.wire.messages import ContextReply, ContextRequest, RetryDue, TaskMessage, TaskReply
 
 _TASK, _REPLY, _RETRY, _RAW, _REQUEST, _ANSWER = "task", "reply", "retry", "raw", "ctx", "ctx-reply"
 _KINDS = (_TASK, _REPLY, _RETRY, _RAW, _REQUEST, _ANSWER)
@@ -54,6 +44,7 @@ _CONTEXT_ERRORS: dict[str, type[Exception]] = {
     "TypeError": TypeError, "ValueError": ValueError, "KeyError": KeyError, "LookupError": LookupError,
 }
 MAX_NESTING = 8  # tuples, sets and frozensets inside each other
+MAX_CARRIER_ITEMS, MAX_CARRIER_TEXT = 8, 512  # a trace carrier a message may hold, from workers we do not trust
 
 
 class MalformedMessage(ValueError):
@@ -341,3 +332,13 @@ def _context_error_from(info: Any) -> BaseException | None:
     if kind is not None:
         return kind(message)
     return errors.GraflowError(f"{name}: {message}")
+
+
+def valid_carrier(value: Any) -> dict[str, str] | None:
+    """`value` if it is a small map of short texts (a message's carrier), else None."""
+    if not isinstance(value, dict) or len(value) > MAX_CARRIER_ITEMS:
+        return None
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str) or len(k) > MAX_CARRIER_TEXT or len(v) > MAX_CARRIER_TEXT:
+            return None
+    return value

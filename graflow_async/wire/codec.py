@@ -240,3 +240,16 @@ def _ext_hook(code: int, data: bytes) -> Any:
         raise ValueError(f"invalid msgpack extension type {code}: {exc}") from exc
     finally:
         _nesting.depth = depth
+
+
+def check_value(key: Any, value: Any) -> None:
+    """TypeError naming `key` when `value` cannot be serialized (a channel may be sent
+    to workers, and a checkpoint saves it)."""
+    if not isinstance(key, str):
+        raise TypeError(f"channel keys are strings, got {key!r}")
+    try:
+        packb(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(
+            f"channel key {key!r}: a value of type {type(value).__name__} cannot be serialized ({exc})"
+        ) from exc
