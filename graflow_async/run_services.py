@@ -17,12 +17,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from graflow_async.checkpoints.manager import CheckpointManager
-from graflow_async.checkpoints.snapshot import take_snapshot
 from graflow_async.define.compile import CompiledGraph
 from graflow_async.exceptions import CheckpointError, TransportError
 from graflow_async.feedback.hitl import FeedbackHost
 from graflow_async.logs import LibraryLog
 from graflow_async.plan import ChannelData, RunPlan
+from graflow_async.plan.snapshot import to_doc
 from graflow_async.wire.messages import ContextReply, ContextRequest
 
 log = LibraryLog()
@@ -142,7 +142,7 @@ class RunServices:
         return self.sequence
 
     def snapshot(self, task_id: str | None, metadata: dict[str, Any] | None, sequence: int) -> dict[str, Any]:
-        return take_snapshot(
+        return to_doc(
             self.plan, self.compiled, run_id=self.run_id, workflow_ref=self.workflow_ref, task_id=task_id,
             metadata=metadata, sequence=sequence, channel=self.channel.snapshot(),
         )

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from graflow_async.checkpoints.manager import CheckpointManager
-from graflow_async.checkpoints.snapshot import restore_snapshot, workflow_ref
 from graflow_async.define.compile import CompiledGraph
 from graflow_async.define.graph import Workflow
 from graflow_async.define.policies import RetryPolicy
@@ -26,6 +25,7 @@ from graflow_async.logs import library_logger
 from graflow_async.options import run_id as check_run_id
 from graflow_async.options import whole
 from graflow_async.plan import ChannelData, RunGraph, RunPlan
+from graflow_async.plan.snapshot import from_doc, workflow_ref
 from graflow_async.result import WorkflowResult
 from graflow_async.routes import open_routes
 from graflow_async.run_supervisor import RunSupervisor
@@ -95,7 +95,7 @@ async def start_run(
         stack.push_async_callback(checkpoints.aclose)
         sequence, resumed = 0, None
         if snapshot is not None:
-            restore_snapshot(plan, snapshot, load_task)
+            from_doc(plan, snapshot, load_task)
             sequence = int(snapshot.get("sequence", 0))
             if snapshot.get("task_id") is not None:
                 resumed = {str(snapshot["task_id"]): dict(snapshot.get("metadata") or {})}

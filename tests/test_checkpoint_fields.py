@@ -23,9 +23,9 @@ import pytest
 from graflow_async import CheckpointError, ParallelGroupError, resume, run, task, workflow
 from graflow_async.checkpoints import encode_checkpoint, load_checkpoint
 from graflow_async.checkpoints.format import decode_checkpoint
-from graflow_async.checkpoints.snapshot import check_document, restore_snapshot
 from graflow_async.define.tasks import load_task
 from graflow_async.plan import ChannelData, RunGraph, RunPlan
+from graflow_async.plan.snapshot import check_document, from_doc
 from graflow_async.plan.state import RUNNING
 
 calls: Counter[str] = Counter()
@@ -92,7 +92,7 @@ def fresh_plan() -> RunPlan:
 def layout(doc: dict[str, Any]) -> dict[str, int]:
     """Node numbers of the restored run: the tasks by id, the group's barrier, the count."""
     plan = fresh_plan()
-    restore_snapshot(plan, copy.deepcopy(doc), load_task)
+    from_doc(plan, copy.deepcopy(doc), load_task)
     graph = plan.graph
     return {
         **{i: graph.index[i] for i in ("spawn", "side", "report", "doubled", "looper")},
@@ -234,7 +234,7 @@ async def test_a_malformed_field_is_refused_naming_it(saved: Path, tmp_path: Pat
     field = field.format(**nodes)
 
     with pytest.raises(CheckpointError) as loading:
-        restore_snapshot(fresh_plan(), await load_checkpoint(str(bad)), load_task)
+        from_doc(fresh_plan(), await load_checkpoint(str(bad)), load_task)
     assert f"checkpoint field '{field}' " in str(loading.value)
 
     calls.clear()
@@ -303,7 +303,7 @@ async def test_no_value_in_any_field_escapes_as_another_error(saved: Path) -> No
             else:
                 target[last] = copy.deepcopy(rng.choice(JUNK))
         try:
-            restore_snapshot(fresh_plan(), check_document(doc, "fuzzed"), load_task)
+            from_doc(fresh_plan(), check_document(doc, "fuzzed"), load_task)
             outcomes["loaded"] += 1  # user data (results, channel, metadata, bound arguments) takes anything
         except CheckpointError as exc:
             message = str(exc)  # names the field, or says the kind is wrong

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from graflow_async.checkpoints.format import decode_checkpoint, encode_checkpoint_parts
 from graflow_async.checkpoints.runlock import completed_at, mark_completed, run_lease
-from graflow_async.checkpoints.snapshot import check_document, check_same_graph
 from graflow_async.checkpoints.stores import CheckpointStore, open_store, store_for_location
 from graflow_async.exceptions import CheckpointError
 from graflow_async.loading import load_object
 from graflow_async.logs import LibraryLog
+from graflow_async.plan.snapshot import check_document, check_same_graph
 
 if TYPE_CHECKING:
     from graflow_async.define.graph import Workflow

@@ -5,9 +5,14 @@
   came due) and hands back actions (`actions.Dispatch`, `RetryLater`, `Emit`, and
   `Finish`, `Fail` or `Suspend` at the end). No awaits, no I/O, no logging.
 - `channel.ChannelData`: the run's channel, applied one message at a time.
+- `directives`: what a task asks of the graph, taken with its result.
 - `specs`: added tasks described by import path, for workers and checkpoints.
+- `snapshot.to_doc` / `from_doc`: the plan as a checkpoint document and back;
+  `from_doc` checks every field first (`doc_fields`, `state_fields`) and refuses a
+  malformed document with `CheckpointError` naming the field.
 
-The run supervisor (`graflow_async.supervisor`) carries the actions out.
+The run actor (`graflow_async.run.actor`) carries the actions out. Nothing here imports
+the run, the task side, transports or stores.
 """
 
 from graflow_async.plan.actions import Dispatch, Emit, Fail, Finish, RetryLater, Suspend

@@ -1,7 +1,7 @@
 """What a checkpoint holds about a run, and how a new run takes it back: functions of the plan.
 
-`take_snapshot` reads a `RunPlan` into a plain document (no awaits: a consistent
-instant); `restore_snapshot` puts a document into a fresh plan of the same workflow
+`to_doc` reads a `RunPlan` into a plain document (no awaits: a consistent
+instant); `from_doc` puts a document into a fresh plan of the same workflow
 before it starts. Tasks added at runtime are recorded by import path, id and bound
 arguments and rebuilt in the same order, so every node keeps its number. Only
 completed work is kept: tasks that were running, waiting to retry or waiting for an
@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from graflow_async.checkpoints.fields import check_fields, invalid
-from graflow_async.checkpoints.plan_fields import MAX_NODES, Bounds, check_added, check_ids, check_plan
 from graflow_async.define.compile import CompiledGraph
 from graflow_async.define.policies import TaskResult
 from graflow_async.exceptions import CheckpointError, GraflowError, GraphError, RemoteTaskError
+from graflow_async.plan.doc_fields import check_fields, invalid
 from graflow_async.plan.specs import component_from_spec, component_spec
 from graflow_async.plan.state import DONE, FAILED, IDLE, QUEUED, RETRY, RUNNING, SUSPENDED
+from graflow_async.plan.state_fields import MAX_NODES, Bounds, check_added, check_ids, check_plan
 
 if TYPE_CHECKING:
     from graflow_async.define.graph import Workflow
@@ -65,7 +65,7 @@ def workflow_ref(wf: Workflow) -> str | None:
     return None
 
 
-def take_snapshot(
+def to_doc(
     plan: RunPlan, compiled: CompiledGraph, *, run_id: str, workflow_ref: str | None, task_id: str | None,
     metadata: dict[str, Any] | None, sequence: int, channel: dict[str, Any],
 ) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def check_same_graph(doc: dict[str, Any], graph: CompiledGraph, location: str) -
     )
 
 
-def restore_snapshot(plan: RunPlan, doc: dict[str, Any], load_task: Callable[[str], Task]) -> None:
+def from_doc(plan: RunPlan, doc: dict[str, Any], load_task: Callable[[str], Task]) -> None:
     """Put `doc` (checked by `check_document`) into `plan` (fresh, of the same workflow)
     before it starts; CheckpointError naming the first field that does not fit the run
     (`plan_fields`), before anything runs."""

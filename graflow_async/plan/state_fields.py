@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from operator import le
 from typing import TYPE_CHECKING, Any
 
-from graflow_async.checkpoints.fields import (
+from graflow_async.exceptions import CheckpointError
+from graflow_async.plan.doc_fields import (
     MAX_MESSAGE,
     count,
     each,
@@ -30,7 +31,6 @@ from graflow_async.checkpoints.fields import (
     text,
     where,
 )
-from graflow_async.exceptions import CheckpointError
 from graflow_async.plan.state import DONE, FAILED, IDLE, QUEUED, STATUS_NAMES
 
 if TYPE_CHECKING:
