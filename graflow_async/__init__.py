@@ -13,7 +13,6 @@ See README.md and SPEC.md for the whole API.
 """
 
 from graflow_async.checkpoints import CheckpointManager, resume
-from graflow_async.context import Channel, TaskContext
 from graflow_async.define.graph import Chain, ParallelGroup, Workflow, chain, parallel, workflow
 from graflow_async.define.policies import (
     AtLeastNGroupPolicy,
@@ -47,6 +46,7 @@ from graflow_async.exceptions import (
     TransportError,
     WorkflowCancelledError,
 )
+from graflow_async.execute.context import Channel, TaskContext
 from graflow_async.feedback import FeedbackRequest, FeedbackResponse, FeedbackType
 from graflow_async.handlers import TaskCall, TaskHandler, register_handler
 from graflow_async.runner import WorkflowResult, run, run_sync

@@ -168,7 +168,7 @@ def _redis_url(args: argparse.Namespace) -> str:
 
 
 async def _worker_command(args: argparse.Namespace) -> int:
-    from graflow_async.worker import run_worker
+    from graflow_async.execute.worker import run_worker
 
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
@@ -202,7 +202,7 @@ async def _worker_command(args: argparse.Namespace) -> int:
 async def _queue_stats_command(args: argparse.Namespace) -> int:
     import json
 
-    from graflow_async.metrics import queue_stats
+    from graflow_async.execute.metrics import queue_stats
     from graflow_async.transports.redis import RedisStreamsTransport
 
     async with RedisStreamsTransport(_redis_url(args), namespace=args.namespace) as transport:

@@ -20,9 +20,9 @@ from graflow_async.clock import current_clock
 from graflow_async.define.compile import CompiledGraph
 from graflow_async.define.tasks import Task
 from graflow_async.dispatch import local_messages
-from graflow_async.events import Emitter
+from graflow_async.emitter import Emitter
 from graflow_async.exceptions import GraphError, TransportError
-from graflow_async.executor import Executor
+from graflow_async.execute.executor import Executor
 from graflow_async.feedback.hitl import FeedbackHost
 from graflow_async.plan import ChannelData, Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
 from graflow_async.plan.directives import AddTasks

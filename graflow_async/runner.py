@@ -18,9 +18,11 @@ from graflow_async.define.compile import CompiledGraph
 from graflow_async.define.graph import Workflow
 from graflow_async.define.policies import RetryPolicy
 from graflow_async.define.tasks import load_task
-from graflow_async.events import Emitter, Event
+from graflow_async.emitter import Emitter
+from graflow_async.events import Event
+from graflow_async.execute.handlers import get_handler
+from graflow_async.execute.tracing import run_span
 from graflow_async.frozen_heap import frozen
-from graflow_async.handlers import get_handler
 from graflow_async.logs import library_logger
 from graflow_async.options import run_id as check_run_id
 from graflow_async.options import whole
@@ -29,7 +31,6 @@ from graflow_async.plan.snapshot import from_doc, workflow_ref
 from graflow_async.result import WorkflowResult
 from graflow_async.routes import open_routes
 from graflow_async.run_supervisor import RunSupervisor
-from graflow_async.tracing import run_span
 from graflow_async.transports.base import Transport
 from graflow_async.transports.memory import MemoryTransport
 from graflow_async.wire.codec import check_value

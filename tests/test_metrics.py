@@ -16,13 +16,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from graflow_async import RetryPolicy, TaskFailedError, run, task, workflow
-from graflow_async import metrics as metrics_module
 from graflow_async.events import Event
+from graflow_async.execute import metrics as limits
+from graflow_async.execute import metrics as metrics_module
+from graflow_async.execute.metrics import Metrics, serve_metrics
 from graflow_async.feedback import MemoryFeedbackStore
-from graflow_async.metrics import Metrics, serve_metrics
 from graflow_async.transports.redis import RedisStreamsTransport
 from graflow_async.web import WEB_STATE, create_app
-from graflow_async.web import http as web_http
 from graflow_async.wire.messages import TaskMessage, TaskReply
 
 TOKEN = "metrics-token"
@@ -223,7 +223,7 @@ def free_port() -> int:
 
 
 async def test_the_metrics_server_answers_and_closes_half_sent_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(web_http, "REQUEST_TIMEOUT", 0.5)
+    monkeypatch.setattr(limits, "REQUEST_TIMEOUT", 0.5)
     metrics, port = Metrics(), free_port()
     metrics.on_event(Event("task_started", "run", "t"))
     runner = await serve_metrics(metrics, port, host="127.0.0.1")

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from graflow_async import RetryPolicy, run, task, workflow
+from graflow_async.execute.worker import run_worker
 from graflow_async.feedback import MemoryFeedbackStore, RedisFeedbackStore
 from graflow_async.transports.redis import RedisStreamsTransport
-from graflow_async.worker import run_worker
 
 BAD = [math.nan, math.inf, -math.inf, -1]
 

@@ -14,8 +14,8 @@ import remote_flows
 from worker_processes import Workers
 
 from graflow_async import RetryPolicy, TaskFailedError, parallel, run, task, workflow
-from graflow_async.handlers import TaskCall, call_function, thread_pool
-from graflow_async.threads import RunThreadPool, shutdown
+from graflow_async.execute.threads import RunThreadPool, shutdown, thread_pool
+from graflow_async.handlers import TaskCall, call_function
 from graflow_async.transports.redis import RedisStreamsTransport
 
 
@@ -199,7 +199,7 @@ async def test_a_plain_functions_error_and_context_variables_cross_the_thread() 
 
 # --- in-process attempts without a coroutine of their own (local_attempts) -------------------------
 async def test_a_fan_out_larger_than_a_chunk_starts_every_task_without_waiting_for_others() -> None:
-    from graflow_async.local_attempts import CHUNK
+    from graflow_async.execute.local_attempts import CHUNK
 
     n = 2 * CHUNK + 5
     started, everyone = [0], asyncio.Event()
@@ -267,7 +267,7 @@ async def test_inline_tasks_past_a_chunk_all_run_in_the_runs_context() -> None:
     """More inline tasks than start at once (the rest start a chunk per loop turn, in the
     executor's context, as the first chunk does): each runs once, and sees the run's
     thread pool as the current one."""
-    from graflow_async.local_attempts import CHUNK
+    from graflow_async.execute.local_attempts import CHUNK
 
     pools: list[Any] = []
 

@@ -13,11 +13,11 @@ from loopback_transport import LoopbackTransport
 from redis.asyncio import Redis
 
 import graflow_async
-from graflow_async.executor import Executor
+from graflow_async.execute.executor import Executor
+from graflow_async.execute.worker import TaskFinder
 from graflow_async.transports import MemoryTransport, keys
 from graflow_async.transports.conformance import LeaseSuite, TransportSuite
 from graflow_async.transports.redis import RedisStreamsTransport
-from graflow_async.worker import TaskFinder
 
 
 class TestMemoryTransport(TransportSuite):

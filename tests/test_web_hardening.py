@@ -19,6 +19,7 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
+from graflow_async.execute import metrics as limits
 from graflow_async.feedback import FeedbackRequest, FeedbackType, FileFeedbackStore, MemoryFeedbackStore
 from graflow_async.logs import library_logger
 from graflow_async.web import create_app
@@ -237,8 +238,8 @@ async def test_a_corrupt_record_file_is_skipped_and_reported_not_a_500(
 @pytest.fixture
 def quick(monkeypatch: pytest.MonkeyPatch) -> float:
     """A short REQUEST_TIMEOUT (read by create_app and by every body read)."""
-    monkeypatch.setattr(web_http, "REQUEST_TIMEOUT", 0.5)
-    monkeypatch.setattr(web_http, "LINGERING_TIME", 0.2)
+    monkeypatch.setattr(limits, "REQUEST_TIMEOUT", 0.5)
+    monkeypatch.setattr(limits, "LINGERING_TIME", 0.2)
     return 0.5
 
 

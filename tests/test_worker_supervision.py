@@ -13,11 +13,11 @@ from clocks import FastClock
 
 from graflow_async import task
 from graflow_async.clock import use_clock
-from graflow_async.executor import Executor
+from graflow_async.execute.executor import Executor
+from graflow_async.execute.worker import supervise
 from graflow_async.transports import MemoryTransport
 from graflow_async.transports.base import Delivery
 from graflow_async.wire.messages import TaskMessage
-from graflow_async.worker import supervise
 
 
 class PullTransport(MemoryTransport):

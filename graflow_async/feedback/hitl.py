@@ -1,7 +1,7 @@
 """How `request_feedback` becomes a stored request, a wait, an answer or a suspension.
 
-The task side (`ask`) checks the question and sends it to its run as a context
-request; the run side (`FeedbackHost`, owned by the run supervisor) stores it in the
+The task side (`TaskContext.request_feedback`) checks the question and sends it to
+its run as a context request; the run side (`FeedbackHost`, owned by the run supervisor) stores it in the
 run's feedback store, announces it, waits for the answer on the run's clock, and
 answers the task: with the response, or with "timeout", on which the task raises
 `FeedbackSuspended` and the run suspends. The same path serves a local task and one
@@ -14,16 +14,13 @@ import math
 import os
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from graflow_async.clock import Clock, within
 from graflow_async.exceptions import FeedbackCancelledError, FeedbackTimeoutError, FeedbackValidationError
 from graflow_async.feedback.base import FeedbackStore
-from graflow_async.feedback.models import ANSWERED, CANCELLED, FeedbackRequest, FeedbackResponse, FeedbackType
+from graflow_async.feedback.models import ANSWERED, CANCELLED, FeedbackRequest, FeedbackType
 from graflow_async.feedback.notify_config import check_config, respond_url
-
-if TYPE_CHECKING:
-    from graflow_async.context import TaskContext
 
 DEFAULT_FEEDBACK_DIRECTORY = ".graflow/feedback"
 _IDS = uuid.uuid5(uuid.NAMESPACE_URL, "https://graflow-async/feedback")  # namespace of feedback ids
@@ -61,20 +58,6 @@ def open_feedback_store(spec: FeedbackStore | str | os.PathLike[str] | None) -> 
     from graflow_async.feedback.file import FileFeedbackStore
 
     return FileFeedbackStore(spec if spec is not None else DEFAULT_FEEDBACK_DIRECTORY)
-
-
-# --- the task's side --------------------------------------------------------------------------------
-async def ask(
-    context: TaskContext, index: int, feedback_type: FeedbackType | str, prompt: str, *,
-    options: list[str] | None = None, timeout: float = 180.0, metadata: dict[str, Any] | None = None,
-    notification_config: dict[str, Any] | None = None,
-) -> FeedbackResponse:
-    """Ask through the run; the answer, or `FeedbackSuspended` when none comes in time."""
-    args = question(feedback_type, prompt, options, timeout, metadata, notification_config)
-    answer = await context._call("feedback", {**args, "index": index}, timeout=args["timeout"])
-    if answer["status"] == "answered":
-        return FeedbackResponse.from_dict(answer["response"])
-    raise FeedbackSuspended(FeedbackRequest.from_dict(answer["request"]))
 
 
 def question(

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from graflow_async.context import TaskContext
 from graflow_async.define.tasks import Task
+from graflow_async.execute.context import TaskContext
 from graflow_async.feedback.hitl import FeedbackSuspended
 from graflow_async.handlers.isolated import SOCKET_FILE, read_call, write_reply
 from graflow_async.handlers.relay import SocketPort

@@ -22,12 +22,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from graflow_async.context import adopt_directives
 from graflow_async.exceptions import HandlerError, TaskFailedError
+from graflow_async.execute.context import adopt_directives
+from graflow_async.execute.tracing import active, carrier
 from graflow_async.feedback.hitl import FeedbackSuspended
 from graflow_async.handlers.code_mounts import MAIN_ALIAS, function_ref
 from graflow_async.handlers.relay import ContextRelay
-from graflow_async.tracing import active, carrier
 from graflow_async.wire import envelope
 from graflow_async.wire.codec import packb, unpackb
 from graflow_async.wire.messages import TaskReply

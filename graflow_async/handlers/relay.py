@@ -13,8 +13,8 @@ import contextlib
 import itertools
 from typing import Any
 
-from graflow_async.context import TaskContext, relay_call
 from graflow_async.exceptions import TransportError
+from graflow_async.execute.context import TaskContext, relay_call
 from graflow_async.feedback.models import FeedbackRequest
 from graflow_async.logs import LibraryLog
 from graflow_async.wire import envelope

@@ -11,11 +11,11 @@ from typing import Any
 from aiohttp import web
 
 from graflow_async.define.graph import Workflow
+from graflow_async.execute.metrics import Metrics, metrics_response
 from graflow_async.feedback.base import FeedbackStore
 from graflow_async.feedback.memory import MemoryFeedbackStore
 from graflow_async.feedback.notify_config import check_public_url
 from graflow_async.logs import library_logger
-from graflow_async.metrics import Metrics, metrics_response
 from graflow_async.web.api import FeedbackApi
 from graflow_async.web.auth import ApiHandler, Auth
 from graflow_async.web.hosts import HostCheck
@@ -115,7 +115,7 @@ def setup(
     `transport`. With `auth_token`, /api and /ui need ``Authorization: Bearer <token>``
     (the UI also takes a session from ``/ui/login``), and so does ``GET /metrics``
     (Prometheus metrics of the runs the app drives, and the queue gauges when `transport`
-    is a Redis one; see `graflow_async.metrics`). Routes sit under `prefix`.
+    is a Redis one; see `graflow_async.execute.metrics`). Routes sit under `prefix`.
     `public_url` is where people reach the app from outside, prefix included (for
     example ``https://ops.example.com/wf``): notifications of the runs the app drives
     then carry ``respond_url``, the UI page of the request under it. Run records live

@@ -19,13 +19,13 @@ from graflow_async.exceptions import (
     FeedbackNotFoundError,
     FeedbackValidationError,
 )
+from graflow_async.execute import metrics as limits  # limits.REQUEST_TIMEOUT, read at each use (tests shorten it)
+from graflow_async.execute.metrics import server_options as server_options  # its documented place
 
 MAX_BODY = 1024 * 1024  # bytes: larger request bodies get 413
 MAX_JSON_DEPTH = 128  # arrays and objects inside each other: deeper request bodies get 400
 # Seconds a client has to send a request's head (from connecting, or from the previous
 # response: idle keep-alive connections close after as long) and then, once more, its body.
-REQUEST_TIMEOUT = 30.0
-LINGERING_TIME = 2.0  # seconds the server reads what a client still sends after answering early
 _CHUNK = 64 * 1024
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _OPEN = frozenset(b"[{")
@@ -76,13 +76,6 @@ def feedback_status(exc: FeedbackError) -> int | None:
     return None
 
 
-def server_options() -> dict[str, Any]:
-    """Keywords for aiohttp's request handler (``web.Application(handler_args=...)``):
-    a connection that sends no complete request head within `REQUEST_TIMEOUT` seconds is
-    closed (aiohttp's default leaves it open for an hour)."""
-    return {"keepalive_timeout": REQUEST_TIMEOUT, "lingering_time": min(LINGERING_TIME, REQUEST_TIMEOUT)}
-
-
 def too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether JSON text `data` (UTF-8) nests arrays and objects more than `limit` deep, found
     without parsing it (brackets inside strings do not count), at C speed: a few ms per
@@ -113,24 +106,24 @@ async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        async with asyncio.timeout(REQUEST_TIMEOUT):
+        async with asyncio.timeout(limits.REQUEST_TIMEOUT):
             while chunk := await request.content.read(_CHUNK):
                 size += len(chunk)
                 if size > limit:
                     raise too_large
                 chunks.append(chunk)
     except TimeoutError:
-        raise ApiError(408, f"the request body did not arrive within {REQUEST_TIMEOUT:g} seconds") from None
+        raise ApiError(408, f"the request body did not arrive within {limits.REQUEST_TIMEOUT:g} seconds") from None
     return b"".join(chunks)
 
 
 async def read_form(request: web.Request) -> Any:
     """`request.post()` within `REQUEST_TIMEOUT` seconds, else ApiError 408."""
     try:
-        async with asyncio.timeout(REQUEST_TIMEOUT):
+        async with asyncio.timeout(limits.REQUEST_TIMEOUT):
             return await request.post()
     except TimeoutError:
-        raise ApiError(408, f"the form did not arrive within {REQUEST_TIMEOUT:g} seconds") from None
+        raise ApiError(408, f"the form did not arrive within {limits.REQUEST_TIMEOUT:g} seconds") from None
 
 
 def parse_json(data: bytes | str) -> Any:

@@ -37,11 +37,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from graflow_async.actors import Supervisor
-from graflow_async.attempt import failed
 from graflow_async.define.tasks import Task
 from graflow_async.exceptions import HandlerError, TransportError
+from graflow_async.execute.attempt import failed
+from graflow_async.execute.threads import DROPPED, RunThreadPool
 from graflow_async.logs import LibraryLog
-from graflow_async.threads import DROPPED, RunThreadPool
 from graflow_async.transports.base import Transport
 from graflow_async.wire.messages import TaskMessage, TaskReply
 

@@ -40,11 +40,13 @@ from graflow_async.logs import LibraryLog
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from graflow_async.executor import Executor
+    from graflow_async.execute.executor import Executor
     from graflow_async.transports.redis import RedisStreamsTransport
     from graflow_async.wire.messages import TaskMessage, TaskReply
 
 log = LibraryLog()
+REQUEST_TIMEOUT = 30.0  # seconds an HTTP client gets to send a request's head (and its body, on the web app)
+LINGERING_TIME = 2.0  # seconds a server reads what a client still sends after answering early
 MAX_TASK_LABELS = 1000
 OTHER_TASKS = "_other"
 QUEUE_STATS_TIMEOUT = 5.0  # seconds a scrape waits for Redis before serving without queue gauges
@@ -72,8 +74,8 @@ class Metrics:
 
         self._started = by_task("graflow_tasks_started", "Task attempts started.")
         self._completed = by_task("graflow_tasks_completed", "Task attempts that succeeded.")
-        self._failed = by_task("graflow_tasks_failed", "Tasks that failed (see graflow_async.metrics).")
-        self._retried = by_task("graflow_tasks_retried", "Task retries (see graflow_async.metrics).")
+        self._failed = by_task("graflow_tasks_failed", "Tasks that failed (see graflow_async.execute.metrics).")
+        self._retried = by_task("graflow_tasks_retried", "Task retries (see graflow_async.execute.metrics).")
         self._duration = Histogram("graflow_task_duration_seconds", "Time task attempts took.", ("task",),
                                    registry=registry, buckets=DURATION_BUCKETS)
         self._runs = Counter("graflow_runs", "Runs that ended, by status.", ("status",), registry=registry)
@@ -219,8 +221,6 @@ async def serve_metrics(metrics: Metrics, port: int, host: str = "0.0.0.0") -> w
     """Serve ``GET /metrics`` on `port` (all interfaces by default, as scrapers expect)."""
     from aiohttp import web
 
-    from graflow_async.web.http import server_options
-
     async def handler(request: web.Request) -> web.Response:
         return await metrics_response(metrics, request)
 
@@ -235,3 +235,10 @@ async def serve_metrics(metrics: Metrics, port: int, host: str = "0.0.0.0") -> w
 async def queue_stats(transport: RedisStreamsTransport) -> dict[str, Any]:
     """Length, pending entries and consumers of the task stream, and dead letters."""
     return await transport.queue_stats()
+
+
+def server_options() -> dict[str, Any]:
+    """Keywords for aiohttp's request handler (``web.Application(handler_args=...)``):
+    a connection that sends no complete request head within `REQUEST_TIMEOUT` seconds is
+    closed (aiohttp's default leaves it open for an hour)."""
+    return {"keepalive_timeout": REQUEST_TIMEOUT, "lingering_time": min(LINGERING_TIME, REQUEST_TIMEOUT)}

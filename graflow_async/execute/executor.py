@@ -20,21 +20,20 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from graflow_async.actors import Supervisor
-from graflow_async.attempt import failed, run_attempt
 from graflow_async.clock import Backoff, current_clock, within
-from graflow_async.context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
 from graflow_async.define.tasks import Task
 from graflow_async.exceptions import TransportError
-from graflow_async.handlers import thread_pool
-from graflow_async.local_attempts import LocalAttempts
+from graflow_async.execute.attempt import failed, run_attempt
+from graflow_async.execute.context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
+from graflow_async.execute.local_attempts import LocalAttempts
+from graflow_async.execute.threads import RunThreadPool, shutdown, thread_pool
 from graflow_async.logs import LibraryLog, Outage
 from graflow_async.options import whole
-from graflow_async.threads import RunThreadPool, shutdown
 from graflow_async.transports.base import Delivery, Transport
 from graflow_async.wire.messages import TaskMessage, TaskReply
 
 if TYPE_CHECKING:
-    from graflow_async.metrics import Metrics
+    from graflow_async.execute.metrics import Metrics
 
 log = LibraryLog()
 MAX_BATCH = 512

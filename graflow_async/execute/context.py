@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from graflow_async.define.tasks import Task
 from graflow_async.exceptions import CycleLimitError
+from graflow_async.feedback.hitl import FeedbackSuspended, question
+from graflow_async.feedback.models import FeedbackRequest, FeedbackResponse
 from graflow_async.plan.channel import check_key
 from graflow_async.plan.directives import AddTasks, Cancel, Iterate, Terminate
 from graflow_async.plan.graph import tasks_in
@@ -22,8 +24,8 @@ from graflow_async.plan.specs import component_spec
 from graflow_async.wire.codec import check_value
 
 if TYPE_CHECKING:
-    from graflow_async.context_port import Port
-    from graflow_async.feedback.models import FeedbackResponse, FeedbackType
+    from graflow_async.execute.context_port import Port
+    from graflow_async.feedback.models import FeedbackType
     from graflow_async.wire.messages import TaskMessage
 
 
@@ -212,13 +214,12 @@ class TaskContext:
         the same call returns the stored answer at once (its feedback id is derived from
         the run id, the task id, the cycle and the call's order) or waits again.
         """
-        from graflow_async.feedback.hitl import ask
-
         self._feedback_calls += 1
-        return await ask(
-            self, self._feedback_calls, feedback_type, prompt, options=options, timeout=timeout,
-            metadata=metadata, notification_config=notification_config,
-        )
+        args = question(feedback_type, prompt, options, timeout, metadata, notification_config)
+        answer = await self._call("feedback", {**args, "index": self._feedback_calls}, timeout=args["timeout"])
+        if answer["status"] == "answered":
+            return FeedbackResponse.from_dict(answer["response"])
+        raise FeedbackSuspended(FeedbackRequest.from_dict(answer["request"]))
 
     async def request_approval(self, prompt: str, **kwargs: Any) -> bool:
         """Ask for approval; True when approved."""

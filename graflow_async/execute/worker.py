@@ -21,10 +21,10 @@ import sys
 
 from graflow_async.actors import Supervisor
 from graflow_async.clock import current_clock, within
-from graflow_async.context_port import REMOTE_ANSWER_TIMEOUT
 from graflow_async.define.tasks import Task, load_task
 from graflow_async.exceptions import TransportError
-from graflow_async.executor import Executor
+from graflow_async.execute.context_port import REMOTE_ANSWER_TIMEOUT
+from graflow_async.execute.executor import Executor
 from graflow_async.logs import LibraryLog
 from graflow_async.options import number, whole
 from graflow_async.transports import keys
@@ -121,7 +121,7 @@ async def run_worker(
         context_queue = keys.worker_queue(transport.consumer)
         observer = None
         if metrics_port is not None:  # counted only when served: no work per task otherwise
-            from graflow_async.metrics import Metrics, serve_metrics
+            from graflow_async.execute.metrics import Metrics, serve_metrics
 
             observer = Metrics(transport=transport)
         executor = Executor(

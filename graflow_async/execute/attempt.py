@@ -8,13 +8,14 @@ import asyncio
 import time
 from typing import Any
 
-from graflow_async.context import TaskContext
-from graflow_async.context_port import ContextPort
 from graflow_async.define.tasks import Task
 from graflow_async.exceptions import HandlerError, TaskTimeoutError
+from graflow_async.execute.context import TaskContext
+from graflow_async.execute.context_port import ContextPort
+from graflow_async.execute.handlers import TaskCall, get_handler
+from graflow_async.execute.threads import call_in_thread
+from graflow_async.execute.tracing import attempt_span, finish_attempt
 from graflow_async.feedback.hitl import FeedbackSuspended
-from graflow_async.handlers import TaskCall, call_in_thread, get_handler
-from graflow_async.tracing import attempt_span, finish_attempt
 from graflow_async.wire.messages import TaskMessage, TaskReply
 
 

@@ -18,6 +18,8 @@ them (`shutdown`); a worker past its grace period does not.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import itertools
 import os
 import queue
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
+from graflow_async.define.tasks import _is_async
 from graflow_async.options import whole
 
 # (function, what to call on `loop` with (arg, result, error) once it returned, arg, loop);
@@ -198,3 +201,28 @@ async def shutdown(pool: RunThreadPool, *, wait: bool = True) -> None:
             cancelled = exc
     if cancelled is not None:
         raise cancelled
+
+
+# The thread pool that plain (sync) task functions run in; the executor of each run
+# sets it so that a run's threads are its own and are waited for when it ends.
+thread_pool: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(
+    "graflow_async_thread_pool", default=None
+)
+
+
+async def call_function(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Await `func` if it is async; otherwise run it in the run's thread pool."""
+    if _is_async(func):
+        return await func(*args, **kwargs)
+    return await call_in_thread(func, args, kwargs)
+
+
+def call_in_thread(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+    """The future of plain function `func` run in the run's thread pool (with a copy of
+    the caller's context variables)."""
+    loop = asyncio.get_running_loop()
+    job = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
+    pool = thread_pool.get()
+    if type(pool) is RunThreadPool:
+        return pool.call(loop, job)
+    return loop.run_in_executor(pool, job)
