@@ -12,7 +12,6 @@
 See README.md and SPEC.md for the whole API.
 """
 
-from graflow_async.checkpoints import CheckpointManager, resume
 from graflow_async.define.graph import Chain, ParallelGroup, Workflow, chain, parallel, workflow
 from graflow_async.define.policies import (
     AtLeastNGroupPolicy,
@@ -49,7 +48,9 @@ from graflow_async.exceptions import (
 from graflow_async.execute.context import Channel, TaskContext
 from graflow_async.feedback import FeedbackRequest, FeedbackResponse, FeedbackType
 from graflow_async.handlers import TaskCall, TaskHandler, register_handler
-from graflow_async.runner import WorkflowResult, run, run_sync
+from graflow_async.run.checkpoints import CheckpointManager
+from graflow_async.run.resume import resume
+from graflow_async.run.runner import WorkflowResult, run, run_sync
 
 __version__ = "0.1.0"
 

@@ -25,7 +25,7 @@ from graflow_async import loading
 from graflow_async.define.graph import Workflow
 from graflow_async.events import Event
 from graflow_async.exceptions import GraflowError
-from graflow_async.runner import WorkflowResult, run
+from graflow_async.run.runner import WorkflowResult, run
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SUSPENDED = 0, 1, 2, 3
 
@@ -97,7 +97,7 @@ async def _run_command(args: argparse.Namespace) -> int:
 
 
 async def _resume_command(args: argparse.Namespace) -> int:
-    from graflow_async.checkpoints import resume
+    from graflow_async.run.resume import resume
 
     wf = load_workflow(args.workflow) if args.workflow else None
     start = functools.partial(resume, args.location, workflow=wf, force=args.force)

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from graflow_async import frozen_heap, run, task, workflow
+from graflow_async import run, task, workflow
+from graflow_async.run import frozen_heap
 
 
 @pytest.fixture

@@ -131,3 +131,23 @@ async def test_the_default_inbox_acks_on_receipt_and_closes_with_the_transport()
     await transport.aclose()
     with pytest.raises(MailboxClosed):
         await asyncio.wait_for(waiting, 1)
+
+
+async def test_the_default_feedback_store_of_each_transport(redis_url: str, tmp_path: object) -> None:
+    from graflow_async.feedback import MemoryFeedbackStore, RedisFeedbackStore
+    from graflow_async.feedback.defaults import store_for
+
+    assert store_for(MemoryTransport()) is None  # runs keep the default file store
+    async with RedisStreamsTransport(redis_url, namespace="shared") as redis:
+        store = store_for(redis)
+        assert isinstance(store, RedisFeedbackStore)
+        assert store.client is redis.client and store.prefix == "shared:feedback"  # where web apps look
+        assert await store.get_suspension(f"r-{uuid.uuid4().hex}") is None  # and it works
+
+    class Elsewhere(LoopbackTransport):  # a transport written elsewhere says its own
+        pass
+
+    mine = MemoryFeedbackStore()
+    store_for.register(Elsewhere, lambda transport: mine)
+    assert store_for(Elsewhere()) is mine
+    assert store_for(LoopbackTransport()) is None

@@ -1,4 +1,7 @@
-"""User-controlled checkpoints: the file format and the stores that hold them."""
+"""User-controlled checkpoints: the file format and the stores that hold them.
+
+(`CheckpointManager` and `resume`, which run a workflow, are the run's: import them
+from `graflow_async`.)"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from graflow_async.checkpoints.format import (
     encode_checkpoint,
     signing_key_from_env,
 )
-from graflow_async.checkpoints.manager import CheckpointManager, load_checkpoint, resume
+from graflow_async.checkpoints.locations import load_checkpoint
 from graflow_async.checkpoints.stores import (
     CheckpointStore,
     FileCheckpointStore,
@@ -21,7 +24,6 @@ from graflow_async.checkpoints.stores import (
 __all__ = [
     "FORMAT_VERSION",
     "SIGNING_KEY_ENV",
-    "CheckpointManager",
     "CheckpointStore",
     "FileCheckpointStore",
     "S3CheckpointStore",
@@ -29,7 +31,6 @@ __all__ = [
     "encode_checkpoint",
     "load_checkpoint",
     "open_store",
-    "resume",
     "signing_key_from_env",
     "store_for_location",
 ]

@@ -141,12 +141,6 @@ class Transport(ABC):
         known to have ended."""
         return set()
 
-    def default_feedback_store(self) -> Any:
-        """The feedback store a run on this transport uses when none is given (a
-        `FeedbackStore`), or None for the default file store. A transport whose workers
-        and web apps share a server returns a store on it."""
-        return None
-
     @abstractmethod
     async def aclose(self) -> None:
         """Release connections; pending `receive` calls raise `TransportError` (and an

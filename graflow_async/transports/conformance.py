@@ -51,7 +51,6 @@ import pytest
 
 from graflow_async.actors.mailbox import MailboxClosed
 from graflow_async.exceptions import TransportError
-from graflow_async.feedback import FeedbackStore
 from graflow_async.plan.directives import AddTasks, Cancel, Iterate, Terminate
 from graflow_async.transports.base import Delivery, Transport
 from graflow_async.wire.messages import ContextReply, ContextRequest, TaskMessage, TaskReply
@@ -324,13 +323,6 @@ class TransportSuite:
         assert [d.message for d in await _take(transport, other, 1)] == [{"n": 2}]
 
     # --- the rest of the surface -----------------------------------------------------------------------
-    async def test_default_feedback_store_is_none_or_a_feedback_store(self, transport: Transport) -> None:
-        store = transport.default_feedback_store()
-        if store is None:
-            return  # runs use the default file store
-        assert isinstance(store, FeedbackStore)
-        assert await store.get_suspension(f"conformance-{uuid.uuid4().hex}") is None  # it works
-
     async def test_in_process_is_declared(self, transport: Transport) -> None:
         assert isinstance(transport.in_process, bool)
 

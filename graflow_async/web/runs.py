@@ -28,7 +28,6 @@ from typing import Any
 from aiohttp import web
 
 from graflow_async.actors import Supervisor
-from graflow_async.checkpoints import resume
 from graflow_async.define.graph import Workflow
 from graflow_async.events import Event
 from graflow_async.exceptions import CheckpointError, FeedbackError
@@ -37,7 +36,8 @@ from graflow_async.feedback.base import FeedbackStore
 from graflow_async.feedback.notify_config import PUBLIC_URL
 from graflow_async.feedback.runrecords import CANCELLED, COMPLETED, FAILED, INTERRUPTED, RUNNING, SUSPENDED
 from graflow_async.logs import library_logger
-from graflow_async.runner import WorkflowResult, run
+from graflow_async.run.resume import resume
+from graflow_async.run.runner import WorkflowResult, run
 from graflow_async.web import runstate
 from graflow_async.web.http import ApiError
 from graflow_async.web.runstate import LiveRun, Owner, effective_status, initial_tasks

@@ -289,13 +289,6 @@ class RedisStreamsTransport(Transport):
                 raise answer
         return {q for q, there in zip(queues, found, strict=True) if there == 0}
 
-    def default_feedback_store(self) -> Any:
-        """A `RedisFeedbackStore` on this server and namespace: the REST API and the UI of
-        any app sharing the server see the questions of runs on this transport."""
-        from graflow_async.feedback.redis import RedisFeedbackStore
-
-        return RedisFeedbackStore(client=self.client, namespace=self.namespace)
-
     async def queue_stats(self) -> dict[str, Any]:
         """Length, pending entries and consumers of the task stream, and dead letters."""
         stream = self.keys.stream(keys.TASK_QUEUE)

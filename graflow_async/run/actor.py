@@ -15,21 +15,21 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple
 
 from graflow_async.actors import Actor, MailboxClosed, MailboxReceiver, MailboxSender, Supervisor, open_mailbox
-from graflow_async.checkpoints.manager import CheckpointManager
 from graflow_async.clock import current_clock
 from graflow_async.define.compile import CompiledGraph
 from graflow_async.define.tasks import Task
-from graflow_async.dispatch import local_messages
-from graflow_async.emitter import Emitter
 from graflow_async.exceptions import GraphError, TransportError
 from graflow_async.execute.executor import Executor
-from graflow_async.feedback.hitl import FeedbackHost
 from graflow_async.plan import ChannelData, Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
 from graflow_async.plan.directives import AddTasks
 from graflow_async.plan.specs import component_from_spec
 from graflow_async.result import WorkflowResult
-from graflow_async.routes import Route, distinct
-from graflow_async.run_services import RunServices
+from graflow_async.run.checkpoints import CheckpointManager
+from graflow_async.run.dispatch import local_messages
+from graflow_async.run.emitter import Emitter
+from graflow_async.run.feedback_host import FeedbackHost
+from graflow_async.run.routes import Route, distinct
+from graflow_async.run.services import RunServices
 from graflow_async.transports.base import Transport
 from graflow_async.wire.messages import (
     ContextReply,
@@ -49,7 +49,7 @@ class Later(NamedTuple):
     fn: Callable[[], None]
 
 
-class RunSupervisor(Actor[Any]):
+class RunActor(Actor[Any]):
     """One run: the plan, the routes its tasks take, and the services its tasks call."""
 
     def __init__(

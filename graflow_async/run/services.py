@@ -16,13 +16,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from graflow_async.checkpoints.manager import CheckpointManager
 from graflow_async.define.compile import CompiledGraph
 from graflow_async.exceptions import CheckpointError, TransportError
-from graflow_async.feedback.hitl import FeedbackHost
 from graflow_async.logs import LibraryLog
 from graflow_async.plan import ChannelData, RunPlan
 from graflow_async.plan.snapshot import to_doc
+from graflow_async.run.checkpoints import CheckpointManager
+from graflow_async.run.feedback_host import FeedbackHost
 from graflow_async.wire.messages import ContextReply, ContextRequest
 
 log = LibraryLog()

@@ -2,7 +2,7 @@
 
 `start_run` opens what a run needs (its transport and any Redis group routes, its
 checkpoint and feedback stores), builds the plan (restored from a checkpoint when
-resuming), hands everything to a `RunSupervisor` and closes it all when the run ends.
+resuming), hands everything to a `RunActor` and closes it all when the run ends.
 """
 
 from __future__ import annotations
@@ -13,24 +13,25 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from graflow_async.checkpoints.manager import CheckpointManager
 from graflow_async.define.compile import CompiledGraph
 from graflow_async.define.graph import Workflow
 from graflow_async.define.policies import RetryPolicy
 from graflow_async.define.tasks import load_task
-from graflow_async.emitter import Emitter
 from graflow_async.events import Event
 from graflow_async.execute.handlers import get_handler
 from graflow_async.execute.tracing import run_span
-from graflow_async.frozen_heap import frozen
+from graflow_async.feedback.defaults import store_for
 from graflow_async.logs import library_logger
 from graflow_async.options import run_id as check_run_id
 from graflow_async.options import whole
 from graflow_async.plan import ChannelData, RunGraph, RunPlan
 from graflow_async.plan.snapshot import from_doc, workflow_ref
 from graflow_async.result import WorkflowResult
-from graflow_async.routes import open_routes
-from graflow_async.run_supervisor import RunSupervisor
+from graflow_async.run.actor import RunActor
+from graflow_async.run.checkpoints import CheckpointManager
+from graflow_async.run.emitter import Emitter
+from graflow_async.run.frozen_heap import frozen
+from graflow_async.run.routes import open_routes
 from graflow_async.transports.base import Transport
 from graflow_async.transports.memory import MemoryTransport
 from graflow_async.wire.codec import check_value
@@ -100,9 +101,9 @@ async def start_run(
             sequence = int(snapshot.get("sequence", 0))
             if snapshot.get("task_id") is not None:
                 resumed = {str(snapshot["task_id"]): dict(snapshot.get("metadata") or {})}
-        supervisor = RunSupervisor(
+        supervisor = RunActor(
             plan, compiled, channel, run_id=run_id, routes=routes, emitter=emitter, checkpoints=checkpoints,
-            feedback_store=feedback_store if feedback_store is not None else main.default_feedback_store(),
+            feedback_store=feedback_store if feedback_store is not None else store_for(main),
             owns_feedback_store=feedback_store is None, workflow_ref=workflow_ref(workflow),
             resumed_metadata=resumed, sequence=sequence, resumed=snapshot is not None, load_task=load_task,
             max_threads=max_threads,

@@ -1,0 +1,85 @@
+"""The run's side of its tasks' questions: a request stored in the run's feedback store,
+announced, waited for on the run's clock, and answered to the task (with the response,
+or with "timeout", on which the task raises `FeedbackSuspended` and the run suspends)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from graflow_async.clock import Clock, within
+from graflow_async.exceptions import FeedbackCancelledError, FeedbackValidationError
+from graflow_async.feedback.base import FeedbackStore
+from graflow_async.feedback.hitl import feedback_id, open_feedback_store, question
+from graflow_async.feedback.models import ANSWERED, CANCELLED, FeedbackRequest, FeedbackType
+from graflow_async.feedback.notify_config import respond_url
+
+
+class FeedbackHost:
+    """The run's side of its tasks' questions. `post` runs a callable in the supervisor's
+    turn (events are emitted there); `spawn` starts a child of the run (notifications)."""
+
+    def __init__(
+        self, run_id: str, spec: Any, clock: Clock, post: Callable[[Callable[[], None]], None],
+        spawn: Callable[[Coroutine[Any, Any, Any]], Any], emit: Callable[..., None], *, owned: bool = False,
+    ) -> None:
+        self.run_id = run_id
+        self._spec = spec
+        self._owned = owned or not isinstance(spec, FeedbackStore)  # closed when the run ends
+        self._store: FeedbackStore | None = None
+        self.clock = clock
+        self.post = post
+        self.spawn = spawn
+        self.emit = emit
+        #: node -> the request whose wait timed out (the run's pending feedback if it suspends)
+        self.timed_out: dict[int, FeedbackRequest] = {}
+
+    def store(self) -> FeedbackStore:
+        """The run's feedback store, opened on first use."""
+        if self._store is None:
+            self._store = open_feedback_store(self._spec)
+        return self._store
+
+    @property
+    def opened(self) -> FeedbackStore | None:
+        return self._store
+
+    async def aclose(self) -> None:
+        store, self._store = self._store, None
+        if store is not None and self._owned:
+            await store.aclose()
+
+    async def serve(self, node: int, task_id: str, cycle: int, args: dict[str, Any]) -> dict[str, Any]:
+        """Store the question, wait for its answer; the reply for the asking task."""
+        fields = question(args.get("feedback_type"), args.get("prompt"), args.get("options"), args.get("timeout"),
+                          args.get("metadata"), args.get("notification_config"))
+        index = args.get("index")
+        if isinstance(index, bool) or not isinstance(index, int) or index < 1:
+            raise FeedbackValidationError("index must be a positive whole number", field="index")
+        fresh = FeedbackRequest(
+            feedback_id(self.run_id, task_id, index, cycle), self.run_id, task_id,
+            FeedbackType(fields["feedback_type"]), fields["prompt"], fields["options"], fields["metadata"],
+            fields["timeout"], notification_config=fields["notification_config"],
+        )
+        store = self.store()
+        request = await store.create(fresh)
+        if request.status == ANSWERED:
+            _, answer = await store.get(request.feedback_id)
+            assert answer is not None
+            return {"status": "answered", "response": answer.to_dict()}
+        if request.status == CANCELLED:
+            raise FeedbackCancelledError(f"feedback request {request.feedback_id!r} was cancelled")
+        if request.created_at == fresh.created_at:  # asked now, not found from an earlier run
+            self.post(lambda: self.emit("feedback_requested", task_id, feedback_id=request.feedback_id,
+                                        feedback_type=request.feedback_type.value, prompt=request.prompt))
+            if request.notification_config:
+                from graflow_async.feedback.notify import notify
+
+                self.spawn(notify(request, request.notification_config, respond_url=respond_url(request.feedback_id)))
+        try:
+            answer = await within(self.clock, store.wait(request.feedback_id), request.timeout)
+        except TimeoutError:
+            self.timed_out[node] = request
+            return {"status": "timeout", "request": request.to_dict()}
+        self.post(lambda: self.emit("feedback_answered", task_id, feedback_id=request.feedback_id))
+        return {"status": "answered", "response": answer.to_dict()}
