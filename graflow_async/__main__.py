@@ -1,7 +1,7 @@
-"""``python -m graflow_async``: see `graflow_async.cli`."""
+"""``python -m graflow_async``: see `graflow_async.cli.main`."""
 
 import sys
 
-from graflow_async.cli import main
+from graflow_async.cli.main import main
 
 sys.exit(main())

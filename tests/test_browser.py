@@ -213,7 +213,7 @@ async def test_a_large_run_is_summarized_and_paged_and_its_counts_follow_it_live
     a table of 100 tasks a page; as the run goes on, the counts change live and the
     rows of this page turn done, while tasks of other pages add no rows."""
     from graflow_async import parallel, task, workflow
-    from graflow_async.web import runpage
+    from graflow_async.web.runs import page as runpage
 
     monkeypatch.setattr(runpage, "TASKS_PER_PAGE", 100)
     gate = asyncio.Event()

@@ -12,9 +12,9 @@ from typing import Any
 from graflow_async import chain, parallel, task, workflow
 from graflow_async.define.compile import CompiledGraph
 from graflow_async.define.graph import Workflow
-from graflow_async.web import graphview
-from graflow_async.web.graphview import drawable, layout, levels, render_svg, task_order
-from graflow_async.web.runpage import graph_facts, task_view
+from graflow_async.web.runs import graphview
+from graflow_async.web.runs.graphview import drawable, layout, levels, render_svg, task_order
+from graflow_async.web.runs.page import graph_facts, task_view
 
 
 @task

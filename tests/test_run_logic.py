@@ -11,10 +11,10 @@ import pytest
 
 from graflow_async import chain, parallel, task, workflow
 from graflow_async.exceptions import CheckpointError
-from graflow_async.web.runpage import task_view
-from graflow_async.web.runs import find_workflow, refusal
-from graflow_async.web.runs_ui import run_duration, span
-from graflow_async.web.runstate import LiveRun, Owner, apply_event, effective_status, host_identity, pid_alive
+from graflow_async.web.runs.manager import find_workflow, refusal
+from graflow_async.web.runs.page import task_view
+from graflow_async.web.runs.state import LiveRun, Owner, apply_event, effective_status, host_identity, pid_alive
+from graflow_async.web.runs.ui import run_duration, span
 
 ME = Owner("me", "host-a|boot|ns", 100)
 

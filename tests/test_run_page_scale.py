@@ -23,8 +23,9 @@ from aiohttp import web
 from graflow_async import parallel, task, workflow
 from graflow_async.define.graph import Workflow
 from graflow_async.feedback import MemoryFeedbackStore
-from graflow_async.feedback.runrecords import MAX_TASKS
-from graflow_async.web import create_app, runpage
+from graflow_async.records.base import MAX_TASKS
+from graflow_async.web import create_app
+from graflow_async.web.runs import page as runpage
 
 
 @task

@@ -13,7 +13,7 @@ import pytest
 from feedback_backends import Backend, make_backend
 
 from graflow_async.feedback import FeedbackStore, FileFeedbackStore, RedisFeedbackStore
-from graflow_async.feedback.runrecords import (
+from graflow_async.records.base import (
     MAX_LIMIT,
     MAX_RECORD_BYTES,
     RunRecordError,

@@ -305,7 +305,7 @@ async def test_serve_takes_a_public_url(capsys: pytest.CaptureFixture[str], tmp_
     import argparse
     import re
 
-    from graflow_async.web.serve import add_serve_command, serve
+    from graflow_async.cli.serve import add_serve_command, serve
 
     monkeypatch.chdir(tmp_path)
     parser = argparse.ArgumentParser()
@@ -330,7 +330,7 @@ async def test_serve_takes_a_public_url(capsys: pytest.CaptureFixture[str], tmp_
     with pytest.raises(asyncio.CancelledError):
         await server
     bad = parser.parse_args(["serve", "--port", "0", "--public-url", "nope"])
-    from graflow_async.cli import UsageError
+    from graflow_async.cli.main import UsageError
 
     with pytest.raises(UsageError, match="--public-url"):
         await serve(bad)

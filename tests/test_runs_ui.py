@@ -17,7 +17,8 @@ from web_flows import WORKFLOWS
 
 from graflow_async import task, workflow
 from graflow_async.feedback import MemoryFeedbackStore
-from graflow_async.web import create_app, runs_ui
+from graflow_async.web import create_app
+from graflow_async.web.runs import ui as runs_ui
 
 TOKEN = "ui-runs-token"
 

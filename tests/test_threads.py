@@ -77,7 +77,7 @@ async def test_worker_threads_sizes_the_workers_pool(workers: Workers, redis_url
 
 
 def test_worker_threads_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
-    from graflow_async.cli import EXIT_USAGE, main
+    from graflow_async.cli.main import EXIT_USAGE, main
 
     assert main(["worker", "--redis-url", "redis://localhost:1/0", "--threads", "0"]) == EXIT_USAGE
     assert "--threads" in capsys.readouterr().err

@@ -22,9 +22,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from graflow_async import FeedbackCancelledError, Workflow, run, task, workflow
+from graflow_async.cli.serve import add_serve_command, serve
 from graflow_async.feedback import FeedbackRequest, FeedbackType, MemoryFeedbackStore
 from graflow_async.web import WEB_STATE, create_app, setup
-from graflow_async.web.serve import add_serve_command, serve
 
 TOKEN = "s3cret-token"
 MIB = 1024 * 1024

@@ -21,10 +21,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from web_flows import WORKFLOWS
 
+from graflow_async.cli.serve import add_serve_command, serve
 from graflow_async.feedback import FeedbackRequest, FeedbackType, MemoryFeedbackStore
 from graflow_async.web import create_app, setup
 from graflow_async.web.hosts import served_names
-from graflow_async.web.serve import add_serve_command, serve
 
 TOKEN = "hosts-token"
 ATTACKER = "attacker.example"
@@ -228,7 +228,7 @@ async def test_serve_without_a_token_refuses_foreign_hosts_and_takes_allowed_one
 
 
 def test_serve_checks_allowed_hosts() -> None:
-    from graflow_async.cli import UsageError
+    from graflow_async.cli.main import UsageError
 
     parser = argparse.ArgumentParser()
     add_serve_command(parser.add_subparsers(dest="command"))

@@ -526,7 +526,7 @@ async def test_workers_run_on_uvloop_unless_told_asyncio(workers: Workers, redis
 
 
 def test_loop_uvloop_without_uvloop_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    from graflow_async.cli import EXIT_USAGE, main
+    from graflow_async.cli.main import EXIT_USAGE, main
 
     monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
     assert main(["worker", "--redis-url", "redis://127.0.0.1:1/0", "--loop", "uvloop"]) == EXIT_USAGE

@@ -15,7 +15,8 @@ from aiohttp import web
 from web_flows import WORKFLOWS
 
 from graflow_async.feedback import FeedbackStore, FileFeedbackStore
-from graflow_async.web import create_app, runstate
+from graflow_async.web import create_app
+from graflow_async.web.runs import state as runstate
 
 
 def open_store(spec: str) -> FeedbackStore:

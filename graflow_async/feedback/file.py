@@ -46,7 +46,6 @@ from graflow_async.exceptions import (
     FeedbackValidationError,
 )
 from graflow_async.feedback.base import FeedbackStore
-from graflow_async.feedback.file_runs import FileRunRecords
 from graflow_async.feedback.memory import Waiters, wait_settled
 from graflow_async.feedback.models import (
     ANSWERED,
@@ -57,6 +56,7 @@ from graflow_async.feedback.models import (
     validate_response,
 )
 from graflow_async.logs import LibraryLog
+from graflow_async.records.file import FileRunRecords
 
 log = LibraryLog()
 

@@ -24,7 +24,7 @@ from graflow_async.feedback.models import (
     FeedbackResponse,
     validate_response,
 )
-from graflow_async.feedback.runrecords import RUNNING, decode_record, encode_record, page, sort_key
+from graflow_async.records.base import RUNNING, decode_record, encode_record, page, sort_key
 
 MAX_MEMORY_RUNS = 10_000  # run records kept; the oldest ended ones are forgotten first
 _INDEXED = ("run_id", "workflow", "status", "started_at")

@@ -46,9 +46,9 @@ from graflow_async.feedback.models import (
     FeedbackResponse,
     validate_response,
 )
-from graflow_async.feedback.redis_runs import RedisRunRecords
 from graflow_async.logs import LibraryLog
 from graflow_async.options import number
+from graflow_async.records.redis import RedisRunRecords
 from graflow_async.transports.redis.redispy import redact
 
 DEFAULT_URL = "redis://localhost:6379/0"

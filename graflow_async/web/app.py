@@ -16,15 +16,15 @@ from graflow_async.feedback.base import FeedbackStore
 from graflow_async.feedback.memory import MemoryFeedbackStore
 from graflow_async.feedback.notify_config import check_public_url
 from graflow_async.logs import library_logger
-from graflow_async.web.api import FeedbackApi
 from graflow_async.web.auth import ApiHandler, Auth
+from graflow_async.web.feedback.api import FeedbackApi
+from graflow_async.web.feedback.ui import FeedbackUi
 from graflow_async.web.hosts import HostCheck
 from graflow_async.web.http import MAX_BODY, ApiError, server_options
-from graflow_async.web.runs import RunManager
-from graflow_async.web.runs_api import RunsApi
-from graflow_async.web.runs_ui import RunsUi
-from graflow_async.web.runviews import RunViews
-from graflow_async.web.ui import FeedbackUi
+from graflow_async.web.runs.api import RunsApi
+from graflow_async.web.runs.manager import RunManager
+from graflow_async.web.runs.ui import RunsUi
+from graflow_async.web.runs.views import RunViews
 
 DEFAULT_FEEDBACK_DIR = ".graflow/feedback"
 

@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from graflow_async.feedback.runrecords import MAX_RECORD_BYTES, RunRecordError, decode_record, encode_record, page
 from graflow_async.logs import LibraryLog
+from graflow_async.records.base import MAX_RECORD_BYTES, RunRecordError, decode_record, encode_record, page
 
 log = LibraryLog()
 _Version = tuple[int, int, int]

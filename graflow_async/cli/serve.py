@@ -74,7 +74,7 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
 
 def load_workflows(refs: list[str]) -> dict[str, Workflow]:
     """``{wf.name: wf}`` for each MODULE:ATTR; UsageError for a duplicate name."""
-    from graflow_async.cli import UsageError, load_workflow
+    from graflow_async.cli.main import UsageError, load_workflow
 
     found: dict[str, Workflow] = {}
     for ref in refs:
@@ -87,7 +87,7 @@ def load_workflows(refs: list[str]) -> dict[str, Workflow]:
 
 def open_feedback_store(spec: str | None) -> FeedbackStore | None:
     """The store `--feedback-store` names: a directory or a Redis URL (None: the app's default)."""
-    from graflow_async.cli import UsageError
+    from graflow_async.cli.main import UsageError
     from graflow_async.feedback.hitl import open_feedback_store as open_store
 
     if not spec:
@@ -132,7 +132,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def _public_url(url: str | None) -> str | None:
-    from graflow_async.cli import UsageError
+    from graflow_async.cli.main import UsageError
     from graflow_async.feedback.notify_config import check_public_url
 
     try:
@@ -144,7 +144,7 @@ def _public_url(url: str | None) -> str | None:
 def _allowed_hosts(bound: str, extra: list[str], token: str | None) -> list[str] | None:
     """`allowed_hosts` for the app: the names given and those it listens on, or None (no
     check) when a token is set and no names were given, as for an app of one's own."""
-    from graflow_async.cli import UsageError
+    from graflow_async.cli.main import UsageError
 
     if token and not extra:
         return None

@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_queue_stats_command)
 
-    from graflow_async.web.serve import add_serve_command
+    from graflow_async.cli.serve import add_serve_command
 
     add_serve_command(commands)
     return parser

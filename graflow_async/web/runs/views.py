@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from graflow_async.feedback.models import FeedbackRequest
-from graflow_async.feedback.runrecords import (
+from graflow_async.records.base import (
     COMPLETED,
     ENDED,
     INTERRUPTED,
@@ -29,8 +29,8 @@ from graflow_async.feedback.runrecords import (
     encode_cursor,
     sort_key,
 )
-from graflow_async.web.runs import RunManager
-from graflow_async.web.runstate import LiveRun
+from graflow_async.web.runs.manager import RunManager
+from graflow_async.web.runs.state import LiveRun
 
 KEEPALIVE = 15.0  # seconds between SSE comments on a quiet stream
 POLL_SECONDS = 1.0  # how often a stream of a run not driven here looks at its record

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from graflow_async.feedback.runrecords import (
+from graflow_async.logs import LibraryLog
+from graflow_async.records.base import (
     MAX_RECORD_BYTES,
     RunRecordError,
     check_limit,
@@ -27,7 +28,6 @@ from graflow_async.feedback.runrecords import (
     encode_record,
     matches,
 )
-from graflow_async.logs import LibraryLog
 
 log = LibraryLog()
 _BATCH = 200

@@ -18,10 +18,10 @@ from multidict import MultiDictProxy
 from graflow_async.exceptions import FeedbackAlreadyAnsweredError, FeedbackNotFoundError, FeedbackValidationError
 from graflow_async.feedback.base import FeedbackStore
 from graflow_async.feedback.models import FeedbackRequest, FeedbackResponse, FeedbackType
-from graflow_async.web.api import unreadable_records
 from graflow_async.web.auth import Auth, Session
+from graflow_async.web.feedback.api import unreadable_records
 from graflow_async.web.http import MAX_BODY, ApiError, TooDeep, parse_json, read_form
-from graflow_async.web.runs import RunManager
+from graflow_async.web.runs.manager import RunManager
 
 # No scripts at all; inline styles only; forms post to this origin; no framing.
 HEADERS = {

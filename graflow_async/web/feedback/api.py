@@ -8,10 +8,10 @@ from aiohttp import web
 
 from graflow_async.feedback.base import FeedbackStore
 from graflow_async.feedback.models import ANSWERED, CANCELLED, PENDING
-from graflow_async.feedback.runrecords import RunRecordError, ascending_page
+from graflow_async.records.base import RunRecordError, ascending_page
 from graflow_async.web.http import ApiError, json_response, read_json
-from graflow_async.web.runs import RunManager
-from graflow_async.web.runs_api import query_limit
+from graflow_async.web.runs.api import query_limit
+from graflow_async.web.runs.manager import RunManager
 
 STATUSES = (PENDING, ANSWERED, CANCELLED)
 

@@ -23,8 +23,8 @@ from typing import Any
 from graflow_async.define.compile import CompiledGraph
 from graflow_async.define.graph import Workflow
 from graflow_async.exceptions import GraphError
-from graflow_async.feedback.runrecords import MAX_TASKS
-from graflow_async.web.graphview import Layout, drawable, layout, levels, render_svg, task_order
+from graflow_async.records.base import MAX_TASKS
+from graflow_async.web.runs.graphview import Layout, drawable, layout, levels, render_svg, task_order
 
 TASKS_PER_PAGE = 500  # rows of the task table on one page
 LAYERS_SHOWN = 100  # layers listed in the summary of a graph too large to draw

@@ -27,7 +27,7 @@ from typing import Any
 
 from graflow_async.define.graph import Workflow
 from graflow_async.events import Event
-from graflow_async.feedback.runrecords import (
+from graflow_async.records.base import (
     CANCELLED,
     FAILED,
     INTERRUPTED,

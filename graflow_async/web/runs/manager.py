@@ -34,13 +34,13 @@ from graflow_async.exceptions import CheckpointError, FeedbackError
 from graflow_async.execute.metrics import Metrics
 from graflow_async.feedback.base import FeedbackStore
 from graflow_async.feedback.notify_config import PUBLIC_URL
-from graflow_async.feedback.runrecords import CANCELLED, COMPLETED, FAILED, INTERRUPTED, RUNNING, SUSPENDED
 from graflow_async.logs import library_logger
+from graflow_async.records.base import CANCELLED, COMPLETED, FAILED, INTERRUPTED, RUNNING, SUSPENDED
 from graflow_async.run.resume import resume
 from graflow_async.run.runner import WorkflowResult, run
-from graflow_async.web import runstate
 from graflow_async.web.http import ApiError
-from graflow_async.web.runstate import LiveRun, Owner, effective_status, initial_tasks
+from graflow_async.web.runs import state as runstate
+from graflow_async.web.runs.state import LiveRun, Owner, effective_status, initial_tasks
 
 MAX_LIVE = 1_000  # runs kept in memory (with their events); the oldest ended ones are forgotten first
 CANCEL_WAIT = 2.0  # seconds `cancel` waits for a run of this process to end before answering

@@ -23,13 +23,13 @@ from aiohttp import web
 from markupsafe import Markup
 
 from graflow_async.define.graph import Workflow
-from graflow_async.feedback.runrecords import COMPLETED, ENDED, MAX_TASKS, RunRecordError
-from graflow_async.web import graphview
+from graflow_async.records.base import COMPLETED, ENDED, MAX_TASKS, RunRecordError
 from graflow_async.web.auth import Session
-from graflow_async.web.runpage import STATES, UNTRACKED, task_view
-from graflow_async.web.runs_api import stream_events
-from graflow_async.web.runviews import LISTING_STATUSES, RunViews
-from graflow_async.web.ui import HEADERS, FeedbackUi
+from graflow_async.web.feedback.ui import HEADERS, FeedbackUi
+from graflow_async.web.runs import graphview
+from graflow_async.web.runs.api import stream_events
+from graflow_async.web.runs.page import STATES, UNTRACKED, task_view
+from graflow_async.web.runs.views import LISTING_STATUSES, RunViews
 
 # The run page runs the app's own script and reads the event stream, nothing else.
 RUN_PAGE_CSP = (

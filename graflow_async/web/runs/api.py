@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from graflow_async.feedback.runrecords import MAX_LIMIT, STATUSES, RunRecordError
+from graflow_async.records.base import MAX_LIMIT, STATUSES, RunRecordError
 from graflow_async.web.http import ApiError, dumps, json_response, read_json
-from graflow_async.web.runs import RunManager
-from graflow_async.web.runviews import RunViews
+from graflow_async.web.runs.manager import RunManager
+from graflow_async.web.runs.views import RunViews
 from graflow_async.wire.codec import packb
 
 DEFAULT_LIMIT = 50
