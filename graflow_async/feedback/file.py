@@ -13,8 +13,9 @@ beside a directory named ``feedback`` (so ``.graflow/runs`` for the default
 directory the store was not told about).
 
 ``<key>`` is the feedback (or run) id itself when it is a safe file name, else ``%``
-followed by the SHA-256 of the id. Files are written under a temporary name, fsynced,
-then linked or renamed into place, so a reader never sees half a file.
+followed by the SHA-256 of the id. Files are written through `graflow_async.files`
+(a temporary file, fsynced, then linked or renamed into place), so a reader never sees
+half a file.
 
 Waiters in this process are woken directly. Waiters in other processes are woken by
 an inotify watch on the directory (`watchfiles.awatch`) that runs only while someone
@@ -25,13 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import hashlib
 import json
 import os
 import re
 import threading
-import uuid
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any
 
 from watchfiles import Change, awatch
 
+from graflow_async import files
 from graflow_async.exceptions import (
     FeedbackAlreadyAnsweredError,
     FeedbackError,
@@ -161,7 +161,7 @@ class FileFeedbackStore(FeedbackStore):
         if record is None:
             await asyncio.to_thread(path.unlink, missing_ok=True)
         else:
-            await asyncio.to_thread(_replace, path, _dumps({"run_id": run_id, "record": record}))
+            await asyncio.to_thread(files.replace, path, _dumps({"run_id": run_id, "record": record}))
 
     async def get_suspension(self, run_id: str) -> dict[str, Any] | None:
         path = self.directory / "runs" / f"{file_key(run_id)}.json"
@@ -169,7 +169,7 @@ class FileFeedbackStore(FeedbackStore):
         return None if data is None else dict(data["record"])
 
     async def save_run(self, record: dict[str, Any]) -> None:
-        await self._runs.save(record, _replace)
+        await self._runs.save(record)
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         return await self._runs.get(run_id)
@@ -180,7 +180,7 @@ class FileFeedbackStore(FeedbackStore):
         return await self._runs.select(status, workflow, limit, cursor)
 
     async def request_run_cancel(self, run_id: str) -> None:
-        await self._runs.request_cancel(run_id, _replace)
+        await self._runs.request_cancel(run_id)
 
     async def aclose(self) -> None:
         self._stop_watching()
@@ -203,27 +203,16 @@ class FileFeedbackStore(FeedbackStore):
     # -- blocking file operations, run in threads ------------------------------------
 
     def _publish_new(self, key: str, data: bytes) -> dict[str, Any] | None:
-        """Link a new record into place; the existing record if there is one."""
-        temp = _write_temp(self.directory, key, data)
-        try:
-            os.link(temp, self.directory / f"{key}.json")
-        except FileExistsError:
-            return self._read(key)
-        finally:
-            temp.unlink(missing_ok=True)
-        _fsync_dir(self.directory)
-        return None
+        """Put a new record in place; the existing record if there is one."""
+        if files.create(self.directory / f"{key}.json", data):
+            return None
+        return self._read(key)
 
     def _claim(self, key: str, data: bytes) -> bool:
         """Claim the settlement (exactly one claimant wins), then publish the record."""
-        temp = _write_temp(self.directory, key, data)
-        try:
-            os.link(temp, self.directory / f"{key}.settled")
-        except FileExistsError:
-            temp.unlink(missing_ok=True)
+        if not files.create(self.directory / f"{key}.settled", data):
             return False
-        os.replace(temp, self.directory / f"{key}.json")
-        _fsync_dir(self.directory)
+        files.replace(self.directory / f"{key}.json", data)
         return True
 
     def _read(self, key: str) -> dict[str, Any] | None:
@@ -343,33 +332,3 @@ def _load(path: Path) -> dict[str, Any] | None:
     if not isinstance(loaded, dict):
         raise FeedbackError(f"corrupt feedback file {path}: a JSON {type(loaded).__name__}, not an object")
     return loaded
-
-
-def _write_temp(directory: Path, key: str, data: bytes) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    temp = directory / f".{key}.{uuid.uuid4().hex}.tmp"
-    with open(temp, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    return temp
-
-
-def _replace(path: Path, data: bytes) -> None:
-    temp = _write_temp(path.parent, path.stem, data)
-    try:
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Make the new name durable too; some platforms cannot open directories.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

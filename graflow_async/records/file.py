@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from graflow_async import files
 from graflow_async.logs import LibraryLog
 from graflow_async.records.base import MAX_RECORD_BYTES, RunRecordError, decode_record, encode_record, page
 
@@ -34,9 +35,9 @@ class FileRunRecords:
         self._key = key  # run id -> file name stem
         self._cache: dict[str, tuple[_Version, dict[str, Any] | None]] = {}  # name -> version, record (None: bad)
 
-    async def save(self, record: dict[str, Any], replace: Any) -> None:
+    async def save(self, record: dict[str, Any]) -> None:
         data = encode_record(record)
-        await asyncio.to_thread(replace, self.directory / f"{self._key(record['run_id'])}.json", data)
+        await asyncio.to_thread(files.replace, self.directory / f"{self._key(record['run_id'])}.json", data)
 
     async def get(self, run_id: str) -> dict[str, Any] | None:
         return await asyncio.to_thread(self._get, self._key(run_id))
@@ -48,10 +49,10 @@ class FileRunRecords:
         chosen, next_cursor = page(records, status=status, workflow=workflow, limit=limit, cursor=cursor)
         return copy.deepcopy(chosen), next_cursor
 
-    async def request_cancel(self, run_id: str, replace: Any) -> None:
+    async def request_cancel(self, run_id: str) -> None:
         key = self._key(run_id)
         if await asyncio.to_thread((self.directory / f"{key}.json").exists):
-            await asyncio.to_thread(replace, self.directory / f"{key}.cancel", b"{}")
+            await asyncio.to_thread(files.replace, self.directory / f"{key}.cancel", b"{}")
 
     # --- in a thread ---------------------------------------------------------------------------
     def _get(self, key: str) -> dict[str, Any] | None:
