@@ -10,6 +10,8 @@
     ├── ParallelGroupError            a group's policy failed it (.group_id, .failed_tasks, ...)
     ├── WorkflowCancelledError        a task called context.cancel_workflow(reason)
     ├── CheckpointError               a checkpoint cannot be written, read or resumed
+    │   ├── RunAlreadyRunningError    resume refused: another process runs the run (.run_id)
+    │   └── RunCompletedError         resume refused: the run has completed since (.run_id)
     ├── FeedbackError                 human-in-the-loop request problems
     │   ├── FeedbackTimeoutError      no answer within the timeout
     │   ├── FeedbackCancelledError    the request was cancelled
@@ -161,6 +163,29 @@ class CheckpointError(GraflowError):
     """A checkpoint cannot be written, read, verified or resumed."""
 
 
+class RunAlreadyRunningError(CheckpointError):
+    """`resume` refused: another process is running run `run_id` (it holds the run's lease)."""
+
+    def __init__(self, run_id: str, message: str | None = None):
+        self.run_id = run_id
+        super().__init__(message or f"run {run_id} is already running")
+
+    def __reduce__(self):
+        return (type(self), (self.run_id, str(self)))
+
+
+class RunCompletedError(CheckpointError):
+    """`resume` refused: run `run_id` has completed since the checkpoint was saved
+    (``force=True`` runs it again)."""
+
+    def __init__(self, run_id: str, message: str | None = None):
+        self.run_id = run_id
+        super().__init__(message or f"run {run_id} has completed")
+
+    def __reduce__(self):
+        return (type(self), (self.run_id, str(self)))
+
+
 class FeedbackError(GraflowError):
     """A human-in-the-loop request cannot be made, answered or awaited."""
 
@@ -221,6 +246,8 @@ __all__ = [
     "ParallelGroupError",
     "RemoteTaskError",
     "RetryLimitExceededError",
+    "RunAlreadyRunningError",
+    "RunCompletedError",
     "TaskFailedError",
     "TaskTimeoutError",
     "TransportError",

@@ -10,8 +10,9 @@ heartbeat while it runs (its lease, see `runstate`); its events stay in memory.
 Resuming: once a suspended run's last pending request is answered (here, through
 this app), the app resumes it if it serves its workflow, found by the key the run was
 started under or by the workflow's name. A run another process drives is left alone;
-`resume` refusing (the run is already running elsewhere, or has completed since) is
-logged and changes nothing here but the record of a completed run.
+`resume` refusing (`RunAlreadyRunningError`: the run is already running elsewhere;
+`RunCompletedError`: it has completed since) is logged and changes nothing here but
+the record of a completed run.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from aiohttp import web
 from graflow_async.actors import Supervisor
 from graflow_async.define.graph import Workflow
 from graflow_async.events import Event
-from graflow_async.exceptions import CheckpointError, FeedbackError
+from graflow_async.exceptions import FeedbackError, RunAlreadyRunningError, RunCompletedError
 from graflow_async.execute.metrics import Metrics
 from graflow_async.feedback.base import FeedbackStore
 from graflow_async.feedback.notify_config import PUBLIC_URL
@@ -59,16 +60,6 @@ def find_workflow(
     for key, wf in workflows.items():
         if wf.name in names:
             return key, wf
-    return None
-
-
-def refusal(exc: CheckpointError) -> str | None:
-    """Why `resume` refused to run (SPEC section 8), or None for another error."""
-    text = str(exc)
-    if "already running" in text:
-        return "running"
-    if "has completed since" in text:
-        return "completed"
     return None
 
 
@@ -274,9 +265,8 @@ class RunManager:
         except asyncio.CancelledError:
             await self._end(live, CANCELLED, error=live.cancel_reason or "cancelled: the server shut down")
             raise
-        except CheckpointError as exc:
-            why = refusal(exc) if resumed else None
-            await (self._refused(live, why, exc) if why else self._failed(live, exc))
+        except (RunAlreadyRunningError, RunCompletedError) as exc:
+            await (self._refused(live, exc) if resumed else self._failed(live, exc))
             return
         except Exception as exc:
             await self._failed(live, exc)
@@ -305,12 +295,12 @@ class RunManager:
             self.metrics.run_started()
             live.counted = True
 
-    async def _refused(self, live: LiveRun, why: str, exc: CheckpointError) -> None:
+    async def _refused(self, live: LiveRun, exc: RunAlreadyRunningError | RunCompletedError) -> None:
         """`resume` would not run: another process runs the run (its record is theirs),
         or it completed since (its record says so now)."""
         self.log.info("not resuming run", run_id=live.run_id, reason=str(exc)[:300])
         record = await self.store.get_run(live.run_id)
-        if why == "completed":
+        if isinstance(exc, RunCompletedError):
             await self._quietly(self.store.set_suspension(live.run_id, None))
             live.finish(COMPLETED, results=(record or {}).get("results") or live.results)
             await self._quietly(self._save(live))
