@@ -1,5 +1,5 @@
 """Runs the web app starts, resumes and cancels (SPEC section 8); what it reports of
-them is in `runviews.py`, the HTTP handlers in `api.py`.
+them is in `views.py`, the HTTP handlers in `api.py`.
 
 Every run task is a child of one `Supervisor` held open by the app's ``cleanup_ctx``:
 when the app shuts down the children are cancelled and awaited, and their runs are
