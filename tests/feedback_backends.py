@@ -93,6 +93,7 @@ def _request(feedback_id: str, how: str) -> Any:
         "wrong-schema": {"note": MARK},
         "huge": {**good, "request": {**good["request"], "metadata": {"pad": MARK + "x" * MAX_FEEDBACK_BYTES}}},
         "other-id": {**good, "request": ask("someone-else", prompt=MARK).to_dict()},
+        "bad-answer": {**good, "status": "answered", "response": {"feedback_id": feedback_id, "approved": MARK}},
     }.get(how)
 
 
@@ -170,6 +171,9 @@ class RedisDamage:
             value = _request(record_id, how)
             if how == "wrong-schema":
                 await client.hset(key, "note", MARK)
+            elif how == "bad-answer":
+                await client.hset(key, mapping={"request": json.dumps(value["request"]), "status": "answered",
+                                                "response": '{"approved": "' + MARK})
             else:
                 request = '{"prompt": "' + MARK if how == "not-json" else json.dumps(value["request"])
                 await client.hset(key, mapping={"request": request, "status": "pending"})

@@ -14,7 +14,8 @@ which it asks for):
 - "wrong-schema": a JSON value that is not such a record at all;
 - "huge": more bytes than the store reads;
 - "wrong-kind": not a file (a FIFO), or a Redis key of another type;
-- "other-id": a well-formed record, of another id.
+- "other-id": a well-formed record, of another id;
+- "bad-answer" (requests only): an answered request whose answer is not JSON or not one.
 
 Each corrupt record holds `MARK`; the suites check that it shows in no error and no log
 line. A corrupt record must be left out of listings and named in their ``skipped``,
@@ -39,6 +40,7 @@ from graflow_async.records.contract import RunRecords
 
 MARK = "secret-content-C0FFEE"  # in every corrupt record: never in an error or a log line
 HOWS = ("not-json", "wrong-types", "wrong-schema", "huge", "wrong-kind", "other-id")
+REQUEST_HOWS = (*HOWS, "bad-answer")
 SUSPENSION_HOWS = ("not-json", "wrong-types", "wrong-schema", "huge", "wrong-kind")
 REQUEST_EVENT = "skipped an unreadable feedback record"
 RUN_EVENT = "skipped an unreadable run record"
@@ -75,7 +77,7 @@ async def _corrupt(call: Callable[[], Awaitable[Any]], kind: type[CorruptRecordE
 class CorruptRequestsSuite(_Logs):
     """Corrupt feedback requests. Needs ``store`` (a `FeedbackRequests`) and ``damage``."""
 
-    @pytest.mark.parametrize("how", HOWS)
+    @pytest.mark.parametrize("how", REQUEST_HOWS)
     async def test_listings_leave_a_corrupt_request_out_and_name_it(
         self, store: FeedbackRequests, damage: Damage, logs: list[MutableMapping[str, Any]], how: str
     ) -> None:
@@ -92,7 +94,7 @@ class CorruptRequestsSuite(_Logs):
                 assert MARK not in repr(listing.skipped)
         assert len(_warned(logs, REQUEST_EVENT)) == 1  # once, not at every listing
 
-    @pytest.mark.parametrize("how", HOWS)
+    @pytest.mark.parametrize("how", REQUEST_HOWS)
     async def test_a_corrupt_request_read_directly_raises_and_is_not_replaced(
         self, store: FeedbackRequests, damage: Damage, logs: list[MutableMapping[str, Any]], how: str
     ) -> None:

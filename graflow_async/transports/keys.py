@@ -71,10 +71,6 @@ class Keys:
     def feedback_request(self, feedback_id: str) -> str:
         return f"{self.namespace}:feedback:request:{feedback_id}"
 
-    def feedback_id_of(self, key: str) -> str:
-        """The feedback id of a `feedback_request` key."""
-        return key[len(self.feedback_request("")) :]
-
     @property
     def feedback_index(self) -> str:
         return f"{self.namespace}:feedback:index"
