@@ -50,11 +50,16 @@ class RedisRunRecords(RunRecords):
         data = encode_record(record)
         run_id = record["run_id"]
         index = self.keys.run_index
-        await self.conn.transaction([
+        answers = await self.conn.transaction([
             ("SET", self.keys.run_record(run_id), data, "EX", self.ttl),
             ("ZADD", index, repr(float(record["started_at"])), run_id),
             ("EXPIRE", index, self.ttl),
         ])
+        for answer in answers:
+            if isinstance(answer, Refused) and answer.code == "WRONGTYPE":  # the index: listings say so
+                self._reports.report(index, "WRONGTYPE", "the index holds another type", key=index)
+            elif isinstance(answer, Refused):
+                raise answer
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         [found] = await read(self.conn, [self.keys.run_record(run_id)], most=MAX_RECORD_BYTES)
