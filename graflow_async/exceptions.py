@@ -10,12 +10,17 @@
     ├── ParallelGroupError            a group's policy failed it (.group_id, .failed_tasks, ...)
     ├── WorkflowCancelledError        a task called context.cancel_workflow(reason)
     ├── CheckpointError               a checkpoint cannot be written, read or resumed
+    │   ├── RunAlreadyRunningError    resume refused: another process runs the run (.run_id)
+    │   └── RunCompletedError         resume refused: the run has completed since (.run_id)
     ├── FeedbackError                 human-in-the-loop request problems
     │   ├── FeedbackTimeoutError      no answer within the timeout
     │   ├── FeedbackCancelledError    the request was cancelled
     │   ├── FeedbackNotFoundError     unknown feedback id
     │   ├── FeedbackAlreadyAnsweredError
-    │   └── FeedbackValidationError   a response that does not fit the type (.field)
+    │   ├── FeedbackValidationError   a response that does not fit the type (.field)
+    │   └── FeedbackCorruptError      its stored record cannot be read (also a CorruptRecordError)
+    ├── CorruptRecordError            a stored record (request, suspension, run record) is
+    │                                 unreadable: not JSON, wrong types, too large... (.kind, .record_id)
     ├── TransportError                a transport (Redis, ...) cannot be reached or used
     └── HandlerError                  unknown handler name, or a handler failed to start
 
@@ -161,6 +166,29 @@ class CheckpointError(GraflowError):
     """A checkpoint cannot be written, read, verified or resumed."""
 
 
+class RunAlreadyRunningError(CheckpointError):
+    """`resume` refused: another process is running run `run_id` (it holds the run's lease)."""
+
+    def __init__(self, run_id: str, message: str | None = None):
+        self.run_id = run_id
+        super().__init__(message or f"run {run_id} is already running")
+
+    def __reduce__(self):
+        return (type(self), (self.run_id, str(self)))
+
+
+class RunCompletedError(CheckpointError):
+    """`resume` refused: run `run_id` has completed since the checkpoint was saved
+    (``force=True`` runs it again)."""
+
+    def __init__(self, run_id: str, message: str | None = None):
+        self.run_id = run_id
+        super().__init__(message or f"run {run_id} has completed")
+
+    def __reduce__(self):
+        return (type(self), (self.run_id, str(self)))
+
+
 class FeedbackError(GraflowError):
     """A human-in-the-loop request cannot be made, answered or awaited."""
 
@@ -191,6 +219,33 @@ class FeedbackValidationError(FeedbackError, ValueError):
         super().__init__(message)
 
 
+class CorruptRecordError(GraflowError):
+    """A record a store keeps (a feedback request, a suspension, a run record) exists but
+    cannot be read back: it is not JSON, has fields of the wrong types or shape, is too
+    large, or its Redis key holds another type. `kind` says what it is, `record_id`
+    which one (its id, or the file or key it is in), `reason` what is wrong with it: never
+    any of its content. Listings skip such records; reading one directly raises this."""
+
+    def __init__(self, kind: str, record_id: str, reason: str):
+        self.kind = kind
+        self.record_id = record_id
+        self.reason = reason
+        super().__init__(f"{kind} {record_id!r} cannot be read: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.kind, self.record_id, self.reason))
+
+
+class FeedbackCorruptError(FeedbackError, CorruptRecordError):
+    """The stored record of feedback request `record_id` cannot be read back."""
+
+    def __init__(self, record_id: str, reason: str, kind: str = "feedback request"):
+        CorruptRecordError.__init__(self, kind, record_id, reason)
+
+    def __reduce__(self):
+        return (type(self), (self.record_id, self.reason, self.kind))
+
+
 class TransportError(GraflowError):
     """A transport (Redis Streams, ...) cannot be reached or used."""
 
@@ -208,9 +263,11 @@ def _describe(exc: BaseException | None) -> str:
 
 __all__ = [
     "CheckpointError",
+    "CorruptRecordError",
     "CycleLimitError",
     "FeedbackAlreadyAnsweredError",
     "FeedbackCancelledError",
+    "FeedbackCorruptError",
     "FeedbackError",
     "FeedbackNotFoundError",
     "FeedbackTimeoutError",
@@ -221,6 +278,8 @@ __all__ = [
     "ParallelGroupError",
     "RemoteTaskError",
     "RetryLimitExceededError",
+    "RunAlreadyRunningError",
+    "RunCompletedError",
     "TaskFailedError",
     "TaskTimeoutError",
     "TransportError",

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from services import S3Service, iam_enforced
 
+from graflow_async import files as file_module  # the atomic writes every file store goes through
 from graflow_async.checkpoints import (
     CheckpointStore,
     FileCheckpointStore,
@@ -22,7 +23,6 @@ from graflow_async.checkpoints import (
     store_for_location,
 )
 from graflow_async.checkpoints.format import SIGNING_KEY_ENV
-from graflow_async.checkpoints.stores import file as file_module
 from graflow_async.exceptions import CheckpointError
 
 StoreFactory = Callable[..., CheckpointStore]

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "graflow_async"
 
 #: lowest first; each name is a top-level module or a subpackage of graflow_async
 LAYERS: list[set[str]] = [
-    {"exceptions", "result", "clock", "options", "logs", "loading", "events"},  # leaves
+    {"exceptions", "result", "clock", "options", "logs", "loading", "events", "files"},  # leaves
     {"actors"},  # the actor kernel: no workflow knowledge
     {"define"},  # what users write
     {"plan"},  # the pure run plan

@@ -17,7 +17,7 @@ from clocks import FastClock
 
 from graflow_async.clock import use_clock
 from graflow_async.feedback import FeedbackRequest, FeedbackType
-from graflow_async.feedback.notify import notify, retry_delay
+from graflow_async.feedback.notify import JITTER, notify, retries
 
 
 @dataclass
@@ -52,6 +52,13 @@ async def hook() -> AsyncIterator[Hook]:
         await server.close()
 
 
+
+
+def about(delays: list[float], nominal: list[float]) -> bool:
+    """Whether `delays` are the `nominal` waits, each give or take the jitter."""
+    return len(delays) == len(nominal) and all(
+        n * (1 - JITTER) <= d <= n * (1 + JITTER) for d, n in zip(delays, nominal, strict=True)
+    )
 
 
 def request(prompt: str = "Deploy <v2> & go?", options: list[str] | None = None) -> FeedbackRequest:
@@ -112,7 +119,7 @@ async def test_retries_after_server_errors_then_succeeds(hook: Hook):
         ok = await notify(request(), {"url": hook.url}, attempts=3, backoff=0.5)
     assert ok is True
     assert len(hook.received) == 3
-    assert clock.delays == [0.5, 1.0]
+    assert about(clock.delays, [0.5, 1.0])
     assert hook.received[0]["json"] == hook.received[2]["json"]
 
 
@@ -122,7 +129,7 @@ async def test_gives_up_after_n_attempts_and_returns_false_without_raising(hook:
         ok = await notify(request(), {"url": hook.url}, attempts=4)
     assert ok is False
     assert len(hook.received) == 4
-    assert clock.delays == [0.2, 0.4, 0.8]
+    assert about(clock.delays, [0.2, 0.4, 0.8])
     failures = [e for e in log_capture if e["event"] == "feedback notification failed"]
     assert len(failures) == 1 and failures[0]["log_level"] == "warning"
     assert failures[0]["attempts"] == 4 and failures[0]["outcome"] == "HTTP 502"
@@ -144,7 +151,7 @@ async def test_connection_errors_are_retried_then_reported(unused_tcp_port: int,
     with use_clock(FastClock()) as clock:
         ok = await notify(request(), {"url": url}, attempts=3)
     assert ok is False
-    assert clock.delays == [0.2, 0.4]
+    assert about(clock.delays, [0.2, 0.4])
     [failure] = [e for e in log_capture if e["event"] == "feedback notification failed"]
     assert "connection error" in failure["outcome"]
 
@@ -187,7 +194,16 @@ async def test_a_given_session_is_used_and_left_open(hook: Hook):
 
 
 def test_retry_policy_is_a_pure_function():
-    assert retry_delay(True, 1, 3, 0.2) == 0.2
-    assert retry_delay(True, 2, 3, 0.2) == 0.4
-    assert retry_delay(True, 3, 3, 0.2) is None
-    assert retry_delay(False, 1, 3, 0.2) is None
+    assert retries(True, 1, 3) and retries(True, 2, 3)
+    assert not retries(True, 3, 3)
+    assert not retries(False, 1, 3)
+
+
+async def test_retry_waits_are_jittered_so_hooks_failed_together_are_not_retried_in_step(hook: Hook):
+    hook.statuses = [500]
+    seen = []
+    for _ in range(5):
+        with use_clock(FastClock()) as clock:
+            assert await notify(request(), {"url": hook.url}, attempts=2, backoff=1.0) is False
+        seen += clock.delays
+    assert about(seen, [1.0] * 5) and len(set(seen)) > 1

@@ -18,6 +18,7 @@ from services import S3Service
 
 from graflow_async import CheckpointError, resume, run
 from graflow_async.checkpoints import FileCheckpointStore, runlock
+from graflow_async.exceptions import RunAlreadyRunningError, RunCompletedError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,8 +46,9 @@ async def test_a_completed_run_is_not_resumed_again_unless_forced(tmp_path: Path
     location = await crashed(tmp_path)
     first = await resume(location)
     assert first.output == "receipt for charged" and charged(charges) == 1
-    with pytest.raises(CheckpointError, match="pay-1 has completed since") as refused:
+    with pytest.raises(RunCompletedError, match="pay-1 has completed since") as refused:
         await resume(location)
+    assert isinstance(refused.value, CheckpointError) and refused.value.run_id == "pay-1"
     assert "force=True" in str(refused.value) and charged(charges) == 1
     again = await resume(location, force=True)
     assert again.status == "completed" and charged(charges) == 2
@@ -73,7 +75,8 @@ async def test_concurrent_resumes_in_one_process_run_once(
     location = await crashed(tmp_path)
     outcomes = await asyncio.gather(resume(location), resume(location), return_exceptions=True)
     errors = [o for o in outcomes if isinstance(o, BaseException)]
-    assert len(errors) == 1 and isinstance(errors[0], CheckpointError), outcomes
+    assert len(errors) == 1 and isinstance(errors[0], RunAlreadyRunningError), outcomes
+    assert isinstance(errors[0], CheckpointError) and errors[0].run_id == "pay-1"
     assert "already running" in str(errors[0])
     assert charged(charges) == 1
     assert not (tmp_path / "ckpt" / "pay-1" / "lease").exists()  # released

@@ -4,14 +4,15 @@ the tasks the run page lists (the drawing itself: test_graphview.py)."""
 
 from __future__ import annotations
 
+import pickle
 import re
 from typing import Any
 
 import pytest
 
 from graflow_async import chain, parallel, task, workflow
-from graflow_async.exceptions import CheckpointError
-from graflow_async.web.runs.manager import find_workflow, refusal
+from graflow_async.exceptions import CheckpointError, RunAlreadyRunningError, RunCompletedError
+from graflow_async.web.runs.manager import find_workflow
 from graflow_async.web.runs.page import task_view
 from graflow_async.web.runs.state import LiveRun, Owner, apply_event, effective_status, host_identity, pid_alive
 from graflow_async.web.runs.ui import run_duration, span
@@ -111,10 +112,12 @@ def test_a_suspended_run_is_found_by_its_key_or_by_its_workflow_name() -> None:
     assert find_workflow(served, None, {"workflow": "other"}) is None
 
 
-def test_resume_refusals_are_told_apart_from_other_checkpoint_errors() -> None:
-    assert refusal(CheckpointError("run r is already running (resumed by h:1)")) == "running"
-    assert refusal(CheckpointError("run r has completed since checkpoint 'x' was saved")) == "completed"
-    assert refusal(CheckpointError("corrupt checkpoint")) is None
+def test_resume_refusals_are_checkpoint_errors_carrying_the_run_id() -> None:
+    for kind in (RunAlreadyRunningError, RunCompletedError):
+        error = kind("r-1")
+        assert isinstance(error, CheckpointError) and error.run_id == "r-1"
+        again = pickle.loads(pickle.dumps(kind("r-2", "told otherwise")))
+        assert (type(again), again.run_id, str(again)) == (kind, "r-2", "told otherwise")
 
 
 # --- Mermaid -------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from graflow_async import Workflow, run, task, workflow
+from graflow_async.exceptions import CheckpointError, RunAlreadyRunningError, RunCompletedError
 from graflow_async.feedback import FeedbackRequest, FeedbackType, MemoryFeedbackStore
 from graflow_async.web import create_app, get_run, start_run
 
@@ -429,3 +430,31 @@ async def test_a_resume_refused_because_the_run_completed_records_it_completed(t
         body = await until(client, first.run_id, "completed", "failed")
         assert body["status"] == "completed" and body["error"] is None
         assert await store.get_suspension(first.run_id) is None
+
+
+@pytest.mark.parametrize(
+    ("raised", "status"),
+    [
+        (RunCompletedError("?", "in words nobody reads"), "completed"),  # told by its type
+        (RunAlreadyRunningError("?", "in words nobody reads"), "suspended"),
+        (CheckpointError("run x is already running"), "failed"),  # the words alone are no refusal
+        (CheckpointError("run x has completed since checkpoint 'y' was saved"), "failed"),
+    ],
+)
+async def test_the_app_tells_a_refused_resume_by_the_exception_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raised: CheckpointError, status: str
+) -> None:
+    from graflow_async.web.runs import manager
+
+    async def refusing(*args: Any, **kwargs: Any) -> Any:
+        raise raised
+
+    store = MemoryFeedbackStore()
+    wf, first = await suspended_elsewhere(tmp_path, store)
+    await store.respond(first.pending_feedback[0].feedback_id, {"approved": True})
+    monkeypatch.setattr(manager, "resume", refusing)
+    async with serving(workflows={"gatekeeper": wf}, feedback_store=store, checkpoint_store=str(tmp_path)) as client:
+        assert (await client.post("/api/feedback/extra/respond", json={"approved": True})).status == 200
+        body = await until(client, first.run_id, "completed", "suspended", "failed")
+        assert body["status"] == status, body
+        assert (body["error"] is None) == (status != "failed")

@@ -141,7 +141,7 @@ async def test_the_default_feedback_store_of_each_transport(redis_url: str, tmp_
     async with RedisStreamsTransport(redis_url, namespace="shared") as redis:
         store = store_for(redis)
         assert isinstance(store, RedisFeedbackStore)
-        assert store.client is redis.client and store.prefix == "shared:feedback"  # where web apps look
+        assert store.conn is redis.conn and store.keys.namespace == "shared"  # its connection, where web apps look
         assert await store.get_suspension(f"r-{uuid.uuid4().hex}") is None  # and it works
 
     class Elsewhere(LoopbackTransport):  # a transport written elsewhere says its own

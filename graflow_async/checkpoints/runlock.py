@@ -1,12 +1,13 @@
 """What makes `resume` safe to call twice, kept next to the run's checkpoints:
 
 - ``<run_id>/completed``: written when a run that keeps checkpoints completes, so that
-  resuming one of its checkpoints later raises `CheckpointError` (unless ``force``) instead
+  resuming one of its checkpoints later raises `RunCompletedError` (unless ``force``) instead
   of running the work again (and charging the card twice);
 - ``<run_id>/lease``: held by the process running a resumed run, renewed while it runs;
-  a second resume of the same run through the same store raises `CheckpointError`
-  ("already running"). A lease its holder stopped renewing (a crashed process) lapses
-  after `LEASE_SECONDS` and may then be taken over.
+  a second resume of the same run through the same store raises
+  `RunAlreadyRunningError` (a `CheckpointError`: "already running"). A lease its
+  holder stopped renewing (a crashed process) lapses after `LEASE_SECONDS` and may
+  then be taken over.
 
 Both are small JSON documents written through the store (`CheckpointStore.create` is
 atomic: of two processes taking a lease at once, one wins).
@@ -25,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from graflow_async.checkpoints.stores import CheckpointStore
-from graflow_async.exceptions import CheckpointError
+from graflow_async.exceptions import CheckpointError, RunAlreadyRunningError
 from graflow_async.logs import LibraryLog
 
 log = LibraryLog()
@@ -57,7 +58,7 @@ async def run_lease(
     store: CheckpointStore, run_id: str, *, seconds: float = LEASE_SECONDS, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[str]:
     """Hold the run's lease while the block runs (renewed every third of `seconds`);
-    CheckpointError when another process holds it. Yields the holder's id."""
+    `RunAlreadyRunningError` when another process holds it. Yields the holder's id."""
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     location = store.location(_name(run_id, "lease"))
     await _acquire(store, location, run_id, holder, seconds, clock)
@@ -83,13 +84,14 @@ async def _acquire(
             continue
         expires = current.get("expires") if current else None
         if current is not None and isinstance(expires, int | float) and expires > clock():
-            raise CheckpointError(
+            raise RunAlreadyRunningError(
+                run_id,
                 f"run {run_id} is already running (resumed by {str(current.get('holder'))[:200]}, "
-                f"lease until {time.strftime('%H:%M:%S', time.localtime(expires))}); wait for it to end"
+                f"lease until {time.strftime('%H:%M:%S', time.localtime(expires))}); wait for it to end",
             )
         log.warning("taking over a lapsed run lease", run_id=run_id)
         await store.delete(location)
-    raise CheckpointError(f"run {run_id} is already running (another process took its lease just now)")
+    raise RunAlreadyRunningError(run_id, f"run {run_id} is already running (another process took its lease just now)")
 
 
 async def _renew(

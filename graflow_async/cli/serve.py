@@ -88,7 +88,7 @@ def load_workflows(refs: list[str]) -> dict[str, Workflow]:
 def open_feedback_store(spec: str | None) -> FeedbackStore | None:
     """The store `--feedback-store` names: a directory or a Redis URL (None: the app's default)."""
     from graflow_async.cli.main import UsageError
-    from graflow_async.feedback.hitl import open_feedback_store as open_store
+    from graflow_async.feedback.hitl import store_at as open_store
 
     if not spec:
         return None

@@ -12,8 +12,9 @@ from graflow_async.transports.base import Transport
 @functools.singledispatch
 def store_for(transport: Transport) -> FeedbackStore | None:
     """The feedback store runs on `transport` use by default, or None for the default file
-    store. A `RedisStreamsTransport` gets a `RedisFeedbackStore` on its server and
-    namespace; another transport can say its own with ``store_for.register(MyTransport)``."""
+    store. A `RedisStreamsTransport` gets a `RedisFeedbackStore` on its connection (which
+    the store shares, and does not close) and namespace; another transport can say its
+    own with ``store_for.register(MyTransport)``."""
     try:
         from graflow_async.transports.redis import RedisStreamsTransport
     except ImportError:  # no redis extra, so no Redis transport either
@@ -21,5 +22,5 @@ def store_for(transport: Transport) -> FeedbackStore | None:
     if isinstance(transport, RedisStreamsTransport):
         from graflow_async.feedback.redis import RedisFeedbackStore
 
-        return RedisFeedbackStore(client=transport.client, namespace=transport.namespace)
+        return RedisFeedbackStore(connection=transport.conn, namespace=transport.namespace)
     return None

@@ -18,13 +18,12 @@ from typing import Any
 
 from graflow_async.exceptions import FeedbackTimeoutError, FeedbackValidationError
 from graflow_async.feedback.base import FeedbackStore
-from graflow_async.feedback.models import FeedbackRequest, FeedbackType
+from graflow_async.feedback.contracts import HitlStore
+from graflow_async.feedback.models import MAX_OPTIONS, MAX_PROMPT, FeedbackRequest, FeedbackType
 from graflow_async.feedback.notify_config import check_config
 
 DEFAULT_FEEDBACK_DIRECTORY = ".graflow/feedback"
 _IDS = uuid.uuid5(uuid.NAMESPACE_URL, "https://graflow-async/feedback")  # namespace of feedback ids
-MAX_PROMPT = 64 * 1024
-MAX_OPTIONS = 1000
 
 
 class FeedbackSuspended(FeedbackTimeoutError):
@@ -46,10 +45,14 @@ def feedback_id(run_id: str, task_id: str, index: int, cycle: int = 1) -> str:
     return uuid.uuid5(_IDS, key).hex
 
 
-def open_feedback_store(spec: FeedbackStore | str | os.PathLike[str] | None) -> FeedbackStore:
-    """A store from `run(feedback_store=...)`: a store, a ``redis://`` URL, or a directory."""
-    if isinstance(spec, FeedbackStore):
-        return spec
+def open_feedback_store(spec: HitlStore | str | os.PathLike[str] | None) -> HitlStore:
+    """A store from `run(feedback_store=...)`: a store (any `HitlStore`: a run needs its
+    requests and suspensions), a ``redis://`` URL, or a directory."""
+    return spec if isinstance(spec, HitlStore) else store_at(spec)
+
+
+def store_at(spec: str | os.PathLike[str] | None) -> FeedbackStore:
+    """A store on a ``redis://`` URL, or on a directory (default ``.graflow/feedback``)."""
     if isinstance(spec, str) and spec.startswith(("redis://", "rediss://", "unix://")):
         from graflow_async.feedback.redis import RedisFeedbackStore
 

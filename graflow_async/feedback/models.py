@@ -32,6 +32,8 @@ class FeedbackType(enum.StrEnum):
 
 
 PENDING, ANSWERED, CANCELLED = "pending", "answered", "cancelled"
+MAX_PROMPT = 64 * 1024  # characters of a question
+MAX_OPTIONS = 1000  # options of a selection
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@
 
 `notify` never raises (cancellation aside): a failing hook is logged and the task
 that asked goes on waiting. Connection errors, timeouts, 5xx, 408 and 429 are
-retried with exponential backoff; other answers end the attempt at once.
+retried after waits of `clock.Backoff` (doubling, with jitter, on the run's clock);
+other answers end the attempt at once.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from graflow_async.clock import current_clock
+from graflow_async.clock import Backoff
 from graflow_async.feedback.models import FeedbackRequest
 from graflow_async.feedback.notify_config import check_config
 from graflow_async.logs import library_logger
 
 RETRYABLE_STATUSES = frozenset({408, 429})
+JITTER = 0.2  # each wait is its nominal length +-20%, so hooks failed together are not retried in step
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +80,9 @@ def slack_text(request: FeedbackRequest, message: str | None, respond_url: str |
     return "\n".join(lines)
 
 
-def retry_delay(retryable: bool, attempt: int, attempts: int, backoff: float) -> float | None:
-    """Seconds to wait before the next attempt, or None to stop (a pure policy)."""
-    if not retryable or attempt >= attempts:
-        return None
-    return backoff * 2 ** (attempt - 1)
+def retries(retryable: bool, attempt: int, attempts: int) -> bool:
+    """Whether to try again after failed attempt `attempt` of `attempts` (a pure policy)."""
+    return retryable and attempt < attempts
 
 
 async def _post(session: aiohttp.ClientSession, delivery: Delivery, timeout: float) -> tuple[bool, bool, str]:
@@ -120,7 +120,8 @@ async def notify(
     """POST the notification `config` asks for; True once a hook answered 2xx.
 
     `config`: ``{"type": "webhook" | "slack", "url": ..., "message": ..., "headers": {...}}``.
-    At most `attempts` tries of `timeout` seconds each, `backoff` * 2**n seconds apart.
+    At most `attempts` tries of `timeout` seconds each, about `backoff` * 2**n seconds
+    apart (`Backoff` with `JITTER`; none with `backoff=0`).
     Returns False, after logging why, when the config is invalid or every try failed.
     """
     log = library_logger().bind(feedback_id=request.feedback_id, run_id=request.run_id, task_id=request.task_id)
@@ -150,7 +151,8 @@ async def _deliver(
     log: Any,
     target: str,
 ) -> bool:
-    clock = current_clock()
+    longest = backoff * 2 ** max(attempts - 2, 0) * (1 + JITTER)  # the last wait, jittered up
+    waits = Backoff(backoff, longest, jitter=JITTER) if backoff > 0 else None
     attempt = 0
     while True:
         attempt += 1
@@ -158,12 +160,12 @@ async def _deliver(
         if delivered:
             log.info("feedback notification sent", target=target, attempt=attempt)
             return True
-        delay = retry_delay(retryable, attempt, attempts, backoff)
-        if delay is None:
+        if not retries(retryable, attempt, attempts):
             log.warning("feedback notification failed", target=target, attempts=attempt, outcome=outcome)
             return False
-        log.info("feedback notification failed, retrying", target=target, attempt=attempt, outcome=outcome, delay=delay)
-        await clock.sleep(delay)
+        log.info("feedback notification failed, retrying", target=target, attempt=attempt, outcome=outcome)
+        if waits is not None:
+            await waits.sleep()
 
 
-__all__ = ["notify", "prepare", "retry_delay", "slack_text", "webhook_payload"]
+__all__ = ["notify", "prepare", "retries", "slack_text", "webhook_payload"]

@@ -1,77 +1,83 @@
-"""Feedback requests in Redis, shared by every process that talks to the server.
+"""Feedback requests, suspensions and run records in Redis, shared by every process that
+talks to the server. The keys are named in `transports.keys` (``<ns>:feedback:...``
+and ``<ns>:runs:...``).
 
-Keys, under ``<ns>:feedback:`` (``<ns>`` is the store's namespace)::
-
-    <ns>:feedback:request:<id>      hash: request (JSON), response (JSON), status
-    <ns>:feedback:index             sorted set of feedback ids by created_at
-    <ns>:feedback:suspension:<run>  JSON: how to resume a suspended run
-    <ns>:feedback:settled           pub/sub channel: ids just answered or cancelled
-    <ns>:runs:...                   run records of the web app (see `redis_runs`)
-
-Every key expires `ttl` seconds after its last write. Creating, answering and
-cancelling are Lua scripts, so one answer wins however many processes race.
+Commands go through the transport's connection layer (`RedisConnection`: outages are
+waited out, refusals raised as `Refused`, a `TransportError`); redis-py's client is
+used for the pub/sub subscription only (`redis_listen`). Every key expires `ttl`
+seconds after its last write. Creating, answering and cancelling are Lua scripts
+(sent by digest), so one answer wins however many processes race; reads go through
+`records.redis_read`, which looks at a key's type and size before reading it, so a
+request held under another type or too large is corrupt, not a failure of the listing.
 """
 
 from __future__ import annotations
 
-import asyncio
-import builtins
-import contextlib
-import json
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 from graflow_async.exceptions import (
+    CorruptRecordError,
     FeedbackAlreadyAnsweredError,
-    FeedbackError,
+    FeedbackCorruptError,
     FeedbackNotFoundError,
-    FeedbackValidationError,
-    TransportError,
 )
 from graflow_async.feedback.base import FeedbackStore
-from graflow_async.feedback.memory import Waiters, wait_settled
-from graflow_async.feedback.models import (
-    ANSWERED,
-    CANCELLED,
-    PENDING,
-    FeedbackRequest,
-    FeedbackResponse,
-    validate_response,
+from graflow_async.feedback.models import ANSWERED, CANCELLED, PENDING, FeedbackRequest, FeedbackResponse
+from graflow_async.feedback.models import validate_response as validate
+from graflow_async.feedback.redis_listen import SettledListener
+from graflow_async.feedback.stored import (
+    MAX_RECORD_BYTES,
+    MAX_SUSPENSION_BYTES,
+    check_suspension,
+    decode_suspension,
+    decode_text,
+    encode_request,
+    encode_response,
 )
-from graflow_async.logs import LibraryLog
+from graflow_async.feedback.waiters import Waiters, wait_settled
 from graflow_async.options import number
+from graflow_async.records.contract import DelegatedRunRecords
+from graflow_async.records.corrupt import Listing, Reports
 from graflow_async.records.redis import RedisRunRecords
-from graflow_async.transports.redis.redispy import redact
+from graflow_async.records.redis_read import LUA_READ, Found, Unreadable, read, row
+from graflow_async.transports.keys import Keys
+from graflow_async.transports.redis.connection import RedisConnection
+from graflow_async.transports.redis.errors import MalformedReply, Refused
+from graflow_async.transports.redis.replies import text
+from graflow_async.transports.redis.scripts import Script
 
 DEFAULT_URL = "redis://localhost:6379/0"
-_FIRST_DELAY = 0.05  # seconds between attempts to subscribe again, doubling up to 2 s
-log = LibraryLog()
+FIELDS = ("request", "response", "status")
+_BATCH = 200
+Row = tuple[FeedbackRequest, FeedbackResponse | None]
 
-# KEYS: request, index. ARGV: request JSON, created_at, ttl, id. nil when created.
-_CREATE = """
+# KEYS: request, index. ARGV: request JSON, created_at, ttl, id, bound in bytes.
+# {0} when created; else what `read` finds at the request; {4} when the index is not a sorted set.
+_CREATE = Script(LUA_READ + """
+local index = redis.call('TYPE', KEYS[2])['ok']
+if index ~= 'none' and index ~= 'zset' then return {4} end
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.call('HMGET', KEYS[1], 'request', 'response', 'status')
+  return read(KEYS[1], tonumber(ARGV[5]), 'hash', {'request', 'response', 'status'})
 end
 redis.call('HSET', KEYS[1], 'request', ARGV[1], 'status', 'pending')
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-return false
-"""
+return {0}
+""")
 # KEYS: request, channel, index. ARGV: new status, response JSON ('' for none), ttl, id,
-# token of this attempt (a retry after a lost reply must not lose to its own first try).
-# Returns 'ok', 'missing', or the status that was there already.
-_SETTLE = """
+# token of this attempt (an attempt sent again after a lost answer must not lose to itself).
+# Returns 'ok', 'missing', 'corrupt', or the status that was there already.
+_SETTLE = Script("""
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return 'missing' end
+if kind ~= 'hash' then return 'corrupt' end
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 'missing' end
+if status ~= 'pending' and status ~= 'answered' and status ~= 'cancelled' then return 'corrupt' end
 if status ~= 'pending' then
   if redis.call('HGET', KEYS[1], 'settled_by') == ARGV[5] then return 'ok' end
   return status
@@ -79,18 +85,21 @@ end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'response', ARGV[2]) end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'settled_by', ARGV[5])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[3], ARGV[3])
+if redis.call('TYPE', KEYS[3])['ok'] == 'zset' then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
 redis.call('PUBLISH', KEYS[2], ARGV[4])
 return 'ok'
-"""
+""")
 
 
-class RedisFeedbackStore(FeedbackStore):
+class RedisFeedbackStore(DelegatedRunRecords, FeedbackStore):
     """Requests and answers in Redis; waiters anywhere are woken through pub/sub.
 
-    `client` is used as is and not closed by `aclose`; otherwise the store opens a
-    client for `url` and owns it. Errors talking to Redis raise `TransportError`
-    naming the server.
+    Commands go to `connection` when given (a transport's, shared: its outages are the
+    transport's), else to a `RedisConnection` on `client` when given (its pool carries
+    the commands; a client that decodes responses lends its settings to a twin that does
+    not), else on `url`. A given connection or client is not closed by `aclose`. The
+    first contact with Redis fails fast with `TransportError` naming the server; later
+    outages are waited out.
     """
 
     def __init__(
@@ -100,86 +109,94 @@ class RedisFeedbackStore(FeedbackStore):
         client: Redis | None = None,
         namespace: str = "graflow",
         ttl: float = 7 * 24 * 3600,
+        connection: RedisConnection | None = None,
     ) -> None:
-        if not namespace or any(c.isspace() for c in namespace):
-            raise ValueError(f"invalid namespace {namespace!r}")
-        ttl = number("ttl", ttl, minimum=1.0)
-        self._owned = client is None
-        # Retries reconnect the pooled connections a server restart left stale.
-        self.client: Any = client if client is not None else Redis.from_url(
-            url or DEFAULT_URL, socket_connect_timeout=5.0, retry=Retry(ExponentialBackoff(cap=1.0), 3)
-        )
-        self.url = _describe(self.client) if url is None else redact(url)
-        self.prefix = f"{namespace}:feedback"
-        self.ttl = int(ttl)
-        self._runs = RedisRunRecords(self.client, namespace, self.ttl, self._mapped)
-        self._create = self.client.register_script(_CREATE)
-        self._settle_script = self.client.register_script(_SETTLE)
+        self.keys = Keys(namespace)  # ValueError for an invalid namespace
+        self.ttl = int(number("ttl", ttl, minimum=1.0))
+        self._owned: list[Any] = []  # what aclose closes
+        if connection is None:
+            connection = RedisConnection(url or DEFAULT_URL, client=_raw(client, self._owned))
+            self._owned.insert(0, connection)
+        self.conn = connection
+        self.url = connection.url
+        self.run_records = RedisRunRecords(connection, self.keys, self.ttl)
         self._waiters = Waiters()
         self._waiting: Counter[str] = Counter()
-        self._listen_lock = asyncio.Lock()
-        self._pubsub: PubSub | None = None
-        self._listener: asyncio.Task[None] | None = None
-
-    def _request_key(self, feedback_id: str) -> str:
-        return f"{self.prefix}:request:{feedback_id}"
-
-    @property
-    def _index(self) -> str:
-        return f"{self.prefix}:index"
+        self._listener = SettledListener(connection, self.keys.feedback_settled, self._waiters, lambda: self._waiting)
+        self._reports = Reports("skipped an unreadable feedback record")
 
     @property
     def channel(self) -> str:
-        return f"{self.prefix}:settled"
+        return self.keys.feedback_settled
 
     async def create(self, request: FeedbackRequest) -> FeedbackRequest:
+        data = encode_request(request)
+        keys = [self.keys.feedback_request(request.feedback_id), self.keys.feedback_index]
+        args = [data, repr(request.created_at), self.ttl, request.feedback_id, MAX_RECORD_BYTES]
+        found = await _CREATE(self.conn, keys, args, parse=_created)
+        if found is _INDEX_CORRUPT:
+            index = self.keys.feedback_index
+            self._reports.report(index, "WRONGTYPE", "the index holds another type", key=index)
+            raise FeedbackCorruptError(request.feedback_id, "the index of feedback requests holds another type")
+        if found is None:
+            return decode_text(data, None, PENDING, request.feedback_id)[0]  # a copy, as stored
+        return self._decode(request.feedback_id, found)[0]
+
+    async def list(self, run_id: str | None = None, status: str | None = None) -> Listing[FeedbackRequest]:
         try:
-            data = json.dumps(request.to_dict(), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise FeedbackValidationError(f"the request is not JSON-serializable: {exc}", field="metadata") from exc
-        keys = [self._request_key(request.feedback_id), self._index]
-        async with self._mapped():
-            existing = await self._create(keys, [data, repr(request.created_at), self.ttl, request.feedback_id])
-        return request if existing is None else _decode(request.feedback_id, existing)[0]
-
-    async def list(self, run_id: str | None = None, status: str | None = None) -> builtins.list[FeedbackRequest]:
-        async with self._mapped():
-            ids = [_text(i) for i in await self.client.zrange(self._index, 0, -1)]
-            async with self.client.pipeline(transaction=False) as pipe:
-                for feedback_id in ids:
-                    pipe.hmget(self._request_key(feedback_id), "request", "response", "status")
-                rows = await pipe.execute()
-            gone = [i for i, row in zip(ids, rows, strict=True) if row[0] is None]
+            ids = await self.conn.call("ZRANGE", self.keys.feedback_index, 0, -1, parse=_members)
+        except Refused as exc:
+            if exc.code != "WRONGTYPE":
+                raise
+            index = self.keys.feedback_index
+            self._reports.report(index, "WRONGTYPE", "the index holds another type", key=index)
+            return Listing((), [index])
+        found: list[FeedbackRequest] = []
+        skipped: list[str] = []
+        for start in range(0, len(ids), _BATCH):
+            batch = ids[start : start + _BATCH]
+            rows = await read(self.conn, [self.keys.feedback_request(i) for i in batch], most=MAX_RECORD_BYTES,
+                              kind="hash", fields=FIELDS)
+            gone = [i for i, value in zip(batch, rows, strict=True) if value is None]
+            for feedback_id, value in zip(batch, rows, strict=True):
+                if feedback_id in gone:
+                    continue
+                try:
+                    request = self._decode(feedback_id, value)[0]
+                except FeedbackCorruptError:
+                    skipped.append(feedback_id)
+                    continue
+                if (run_id is None or request.run_id == run_id) and (status is None or request.status == status):
+                    found.append(request)
             if gone:
-                await self.client.zrem(self._index, *gone)  # expired requests
-        found = [
-            request for request, _ in (_decode(i, row) for i, row in zip(ids, rows, strict=True) if row[0] is not None)
-            if (run_id is None or request.run_id == run_id) and (status is None or request.status == status)
-        ]
-        return sorted(found, key=lambda r: r.created_at)
+                await self.conn.call("ZREM", self.keys.feedback_index, *gone)  # expired requests
+        return Listing(sorted(found, key=lambda r: r.created_at), skipped)
 
-    async def get(self, feedback_id: str) -> tuple[FeedbackRequest, FeedbackResponse | None]:
-        async with self._mapped():
-            row = await self.client.hmget(self._request_key(feedback_id), "request", "response", "status")
-        if row[0] is None:
+    async def get(self, feedback_id: str) -> Row:
+        [found] = await read(self.conn, [self.keys.feedback_request(feedback_id)], most=MAX_RECORD_BYTES,
+                             kind="hash", fields=FIELDS)
+        if found is None:
             raise FeedbackNotFoundError(f"no feedback request {feedback_id!r}")
-        return _decode(feedback_id, row)
+        return self._decode(feedback_id, found)
 
     async def respond(self, feedback_id: str, response: dict[str, Any] | FeedbackResponse) -> FeedbackResponse:
         request, _ = await self.get(feedback_id)
         if request.status != PENDING:
             raise FeedbackAlreadyAnsweredError(f"feedback request {feedback_id!r} is {request.status}")
-        answer = validate_response(request, response)
-        await self._settle(feedback_id, ANSWERED, json.dumps(answer.to_dict()))
+        answer = validate(request, response)
+        await self._settle(feedback_id, ANSWERED, encode_response(answer))
         return answer
 
     async def cancel(self, feedback_id: str) -> None:
+        request, _ = await self.get(feedback_id)  # a corrupt record is not settled
+        if request.status != PENDING:
+            raise FeedbackAlreadyAnsweredError(f"feedback request {feedback_id!r} is {request.status}")
         await self._settle(feedback_id, CANCELLED, "")
 
     async def wait(self, feedback_id: str, timeout: float | None = None) -> FeedbackResponse:
         self._waiting[feedback_id] += 1
         try:
-            await self._start_listening()
+            await self._listener.start()
             return await wait_settled(self, self._waiters, feedback_id, timeout)
         finally:
             self._waiting[feedback_id] -= 1
@@ -187,131 +204,94 @@ class RedisFeedbackStore(FeedbackStore):
                 del self._waiting[feedback_id]
 
     async def set_suspension(self, run_id: str, record: dict[str, Any] | None) -> None:
-        key = f"{self.prefix}:suspension:{run_id}"
-        async with self._mapped():
-            if record is None:
-                await self.client.delete(key)
-            else:
-                await self.client.set(key, json.dumps(record), ex=self.ttl)
+        key = self.keys.suspension(run_id)
+        if record is None:
+            await self.conn.call("DEL", key)
+        else:
+            await self.conn.call("SET", key, check_suspension(record), "EX", self.ttl)
 
     async def get_suspension(self, run_id: str) -> dict[str, Any] | None:
-        async with self._mapped():
-            data = await self.client.get(f"{self.prefix}:suspension:{run_id}")
-        return None if data is None else dict(json.loads(data))
-
-    async def save_run(self, record: dict[str, Any]) -> None:
-        await self._runs.save(record)
-
-    async def get_run(self, run_id: str) -> dict[str, Any] | None:
-        return await self._runs.get(run_id)
-
-    async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50, cursor: str | None = None
-    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
-        return await self._runs.select(status, workflow, limit, cursor)
-
-    async def request_run_cancel(self, run_id: str) -> None:
-        await self._runs.request_cancel(run_id)
+        key = self.keys.suspension(run_id)
+        [found] = await read(self.conn, [key], most=MAX_SUSPENSION_BYTES)
+        try:
+            if isinstance(found, Unreadable):
+                raise CorruptRecordError("suspension", run_id, found.reason)
+            return None if found is None or found[0] is None else decode_suspension(found[0], run_id)
+        except CorruptRecordError as exc:
+            self._reports.report(key, _version(found), exc.reason, key=key)
+            raise
 
     async def aclose(self) -> None:
-        async with self._listen_lock:
-            listener, pubsub = self._listener, self._pubsub
-            self._listener = self._pubsub = None
-            if listener is not None:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
-            if pubsub is not None:
-                with contextlib.suppress(redis_errors.RedisError, OSError):
-                    await pubsub.aclose()
-        if self._owned:
-            with contextlib.suppress(redis_errors.RedisError, OSError):
-                await self.client.aclose()
+        await self._listener.aclose()
+        for owned in self._owned:
+            await owned.aclose()
+        self._owned.clear()
 
     async def _settle(self, feedback_id: str, status: str, response: str) -> None:
-        keys = [self._request_key(feedback_id), self.channel, self._index]
-        async with self._mapped():
-            args: list[str | int] = [status, response, self.ttl, feedback_id, uuid.uuid4().hex]
-            outcome = _text(await self._settle_script(keys, args))
+        keys = [self.keys.feedback_request(feedback_id), self.keys.feedback_settled, self.keys.feedback_index]
+        args: list[str | int] = [status, response, self.ttl, feedback_id, uuid.uuid4().hex]
+        outcome = text(await _SETTLE(self.conn, keys, args, parse=_word))
         if outcome == "missing":
             raise FeedbackNotFoundError(f"no feedback request {feedback_id!r}")
+        if outcome == "corrupt":
+            raise FeedbackCorruptError(feedback_id, "its key holds no feedback record")
         if outcome != "ok":
             raise FeedbackAlreadyAnsweredError(f"feedback request {feedback_id!r} is {outcome}")
         self._waiters.settle(feedback_id)  # at once, without the round trip through pub/sub
 
-    # -- pub/sub ----------------------------------------------------------------------
-
-    async def _start_listening(self) -> None:
-        """Subscribe (and wait for Redis to confirm) before the caller looks at the
-        request, so that no answer published in between goes unnoticed."""
-        async with self._listen_lock:
-            if self._listener is not None and not self._listener.done():
-                return
-            pubsub = self._pubsub = self._pubsub or self.client.pubsub()
-            async with self._mapped():
-                await pubsub.subscribe(self.channel)
-                while (message := await pubsub.get_message(timeout=5.0)) is None or message["type"] != "subscribe":
-                    if message is None:
-                        raise TransportError(f"Redis at {self.url} did not confirm the subscription")
-            self._listener = asyncio.create_task(self._listen(pubsub), name="graflow-feedback-listener")
-            self._listener.add_done_callback(self._report_failure)
-
-    def _report_failure(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("feedback pub/sub listener failed; waiters rely on their timeouts",
-                        url=self.url, error=repr(task.exception()))
-
-    async def _listen(self, pubsub: PubSub) -> None:
-        delay = _FIRST_DELAY
-        while True:
-            try:
-                message = await pubsub.get_message(timeout=None)
-            except redis_errors.TimeoutError:
-                continue  # a socket timeout set on the caller's client: keep listening
-            except (redis_errors.ConnectionError, OSError) as exc:
-                if delay == _FIRST_DELAY:
-                    log.warning("feedback pub/sub connection lost; reconnecting", url=self.url, error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                with contextlib.suppress(redis_errors.ConnectionError, OSError):
-                    await pubsub.subscribe(self.channel)
-                continue
-            if message is None:
-                continue
-            delay = _FIRST_DELAY
-            if message["type"] == "message":
-                self._waiters.settle(_text(message["data"]))
-            elif message["type"] == "subscribe":
-                # Subscribed again after a reconnection: answers published meanwhile
-                # were missed, so every waiter looks again.
-                for feedback_id in builtins.list(self._waiting):
-                    self._waiters.settle(feedback_id)
-
-    @contextlib.asynccontextmanager
-    async def _mapped(self) -> AsyncIterator[None]:
+    def _decode(self, feedback_id: str, found: Found) -> Row:
+        """The request and answer read at the key of `feedback_id`; `FeedbackCorruptError`
+        (logged once per value) when they cannot be."""
         try:
-            yield
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-            raise TransportError(f"cannot reach Redis at {self.url}: {exc}") from exc
-        except redis_errors.RedisError as exc:
-            raise TransportError(f"Redis at {self.url} failed: {exc}") from exc
+            if isinstance(found, Unreadable):
+                raise FeedbackCorruptError(feedback_id, found.reason)
+            assert found is not None
+            request, response, status = found
+            return decode_text(request, response, status, feedback_id, feedback_id)
+        except FeedbackCorruptError as exc:
+            key = self.keys.feedback_request(feedback_id)
+            self._reports.report(key, _version(found), exc.reason, key=key)
+            raise
 
 
-def _decode(feedback_id: str, row: builtins.list[Any]) -> tuple[FeedbackRequest, FeedbackResponse | None]:
-    data, response, status = row
-    try:
-        request = FeedbackRequest.from_dict({**json.loads(data), "status": _text(status)})
-        return request, None if response is None else FeedbackResponse.from_dict(json.loads(response))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FeedbackError(f"malformed feedback record {feedback_id!r} in Redis: {exc}") from exc
+
+def _version(found: Found) -> Any:
+    """What tells one stored value from another, to log each corrupt one once."""
+    return found if isinstance(found, Unreadable) else hash(found)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+_INDEX_CORRUPT = Unreadable("the index holds another type")
 
 
-def _describe(client: Any) -> str:
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+def _created(answer: Any) -> Found:
+    """The answer of `_CREATE`: None (created), what is there already, or `_INDEX_CORRUPT`."""
+    return _INDEX_CORRUPT if answer == [4] else row(answer, len(FIELDS))
+
+
+def _members(answer: Any) -> list[str]:
+    if not isinstance(answer, list) or not all(isinstance(m, bytes | str) for m in answer):
+        raise MalformedReply("ZRANGE answered with something else than a list of members")
+    return [text(m) for m in answer]
+
+
+def _word(answer: Any) -> Any:
+    if not isinstance(answer, bytes | str):
+        raise MalformedReply("a feedback script answered with something else than a word")
+    return answer
+
+
+def _raw(client: Redis | None, owned: list[Any]) -> Redis | None:
+    """`client`, or when it decodes responses a twin on the same settings that does not
+    (added to `owned`): the connection layer reads raw answers."""
+    if client is None:
+        return None
+    pool = client.connection_pool
+    if not pool.connection_kwargs.get("decode_responses"):
+        return client
+    kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    twin = Redis.from_pool(type(pool)(connection_class=pool.connection_class,  # closed with the twin
+                                      max_connections=pool.max_connections, **kwargs))
+    owned.append(twin)
+    return twin
+
+

@@ -126,7 +126,7 @@ def check_record(data: Any) -> dict[str, Any]:
         raise RunRecordError(f"a run record must be an object, not {type(data).__name__}")
     status = data.get("status")
     if status not in STATUSES:
-        raise RunRecordError(f"run record status must be one of {', '.join(STATUSES)}, got {status!r}")
+        raise RunRecordError(f"run record status must be one of {', '.join(STATUSES)}")
     error = data.get("error")
     if error is not None and not isinstance(error, str):
         raise RunRecordError("run record field 'error' must be a string or null")

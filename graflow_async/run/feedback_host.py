@@ -9,7 +9,7 @@ from typing import Any
 
 from graflow_async.clock import Clock, within
 from graflow_async.exceptions import FeedbackCancelledError, FeedbackValidationError
-from graflow_async.feedback.base import FeedbackStore
+from graflow_async.feedback.contracts import HitlStore
 from graflow_async.feedback.hitl import feedback_id, open_feedback_store, question
 from graflow_async.feedback.models import ANSWERED, CANCELLED, FeedbackRequest, FeedbackType
 from graflow_async.feedback.notify_config import respond_url
@@ -25,8 +25,8 @@ class FeedbackHost:
     ) -> None:
         self.run_id = run_id
         self._spec = spec
-        self._owned = owned or not isinstance(spec, FeedbackStore)  # closed when the run ends
-        self._store: FeedbackStore | None = None
+        self._owned = owned or not isinstance(spec, HitlStore)  # closed when the run ends
+        self._store: HitlStore | None = None
         self.clock = clock
         self.post = post
         self.spawn = spawn
@@ -34,14 +34,14 @@ class FeedbackHost:
         #: node -> the request whose wait timed out (the run's pending feedback if it suspends)
         self.timed_out: dict[int, FeedbackRequest] = {}
 
-    def store(self) -> FeedbackStore:
-        """The run's feedback store, opened on first use."""
+    def store(self) -> HitlStore:
+        """The run's feedback store (its requests and suspensions), opened on first use."""
         if self._store is None:
             self._store = open_feedback_store(self._spec)
         return self._store
 
     @property
-    def opened(self) -> FeedbackStore | None:
+    def opened(self) -> HitlStore | None:
         return self._store
 
     async def aclose(self) -> None:
@@ -72,10 +72,10 @@ class FeedbackHost:
         if request.created_at == fresh.created_at:  # asked now, not found from an earlier run
             self.post(lambda: self.emit("feedback_requested", task_id, feedback_id=request.feedback_id,
                                         feedback_type=request.feedback_type.value, prompt=request.prompt))
-            if request.notification_config:
+            if fresh.notification_config:  # not stored: it may hold webhook URLs and headers
                 from graflow_async.feedback.notify import notify
 
-                self.spawn(notify(request, request.notification_config, respond_url=respond_url(request.feedback_id)))
+                self.spawn(notify(request, fresh.notification_config, respond_url=respond_url(request.feedback_id)))
         try:
             answer = await within(self.clock, store.wait(request.feedback_id), request.timeout)
         except TimeoutError:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from graflow_async.checkpoints.locations import default_store_root, holds, load_checkpoint
 from graflow_async.checkpoints.runlock import completed_at, mark_completed, run_lease
 from graflow_async.checkpoints.stores import CheckpointStore, open_store
-from graflow_async.exceptions import CheckpointError
+from graflow_async.exceptions import CheckpointError, RunCompletedError
 from graflow_async.loading import load_object
 from graflow_async.plan.snapshot import check_same_graph
 
@@ -47,9 +47,10 @@ async def resume(
     records an importable ``module:attr``. `run_options` are those of `run`; the run id
     stays the checkpoint's unless given.
 
-    Safe to call twice: `CheckpointError` when the run has completed since (``force=True``
-    runs it again), and when another process is resuming it through the same store
-    ("already running": the resumed run holds a lease next to its checkpoints).
+    Safe to call twice: `RunCompletedError` when the run has completed since (``force=True``
+    runs it again), and `RunAlreadyRunningError` when another process is resuming it
+    through the same store (the resumed run holds a lease next to its checkpoints); both
+    are `CheckpointError`.
     """
     from graflow_async.run.runner import start_run
 
@@ -64,9 +65,10 @@ async def resume(
     run_options.setdefault("checkpoint_store", default_store_root(location, doc["run_id"]))
     async with _guard_store(location, doc["run_id"], given) as guard:
         if not force and await completed_at(guard, run_id) is not None:
-            raise CheckpointError(
+            raise RunCompletedError(
+                run_id,
                 f"run {run_id} has completed since checkpoint {location!r} was saved; "
-                "resume(..., force=True) runs it again"
+                "resume(..., force=True) runs it again",
             )
         async with run_lease(guard, run_id):
             result = await start_run(wf, snapshot=doc, **run_options)

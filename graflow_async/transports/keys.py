@@ -8,6 +8,16 @@
     <ns>:dead                       dead letters: poison messages, too many deliveries
     <ns>:probe                      never exists: a run XADDs to it (NOMKSTREAM) to learn
                                     whether Redis takes writes
+
+The stores on the same server (`feedback.redis`, `records.redis`)::
+
+    <ns>:feedback:request:<id>      a feedback request, a hash: request, response (JSON), status
+    <ns>:feedback:index             sorted set of feedback ids by created_at
+    <ns>:feedback:suspension:<run>  how to resume a suspended run (JSON)
+    <ns>:feedback:settled           pub/sub channel: ids just answered or cancelled
+    <ns>:runs:record:<run_id>       the web app's record of a run (JSON)
+    <ns>:runs:index                 sorted set of run ids by started_at
+    <ns>:runs:cancel:<run_id>       set once the run was asked to stop
 """
 
 from __future__ import annotations
@@ -56,4 +66,30 @@ class Keys:
 
     def queue_of(self, stream: str) -> str:
         return stream[len(self.namespace) + 1 :]
+
+    # --- the stores --------------------------------------------------------------------
+    def feedback_request(self, feedback_id: str) -> str:
+        return f"{self.namespace}:feedback:request:{feedback_id}"
+
+    @property
+    def feedback_index(self) -> str:
+        return f"{self.namespace}:feedback:index"
+
+    @property
+    def feedback_settled(self) -> str:
+        """The pub/sub channel of settled feedback ids."""
+        return f"{self.namespace}:feedback:settled"
+
+    def suspension(self, run_id: str) -> str:
+        return f"{self.namespace}:feedback:suspension:{run_id}"
+
+    def run_record(self, run_id: str) -> str:
+        return f"{self.namespace}:runs:record:{run_id}"
+
+    @property
+    def run_index(self) -> str:
+        return f"{self.namespace}:runs:index"
+
+    def run_cancel(self, run_id: str) -> str:
+        return f"{self.namespace}:runs:cancel:{run_id}"
 

@@ -23,9 +23,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from graflow_async.exceptions import FeedbackError
+from graflow_async.exceptions import CorruptRecordError, FeedbackError
 from graflow_async.logs import library_logger
-from graflow_async.web.http import ApiError, feedback_status, json_error, traceback_text
+from graflow_async.web.http import ApiError, json_error, store_status, traceback_text
 
 SESSION_COOKIE = "graflow_session"
 SESSION_TTL = 12 * 3600  # seconds a UI session stays valid
@@ -161,8 +161,8 @@ class Auth:
                 if exc.status == 408:  # the client is too slow: do not wait for more of it
                     response.force_close()
                 return response
-            except FeedbackError as exc:
-                status = feedback_status(exc)
+            except (FeedbackError, CorruptRecordError) as exc:
+                status = store_status(exc)
                 if status is None:
                     return self._internal(request, exc)
                 return json_error(status, str(exc), getattr(exc, "field", None))

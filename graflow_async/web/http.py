@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from graflow_async.exceptions import (
+    CorruptRecordError,
     FeedbackAlreadyAnsweredError,
     FeedbackError,
     FeedbackNotFoundError,
@@ -65,8 +66,12 @@ def traceback_text(exc: BaseException, frames: int = 20, size: int = 8192) -> st
     return text if len(text) <= size else f"{text[: size // 2]}\n[...]\n{text[-size // 2 :]}"
 
 
-def feedback_status(exc: FeedbackError) -> int | None:
-    """The HTTP status a store's error maps to (None: not a client error)."""
+def store_status(exc: FeedbackError | CorruptRecordError) -> int | None:
+    """The HTTP status a store's error maps to (None: not a client error). A corrupt
+    record is 422: the request names a record that exists but cannot be read back, which
+    nothing the client sends will change (the server's log names the record)."""
+    if isinstance(exc, CorruptRecordError):
+        return 422
     if isinstance(exc, FeedbackValidationError):
         return 400
     if isinstance(exc, FeedbackNotFoundError):

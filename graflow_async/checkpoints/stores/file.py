@@ -4,29 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from graflow_async import files
 from graflow_async.checkpoints.stores.base import CheckpointStore, check_name
 from graflow_async.exceptions import CheckpointError
 
 __all__ = ["FileCheckpointStore"]
 
-_TMP_PREFIX = "."
-_TMP_SUFFIX = ".graflow-tmp"
-
 
 class FileCheckpointStore(CheckpointStore):
     """Checkpoints as files under `directory`; locations are absolute path strings.
 
-    Writes go to a temporary file in the target's directory which is flushed, fsynced
-    and renamed over the target, then the directory is fsynced: a crash leaves either
-    the old file or the new one, and at worst a stray hidden ``*.graflow-tmp`` file,
-    which `list` ignores. Files are created readable by their owner only. Blocking
-    file I/O runs in a worker thread.
+    Writes are atomic (`graflow_async.files`: a temporary file in the target's
+    directory, fsynced, renamed over the target): a crash leaves either the old file or
+    the new one, and at worst a stray hidden ``*.graflow-tmp`` file, which `list`
+    ignores. Files are created readable by their owner only. Blocking file I/O runs in
+    a worker thread.
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, signing_key: bytes | str | None = None) -> None:
@@ -43,7 +39,7 @@ class FileCheckpointStore(CheckpointStore):
         self._check_open()
         path = self._path(location)
         try:
-            await asyncio.to_thread(_atomic_write, path, data)
+            await asyncio.to_thread(files.replace, path, data)
         except OSError as exc:
             raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {exc}") from exc
         return str(path)
@@ -52,7 +48,7 @@ class FileCheckpointStore(CheckpointStore):
         self._check_open()
         path = self._path(location)
         try:
-            return await asyncio.to_thread(_exclusive_write, path, data)
+            return await asyncio.to_thread(files.create, path, data)
         except OSError as exc:
             raise CheckpointError(f"cannot create {str(path)!r}: {exc}") from exc
 
@@ -87,77 +83,12 @@ class FileCheckpointStore(CheckpointStore):
         return self.root.joinpath(*check_name(location).parts)
 
 
-def _temporary(path: Path, data: bytes | Sequence[bytes]) -> str:
-    """`data` written and fsynced to a new temporary file beside `path`; its name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX)
-    try:
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return tmp
-
-
-def _atomic_write(path: Path, data: bytes | Sequence[bytes]) -> None:
-    tmp = _temporary(path, data)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _exclusive_write(path: Path, data: bytes) -> bool:
-    """Write a temporary file, then link it at `path`: the link fails if `path` exists,
-    so readers never see a partial file and only one creator wins."""
-    tmp = _temporary(path, data)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    _fsync_directory(path.parent)
-    return True
-
-
-def _write_all(fd: int, data: bytes | Sequence[bytes]) -> None:
-    views = [memoryview(data)] if isinstance(data, bytes | bytearray | memoryview) else [memoryview(d) for d in data]
-    while views:
-        written = os.writev(fd, views)
-        while views and written >= len(views[0]):
-            written -= len(views[0])
-            views.pop(0)
-        if views and written:
-            views[0] = views[0][written:]
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename durable. The new file is already in place, so a filesystem that
-    # cannot fsync directories (some network mounts, Windows) is not an error.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _list_files(root: Path, start: Path, prefix: str) -> list[str]:
     found = []
     for dirpath, _, filenames in os.walk(start):
         relative_dir = PurePosixPath(Path(dirpath).relative_to(root))
         for filename in filenames:
-            if filename.startswith(_TMP_PREFIX) and filename.endswith(_TMP_SUFFIX):
+            if files.is_temporary(filename):
                 continue
             name = (relative_dir / filename).as_posix()
             if name.startswith(prefix):

@@ -1,4 +1,7 @@
-"""The feedback REST API (SPEC section 5); the runs API is in `runs_api.py`."""
+"""The feedback REST API (SPEC section 5); the runs API is in `runs/api.py`.
+
+Listings leave out the records the store cannot read and count them (``unreadable``);
+a request whose record cannot be read answers 422 (`http.store_status`)."""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from graflow_async.feedback.base import FeedbackStore
+from graflow_async.feedback.contracts import FeedbackRequests
 from graflow_async.feedback.models import ANSWERED, CANCELLED, PENDING
 from graflow_async.records.base import RunRecordError, ascending_page
+from graflow_async.records.corrupt import skipped_count
 from graflow_async.web.http import ApiError, json_response, read_json
 from graflow_async.web.runs.api import query_limit
 from graflow_async.web.runs.manager import RunManager
@@ -17,9 +21,9 @@ STATUSES = (PENDING, ANSWERED, CANCELLED)
 
 
 class FeedbackApi:
-    """Handlers over one feedback store; answers may resume suspended runs."""
+    """Handlers over one store's feedback requests; answers may resume suspended runs."""
 
-    def __init__(self, store: FeedbackStore, runs: RunManager) -> None:
+    def __init__(self, store: FeedbackRequests, runs: RunManager) -> None:
         self.store = store
         self.runs = runs
 
@@ -42,8 +46,7 @@ class FeedbackApi:
         body: dict[str, Any] = {
             "count": len(requests), "requests": [r.to_dict() for r in requests], "next_cursor": next_cursor
         }
-        unreadable = unreadable_records(self.store)
-        if unreadable:  # records left out (FileFeedbackStore): named in the server's log
+        if unreadable := skipped_count(found):  # records left out: named in the server's log
             body["unreadable"] = unreadable
         return json_response(body)
 
@@ -67,7 +70,3 @@ class FeedbackApi:
 def _key(request: Any) -> tuple[float, str]:
     return (request.created_at, request.feedback_id)
 
-
-def unreadable_records(store: FeedbackStore) -> int:
-    """How many records the store's latest listing left out as unreadable."""
-    return len(getattr(store, "unreadable", ()))

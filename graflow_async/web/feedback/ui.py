@@ -15,11 +15,16 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from multidict import MultiDictProxy
 
-from graflow_async.exceptions import FeedbackAlreadyAnsweredError, FeedbackNotFoundError, FeedbackValidationError
-from graflow_async.feedback.base import FeedbackStore
+from graflow_async.exceptions import (
+    CorruptRecordError,
+    FeedbackAlreadyAnsweredError,
+    FeedbackNotFoundError,
+    FeedbackValidationError,
+)
+from graflow_async.feedback.contracts import FeedbackRequests
 from graflow_async.feedback.models import FeedbackRequest, FeedbackResponse, FeedbackType
+from graflow_async.records.corrupt import skipped_count
 from graflow_async.web.auth import Auth, Session
-from graflow_async.web.feedback.api import unreadable_records
 from graflow_async.web.http import MAX_BODY, ApiError, TooDeep, parse_json, read_form
 from graflow_async.web.runs.manager import RunManager
 
@@ -137,9 +142,9 @@ def answer_rows(answer: FeedbackResponse) -> list[tuple[str, str]]:
 
 
 class FeedbackUi:
-    """UI handlers over one feedback store."""
+    """UI handlers over one store's feedback requests."""
 
-    def __init__(self, store: FeedbackStore, runs: RunManager, auth: Auth, prefix: str) -> None:
+    def __init__(self, store: FeedbackRequests, runs: RunManager, auth: Auth, prefix: str) -> None:
         self.store = store
         self.runs = runs
         self.auth = auth
@@ -155,6 +160,12 @@ class FeedbackUi:
 
     def error_page(self, session: Session | None, status: int, title: str, message: str) -> web.Response:
         return self.render("error.html", session, status, title=title, message=message)
+
+    def unreadable_page(self, session: Session | None, exc: CorruptRecordError) -> web.Response:
+        """A record that exists but cannot be read back: 422, as the API answers."""
+        return self.error_page(session, 422, "Unreadable",
+                               f"The {exc.kind} {exc.record_id!r} cannot be read: {exc.reason}. "
+                               "The server's log names it.")
 
     def detail(
         self,
@@ -183,7 +194,7 @@ class FeedbackUi:
 
     async def list(self, request: web.Request, session: Session) -> web.StreamResponse:
         pending = await self.store.list_pending(request.query.get("run_id") or None)
-        return self.render("list.html", session, requests=pending, unreadable=unreadable_records(self.store))
+        return self.render("list.html", session, requests=pending, unreadable=skipped_count(pending))
 
     async def show(self, request: web.Request, session: Session) -> web.StreamResponse:
         feedback_id = request.match_info["feedback_id"]
@@ -191,6 +202,8 @@ class FeedbackUi:
             feedback, answer = await self.store.get(feedback_id)
         except FeedbackNotFoundError:
             return self.error_page(session, 404, "Not found", f"There is no feedback request {feedback_id!r}.")
+        except CorruptRecordError as exc:
+            return self.unreadable_page(session, exc)
         return self.detail(session, feedback, answer)
 
     async def submit(self, request: web.Request, session: Session) -> web.StreamResponse:
@@ -202,6 +215,8 @@ class FeedbackUi:
             feedback, answer = await self.store.get(feedback_id)
         except FeedbackNotFoundError:
             return self.error_page(session, 404, "Not found", f"There is no feedback request {feedback_id!r}.")
+        except CorruptRecordError as exc:
+            return self.unreadable_page(session, exc)
         if not self.auth.csrf_ok(session, form.get("csrf_token")):
             return self.detail(
                 session,
@@ -215,6 +230,8 @@ class FeedbackUi:
             answer = await self.store.respond(feedback_id, answer_from_form(feedback, form))
         except FeedbackValidationError as exc:
             return self.detail(session, feedback, None, status=400, error=str(exc), form=form)
+        except CorruptRecordError as exc:  # it became unreadable since
+            return self.unreadable_page(session, exc)
         except FeedbackAlreadyAnsweredError:
             feedback, answer = await self.store.get(feedback_id)
             return self.detail(

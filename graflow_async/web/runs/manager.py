@@ -1,17 +1,19 @@
 """Runs the web app starts, resumes and cancels (SPEC section 8); what it reports of
-them is in `runviews.py`, the HTTP handlers in `api.py`.
+them is in `views.py`, the HTTP handlers in `api.py`.
 
 Every run task is a child of one `Supervisor` held open by the app's ``cleanup_ctx``:
 when the app shuts down the children are cancelled and awaited, and their runs are
 recorded as cancelled. Each run has a durable record in the feedback store
-(`feedback.runrecords`), written when it starts, suspends or ends and renewed by a
-heartbeat while it runs (its lease, see `runstate`); its events stay in memory.
+(`records`, kept through the store's `RunRecords`), written when it starts, suspends
+or ends and renewed by a heartbeat while it runs (its lease, see `state`); its events
+stay in memory. A record that has become unreadable is replaced at the next save.
 
 Resuming: once a suspended run's last pending request is answered (here, through
 this app), the app resumes it if it serves its workflow, found by the key the run was
 started under or by the workflow's name. A run another process drives is left alone;
-`resume` refusing (the run is already running elsewhere, or has completed since) is
-logged and changes nothing here but the record of a completed run.
+`resume` refusing (`RunAlreadyRunningError`: the run is already running elsewhere;
+`RunCompletedError`: it has completed since) is logged and changes nothing here but
+the record of a completed run.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from aiohttp import web
 from graflow_async.actors import Supervisor
 from graflow_async.define.graph import Workflow
 from graflow_async.events import Event
-from graflow_async.exceptions import CheckpointError, FeedbackError
+from graflow_async.exceptions import CorruptRecordError, FeedbackError, RunAlreadyRunningError, RunCompletedError
 from graflow_async.execute.metrics import Metrics
 from graflow_async.feedback.base import FeedbackStore
+from graflow_async.feedback.contracts import HitlStore
 from graflow_async.feedback.notify_config import PUBLIC_URL
 from graflow_async.logs import library_logger
 from graflow_async.records.base import CANCELLED, COMPLETED, FAILED, INTERRUPTED, RUNNING, SUSPENDED
+from graflow_async.records.contract import RunRecords
 from graflow_async.run.resume import resume
 from graflow_async.run.runner import WorkflowResult, run
 from graflow_async.web.http import ApiError
@@ -62,16 +66,6 @@ def find_workflow(
     return None
 
 
-def refusal(exc: CheckpointError) -> str | None:
-    """Why `resume` refused to run (SPEC section 8), or None for another error."""
-    text = str(exc)
-    if "already running" in text:
-        return "running"
-    if "has completed since" in text:
-        return "completed"
-    return None
-
-
 class RunManager:
     """Starts, resumes and cancels runs; owns their tasks through a supervisor."""
 
@@ -79,7 +73,9 @@ class RunManager:
         self, store: FeedbackStore, workflows: Mapping[str, Workflow], run_options: dict[str, Any],
         metrics: Metrics | None = None, public_url: str | None = None,
     ) -> None:
-        self.store = store
+        self.store = store  # what its runs use
+        self.records: RunRecords = store  # the records of the runs
+        self.hitl: HitlStore = store  # their questions, and where suspended runs wait
         self.metrics = metrics
         self.workflows = dict(workflows)
         self.run_options = run_options  # transport / checkpoint_store, only those given
@@ -161,10 +157,10 @@ class RunManager:
     async def _resume_if_answered(self, run_id: str) -> None:
         if not self.workflows or self._sup is None or self.driving(run_id):
             return  # a live run gets its answers in-process
-        suspension = await self.store.get_suspension(run_id)
+        suspension = await self.hitl.get_suspension(run_id)
         if not suspension or not suspension.get("checkpoint"):
             return
-        record = await self.store.get_run(run_id)
+        record = await self.records.get_run(run_id)
         if record is not None and self.status_of(record) not in (SUSPENDED, INTERRUPTED):
             return  # driven by another process, or over
         found = find_workflow(self.workflows, record, suspension)
@@ -172,7 +168,7 @@ class RunManager:
             self.log.warning("not resuming run: its workflow is not served here", run_id=run_id,
                              workflow=suspension.get("workflow"), served=sorted(self.workflows))
             return
-        if await self.store.list_pending(run_id):
+        if await self.hitl.list_pending(run_id):
             return
         if self._sup is None or self.driving(run_id):
             return  # decided meanwhile (another answer, or shutdown)
@@ -204,7 +200,7 @@ class RunManager:
         if view["status"] not in (RUNNING, SUSPENDED):
             raise ApiError(409, f"run {run_id!r} has already ended ({view['status']})")
         if view["status"] == RUNNING:  # in another process, which notices at its next heartbeat
-            await self.store.request_run_cancel(run_id)
+            await self.records.request_run_cancel(run_id)
             return "cancelling"
         await self._cancel_suspended(run_id, str(view["workflow"]))
         return CANCELLED
@@ -212,11 +208,11 @@ class RunManager:
     async def _cancel_suspended(self, run_id: str, workflow: str) -> None:
         """A suspended run ends as cancelled: answers no longer resume it, and its pending
         requests are cancelled."""
-        await self.store.set_suspension(run_id, None)
-        for request in await self.store.list_pending(run_id):
+        await self.hitl.set_suspension(run_id, None)
+        for request in await self.hitl.list_pending(run_id):
             with contextlib.suppress(FeedbackError):  # answered or cancelled meanwhile
-                await self.store.cancel(request.feedback_id)
-        record = await self.store.get_run(run_id)
+                await self.hitl.cancel(request.feedback_id)
+        record = await self._readable_record(run_id)
         live = self.live.get(run_id) or self._remember(
             LiveRun.from_record(record) if record is not None else LiveRun(run_id, workflow, workflow)
         )
@@ -274,9 +270,8 @@ class RunManager:
         except asyncio.CancelledError:
             await self._end(live, CANCELLED, error=live.cancel_reason or "cancelled: the server shut down")
             raise
-        except CheckpointError as exc:
-            why = refusal(exc) if resumed else None
-            await (self._refused(live, why, exc) if why else self._failed(live, exc))
+        except (RunAlreadyRunningError, RunCompletedError) as exc:
+            await (self._refused(live, exc) if resumed else self._failed(live, exc))
             return
         except Exception as exc:
             await self._failed(live, exc)
@@ -286,7 +281,7 @@ class RunManager:
         if result.status == SUSPENDED:
             await self.after_answer(live.run_id)  # the last answer may have come while it was suspending
         elif resumed:  # completed: nothing is left to resume
-            await self._quietly(self.store.set_suspension(live.run_id, None))
+            await self._quietly(self.hitl.set_suspension(live.run_id, None))
 
     async def _failed(self, live: LiveRun, exc: Exception) -> None:
         self.log.warning("run failed", run_id=live.run_id, error=repr(exc)[:500])
@@ -305,13 +300,13 @@ class RunManager:
             self.metrics.run_started()
             live.counted = True
 
-    async def _refused(self, live: LiveRun, why: str, exc: CheckpointError) -> None:
+    async def _refused(self, live: LiveRun, exc: RunAlreadyRunningError | RunCompletedError) -> None:
         """`resume` would not run: another process runs the run (its record is theirs),
         or it completed since (its record says so now)."""
         self.log.info("not resuming run", run_id=live.run_id, reason=str(exc)[:300])
-        record = await self.store.get_run(live.run_id)
-        if why == "completed":
-            await self._quietly(self.store.set_suspension(live.run_id, None))
+        record = await self._readable_record(live.run_id)
+        if isinstance(exc, RunCompletedError):
+            await self._quietly(self.hitl.set_suspension(live.run_id, None))
             live.finish(COMPLETED, results=(record or {}).get("results") or live.results)
             await self._quietly(self._save(live))
             return
@@ -319,7 +314,7 @@ class RunManager:
         live.pulse()
 
     async def _save(self, live: LiveRun) -> None:
-        await self.store.save_run(live.to_record(self.owner))
+        await self.records.save_run(live.to_record(self.owner))
 
     async def _heartbeat(self) -> None:
         """Renew the leases of the runs driven here, and stop those another process asked
@@ -330,11 +325,19 @@ class RunManager:
                 await self._quietly(self._renew(live))
 
     async def _renew(self, live: LiveRun) -> None:
-        stored = await self.store.get_run(live.run_id)
+        stored = await self._readable_record(live.run_id)  # a corrupt one is replaced by the save
         if stored is not None and stored["cancel_requested"]:
             self._cancel_here(live, "cancelled by request")
         elif self.driving(live.run_id):
             await self._save(live)
+
+    async def _readable_record(self, run_id: str) -> dict[str, Any] | None:
+        """The record of `run_id`, or None when there is none or it cannot be read (the
+        store logged it; the next save of this run replaces it)."""
+        try:
+            return await self.records.get_run(run_id)
+        except CorruptRecordError:
+            return None
 
     async def _quietly(self, step: Awaitable[None]) -> None:
         try:

@@ -23,6 +23,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from graflow_async.define.graph import Workflow
+from graflow_async.exceptions import CorruptRecordError
 from graflow_async.records.base import COMPLETED, ENDED, MAX_TASKS, RunRecordError
 from graflow_async.web.auth import Session
 from graflow_async.web.feedback.ui import HEADERS, FeedbackUi
@@ -98,6 +99,10 @@ class RunsUi:
                                             cursor=request.query.get("cursor") or None)
         except RunRecordError:
             page, error = {"runs": [], "next_cursor": None}, "That page link is not valid: start from the first page."
+        if page.get("unreadable"):
+            count = page["unreadable"]
+            error = (f"{count} run record{'s' if count != 1 else ''} could not be read and "
+                     f"{'are' if count != 1 else 'is'} not listed (the server log names them).")
         filters = {k: v for k, v in (("status", status), ("workflow", workflow)) if v}
         next_url = (f"{self.prefix}/ui/runs/?{urlencode({**filters, 'cursor': page['next_cursor']})}"
                     if page["next_cursor"] else None)
@@ -107,7 +112,10 @@ class RunsUi:
 
     async def show(self, request: web.Request, session: Session) -> web.StreamResponse:
         run_id = request.match_info["run_id"]
-        summary = await self.views.summary(run_id)
+        try:
+            summary = await self.views.summary(run_id)
+        except CorruptRecordError as exc:
+            return self.ui.unreadable_page(session, exc)
         if summary is None:
             return self.ui.error_page(session, 404, "Not found", f"There is no run {run_id!r}.")
         pending = [] if summary["status"] == COMPLETED else await self.views.store.list_pending(run_id)
@@ -136,8 +144,11 @@ class RunsUi:
 
     async def events(self, request: web.Request, session: Session) -> web.StreamResponse:
         run_id = request.match_info["run_id"]
-        if run_id not in self.manager.live and await self.views.summary(run_id) is None:
-            return self.ui.error_page(session, 404, "Not found", f"There is no run {run_id!r}.")
+        try:
+            if run_id not in self.manager.live and await self.views.summary(run_id) is None:
+                return self.ui.error_page(session, 404, "Not found", f"There is no run {run_id!r}.")
+        except CorruptRecordError as exc:
+            return self.ui.unreadable_page(session, exc)
         return await stream_events(request, self.views, run_id)
 
     async def script(self, request: web.Request, session: Session) -> web.StreamResponse:

@@ -18,6 +18,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from graflow_async.exceptions import CorruptRecordError
 from graflow_async.feedback.models import FeedbackRequest
 from graflow_async.records.base import (
     COMPLETED,
@@ -29,6 +30,7 @@ from graflow_async.records.base import (
     encode_cursor,
     sort_key,
 )
+from graflow_async.records.corrupt import skipped_count
 from graflow_async.web.runs.manager import RunManager
 from graflow_async.web.runs.state import LiveRun
 
@@ -73,7 +75,8 @@ class RunViews:
 
     async def summary(self, run_id: str) -> dict[str, Any] | None:
         """What is known of run `run_id` (the API's fields but pending requests, plus
-        ``workflow_name``, ``tasks`` and ``checkpoint``), or None for an unknown run."""
+        ``workflow_name``, ``tasks`` and ``checkpoint``), or None for an unknown run;
+        `CorruptRecordError` when its record (or suspension) cannot be read."""
         live = self.manager.live.get(run_id)
         if live is not None and live.active:
             return from_live(live)
@@ -106,9 +109,11 @@ class RunViews:
         limit = check_limit(limit)
         stored = RUNNING if status == INTERRUPTED else status
         runs: list[dict[str, Any]] = []
+        skipped = 0  # records the store could not read (named in its log)
         while True:
             records, next_cursor = await self.store.list_runs(status=stored, workflow=workflow, limit=limit,
                                                               cursor=cursor)
+            skipped += skipped_count(records)
             for i, record in enumerate(records):
                 summary = self.from_record(record)
                 if status is not None and summary["status"] != status:
@@ -116,17 +121,18 @@ class RunViews:
                 runs.append(summary)
                 if len(runs) == limit:
                     more = i + 1 < len(records) or next_cursor is not None
-                    return await self._page(runs, encode_cursor(sort_key(record)) if more else None)
+                    return await self._page(runs, encode_cursor(sort_key(record)) if more else None, skipped)
             if next_cursor is None:
-                return await self._page(runs, None)
+                return await self._page(runs, None, skipped)
             cursor = next_cursor
 
-    async def _page(self, runs: list[dict[str, Any]], next_cursor: str | None) -> dict[str, Any]:
+    async def _page(self, runs: list[dict[str, Any]], next_cursor: str | None, skipped: int) -> dict[str, Any]:
         pending: dict[str, list[FeedbackRequest]] = {}
         if any(r["status"] != COMPLETED for r in runs):
             for request in await self.store.list_pending():
                 pending.setdefault(request.run_id, []).append(request)
-        return {"runs": [public(r, pending.get(r["run_id"], [])) for r in runs], "next_cursor": next_cursor}
+        body = {"runs": [public(r, pending.get(r["run_id"], [])) for r in runs], "next_cursor": next_cursor}
+        return {**body, "unreadable": skipped} if skipped else body
 
     # --- event streams -----------------------------------------------------------------------------
     async def follow(self, run_id: str, after: int = 0) -> AsyncGenerator[tuple[int, dict[str, Any]] | None, None]:
@@ -146,7 +152,10 @@ class RunViews:
             if live is not None and live.active and live.status == RUNNING:  # its events wake us
                 status, timeout = live.status, KEEPALIVE
             else:  # suspended, or driven elsewhere: the record may change without an event here
-                summary = await self.summary(run_id)
+                try:
+                    summary = await self.summary(run_id)
+                except CorruptRecordError:
+                    return  # its record became unreadable: nothing more can be told of it
                 status, timeout = (summary or {}).get("status", COMPLETED), POLL_SECONDS
             if status in ENDED:
                 return

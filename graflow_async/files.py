@@ -1,0 +1,135 @@
+"""Files written whole or not at all, and read back without trusting them.
+
+Every store that keeps files (checkpoints, feedback requests, run records) writes
+through here: the data goes to a hidden temporary file beside the target (``.<name>.*``
+plus `TEMP_SUFFIX`, readable by its owner only), is flushed and fsynced, then renamed
+over the target (`replace`) or linked at it (`create`, which fails when the target
+exists, so of two creators exactly one wins); the directory is fsynced after. A crash
+leaves the old file or the new one, and at worst a stray temporary file, which
+`is_temporary` tells listings to ignore.
+
+Reads go through `read_at_most`: only regular files (a FIFO or a device would block or
+never end), and never more than the caller's bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+TEMP_PREFIX = "."
+TEMP_SUFFIX = ".graflow-tmp"
+Data = bytes | Sequence[bytes]
+
+
+class TooLarge(ValueError):
+    """A file is larger than its reader's bound."""
+
+
+class NotAFile(ValueError):
+    """A path holds something else than a regular file (a directory, a FIFO...)."""
+
+
+def is_temporary(name: str) -> bool:
+    """Whether file `name` is a temporary file of a write in progress (or of one that crashed)."""
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
+
+
+def stage(path: Path, data: Data) -> Path:
+    """`data` written and fsynced to a new temporary file beside `path` (its directory
+    made if missing); the temporary file's path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return Path(temp)
+
+
+def replace(path: Path, data: Data) -> None:
+    """Write `data` to `path` atomically: readers see the old file or the new one."""
+    temp = stage(path, data)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    fsync_directory(path.parent)
+
+
+def create(path: Path, data: Data) -> bool:
+    """Write `data` to `path` atomically unless `path` exists; whether it was written.
+    Of several processes creating one path at once, exactly one gets True."""
+    temp = stage(path, data)
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+    fsync_directory(path.parent)
+    return True
+
+
+def read_at_most(path: Path, most: int) -> bytes | None:
+    """The bytes of regular file `path`, or None when there is none; `TooLarge` past
+    `most` bytes, `NotAFile` for a directory, FIFO, socket or device (opened without
+    blocking, never read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise NotAFile("a directory, not a file") from None
+    except OSError as exc:
+        if os.path.islink(path):
+            raise NotAFile("a symbolic link, not a file") from None
+        raise exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotAFile("not a regular file")
+        if info.st_size > most:
+            raise TooLarge(f"larger than {most} bytes ({info.st_size})")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(most + 1)
+    finally:
+        os.close(fd)
+    if len(data) > most:  # it grew since fstat
+        raise TooLarge(f"larger than {most} bytes")
+    return data
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make the names in `directory` durable. The new file is already in place, so a
+    filesystem that cannot fsync directories (some network mounts, Windows) is not an error."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_all(fd: int, data: Data) -> None:
+    views = [memoryview(data)] if isinstance(data, bytes | bytearray | memoryview) else [memoryview(d) for d in data]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
