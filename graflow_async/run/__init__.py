@@ -1,6 +1,6 @@
 """The driver: what runs a workflow from start to outcome.
 
-    runner.py         `run`, `run_sync` and `start_run`: options checked, routes opened,
+    runner.py         `run`, `run_sync` and `drive`: options checked, routes opened,
                       the run actor started under a span
     resume.py         `resume`: a run continued from its checkpoint, safely
     actor.py          RunActor: reads its mailbox (replies, context requests, its

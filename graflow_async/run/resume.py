@@ -51,7 +51,7 @@ async def resume(
     runs it again), and when another process is resuming it through the same store
     ("already running": the resumed run holds a lease next to its checkpoints).
     """
-    from graflow_async.run.runner import start_run
+    from graflow_async.run.runner import drive
 
     location = str(location)
     store = run_options.get("checkpoint_store")
@@ -69,7 +69,7 @@ async def resume(
                 "resume(..., force=True) runs it again"
             )
         async with run_lease(guard, run_id):
-            result = await start_run(wf, snapshot=doc, **run_options)
+            result = await drive(wf, snapshot=doc, **run_options)
             if result.status == "completed":
                 await mark_completed(guard, run_id)
             return result

@@ -1,6 +1,6 @@
-"""Running a workflow: `run`, `run_sync`, and `start_run` (which `resume` uses).
+"""Running a workflow: `run`, `run_sync`, and `drive` (which `resume` uses).
 
-`start_run` opens what a run needs (its transport and any Redis group routes, its
+`drive` opens what a run needs (its transport and any Redis group routes, its
 checkpoint and feedback stores), builds the plan (restored from a checkpoint when
 resuming), hands everything to a `RunActor` and closes it all when the run ends.
 """
@@ -36,7 +36,7 @@ from graflow_async.transports.base import Transport
 from graflow_async.transports.memory import MemoryTransport
 from graflow_async.wire.codec import check_value
 
-__all__ = ["WorkflowResult", "run", "run_sync", "start_run"]
+__all__ = ["WorkflowResult", "drive", "run", "run_sync"]
 
 
 async def run(
@@ -60,14 +60,14 @@ async def run(
     times one task may run (SPEC section 9) unless the task sets its own. `max_threads`
     sizes the pool plain (sync) task functions run in (None: `ThreadPoolExecutor`'s default).
     """
-    return await start_run(
+    return await drive(
         workflow, run_id=run_id, transport=transport, checkpoint_store=checkpoint_store,
         feedback_store=feedback_store, default_max_retries=default_max_retries,
         initial_channel=initial_channel, on_event=on_event, max_cycles=max_cycles, max_threads=max_threads,
     )
 
 
-async def start_run(
+async def drive(
     workflow: Workflow,
     *,
     snapshot: dict[str, Any] | None = None,
