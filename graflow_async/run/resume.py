@@ -51,6 +51,7 @@ async def resume(
     runs it again), and when another process is resuming it through the same store
     ("already running": the resumed run holds a lease next to its checkpoints).
     """
+    from graflow_async.run.options import RunOptions
     from graflow_async.run.runner import drive
 
     location = str(location)
@@ -60,8 +61,11 @@ async def resume(
     wf = workflow if workflow is not None else _import_workflow(doc.get("workflow_ref"), location)
     graph = wf.compile()
     check_same_graph(doc, graph, location)
-    run_id = run_options.setdefault("run_id", doc["run_id"])
+    if run_options.get("run_id") is None:
+        run_options["run_id"] = doc["run_id"]
     run_options.setdefault("checkpoint_store", default_store_root(location, doc["run_id"]))
+    options = RunOptions(**run_options)
+    run_id = options.run_id
     async with _guard_store(location, doc["run_id"], given) as guard:
         if not force and await completed_at(guard, run_id) is not None:
             raise CheckpointError(
@@ -69,7 +73,7 @@ async def resume(
                 "resume(..., force=True) runs it again"
             )
         async with run_lease(guard, run_id):
-            result = await drive(wf, snapshot=doc, **run_options)
+            result = await drive(wf, options, doc)
             if result.status == "completed":
                 await mark_completed(guard, run_id)
             return result
