@@ -1,11 +1,13 @@
-"""The run supervisor: a thin actor that carries out what the run plan decides.
+"""The run actor: a thin actor that carries out what the run plan decides.
 
-Its inbox is a local mailbox fed by every route's reply queue (handed over as sent
-in-process, pumped from a Redis stream otherwise) and by its own children (retry
-timers, checkpoint writes, feedback waits). For each batch it tells the plan the
-facts (`TaskReply`, `RetryDue`), answers context requests (`run_services`), then
-performs the plan's actions: sends `TaskMessage`s, starts retry timers, reports
-events, and stops when the plan says the run is over.
+It reads its mailbox, which is fed by every route's reply queue (handed over as sent
+in-process and by the Redis transport's reader, pumped by a child from a queue that
+cannot hand over) and by its own children (retry timers, checkpoint writes, feedback
+waits). For each batch it tells the plan the facts (`TaskReply`, `RetryDue`), answers
+context requests (`services.RunServices`), then performs the plan's actions: sends
+`TaskMessage`s, starts retry timers, reports events, and stops when the plan says the
+run is over. It talks to its tasks only through messages; the executor that runs them
+in this process is one of its children, an actor over the run's task queue.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from graflow_async.wire.messages import (
 
 
 class Later(NamedTuple):
-    """A child's report, run in the supervisor's turn."""
+    """A child's report, run in the run actor's turn."""
 
     fn: Callable[[], None]
 
@@ -105,18 +107,20 @@ class RunActor(Actor[Any]):
         return await self._conclude(time.perf_counter() - started)
 
     def _connect(self, route: Route, sup: Supervisor) -> Callable[[], None]:
-        """Start an executor for a route whose tasks run here; feed its replies to the inbox."""
+        """Start the executor (a child actor) of a route whose tasks run here; feed the
+        route's reply queue into the mailbox."""
         if route.local:
             executor = Executor(route.transport, route.task_queue, context_queue=route.context_queue,
                                 max_threads=self.options.max_threads)
             sup.spawn(executor.run(), name=f"executor {self.run_id}")
-        detach = route.transport.attach(route.reply_to, self._take)
+        detach = route.transport.attach(route.reply_to, self._feed)
         if detach is not None:
             return detach
         sup.spawn(self._pump(route), name=f"replies {route.reply_to}")
         return lambda: None
 
-    def _take(self, messages: Any) -> None:
+    def _feed(self, messages: Any) -> None:
+        """Put what a reply queue hands over into the mailbox."""
         send = self._sender.send_nowait
         try:
             for message in messages:
@@ -128,7 +132,7 @@ class RunActor(Actor[Any]):
         inbox = route.transport.inbox(route.reply_to)
         try:
             while True:
-                self._take(await inbox.receive_batch())
+                self._feed(await inbox.receive_batch())
         except MailboxClosed:
             raise TransportError(f"the reply queue of run {self.run_id} was closed under it "
                                  "(its transport was closed?)") from None
