@@ -9,7 +9,7 @@
 Facts: a task succeeded (with the directives it gave: next_task, next_iteration,
 cancel, terminate), failed, or stopped to wait for an answer; a retry came due.
 Actions (`plan.actions`): `Dispatch`, `RetryLater`, `Emit`, then one of `Finish`,
-`Fail`, `Suspend` when the run is over. The run supervisor carries them out; every
+`Fail`, `Suspend` when the run is over. The run actor carries them out; every
 rule of the run lives here and is tested with plain values.
 """
 

@@ -1,10 +1,10 @@
 """The transport contract: named queues of messages between a run and its executors.
 
-A run's supervisor sends `TaskMessage`s to a task queue and receives `TaskReply`s and
+A run's actor sends `TaskMessage`s to a task queue and receives `TaskReply`s and
 `ContextRequest`s on its own reply queue; executors (in-process for the memory
 transport, worker processes for Redis Streams) receive from the task queue, run the
 task, send the reply and ack, and take `ContextReply`s on a queue of their own. The
-supervisor never knows which transport it talks to.
+run actor never knows which transport it talks to.
 
 Every method the runtime calls is declared here. The abstract ones are the core
 (`send`, `receive`, `ack`, `aclose`, `closed`); the others have defaults that are
