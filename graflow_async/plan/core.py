@@ -40,7 +40,7 @@ class RunPlan(PlanState):
                          wants_steps=wants_steps)
         self.channel = channel
         #: additions in the order they were applied: (adding node, goto, component);
-        #: replaying them rebuilds the same nodes (see checkpoints.snapshot)
+        #: replaying them rebuilds the same nodes (see plan.snapshot)
         self.added: list[tuple[int, bool, Any]] = []
 
     def start(self) -> None:

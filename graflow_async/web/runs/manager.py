@@ -1,10 +1,10 @@
 """Runs the web app starts, resumes and cancels (SPEC section 8); what it reports of
-them is in `runviews.py`, the HTTP handlers in `api.py`.
+them is in `views.py`, the HTTP handlers in `api.py`.
 
 Every run task is a child of one `Supervisor` held open by the app's ``cleanup_ctx``:
 when the app shuts down the children are cancelled and awaited, and their runs are
 recorded as cancelled. Each run has a durable record in the feedback store
-(`feedback.runrecords`), written when it starts, suspends or ends and renewed by a
+(`graflow_async.records`), written when it starts, suspends or ends and renewed by a
 heartbeat while it runs (its lease, see `runstate`); its events stay in memory.
 
 Resuming: once a suspended run's last pending request is answered (here, through
