@@ -1,14 +1,15 @@
 """One source of time for retries, HITL waits, leases and grace periods, so tests can replace it.
 
-The runtime never calls ``loop.time()`` or ``asyncio.sleep`` for policy waits
-directly; it asks `current_clock()`. Tests install a clock that runs long waits in
-an instant with `use_clock`.
+The runtime never calls ``loop.time()``, ``time.time()`` or ``asyncio.sleep`` for policy
+waits and leases directly; it asks `current_clock()`. Tests install a clock that runs
+long waits in an instant with `use_clock`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -25,7 +26,12 @@ class Clock:
     """The event loop's monotonic clock (the default)."""
 
     def time(self) -> float:
+        """Monotonic seconds, for deadlines and waits within this process."""
         return asyncio.get_running_loop().time()
+
+    def wall(self) -> float:
+        """Seconds since the epoch, for times other processes read (a lease kept in a store)."""
+        return time.time()
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Cancellable:
         return asyncio.get_running_loop().call_later(delay, callback, *args)

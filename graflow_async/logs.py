@@ -1,6 +1,8 @@
 """How graflow-async logs: through structlog, the application's configuration when it
 has one, else WARNING and above to stderr (``GRAFLOW_LOG_LEVEL`` changes the level).
-`Outage` says once that something stopped answering and once that it is back."""
+`Outage` says once that something stopped answering and once that it is back; `as_text`
+turns whatever a log line or an error message shows (bytes from Redis, an exception) into
+text."""
 
 from __future__ import annotations
 
@@ -75,6 +77,20 @@ class Outage:
             waited = time.monotonic() - self._since
             self._log.warning(f"{self.what} is back", after_s=round(waited, 3), attempts=self.attempts, **facts)
             self._since, self.attempts = None, 0
+
+
+def as_text(value: object) -> str:
+    """`value` as text to show: a str as it is, bytes decoded as UTF-8 (undecodable bytes
+    replaced), anything else through ``str``; never raises (a ``__str__`` that raises, an
+    int too long to print, shows as a placeholder naming the type)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    try:
+        return str(value)
+    except Exception as failure:
+        return f"<{type(value).__name__} that cannot be shown: {type(failure).__name__}>"
 
 
 def _short(error: BaseException, most: int = 300) -> str:

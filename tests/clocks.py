@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,8 +18,8 @@ from graflow_async.clock import Cancellable, Clock
 class FastClock(Clock):
     """A clock whose waits take no real time; it records every delay asked of it.
 
-    `time()` is virtual: the loop's time plus every delay slept so far, so code that
-    measures elapsed time sees the waits as if they had happened.
+    `time()` and `wall()` are virtual: the loop's time (the epoch time) plus every delay
+    slept so far, so code that measures elapsed time sees the waits as if they had happened.
     """
 
     def __init__(self) -> None:
@@ -27,6 +28,9 @@ class FastClock(Clock):
 
     def time(self) -> float:
         return asyncio.get_running_loop().time() + self._skipped
+
+    def wall(self) -> float:
+        return time.time() + self._skipped
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Cancellable:
         self.delays.append(delay)

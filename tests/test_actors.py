@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -120,27 +121,132 @@ class Counter(Actor[tuple[str, int]]):
         self.stopped_with = self.total
 
 
-async def test_actor_handles_messages_in_order_until_its_ref_stops_it() -> None:
+async def test_actor_handles_messages_in_order_until_its_mailbox_closes() -> None:
     counter = Counter()
+    tx, rx = open_mailbox(4)
     async with Supervisor("test") as sup:
-        ref = sup.spawn_actor(counter, mailbox_size=4)
+        sup.spawn(counter.run(rx))
         for i in range(10):
-            await ref.send(("add", i))  # waits whenever four are queued
-        ref.stop()
+            await tx.send(("add", i))  # waits whenever four are queued
+        tx.close()
     assert counter.seen == list(range(10))
     assert counter.stopped_with == 45
-    assert ref.stopped
 
 
 async def test_actor_can_stop_itself_leaving_the_rest_unread() -> None:
     counter = Counter()
+    tx, rx = open_mailbox()
     async with Supervisor("test") as sup:
-        ref = sup.spawn_actor(counter)
-        ref.tell(("add", 1))
-        ref.tell(("stop", 0))
-        ref.tell(("add", 100))
+        sup.spawn(counter.run(rx))
+        tx.send_nowait(("add", 1))
+        tx.send_nowait(("stop", 0))
+        tx.send_nowait(("add", 100))
     assert counter.total == 1
     assert counter.stopped_with == 1
+    assert tx.closed  # the loop closed its mailbox on the way out
+
+
+class Batches(Actor[int]):
+    """Reads at most three messages a batch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def batch_limit(self) -> int:
+        return 3
+
+    async def on_batch(self, messages: list[int]) -> None:
+        self.batches.append(messages)
+
+
+async def test_an_actor_bounds_its_batches() -> None:
+    actor, (tx, rx) = Batches(), open_mailbox()
+    for i in range(7):
+        tx.send_nowait(i)
+    tx.close()
+    await actor.run(rx)
+    assert actor.batches == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+class Pushed:
+    """An inbox that hands its messages over as they are sent (an in-process queue), or
+    refuses to (`can_hand_over=False`) and is read instead."""
+
+    def __init__(self, can_hand_over: bool = True) -> None:
+        self.can_hand_over = can_hand_over
+        self.consumer: Callable[[Sequence[int]], None] | None = None
+        self.tx, self.rx = open_mailbox()
+
+    def attach(self, consumer: Callable[[Sequence[int]], None]) -> Callable[[], None] | None:
+        if not self.can_hand_over:
+            return None
+        self.consumer = consumer
+
+        def detach() -> None:
+            self.consumer = None
+
+        return detach
+
+    def send(self, messages: list[int]) -> None:
+        if self.consumer is not None:
+            self.consumer(messages)
+        else:
+            for m in messages:
+                self.tx.send_nowait(m)
+
+    async def receive_batch(self, max_items: int = 0) -> list[int]:
+        return await self.rx.receive_batch(max_items)
+
+    def close(self) -> None:
+        self.rx.close()
+
+
+class Taker(Actor[int]):
+    """Handles each batch without awaiting: handed over when its inbox can."""
+
+    def __init__(self) -> None:
+        self.taken: list[tuple[str, list[int]]] = []
+
+    def take(self, messages: Sequence[int]) -> None:
+        self.taken.append((asyncio.current_task().get_name(), list(messages)))  # type: ignore[union-attr]
+
+    async def on_batch(self, messages: list[int]) -> None:
+        self.take(messages)
+
+
+async def test_an_actor_that_never_awaits_is_handed_its_batches_in_the_senders_turn() -> None:
+    inbox, actor = Pushed(), Taker()
+    async with Supervisor() as sup:
+        sup.spawn(actor.run(inbox), name="the actor")
+        await asyncio.sleep(0)
+        inbox.send([1, 2])
+        inbox.send([3])
+        sender = asyncio.current_task().get_name()  # type: ignore[union-attr]
+        assert actor.taken == [(sender, [1, 2]), (sender, [3])]  # at once, in the sender's turn
+        actor.stop()
+    assert inbox.consumer is None  # detached when it stopped
+
+
+async def test_an_actor_that_could_be_handed_its_messages_reads_an_inbox_that_cannot() -> None:
+    inbox, actor = Pushed(can_hand_over=False), Taker()
+    async with Supervisor() as sup:
+        sup.spawn(actor.run(inbox), name="the actor")
+        inbox.send([1, 2])
+        inbox.send([3])
+        assert actor.taken == []  # queued: the actor reads them when it next wakes
+        inbox.tx.close()
+    assert actor.taken == [("the actor", [1, 2, 3])]
+
+
+async def test_a_handed_over_actor_runs_until_cancelled_and_then_detaches() -> None:
+    inbox, actor = Pushed(), Taker()
+    running = asyncio.create_task(actor.run(inbox))
+    await asyncio.sleep(0)
+    assert inbox.consumer is not None
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert inbox.consumer is None
 
 
 async def test_supervisor_waits_for_its_children() -> None:

@@ -77,7 +77,7 @@ def test_bad_options_are_handler_errors_naming_them(options: dict[str, object], 
 
 def test_the_library_mounts_hold_what_graflow_async_imports() -> None:
     names = {inside.rsplit("/", 1)[1] for _, inside in library_mounts()}
-    assert {"graflow_async", "msgpack", "structlog", "anyio", "rich"} <= names
+    assert {"graflow_async", "msgpack", "structlog", "rich", "watchfiles", "prometheus_client"} <= names
     assert not any(n.endswith((".dist-info", ".pth")) for n in names)
     assert "aiodocker" not in names and "redis" not in names  # extras stay out
 

@@ -18,8 +18,8 @@ from worker_processes import RUN_TIMEOUT, Workers, wait_exit, wait_for
 
 from graflow_async import TaskFailedError, chain, parallel, run, workflow
 from graflow_async.exceptions import RemoteTaskError
+from graflow_async.logs import as_text
 from graflow_async.transports.redis import RedisStreamsTransport
-from graflow_async.transports.redis.replies import text
 from graflow_async.wire.messages import TaskMessage, TaskReply
 
 
@@ -271,7 +271,7 @@ async def test_sigterm_past_the_grace_period_hands_the_tasks_back_at_once(
     assert handed_over < 5, handed_over
     out = first.output()
     assert out.count("grace period over") == 1 and "Traceback" not in out
-    consumers = {text(c["name"]) for c in await client.xinfo_consumers("graflow:tasks", "graflow:workers")}
+    consumers = {as_text(c["name"]) for c in await client.xinfo_consumers("graflow:tasks", "graflow:workers")}
     assert consumers == {second.worker_id}  # the stopped worker left the group
     print(f"\nhanded back and finished {handed_over:.2f} s after SIGTERM")
 
@@ -297,7 +297,7 @@ async def test_a_crashed_workers_consumer_goes_once_its_tasks_are_reclaimed(
             await asyncio.gather(running, return_exceptions=True)
 
     async def only_the_live_one() -> bool:
-        found = {text(c["name"]) for c in await client.xinfo_consumers("graflow:tasks", "graflow:workers")}
+        found = {as_text(c["name"]) for c in await client.xinfo_consumers("graflow:tasks", "graflow:workers")}
         return found == {other.worker_id}
 
     await wait_for(only_the_live_one, 15, "the dead worker's consumer to be removed")

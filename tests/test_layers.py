@@ -110,3 +110,21 @@ def test_the_check_sees_a_back_edge(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setitem(globals(), "imported", with_edge)
     assert f"{source} imports {target}" in back_edges()
+
+
+def test_every_runtime_dependency_is_imported_by_the_package() -> None:
+    """A dependency in pyproject.toml's ``dependencies`` earns its place: some module of
+    graflow_async imports it (extras are optional and checked where they are used)."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    wanted = {re.split(r"[<>=!~;\[ ]", dep, maxsplit=1)[0].replace("-", "_").lower() for dep in project["dependencies"]}
+    used = set()
+    for _, path in modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                used.update(alias.name.split(".")[0].lower() for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                used.add(node.module.split(".")[0].lower())
+    assert wanted - used == set()

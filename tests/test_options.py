@@ -50,6 +50,32 @@ async def test_run_options(option: str, value: float) -> None:
         await run(wf, **{option: value})
 
 
+def test_run_options_are_one_frozen_record_checked_when_made() -> None:
+    import dataclasses
+
+    from graflow_async.run.options import RunOptions
+
+    options = RunOptions(initial_channel={"a": 1}, max_threads=2.0)  # type: ignore[arg-type]
+    assert len(options.run_id) == 32 and options.max_cycles == 100 and options.initial_channel == {"a": 1}
+    assert type(options.max_threads) is int
+    assert RunOptions().run_id != options.run_id
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.max_cycles = 5  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        options.initial_channel["b"] = 2  # type: ignore[index]  # a read-only copy
+    assert not hasattr(options, "__dict__")  # slots
+    for bad, named in [({"max_threads": 0}, "max_threads"), ({"max_cycles": 0}, "max_cycles"),
+                       ({"default_max_retries": -1}, "default_max_retries"), ({"run_id": "a/b"}, "run_id")]:
+        with pytest.raises(ValueError, match=named):
+            RunOptions(**bad)
+    with pytest.raises(TypeError, match="channel key 'f'"):
+        RunOptions(initial_channel={"f": object()})
+    with pytest.raises(TypeError, match="on_event must be callable"):
+        RunOptions(on_event="print")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="transport must be a Transport"):
+        RunOptions(transport="redis://localhost")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("run_id", ["", ".", "..", "a/b", "a b", "tab\there", "x" * 201, 7])
 async def test_a_run_id_that_cannot_name_files_and_keys_is_refused(run_id: Any) -> None:
     with workflow("run-ids") as wf:

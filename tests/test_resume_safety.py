@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 import resume_flows
+from clocks import FastClock
 from services import S3Service
 
 from graflow_async import CheckpointError, resume, run
 from graflow_async.checkpoints import FileCheckpointStore, runlock
+from graflow_async.clock import use_clock
 from graflow_async.exceptions import RunAlreadyRunningError, RunCompletedError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,10 +134,33 @@ async def test_a_lapsed_or_corrupt_lease_is_taken_over(tmp_path: Path, charges: 
 
 async def test_the_lease_is_renewed_while_the_run_runs(tmp_path: Path) -> None:
     store = FileCheckpointStore(tmp_path)
-    async with runlock.run_lease(store, "long", seconds=0.3) as holder:
-        await asyncio.sleep(0.7)  # past two lease periods: renewed, still held
+    lease = tmp_path / "long" / "lease"
+    with use_clock(FastClock()) as clock:
+        async with runlock.run_lease(store, "long", seconds=30.0) as holder:
+            first = json.loads(lease.read_text())["expires"]
+            while json.loads(lease.read_text())["expires"] < first + 30.0:  # renewed past the first lease
+                await asyncio.sleep(0.001)
+            assert clock.wall() > first  # the first lease would have lapsed by now
+            assert clock.delays[:3] == [10.0, 10.0, 10.0]  # renewed every third of it, on the clock
+            with pytest.raises(CheckpointError, match="already running"):
+                async with runlock.run_lease(store, "long", seconds=30.0):
+                    pass
+            assert json.loads(lease.read_text())["holder"] == holder
+    assert not lease.exists()
+
+
+async def test_a_lease_its_holder_stopped_renewing_lapses_on_the_clock(tmp_path: Path) -> None:
+    store = FileCheckpointStore(tmp_path)
+    lease = tmp_path / "run" / "lease"
+    lease.parent.mkdir()
+    with use_clock(FastClock()) as clock:
+        lease.write_text(json.dumps({"holder": "crashed:1", "expires": clock.wall() + 30.0}))
         with pytest.raises(CheckpointError, match="already running"):
-            async with runlock.run_lease(store, "long", seconds=0.3):
+            async with runlock.run_lease(store, "run", seconds=30.0):
                 pass
-        assert json.loads((tmp_path / "long" / "lease").read_text())["holder"] == holder
-    assert not (tmp_path / "long" / "lease").exists()
+        await clock.sleep(31.0)  # half a minute later, on the clock: nobody renewed it
+        async with runlock.run_lease(store, "run", seconds=30.0) as holder:
+            assert json.loads(lease.read_text())["holder"] == holder
+        await runlock.mark_completed(store, "run")
+        assert await runlock.completed_at(store, "run") == pytest.approx(clock.wall(), abs=5.0)
+        assert clock.wall() > time.time() + 30.0  # the marker's time is the clock's, not the system's

@@ -92,6 +92,13 @@ def test_depth_check_agrees_with_the_parser_on_awkward_input() -> None:
     assert time.perf_counter() - started < 0.5
 
 
+def test_json_too_deep_is_the_one_too_deep_error_of_the_package() -> None:
+    from graflow_async.wire.codec import TooDeep
+
+    with pytest.raises(TooDeep, match=f"more than {LIMIT} levels deep"):
+        web_http.parse_json("[" * (LIMIT + 1) + "]" * (LIMIT + 1))
+
+
 # Every encoding `json.loads` reads (RFC 4627's UTF-8, -16 and -32), each byte order, with and without a BOM.
 ENCODINGS = {
     "utf-8": ("utf-8", b""), "utf-8 bom": ("utf-8", codecs.BOM_UTF8),

@@ -1,4 +1,4 @@
-"""How a worker runs its executor: under a supervisor, with heartbeats and a grace period
+"""How a worker runs its executor: under a `Supervisor`, with heartbeats and a grace period
 on the run's clock (so waits of an hour take no time in a test)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from clocks import FastClock
 from graflow_async import task
 from graflow_async.clock import use_clock
 from graflow_async.execute.executor import Executor
-from graflow_async.execute.worker import supervise
+from graflow_async.execute.worker import run_until_stopped
 from graflow_async.transports import MemoryTransport
 from graflow_async.transports.base import Delivery
 from graflow_async.wire.messages import TaskMessage
@@ -87,7 +87,7 @@ async def test_past_the_grace_period_running_tasks_are_cancelled_and_the_worker_
         with use_clock(FastClock()) as clock:
             begun = time.monotonic()
             async with asyncio.TaskGroup() as tg:
-                worker = tg.create_task(supervise(executor, stop, grace_period=3600.0))
+                worker = tg.create_task(run_until_stopped(executor, stop, grace_period=3600.0))
                 while executor.running == 0:
                     await asyncio.sleep(0.01)
                 stop.set()
@@ -103,7 +103,7 @@ async def test_within_the_grace_period_running_tasks_finish_and_reply() -> None:
         await transport.send("tasks", [message(0.2)])
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(supervise(executor, stop, grace_period=30.0))
+            tg.create_task(run_until_stopped(executor, stop, grace_period=30.0))
             while executor.running == 0:
                 await asyncio.sleep(0.01)
             stop.set()

@@ -1,14 +1,14 @@
 """Mailboxes: bounded FIFO queues with a send end and a receive end.
 
 ``open_mailbox(maxsize)`` returns ``(sender, receiver)``. The actor that owns a
-mailbox keeps the receiver; everyone else holds a sender (or an `ActorRef` around
-one). Closing the mailbox (``close()`` on either end) wakes the receiver, which
-drains what is left and then gets `MailboxClosed`; senders get `MailboxClosed` at once.
+mailbox keeps the receiver; everyone else holds a sender. Closing the mailbox
+(``close()`` on either end) wakes the receiver, which drains what is left and then gets
+`MailboxClosed`; senders get `MailboxClosed` at once.
 
 Why not ``asyncio.Queue`` or anyio memory streams? Both would do, but this is the
 hot path of every task: anyio's ``receive`` always yields to the loop once more, and
 neither lets a receiver take everything queued in one wake-up (``receive_batch``),
-which is what lets a supervisor absorb a 10,000-task fan-in with a handful of
+which is what lets an actor absorb a fan-in of 10,000 messages with a handful of
 wake-ups. The whole thing is a deque and at most one waiting future per side.
 """
 

@@ -1,7 +1,7 @@
 """Supervisor: the owner of a group of child tasks, under structured concurrency.
 
     async with Supervisor("run-42") as sup:
-        ref = sup.spawn_actor(MyActor())      # an actor with its own mailbox
+        sup.spawn(MyActor().run(inbox))       # an actor over its mailbox
         sup.spawn(some_coroutine())           # a plain child
         ...
     # here every child has finished or was cancelled; nothing outlives the block
@@ -24,20 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import math
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
-from graflow_async.actors.actor import Actor, ActorRef
-from graflow_async.actors.mailbox import MailboxReceiver, MailboxSender, open_mailbox
-
 T = TypeVar("T")
-M = TypeVar("M")
 
 
 class Supervisor:
-    """Owns child tasks and actors; see the module docstring for the rules."""
+    """Owns child tasks (actors' loops among them); see the module docstring for the rules."""
 
     __slots__ = (
         "_aborting", "_children", "_errors", "_idle", "_loop", "_parent", "_parent_cancelled",
@@ -117,18 +112,6 @@ class Supervisor:
         self._children.add(child)
         child.add_done_callback(self._on_child_done)
         return child
-
-    def spawn_actor(
-        self, actor: Actor[M], *, mailbox_size: float = math.inf, name: str | None = None
-    ) -> ActorRef[M]:
-        """Start `actor` with a fresh mailbox of `mailbox_size`; return a ref to send to it."""
-        sender: MailboxSender[M]
-        receiver: MailboxReceiver[M]
-        sender, receiver = open_mailbox(mailbox_size)
-        ref: ActorRef[M] = ActorRef(sender, name or type(actor).__name__)
-        actor.ref = ref
-        self.spawn(actor.run(receiver), name=ref.name)
-        return ref
 
     def cancel_children(self) -> None:
         """Cancel every running child; leaving the block then waits for them to unwind."""

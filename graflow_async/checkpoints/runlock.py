@@ -10,7 +10,9 @@
   then be taken over.
 
 Both are small JSON documents written through the store (`CheckpointStore.create` is
-atomic: of two processes taking a lease at once, one wins).
+atomic: of two processes taking a lease at once, one wins). Times are epoch seconds of
+`current_clock().wall()`, and renewals wait on `current_clock()`, so a test's clock runs
+a lease's life in an instant.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from graflow_async.checkpoints.stores import CheckpointStore
+from graflow_async.clock import Clock, current_clock, within
 from graflow_async.exceptions import CheckpointError, RunAlreadyRunningError
 from graflow_async.logs import LibraryLog
 
@@ -48,42 +51,45 @@ async def completed_at(store: CheckpointStore, run_id: str) -> float | None:
     return float(value) if isinstance(value, int | float) else 0.0
 
 
-async def mark_completed(store: CheckpointStore, run_id: str, clock: Callable[[], float] = time.time) -> None:
+async def mark_completed(store: CheckpointStore, run_id: str) -> None:
     """Record that the run completed."""
-    await store.write(store.location(_name(run_id, "completed")), _doc({"run_id": run_id, "at": clock()}))
+    at = current_clock().wall()
+    await store.write(store.location(_name(run_id, "completed")), _doc({"run_id": run_id, "at": at}))
 
 
 @contextlib.asynccontextmanager
-async def run_lease(
-    store: CheckpointStore, run_id: str, *, seconds: float = LEASE_SECONDS, clock: Callable[[], float] = time.time
-) -> AsyncIterator[str]:
+async def run_lease(store: CheckpointStore, run_id: str, *, seconds: float = LEASE_SECONDS) -> AsyncIterator[str]:
     """Hold the run's lease while the block runs (renewed every third of `seconds`);
     `RunAlreadyRunningError` when another process holds it. Yields the holder's id."""
+    clock = current_clock()
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     location = store.location(_name(run_id, "lease"))
     await _acquire(store, location, run_id, holder, seconds, clock)
-    renewing = asyncio.create_task(_renew(store, location, run_id, holder, seconds, clock))
+    done = asyncio.Event()
+    renewing = asyncio.create_task(_renew(store, location, run_id, holder, seconds, clock, done))
     try:
         yield holder
     finally:
-        renewing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        done.set()
+        try:  # a renewal being written lands before the release, never after it (which would re-create the lease)
             await renewing
-        await _release(store, location, holder)
+        finally:
+            renewing.cancel()
+            await _release(store, location, holder)
 
 
 async def _acquire(
-    store: CheckpointStore, location: str, run_id: str, holder: str, seconds: float, clock: Callable[[], float]
+    store: CheckpointStore, location: str, run_id: str, holder: str, seconds: float, clock: Clock
 ) -> None:
     for _ in range(2):  # the second time after removing a lapsed lease
-        if await store.create(location, _lease(run_id, holder, clock() + seconds)):
+        if await store.create(location, _lease(run_id, holder, clock.wall() + seconds)):
             return
         try:
             current = _parse(await store.read(location))
         except CheckpointError:  # released in between: try again
             continue
         expires = current.get("expires") if current else None
-        if current is not None and isinstance(expires, int | float) and expires > clock():
+        if current is not None and isinstance(expires, int | float) and expires > clock.wall():
             raise RunAlreadyRunningError(
                 run_id,
                 f"run {run_id} is already running (resumed by {str(current.get('holder'))[:200]}, "
@@ -95,12 +101,17 @@ async def _acquire(
 
 
 async def _renew(
-    store: CheckpointStore, location: str, run_id: str, holder: str, seconds: float, clock: Callable[[], float]
+    store: CheckpointStore, location: str, run_id: str, holder: str, seconds: float, clock: Clock, done: asyncio.Event
 ) -> None:
+    """Renew the lease every third of `seconds` until `done` is set."""
     while True:
-        await asyncio.sleep(seconds / 3)
         try:
-            await store.write(location, _lease(run_id, holder, clock() + seconds))
+            await within(clock, done.wait(), seconds / 3)
+            return
+        except TimeoutError:
+            pass
+        try:
+            await store.write(location, _lease(run_id, holder, clock.wall() + seconds))
         except CheckpointError as exc:  # keep running: the next renewal may get through
             log.warning("could not renew the run lease", run_id=run_id, error=str(exc)[:200])
 

@@ -1,9 +1,9 @@
-"""Compiling a workflow into the flat, index-based graph the run supervisor walks.
+"""Compiling a workflow into the flat, index-based graph the run plan walks.
 
 Nodes are tasks and group barriers, numbered 0..n-1. A barrier stands for the end of
 a parallel group: its predecessors are the members' tails and its successors are
 what follows the group. A barrier is not driven by counting predecessors like a
-task; the supervisor finishes it when every member has finished and the group's
+task; the plan finishes it when every member has finished and the group's
 policy has accepted the outcome.
 """
 

@@ -232,7 +232,7 @@ class Workflow:
     # --- the block ---------------------------------------------------------------
     def __enter__(self) -> Workflow:
         self._tokens.append(_current.set(self))
-        collect_less()  # until the block closes (a million new tasks: see frozen_heap.collect_less)
+        collect_less()  # until the block closes (a million new tasks: see define.collector)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -1,8 +1,8 @@
 """Retry and parallel-group policies, as pure decisions.
 
-Nothing here touches the event loop: the run supervisor asks `retry_delay(...)`
+Nothing here touches the event loop: the run plan asks `retry_delay(...)`
 whether and when to retry a failed attempt, and `GroupExecutionPolicy.on_group_finished`
-whether a finished group failed; then it carries the answer out. Tests call these
+whether a finished group failed; then the run actor carries the answer out. Tests call these
 directly with facts, no loop needed.
 """
 

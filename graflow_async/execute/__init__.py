@@ -1,6 +1,7 @@
 """The task side: what runs a task's attempts, in-process or on a worker.
 
-    executor.py       an actor reading a task queue; each attempt a supervised child
+    executor.py       an actor over a task queue; each attempt a child under its Supervisor
+    task_queue.py     the executor's mailbox: handed over in-process, read on a worker
     local_attempts.py starting in-process attempts as their messages are taken
     attempt.py        one attempt: arguments, handler, timeout, the reply
     context.py        TaskContext, whose operations go to the run as messages

@@ -1,7 +1,7 @@
 """What a task sees of its run: `TaskContext`, and the run's `Channel` as a task uses it.
 
 A task reaches its run only through messages: channel operations, checkpoints and
-feedback are `ContextRequest`s to the run's supervisor, answered by `ContextReply`s
+feedback are `ContextRequest`s to the run actor, answered by `ContextReply`s
 (a mailbox hop in-process, a Redis stream between a worker and the run). What a task
 asks of the run's graph (`next_task`, `next_iteration`, `cancel_workflow`,
 `terminate_workflow`) is collected here and travels with its reply, so it takes

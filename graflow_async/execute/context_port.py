@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from graflow_async.actors import MailboxClosed
+from graflow_async.clock import Backoff, current_clock, within
 from graflow_async.exceptions import TransportError
 from graflow_async.logs import LibraryLog
 from graflow_async.transports.base import Transport
@@ -24,7 +25,7 @@ log = LibraryLog()
 #: how long a task on a worker waits for its run to answer a context request before it
 #: concludes the run has ended (a feedback wait adds the request's own timeout)
 REMOTE_ANSWER_TIMEOUT = 300.0
-RESEND_FIRST, RESEND_MAX = 2.0, 30.0  # seconds before a remote request is sent again, doubling
+RESEND_FIRST, RESEND_MAX = 2.0, 30.0  # seconds before a remote request is sent again, doubling (with jitter)
 
 
 class Port(Protocol):
@@ -88,14 +89,14 @@ class ContextPort:
         await self.transport.send(to, (request,))
         if not self.remote:
             return await future
-        wait = RESEND_FIRST
+        clock, backoff = current_clock(), Backoff(RESEND_FIRST, RESEND_MAX)
         while True:
-            done, _ = await asyncio.wait({future}, timeout=wait)
-            if done:
-                return future.result()
+            try:
+                return await within(clock, asyncio.shield(future), backoff.next())
+            except TimeoutError:
+                pass
             await self.transport.open_queue(self.queue)  # where the answer lands, if it vanished
             await self.transport.send(to, (request,))
-            wait = min(wait * 2, RESEND_MAX)
 
     def deliver(self, replies: Sequence[Any]) -> None:
         """Hand each reply to its waiting request; others (late, duplicate, foreign) are dropped."""

@@ -1,10 +1,14 @@
-"""The executor: an actor that consumes a task queue and runs each task it receives.
+"""The executor: an actor over a task queue that runs each task it receives.
 
-For a local run the runner starts one in-process on the memory transport; a Redis
-worker process runs the same actor over Redis Streams. Each received `TaskMessage`
-becomes a child task that runs the attempt (`attempt.run_attempt`), then sends a
-`TaskReply` to the message's reply queue and acks the message (after the reply is
-written: a worker that dies in between leaves the message to be delivered again,
+Its mailbox is its task queue (`task_queue.TaskQueue`): for a local run the run actor
+starts one in-process on the memory transport, which hands it each batch of task
+messages as the run sends it (`Executor.take`); a Redis worker process runs the same
+actor over a Redis stream, reading deliveries as it has room for them
+(`Executor.on_batch`). Each attempt is a child of the executor, under its
+`Supervisor` (a plain function's attempt, a job of the executor's thread pool, which it
+also shuts down): it runs (`attempt.run_attempt`, or `local_attempts` in-process), then
+sends a `TaskReply` to the message's reply queue and acks the delivery (after the reply
+is written: a worker that dies in between leaves the message to be delivered again,
 never lost).
 
 A task that asks for its context gets one built from its message; its requests to
@@ -19,15 +23,16 @@ import contextvars
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from graflow_async.actors import Supervisor
+from graflow_async.actors import Actor, Inbox, Supervisor
 from graflow_async.clock import Backoff, current_clock, within
 from graflow_async.define.tasks import Task
 from graflow_async.exceptions import TransportError
 from graflow_async.execute.attempt import failed, run_attempt
 from graflow_async.execute.context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
 from graflow_async.execute.local_attempts import LocalAttempts
+from graflow_async.execute.task_queue import TaskQueue
 from graflow_async.execute.threads import RunThreadPool, shutdown, thread_pool
-from graflow_async.logs import LibraryLog, Outage
+from graflow_async.logs import LibraryLog
 from graflow_async.options import whole
 from graflow_async.transports.base import Delivery, Transport
 from graflow_async.wire.messages import TaskMessage, TaskReply
@@ -47,7 +52,7 @@ def _task_of(message: TaskMessage) -> Task:
     return message.task
 
 
-class Executor:
+class Executor(Actor[Any]):
     """Runs the tasks that arrive on `queue` of `transport`.
 
     `concurrency` bounds how many run at once (None: no bound); `find_task` maps a
@@ -80,12 +85,12 @@ class Executor:
         self._inflight: dict[str, Delivery] = {}
         self._running = 0
         self._slot_freed = asyncio.Event()
-        self._stopping = False
-        self._receiving: asyncio.Future[list[Delivery]] | None = None
+        self._inbox: Inbox[Any] | None = None
         self._children: Supervisor | None = None
         self._local: LocalAttempts | None = None  # starts in-process attempts (see local_attempts)
         self._context: contextvars.Context | None = None
         self._wait_threads = True
+        self._heartbeat: asyncio.Task[None] | None = None
         self._beat = asyncio.Event()
         self._beat_every = MAX_BEAT
         self._gone: dict[str, None] = {}  # reply queues of runs seen ended (oldest first)
@@ -107,24 +112,20 @@ class Executor:
 
     def stop(self) -> None:
         """Stop taking tasks; those running finish, and `run` returns."""
-        self._stopping = True
+        super().stop()
         self._slot_freed.set()
-        if self._receiving is not None:
-            self._receiving.cancel()  # stop claiming now, not when the current poll ends
+        if self._inbox is not None:
+            self._inbox.close()  # stop claiming now, not when the current read ends
 
-    async def run(self) -> None:
-        """Consume the queue until stopped or cancelled; a stop waits for running tasks
-        (which may still talk to their runs), a cancellation cancels them.
-
-        When the transport can hand messages over directly (`Transport.attach`, the
-        memory transport), the executor takes them as they are sent instead of
-        pulling, which saves a trip through the event loop per task.
-        """
+    async def run(self, inbox: Inbox[Any] | None = None) -> None:
+        """The actor over `inbox` (default: `queue` of `transport`) until stopped or
+        cancelled; a stop waits for running tasks (which may still talk to their runs), a
+        cancellation cancels them. Every attempt is a child of this call."""
         pool = RunThreadPool(self.max_threads, thread_name_prefix="graflow-task")
         token = thread_pool.set(pool)
         self._context = contextvars.copy_context()  # children see the run's pool
-        local = LocalAttempts(self.transport, pool, self._context, self.find_task, self._spawn_attempt)
-        self._local = local
+        local = self._local = LocalAttempts(self.transport, pool, self._context, self.find_task, self._spawn_attempt)
+        self._inbox = inbox if inbox is not None else TaskQueue(self.transport, self.queue)
         try:
             async with Supervisor(f"executor {self.queue}") as children:
                 self._children = local.children = children
@@ -133,8 +134,10 @@ class Executor:
                 if detach_replies is None:
                     children.spawn(self.port.pump(), name=f"context replies {self.port.queue}")
                 try:
-                    await self._serve(children)
+                    await super().run(self._inbox)
+                    await self._settle()
                 finally:
+                    local.closed = True  # what is queued or comes back from now on is dropped
                     if detach_replies is not None:
                         detach_replies()
                 children.cancel_children()  # the helpers; tasks are done by now
@@ -144,48 +147,50 @@ class Executor:
             self._children = None
             await shutdown(pool, wait=self._wait_threads)
 
-    async def _serve(self, children: Supervisor) -> None:
-        # an in-process queue is this executor's alone: taken as sent; workers share theirs
-        detach = self.transport.attach(self.queue, self._take) if self.transport.in_process else None
-        if detach is not None:
-            try:
-                await asyncio.get_running_loop().create_future()  # until cancelled
-            finally:
-                detach()
-                if self._local is not None:
-                    self._local.closed = True  # what is queued or comes back from now on is dropped
-        heartbeat = children.spawn(self._heartbeats(), name="heartbeats")
-        await self._pull(children)
-        while self._running:  # stopped: let running tasks finish, heartbeats going
+    async def _settle(self) -> None:
+        """Stopped: let running tasks finish, heartbeats going."""
+        while self._running:
             self._slot_freed.clear()
             await self._slot_freed.wait()
-        heartbeat.cancel()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
 
-    # --- pulling (workers) -------------------------------------------------------------
-    async def _pull(self, children: Supervisor) -> None:
-        """Take tasks until stopped. No error of the queue ends this loop (a worker is a
-        server): it backs off and goes on, and says so once per outage."""
-        outage, backoff = Outage(log, f"the task queue {self.queue!r}"), Backoff(0.1, 5.0)
-        while not self._stopping:
-            free = MAX_BATCH if self.capacity is None else self.capacity - self._running
-            if free <= 0:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
-            try:
-                deliveries = await self._receive(min(free, MAX_BATCH))
-                ended = await self._ended(deliveries)
-                for delivery in deliveries:
-                    await self._accept(delivery, children, ended)
-            except Exception as exc:  # what was not taken stays pending: delivered again after its lease
-                if self.transport.closed:
-                    raise
-                outage.begin(exc, queue=self.queue)
-                await backoff.sleep()
-                continue
-            if outage.active:
-                outage.end(queue=self.queue)
-                backoff.reset()
+    # --- handed over (in-process) ----------------------------------------------------------
+    def take(self, messages: Sequence[TaskMessage]) -> None:
+        """Start the attempts of `messages`, in the sending run's turn (see local_attempts)."""
+        if self.observer is None:
+            assert self._local is not None
+            self._local.take(messages)
+        else:
+            for message in messages:
+                self._spawn_attempt(message, self.find_task(message))
+
+    def _spawn_attempt(self, message: TaskMessage, task: Task) -> None:
+        assert self._children is not None
+        self._children.spawn(self._execute(message, task, None), context=self._context)
+
+    # --- read (workers) ----------------------------------------------------------------------
+    def batch_limit(self) -> int:
+        return MAX_BATCH if self.capacity is None else max(min(self.capacity - self._running, MAX_BATCH), 1)
+
+    async def on_batch(self, deliveries: list[Delivery]) -> None:
+        """Start the tasks of `deliveries`, then wait for room for more. An error here does
+        not end the executor (a worker is a server): it backs off and goes on."""
+        queue = self._inbox if isinstance(self._inbox, TaskQueue) else None  # one of ours: outages waited out
+        try:
+            ended = await self._ended(deliveries) if deliveries else set()
+            for delivery in deliveries:
+                await self._accept(delivery, ended)
+        except Exception as exc:  # what was not taken stays pending: delivered again after its lease
+            if queue is None or self.transport.closed:
+                raise
+            await queue.failed(exc)
+            return
+        if queue is not None:
+            queue.succeeded()
+        while self.capacity is not None and self._running >= self.capacity and not self._stopping:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
 
     async def _ended(self, deliveries: list[Delivery]) -> set[str]:
         """The reply queues of runs that have ended, among those the deliveries name. A run
@@ -214,21 +219,7 @@ class Executor:
         self.skipped += 1
         await self.transport.ack(self.queue, (delivery,))
 
-    async def _receive(self, max_messages: int) -> list[Delivery]:
-        """The next deliveries; none when `stop` cut the wait short."""
-        receiving = asyncio.ensure_future(self.transport.receive(self.queue, max_messages=max_messages, timeout=1.0))
-        self._receiving = receiving
-        try:
-            return await receiving
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if self._stopping and receiving.cancelled() and not (current is not None and current.cancelling()):
-                return []
-            raise
-        finally:
-            self._receiving = None
-
-    async def _accept(self, delivery: Delivery, children: Supervisor, ended: set[str]) -> None:
+    async def _accept(self, delivery: Delivery, ended: set[str]) -> None:
         """Run `delivery`'s task, or settle it without running it: not a task, delivered too
         often, a task this executor may not run (dead-lettered), its run has ended (skipped),
         or already running here (a copy of what this executor holds)."""
@@ -256,9 +247,12 @@ class Executor:
             return
         self._inflight[delivery.id] = delivery
         self._running += 1
-        if (msg.lease_timeout or 30.0) / 3 < self._beat_every:
+        assert self._children is not None
+        if self._heartbeat is None:
+            self._heartbeat = self._children.spawn(self._heartbeats(), name="heartbeats")
+        elif (msg.lease_timeout or 30.0) / 3 < self._beat_every:
             self._beat.set()  # a shorter lease than those running: beat sooner
-        children.spawn(self._execute(msg, task, delivery), context=self._context)
+        self._children.spawn(self._execute(msg, task, delivery), context=self._context)
 
     async def _answer(self, msg: TaskMessage, reply: TaskReply) -> None:
         """Tell a run its task will not run; a run that cannot be told is gone."""
@@ -285,19 +279,6 @@ class Executor:
                     await self.transport.touch(self.queue, list(self._inflight.values()))
                 except Exception as exc:  # a missed beat is not fatal; the next one may land
                     log.warning("heartbeat failed", error=repr(exc))
-
-    # --- taking (in-process) ---------------------------------------------------------------
-    def _take(self, messages: Sequence[TaskMessage]) -> None:
-        if self.observer is None:
-            assert self._local is not None
-            self._local.take(messages)
-        else:
-            for message in messages:
-                self._spawn_attempt(message, self.find_task(message))
-
-    def _spawn_attempt(self, message: TaskMessage, task: Task) -> None:
-        assert self._children is not None
-        self._children.spawn(self._execute(message, task, None), context=self._context)
 
     # --- running one attempt ----------------------------------------------------------------
     async def _execute(self, msg: TaskMessage, task: Task, delivery: Delivery | None) -> None:

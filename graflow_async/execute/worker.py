@@ -142,7 +142,7 @@ async def run_worker(
         if ready is not None:
             ready.set()
         try:
-            await supervise(executor, stop, grace_period)
+            await run_until_stopped(executor, stop, grace_period)
             await _hand_back(transport, executor)
             await _leave(transport, context_queue)
         finally:
@@ -154,8 +154,8 @@ async def run_worker(
     return 0
 
 
-async def supervise(executor: Executor, stop: asyncio.Event, grace_period: float) -> None:
-    """Run `executor` under a supervisor until `stop` is set; then give running tasks
+async def run_until_stopped(executor: Executor, stop: asyncio.Event, grace_period: float) -> None:
+    """Run `executor` under a `Supervisor` until `stop` is set; then give running tasks
     `grace_period` seconds (on the run's clock) to finish before cancelling them."""
     async with Supervisor("worker") as sup:
         running = sup.spawn(executor.run(), name="executor")

@@ -39,6 +39,7 @@ from graflow_async.feedback.stored import (
     encode_response,
 )
 from graflow_async.feedback.waiters import Waiters, wait_settled
+from graflow_async.logs import as_text
 from graflow_async.options import number
 from graflow_async.records.contract import DelegatedRunRecords
 from graflow_async.records.corrupt import Listing, Reports
@@ -47,7 +48,6 @@ from graflow_async.records.redis_read import LUA_READ, Found, Unreadable, read, 
 from graflow_async.transports.keys import Keys
 from graflow_async.transports.redis.connection import RedisConnection
 from graflow_async.transports.redis.errors import MalformedReply, Refused
-from graflow_async.transports.redis.replies import text
 from graflow_async.transports.redis.scripts import Script
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -230,7 +230,7 @@ class RedisFeedbackStore(DelegatedRunRecords, FeedbackStore):
     async def _settle(self, feedback_id: str, status: str, response: str) -> None:
         keys = [self.keys.feedback_request(feedback_id), self.keys.feedback_settled, self.keys.feedback_index]
         args: list[str | int] = [status, response, self.ttl, feedback_id, uuid.uuid4().hex]
-        outcome = text(await _SETTLE(self.conn, keys, args, parse=_word))
+        outcome = as_text(await _SETTLE(self.conn, keys, args, parse=_word))
         if outcome == "missing":
             raise FeedbackNotFoundError(f"no feedback request {feedback_id!r}")
         if outcome == "corrupt":
@@ -271,7 +271,7 @@ def _created(answer: Any) -> Found:
 def _members(answer: Any) -> list[str]:
     if not isinstance(answer, list) or not all(isinstance(m, bytes | str) for m in answer):
         raise MalformedReply("ZRANGE answered with something else than a list of members")
-    return [text(m) for m in answer]
+    return [as_text(m) for m in answer]
 
 
 def _word(answer: Any) -> Any:

@@ -16,9 +16,8 @@ from redis.asyncio.client import PubSub
 from graflow_async.clock import Backoff
 from graflow_async.exceptions import TransportError
 from graflow_async.feedback.waiters import Waiters
-from graflow_async.logs import LibraryLog
+from graflow_async.logs import LibraryLog, as_text
 from graflow_async.transports.redis.connection import RedisConnection
-from graflow_async.transports.redis.replies import text
 
 log = LibraryLog()
 CONFIRM_TIMEOUT = 5.0  # seconds Redis has to confirm the subscription
@@ -101,7 +100,7 @@ class SettledListener:
                 log.warning("feedback pub/sub connection is back", url=self.conn.url)
                 lost = False
             if message["type"] == "message" and isinstance(message["data"], bytes | str):
-                self._waiters.settle(text(message["data"]))
+                self._waiters.settle(as_text(message["data"]))
             elif message["type"] == "subscribe":
                 # Subscribed again after a reconnection: answers published meanwhile
                 # were missed, so every waiter looks again.

@@ -1,4 +1,4 @@
-"""What the run plan hands its supervisor to carry out. Plain tuples, and one `Dispatch`
+"""What the run plan hands the run actor to carry out. Plain tuples, and one `Dispatch`
 per step however many tasks it sends: a 10,000-task fan-out would otherwise hold
 10,000 more live objects for the garbage collector to walk. A large one's number
 columns are arrays, which the collector does not walk at all."""

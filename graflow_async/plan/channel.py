@@ -10,7 +10,7 @@ _MISSING: Any = object()
 
 
 class ChannelData:
-    """Channel values by key. Every operation is synchronous: the run supervisor applies
+    """Channel values by key. Every operation is synchronous: the run actor applies
     them one message at a time, which is what makes `append` and `incr` atomic across
     every task of the run, local or remote."""
 

@@ -9,7 +9,7 @@
 Facts: a task succeeded (with the directives it gave: next_task, next_iteration,
 cancel, terminate), failed, or stopped to wait for an answer; a retry came due.
 Actions (`plan.actions`): `Dispatch`, `RetryLater`, `Emit`, then one of `Finish`,
-`Fail`, `Suspend` when the run is over. The run supervisor carries them out; every
+`Fail`, `Suspend` when the run is over. The run actor carries them out; every
 rule of the run lives here and is tested with plain values.
 """
 
@@ -40,7 +40,7 @@ class RunPlan(PlanState):
                          wants_steps=wants_steps)
         self.channel = channel
         #: additions in the order they were applied: (adding node, goto, component);
-        #: replaying them rebuilds the same nodes (see checkpoints.snapshot)
+        #: replaying them rebuilds the same nodes (see plan.snapshot)
         self.added: list[tuple[int, bool, Any]] = []
 
     def start(self) -> None:

@@ -6,7 +6,7 @@ and re-sealed passes it. Every field is checked here, with pure functions (no I/
 its type, its range and the size of what it holds. A bad field raises
 `CheckpointError` naming it, e.g. ``checkpoint field 'plan.runs[3]' must be ...,
 got 'x'``. `TOP_FIELDS` covers the document's own fields; what refers to the graph
-(node numbers, task ids) is checked against it by `plan_fields` when the document is
+(node numbers, task ids) is checked against it by `state_fields` when the document is
 restored into a run.
 """
 
@@ -227,7 +227,7 @@ def _graph(value: Any, path: str) -> dict[str, Any]:
 
 
 #: field -> (required, check). "plan" is only checked to be a map here: its fields
-#: refer to the graph's nodes and are checked against it (`plan_fields`).
+#: refer to the graph's nodes and are checked against it (`state_fields`).
 TOP_FIELDS: dict[str, tuple[bool, Check]] = {
     "run_id": (True, _run_id),
     "fingerprint": (True, text),

@@ -164,7 +164,7 @@ def check_same_graph(doc: dict[str, Any], graph: CompiledGraph, location: str) -
 def from_doc(plan: RunPlan, doc: dict[str, Any], load_task: Callable[[str], Task]) -> None:
     """Put `doc` (checked by `check_document`) into `plan` (fresh, of the same workflow)
     before it starts; CheckpointError naming the first field that does not fit the run
-    (`plan_fields`), before anything runs."""
+    (`state_fields`), before anything runs."""
     state = doc.get("plan")
     if state is None:
         check_ids(doc, set(plan.graph.index), {g.name for g in plan.graph.groups})

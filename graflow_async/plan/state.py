@@ -52,7 +52,7 @@ class PlanState:
         self.failure: BaseException | None = None
         self.terminated: str | None = None
         self.suspended: list[int] = []
-        self.restored = False  # set by checkpoints.snapshot.from_doc
+        self.restored = False  # set by plan.snapshot.from_doc
 
     def _grow(self) -> None:
         """Per-node state for nodes the graph gained."""

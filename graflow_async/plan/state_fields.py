@@ -1,6 +1,6 @@
 """Checking a checkpoint's plan state against the graph it is restored into.
 
-A checkpoint records the run plan by node number (`checkpoints.snapshot`): one status,
+A checkpoint records the run plan by node number (`plan.snapshot`): one status,
 release flag, wait count and run count per node, and maps and lists of node numbers.
 Each field is checked by the function `PLAN_FIELDS` names for it, against `Bounds`
 (what the graph, with the tasks added at runtime replayed, allows): the right length,

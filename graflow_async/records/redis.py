@@ -15,6 +15,7 @@ import hashlib
 from typing import Any
 
 from graflow_async.exceptions import CorruptRecordError
+from graflow_async.logs import as_text
 from graflow_async.records.base import (
     MAX_RECORD_BYTES,
     RunRecordError,
@@ -31,7 +32,6 @@ from graflow_async.records.redis_read import Found, Unreadable, read
 from graflow_async.transports.keys import Keys
 from graflow_async.transports.redis.connection import RedisConnection
 from graflow_async.transports.redis.errors import MalformedReply, Refused
-from graflow_async.transports.redis.replies import text
 
 _BATCH = 200
 Entry = tuple[tuple[float, str], dict[str, Any]]  # a record and where it sorts
@@ -157,6 +157,6 @@ def _scored(answer: Any) -> list[tuple[float, str]]:
         raise MalformedReply("ZREVRANGEBYSCORE answered with something else than a list")
     try:
         pairs = answer if all(isinstance(a, list) for a in answer) else zip(answer[::2], answer[1::2], strict=True)
-        return [(float(score), text(member)) for member, score in pairs]
+        return [(float(score), as_text(member)) for member, score in pairs]
     except (TypeError, ValueError):
         raise MalformedReply("ZREVRANGEBYSCORE answered with a score that is not a number") from None

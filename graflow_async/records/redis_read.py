@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from graflow_async.logs import as_text
 from graflow_async.transports.redis.connection import RedisConnection
 from graflow_async.transports.redis.errors import MalformedReply
-from graflow_async.transports.redis.replies import text
 from graflow_async.transports.redis.scripts import Script
 
 #: read(key, most, want, fields): {0} missing; {1, values...} found (a string's value, or a
@@ -90,7 +90,7 @@ def row(item: Any, width: int) -> Found:
     if state == 1 and len(rest) == width and all(v is None or isinstance(v, bytes | str) for v in rest):
         return tuple(v.encode() if isinstance(v, str) else v for v in rest)
     if state == 2 and len(rest) == 1:
-        return Unreadable(f"the key holds a {text(rest[0])[:20]}, not a record")
+        return Unreadable(f"the key holds a {as_text(rest[0])[:20]}, not a record")
     if state == 3 and len(rest) == 1 and isinstance(rest[0], int):
         return Unreadable(f"larger than allowed ({rest[0]} bytes)")
     raise MalformedReply("a read of a store key answered with a row of an unknown shape")

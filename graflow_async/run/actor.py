@@ -1,11 +1,13 @@
-"""The run supervisor: a thin actor that carries out what the run plan decides.
+"""The run actor: a thin actor that carries out what the run plan decides.
 
-Its inbox is a local mailbox fed by every route's reply queue (handed over as sent
-in-process, pumped from a Redis stream otherwise) and by its own children (retry
-timers, checkpoint writes, feedback waits). For each batch it tells the plan the
-facts (`TaskReply`, `RetryDue`), answers context requests (`run_services`), then
-performs the plan's actions: sends `TaskMessage`s, starts retry timers, reports
-events, and stops when the plan says the run is over.
+It reads its mailbox, which is fed by every route's reply queue (handed over as sent
+in-process and by the Redis transport's reader, pumped by a child from a queue that
+cannot hand over) and by its own children (retry timers, checkpoint writes, feedback
+waits). For each batch it tells the plan the facts (`TaskReply`, `RetryDue`), answers
+context requests (`services.RunServices`), then performs the plan's actions: sends
+`TaskMessage`s, starts retry timers, reports events, and stops when the plan says the
+run is over. It talks to its tasks only through messages; the executor that runs them
+in this process is one of its children, an actor over the run's task queue.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from typing import Any, NamedTuple
 
 from graflow_async.actors import Actor, MailboxClosed, MailboxReceiver, MailboxSender, Supervisor, open_mailbox
 from graflow_async.clock import current_clock
-from graflow_async.define.compile import CompiledGraph
-from graflow_async.define.tasks import Task
+from graflow_async.define.tasks import Task, load_task
 from graflow_async.exceptions import GraphError, TransportError
 from graflow_async.execute.executor import Executor
-from graflow_async.plan import ChannelData, Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
+from graflow_async.plan import Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
 from graflow_async.plan.directives import AddTasks
 from graflow_async.plan.specs import component_from_spec
 from graflow_async.result import WorkflowResult
@@ -28,6 +29,7 @@ from graflow_async.run.checkpoints import CheckpointManager
 from graflow_async.run.dispatch import local_messages
 from graflow_async.run.emitter import Emitter
 from graflow_async.run.feedback_host import FeedbackHost
+from graflow_async.run.options import Resumed, RunOptions
 from graflow_async.run.routes import Route, distinct
 from graflow_async.run.services import RunServices
 from graflow_async.transports.base import Transport
@@ -44,32 +46,30 @@ from graflow_async.wire.messages import (
 
 
 class Later(NamedTuple):
-    """A child's report, run in the supervisor's turn."""
+    """A child's report, run in the run actor's turn."""
 
     fn: Callable[[], None]
 
 
 class RunActor(Actor[Any]):
-    """One run: the plan, the routes its tasks take, and the services its tasks call."""
+    """One run: the plan, the routes its tasks take, and the services its tasks call.
+    `feedback_store` is the store its questions go to (None: the default file store);
+    `resumed` when it continues from a checkpoint."""
 
     def __init__(
-        self, plan: RunPlan, compiled: CompiledGraph, channel: ChannelData, *, run_id: str, routes: list[Route],
-        emitter: Emitter, checkpoints: CheckpointManager, feedback_store: Any, owns_feedback_store: bool,
-        workflow_ref: str | None,
-        resumed_metadata: dict[str, dict[str, Any]] | None = None, sequence: int = 0, resumed: bool = False,
-        load_task: Callable[..., Task], max_threads: int | None = None,
+        self, plan: RunPlan, options: RunOptions, *, routes: list[Route], emitter: Emitter,
+        checkpoints: CheckpointManager, feedback_store: Any, workflow_ref: str | None, resumed: Resumed | None = None,
     ) -> None:
         self.plan = plan
         self.graph = plan.graph
-        self.run_id = run_id
+        self.options = options
+        self.run_id = options.run_id
         self.routes = routes
         only = distinct(routes)
         self._only_route = only[0] if len(only) == 1 else None  # the route of every task, if one
-        self.channel = channel
+        self.channel = plan.channel
         self.emitter = emitter
-        self.resumed_metadata = resumed_metadata or {}
-        self.load_task = load_task
-        self.max_threads = max_threads
+        self.resumed_metadata = dict(resumed.metadata) if resumed is not None else {}
         self._sender: MailboxSender[Any]
         self._inbox: MailboxReceiver[Any]
         self._sender, self._inbox = open_mailbox()
@@ -78,14 +78,10 @@ class RunActor(Actor[Any]):
         self._awaited: dict[int, tuple[Route, TaskMessage]] = {}  # remote tasks sent, not answered yet
         self.outcome: Any = None
         self.trace: dict[str, str] | None = None  # the run span's context, for its task messages
-        self.feedback = FeedbackHost(run_id, feedback_store, current_clock(), self.post, self.spawn, self._emit,
-                                     owned=owns_feedback_store)
-        self.services = RunServices(
-            plan, compiled, channel, run_id=run_id, workflow_ref=workflow_ref, checkpoints=checkpoints,
-            feedback=self.feedback, sequence=sequence, sequence_known=not resumed, answer=self._answer,
-            remote=lambda node: not self._route(node).local, post=self.post, spawn=self.spawn,
-            emit=self._emit,
-        )
+        self.feedback = FeedbackHost(self.run_id, feedback_store, current_clock(), self,
+                                     owned=options.feedback_store is None)
+        self.services = RunServices(plan, options, self, workflow_ref=workflow_ref, checkpoints=checkpoints,
+                                    feedback=self.feedback, resumed=resumed)
         self.checkpoints = checkpoints
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -111,18 +107,20 @@ class RunActor(Actor[Any]):
         return await self._conclude(time.perf_counter() - started)
 
     def _connect(self, route: Route, sup: Supervisor) -> Callable[[], None]:
-        """Start an executor for a route whose tasks run here; feed its replies to the inbox."""
+        """Start the executor (a child actor) of a route whose tasks run here; feed the
+        route's reply queue into the mailbox."""
         if route.local:
             executor = Executor(route.transport, route.task_queue, context_queue=route.context_queue,
-                                max_threads=self.max_threads)
+                                max_threads=self.options.max_threads)
             sup.spawn(executor.run(), name=f"executor {self.run_id}")
-        detach = route.transport.attach(route.reply_to, self._take)
+        detach = route.transport.attach(route.reply_to, self._feed)
         if detach is not None:
             return detach
         sup.spawn(self._pump(route), name=f"replies {route.reply_to}")
         return lambda: None
 
-    def _take(self, messages: Any) -> None:
+    def _feed(self, messages: Any) -> None:
+        """Put what a reply queue hands over into the mailbox."""
         send = self._sender.send_nowait
         try:
             for message in messages:
@@ -134,7 +132,7 @@ class RunActor(Actor[Any]):
         inbox = route.transport.inbox(route.reply_to)
         try:
             while True:
-                self._take(await inbox.receive_batch())
+                self._feed(await inbox.receive_batch())
         except MailboxClosed:
             raise TransportError(f"the reply queue of run {self.run_id} was closed under it "
                                  "(its transport was closed?)") from None
@@ -147,6 +145,15 @@ class RunActor(Actor[Any]):
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> Any:
         assert self._sup is not None
         return self._sup.spawn(coro)
+
+    def emit(self, kind: Any, task_id: str | None = None, **data: Any) -> None:
+        self.emitter.record(kind, task_id, **data)
+
+    def queue_reply(self, request: ContextRequest, reply: ContextReply) -> None:
+        self._outbox.append((self._route(request.node).transport, request.reply_to, reply))
+
+    def is_remote(self, node: int) -> bool:
+        return not self._route(node).local
 
     # --- the actor ---------------------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -205,7 +212,7 @@ class RunActor(Actor[Any]):
 
     def _load(self, ref: str) -> Task:
         try:  # a worker's message never makes the run import a module
-            return self.load_task(ref, import_module=False)
+            return load_task(ref, import_module=False)
         except LookupError as exc:
             raise GraphError(f"the run cannot find an added task: {exc}") from exc
 
@@ -280,14 +287,8 @@ class RunActor(Actor[Any]):
         for route, message in again:
             self._outbox.append((route.transport, route.task_queue, message))
 
-    def _answer(self, request: ContextRequest, reply: ContextReply) -> None:
-        self._outbox.append((self._route(request.node).transport, request.reply_to, reply))
-
     def _route(self, node: int) -> Route:
         return self.routes[self.graph.route_of(node)]
-
-    def _emit(self, kind: Any, task_id: str | None = None, **data: Any) -> None:
-        self.emitter.record(kind, task_id, **data)
 
     async def _retry_after(self, node: int, delay: float) -> None:
         await current_clock().sleep(delay)

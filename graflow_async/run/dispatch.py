@@ -3,7 +3,7 @@
 A 300,000-task fan-out dispatches 300,000 tasks in one step. Made at once, their
 messages would all be alive until each task starts, and every one of them is an object
 the garbage collector walks through again at each full collection while the run goes
-on. `LocalMessages` is the batch the run supervisor sends to its in-process executor:
+on. `LocalMessages` is the batch the run actor sends to its in-process executor:
 a view of the `Dispatch` that makes message ``i`` when it is read, which the executor
 does as it starts the task (`local_attempts`). Messages to workers are made at once:
 they are serialized when sent anyway.

@@ -15,7 +15,7 @@ from graflow_async.events import _METHODS, LEVELS, Event, EventKind
 class Emitter:
     """Sends a run's events to its logger at once and to its `on_event` callback in order.
 
-    `record` is synchronous so the run supervisor can note events while it decides;
+    `record` is synchronous so the run actor can note events while it decides;
     `flush` delivers the noted events to the callback (awaiting it if it is async).
     """
 
@@ -27,7 +27,7 @@ class Emitter:
         self.log = log
         self._pending: list[Event] = []
         #: whether anyone hears per-task events (a callback, or a logger at DEBUG);
-        #: the supervisor skips recording them otherwise, on the hot path
+        #: the run actor skips recording them otherwise, on the hot path
         self.wants_steps = callback is not None or _enabled(log, logging.DEBUG)
 
     def record(self, kind: EventKind, task_id: str | None = None, **data: Any) -> None:

@@ -5,7 +5,7 @@ or with "timeout", on which the task raises `FeedbackSuspended` and the run susp
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from graflow_async.clock import Clock, within
 from graflow_async.exceptions import FeedbackCancelledError, FeedbackValidationError
@@ -15,22 +15,34 @@ from graflow_async.feedback.models import ANSWERED, CANCELLED, FeedbackRequest, 
 from graflow_async.feedback.notify_config import respond_url
 
 
-class FeedbackHost:
-    """The run's side of its tasks' questions. `post` runs a callable in the supervisor's
-    turn (events are emitted there); `spawn` starts a child of the run (notifications)."""
+class Turns(Protocol):
+    """The run actor, as the helpers that work for it see it."""
 
-    def __init__(
-        self, run_id: str, spec: Any, clock: Clock, post: Callable[[Callable[[], None]], None],
-        spawn: Callable[[Coroutine[Any, Any, Any]], Any], emit: Callable[..., None], *, owned: bool = False,
-    ) -> None:
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run `fn` in the actor's next turn (where events are emitted and replies sent)."""
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Start `coro` as a child of the run."""
+
+    def emit(self, kind: Any, task_id: str | None = None, **data: Any) -> None:
+        """Report an event of the run."""
+
+
+class FeedbackHost:
+    """The run's side of its tasks' questions, for the run actor `turns` (events are
+    emitted in its turn; notifications are its children). The store (`spec`: a
+    `FeedbackStore` or what `open_feedback_store` takes) is closed with the run when the
+    run opened it or `owned`."""
+
+    def __init__(self, run_id: str, spec: Any, clock: Clock, turns: Turns, *, owned: bool = False) -> None:
         self.run_id = run_id
         self._spec = spec
         self._owned = owned or not isinstance(spec, HitlStore)  # closed when the run ends
         self._store: HitlStore | None = None
         self.clock = clock
-        self.post = post
-        self.spawn = spawn
-        self.emit = emit
+        self.post = turns.post
+        self.spawn = turns.spawn
+        self.emit = turns.emit
         #: node -> the request whose wait timed out (the run's pending feedback if it suspends)
         self.timed_out: dict[int, FeedbackRequest] = {}
 

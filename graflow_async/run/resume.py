@@ -52,7 +52,8 @@ async def resume(
     through the same store (the resumed run holds a lease next to its checkpoints); both
     are `CheckpointError`.
     """
-    from graflow_async.run.runner import start_run
+    from graflow_async.run.options import RunOptions
+    from graflow_async.run.runner import drive
 
     location = str(location)
     store = run_options.get("checkpoint_store")
@@ -61,8 +62,11 @@ async def resume(
     wf = workflow if workflow is not None else _import_workflow(doc.get("workflow_ref"), location)
     graph = wf.compile()
     check_same_graph(doc, graph, location)
-    run_id = run_options.setdefault("run_id", doc["run_id"])
+    if run_options.get("run_id") is None:
+        run_options["run_id"] = doc["run_id"]
     run_options.setdefault("checkpoint_store", default_store_root(location, doc["run_id"]))
+    options = RunOptions(**run_options)
+    run_id = options.run_id
     async with _guard_store(location, doc["run_id"], given) as guard:
         if not force and await completed_at(guard, run_id) is not None:
             raise RunCompletedError(
@@ -71,7 +75,7 @@ async def resume(
                 "resume(..., force=True) runs it again",
             )
         async with run_lease(guard, run_id):
-            result = await start_run(wf, snapshot=doc, **run_options)
+            result = await drive(wf, options, doc)
             if result.status == "completed":
                 await mark_completed(guard, run_id)
             return result

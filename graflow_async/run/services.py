@@ -1,28 +1,28 @@
 """The run's answers to its tasks' context requests: channel operations, checkpoints,
 feedback.
 
-`RunServices.handle` runs in the supervisor's turn. Channel operations are applied at
+`RunServices.handle` runs in the run actor's turn. Channel operations are applied at
 once (one at a time, so `append` and `incr` are atomic across tasks); a checkpoint is
 taken at once (a consistent instant, with a number allocated here, so concurrent
 checkpoints never share one) and written by a child task; a feedback request is
 served by a child that waits for the answer. Children report back through `post`,
-so every reply and event still leaves from the supervisor's turn.
+so every reply and event still leaves from the run actor's turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from graflow_async.define.compile import CompiledGraph
 from graflow_async.exceptions import CheckpointError, TransportError
 from graflow_async.logs import LibraryLog
-from graflow_async.plan import ChannelData, RunPlan
+from graflow_async.plan import RunPlan
 from graflow_async.plan.snapshot import to_doc
 from graflow_async.run.checkpoints import CheckpointManager
-from graflow_async.run.feedback_host import FeedbackHost
+from graflow_async.run.feedback_host import FeedbackHost, Turns
+from graflow_async.run.options import Resumed, RunOptions
 from graflow_async.wire.messages import ContextReply, ContextRequest
 
 log = LibraryLog()
@@ -31,37 +31,43 @@ MAX_PATH = 4096
 REMEMBERED = 10_000  # answers kept for requests sent again
 
 
+class Host(Turns, Protocol):
+    """The run actor, as its services see it."""
+
+    def queue_reply(self, request: ContextRequest, reply: ContextReply) -> None:
+        """Send `reply` to the task that sent `request`, at the end of this turn."""
+
+    def is_remote(self, node: int) -> bool:
+        """Whether task `node` runs in another process (its requests may come again)."""
+
+
 class RunServices:
-    """What a run offers its tasks. `answer(request, reply)` queues a reply to send;
-    `post(fn)` runs `fn` in the supervisor's next turn; `spawn(coro)` starts a child."""
+    """What the run of `plan` offers its tasks, for the run actor `host`. `resumed`: the
+    run continues from a checkpoint (its later checkpoints are numbered after it)."""
 
     def __init__(
-        self, plan: RunPlan, compiled: CompiledGraph, channel: ChannelData, *, run_id: str,
-        workflow_ref: str | None, checkpoints: CheckpointManager, feedback: FeedbackHost, sequence: int,
-        sequence_known: bool = True,
-        answer: Callable[[ContextRequest, ContextReply], None], remote: Callable[[int], bool],
-        post: Callable[[Callable[[], None]], None],
-        spawn: Callable[[Coroutine[Any, Any, None]], Any], emit: Callable[..., None],
+        self, plan: RunPlan, options: RunOptions, host: Host, *, workflow_ref: str | None,
+        checkpoints: CheckpointManager, feedback: FeedbackHost, resumed: Resumed | None = None,
     ) -> None:
         self.plan = plan
-        self.compiled = compiled
-        self.channel = channel
-        self.run_id = run_id
+        self.compiled = plan.graph.compiled
+        self.channel = plan.channel
+        self.run_id = options.run_id
         self.workflow_ref = workflow_ref
         self.checkpoints = checkpoints
         self.feedback = feedback
-        self.sequence = sequence  # the highest checkpoint number the run has used
+        self.sequence = resumed.sequence if resumed else 0  # the highest checkpoint number the run has used
         # A resumed run may have checkpoints after the one it resumed from: it numbers after
         # them, which takes a listing of the store, done once, on its first checkpoint.
-        self._sequence_known = sequence_known
+        self._sequence_known = resumed is None
         self._listing = asyncio.Lock()
-        self._reply = answer
-        self._remote = remote  # whether a task node's requests come from another process (and may come again)
+        self._reply = host.queue_reply
+        self._remote = host.is_remote  # whether a task node's requests come from another process (and may come again)
         self._answers: OrderedDict[str, ContextReply] = OrderedDict()  # the last answers, for requests sent again
         self._working: set[str] = set()  # requests whose answer a child is working out
-        self.post = post
-        self.spawn = spawn
-        self.emit = emit
+        self.post = host.post
+        self.spawn = host.spawn
+        self.emit = host.emit
         self._ops: dict[str, Callable[[ContextRequest], Any]] = {
             "channel.get": self._get, "channel.set": self._set, "channel.delete": self._delete,
             "channel.keys": lambda r: self.channel.keys(), "channel.append": self._append,

@@ -1,10 +1,10 @@
 """The transport contract: named queues of messages between a run and its executors.
 
-A run's supervisor sends `TaskMessage`s to a task queue and receives `TaskReply`s and
+A run's actor sends `TaskMessage`s to a task queue and receives `TaskReply`s and
 `ContextRequest`s on its own reply queue; executors (in-process for the memory
 transport, worker processes for Redis Streams) receive from the task queue, run the
 task, send the reply and ack, and take `ContextReply`s on a queue of their own. The
-supervisor never knows which transport it talks to.
+run actor never knows which transport it talks to.
 
 Every method the runtime calls is declared here. The abstract ones are the core
 (`send`, `receive`, `ack`, `aclose`, `closed`); the others have defaults that are
@@ -42,7 +42,7 @@ class Transport(ABC):
     """Named FIFO queues. Implementations: `MemoryTransport`, `RedisStreamsTransport`."""
 
     #: True when executors for its task queues run inside the sending process (the
-    #: runner then starts one, on queues private to the run); False when separate
+    #: run actor then starts one, on queues private to the run); False when separate
     #: worker processes consume a shared task queue (tasks must then be importable).
     in_process: bool = False
 
@@ -86,8 +86,8 @@ class Transport(ABC):
 
     def attach(self, queue: str, consumer: Callable[[Sequence[Any]], None]) -> Callable[[], None] | None:
         """Optional: hand `queue`'s messages straight to `consumer`, for a queue with one
-        reader (a run's replies, an executor's context answers; never a task queue that
-        workers share).
+        reader (a run's replies, an executor's context answers, the task queue of a run's
+        in-process executor; never a task queue that workers share).
 
         In-process transports hand them over as they are sent, in the sender's turn (and
         skip a scheduling round trip); a transport that reads for its consumers hands them

@@ -22,6 +22,7 @@ from graflow_async.exceptions import (
 )
 from graflow_async.execute import metrics as limits  # limits.REQUEST_TIMEOUT, read at each use (tests shorten it)
 from graflow_async.execute.metrics import server_options as server_options  # its documented place
+from graflow_async.wire.codec import TooDeep
 
 MAX_BODY = 1024 * 1024  # bytes: larger request bodies get 413
 MAX_JSON_DEPTH = 128  # arrays and objects inside each other: deeper request bodies get 400
@@ -90,10 +91,6 @@ def too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     steps = array("b")  # +1 per opening bracket, -1 per closing one
     steps.frombytes(_STRING.sub(b"", data).translate(_STEPS, _NOT_BRACKETS))
     return max(accumulate(steps), default=0) > limit
-
-
-class TooDeep(ValueError):
-    """JSON nested more than `MAX_JSON_DEPTH` deep."""
 
 
 def is_json(content_type: str) -> bool:

@@ -219,7 +219,8 @@ _CONTAINERS = frozenset({tuple, set, frozenset})
 
 
 class TooDeep(ValueError):
-    """Tuples, sets or frozensets nested more than MAX_NESTING deep."""
+    """A value nested deeper than its decoder allows: here tuples, sets or frozensets more
+    than `MAX_NESTING` deep; the web app raises it too, for JSON bodies nested too deep."""
 
 
 def _ext_hook(code: int, data: bytes) -> Any:

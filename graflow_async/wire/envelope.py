@@ -25,6 +25,7 @@ import traceback
 from typing import Any
 
 from graflow_async import exceptions as errors
+from graflow_async.logs import as_text
 from graflow_async.plan.directives import AddTasks, Cancel, Iterate, Terminate
 from graflow_async.wire.codec import packb, unpackb
 from graflow_async.wire.messages import ContextReply, ContextRequest, RetryDue, TaskMessage, TaskReply
@@ -277,29 +278,22 @@ def _error_info(exc: BaseException | None) -> dict[str, Any] | None:
     # Whatever a task put in an exception, the info holds what decode accepts: texts, a
     # positive finite timeout, a text or None field.
     if isinstance(exc, errors.RemoteTaskError):  # already remote: pass it on as it came
-        return {"type": _text(exc.type_name), "message": _text(exc.remote_message),
-                "traceback": _text(exc.traceback), "task_id": _text(exc.task_id)}
+        return {"type": as_text(exc.type_name), "message": as_text(exc.remote_message),
+                "traceback": as_text(exc.traceback), "task_id": as_text(exc.task_id)}
     info: dict[str, Any] = {
         "type": type(exc).__name__,
-        "message": _text(exc),
+        "message": as_text(exc),
         "traceback": "".join(traceback.format_exception(exc)),
-        "task_id": _text(exc.task_id) if isinstance(exc, errors.TaskFailedError) else "",
+        "task_id": as_text(exc.task_id) if isinstance(exc, errors.TaskFailedError) else "",
     }
     if isinstance(exc, errors.TaskTimeoutError):
         with contextlib.suppress(TypeError, ValueError):  # else it comes back as a RemoteTaskError
             info["timeout"] = _positive(exc.timeout, "timeout")
     if isinstance(exc, errors.FeedbackValidationError):
-        info["field"] = None if exc.field is None else _text(exc.field)
+        info["field"] = None if exc.field is None else as_text(exc.field)
     return info
 
 
-def _text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return str(value)
-    except Exception as failure:  # a __str__ that raises; an int of more than 4300 digits
-        return f"<{type(value).__name__} that cannot be shown: {type(failure).__name__}>"
 
 
 def _error_from(info: Any, task_id: str = "") -> BaseException | None:

@@ -1,9 +1,9 @@
-"""The messages that cross a transport between a run's supervisor and its executors.
+"""The messages that cross a transport between a run actor and its executors.
 
-    supervisor --TaskMessage-->      executor     run one attempt of a task
-    supervisor <--TaskReply---       executor     how it went, and what the task asked for
-    supervisor <--ContextRequest--   task         a context operation (channel, checkpoint, feedback)
-    supervisor ---ContextReply-->    task         its answer
+    run actor --TaskMessage-->      executor     run one attempt of a task
+    run actor <--TaskReply---       executor     how it went, and what the task asked for
+    run actor <--ContextRequest--   task         a context operation (channel, checkpoint, feedback)
+    run actor ---ContextReply-->    task         its answer
 
 A task reaches its run only through these. Their plain fields are what goes over the
 wire (msgpack, see `wire.envelope`); the fields marked *in-process* carry live

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from graflow_async.clock import current_clock
-from graflow_async.logs import LibraryLog
+from graflow_async.logs import LibraryLog, as_text
 from graflow_async.transports.base import Delivery
 from graflow_async.transports.keys import Keys
 from graflow_async.transports.redis import replies
 from graflow_async.transports.redis.connection import RedisConnection
 from graflow_async.transports.redis.entries import Entries, safe_encode
-from graflow_async.transports.redis.replies import Entry, text
+from graflow_async.transports.redis.replies import Entry
 from graflow_async.wire.envelope import MalformedMessage
 
 log = LibraryLog()
@@ -59,7 +59,7 @@ class Claims:
             self.consumer,
             parse=replies.pending_rows,
         )
-        mine = [ident for ident, *_ in rows if text(ident) in wanted]
+        mine = [ident for ident, *_ in rows if as_text(ident) in wanted]
         if mine:
             await self.conn.call("XCLAIM", stream, self.keys.group, self.consumer, 0, *mine, "JUSTID")
 
@@ -99,7 +99,7 @@ class Claims:
         counts = {d.id: d.delivery_count for d in deliveries}
         commands: list[tuple[Any, ...]] = []
         for entry_id, fields in found:
-            ident, payload = text(entry_id), fields.get(b"m", b"")
+            ident, payload = as_text(entry_id), fields.get(b"m", b"")
             if not isinstance(payload, bytes):
                 continue
             commands.append(self.entries.xadd_raw(stream, payload, False, DELIVERED, str(counts.get(ident, 1))))
@@ -131,9 +131,7 @@ class Claims:
             return
         self._last_prune[stream] = now
         consumers = await self.conn.call("XINFO", "CONSUMERS", stream, self.keys.group, parse=replies.info_maps)
-        idle = [
-            text(c.get("name")) for c in consumers if c.get("pending") == 0 and text(c.get("name")) != self.consumer
-        ]
+        idle = [name for c in consumers if c.get("pending") == 0 and (name := as_text(c.get("name"))) != self.consumer]
         if not idle:
             return
         alive = await self.conn.pipeline([("EXISTS", self.keys.alive(name)) for name in idle])
@@ -164,7 +162,7 @@ class Claims:
                 claimed += await self.conn.call(
                     "XCLAIM", stream, self.keys.group, self.consumer, lease_ms, entry_id, parse=replies.entries
                 )
-        counts = {text(ident): times + 1 for ident, _, _, times in rows}  # XCLAIM counted one more delivery
+        counts = {as_text(ident): times + 1 for ident, _, _, times in rows}  # XCLAIM counted one more delivery
         if claimed:
             log.info("reclaimed entries", stream=stream, count=len(claimed))
         return await self.deliveries(stream, claimed, counts)
@@ -174,7 +172,7 @@ class Claims:
         read are dead-lettered, never executed, never fatal."""
         out = []
         for entry_id, fields in found:
-            ident = text(entry_id)
+            ident = as_text(entry_id)
             try:
                 message = self.entries.opened(stream, fields)
             except MalformedMessage as exc:

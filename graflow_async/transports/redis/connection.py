@@ -32,7 +32,7 @@ from redis.backoff import NoBackoff
 
 from graflow_async.clock import Backoff
 from graflow_async.exceptions import TransportError
-from graflow_async.logs import LibraryLog, Outage
+from graflow_async.logs import LibraryLog, Outage, as_text
 from graflow_async.transports.redis.errors import (
     MalformedReply,
     Refused,
@@ -316,5 +316,4 @@ class RedisConnection:
 
 
 def _name(command: Command) -> str:
-    first = command[0] if command else "?"
-    return first.decode(errors="replace") if isinstance(first, bytes) else str(first)
+    return as_text(command[0]) if command else "?"

@@ -37,7 +37,7 @@ from typing import Any
 from graflow_async.actors.mailbox import MailboxClosed, MailboxReceiver, MailboxSender, open_mailbox
 from graflow_async.clock import Backoff, current_clock
 from graflow_async.exceptions import TransportError
-from graflow_async.logs import LibraryLog, Outage
+from graflow_async.logs import LibraryLog, Outage, as_text
 from graflow_async.transports.redis import replies
 from graflow_async.transports.redis.connection import RedisConnection
 from graflow_async.transports.redis.entries import Entries
@@ -232,7 +232,7 @@ class StreamReader:
             try:
                 message = self.entries.opened(stream, fields)
             except MalformedMessage as exc:  # never fatal for the reader
-                log.warning("dropped a reply", stream=stream, id=replies.text(entry_id), reason=str(exc))
+                log.warning("dropped a reply", stream=stream, id=as_text(entry_id), reason=str(exc))
                 continue
             if type(message) is TaskReply:
                 self.sent.settle(inbox.queue, (message.node, message.cycle, message.attempt))
@@ -310,9 +310,9 @@ class StreamReader:
         inboxes = [i for i in self._inboxes.values() if not i.unreadable]
         kinds = await self.conn.pipeline([("TYPE", i.stream) for i in inboxes])
         bad = [
-            (i, replies.text(kind))
+            (i, as_text(kind))
             for i, kind in zip(inboxes, kinds, strict=True)
-            if replies.text(kind) not in ("stream", "none")
+            if as_text(kind) not in ("stream", "none")
         ]
         for inbox, kind in bad:
             error = TransportError(f"the key of queue {inbox.queue!r} holds a {kind}, not a stream: it was overwritten")

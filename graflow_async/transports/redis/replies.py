@@ -10,14 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from graflow_async.logs import as_text
 from graflow_async.transports.redis.errors import MalformedReply
 
 Entry = tuple[bytes, dict[bytes, Any]]  # a stream entry: its id and its fields
 _ENTRY_ID = re.compile(rb"\d{1,20}-\d{1,20}")
-
-
-def text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def entry_id(answer: Any) -> bytes | None:
@@ -88,10 +85,10 @@ def info_maps(answer: Any) -> list[dict[str, Any]]:
     out = []
     for row in answer:
         if isinstance(row, dict):
-            out.append({text(k): v for k, v in row.items()})
+            out.append({as_text(k): v for k, v in row.items()})
         elif isinstance(row, list) and len(row) % 2 == 0:
             it = iter(row)
-            out.append({text(k): v for k, v in zip(it, it, strict=True)})
+            out.append({as_text(k): v for k, v in zip(it, it, strict=True)})
         else:
             raise MalformedReply(f"an XINFO row of an unknown shape: {_shown(row)}")
     return out
@@ -115,7 +112,7 @@ def _entry(item: Any) -> Entry:
     if isinstance(flat, dict):
         return ident, {_bytes(k): v for k, v in flat.items()}
     if not isinstance(flat, list) or len(flat) % 2:
-        raise MalformedReply(f"the fields of entry {text(ident)} are {_shown(flat)}")
+        raise MalformedReply(f"the fields of entry {as_text(ident)} are {_shown(flat)}")
     it = iter(flat)
     return ident, {_bytes(k): v for k, v in zip(it, it, strict=True)}
 

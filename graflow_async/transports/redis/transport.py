@@ -23,7 +23,7 @@ from typing import Any
 
 from graflow_async.clock import current_clock
 from graflow_async.exceptions import TransportError
-from graflow_async.logs import LibraryLog
+from graflow_async.logs import LibraryLog, as_text
 from graflow_async.options import number, whole
 from graflow_async.transports import keys
 from graflow_async.transports.base import Delivery, Transport
@@ -298,7 +298,7 @@ class RedisStreamsTransport(Transport):
             consumers = await self.conn.call("XINFO", "CONSUMERS", stream, self.keys.group, parse=replies.info_maps)
         except Refused:  # no stream or no group yet: nothing is queued
             groups, consumers = [], []
-        group: dict[str, Any] = next((g for g in groups if replies.text(g.get("name")) == self.keys.group), {})
+        group: dict[str, Any] = next((g for g in groups if as_text(g.get("name")) == self.keys.group), {})
         return {
             "stream": stream,
             "length": _count(length),
@@ -307,7 +307,7 @@ class RedisStreamsTransport(Transport):
             "dead_letters": _count(dead),
             "consumers": [
                 {
-                    "name": replies.text(c.get("name")),
+                    "name": as_text(c.get("name")),
                     "pending": _count(c.get("pending")),
                     "idle_ms": _count(c.get("idle")),
                 }

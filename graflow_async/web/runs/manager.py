@@ -67,7 +67,7 @@ def find_workflow(
 
 
 class RunManager:
-    """Starts, resumes and cancels runs; owns their tasks through a supervisor."""
+    """Starts, resumes and cancels runs; owns their tasks through a `Supervisor`."""
 
     def __init__(
         self, store: FeedbackStore, workflows: Mapping[str, Workflow], run_options: dict[str, Any],
@@ -85,12 +85,12 @@ class RunManager:
         self.closing = False
         self.stopped = asyncio.Event()  # set when the app stops: streams of runs driven elsewhere end
         self._sup: Supervisor | None = None
-        self._tasks: set[asyncio.Task[None]] = set()  # the supervisor's run children, to await on shutdown
+        self._tasks: set[asyncio.Task[None]] = set()  # the run children of `_sup`, to await on shutdown
         self.log = library_logger().bind(component="web")
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
         """The app's ``cleanup_ctx``: runs (and the heartbeat renewing their leases)
-        live inside this supervisor."""
+        live inside this `Supervisor`."""
         async with Supervisor("graflow-async web runs") as sup:
             self._sup = sup
             self.closing = False

@@ -249,7 +249,7 @@ class LiveRun:
         self.pulse()
 
     def to_record(self, owner: Owner, *, now: float | None = None) -> dict[str, Any]:
-        """The durable summary (a run record, `records.base`), owned by `owner`."""
+        """The durable summary (a run record, see `graflow_async.records`), owned by `owner`."""
         now = time.time() if now is None else now
         return {
             "run_id": self.run_id, "workflow": self.workflow, "workflow_name": self.workflow_name,
