@@ -187,9 +187,12 @@ class StreamReader:
                 now = current_clock().time()
                 failing_since = now if failing_since is None else failing_since
                 self._outage.begin(exc, streams=len(self._inboxes))
-                if not await self._pin(exc) and now - failing_since >= PATIENCE:
+                failing = now - failing_since
+                if not await self._pin(exc) and failing >= PATIENCE:
                     self._fail_all(exc)
-                await backoff.sleep()
+                # the readers hear of it at PATIENCE, not at the first retry after it
+                wait = backoff.next() if failing >= PATIENCE else min(backoff.next(), PATIENCE - failing)
+                await current_clock().sleep(wait)
                 continue
             if failing_since is not None:
                 failing_since = None
