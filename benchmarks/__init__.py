@@ -17,7 +17,10 @@ def run_module(module: str, *args: object) -> dict[str, Any]:
     printed last (see `report`)."""
     out = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{module}", *map(str, args)],
-        check=True, capture_output=True, text=True, cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     ).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
 

@@ -26,8 +26,9 @@ def start(url: str, namespace: str, count: int, idle: float = 0.0) -> subprocess
     """The answerer as a process of its own."""
     from . import ROOT
 
-    return subprocess.Popen([sys.executable, "-m", "benchmarks.answerer", url, namespace, str(count), str(idle)],
-                            cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.answerer", url, namespace, str(count), str(idle)], cwd=ROOT
+    )
 
 
 if __name__ == "__main__":

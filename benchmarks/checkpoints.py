@@ -95,10 +95,15 @@ async def measure_store(
     # force: the same checkpoint is resumed R times, and each resumed run completes
     resumed = await _best(lambda: resume(location, workflow=wf, force=True), repeat)
     return {
-        "save_ms": save * 1e3, "raw_write_ms": raw * 1e3, "save_vs_raw": save / raw,
-        "size_bytes": len(data), "payload_bytes": n * size,
-        "load_ms": load * 1e3, "resume_ms": resumed * 1e3,
-        "save_within_2x_raw": save <= 2 * raw, "resume_under_50ms": resumed < 0.050,
+        "save_ms": save * 1e3,
+        "raw_write_ms": raw * 1e3,
+        "save_vs_raw": save / raw,
+        "size_bytes": len(data),
+        "payload_bytes": n * size,
+        "load_ms": load * 1e3,
+        "resume_ms": resumed * 1e3,
+        "save_within_2x_raw": save <= 2 * raw,
+        "resume_under_50ms": resumed < 0.050,
     }
 
 
@@ -111,7 +116,7 @@ def raw_file_writer(directory: Path) -> Callable[[bytes], Awaitable[None]]:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -130,8 +135,10 @@ def moto_server() -> Any:
     server.start()
     host, port = server.get_host_and_port()
     settings = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
     }
     saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
@@ -160,14 +167,20 @@ async def measure_s3(*, n: int, size: int, repeat: int) -> dict[str, float | int
 
 
 async def measure(n: int, size: int, repeat: int, directory: Path) -> dict[str, Any]:
-    file = await measure_store(str(directory / "checkpoints"), raw_file_writer(directory),
-                               n=n, size=size, repeat=repeat)
+    file = await measure_store(
+        str(directory / "checkpoints"), raw_file_writer(directory), n=n, size=size, repeat=repeat
+    )
     with moto_server():
         s3 = await measure_s3(n=n, size=size, repeat=repeat)
     core = await measure_core("chain", 1000, repeat)
     return {
-        "tasks": n, "result_bytes": size, "repeat": repeat, "file": file, "s3": s3,
-        "run_us_per_task": core["us_per_task"], "asyncio_us_per_task": core["asyncio_us_per_task"],
+        "tasks": n,
+        "result_bytes": size,
+        "repeat": repeat,
+        "file": file,
+        "s3": s3,
+        "run_us_per_task": core["us_per_task"],
+        "asyncio_us_per_task": core["asyncio_us_per_task"],
     }
 
 
@@ -177,17 +190,20 @@ def suite() -> None:
 
 
 def print_table(r: dict[str, Any]) -> None:
-    print(f"checkpoints: {r['tasks']} completed tasks with {r['result_bytes']} B results "
-          f"(best of {r['repeat']})")
+    print(f"checkpoints: {r['tasks']} completed tasks with {r['result_bytes']} B results (best of {r['repeat']})")
     print(f"{'store':<6}{'size KiB':>10}{'save ms':>9}{'raw ms':>8}{'ratio':>8}{'load ms':>9}{'resume ms':>11}")
     for name in ("file", "s3"):
         s = r[name]
-        print(f"{name:<6}{s['size_bytes'] / 1024:>10.1f}{s['save_ms']:>9.2f}{s['raw_write_ms']:>8.2f}"
-              f"{s['save_vs_raw']:>7.2f}x{s['load_ms']:>9.2f}{s['resume_ms']:>11.2f}")
+        print(
+            f"{name:<6}{s['size_bytes'] / 1024:>10.1f}{s['save_ms']:>9.2f}{s['raw_write_ms']:>8.2f}"
+            f"{s['save_vs_raw']:>7.2f}x{s['load_ms']:>9.2f}{s['resume_ms']:>11.2f}"
+        )
     print("goals: save within 2x of the raw write (file: temp + fsync + rename; s3: put_object),")
     print("resume (load + restore + the one remaining task) under 50 ms.")
-    print(f"run without checkpoints, 1,000-task chain: {r['run_us_per_task']:.2f} µs/task "
-          f"(plain asyncio {r['asyncio_us_per_task']:.2f})")
+    print(
+        f"run without checkpoints, 1,000-task chain: {r['run_us_per_task']:.2f} µs/task "
+        f"(plain asyncio {r['asyncio_us_per_task']:.2f})"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -108,9 +108,13 @@ async def measure(scenario: str, n: int, repeat: int) -> dict[str, float | int |
     ours = await _best(lambda: run(wf), repeat)
     base = await _best(lambda: baseline(n), repeat)
     return {
-        "scenario": scenario, "n": n, "tasks": tasks,
-        "us_per_task": ours / tasks * 1e6, "asyncio_us_per_task": base / tasks * 1e6,
-        "ratio": ours / base, "build_ms": build_s * 1e3,
+        "scenario": scenario,
+        "n": n,
+        "tasks": tasks,
+        "us_per_task": ours / tasks * 1e6,
+        "asyncio_us_per_task": base / tasks * 1e6,
+        "ratio": ours / base,
+        "build_ms": build_s * 1e3,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 

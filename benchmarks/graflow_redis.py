@@ -146,12 +146,23 @@ def _timed(build: Any, tasks: int, worker_pids: list[int], redis_pid: int, repea
         elapsed = time.perf_counter() - t0
         after = (time.process_time(), _cpu(worker_pids), _cpu([redis_pid]))
         times.append(elapsed)
-        cpus.append({f"{role}_cpu_us_per_task": (a - b) / tasks * 1e6
-                     for role, a, b in zip(("dispatcher", "workers", "redis"), after, before, strict=True)})
+        cpus.append(
+            {
+                f"{role}_cpu_us_per_task": (a - b) / tasks * 1e6
+                for role, a, b in zip(("dispatcher", "workers", "redis"), after, before, strict=True)
+            }
+        )
     best = min(range(len(times)), key=times.__getitem__)
-    return {"tasks": tasks, "best_s": times[best], "median_s": statistics.median(times),
-            "tasks_per_s": tasks / times[best], "median_tasks_per_s": tasks / statistics.median(times),
-            "ms_per_task": times[best] / tasks * 1e3, "runs": len(times), **cpus[best]}
+    return {
+        "tasks": tasks,
+        "best_s": times[best],
+        "median_s": statistics.median(times),
+        "tasks_per_s": tasks / times[best],
+        "median_tasks_per_s": tasks / statistics.median(times),
+        "ms_per_task": times[best] / tasks * 1e3,
+        "runs": len(times),
+        **cpus[best],
+    }
 
 
 def _latency(url: str, cfg: dict[str, Any], n: int) -> dict[str, Any]:
@@ -234,18 +245,39 @@ def start_workers(url: str, names: list[str], args: argparse.Namespace, logdir: 
     procs = []
     for name in names:
         with open(logdir / f"{name}.log", "wb") as log:
-            procs.append(subprocess.Popen(
-                [python, "-m", "graflow.worker.main", "--worker-id", name, "--redis-host", cfg["host"],
-                 "--redis-port", str(cfg["port"]), "--redis-key-prefix", KEY_PREFIX,
-                 "--max-concurrent-tasks", str(args.max_concurrent_tasks), "--poll-interval", str(args.poll_interval),
-                 "--log-level", "WARNING"],
-                cwd=logdir, env=env, stdout=log, stderr=subprocess.STDOUT,  # Graflow writes under its cwd
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        python,
+                        "-m",
+                        "graflow.worker.main",
+                        "--worker-id",
+                        name,
+                        "--redis-host",
+                        cfg["host"],
+                        "--redis-port",
+                        str(cfg["port"]),
+                        "--redis-key-prefix",
+                        KEY_PREFIX,
+                        "--max-concurrent-tasks",
+                        str(args.max_concurrent_tasks),
+                        "--poll-interval",
+                        str(args.poll_interval),
+                        "--log-level",
+                        "WARNING",
+                    ],
+                    cwd=logdir,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,  # Graflow writes under its cwd
+                )
+            )
     return procs
 
 
-def wait_polling(url: str, procs: list[subprocess.Popen[bytes]], logdir: Path, names: list[str],
-                 timeout: float = 60.0) -> None:
+def wait_polling(
+    url: str, procs: list[subprocess.Popen[bytes]], logdir: Path, names: list[str], timeout: float = 60.0
+) -> None:
     """Until as many connections as workers poll the queue (last command LPOP)."""
     import redis
 
@@ -286,10 +318,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     python = graflow_python()
     logdir = Path(tempfile.mkdtemp(prefix="bench-graflow-"))
     out: dict[str, Any] = {
-        "cpus": os.cpu_count(), "fan_n": args.fan, "fan_big_n": args.fan_big, "chain_n": args.chain,
-        "repeat": args.repeat, "worker_options": {"max_concurrent_tasks": args.max_concurrent_tasks,
-                                                  "poll_interval": args.poll_interval},
-        "loadavg_start": os.getloadavg()[0], "runs": [],
+        "cpus": os.cpu_count(),
+        "fan_n": args.fan,
+        "fan_big_n": args.fan_big,
+        "chain_n": args.chain,
+        "repeat": args.repeat,
+        "worker_options": {"max_concurrent_tasks": args.max_concurrent_tasks, "poll_interval": args.poll_interval},
+        "loadavg_start": os.getloadavg()[0],
+        "runs": [],
     }
     try:
         with redis_server() as (url, server):
@@ -299,12 +335,31 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 try:
                     wait_polling(url, procs, logdir, names)
                     done = subprocess.run(
-                        [python, "-c", "import sys; from benchmarks.graflow_redis import driver; "
-                         "driver(sys.argv[1:])",
-                         "--url", url, "--fan", str(args.fan), "--fan-big", str(args.fan_big),
-                         "--chain", str(args.chain), "--latency", str(args.latency), "--repeat", str(args.repeat),
-                         "--worker-pids", ",".join(str(p.pid) for p in procs), "--redis-pid", str(server.pid)],
-                        cwd=logdir, env={**environment(), "GFBENCH_REDIS_URL": url}, capture_output=True, text=True,
+                        [
+                            python,
+                            "-c",
+                            "import sys; from benchmarks.graflow_redis import driver; driver(sys.argv[1:])",
+                            "--url",
+                            url,
+                            "--fan",
+                            str(args.fan),
+                            "--fan-big",
+                            str(args.fan_big),
+                            "--chain",
+                            str(args.chain),
+                            "--latency",
+                            str(args.latency),
+                            "--repeat",
+                            str(args.repeat),
+                            "--worker-pids",
+                            ",".join(str(p.pid) for p in procs),
+                            "--redis-pid",
+                            str(server.pid),
+                        ],
+                        cwd=logdir,
+                        env={**environment(), "GFBENCH_REDIS_URL": url},
+                        capture_output=True,
+                        text=True,
                         timeout=args.timeout,
                     )
                     if done.returncode != 0:
@@ -349,10 +404,14 @@ def suite() -> None:
 
 def print_table(r: dict[str, Any]) -> None:
     opts = r["worker_options"]
-    print(f"Graflow {r.get('graflow_version', GRAFLOW_VERSION)} Redis workers (max_concurrent_tasks "
-          f"{opts['max_concurrent_tasks']}, poll_interval {opts['poll_interval']} s), {r['cpus']} CPUs")
-    print(f"{'workers':<8}{'scenario':<10}{'tasks':>7}{'tasks/s':>9}{'ms/task':>9}"
-          f"{'cpu µs/task: disp':>19}{'workers':>9}{'redis':>7}")
+    print(
+        f"Graflow {r.get('graflow_version', GRAFLOW_VERSION)} Redis workers (max_concurrent_tasks "
+        f"{opts['max_concurrent_tasks']}, poll_interval {opts['poll_interval']} s), {r['cpus']} CPUs"
+    )
+    print(
+        f"{'workers':<8}{'scenario':<10}{'tasks':>7}{'tasks/s':>9}{'ms/task':>9}"
+        f"{'cpu µs/task: disp':>19}{'workers':>9}{'redis':>7}"
+    )
     for run in r["runs"]:
         for name in ("fan", "fan_big", "chain"):
             s = run.get(name)
@@ -360,27 +419,37 @@ def print_table(r: dict[str, Any]) -> None:
                 continue
             if "error" in s:
                 left = f", {s['left_queued']} tasks left queued" if "left_queued" in s else ""
-                print(f"{run['workers']:<8}{name:<10}{s['tasks']:>7}  FAILED after {s['failed_after_s']:.1f} s{left}: "
-                      f"{s['error'][:70]}")
+                print(
+                    f"{run['workers']:<8}{name:<10}{s['tasks']:>7}  FAILED after {s['failed_after_s']:.1f} s{left}: "
+                    f"{s['error'][:70]}"
+                )
                 continue
-            print(f"{run['workers']:<8}{name:<10}{s['tasks']:>7}{s['tasks_per_s']:>9,.0f}{s['ms_per_task']:>9.2f}"
-                  f"{s['dispatcher_cpu_us_per_task']:>19.0f}{s['workers_cpu_us_per_task']:>9.0f}"
-                  f"{s['redis_cpu_us_per_task']:>7.0f}")
+            print(
+                f"{run['workers']:<8}{name:<10}{s['tasks']:>7}{s['tasks_per_s']:>9,.0f}{s['ms_per_task']:>9.2f}"
+                f"{s['dispatcher_cpu_us_per_task']:>19.0f}{s['workers_cpu_us_per_task']:>9.0f}"
+                f"{s['redis_cpu_us_per_task']:>7.0f}"
+            )
         lat = run.get("latency")
         if lat:
-            print(f"{run['workers']:<8}dispatch->start latency, {lat['n']} sequential tasks: "
-                  f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms")
+            print(
+                f"{run['workers']:<8}dispatch->start latency, {lat['n']} sequential tasks: "
+                f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms"
+            )
     for row in r.get("vs_graflow_async", []):
         parts = [f"{k.removesuffix('_ratio')} {v:,.1f}x" for k, v in row.items() if k != "workers"]
         print(f"graflow-async vs Graflow, {row['workers']} worker(s): " + ", ".join(parts))
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.graflow_redis", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.graflow_redis",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--fan", type=int, default=2_000, help="tasks in the timed parallel group (default 2000)")
-    parser.add_argument("--fan-big", type=int, default=20_000,
-                        help="one attempt at a group this large (default 20000; 0 skips it)")
+    parser.add_argument(
+        "--fan-big", type=int, default=20_000, help="one attempt at a group this large (default 20000; 0 skips it)"
+    )
     parser.add_argument("--chain", type=int, default=200, help="single-member groups in the chain (default 200)")
     parser.add_argument("--latency", type=int, default=50, help="sequential tasks for latency (default 50)")
     parser.add_argument("--repeat", type=int, default=3)

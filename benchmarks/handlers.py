@@ -61,8 +61,17 @@ async def _docker(calls: int) -> dict[str, Any]:
     try:
         engine = DockerEngine(url=daemon.url, image=IMAGE, python=os.path.realpath(sys.executable))
         build_image(engine)
-        t = Task(noop, id="docker_noop", handler="docker", handler_kwargs={
-            "image": IMAGE, "docker_url": daemon.url, "python": engine.python, "volumes": interpreter_volumes()})
+        t = Task(
+            noop,
+            id="docker_noop",
+            handler="docker",
+            handler_kwargs={
+                "image": IMAGE,
+                "docker_url": daemon.url,
+                "python": engine.python,
+                "volumes": interpreter_volumes(),
+            },
+        )
         return {"available": True, **_percentiles(await _time_runs(t, calls))}
     finally:
         daemon.stop()

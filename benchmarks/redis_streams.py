@@ -70,9 +70,23 @@ def redis_server(binary: str = "redis-server") -> Iterator[tuple[str, subprocess
     workdir = tempfile.mkdtemp(prefix="bench-redis-")
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir, "--protected-mode", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            "--protected-mode",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:
@@ -119,8 +133,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def start_workers(url: str, names: Sequence[str], concurrency: int, logdir: Path, *, module: str = TASK_MODULE,
-                  namespace: str | None = None) -> list[subprocess.Popen[bytes]]:
+def start_workers(
+    url: str,
+    names: Sequence[str],
+    concurrency: int,
+    logdir: Path,
+    *,
+    module: str = TASK_MODULE,
+    namespace: str | None = None,
+) -> list[subprocess.Popen[bytes]]:
     """`python -m graflow_async worker` per name (`concurrency` 0: the worker's default),
     importing `module`, on `namespace` (None: the worker's default)."""
     procs = []
@@ -129,16 +150,32 @@ def start_workers(url: str, names: Sequence[str], concurrency: int, logdir: Path
         if namespace is not None:
             option += ["--namespace", namespace]
         with open(logdir / f"{name}.log", "wb") as log:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "graflow_async", "worker", "--redis-url", url, "--worker-id", name,
-                 "--import", module, *option],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "graflow_async",
+                        "worker",
+                        "--redis-url",
+                        url,
+                        "--worker-id",
+                        name,
+                        "--import",
+                        module,
+                        *option,
+                    ],
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     return procs
 
 
-def wait_ready(url: str, names: Sequence[str], procs: Sequence[subprocess.Popen[bytes]], logdir: Path,
-               timeout: float = 60.0) -> None:
+def wait_ready(
+    url: str, names: Sequence[str], procs: Sequence[subprocess.Popen[bytes]], logdir: Path, timeout: float = 60.0
+) -> None:
     """Until every worker reads the task stream: as many connections whose last command
     is XREADGROUP as workers. (Redis 7.0 lists a consumer in XINFO CONSUMERS only once
     it has been delivered an entry, so an idle worker is not there yet.) Nothing else
@@ -171,8 +208,21 @@ async def floors(url: str, *, pings: int = 2000, xadds: int = 100_000, batch: in
     from graflow_async.wire.envelope import encode
     from graflow_async.wire.messages import TaskMessage
 
-    sample = encode(TaskMessage("0" * 32, "t12345", 12345, 1, "run:" + "0" * 32 + ":replies", {}, None,
-                                f"{TASK_MODULE}:_noop", 30.0, 5, False))
+    sample = encode(
+        TaskMessage(
+            "0" * 32,
+            "t12345",
+            12345,
+            1,
+            "run:" + "0" * 32 + ":replies",
+            {},
+            None,
+            f"{TASK_MODULE}:_noop",
+            30.0,
+            5,
+            False,
+        )
+    )
     out: dict[str, Any] = {"message_bytes": len(sample)}
 
     client = Redis.from_url(url)
@@ -232,8 +282,11 @@ async def floors(url: str, *, pings: int = 2000, xadds: int = 100_000, batch: in
 
 def _pcts(values: Sequence[float], scale: float) -> dict[str, float]:
     ordered = sorted(v * scale for v in values)
-    return {"p50": statistics.median(ordered), "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-            "n": len(ordered)}
+    return {
+        "p50": statistics.median(ordered),
+        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "n": len(ordered),
+    }
 
 
 # --- graflow-async through Redis ------------------------------------------------------------
@@ -291,9 +344,13 @@ async def throughput(transport: Any, wf: Any, repeat: int, meter: CpuMeter, chec
         cpus.append(CpuMeter.per_task(before, after, tasks))
     best = min(range(repeat), key=times.__getitem__)
     return {
-        "tasks": tasks, "best_s": times[best], "median_s": statistics.median(times),
-        "tasks_per_s": tasks / times[best], "median_tasks_per_s": tasks / statistics.median(times),
-        "us_per_task": times[best] / tasks * 1e6, **cpus[best],
+        "tasks": tasks,
+        "best_s": times[best],
+        "median_s": statistics.median(times),
+        "tasks_per_s": tasks / times[best],
+        "median_tasks_per_s": tasks / statistics.median(times),
+        "us_per_task": times[best] / tasks * 1e6,
+        **cpus[best],
     }
 
 
@@ -310,8 +367,13 @@ async def latency(transport: Any, n: int) -> dict[str, Any]:
     return {"n": len(lags), "p50_ms": ms["p50"], "p99_ms": ms["p99"], "max_ms": max(lags) * 1e3}
 
 
-async def measure_run(url: str, procs: Sequence[subprocess.Popen[bytes]], server: subprocess.Popen[bytes],
-                      args: argparse.Namespace, wfs: dict[str, Any]) -> dict[str, Any]:
+async def measure_run(
+    url: str,
+    procs: Sequence[subprocess.Popen[bytes]],
+    server: subprocess.Popen[bytes],
+    args: argparse.Namespace,
+    wfs: dict[str, Any],
+) -> dict[str, Any]:
     """The timed runs, against workers that are already reading the task stream."""
     from graflow_async import run
 
@@ -338,14 +400,18 @@ async def measure_run(url: str, procs: Sequence[subprocess.Popen[bytes]], server
     return out
 
 
-def measure_workers(url: str, server: subprocess.Popen[bytes], count: int, args: argparse.Namespace,
-                    logdir: Path, wfs: dict[str, Any]) -> dict[str, Any]:
+def measure_workers(
+    url: str, server: subprocess.Popen[bytes], count: int, args: argparse.Namespace, logdir: Path, wfs: dict[str, Any]
+) -> dict[str, Any]:
     names = [f"bench-w{count}-{i}-{os.getpid()}" for i in range(1, count + 1)]
     procs = start_workers(url, names, args.concurrency, logdir)
     try:
         wait_ready(url, names, procs, logdir)
-        out: dict[str, Any] = {"workers": count, "concurrency": args.concurrency or None,
-                               "loadavg_1min": os.getloadavg()[0]}
+        out: dict[str, Any] = {
+            "workers": count,
+            "concurrency": args.concurrency or None,
+            "loadavg_1min": os.getloadavg()[0],
+        }
         out.update(asyncio.run(measure_run(url, procs, server, args, wfs)))
         for name, proc in zip(names, procs, strict=True):
             if proc.poll() is not None:
@@ -373,8 +439,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with redis_server() as (url, server):
             out: dict[str, Any] = {
-                "redis_server": version.removeprefix("v="), "cpus": os.cpu_count(), "fan_n": args.fan,
-                "chain_n": args.chain, "repeat": args.repeat, "build_s": build_s, "commit": git_commit(),
+                "redis_server": version.removeprefix("v="),
+                "cpus": os.cpu_count(),
+                "fan_n": args.fan,
+                "chain_n": args.chain,
+                "repeat": args.repeat,
+                "build_s": build_s,
+                "commit": git_commit(),
             }
             out["floors"] = asyncio.run(floors(url))
             out["runs"] = [measure_workers(url, server, count, args, logdir, wfs) for count in args.workers]
@@ -399,43 +470,63 @@ def suite() -> None:
 def print_table(r: dict[str, Any]) -> None:
     f = r["floors"]
     print(f"redis streams: own redis-server {r['redis_server']}, {r['cpus']} CPUs, best of {r['repeat']}")
-    print(f"floors: PING p50 {f['ping_async_us']['p50']:.0f} µs asyncio / {f['ping_sync_us']['p50']:.0f} µs sync; "
-          f"pipelined XADD ({f['message_bytes']} B) {f['xadd_pipelined_async_per_s']:,.0f}/s asyncio, "
-          f"{f['xadd_pipelined_sync_per_s']:,.0f}/s sync")
-    print(f"{'workers':<8}{'scenario':<13}{'tasks':>7}{'tasks/s':>10}{'median/s':>10}{'µs/task':>9}"
-          f"{'cpu µs/task: disp':>19}{'workers':>9}{'redis':>7}")
+    print(
+        f"floors: PING p50 {f['ping_async_us']['p50']:.0f} µs asyncio / {f['ping_sync_us']['p50']:.0f} µs sync; "
+        f"pipelined XADD ({f['message_bytes']} B) {f['xadd_pipelined_async_per_s']:,.0f}/s asyncio, "
+        f"{f['xadd_pipelined_sync_per_s']:,.0f}/s sync"
+    )
+    print(
+        f"{'workers':<8}{'scenario':<13}{'tasks':>7}{'tasks/s':>10}{'median/s':>10}{'µs/task':>9}"
+        f"{'cpu µs/task: disp':>19}{'workers':>9}{'redis':>7}"
+    )
     for run in r["runs"]:
         for name in ("fan", "chain"):
             s = run[name]
-            print(f"{run['workers']:<8}{name:<13}{s['tasks']:>7}{s['tasks_per_s']:>10,.0f}"
-                  f"{s['median_tasks_per_s']:>10,.0f}{s['us_per_task']:>9.1f}"
-                  f"{s['dispatcher_cpu_us_per_task']:>19.1f}{s['workers_cpu_us_per_task']:>9.1f}"
-                  f"{s['redis_cpu_us_per_task']:>7.1f}")
+            print(
+                f"{run['workers']:<8}{name:<13}{s['tasks']:>7}{s['tasks_per_s']:>10,.0f}"
+                f"{s['median_tasks_per_s']:>10,.0f}{s['us_per_task']:>9.1f}"
+                f"{s['dispatcher_cpu_us_per_task']:>19.1f}{s['workers_cpu_us_per_task']:>9.1f}"
+                f"{s['redis_cpu_us_per_task']:>7.1f}"
+            )
         if run["worker_retry_warnings"]:
-            print(f"{run['workers']:<8}workers backed off {run['worker_retry_warnings']} times on 'redis unavailable' "
-                  f"({run['worker_max_connections_errors']} of them MaxConnectionsError)")
+            print(
+                f"{run['workers']:<8}workers backed off {run['worker_retry_warnings']} times on 'redis unavailable' "
+                f"({run['worker_max_connections_errors']} of them MaxConnectionsError)"
+            )
         lat = run["latency"]
-        print(f"{run['workers']:<8}dispatch->start latency, {lat['n']} sequential tasks: p50 {lat['p50_ms']:.2f} ms, "
-              f"p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.2f} ms")
+        print(
+            f"{run['workers']:<8}dispatch->start latency, {lat['n']} sequential tasks: p50 {lat['p50_ms']:.2f} ms, "
+            f"p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.2f} ms"
+        )
     goals = r.get("goals")
     if goals:
+
         def verdict(key: str) -> str:
             return "met" if goals[key] else "NOT met"
 
-        print(f"goals (2 workers): fan >= 10,000 tasks/s {verdict('fan_2_workers_ge_10k_per_s')}; "
-              f"latency p50 <= 1 ms {verdict('latency_p50_le_1ms')}, p99 <= 5 ms {verdict('latency_p99_le_5ms')}")
+        print(
+            f"goals (2 workers): fan >= 10,000 tasks/s {verdict('fan_2_workers_ge_10k_per_s')}; "
+            f"latency p50 <= 1 ms {verdict('latency_p50_le_1ms')}, p99 <= 5 ms {verdict('latency_p99_le_5ms')}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.redis_streams", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.redis_streams",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--fan", type=int, default=20_000, help="tasks in the parallel group (default 20000)")
     parser.add_argument("--chain", type=int, default=2_000, help="tasks in the chain (default 2000)")
     parser.add_argument("--latency", type=int, default=200, help="sequential tasks for latency (default 200)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", default="1,2", help="worker counts to measure, comma-separated")
-    parser.add_argument("--concurrency", type=int, default=64,
-                        help="--concurrency of each worker (default 64; 0: the worker's default, unbounded)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="--concurrency of each worker (default 64; 0: the worker's default, unbounded)",
+    )
     parser.add_argument("--table", action="store_true", help="also print the table (to stderr)")
     args = parser.parse_args(argv)
     args.workers = [int(x) for x in args.workers.split(",")]

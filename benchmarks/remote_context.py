@@ -60,12 +60,14 @@ WARM = 10  # requests / saves of each warm-up run
 IDLE = 0.02  # seconds the answerer stays idle after each answer
 
 
-
-
 def _ms(values: Sequence[float]) -> dict[str, float]:
     ms = sorted(v * 1e3 for v in values)
-    return {"p50_ms": statistics.median(ms), "p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))],
-            "max_ms": ms[-1], "n": len(ms)}
+    return {
+        "p50_ms": statistics.median(ms),
+        "p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))],
+        "max_ms": ms[-1],
+        "n": len(ms),
+    }
 
 
 def _start_answerer(url: str, namespace: str, n: int) -> subprocess.Popen[bytes]:
@@ -146,8 +148,9 @@ async def feedback_remote_task(url: str, transport: Any, n: int, workers: Sequen
 
 
 # --- checkpoints ---------------------------------------------------------------------------
-async def checkpoints(directory: Path, parts: int, saves: int, pids: Sequence[int], **run_options: Any
-                      ) -> dict[str, Any]:
+async def checkpoints(
+    directory: Path, parts: int, saves: int, pids: Sequence[int], **run_options: Any
+) -> dict[str, Any]:
     from .remote_context_tasks import checkpoint_wf
 
     await _run(checkpoint_wf(parts, WARM), checkpoint_store=str(directory / "warm"), **run_options)
@@ -202,8 +205,12 @@ async def measure_all(url: str, workers: Sequence[int], args: argparse.Namespace
     for figures in (local_ckpt, remote_ckpt):
         del figures["location"]  # in a temp dir removed at the end
     out["feedback"] = fb
-    out["checkpoint"] = {"local": local_ckpt, "remote": remote_ckpt, "raw_write": raw,
-                         "round_trip_p50_ms": remote_ckpt["p50_ms"] - local_ckpt["p50_ms"]}
+    out["checkpoint"] = {
+        "local": local_ckpt,
+        "remote": remote_ckpt,
+        "raw_write": raw,
+        "round_trip_p50_ms": remote_ckpt["p50_ms"] - local_ckpt["p50_ms"],
+    }
     return out
 
 
@@ -220,8 +227,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 wait_ready(url, names, procs, logdir)
                 out: dict[str, Any] = {
-                    "redis_server": version.removeprefix("v="), "cpus": os.cpu_count(), "commit": git_commit(),
-                    "workers": len(procs), "requests": args.requests, "saves": args.saves, "parts": args.parts,
+                    "redis_server": version.removeprefix("v="),
+                    "cpus": os.cpu_count(),
+                    "commit": git_commit(),
+                    "workers": len(procs),
+                    "requests": args.requests,
+                    "saves": args.saves,
+                    "parts": args.parts,
                     "loadavg_1min": os.getloadavg()[0],
                 }
                 out.update(asyncio.run(measure_all(url, [p.pid for p in procs], args, directory)))
@@ -252,31 +264,42 @@ def print_table(r: dict[str, Any]) -> None:
         return f"  {label:<54}p50 {s['p50_ms']:6.2f} ms   p99 {s['p99_ms']:6.2f} ms   max {s['max_ms']:6.2f} ms"
 
     fb, ck = r["feedback"], r["checkpoint"]
-    print(f"remote context: a task on a Redis worker vs the same task in-process (own redis-server "
-          f"{r['redis_server']}, {r['cpus']} CPUs, {r['workers']} worker; PING p50 {r['ping']['p50_ms'] * 1e3:.0f} µs)")
+    print(
+        f"remote context: a task on a Redis worker vs the same task in-process (own redis-server "
+        f"{r['redis_server']}, {r['cpus']} CPUs, {r['workers']} worker; PING p50 {r['ping']['p50_ms'] * 1e3:.0f} µs)"
+    )
     print(f"request_feedback, answer given -> the asking task has it, {r['requests']} sequential requests:")
     print(row("in-process (memory store, answer in the same loop)", fb["in_process"]))
     print(row("local task, Redis store, answer from another process", fb["redis_store_local_task"]))
     print(row("remote task on a worker, answer from another process", fb["remote_task"]))
     loc, rem, raw = ck["local"], ck["remote"], ck["raw_write"]
-    print(f"checkpoint(), timed inside the task, {r['saves']} calls; {r['parts']} small results, "
-          f"{loc['size_bytes']} B on a file store:")
+    print(
+        f"checkpoint(), timed inside the task, {r['saves']} calls; {r['parts']} small results, "
+        f"{loc['size_bytes']} B on a file store:"
+    )
     print(row("local (in-process, memory transport): the write", loc))
     print(row("remote task on a worker (the run writes)", rem))
-    print(f"  round trip (remote - local p50): {ck['round_trip_p50_ms']:.2f} ms; raw write of the same bytes "
-          f"(temp + fsync + rename) p50 {raw['p50_ms']:.2f} ms")
+    print(
+        f"  round trip (remote - local p50): {ck['round_trip_p50_ms']:.2f} ms; raw write of the same bytes "
+        f"(temp + fsync + rename) p50 {raw['p50_ms']:.2f} ms"
+    )
     goals = r["goals"]
 
     def verdict(key: str) -> str:
         return "met" if goals[key] else "NOT met"
 
-    print(f"goals: remote answer -> resume p50 < 5 ms {verdict('feedback_remote_p50_lt_5ms')}; "
-          f"remote checkpoint() p50 < 5 ms + the write {verdict('checkpoint_remote_p50_lt_5ms_plus_write')}")
+    print(
+        f"goals: remote answer -> resume p50 < 5 ms {verdict('feedback_remote_p50_lt_5ms')}; "
+        f"remote checkpoint() p50 < 5 ms + the write {verdict('checkpoint_remote_p50_lt_5ms_plus_write')}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.remote_context", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.remote_context",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--requests", type=int, default=200, help="sequential feedback requests (default 200)")
     parser.add_argument("--saves", type=int, default=200, help="checkpoint() calls (default 200)")
     parser.add_argument("--parts", type=int, default=3, help="small tasks before the checkpointing one (default 3)")

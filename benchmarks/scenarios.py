@@ -52,10 +52,12 @@ SCENARIOS = (
     Scenario("chain-10k", "chain", 10_000, 1_000, "chain of {n} async tasks", ("chain", "core")),
     Scenario("chain-sync-1k", "chain-sync", 1_000, 200, "chain of {n} plain-function tasks", ("chain",)),
     Scenario("chain-sync-10k", "chain-sync", 10_000, 1_000, "chain of {n} plain-function tasks", ("chain",)),
-    Scenario("chain-inline-1k", "chain-inline", 1_000, 200, "chain of {n} cheap plain functions, run inline",
-             ("chain",)),
-    Scenario("chain-inline-10k", "chain-inline", 10_000, 1_000, "chain of {n} cheap plain functions, run inline",
-             ("chain",)),
+    Scenario(
+        "chain-inline-1k", "chain-inline", 1_000, 200, "chain of {n} cheap plain functions, run inline", ("chain",)
+    ),
+    Scenario(
+        "chain-inline-10k", "chain-inline", 10_000, 1_000, "chain of {n} cheap plain functions, run inline", ("chain",)
+    ),
     Scenario("fan-1k", "fan", 1_000, 200, "fan-out/fan-in of {n}", ("fan", "growth", "core")),
     Scenario("fan-10k", "fan", 10_000, 1_000, "fan-out/fan-in of {n}", ("fan", "growth", "core")),
     Scenario("fan-100k", "fan", 100_000, 3_000, "fan-out/fan-in of {n}", ("fan", "growth")),

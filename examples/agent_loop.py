@@ -86,7 +86,7 @@ with workflow("agent-loop") as agent:
 def report(result: WorkflowResult) -> None:
     print(f"run {result.run_id}: {result.status}")
     print(f"summary: {result.output}")
-    rounds = sorted({k.split('_')[1] for k in result.results if k.startswith("research_")})
+    rounds = sorted({k.split("_")[1] for k in result.results if k.startswith("research_")})
     print(f"rounds: {len(rounds)}; tasks added at runtime: {sum(k.startswith('research_') for k in result.results)}")
 
 

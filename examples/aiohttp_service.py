@@ -75,8 +75,10 @@ async def create_refund(request: web.Request) -> web.Response:
         body = await request.json()
     except ValueError:
         raise web.HTTPBadRequest(text="expected a JSON body") from None
-    if not isinstance(body, dict) or not isinstance(body.get("order"), str) or not isinstance(
-        body.get("amount"), int | float
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("order"), str)
+        or not isinstance(body.get("amount"), int | float)
     ):
         raise web.HTTPBadRequest(text='expected {"order": str, "amount": number}')
     inputs = {"order": body["order"], "amount": float(body["amount"]), **request.app[SETTINGS]}
@@ -98,16 +100,26 @@ async def show_refund(request: web.Request) -> web.Response:
 
 
 def make_app(
-    *, feedback_store: FeedbackStore | None = None, checkpoint_store: str | None = None,
-    public_url: str | None = None, notify_url: str | None = None, timeout: float = 3600.0,
+    *,
+    feedback_store: FeedbackStore | None = None,
+    checkpoint_store: str | None = None,
+    public_url: str | None = None,
+    notify_url: str | None = None,
+    timeout: float = 3600.0,
 ) -> web.Application:
     """The service: its own routes, and graflow's API and UI under ``/graflow``."""
     app = web.Application(handler_args=server_options())
     app[SETTINGS] = {"timeout": timeout, **({"notify_url": notify_url} if notify_url else {})}
     app.router.add_post("/refunds", create_refund)
     app.router.add_get("/refunds/{refund_id}", show_refund)
-    setup(app, workflows={"refund": refund_workflow}, feedback_store=feedback_store,
-          checkpoint_store=checkpoint_store, prefix=PREFIX, public_url=public_url)
+    setup(
+        app,
+        workflows={"refund": refund_workflow},
+        feedback_store=feedback_store,
+        checkpoint_store=checkpoint_store,
+        prefix=PREFIX,
+        public_url=public_url,
+    )
     return app
 
 

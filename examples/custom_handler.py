@@ -50,10 +50,11 @@ class SubprocessHandler:
             try:
                 return directory.outcome()
             except NoReply:
-                tail = output.decode(errors="replace")[-self.output_tail:]
+                tail = output.decode(errors="replace")[-self.output_tail :]
                 raise TaskFailedError(
-                    call.task_id, None, f"task {call.task_id!r}: its process exited with status "
-                    f"{process.returncode}\n{tail}"
+                    call.task_id,
+                    None,
+                    f"task {call.task_id!r}: its process exited with status {process.returncode}\n{tail}",
                 ) from None
 
 

@@ -111,8 +111,9 @@ async def serve_and_follow(app: web.Application, port: int, timeout: float) -> d
         from aiohttp import ClientSession
 
         async with ClientSession() as http:
-            started = await http.post(f"{base}/api/runs", json={"workflow": "deploy",
-                                                                "inputs": {"approval_timeout": timeout}})
+            started = await http.post(
+                f"{base}/api/runs", json={"workflow": "deploy", "inputs": {"approval_timeout": timeout}}
+            )
             run_id = (await started.json())["run_id"]
             print(f"run {run_id} started; answer the approval at {base}/ui/feedback/", flush=True)
             while True:  # follow the run as a client would

@@ -61,8 +61,9 @@ async def train(context, load_data: dict) -> dict:
         print(f"train: starting from scratch on {load_data['samples']:,} samples")
     else:
         first, loss = saved["epoch"] + 1, saved["loss"]
-        print(f"train: resumed from the checkpoint of epoch {saved['epoch']} (loss {loss}), "
-              f"continuing at epoch {first}")
+        print(
+            f"train: resumed from the checkpoint of epoch {saved['epoch']} (loss {loss}), continuing at epoch {first}"
+        )
     for epoch in range(first, EPOCHS + 1):
         await asyncio.sleep(0.01)  # one epoch of "work"
         loss = fake_loss(epoch)
@@ -100,8 +101,10 @@ async def latest_checkpoint(store_spec: str | None, run_id: str) -> str:
 async def main(store: str | None = None) -> WorkflowResult:
     global crash_at_epoch
     run_id = f"train-{uuid.uuid4().hex[:8]}"
-    print(f"== first run {run_id}: {EPOCHS} epochs, a checkpoint every {CHECKPOINT_EVERY}, "
-          f"a crash at epoch {CRASH_AT_EPOCH} ==")
+    print(
+        f"== first run {run_id}: {EPOCHS} epochs, a checkpoint every {CHECKPOINT_EVERY}, "
+        f"a crash at epoch {CRASH_AT_EPOCH} =="
+    )
     crash_at_epoch = CRASH_AT_EPOCH
     try:
         await run(training, run_id=run_id, checkpoint_store=store)
@@ -121,14 +124,17 @@ async def main(store: str | None = None) -> WorkflowResult:
     result = await resume(location, workflow=training)
     print(f"\n== run {result.run_id}: {result.status}; evaluate -> {result.output} ==")
     trained = result.results["train"]
-    print(f"resumed from epoch {saved['metadata']['epoch']}: trained epochs "
-          f"{trained['first_epoch_this_run']}-{trained['epochs']} after the crash, not 1-{EPOCHS}; "
-          f"load_data ran {runs['load_data']} time(s), train {runs['train']} time(s)")
+    print(
+        f"resumed from epoch {saved['metadata']['epoch']}: trained epochs "
+        f"{trained['first_epoch_this_run']}-{trained['epochs']} after the crash, not 1-{EPOCHS}; "
+        f"load_data ran {runs['load_data']} time(s), train {runs['train']} time(s)"
+    )
     return result
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", help="checkpoint store (directory or s3://bucket/prefix); "
-                        "default .graflow/checkpoints")
+    parser.add_argument(
+        "--store", help="checkpoint store (directory or s3://bucket/prefix); default .graflow/checkpoints"
+    )
     asyncio.run(main(parser.parse_args().store))

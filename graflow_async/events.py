@@ -12,9 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 EventKind = Literal[
-    "run_started", "run_completed", "run_failed", "run_suspended",
-    "task_started", "task_completed", "task_failed", "task_retrying",
-    "group_finished", "feedback_requested", "feedback_answered", "checkpoint_saved", "task_added",
+    "run_started",
+    "run_completed",
+    "run_failed",
+    "run_suspended",
+    "task_started",
+    "task_completed",
+    "task_failed",
+    "task_retrying",
+    "group_finished",
+    "feedback_requested",
+    "feedback_answered",
+    "checkpoint_saved",
+    "task_added",
 ]
 
 # The structlog level each kind is logged at.

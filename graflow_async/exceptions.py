@@ -67,8 +67,7 @@ class RetryLimitExceededError(TaskFailedError):
         super().__init__(
             task_id,
             last_error,
-            f"task {task_id!r} failed after {attempts} attempts "
-            f"(max_retries={max_retries}): {_describe(last_error)}",
+            f"task {task_id!r} failed after {attempts} attempts (max_retries={max_retries}): {_describe(last_error)}",
         )
 
     def __reduce__(self):

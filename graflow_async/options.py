@@ -34,8 +34,15 @@ def whole(name: str, value: Any, *, minimum: int = 0) -> int:
 def run_id(value: Any) -> str:
     """`value` as a run id, which names keys and files: 1-200 visible characters, no
     spaces, no '/', and not '.' or '..'."""
-    if not isinstance(value, str) or not 0 < len(value) <= 200 or not value.isprintable() \
-            or any(c.isspace() for c in value) or "/" in value or value in (".", ".."):
-        raise ValueError(f"run_id must be 1-200 visible characters without spaces or '/' (not '.' or '..'), "
-                         f"got {value!r}")
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= 200
+        or not value.isprintable()
+        or any(c.isspace() for c in value)
+        or "/" in value
+        or value in (".", "..")
+    ):
+        raise ValueError(
+            f"run_id must be 1-200 visible characters without spaces or '/' (not '.' or '..'), got {value!r}"
+        )
     return value

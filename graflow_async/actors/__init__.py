@@ -13,6 +13,13 @@ from graflow_async.actors.mailbox import MailboxClosed, MailboxFull, MailboxRece
 from graflow_async.actors.supervisor import Supervisor
 
 __all__ = [
-    "Actor", "HandOver", "Inbox", "MailboxClosed", "MailboxFull", "MailboxReceiver", "MailboxSender",
-    "Supervisor", "open_mailbox",
+    "Actor",
+    "HandOver",
+    "Inbox",
+    "MailboxClosed",
+    "MailboxFull",
+    "MailboxReceiver",
+    "MailboxSender",
+    "Supervisor",
+    "open_mailbox",
 ]

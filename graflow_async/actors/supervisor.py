@@ -35,8 +35,15 @@ class Supervisor:
     """Owns child tasks (actors' loops among them); see the module docstring for the rules."""
 
     __slots__ = (
-        "_aborting", "_children", "_errors", "_idle", "_loop", "_parent", "_parent_cancelled",
-        "_running", "name",
+        "_aborting",
+        "_children",
+        "_errors",
+        "_idle",
+        "_loop",
+        "_parent",
+        "_parent_cancelled",
+        "_running",
+        "name",
     )
 
     def __init__(self, name: str = "supervisor") -> None:
@@ -99,7 +106,10 @@ class Supervisor:
         return None
 
     def spawn(
-        self, coro: Coroutine[Any, Any, T], *, name: str | None = None,
+        self,
+        coro: Coroutine[Any, Any, T],
+        *,
+        name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[T]:
         """Start `coro` as a child task owned by this supervisor (in `context` if given,

@@ -181,17 +181,14 @@ def _verify_signature(
 ) -> None:
     if signed and key is None:
         raise CheckpointError(
-            f"{what} is signed but no signing key was given: set {SIGNING_KEY_ENV} "
-            "or pass the store's signing_key"
+            f"{what} is signed but no signing key was given: set {SIGNING_KEY_ENV} or pass the store's signing_key"
         )
     if not signed and key is not None:
         raise CheckpointError(
             f"{what} is not signed, but a signing key is configured: refusing to load an unsigned checkpoint"
         )
     if key is not None and not hmac.compare_digest(_sign(key, header, payload), signature):
-        raise CheckpointError(
-            f"{what}: signature does not verify (wrong signing key, or the file was altered)"
-        )
+        raise CheckpointError(f"{what}: signature does not verify (wrong signing key, or the file was altered)")
 
 
 def _unpack_document(payload: memoryview, what: str) -> dict[str, Any]:
@@ -199,8 +196,7 @@ def _unpack_document(payload: memoryview, what: str) -> dict[str, Any]:
         doc = unpackb(payload)
     except Exception as exc:  # msgpack raises many types; the checksum passed, so say so
         raise CheckpointError(
-            f"{what} is corrupted: its checksum matches but its payload cannot be decoded "
-            f"({type(exc).__name__}: {exc})"
+            f"{what} is corrupted: its checksum matches but its payload cannot be decoded ({type(exc).__name__}: {exc})"
         ) from exc
     if not isinstance(doc, dict):
         raise CheckpointError(f"{what} is corrupted: its payload is a {type(doc).__name__}, not a document")

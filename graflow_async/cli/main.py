@@ -1,12 +1,12 @@
 """Command line: ``python -m graflow_async <command>`` (also the ``graflow-async`` script).
 
-    run MODULE:ATTR [--no-progress]    run a workflow; exit 0 completed, 3 suspended,
-                                       1 failed, 2 usage or import error
-    resume LOCATION [--workflow MODULE:ATTR] [--force] [--no-progress]
-                                       continue a run from a checkpoint (same exit codes)
-    worker --redis-url URL --import MODULE ...   run tasks from the Redis task stream
-    queue-stats --redis-url URL        the task stream's length, pending entries, consumers
-    serve --port P ...                 the feedback REST API and UI
+run MODULE:ATTR [--no-progress]    run a workflow; exit 0 completed, 3 suspended,
+                                   1 failed, 2 usage or import error
+resume LOCATION [--workflow MODULE:ATTR] [--force] [--no-progress]
+                                   continue a run from a checkpoint (same exit codes)
+worker --redis-url URL --import MODULE ...   run tasks from the Redis task stream
+queue-stats --redis-url URL        the task stream's length, pending entries, consumers
+serve --port P ...                 the feedback REST API and UI
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
             transient=True,
         )
         self.bar = self.progress.add_task("running", total=total or None)
@@ -113,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_run_command)
     p = commands.add_parser("resume", help="continue a run from a checkpoint")
     p.add_argument("location", help="a checkpoint path or s3:// URI")
-    p.add_argument("--workflow", metavar="MODULE:ATTR",
-                   help="the workflow, when the checkpoint does not record an importable one")
+    p.add_argument(
+        "--workflow", metavar="MODULE:ATTR", help="the workflow, when the checkpoint does not record an importable one"
+    )
     p.add_argument("--force", action="store_true", help="run it even if the run has completed since")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_resume_command)
@@ -122,24 +126,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("worker", help="run tasks from the Redis task stream")
     _redis_arguments(p)
     p.add_argument("--worker-id", help="consumer name (default: host-pid)")
-    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                   help="import MODULE at start so its tasks can run here (repeatable)")
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE at start so its tasks can run here (repeatable)",
+    )
     p.add_argument("--concurrency", type=int, default=64, help="tasks run at once (default 64)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="threads that plain (sync) task functions run in (default: Python's "
-                        "ThreadPoolExecutor default, min(32, CPUs + 4))")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads that plain (sync) task functions run in (default: Python's "
+        "ThreadPoolExecutor default, min(32, CPUs + 4))",
+    )
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
-    p.add_argument("--grace-period", type=float, default=30.0,
-                   help="seconds running tasks get to finish after SIGTERM (default 30)")
-    p.add_argument("--secret-file", metavar="PATH",
-                   help="shared secret(s), one per line (the first signs): entries not signed with one of "
-                        "them are dead-lettered unread (default: GRAFLOW_SECRET, if set)")
-    p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
-                   help="the event loop: uvloop when it is installed (auto, the default; the redis "
-                        "extra brings it), or asyncio's own")
-    p.add_argument("--context-timeout", type=float, default=300.0,
-                   help="seconds a task waits for its run to answer a context request before it "
-                        "concludes the run has ended (default 300; feedback waits add their own timeout)")
+    p.add_argument(
+        "--grace-period",
+        type=float,
+        default=30.0,
+        help="seconds running tasks get to finish after SIGTERM (default 30)",
+    )
+    p.add_argument(
+        "--secret-file",
+        metavar="PATH",
+        help="shared secret(s), one per line (the first signs): entries not signed with one of "
+        "them are dead-lettered unread (default: GRAFLOW_SECRET, if set)",
+    )
+    p.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="the event loop: uvloop when it is installed (auto, the default; the redis "
+        "extra brings it), or asyncio's own",
+    )
+    p.add_argument(
+        "--context-timeout",
+        type=float,
+        default=300.0,
+        help="seconds a task waits for its run to answer a context request before it "
+        "concludes the run has ended (default 300; feedback waits add their own timeout)",
+    )
     p.set_defaults(handler=_worker_command)
 
     p = commands.add_parser("queue-stats", help="print the task stream's figures")
@@ -193,9 +223,16 @@ async def _worker_command(args: argparse.Namespace) -> int:
         except Exception as exc:
             raise UsageError(f"cannot import {module!r}: {type(exc).__name__}: {exc}") from exc
     return await run_worker(
-        _redis_url(args), namespace=args.namespace, worker_id=args.worker_id, imports=args.imports,
-        concurrency=args.concurrency, metrics_port=args.metrics_port, grace_period=args.grace_period,
-        context_timeout=args.context_timeout, secret=secret, threads=args.threads,
+        _redis_url(args),
+        namespace=args.namespace,
+        worker_id=args.worker_id,
+        imports=args.imports,
+        concurrency=args.concurrency,
+        metrics_port=args.metrics_port,
+        grace_period=args.grace_period,
+        context_timeout=args.context_timeout,
+        secret=secret,
+        threads=args.threads,
     )
 
 
@@ -210,8 +247,10 @@ async def _queue_stats_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats))
         return EXIT_OK
-    print(f"stream {stats['stream']}: {stats['length']} entries, {stats['pending']} pending, "
-          f"{stats['lag']} not yet delivered, {stats['dead_letters']} dead letters")
+    print(
+        f"stream {stats['stream']}: {stats['length']} entries, {stats['pending']} pending, "
+        f"{stats['lag']} not yet delivered, {stats['dead_letters']} dead letters"
+    )
     for c in stats["consumers"]:
         print(f"  consumer {c['name']}: {c['pending']} pending, idle {c['idle_ms']} ms")
     return EXIT_OK

@@ -108,8 +108,12 @@ async def serve(args: argparse.Namespace) -> int:
     store = open_feedback_store(args.feedback_store)
     try:
         app = create_app(
-            workflows=workflows, feedback_store=store, checkpoint_store=args.checkpoint_store, auth_token=token,
-            public_url=public_url, allowed_hosts=_allowed_hosts(args.host, args.allowed_host, token),
+            workflows=workflows,
+            feedback_store=store,
+            checkpoint_store=args.checkpoint_store,
+            auth_token=token,
+            public_url=public_url,
+            allowed_hosts=_allowed_hosts(args.host, args.allowed_host, token),
         )
         runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()

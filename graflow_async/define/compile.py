@@ -149,7 +149,7 @@ class _Nodes:
         usually are, being registered together), found without a lookup each."""
         if tasks:
             first = self.index[tasks[0].id]
-            if self.tasks[first:first + len(tasks)] == tasks:  # compares identities
+            if self.tasks[first : first + len(tasks)] == tasks:  # compares identities
                 return range(first, first + len(tasks))
         return list(map(self.index.__getitem__, map(_ID, tasks)))
 
@@ -218,8 +218,13 @@ def _groups(
 
 
 def _task_members(
-    gi: int, barrier: int, nodes: Sequence[int], group_of: array[int], member_of: array[int],
-    is_tail: bytearray, edges: _Edges,
+    gi: int,
+    barrier: int,
+    nodes: Sequence[int],
+    group_of: array[int],
+    member_of: array[int],
+    is_tail: bytearray,
+    edges: _Edges,
 ) -> bool:
     """Group `gi` of tasks only (at `nodes`), in bulk; False (nothing done) when one of
     them is in another group already (the general loop then says which)."""

@@ -16,10 +16,21 @@ from typing import Any
 from graflow_async.exceptions import HandlerError
 from graflow_async.options import number
 
-KEYS = frozenset({
-    "image", "python", "gpu", "volumes", "environment", "network_mode", "mem_limit", "cpus", "docker_url",
-    "timeout", "mount_code",
-})
+KEYS = frozenset(
+    {
+        "image",
+        "python",
+        "gpu",
+        "volumes",
+        "environment",
+        "network_mode",
+        "mem_limit",
+        "cpus",
+        "docker_url",
+        "timeout",
+        "mount_code",
+    }
+)
 LABEL = "graflow-async"  # every container the handler creates carries it (value: the run id)
 CALL_DIR = "/graflow/call"  # the per-call directory inside the container
 LIB_DIR = "/graflow/lib"  # graflow_async and what it imports, read-only
@@ -70,8 +81,9 @@ def parse(options: Mapping[str, Any], task_id: str = "?") -> DockerOptions:
             mem_limit=_size(where, options.get("mem_limit")),
             cpus=None if options.get("cpus") is None else number(f"{where} 'cpus'", options["cpus"], above=True),
             docker_url=None if options.get("docker_url") is None else _text(where, "docker_url", options["docker_url"]),
-            timeout=(None if options.get("timeout") is None
-                     else number(f"{where} 'timeout'", options["timeout"], above=True)),
+            timeout=(
+                None if options.get("timeout") is None else number(f"{where} 'timeout'", options["timeout"], above=True)
+            ),
             mount_code=_flag(where, "mount_code", options.get("mount_code", True)),
         )
     except (TypeError, ValueError) as exc:

@@ -363,8 +363,11 @@ class Workflow:
     def _mermaid_block(
         self, container: int | None, indent: str, refs: dict[int, str], parent: dict[int, int], lines: list[str]
     ) -> None:
-        lines += [f'{indent}{refs[id(t)]}["{_mermaid_label(t.id)}"]'
-                  for t in self.tasks.values() if parent.get(id(t)) == container]
+        lines += [
+            f'{indent}{refs[id(t)]}["{_mermaid_label(t.id)}"]'
+            for t in self.tasks.values()
+            if parent.get(id(t)) == container
+        ]
         for group in self.groups:
             if parent.get(id(group)) == container:
                 lines.append(f'{indent}subgraph {refs[id(group)]}["{_mermaid_label(self.group_name(group))}"]')

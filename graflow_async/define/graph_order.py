@@ -32,7 +32,7 @@ def topological_order(
     order = list(starts)
     done = 0
     while done < len(order):  # grows while it is walked
-        ready = order[done:done + 4096]
+        ready = order[done : done + 4096]
         done += len(ready)
         if len(ready) >= 64:
             _release_many(ready, succs, remaining, order)
@@ -57,9 +57,9 @@ def _release_row(after: Sequence[int], remaining: list[int], order: list[int]) -
     that node alone (a fan-out to a group's members), released at once; False if not."""
     lo, hi = min(after), max(after)
     k = hi + 1 - lo
-    if k != len(after) or remaining[lo:hi + 1].count(1) != k:  # (successors are distinct)
+    if k != len(after) or remaining[lo : hi + 1].count(1) != k:  # (successors are distinct)
         return False
-    remaining[lo:hi + 1] = [0] * k
+    remaining[lo : hi + 1] = [0] * k
     order.extend(after)
     return True
 
@@ -68,7 +68,7 @@ def _release_many(ready: list[int], succs: Sequence[Sequence[int]], remaining: l
     """The edges of many nodes at once (a group's members), counted in C: a million
     members leading to one barrier make one decrement, not a million."""
     lo, hi = min(ready), max(ready)
-    group = succs[lo:hi + 1] if hi + 1 - lo == len(ready) else list(map(succs.__getitem__, ready))
+    group = succs[lo : hi + 1] if hi + 1 - lo == len(ready) else list(map(succs.__getitem__, ready))
     if group.count(group[0]) == len(group):  # one successor tuple shared by all
         counts: Any = zip(group[0], repeat(len(group)))
     else:
@@ -94,7 +94,7 @@ def _find_cycle(succs: Sequence[Sequence[int]], stuck: set[int]) -> list[int]:
                 state[path.pop()] = 2
                 stack.pop()
             elif state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             elif nxt not in state:
                 state[nxt] = 1
                 path.append(nxt)

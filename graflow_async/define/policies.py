@@ -51,7 +51,10 @@ class RetryPolicy:
 
 
 def retry_delay(
-    policy: RetryPolicy, attempt: int, *, retryable: bool = True,
+    policy: RetryPolicy,
+    attempt: int,
+    *,
+    retryable: bool = True,
     rand: Callable[[], float] = random.random,
 ) -> float | None:
     """Decide after failed attempt `attempt` (1-based): the delay before the next
@@ -136,16 +139,12 @@ class AtLeastNGroupPolicy(GroupExecutionPolicy):
     def validate(self, member_ids: Iterable[str]) -> None:
         count = len(list(member_ids))
         if self.min_success > count:
-            raise ValueError(
-                f"min_success={self.min_success} is more than the group's {count} members"
-            )
+            raise ValueError(f"min_success={self.min_success} is more than the group's {count} members")
 
     def on_group_finished(self, group_id: str, results: dict[str, TaskResult]) -> None:
         successes = sum(1 for r in results.values() if r.success)
         if successes < self.min_success:
-            raise group_error(
-                group_id, results, f"at least {self.min_success} needed, {successes} succeeded"
-            )
+            raise group_error(group_id, results, f"at least {self.min_success} needed, {successes} succeeded")
 
     def __repr__(self) -> str:
         return f"AtLeastNGroupPolicy(min_success={self.min_success})"
@@ -199,8 +198,7 @@ def resolve_group_policy(policy: GroupExecutionPolicy | str | None) -> GroupExec
             return _NAMED_POLICIES[policy]()
         except KeyError:
             raise ValueError(
-                f"unknown group policy {policy!r}; use one of {sorted(_NAMED_POLICIES)} "
-                "or a GroupExecutionPolicy"
+                f"unknown group policy {policy!r}; use one of {sorted(_NAMED_POLICIES)} or a GroupExecutionPolicy"
             ) from None
     raise TypeError(f"policy must be a GroupExecutionPolicy or a name, got {policy!r}")
 

@@ -56,9 +56,7 @@ def _params(func: Callable[..., Any], inject_context: bool) -> tuple[Param, ...]
         if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             continue
         if p.kind is inspect.Parameter.POSITIONAL_ONLY:
-            raise TypeError(
-                f"{func.__qualname__}: positional-only parameter {p.name!r} cannot be resolved by name"
-            )
+            raise TypeError(f"{func.__qualname__}: positional-only parameter {p.name!r} cannot be resolved by name")
         out.append(Param(p.name, p.default if p.default is not p.empty else _MISSING))
     return tuple(out)
 
@@ -177,8 +175,19 @@ class Task(Composable):
     """A workflow node wrapping a function. Made by `@task`; see SPEC section 1."""
 
     __slots__ = (
-        "__weakref__", "bound", "func", "handler", "handler_kwargs", "id", "inject_context",
-        "is_async", "max_cycles", "params", "ref", "retry_policy", "timeout",
+        "__weakref__",
+        "bound",
+        "func",
+        "handler",
+        "handler_kwargs",
+        "id",
+        "inject_context",
+        "is_async",
+        "max_cycles",
+        "params",
+        "ref",
+        "retry_policy",
+        "timeout",
     )
 
     def __init__(
@@ -205,9 +214,7 @@ class Task(Composable):
         if max_retries is not None:
             retry_policy = RetryPolicy(max_retries=max_retries)
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
-            raise TypeError(
-                f"task {task_id!r}: retry_policy must be a RetryPolicy, got {retry_policy!r}"
-            )
+            raise TypeError(f"task {task_id!r}: retry_policy must be a RetryPolicy, got {retry_policy!r}")
         if timeout is not None:
             timeout = _option(number, f"task {task_id!r}: timeout", timeout, minimum=0.0, above=True)
         if max_cycles is not None:
@@ -240,9 +247,7 @@ class Task(Composable):
         if task_id is None and wf is None:
             return self.func(*args, **kwargs)
         if args:
-            raise TypeError(
-                f"task {self.id!r}: bind instance arguments by keyword, e.g. {self.id}(x=1)"
-            )
+            raise TypeError(f"task {self.id!r}: bind instance arguments by keyword, e.g. {self.id}(x=1)")
         if task_id is None:
             assert wf is not None
             task_id = wf.auto_id(self.id)
@@ -253,9 +258,14 @@ class Task(Composable):
     def instance(self, task_id: str, **bound: Any) -> Task:
         """A new task for the same function, with id `task_id` and `bound` kwargs added."""
         return Task(
-            self.func, id=task_id, inject_context=self.inject_context,
-            retry_policy=self.retry_policy, handler=self.handler,
-            handler_kwargs=self.handler_kwargs, timeout=self.timeout, max_cycles=self.max_cycles,
+            self.func,
+            id=task_id,
+            inject_context=self.inject_context,
+            retry_policy=self.retry_policy,
+            handler=self.handler,
+            handler_kwargs=self.handler_kwargs,
+            timeout=self.timeout,
+            max_cycles=self.max_cycles,
             bound={**self.bound, **bound},
         )
 

@@ -47,20 +47,50 @@ async def _attempt(msg: TaskMessage, task: Task, port: ContextPort) -> TaskReply
         # something the task awaited was cancelled: that is the task failing
         return failed(msg, exc, time.perf_counter() - start)
     except FeedbackSuspended as exc:
-        return TaskReply(msg.run_id, msg.node, msg.attempt, False, None, exc, time.perf_counter() - start,
-                         suspended=True, cycle=msg.cycle, task_id=msg.task_id)
+        return TaskReply(
+            msg.run_id,
+            msg.node,
+            msg.attempt,
+            False,
+            None,
+            exc,
+            time.perf_counter() - start,
+            suspended=True,
+            cycle=msg.cycle,
+            task_id=msg.task_id,
+        )
     except HandlerError as exc:  # the handler cannot run the task (an engine out of reach): not retried
         return failed(msg, exc, time.perf_counter() - start, retryable=False)
     except Exception as exc:
         return failed(msg, exc, time.perf_counter() - start)
     directives = context.directives if context is not None else ()
-    return TaskReply(msg.run_id, msg.node, msg.attempt, True, value, None, time.perf_counter() - start,
-                     directives, cycle=msg.cycle, task_id=msg.task_id)
+    return TaskReply(
+        msg.run_id,
+        msg.node,
+        msg.attempt,
+        True,
+        value,
+        None,
+        time.perf_counter() - start,
+        directives,
+        cycle=msg.cycle,
+        task_id=msg.task_id,
+    )
 
 
 def failed(msg: TaskMessage, error: BaseException, duration: float = 0.0, *, retryable: bool = True) -> TaskReply:
-    return TaskReply(msg.run_id, msg.node, msg.attempt, False, None, error, duration, retryable=retryable,
-                     cycle=msg.cycle, task_id=msg.task_id)
+    return TaskReply(
+        msg.run_id,
+        msg.node,
+        msg.attempt,
+        False,
+        None,
+        error,
+        duration,
+        retryable=retryable,
+        cycle=msg.cycle,
+        task_id=msg.task_id,
+    )
 
 
 async def _call(task: Task, msg: TaskMessage, context: TaskContext | None) -> Any:
@@ -73,8 +103,9 @@ async def _call(task: Task, msg: TaskMessage, context: TaskContext | None) -> An
             return task.func(*args, **msg.kwargs)
         return await call_in_thread(task.func, args, msg.kwargs)  # in a thread of the run's pool
     # copies: a handler may change what it is given, and these may be shared by many tasks
-    call = TaskCall(msg.task_id, msg.run_id, msg.attempt, task.func, dict(msg.kwargs), context,
-                    dict(task.handler_kwargs))
+    call = TaskCall(
+        msg.task_id, msg.run_id, msg.attempt, task.func, dict(msg.kwargs), context, dict(task.handler_kwargs)
+    )
     return await get_handler(handler).run(call)
 
 

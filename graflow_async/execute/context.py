@@ -104,8 +104,18 @@ class TaskContext:
     """Given to a task declared with ``inject_context=True`` as its first argument."""
 
     __slots__ = (
-        "_channel", "_directives", "_feedback_calls", "_log", "_message", "_port", "attempt", "cycle_count",
-        "max_cycles", "resumed_metadata", "run_id", "task_id",
+        "_channel",
+        "_directives",
+        "_feedback_calls",
+        "_log",
+        "_message",
+        "_port",
+        "attempt",
+        "cycle_count",
+        "max_cycles",
+        "resumed_metadata",
+        "run_id",
+        "task_id",
     )
 
     def __init__(self, port: Port, message: TaskMessage) -> None:

@@ -65,15 +65,21 @@ class ContextPort:
         request_id = f"{self._prefix}-{next(self._ids)}"
         future: asyncio.Future[ContextReply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        request = ContextRequest(message.run_id, message.node, message.cycle, message.attempt, request_id, op,
-                                 args, self.queue)
+        request = ContextRequest(
+            message.run_id, message.node, message.cycle, message.attempt, request_id, op, args, self.queue
+        )
         bound = (timeout or 0.0) + self.answer_timeout if self.remote else None
         try:
             async with asyncio.timeout(bound):
                 reply = await self._exchange(message.reply_to, request, future)
         except TimeoutError:
-            log.warning("a run did not answer a context request; it may have ended", run_id=message.run_id,
-                        task_id=message.task_id, op=op, waited=bound)
+            log.warning(
+                "a run did not answer a context request; it may have ended",
+                run_id=message.run_id,
+                task_id=message.task_id,
+                op=op,
+                waited=bound,
+            )
             raise TransportError(
                 f"run {message.run_id} did not answer {op} from task {message.task_id!r} within {bound:g}s "
                 "(it may have ended)"
@@ -107,8 +113,9 @@ class ContextPort:
                 log.warning("the context queue cannot be read for now", queue=self.queue, error=str(reply.error))
                 continue
             if not isinstance(reply, ContextReply):
-                log.warning("dropped a message that is not a context reply", queue=self.queue,
-                            kind=type(reply).__name__)
+                log.warning(
+                    "dropped a message that is not a context reply", queue=self.queue, kind=type(reply).__name__
+                )
                 continue
             future = self._pending.get(reply.request_id)
             if future is not None and not future.done():

@@ -66,9 +66,16 @@ class Executor(Actor[Any]):
     """
 
     def __init__(
-        self, transport: Transport, queue: str, *, context_queue: str, remote: bool = False,
-        concurrency: int | None = None, find_task: Callable[[TaskMessage], Task] = _task_of,
-        answer_timeout: float = REMOTE_ANSWER_TIMEOUT, observer: Metrics | None = None,
+        self,
+        transport: Transport,
+        queue: str,
+        *,
+        context_queue: str,
+        remote: bool = False,
+        concurrency: int | None = None,
+        find_task: Callable[[TaskMessage], Task] = _task_of,
+        answer_timeout: float = REMOTE_ANSWER_TIMEOUT,
+        observer: Metrics | None = None,
         max_threads: int | None = None,
     ) -> None:
         self.transport = transport
@@ -230,8 +237,10 @@ class Executor(Actor[Any]):
             await self.transport.dead_letter(self.queue, delivery, "not a task message")
             return
         if msg.max_deliveries and delivery.delivery_count > msg.max_deliveries:
-            reason = (f"dead-lettered after {delivery.delivery_count} deliveries "
-                      f"(max_deliveries={msg.max_deliveries}): the workers running it died or stalled")
+            reason = (
+                f"dead-lettered after {delivery.delivery_count} deliveries "
+                f"(max_deliveries={msg.max_deliveries}): the workers running it died or stalled"
+            )
             await self.transport.dead_letter(self.queue, delivery, reason)
             await self._answer(msg, failed(msg, RuntimeError(reason), retryable=False))
             return

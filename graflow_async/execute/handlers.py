@@ -100,5 +100,12 @@ def get_handler(spec: str | TaskHandler) -> TaskHandler:
     raise HandlerError(f"unknown task handler {spec!r} (known: {known})")
 
 
-__all__ = ["DirectHandler", "InlineHandler", "TaskCall", "TaskHandler", "get_handler", "register_handler",
-           "register_lazy"]
+__all__ = [
+    "DirectHandler",
+    "InlineHandler",
+    "TaskCall",
+    "TaskHandler",
+    "get_handler",
+    "register_handler",
+    "register_lazy",
+]

@@ -76,8 +76,13 @@ class Metrics:
         self._completed = by_task("graflow_tasks_completed", "Task attempts that succeeded.")
         self._failed = by_task("graflow_tasks_failed", "Tasks that failed (see graflow_async.execute.metrics).")
         self._retried = by_task("graflow_tasks_retried", "Task retries (see graflow_async.execute.metrics).")
-        self._duration = Histogram("graflow_task_duration_seconds", "Time task attempts took.", ("task",),
-                                   registry=registry, buckets=DURATION_BUCKETS)
+        self._duration = Histogram(
+            "graflow_task_duration_seconds",
+            "Time task attempts took.",
+            ("task",),
+            registry=registry,
+            buckets=DURATION_BUCKETS,
+        )
         self._runs = Counter("graflow_runs", "Runs that ended, by status.", ("status",), registry=registry)
         self._running = Gauge("graflow_runs_running", "Runs running now.", registry=registry)
         self._series: dict[str, _Series] = {}
@@ -95,8 +100,11 @@ class Metrics:
             found = self._series.get(label)
             if found is None:
                 found = self._series[label] = _Series(
-                    self._started.labels(label), self._completed.labels(label), self._failed.labels(label),
-                    self._retried.labels(label), self._duration.labels(label),
+                    self._started.labels(label),
+                    self._completed.labels(label),
+                    self._failed.labels(label),
+                    self._retried.labels(label),
+                    self._duration.labels(label),
                 )
         return found
 
@@ -193,8 +201,9 @@ class _ExecutorTotals:
         self.executor = executor
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily("graflow_worker_tasks", "Tasks this worker finished, by outcome.",
-                                     labels=("outcome",))
+        family = CounterMetricFamily(
+            "graflow_worker_tasks", "Tasks this worker finished, by outcome.", labels=("outcome",)
+        )
         family.add_metric(("done",), self.executor.done)
         family.add_metric(("failed",), self.executor.failed)
         yield family

@@ -205,9 +205,7 @@ async def shutdown(pool: RunThreadPool, *, wait: bool = True) -> None:
 
 # The thread pool that plain (sync) task functions run in; the executor of each run
 # sets it so that a run's threads are its own and are waited for when it ends.
-thread_pool: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(
-    "graflow_async_thread_pool", default=None
-)
+thread_pool: contextvars.ContextVar[Executor | None] = contextvars.ContextVar("graflow_async_thread_pool", default=None)
 
 
 async def call_function(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -45,9 +45,13 @@ def run_span(run_id: str, workflow: str) -> Iterator[dict[str, str] | None]:
         yield None
         return
     tracer = trace.get_tracer(TRACER)
-    with tracer.start_as_current_span(f"run {workflow}", attributes={
-        "graflow.run_id": run_id, "graflow.workflow": workflow,
-    }):
+    with tracer.start_as_current_span(
+        f"run {workflow}",
+        attributes={
+            "graflow.run_id": run_id,
+            "graflow.workflow": workflow,
+        },
+    ):
         yield carrier()
 
 
@@ -70,10 +74,15 @@ def attempt_span(msg: TaskMessage) -> Iterator[Any]:
     token = otel_context.attach(parent)
     try:
         tracer = trace.get_tracer(TRACER)
-        with tracer.start_as_current_span(f"task {msg.task_id}", attributes={
-            "graflow.run_id": msg.run_id, "graflow.task_id": msg.task_id, "graflow.attempt": msg.attempt,
-            "graflow.cycle": msg.cycle,
-        }) as span:
+        with tracer.start_as_current_span(
+            f"task {msg.task_id}",
+            attributes={
+                "graflow.run_id": msg.run_id,
+                "graflow.task_id": msg.task_id,
+                "graflow.attempt": msg.attempt,
+                "graflow.cycle": msg.cycle,
+            },
+        ) as span:
             yield span
     finally:
         otel_context.detach(token)

@@ -125,8 +125,14 @@ async def run_worker(
 
             observer = Metrics(transport=transport)
         executor = Executor(
-            transport, keys.TASK_QUEUE, context_queue=context_queue, remote=True, concurrency=concurrency,
-            find_task=TaskFinder(imports or []), answer_timeout=context_timeout, observer=observer,
+            transport,
+            keys.TASK_QUEUE,
+            context_queue=context_queue,
+            remote=True,
+            concurrency=concurrency,
+            find_task=TaskFinder(imports or []),
+            answer_timeout=context_timeout,
+            observer=observer,
             max_threads=threads,
         )
         stop = asyncio.Event()
@@ -137,8 +143,14 @@ async def run_worker(
         if observer is not None and metrics_port is not None:
             observer.count_executor(executor)
             metrics = await serve_metrics(observer, metrics_port)
-        log.info("worker started", worker_id=transport.consumer, url=transport.url, namespace=namespace,
-                 signed=transport.signer is not None, loop=type(asyncio.get_running_loop()).__module__.split(".")[0])
+        log.info(
+            "worker started",
+            worker_id=transport.consumer,
+            url=transport.url,
+            namespace=namespace,
+            signed=transport.signer is not None,
+            loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+        )
         if ready is not None:
             ready.set()
         try:
@@ -168,8 +180,11 @@ async def run_until_stopped(executor: Executor, stop: asyncio.Event, grace_perio
         try:
             await within(current_clock(), asyncio.shield(running), grace_period)
         except TimeoutError:
-            log.warning("grace period over: stopping the running tasks and handing them back to the queue",
-                        grace_period=grace_period, running=executor.running)
+            log.warning(
+                "grace period over: stopping the running tasks and handing them back to the queue",
+                grace_period=grace_period,
+                running=executor.running,
+            )
             executor.abandon_threads()
             running.cancel()
 

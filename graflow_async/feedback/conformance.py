@@ -40,14 +40,25 @@ from graflow_async.records.corrupt import Listing
 
 
 def ask(
-    feedback_id: str = "fb-1", run_id: str = "run-1", kind: str = "approval", *,
-    options: list[str] | None = None, created_at: float | None = None, prompt: str = "deploy?",
+    feedback_id: str = "fb-1",
+    run_id: str = "run-1",
+    kind: str = "approval",
+    *,
+    options: list[str] | None = None,
+    created_at: float | None = None,
+    prompt: str = "deploy?",
     metadata: dict[str, Any] | None = None,
 ) -> FeedbackRequest:
     """A request to store (approval by default)."""
     request = FeedbackRequest(
-        feedback_id, run_id, "task-a", FeedbackType(kind), prompt, options,
-        {"env": "prod"} if metadata is None else metadata, 30.0,
+        feedback_id,
+        run_id,
+        "task-a",
+        FeedbackType(kind),
+        prompt,
+        options,
+        {"env": "prod"} if metadata is None else metadata,
+        30.0,
     )
     return request if created_at is None else replace(request, created_at=created_at)
 
@@ -97,12 +108,20 @@ class FeedbackRequestsSuite:
         request, response = await store.get("fb-1")
         assert request.to_dict() == first.to_dict()
         assert (request.feedback_type, request.metadata, request.status, response) == (
-            FeedbackType.APPROVAL, {"env": "prod"}, "pending", None
+            FeedbackType.APPROVAL,
+            {"env": "prod"},
+            "pending",
+            None,
         )
 
     async def test_list_filters_by_run_and_status_oldest_first(self, store: FeedbackRequests) -> None:
-        for feedback_id, run_id, created_at in [("c", "r1", 30.0), ("a", "r1", 10.0), ("d", "r2", 40.0),
-                                                ("b", "r2", 20.0), ("e", "r1", 50.0)]:
+        for feedback_id, run_id, created_at in [
+            ("c", "r1", 30.0),
+            ("a", "r1", 10.0),
+            ("d", "r2", 40.0),
+            ("b", "r2", 20.0),
+            ("e", "r1", 50.0),
+        ]:
             await store.create(ask(feedback_id, run_id, created_at=time.time() - 1000 + created_at))
         await store.respond("c", {"approved": True})
         await store.cancel("d")
@@ -336,8 +355,14 @@ class SuspensionsSuite:
 
     @pytest.mark.parametrize(
         "record",
-        [["c"], {"checkpoint": 3}, {"workflow": ["w"]}, {1: "x"}, {"checkpoint": "c", "blob": "x" * 70_000},
-         {"checkpoint": "c", "when": {1, 2}}],
+        [
+            ["c"],
+            {"checkpoint": 3},
+            {"workflow": ["w"]},
+            {1: "x"},
+            {"checkpoint": "c", "blob": "x" * 70_000},
+            {"checkpoint": "c", "when": {1, 2}},
+        ],
         ids=["a-list", "checkpoint-number", "workflow-list", "number-key", "too-large", "not-json"],
     )
     async def test_malformed_suspensions_are_refused(self, store: Suspensions, record: Any) -> None:

@@ -86,8 +86,10 @@ class CorruptRequestsSuite(_Logs):
         await damage("request", "bad", how)
         for _ in range(2):
             for listing, expected in [
-                (await store.list(), ["good-1", "good-2"]), (await store.list_pending(), ["good-1", "good-2"]),
-                (await store.list("run-2"), ["good-2"]), (await store.list(status="answered"), []),
+                (await store.list(), ["good-1", "good-2"]),
+                (await store.list_pending(), ["good-1", "good-2"]),
+                (await store.list("run-2"), ["good-2"]),
+                (await store.list(status="answered"), []),
             ]:
                 assert ids(listing) == expected
                 assert listing.skipped_count == len(listing.skipped) == 1
@@ -100,8 +102,11 @@ class CorruptRequestsSuite(_Logs):
     ) -> None:
         await damage("request", "bad", how)
         calls: list[Callable[[], Awaitable[Any]]] = [
-            lambda: store.get("bad"), lambda: store.respond("bad", {"approved": True}),
-            lambda: store.cancel("bad"), lambda: store.wait("bad", timeout=1.0), lambda: store.create(ask("bad")),
+            lambda: store.get("bad"),
+            lambda: store.respond("bad", {"approved": True}),
+            lambda: store.cancel("bad"),
+            lambda: store.wait("bad", timeout=1.0),
+            lambda: store.create(ask("bad")),
             lambda: store.get("bad"),  # the create did not replace it
         ]
         for call in calls:

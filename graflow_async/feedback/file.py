@@ -89,12 +89,14 @@ class FileFeedbackStore(DelegatedRunRecords, FeedbackStore):
     """
 
     def __init__(
-        self, directory: str | os.PathLike[str] = ".graflow/feedback", *,
+        self,
+        directory: str | os.PathLike[str] = ".graflow/feedback",
+        *,
         runs_directory: str | os.PathLike[str] | None = None,
     ) -> None:
         self.directory = Path(directory)
-        self.runs_directory = Path(runs_directory) if runs_directory is not None else default_runs_directory(
-            self.directory
+        self.runs_directory = (
+            Path(runs_directory) if runs_directory is not None else default_runs_directory(self.directory)
         )
         self.run_records = FileRunRecords(self.runs_directory, file_key)
         self._waiters = Waiters()
@@ -111,7 +113,8 @@ class FileFeedbackStore(DelegatedRunRecords, FeedbackStore):
     async def list(self, run_id: str | None = None, status: str | None = None) -> Listing[FeedbackRequest]:
         requests, skipped = await asyncio.to_thread(self._scan)
         found = [
-            request for request in requests
+            request
+            for request in requests
             if (run_id is None or request.run_id == run_id) and (status is None or request.status == status)
         ]
         return Listing(sorted(found, key=lambda r: r.created_at), skipped)

@@ -76,8 +76,13 @@ class DirectoryWatch:
 
     async def _watch(self, stop: threading.Event) -> None:
         async for changes in awatch(
-            self.directory, watch_filter=_is_record, debounce=_DEBOUNCE_MS, step=_STEP_MS,
-            stop_event=stop, rust_timeout=_TIMEOUT_MS, recursive=False,
+            self.directory,
+            watch_filter=_is_record,
+            debounce=_DEBOUNCE_MS,
+            step=_STEP_MS,
+            stop_event=stop,
+            rust_timeout=_TIMEOUT_MS,
+            recursive=False,
         ):
             changed = {Path(path).name.rsplit(".", 1)[0] for _, path in changes}
             for feedback_id in [f for f in self._waiting if self._key(f) in changed]:
@@ -91,5 +96,6 @@ def _is_record(change: Change, path: str) -> bool:
 
 def _report_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.warning("feedback directory watcher failed; other processes' answers are not noticed",
-                    error=repr(task.exception()))
+        log.warning(
+            "feedback directory watcher failed; other processes' answers are not noticed", error=repr(task.exception())
+        )

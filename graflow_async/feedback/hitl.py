@@ -71,19 +71,24 @@ def question(
     if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT:
         raise FeedbackValidationError(f"prompt must be a string of at most {MAX_PROMPT} characters", field="prompt")
     if options is not None and (
-        not isinstance(options, list | tuple) or len(options) > MAX_OPTIONS
+        not isinstance(options, list | tuple)
+        or len(options) > MAX_OPTIONS
         or not all(isinstance(o, str) for o in options)
     ):
-        raise FeedbackValidationError(f"options must be a list of at most {MAX_OPTIONS} strings",
-                                      field="options")
+        raise FeedbackValidationError(f"options must be a list of at most {MAX_OPTIONS} strings", field="options")
     if kind in (FeedbackType.SELECTION, FeedbackType.MULTI_SELECTION) and not options:
         raise FeedbackValidationError(f"{kind.value} feedback needs options", field="options")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
-        raise FeedbackValidationError(f"timeout must be a positive number of seconds, got {timeout!r}",
-                                      field="timeout")
+        raise FeedbackValidationError(f"timeout must be a positive number of seconds, got {timeout!r}", field="timeout")
     if metadata is not None and not isinstance(metadata, dict):
         raise FeedbackValidationError("metadata must be a dict", field="metadata")
     if notification_config is not None:
         check_config(notification_config)
-    return {"feedback_type": kind.value, "prompt": prompt, "options": list(options) if options else None,
-            "timeout": float(timeout), "metadata": dict(metadata or {}), "notification_config": notification_config}
+    return {
+        "feedback_type": kind.value,
+        "prompt": prompt,
+        "options": list(options) if options else None,
+        "timeout": float(timeout),
+        "metadata": dict(metadata or {}),
+        "notification_config": notification_config,
+    }

@@ -52,7 +52,8 @@ class MemoryFeedbackStore(DelegatedRunRecords, FeedbackStore):
 
     async def list(self, run_id: str | None = None, status: str | None = None) -> Listing[FeedbackRequest]:
         found = [
-            (feedback_id, stored) for feedback_id, stored in self._requests.items()
+            (feedback_id, stored)
+            for feedback_id, stored in self._requests.items()
             if (run_id is None or stored.run_id == run_id) and (status is None or stored.status == status)
         ]
         found.sort(key=lambda item: item[1].created_at)
@@ -64,8 +65,9 @@ class MemoryFeedbackStore(DelegatedRunRecords, FeedbackStore):
     async def respond(self, feedback_id: str, response: dict[str, Any] | FeedbackResponse) -> FeedbackResponse:
         request = self._pending(feedback_id)
         answer = validate(request, response)
-        self._requests[feedback_id] = replace(self._requests[feedback_id], response=encode_answer(answer),
-                                              status=ANSWERED)
+        self._requests[feedback_id] = replace(
+            self._requests[feedback_id], response=encode_answer(answer), status=ANSWERED
+        )
         self._waiters.settle(feedback_id)
         return answer
 

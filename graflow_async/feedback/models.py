@@ -95,8 +95,7 @@ class FeedbackResponse:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-_ANSWER_FIELDS = ("approved", "reason", "text", "selected", "selected_multiple", "custom_data",
-                  "responded_by")
+_ANSWER_FIELDS = ("approved", "reason", "text", "selected", "selected_multiple", "custom_data", "responded_by")
 
 
 def validate_response(request: FeedbackRequest, answer: dict[str, Any] | FeedbackResponse) -> FeedbackResponse:
@@ -126,9 +125,7 @@ def validate_response(request: FeedbackRequest, answer: dict[str, Any] | Feedbac
             raise FeedbackValidationError("text feedback needs a string 'text'", field="text")
     elif kind is FeedbackType.SELECTION:
         if data["selected"] not in options or not isinstance(data["selected"], str):
-            raise FeedbackValidationError(
-                f"'selected' must be one of the options {options}", field="selected"
-            )
+            raise FeedbackValidationError(f"'selected' must be one of the options {options}", field="selected")
     elif kind is FeedbackType.MULTI_SELECTION:
         chosen = data["selected_multiple"]
         if not isinstance(chosen, list) or not all(isinstance(c, str) and c in options for c in chosen):

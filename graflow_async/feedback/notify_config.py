@@ -16,6 +16,7 @@ def check_config(config: Any) -> tuple[str, str, dict[str, str], str | None]:
     """`config`'s type, url, headers and message; `FeedbackValidationError` (a ValueError)
     naming ``notification_config`` and saying what is wrong with it. Used when a task
     asks, so a bad configuration fails the call instead of a notification later."""
+
     def bad(reason: str) -> FeedbackValidationError:
         return FeedbackValidationError(f"notification_config: {reason}", field="notification_config")
 

@@ -57,7 +57,9 @@ Row = tuple[FeedbackRequest, FeedbackResponse | None]
 
 # KEYS: request, index. ARGV: request JSON, created_at, ttl, id, bound in bytes.
 # {0} when created; else what `read` finds at the request; {4} when the index is not a sorted set.
-_CREATE = Script(LUA_READ + """
+_CREATE = Script(
+    LUA_READ
+    + """
 local index = redis.call('TYPE', KEYS[2])['ok']
 if index ~= 'none' and index ~= 'zset' then return {4} end
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -68,7 +70,8 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return {0}
-""")
+"""
+)
 # KEYS: request, channel, index. ARGV: new status, response JSON ('' for none), ttl, id,
 # token of this attempt (an attempt sent again after a lost answer must not lose to itself).
 # Returns 'ok', 'missing', 'corrupt', or the status that was there already.
@@ -155,8 +158,13 @@ class RedisFeedbackStore(DelegatedRunRecords, FeedbackStore):
         skipped: list[str] = []
         for start in range(0, len(ids), _BATCH):
             batch = ids[start : start + _BATCH]
-            rows = await read(self.conn, [self.keys.feedback_request(i) for i in batch], most=MAX_RECORD_BYTES,
-                              kind="hash", fields=FIELDS)
+            rows = await read(
+                self.conn,
+                [self.keys.feedback_request(i) for i in batch],
+                most=MAX_RECORD_BYTES,
+                kind="hash",
+                fields=FIELDS,
+            )
             gone = [i for i, value in zip(batch, rows, strict=True) if value is None]
             for feedback_id, value in zip(batch, rows, strict=True):
                 if feedback_id in gone:
@@ -173,8 +181,9 @@ class RedisFeedbackStore(DelegatedRunRecords, FeedbackStore):
         return Listing(sorted(found, key=lambda r: r.created_at), skipped)
 
     async def get(self, feedback_id: str) -> Row:
-        [found] = await read(self.conn, [self.keys.feedback_request(feedback_id)], most=MAX_RECORD_BYTES,
-                             kind="hash", fields=FIELDS)
+        [found] = await read(
+            self.conn, [self.keys.feedback_request(feedback_id)], most=MAX_RECORD_BYTES, kind="hash", fields=FIELDS
+        )
         if found is None:
             raise FeedbackNotFoundError(f"no feedback request {feedback_id!r}")
         return self._decode(feedback_id, found)
@@ -254,7 +263,6 @@ class RedisFeedbackStore(DelegatedRunRecords, FeedbackStore):
             raise
 
 
-
 def _version(found: Found) -> Any:
     """What tells one stored value from another, to log each corrupt one once."""
     return found if isinstance(found, Unreadable) else hash(found)
@@ -289,9 +297,12 @@ def _raw(client: Redis | None, owned: list[Any]) -> Redis | None:
     if not pool.connection_kwargs.get("decode_responses"):
         return client
     kwargs = {**pool.connection_kwargs, "decode_responses": False}
-    twin = Redis.from_pool(type(pool)(connection_class=pool.connection_class,  # closed with the twin
-                                      max_connections=pool.max_connections, **kwargs))
+    twin = Redis.from_pool(
+        type(pool)(
+            connection_class=pool.connection_class,  # closed with the twin
+            max_connections=pool.max_connections,
+            **kwargs,
+        )
+    )
     owned.append(twin)
     return twin
-
-

@@ -55,8 +55,9 @@ class SettledListener:
                     ):
                         pass
             except (redis_errors.RedisError, OSError, TimeoutError) as exc:
-                raise TransportError(f"cannot subscribe to {self.channel!r} on Redis at {self.conn.url}: "
-                                     f"{type(exc).__name__}: {exc}") from exc
+                raise TransportError(
+                    f"cannot subscribe to {self.channel!r} on Redis at {self.conn.url}: {type(exc).__name__}: {exc}"
+                ) from exc
             self._task = asyncio.create_task(self._listen(pubsub), name="graflow-feedback-listener")
             self._task.add_done_callback(self._report_failure)
 
@@ -74,8 +75,11 @@ class SettledListener:
 
     def _report_failure(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.warning("feedback pub/sub listener failed; waiters rely on their timeouts",
-                        url=self.conn.url, error=repr(task.exception()))
+            log.warning(
+                "feedback pub/sub listener failed; waiters rely on their timeouts",
+                url=self.conn.url,
+                error=repr(task.exception()),
+            )
 
     async def _listen(self, pubsub: PubSub) -> None:
         backoff = Backoff(0.05, 2.0)

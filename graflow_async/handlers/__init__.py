@@ -38,5 +38,11 @@ def _docker() -> TaskHandler:
 register_lazy("docker", _docker)
 
 __all__ = [
-    "DirectHandler", "InlineHandler", "TaskCall", "TaskHandler", "call_function", "get_handler", "register_handler",
+    "DirectHandler",
+    "InlineHandler",
+    "TaskCall",
+    "TaskHandler",
+    "call_function",
+    "get_handler",
+    "register_handler",
 ]

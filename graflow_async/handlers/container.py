@@ -75,8 +75,11 @@ async def _run(directory: Path, call: dict[str, Any], start: float) -> TaskReply
         func = load_function(call["ref"])
         if call["context"] is not None:
             facts = call["context"]
-            message = message._replace(cycle=int(facts["cycle"]), max_cycles=int(facts["max_cycles"]),
-                                       resumed_metadata=facts.get("resumed_metadata"))
+            message = message._replace(
+                cycle=int(facts["cycle"]),
+                max_cycles=int(facts["max_cycles"]),
+                resumed_metadata=facts.get("resumed_metadata"),
+            )
             port = SocketPort()
             await port.open(str(directory / SOCKET_FILE))
             context = TaskContext(port, message)
@@ -96,8 +99,15 @@ async def _run(directory: Path, call: dict[str, Any], start: float) -> TaskReply
 
 
 def _reply(message: TaskMessage, start: float, **fields: Any) -> TaskReply:
-    return TaskReply(message.run_id, message.node, message.attempt, duration=time.perf_counter() - start,
-                     cycle=message.cycle, task_id=message.task_id, **fields)
+    return TaskReply(
+        message.run_id,
+        message.node,
+        message.attempt,
+        duration=time.perf_counter() - start,
+        cycle=message.cycle,
+        task_id=message.task_id,
+        **fields,
+    )
 
 
 def main(argv: list[str]) -> int:

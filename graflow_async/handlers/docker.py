@@ -48,7 +48,9 @@ class DockerHandler:
         url = opts.url()
         async with call_directory(call) as directory, _engine(url) as docker:
             launch = Launch(
-                run_id=call.run_id, task_id=call.task_id, call_dir=str(directory.path),
+                run_id=call.run_id,
+                task_id=call.task_id,
+                call_dir=str(directory.path),
                 code_mounts=code_mounts(call.func) if opts.mount_code else (),
                 user=f"{os.getuid()}:{os.getgid()}" if os.name == "posix" else None,
             )
@@ -90,8 +92,11 @@ async def _attempt(docker: aiodocker.Docker, opts: DockerOptions, launch: Launch
             )
         return await _outcome(container, status, directory)
     except aiodocker.DockerError as exc:
-        raise TaskFailedError(call.task_id, None, f"task {call.task_id!r}: the engine refused the container "
-                                                  f"(image {opts.image!r}): {exc.message}") from None
+        raise TaskFailedError(
+            call.task_id,
+            None,
+            f"task {call.task_id!r}: the engine refused the container (image {opts.image!r}): {exc.message}",
+        ) from None
     finally:
         await _remove(container)
 

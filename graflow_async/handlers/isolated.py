@@ -107,15 +107,26 @@ def write_call(directory: str | os.PathLike[str], call: Any, *, trace: dict[str,
     context = call.context
     facts = None
     if context is not None:
-        facts = {"cycle": context.cycle_count, "max_cycles": context.max_cycles,
-                 "resumed_metadata": context.resumed_metadata}
-    doc = {"ref": function_ref(call.func), "task_id": call.task_id, "run_id": call.run_id, "attempt": call.attempt,
-           "kwargs": call.kwargs, "context": facts, "trace": trace or {}}
+        facts = {
+            "cycle": context.cycle_count,
+            "max_cycles": context.max_cycles,
+            "resumed_metadata": context.resumed_metadata,
+        }
+    doc = {
+        "ref": function_ref(call.func),
+        "task_id": call.task_id,
+        "run_id": call.run_id,
+        "attempt": call.attempt,
+        "kwargs": call.kwargs,
+        "context": facts,
+        "trace": trace or {},
+    }
     try:
         data = packb(doc, max_nesting=MAX_NESTING)
     except (TypeError, ValueError) as exc:
-        raise TaskFailedError(call.task_id, exc, f"the arguments of task {call.task_id!r} cannot be sent to "
-                                                 f"another process: {exc}") from exc
+        raise TaskFailedError(
+            call.task_id, exc, f"the arguments of task {call.task_id!r} cannot be sent to another process: {exc}"
+        ) from exc
     _write(Path(directory) / CALL_FILE, data)
 
 
@@ -124,8 +135,14 @@ def read_call(directory: str | os.PathLike[str]) -> dict[str, Any]:
     doc = unpackb(_read(Path(directory) / CALL_FILE), max_nesting=MAX_NESTING)
     if not isinstance(doc, dict):
         raise ValueError("call.msgpack must hold a map")
-    for name, kind in (("ref", str), ("task_id", str), ("run_id", str), ("attempt", int), ("kwargs", dict),
-                       ("trace", dict)):
+    for name, kind in (
+        ("ref", str),
+        ("task_id", str),
+        ("run_id", str),
+        ("attempt", int),
+        ("kwargs", dict),
+        ("trace", dict),
+    ):
         if not isinstance(doc.get(name), kind):
             raise ValueError(f"call.msgpack: {name} must be {kind.__name__}")
     if doc["context"] is not None and not isinstance(doc["context"], dict):

@@ -64,8 +64,11 @@ class ContextRelay:
                 while (body := await read_frame(reader)) is not None:
                     group.create_task(self._answer(body, writer, lock))
         except Exception as exc:  # a malformed frame: the connection is closed, the task's calls fail
-            log.warning("closed a task's context connection", task_id=self.context.task_id,
-                        reason=f"{type(exc).__name__}: {exc}"[:200])
+            log.warning(
+                "closed a task's context connection",
+                task_id=self.context.task_id,
+                reason=f"{type(exc).__name__}: {exc}"[:200],
+            )
         finally:
             self._tasks.discard(current)
             writer.close()

@@ -20,5 +20,15 @@ from graflow_async.plan.channel import ChannelData
 from graflow_async.plan.core import RunPlan, resolve
 from graflow_async.plan.graph import RunGraph
 
-__all__ = ["ChannelData", "Dispatch", "Emit", "Fail", "Finish", "RetryLater", "RunGraph", "RunPlan", "Suspend",
-           "resolve"]
+__all__ = [
+    "ChannelData",
+    "Dispatch",
+    "Emit",
+    "Fail",
+    "Finish",
+    "RetryLater",
+    "RunGraph",
+    "RunPlan",
+    "Suspend",
+    "resolve",
+]

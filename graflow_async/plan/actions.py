@@ -32,8 +32,12 @@ class Dispatch(NamedTuple):
         lists of numbers would be walked at each full collection while it runs)."""
         if len(self.nodes) < 1024:
             return self
-        return self._replace(nodes=array("q", self.nodes), attempts=array("q", self.attempts),
-                             cycles=array("q", self.cycles), max_cycles=array("q", self.max_cycles))
+        return self._replace(
+            nodes=array("q", self.nodes),
+            attempts=array("q", self.attempts),
+            cycles=array("q", self.cycles),
+            max_cycles=array("q", self.max_cycles),
+        )
 
     def add(self, node: int, task: Task, attempt: int, cycle: int, max_cycles: int, kwargs: dict[str, Any]) -> None:
         self.nodes.append(node)

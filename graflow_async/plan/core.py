@@ -33,11 +33,17 @@ class RunPlan(PlanState):
     """One run of a graph, as a state machine; see the module docstring."""
 
     def __init__(
-        self, graph: RunGraph, channel: ChannelData, *, default_retry: RetryPolicy | None = None,
-        max_cycles: int = 100, wants_steps: bool = False,
+        self,
+        graph: RunGraph,
+        channel: ChannelData,
+        *,
+        default_retry: RetryPolicy | None = None,
+        max_cycles: int = 100,
+        wants_steps: bool = False,
     ) -> None:
-        super().__init__(graph, default_retry=default_retry or RetryPolicy(), max_cycles=max_cycles,
-                         wants_steps=wants_steps)
+        super().__init__(
+            graph, default_retry=default_retry or RetryPolicy(), max_cycles=max_cycles, wants_steps=wants_steps
+        )
         self.channel = channel
         #: additions in the order they were applied: (adding node, goto, component);
         #: replaying them rebuilds the same nodes (see plan.snapshot)
@@ -56,8 +62,10 @@ class RunPlan(PlanState):
         """Whether (`node`, `cycle`, `attempt`) is an attempt running now (else a stale or
         duplicate message)."""
         return (
-            0 <= node < len(self.status) and self.status[node] == RUNNING
-            and self.runs[node] == cycle and self.attempts[node] == attempt
+            0 <= node < len(self.status)
+            and self.status[node] == RUNNING
+            and self.runs[node] == cycle
+            and self.attempts[node] == attempt
         )
 
     # --- facts -----------------------------------------------------------------------------
@@ -76,7 +84,12 @@ class RunPlan(PlanState):
         self._release(node)
 
     def task_failed(
-        self, node: int, cycle: int, attempt: int, error: BaseException | None, duration: float,
+        self,
+        node: int,
+        cycle: int,
+        attempt: int,
+        error: BaseException | None,
+        duration: float,
         retryable: bool = True,
     ) -> None:
         if not self.is_current(node, cycle, attempt):
@@ -157,8 +170,13 @@ class RunPlan(PlanState):
         exp = self.graph.expand(add.component, node)
         self.added.append((node, add.goto, add.component))
         self._grow()
-        self.emit("task_added", add.component.id if isinstance(add.component, Task) else None,
-                  added_by=self.graph.ids[node], goto=add.goto, ids=exp.ids)
+        self.emit(
+            "task_added",
+            add.component.id if isinstance(add.component, Task) else None,
+            added_by=self.graph.ids[node],
+            goto=add.goto,
+            ids=exp.ids,
+        )
         return exp
 
     def _start(self, exp: Expansion) -> None:
@@ -268,7 +286,8 @@ def resolve(task: Task, results: dict[str, Any], channel: ChannelData) -> dict[s
             kwargs[name] = value
         elif not p.has_default:
             raise TaskFailedError(
-                task.id, None,
+                task.id,
+                None,
                 f"task {task.id!r}: no value for parameter {name!r} (not bound, no task "
                 f"with that id has completed, not in the channel, and no default)",
             )

@@ -180,12 +180,11 @@ class RunGraph:
             return Expansion((node,), node, component.id, reused=True)
         scope = (self.group_of[by], self.member_of[by], self.route_of(by))
         heads, tail, ids = self._component(component, scope, {})
-        return Expansion(tuple(heads), tail, ids if isinstance(component, Chain | ParallelGroup) else ids[0],
-                         reused=False)
+        return Expansion(
+            tuple(heads), tail, ids if isinstance(component, Chain | ParallelGroup) else ids[0], reused=False
+        )
 
-    def _component(
-        self, c: Any, scope: tuple[int, int, int], made: dict[int, int]
-    ) -> tuple[list[int], int, list[str]]:
+    def _component(self, c: Any, scope: tuple[int, int, int], made: dict[int, int]) -> tuple[list[int], int, list[str]]:
         if isinstance(c, Task):
             node = made.get(id(c))
             if node is None:
@@ -206,9 +205,9 @@ class RunGraph:
             ids.extend(item_ids)
         return heads, tail, ids
 
-    def _group(self, g: ParallelGroup, scope: tuple[int, int, int], made: dict[int, int]) -> tuple[
-        list[int], int, list[str]
-    ]:
+    def _group(
+        self, g: ParallelGroup, scope: tuple[int, int, int], made: dict[int, int]
+    ) -> tuple[list[int], int, list[str]]:
         gi = len(self.groups)
         name = g.name or f"ParallelGroup_{gi + 1}"
         barrier = self._add_node(name, None, scope)

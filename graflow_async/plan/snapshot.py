@@ -66,18 +66,33 @@ def workflow_ref(wf: Workflow) -> str | None:
 
 
 def to_doc(
-    plan: RunPlan, compiled: CompiledGraph, *, run_id: str, workflow_ref: str | None, task_id: str | None,
-    metadata: dict[str, Any] | None, sequence: int, channel: dict[str, Any],
+    plan: RunPlan,
+    compiled: CompiledGraph,
+    *,
+    run_id: str,
+    workflow_ref: str | None,
+    task_id: str | None,
+    metadata: dict[str, Any] | None,
+    sequence: int,
+    channel: dict[str, Any],
 ) -> dict[str, Any]:
     """The checkpoint document of `plan` now, saved by task `task_id` (None: on suspension).
     CheckpointError when a task added at runtime cannot be recorded by import path."""
     graph, status = plan.graph, plan.status
     nodes = graph.task_nodes()
     return {
-        "kind": KIND, "run_id": run_id, "workflow": graph.workflow_name, "workflow_ref": workflow_ref,
-        "fingerprint": graph.fingerprint, "graph": graph_description(compiled), "created_at": time.time(),
-        "sequence": sequence, "task_id": task_id, "metadata": dict(metadata or {}),
-        "results": dict(plan.results), "channel": channel,
+        "kind": KIND,
+        "run_id": run_id,
+        "workflow": graph.workflow_name,
+        "workflow_ref": workflow_ref,
+        "fingerprint": graph.fingerprint,
+        "graph": graph_description(compiled),
+        "created_at": time.time(),
+        "sequence": sequence,
+        "task_id": task_id,
+        "metadata": dict(metadata or {}),
+        "results": dict(plan.results),
+        "channel": channel,
         "completed": [graph.ids[n] for n in nodes if status[n] == DONE],
         "pending": [graph.ids[n] for n in nodes if status[n] != DONE],
         "groups_done": [g.name for g in graph.groups[: len(compiled.groups)] if status[g.barrier] == DONE],
@@ -208,8 +223,7 @@ def _replay(plan: RunPlan, added: list[tuple[int, bool, Any]], load_task: Callab
     graph = plan.graph
     for i, (by, goto, spec) in enumerate(added):
         if by >= len(graph) or graph.tasks[by] is None:
-            raise invalid(f"plan.added[{i}][0]", f"the node of a task of the run (it had {len(graph)} nodes "
-                          "then)", by)
+            raise invalid(f"plan.added[{i}][0]", f"the node of a task of the run (it had {len(graph)} nodes then)", by)
         try:
             component = component_from_spec(spec, load_task)
             graph.check(component)

@@ -44,8 +44,11 @@ def component_spec(component: Any) -> dict[str, Any]:
     if isinstance(component, Chain):
         return {"chain": [component_spec(item) for item in component.items]}
     if isinstance(component, ParallelGroup):
-        return {"group": [component_spec(m) for m in component.members], "name": component.name,
-                "policy": policy_spec(component.policy)}
+        return {
+            "group": [component_spec(m) for m in component.members],
+            "name": component.name,
+            "policy": policy_spec(component.policy),
+        }
     raise GraphError(f"next_task() takes a task, a chain or a parallel group, got {type(component).__name__}")
 
 

@@ -82,8 +82,7 @@ class PlanState:
         self.results[task_id] = value
         self.status[node] = DONE
         if self.wants_steps:
-            self.emit("task_completed", task_id, attempt=self.attempts[node], duration=duration,
-                      cycle=self.runs[node])
+            self.emit("task_completed", task_id, attempt=self.attempts[node], duration=duration, cycle=self.runs[node])
         group = graph.group_of[node]
         if group >= 0:
             graph.groups[group].busy[graph.member_of[node]] += duration
@@ -183,8 +182,13 @@ class PlanState:
             state.policy.on_group_finished(state.name, results)
         except Exception as exc:
             verdict = exc
-        self.emit("group_finished", None, group_id=state.name, success=verdict is None,
-                  failed=[m for m, r in results.items() if not r.success])
+        self.emit(
+            "group_finished",
+            None,
+            group_id=state.name,
+            success=verdict is None,
+            failed=[m for m, r in results.items() if not r.success],
+        )
         self._group_finished(group, verdict)
 
     def _group_finished(self, group: int, verdict: BaseException | None) -> None:
@@ -251,9 +255,7 @@ def final_error(
     task_id: str, error: BaseException | None, attempt: int, policy: RetryPolicy, retryable: bool
 ) -> BaseException:
     """The error `run` raises for a task that failed for good."""
-    if isinstance(error, TaskFailedError) and error.task_id == task_id and not (
-        retryable and policy.max_retries > 0
-    ):
+    if isinstance(error, TaskFailedError) and error.task_id == task_id and not (retryable and policy.max_retries > 0):
         return error  # already says it all (a timeout, a missing parameter)
     if isinstance(error, TaskFailedError | HandlerError) and not retryable:
         return error  # a cycle limit, a bad addition or a handler that cannot run the task

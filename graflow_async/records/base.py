@@ -113,8 +113,10 @@ def _tasks(value: Any) -> dict[str, dict[str, Any]]:
 def _pending(value: Any) -> list[str]:
     if value is None:
         return []
-    if not isinstance(value, list) or len(value) > MAX_PENDING or not all(
-        isinstance(i, str) and 0 < len(i) <= MAX_ID for i in value
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_PENDING
+        or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID for i in value)
     ):
         raise RunRecordError(f"'pending_feedback' must be a list of at most {MAX_PENDING} feedback ids")
     return list(value)
@@ -227,8 +229,12 @@ def matches(record: dict[str, Any], status: str | None, workflow: str | None) ->
 
 
 def page(
-    records: Iterable[dict[str, Any]], *, status: str | None = None, workflow: str | None = None,
-    limit: int = 50, cursor: str | None = None,
+    records: Iterable[dict[str, Any]],
+    *,
+    status: str | None = None,
+    workflow: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of `records` (any order) matching the filters, newest first, after
     `cursor`; and the cursor of the next page, or None when this is the last."""
@@ -236,7 +242,8 @@ def page(
     after = decode_cursor(cursor) if cursor else None
     found = sorted(
         (r for r in records if matches(r, status, workflow) and (after is None or sort_key(r) < after)),
-        key=sort_key, reverse=True,
+        key=sort_key,
+        reverse=True,
     )
     chosen = found[:limit]
     return chosen, encode_cursor(sort_key(chosen[-1])) if len(found) > limit else None

@@ -29,12 +29,21 @@ from graflow_async.records.corrupt import Listing
 def record(run_id: str = "run-1", started_at: float = 100.0, **fields: Any) -> dict[str, Any]:
     """A run record to save (completed by default)."""
     return {
-        "run_id": run_id, "workflow": fields.pop("workflow", "deploy"), "workflow_name": "deploy-wf",
-        "status": fields.pop("status", "completed"), "started_at": started_at,
-        "ended_at": fields.pop("ended_at", started_at + 1.5), "error": None, "results": {"a": [1, "x"]},
-        "checkpoint": None, "pending_feedback": [], "owner": {"instance": "i-1", "host": "h", "pid": 42},
-        "lease_until": None, "tasks": {"a": {"state": "done", "attempts": 1, "started_at": started_at,
-                                             "ended_at": started_at + 1, "duration": 1.0}},
+        "run_id": run_id,
+        "workflow": fields.pop("workflow", "deploy"),
+        "workflow_name": "deploy-wf",
+        "status": fields.pop("status", "completed"),
+        "started_at": started_at,
+        "ended_at": fields.pop("ended_at", started_at + 1.5),
+        "error": None,
+        "results": {"a": [1, "x"]},
+        "checkpoint": None,
+        "pending_feedback": [],
+        "owner": {"instance": "i-1", "host": "h", "pid": 42},
+        "lease_until": None,
+        "tasks": {
+            "a": {"state": "done", "attempts": 1, "started_at": started_at, "ended_at": started_at + 1, "duration": 1.0}
+        },
         **fields,
     }
 
@@ -82,8 +91,13 @@ class RunRecordsSuite:
         assert all(len(p) == 2 for p in pages[:-1])
 
     async def test_listings_filter_by_status_and_workflow(self, store: RunRecords) -> None:
-        facts = [("r1", "completed", "deploy"), ("r2", "failed", "deploy"), ("r3", "completed", "train"),
-                 ("r4", "suspended", "deploy"), ("r5", "completed", "deploy")]
+        facts = [
+            ("r1", "completed", "deploy"),
+            ("r2", "failed", "deploy"),
+            ("r3", "completed", "train"),
+            ("r4", "suspended", "deploy"),
+            ("r5", "completed", "deploy"),
+        ]
         for i, (run_id, status, workflow) in enumerate(facts):
             await store.save_run(record(run_id, started_at=float(i), status=status, workflow=workflow))
         assert await all_pages(store, 1, status="completed", workflow="deploy") == [["r5"], ["r1"]]

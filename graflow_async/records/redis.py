@@ -50,11 +50,13 @@ class RedisRunRecords(RunRecords):
         data = encode_record(record)
         run_id = record["run_id"]
         index = self.keys.run_index
-        answers = await self.conn.transaction([
-            ("SET", self.keys.run_record(run_id), data, "EX", self.ttl),
-            ("ZADD", index, repr(float(record["started_at"])), run_id),
-            ("EXPIRE", index, self.ttl),
-        ])
+        answers = await self.conn.transaction(
+            [
+                ("SET", self.keys.run_record(run_id), data, "EX", self.ttl),
+                ("ZADD", index, repr(float(record["started_at"])), run_id),
+                ("EXPIRE", index, self.ttl),
+            ]
+        )
         for answer in answers:
             if isinstance(answer, Refused) and answer.code == "WRONGTYPE":  # the index: listings say so
                 self._reports.report(index, "WRONGTYPE", "the index holds another type", key=index)
@@ -97,16 +99,25 @@ class RedisRunRecords(RunRecords):
 
     async def _index_page(self, after: tuple[float, str] | None, offset: int) -> list[tuple[float, str]] | None:
         """A batch of (started_at, run id) from the index, newest first, from `offset`."""
-        command = ("ZREVRANGEBYSCORE", self.keys.run_index, repr(after[0]) if after else "+inf", "-inf",
-                   "WITHSCORES", "LIMIT", offset, _BATCH)
+        command = (
+            "ZREVRANGEBYSCORE",
+            self.keys.run_index,
+            repr(after[0]) if after else "+inf",
+            "-inf",
+            "WITHSCORES",
+            "LIMIT",
+            offset,
+            _BATCH,
+        )
         try:
             found: list[tuple[float, str]] = await self.conn.call(*command, parse=_scored)
             return found
         except Refused as exc:
             if exc.code != "WRONGTYPE":
                 raise
-            self._reports.report(self.keys.run_index, "WRONGTYPE", "the index holds another type",
-                                 key=self.keys.run_index)
+            self._reports.report(
+                self.keys.run_index, "WRONGTYPE", "the index holds another type", key=self.keys.run_index
+            )
             return None
 
     async def _batch(

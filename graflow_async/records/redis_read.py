@@ -41,13 +41,16 @@ local function read(key, most, want, fields)
 end
 """
 # KEYS: the keys to read. ARGV: the bound in bytes, the type ('string' or 'hash'), then a hash's fields.
-_READ = Script(LUA_READ + """
+_READ = Script(
+    LUA_READ
+    + """
 local fields = {}
 for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 local out = {}
 for i, key in ipairs(KEYS) do out[i] = read(key, tonumber(ARGV[1]), ARGV[2], fields) end
 return out
-""")
+"""
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,8 +57,16 @@ class RunActor(Actor[Any]):
     `resumed` when it continues from a checkpoint."""
 
     def __init__(
-        self, plan: RunPlan, options: RunOptions, *, routes: list[Route], emitter: Emitter,
-        checkpoints: CheckpointManager, feedback_store: Any, workflow_ref: str | None, resumed: Resumed | None = None,
+        self,
+        plan: RunPlan,
+        options: RunOptions,
+        *,
+        routes: list[Route],
+        emitter: Emitter,
+        checkpoints: CheckpointManager,
+        feedback_store: Any,
+        workflow_ref: str | None,
+        resumed: Resumed | None = None,
     ) -> None:
         self.plan = plan
         self.graph = plan.graph
@@ -78,10 +86,18 @@ class RunActor(Actor[Any]):
         self._awaited: dict[int, tuple[Route, TaskMessage]] = {}  # remote tasks sent, not answered yet
         self.outcome: Any = None
         self.trace: dict[str, str] | None = None  # the run span's context, for its task messages
-        self.feedback = FeedbackHost(self.run_id, feedback_store, current_clock(), self,
-                                     owned=options.feedback_store is None)
-        self.services = RunServices(plan, options, self, workflow_ref=workflow_ref, checkpoints=checkpoints,
-                                    feedback=self.feedback, resumed=resumed)
+        self.feedback = FeedbackHost(
+            self.run_id, feedback_store, current_clock(), self, owned=options.feedback_store is None
+        )
+        self.services = RunServices(
+            plan,
+            options,
+            self,
+            workflow_ref=workflow_ref,
+            checkpoints=checkpoints,
+            feedback=self.feedback,
+            resumed=resumed,
+        )
         self.checkpoints = checkpoints
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -110,8 +126,12 @@ class RunActor(Actor[Any]):
         """Start the executor (a child actor) of a route whose tasks run here; feed the
         route's reply queue into the mailbox."""
         if route.local:
-            executor = Executor(route.transport, route.task_queue, context_queue=route.context_queue,
-                                max_threads=self.options.max_threads)
+            executor = Executor(
+                route.transport,
+                route.task_queue,
+                context_queue=route.context_queue,
+                max_threads=self.options.max_threads,
+            )
             sup.spawn(executor.run(), name=f"executor {self.run_id}")
         detach = route.transport.attach(route.reply_to, self._feed)
         if detach is not None:
@@ -134,8 +154,9 @@ class RunActor(Actor[Any]):
             while True:
                 self._feed(await inbox.receive_batch())
         except MailboxClosed:
-            raise TransportError(f"the reply queue of run {self.run_id} was closed under it "
-                                 "(its transport was closed?)") from None
+            raise TransportError(
+                f"the reply queue of run {self.run_id} was closed under it (its transport was closed?)"
+            ) from None
         finally:
             inbox.close()
 
@@ -247,8 +268,14 @@ class RunActor(Actor[Any]):
         trace = self.trace
         if self._only_route is not None and self._only_route.local:  # every task runs here
             route = self._only_route
-            batches.append((route, local_messages(d, range(len(d.nodes)), run_id=run_id, reply_to=route.reply_to,
-                                                  resumed=resumed, trace=trace)))
+            batches.append(
+                (
+                    route,
+                    local_messages(
+                        d, range(len(d.nodes)), run_id=run_id, reply_to=route.reply_to, resumed=resumed, trace=trace
+                    ),
+                )
+            )
             return
         picks: dict[int, tuple[Route, list[int]]] = {}
         remote: dict[int, tuple[Route, list[TaskMessage]]] = {}
@@ -262,28 +289,47 @@ class RunActor(Actor[Any]):
                 batch = remote[id(route)] = (route, [])
             task = d.tasks[i]
             message = TaskMessage(
-                run_id, task.id, node, d.attempts[i], route.reply_to, d.kwargs[i], task.timeout, task.ref, None,
+                run_id,
+                task.id,
+                node,
+                d.attempts[i],
+                route.reply_to,
+                d.kwargs[i],
+                task.timeout,
+                task.ref,
+                None,
                 inject_context=task.inject_context,
-                cycle=d.cycles[i], max_cycles=d.max_cycles[i],
-                resumed_metadata=resumed.get(task.id) if resumed else None, trace=trace,
+                cycle=d.cycles[i],
+                max_cycles=d.max_cycles[i],
+                resumed_metadata=resumed.get(task.id) if resumed else None,
+                trace=trace,
             )
             self._awaited[node] = (route, message)
             batch[1].append(message)
         batches.extend(remote.values())
         for route, chosen in picks.values():
-            batches.append((route, local_messages(d, chosen, run_id=run_id, reply_to=route.reply_to, resumed=resumed,
-                                                  trace=trace)))
+            batches.append(
+                (route, local_messages(d, chosen, run_id=run_id, reply_to=route.reply_to, resumed=resumed, trace=trace))
+            )
 
     def _send_again(self, queue: str, only: set[tuple[int, int, int]] | None = None) -> None:
         """`queue` (a route's reply stream) was lost with whatever it held, or the task
         entries `only` names vanished unanswered: send again the tasks still awaited there
         (a worker that has one already runs it twice; the run takes the first reply)."""
         plan = self.plan
-        again = [(route, m) for node, (route, m) in self._awaited.items()
-                 if route.reply_to == queue and plan.is_current(node, m.cycle, m.attempt)
-                 and (only is None or (node, m.cycle, m.attempt) in only)]
-        self.emitter.log.warning("tasks of the run were lost in Redis; sending them again",
-                                 queue=queue, tasks=len(again), whole_queue=only is None)
+        again = [
+            (route, m)
+            for node, (route, m) in self._awaited.items()
+            if route.reply_to == queue
+            and plan.is_current(node, m.cycle, m.attempt)
+            and (only is None or (node, m.cycle, m.attempt) in only)
+        ]
+        self.emitter.log.warning(
+            "tasks of the run were lost in Redis; sending them again",
+            queue=queue,
+            tasks=len(again),
+            whole_queue=only is None,
+        )
         for route, message in again:
             self._outbox.append((route.transport, route.task_queue, message))
 
@@ -309,8 +355,12 @@ class RunActor(Actor[Any]):
         if store is not None:  # an answer resumed it, or it never suspended
             await store.set_suspension(self.run_id, None)
         result = WorkflowResult(
-            run_id=self.run_id, status="completed", results=dict(plan.results), output=plan.output(),
-            channel=self.channel.snapshot(), skipped=plan.skipped(),
+            run_id=self.run_id,
+            status="completed",
+            results=dict(plan.results),
+            output=plan.output(),
+            channel=self.channel.snapshot(),
+            skipped=plan.skipped(),
         )
         self.emitter.record("run_completed", duration=duration, terminated=outcome.terminated)
         await self.emitter.flush()
@@ -326,12 +376,18 @@ class RunActor(Actor[Any]):
             self.run_id, {"checkpoint": location, "workflow": self.graph.workflow_name}
         )
         self.emitter.record("checkpoint_saved", None, location=location, sequence=sequence)
-        self.emitter.record("run_suspended", checkpoint=location, duration=duration,
-                            pending_feedback=[r.feedback_id for r in pending])
+        self.emitter.record(
+            "run_suspended", checkpoint=location, duration=duration, pending_feedback=[r.feedback_id for r in pending]
+        )
         await self.emitter.flush()
         return WorkflowResult(
-            run_id=self.run_id, status="suspended", results=dict(self.plan.results), output=self.plan.output(),
-            channel=self.channel.snapshot(), checkpoint=location, pending_feedback=pending,
+            run_id=self.run_id,
+            status="suspended",
+            results=dict(self.plan.results),
+            output=self.plan.output(),
+            channel=self.channel.snapshot(),
+            checkpoint=location,
+            pending_feedback=pending,
             skipped=self.plan.skipped(),
         )
 

@@ -63,15 +63,27 @@ class FeedbackHost:
 
     async def serve(self, node: int, task_id: str, cycle: int, args: dict[str, Any]) -> dict[str, Any]:
         """Store the question, wait for its answer; the reply for the asking task."""
-        fields = question(args.get("feedback_type"), args.get("prompt"), args.get("options"), args.get("timeout"),
-                          args.get("metadata"), args.get("notification_config"))
+        fields = question(
+            args.get("feedback_type"),
+            args.get("prompt"),
+            args.get("options"),
+            args.get("timeout"),
+            args.get("metadata"),
+            args.get("notification_config"),
+        )
         index = args.get("index")
         if isinstance(index, bool) or not isinstance(index, int) or index < 1:
             raise FeedbackValidationError("index must be a positive whole number", field="index")
         fresh = FeedbackRequest(
-            feedback_id(self.run_id, task_id, index, cycle), self.run_id, task_id,
-            FeedbackType(fields["feedback_type"]), fields["prompt"], fields["options"], fields["metadata"],
-            fields["timeout"], notification_config=fields["notification_config"],
+            feedback_id(self.run_id, task_id, index, cycle),
+            self.run_id,
+            task_id,
+            FeedbackType(fields["feedback_type"]),
+            fields["prompt"],
+            fields["options"],
+            fields["metadata"],
+            fields["timeout"],
+            notification_config=fields["notification_config"],
         )
         store = self.store()
         request = await store.create(fresh)
@@ -82,8 +94,15 @@ class FeedbackHost:
         if request.status == CANCELLED:
             raise FeedbackCancelledError(f"feedback request {request.feedback_id!r} was cancelled")
         if request.created_at == fresh.created_at:  # asked now, not found from an earlier run
-            self.post(lambda: self.emit("feedback_requested", task_id, feedback_id=request.feedback_id,
-                                        feedback_type=request.feedback_type.value, prompt=request.prompt))
+            self.post(
+                lambda: self.emit(
+                    "feedback_requested",
+                    task_id,
+                    feedback_id=request.feedback_id,
+                    feedback_type=request.feedback_type.value,
+                    prompt=request.prompt,
+                )
+            )
             if fresh.notification_config:  # not stored: it may hold webhook URLs and headers
                 from graflow_async.feedback.notify import notify
 

@@ -59,9 +59,15 @@ async def run(
     sizes the pool plain (sync) task functions run in (None: `ThreadPoolExecutor`'s default).
     """
     options = RunOptions(
-        run_id=new_run_id() if run_id is None else run_id, transport=transport, checkpoint_store=checkpoint_store,
-        feedback_store=feedback_store, default_max_retries=default_max_retries,
-        initial_channel=initial_channel or {}, on_event=on_event, max_cycles=max_cycles, max_threads=max_threads,
+        run_id=new_run_id() if run_id is None else run_id,
+        transport=transport,
+        checkpoint_store=checkpoint_store,
+        feedback_store=feedback_store,
+        default_max_retries=default_max_retries,
+        initial_channel=initial_channel or {},
+        on_event=on_event,
+        max_cycles=max_cycles,
+        max_threads=max_threads,
     )
     return await drive(workflow, options)
 
@@ -75,8 +81,13 @@ async def drive(workflow: Workflow, options: RunOptions, snapshot: dict[str, Any
     main = options.transport or MemoryTransport()
     emitter = Emitter(run_id, options.on_event, library_logger().bind(run_id=run_id))
     channel = ChannelData({**(snapshot or {}).get("channel", {}), **options.initial_channel})
-    plan = RunPlan(RunGraph(compiled), channel, default_retry=RetryPolicy(max_retries=options.default_max_retries),
-                   max_cycles=options.max_cycles, wants_steps=emitter.wants_steps)
+    plan = RunPlan(
+        RunGraph(compiled),
+        channel,
+        default_retry=RetryPolicy(max_retries=options.default_max_retries),
+        max_cycles=options.max_cycles,
+        wants_steps=emitter.wants_steps,
+    )
     async with contextlib.AsyncExitStack() as stack:
         if options.transport is None:
             stack.push_async_callback(main.aclose)
@@ -88,8 +99,16 @@ async def drive(workflow: Workflow, options: RunOptions, snapshot: dict[str, Any
             from_doc(plan, snapshot, load_task)
             resumed = Resumed.of(snapshot)
         feedback_store = options.feedback_store if options.feedback_store is not None else store_for(main)
-        actor = RunActor(plan, options, routes=routes, emitter=emitter, checkpoints=checkpoints,
-                         feedback_store=feedback_store, workflow_ref=workflow_ref(workflow), resumed=resumed)
+        actor = RunActor(
+            plan,
+            options,
+            routes=routes,
+            emitter=emitter,
+            checkpoints=checkpoints,
+            feedback_store=feedback_store,
+            workflow_ref=workflow_ref(workflow),
+            resumed=resumed,
+        )
         stack.push_async_callback(actor.aclose)
         with run_span(run_id, compiled.workflow_name) as actor.trace, frozen(len(plan.graph)):
             result = await actor.execute()

@@ -46,8 +46,15 @@ class RunServices:
     run continues from a checkpoint (its later checkpoints are numbered after it)."""
 
     def __init__(
-        self, plan: RunPlan, options: RunOptions, host: Host, *, workflow_ref: str | None,
-        checkpoints: CheckpointManager, feedback: FeedbackHost, resumed: Resumed | None = None,
+        self,
+        plan: RunPlan,
+        options: RunOptions,
+        host: Host,
+        *,
+        workflow_ref: str | None,
+        checkpoints: CheckpointManager,
+        feedback: FeedbackHost,
+        resumed: Resumed | None = None,
     ) -> None:
         self.plan = plan
         self.compiled = plan.graph.compiled
@@ -69,10 +76,15 @@ class RunServices:
         self.spawn = host.spawn
         self.emit = host.emit
         self._ops: dict[str, Callable[[ContextRequest], Any]] = {
-            "channel.get": self._get, "channel.set": self._set, "channel.delete": self._delete,
-            "channel.keys": lambda r: self.channel.keys(), "channel.append": self._append,
-            "channel.incr": self._incr, "channel.snapshot": lambda r: self.channel.snapshot(),
-            "checkpoint": self._checkpoint, "feedback": self._feedback,
+            "channel.get": self._get,
+            "channel.set": self._set,
+            "channel.delete": self._delete,
+            "channel.keys": lambda r: self.channel.keys(),
+            "channel.append": self._append,
+            "channel.incr": self._incr,
+            "channel.snapshot": lambda r: self.channel.snapshot(),
+            "checkpoint": self._checkpoint,
+            "feedback": self._feedback,
         }
 
     def handle(self, request: ContextRequest) -> None:
@@ -82,8 +94,13 @@ class RunServices:
         if request.request_id in self._working:
             return  # sent again while being answered: one answer will do
         if request.run_id != self.run_id or not self.plan.is_current(request.node, request.cycle, request.attempt):
-            log.warning("dropped a context request from a task that is not running in this run",
-                        run_id=self.run_id, from_run=request.run_id, node=request.node, op=request.op)
+            log.warning(
+                "dropped a context request from a task that is not running in this run",
+                run_id=self.run_id,
+                from_run=request.run_id,
+                node=request.node,
+                op=request.op,
+            )
             if request.run_id == self.run_id and 0 <= request.node < len(self.plan.status):
                 error = TransportError(f"run {self.run_id} is not running this attempt of the task any more")
                 self.answer(request, ContextReply(request.request_id, False, None, error))
@@ -149,8 +166,14 @@ class RunServices:
 
     def snapshot(self, task_id: str | None, metadata: dict[str, Any] | None, sequence: int) -> dict[str, Any]:
         return to_doc(
-            self.plan, self.compiled, run_id=self.run_id, workflow_ref=self.workflow_ref, task_id=task_id,
-            metadata=metadata, sequence=sequence, channel=self.channel.snapshot(),
+            self.plan,
+            self.compiled,
+            run_id=self.run_id,
+            workflow_ref=self.workflow_ref,
+            task_id=task_id,
+            metadata=metadata,
+            sequence=sequence,
+            channel=self.channel.snapshot(),
         )
 
     def _checkpoint(self, request: ContextRequest) -> Any:

@@ -66,9 +66,7 @@ class Transport(ABC):
         """
 
     @abstractmethod
-    async def receive(
-        self, queue: str, *, max_messages: int = 0, timeout: float | None = None
-    ) -> list[Delivery]:
+    async def receive(self, queue: str, *, max_messages: int = 0, timeout: float | None = None) -> list[Delivery]:
         """Wait for messages on `queue` and return those available, in order (at most
         `max_messages` when > 0). Returns ``[]`` after `timeout` seconds without any
         (None: wait as long as it takes). Raises `TransportError` once closed."""

@@ -87,9 +87,20 @@ def _quiet(lease: float | None) -> float:
 
 def _task_message(reply_to: str) -> TaskMessage:
     return TaskMessage(
-        "run-1", "work", 3, 2, reply_to, {"n": 1, "items": [1, "two", None], "blob": b"\x00\xff", "pair": (1, 2)},
-        timeout=2.5, task_ref="myapp.flows:work", lease_timeout=30.0, max_deliveries=4, inject_context=True,
-        cycle=2, max_cycles=7, resumed_metadata={"step": 1},
+        "run-1",
+        "work",
+        3,
+        2,
+        reply_to,
+        {"n": 1, "items": [1, "two", None], "blob": b"\x00\xff", "pair": (1, 2)},
+        timeout=2.5,
+        task_ref="myapp.flows:work",
+        lease_timeout=30.0,
+        max_deliveries=4,
+        inject_context=True,
+        cycle=2,
+        max_cycles=7,
+        resumed_metadata={"step": 1},
     )
 
 
@@ -164,8 +175,7 @@ class TransportSuite:
 
     async def test_payloads_round_trip(self, transport: Transport) -> None:
         q = _queue()
-        payload = {"s": "text ✓", "i": -(2**40), "f": 1.5, "b": b"\x00\xff", "l": [1, [2]],
-                   "d": {"k": None}, "t": True}
+        payload = {"s": "text ✓", "i": -(2**40), "f": 1.5, "b": b"\x00\xff", "l": [1, [2]], "d": {"k": None}, "t": True}
         await transport.send(q, [payload])
         [delivery] = await transport.receive(q, timeout=2)
         assert delivery.message == payload
@@ -217,9 +227,19 @@ class TransportSuite:
     async def test_task_replies_round_trip(self, transport: Transport) -> None:
         replies = await _reply_queue(transport)
         added = {"task": "myapp.flows:work", "id": "work_2", "bound": {"n": 2}}
-        ok = TaskReply("run-1", 3, 2, True, {"total": 230, "parts": [1, 2]}, None, 0.25,
-                       (Cancel("x"), Terminate("y"), Iterate({"data": 1}), AddTasks(added, True)),
-                       retryable=False, suspended=True, cycle=2)
+        ok = TaskReply(
+            "run-1",
+            3,
+            2,
+            True,
+            {"total": 230, "parts": [1, 2]},
+            None,
+            0.25,
+            (Cancel("x"), Terminate("y"), Iterate({"data": 1}), AddTasks(added, True)),
+            retryable=False,
+            suspended=True,
+            cycle=2,
+        )
         failed = TaskReply("run-1", 4, 1, False, None, ValueError("it broke"), 0.5)
         await transport.send(replies, [ok])
         await transport.send(replies, [failed])
@@ -232,9 +252,10 @@ class TransportSuite:
 
     async def test_context_requests_round_trip(self, transport: Transport) -> None:
         replies = await _reply_queue(transport)
-        sent = [ContextRequest("run-1", 3, 1, 2, "req-1", "channel.incr", {"key": "n", "amount": 2}, _queue()),
-                ContextRequest("run-1", 3, 1, 2, "req-2", "channel.set", {"key": "k", "value": [1, {"a": b"x"}]},
-                               _queue())]
+        sent = [
+            ContextRequest("run-1", 3, 1, 2, "req-1", "channel.incr", {"key": "n", "amount": 2}, _queue()),
+            ContextRequest("run-1", 3, 1, 2, "req-2", "channel.set", {"key": "k", "value": [1, {"a": b"x"}]}, _queue()),
+        ]
         await transport.send(replies, sent)
         _same([d.message for d in await _take(transport, replies, 2)], sent)
 
@@ -347,9 +368,7 @@ class TransportSuite:
         with pytest.raises(TransportError):
             await asyncio.wait_for(waiting, 5)
 
-    async def test_ended_names_only_queues_it_was_asked_about_and_never_a_live_one(
-        self, transport: Transport
-    ) -> None:
+    async def test_ended_names_only_queues_it_was_asked_about_and_never_a_live_one(self, transport: Transport) -> None:
         live, unknown = _queue(), _queue()
         await transport.open_queue(live)
         await transport.send(live, [{"n": 1}])

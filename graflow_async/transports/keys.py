@@ -29,11 +29,9 @@ TASK_QUEUE = "tasks"
 _REPLY_QUEUE = re.compile(r"run:\S{1,256}:replies")
 
 
-
 def is_reply_queue(queue: object) -> bool:
     """Whether `queue` names a run's reply queue (where a task's reply may go)."""
     return isinstance(queue, str) and _REPLY_QUEUE.fullmatch(queue) is not None
-
 
 
 def reply_queue(run_id: str) -> str:
@@ -92,4 +90,3 @@ class Keys:
 
     def run_cancel(self, run_id: str) -> str:
         return f"{self.namespace}:runs:cancel:{run_id}"
-

@@ -55,9 +55,7 @@ class MemoryTransport(Transport):
         consumer(messages)
         return True
 
-    async def receive(
-        self, queue: str, *, max_messages: int = 0, timeout: float | None = None
-    ) -> list[Delivery]:
+    async def receive(self, queue: str, *, max_messages: int = 0, timeout: float | None = None) -> list[Delivery]:
         receiver = self._queue(queue)[1]
         try:
             if timeout is None:

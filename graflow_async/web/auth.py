@@ -176,8 +176,13 @@ class Auth:
     def _internal(self, request: web.Request, exc: Exception) -> web.Response:
         # A short traceback as text, never `exc_info`: a renderer showing local variables
         # (rich's default) would print request bodies and can take minutes on a deep one.
-        self.log.error("web request failed", method=request.method, path=request.path, error=repr(exc)[:500],
-                       exception=traceback_text(exc))
+        self.log.error(
+            "web request failed",
+            method=request.method,
+            path=request.path,
+            error=repr(exc)[:500],
+            exception=traceback_text(exc),
+        )
         return json_error(500, "internal server error")
 
     def ui(self, handler: UiHandler) -> ApiHandler:

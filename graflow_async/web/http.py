@@ -141,8 +141,9 @@ def parse_json(data: bytes | str) -> Any:
         # UTF-8 bytes are the text already; the others are scanned in their UTF-8 form,
         # where a byte below 0x80 is always the ASCII character it looks like
         scanned = data if encoding.startswith("utf-8") else text.encode("utf-8", "surrogatepass")
-    too_deep_error = TooDeep(f"JSON arrays and objects are nested more than {MAX_JSON_DEPTH} levels deep "
-                             f"(the limit is {MAX_JSON_DEPTH})")
+    too_deep_error = TooDeep(
+        f"JSON arrays and objects are nested more than {MAX_JSON_DEPTH} levels deep (the limit is {MAX_JSON_DEPTH})"
+    )
     if too_deep(scanned):
         raise too_deep_error
     try:

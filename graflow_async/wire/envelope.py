@@ -32,17 +32,44 @@ from graflow_async.wire.messages import ContextReply, ContextRequest, RetryDue, 
 
 _TASK, _REPLY, _RETRY, _RAW, _REQUEST, _ANSWER = "task", "reply", "retry", "raw", "ctx", "ctx-reply"
 _KINDS = (_TASK, _REPLY, _RETRY, _RAW, _REQUEST, _ANSWER)
-_TASK_FIELDS = ("run_id", "task_id", "node", "attempt", "reply_to", "kwargs", "timeout", "task_ref",
-                "lease_timeout", "max_deliveries", "inject_context", "cycle", "max_cycles", "resumed_metadata")
+_TASK_FIELDS = (
+    "run_id",
+    "task_id",
+    "node",
+    "attempt",
+    "reply_to",
+    "kwargs",
+    "timeout",
+    "task_ref",
+    "lease_timeout",
+    "max_deliveries",
+    "inject_context",
+    "cycle",
+    "max_cycles",
+    "resumed_metadata",
+)
 _REQUEST_FIELDS = ("run_id", "node", "cycle", "attempt", "request_id", "op", "args", "reply_to")
 # Errors a context request may raise at the run that the task gets back as themselves.
 _CONTEXT_ERRORS: dict[str, type[Exception]] = {
-    **{name: getattr(errors, name) for name in (
-        "GraflowError", "GraphError", "CheckpointError", "FeedbackError", "FeedbackTimeoutError",
-        "FeedbackCancelledError", "FeedbackNotFoundError", "FeedbackAlreadyAnsweredError", "TransportError",
-        "HandlerError",
-    )},
-    "TypeError": TypeError, "ValueError": ValueError, "KeyError": KeyError, "LookupError": LookupError,
+    **{
+        name: getattr(errors, name)
+        for name in (
+            "GraflowError",
+            "GraphError",
+            "CheckpointError",
+            "FeedbackError",
+            "FeedbackTimeoutError",
+            "FeedbackCancelledError",
+            "FeedbackNotFoundError",
+            "FeedbackAlreadyAnsweredError",
+            "TransportError",
+            "HandlerError",
+        )
+    },
+    "TypeError": TypeError,
+    "ValueError": ValueError,
+    "KeyError": KeyError,
+    "LookupError": LookupError,
 }
 MAX_NESTING = 8  # tuples, sets and frozensets inside each other
 MAX_CARRIER_ITEMS, MAX_CARRIER_TEXT = 8, 512  # a trace carrier a message may hold, from workers we do not trust
@@ -68,8 +95,15 @@ def encode(message: Any) -> bytes:
     if kind is ContextRequest:
         return _pack({"t": _REQUEST, **{name: getattr(message, name) for name in _REQUEST_FIELDS}})
     if kind is ContextReply:
-        return _pack({"t": _ANSWER, "request_id": message.request_id, "ok": message.ok, "value": message.value,
-                      "error": _error_info(message.error)})
+        return _pack(
+            {
+                "t": _ANSWER,
+                "request_id": message.request_id,
+                "ok": message.ok,
+                "value": message.value,
+                "error": _error_info(message.error),
+            }
+        )
     if kind is RetryDue:
         return _pack({"t": _RETRY, "node": message.node})
     return _pack({"t": _RAW, "v": message})
@@ -100,16 +134,28 @@ def _pack(value: Any) -> bytes:
 
 def _encode_reply(reply: TaskReply) -> bytes:
     doc = {
-        "t": _REPLY, "run_id": reply.run_id, "node": reply.node, "attempt": reply.attempt, "ok": reply.ok,
-        "value": reply.value, "error": _error_info(reply.error), "duration": reply.duration,
-        "directives": [_directive(d) for d in reply.directives], "retryable": reply.retryable,
-        "suspended": reply.suspended, "cycle": reply.cycle, "task_id": reply.task_id,
+        "t": _REPLY,
+        "run_id": reply.run_id,
+        "node": reply.node,
+        "attempt": reply.attempt,
+        "ok": reply.ok,
+        "value": reply.value,
+        "error": _error_info(reply.error),
+        "duration": reply.duration,
+        "directives": [_directive(d) for d in reply.directives],
+        "retryable": reply.retryable,
+        "suspended": reply.suspended,
+        "cycle": reply.cycle,
+        "task_id": reply.task_id,
     }
     try:
         return _pack(doc)
     except TypeError as exc:
-        what = (f"returned a {type(reply.value).__name__}" if _unpackable(reply.value)
-                else "asked its run for something (next_task, next_iteration) holding a value")
+        what = (
+            f"returned a {type(reply.value).__name__}"
+            if _unpackable(reply.value)
+            else "asked its run for something (next_task, next_iteration) holding a value"
+        )
         raise TypeError(f"task {reply.task_id!r} {what} that cannot be serialized: {exc}") from exc
 
 
@@ -140,13 +186,37 @@ def _decode(doc: dict[str, Any]) -> Any:
 
 def _task_from(doc: dict[str, Any]) -> TaskMessage:
     message = TaskMessage(**{name: doc[name] for name in _TASK_FIELDS}, trace=valid_carrier(doc.get("trace")))
-    run_id, task_id, node, attempt, reply_to, kwargs, timeout, task_ref, _, lease, deliveries, _, cycle, \
-        max_cycles, metadata, _ = message
+    (
+        run_id,
+        task_id,
+        node,
+        attempt,
+        reply_to,
+        kwargs,
+        timeout,
+        task_ref,
+        _,
+        lease,
+        deliveries,
+        _,
+        cycle,
+        max_cycles,
+        metadata,
+        _,
+    ) = message
     if type(run_id) is not str or type(task_id) is not str or type(reply_to) is not str:  # the common case, fast
         for name in ("run_id", "task_id", "reply_to"):
             _check(getattr(message, name), str, name)
-    if type(node) is not int or node < 0 or type(attempt) is not int or attempt < 1 or type(cycle) is not int \
-            or cycle < 1 or type(max_cycles) is not int or max_cycles < 1:
+    if (
+        type(node) is not int
+        or node < 0
+        or type(attempt) is not int
+        or attempt < 1
+        or type(cycle) is not int
+        or cycle < 1
+        or type(max_cycles) is not int
+        or max_cycles < 1
+    ):
         _whole(node, "node", 0)
         for name in ("attempt", "cycle", "max_cycles"):
             _whole(getattr(message, name), name, 1)
@@ -160,27 +230,62 @@ def _task_from(doc: dict[str, Any]) -> TaskMessage:
         _check(task_ref, str, "task_ref")
     if metadata is not None:
         _check(metadata, dict, "resumed_metadata")
-    return message if message.inject_context is False or message.inject_context is True \
+    return (
+        message
+        if message.inject_context is False or message.inject_context is True
         else message._replace(inject_context=bool(message.inject_context))
+    )
 
 
 def _reply_from(doc: dict[str, Any]) -> TaskReply:
     run_id, node, attempt, cycle, duration = doc["run_id"], doc["node"], doc["attempt"], doc["cycle"], doc["duration"]
     task_id, directives = doc.get("task_id", ""), doc["directives"]
-    if type(run_id) is str and type(task_id) is str and type(node) is int and node >= 0 and type(attempt) is int \
-            and attempt >= 1 and type(cycle) is int and cycle >= 1 and type(duration) is float \
-            and 0.0 <= duration < math.inf and doc["error"] is None and type(directives) is list and not directives:
+    if (
+        type(run_id) is str
+        and type(task_id) is str
+        and type(node) is int
+        and node >= 0
+        and type(attempt) is int
+        and attempt >= 1
+        and type(cycle) is int
+        and cycle >= 1
+        and type(duration) is float
+        and 0.0 <= duration < math.inf
+        and doc["error"] is None
+        and type(directives) is list
+        and not directives
+    ):
         # the common case (a plain success or failure without error info), checked fast
-        return TaskReply(run_id, node, attempt, bool(doc["ok"]), doc["value"], None, duration, (),
-                         bool(doc["retryable"]), bool(doc["suspended"]), cycle, task_id)
+        return TaskReply(
+            run_id,
+            node,
+            attempt,
+            bool(doc["ok"]),
+            doc["value"],
+            None,
+            duration,
+            (),
+            bool(doc["retryable"]),
+            bool(doc["suspended"]),
+            cycle,
+            task_id,
+        )
     _check(task_id, str, "task_id")
     _check(doc["run_id"], str, "run_id")
     _check(doc["directives"], list, "directives")
     return TaskReply(
-        doc["run_id"], _whole(doc["node"], "node", 0), _whole(doc["attempt"], "attempt", 1), bool(doc["ok"]),
-        doc["value"], _error_from(doc["error"], task_id), _duration(doc["duration"]),
-        tuple(_directive_from(d) for d in doc["directives"]), bool(doc["retryable"]), bool(doc["suspended"]),
-        _whole(doc["cycle"], "cycle", 1), task_id,
+        doc["run_id"],
+        _whole(doc["node"], "node", 0),
+        _whole(doc["attempt"], "attempt", 1),
+        bool(doc["ok"]),
+        doc["value"],
+        _error_from(doc["error"], task_id),
+        _duration(doc["duration"]),
+        tuple(_directive_from(d) for d in doc["directives"]),
+        bool(doc["retryable"]),
+        bool(doc["suspended"]),
+        _whole(doc["cycle"], "cycle", 1),
+        task_id,
     )
 
 
@@ -278,8 +383,12 @@ def _error_info(exc: BaseException | None) -> dict[str, Any] | None:
     # Whatever a task put in an exception, the info holds what decode accepts: texts, a
     # positive finite timeout, a text or None field.
     if isinstance(exc, errors.RemoteTaskError):  # already remote: pass it on as it came
-        return {"type": as_text(exc.type_name), "message": as_text(exc.remote_message),
-                "traceback": as_text(exc.traceback), "task_id": as_text(exc.task_id)}
+        return {
+            "type": as_text(exc.type_name),
+            "message": as_text(exc.remote_message),
+            "traceback": as_text(exc.traceback),
+            "task_id": as_text(exc.task_id),
+        }
     info: dict[str, Any] = {
         "type": type(exc).__name__,
         "message": as_text(exc),
@@ -292,8 +401,6 @@ def _error_info(exc: BaseException | None) -> dict[str, Any] | None:
     if isinstance(exc, errors.FeedbackValidationError):
         info["field"] = None if exc.field is None else as_text(exc.field)
     return info
-
-
 
 
 def _error_from(info: Any, task_id: str = "") -> BaseException | None:

@@ -44,7 +44,8 @@ def request_from(body: bytes) -> tuple[str, str, dict[str, Any], float | None]:
         raise ValueError("a context request's id and op must be strings and its args a map")
     if not all(isinstance(k, str) for k in args):
         raise ValueError("a context request's argument names must be strings")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                or not math.isfinite(timeout) or timeout <= 0):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0
+    ):
         raise ValueError("a context request's timeout must be a positive number or nil")
     return request_id, op, args, timeout

@@ -22,9 +22,7 @@ __all__ = [
 DEFAULT_CHECKPOINT_DIRECTORY = ".graflow/checkpoints"
 
 
-def open_store(
-    spec: str | os.PathLike[str] | CheckpointStore | None = None, **options: Any
-) -> CheckpointStore:
+def open_store(spec: str | os.PathLike[str] | CheckpointStore | None = None, **options: Any) -> CheckpointStore:
     """The store `spec` describes, built with `options` (``signing_key=``, S3 options).
 
     None: a `FileCheckpointStore` in ``.graflow/checkpoints`` (relative to the current

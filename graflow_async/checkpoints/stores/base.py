@@ -100,7 +100,5 @@ def check_name(name: str) -> PurePosixPath:
     """Validate a store-relative name and return it as a path."""
     path = PurePosixPath(name)
     if not path.parts or path.is_absolute() or ".." in path.parts:
-        raise CheckpointError(
-            f"invalid checkpoint name {name!r}: it must be a non-empty relative path without '..'"
-        )
+        raise CheckpointError(f"invalid checkpoint name {name!r}: it must be a non-empty relative path without '..'")
     return path

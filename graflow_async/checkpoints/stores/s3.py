@@ -143,9 +143,7 @@ class S3CheckpointStore(CheckpointStore):
             return self.prefix + check_name(location).as_posix()
         bucket, key = split_s3_uri(location)
         if bucket != self.bucket:
-            raise CheckpointError(
-                f"location {location!r} is in bucket {bucket!r}; this store serves {self.bucket!r}"
-            )
+            raise CheckpointError(f"location {location!r} is in bucket {bucket!r}; this store serves {self.bucket!r}")
         if not key or key.endswith("/"):
             raise CheckpointError(f"S3 location {location!r} names no object key")
         return key

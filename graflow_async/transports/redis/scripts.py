@@ -22,8 +22,12 @@ class Script:
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
     async def __call__(
-        self, conn: RedisConnection, keys: Sequence[str], args: Sequence[Any] = (),
-        *, parse: Callable[[Any], Any] | None = None,
+        self,
+        conn: RedisConnection,
+        keys: Sequence[str],
+        args: Sequence[Any] = (),
+        *,
+        parse: Callable[[Any], Any] | None = None,
     ) -> Any:
         """The script's answer (read by `parse`); `Refused` when it fails (its error's code
         first: a ``WRONGTYPE`` of a command inside it stays ``WRONGTYPE``)."""

@@ -44,7 +44,9 @@ class FeedbackApi:
         except RunRecordError as exc:
             raise ApiError(400, str(exc), "cursor") from None
         body: dict[str, Any] = {
-            "count": len(requests), "requests": [r.to_dict() for r in requests], "next_cursor": next_cursor
+            "count": len(requests),
+            "requests": [r.to_dict() for r in requests],
+            "next_cursor": next_cursor,
         }
         if unreadable := skipped_count(found):  # records left out: named in the server's log
             body["unreadable"] = unreadable
@@ -69,4 +71,3 @@ class FeedbackApi:
 
 def _key(request: Any) -> tuple[float, str]:
     return (request.created_at, request.feedback_id)
-

@@ -163,9 +163,12 @@ class FeedbackUi:
 
     def unreadable_page(self, session: Session | None, exc: CorruptRecordError) -> web.Response:
         """A record that exists but cannot be read back: 422, as the API answers."""
-        return self.error_page(session, 422, "Unreadable",
-                               f"The {exc.kind} {exc.record_id!r} cannot be read: {exc.reason}. "
-                               "The server's log names it.")
+        return self.error_page(
+            session,
+            422,
+            "Unreadable",
+            f"The {exc.kind} {exc.record_id!r} cannot be read: {exc.reason}. The server's log names it.",
+        )
 
     def detail(
         self,

@@ -101,8 +101,9 @@ class RunsApi:
             raise ApiError(400, f"status must be one of {', '.join(STATUSES)}", "status")
         workflow = request.query.get("workflow") or None
         try:
-            body = await self.views.listing(status=status, workflow=workflow, limit=query_limit(request),
-                                            cursor=request.query.get("cursor") or None)
+            body = await self.views.listing(
+                status=status, workflow=workflow, limit=query_limit(request), cursor=request.query.get("cursor") or None
+            )
         except RunRecordError as exc:
             raise ApiError(400, str(exc), "cursor") from None
         return json_response(body)

@@ -70,8 +70,12 @@ class RunManager:
     """Starts, resumes and cancels runs; owns their tasks through a `Supervisor`."""
 
     def __init__(
-        self, store: FeedbackStore, workflows: Mapping[str, Workflow], run_options: dict[str, Any],
-        metrics: Metrics | None = None, public_url: str | None = None,
+        self,
+        store: FeedbackStore,
+        workflows: Mapping[str, Workflow],
+        run_options: dict[str, Any],
+        metrics: Metrics | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.store = store  # what its runs use
         self.records: RunRecords = store  # the records of the runs
@@ -138,8 +142,13 @@ class RunManager:
         await self._save(live)
         self._remember(live)
         start = functools.partial(
-            run, wf, run_id=live.run_id, feedback_store=self.store, initial_channel=inputs,
-            on_event=self._listener(live, resumed=False), **self.run_options,
+            run,
+            wf,
+            run_id=live.run_id,
+            feedback_store=self.store,
+            initial_channel=inputs,
+            on_event=self._listener(live, resumed=False),
+            **self.run_options,
         )
         try:
             self._spawn(live, start, resumed=False)
@@ -165,8 +174,12 @@ class RunManager:
             return  # driven by another process, or over
         found = find_workflow(self.workflows, record, suspension)
         if found is None:
-            self.log.warning("not resuming run: its workflow is not served here", run_id=run_id,
-                             workflow=suspension.get("workflow"), served=sorted(self.workflows))
+            self.log.warning(
+                "not resuming run: its workflow is not served here",
+                run_id=run_id,
+                workflow=suspension.get("workflow"),
+                served=sorted(self.workflows),
+            )
             return
         if await self.hitl.list_pending(run_id):
             return
@@ -174,13 +187,19 @@ class RunManager:
             return  # decided meanwhile (another answer, or shutdown)
         key, wf = found
         live = self.live.get(run_id) or self._remember(
-            LiveRun.from_record(record) if record is not None else LiveRun(run_id, key, wf.name,
-                                                                           tasks=initial_tasks(wf))
+            LiveRun.from_record(record)
+            if record is not None
+            else LiveRun(run_id, key, wf.name, tasks=initial_tasks(wf))
         )
         live.restart()
         start = functools.partial(
-            resume, str(suspension["checkpoint"]), workflow=wf, run_id=run_id, feedback_store=self.store,
-            on_event=self._listener(live, resumed=True), **self.run_options,
+            resume,
+            str(suspension["checkpoint"]),
+            workflow=wf,
+            run_id=run_id,
+            feedback_store=self.store,
+            on_event=self._listener(live, resumed=True),
+            **self.run_options,
         )
         self._spawn(live, start, resumed=True)
         self.log.info("resuming run", run_id=run_id, workflow=key, checkpoint=suspension["checkpoint"])

@@ -126,13 +126,19 @@ def _task(tasks: dict[str, dict[str, Any]], task_id: str) -> dict[str, Any] | No
     an id longer than a record keeps (such tasks are not summarized)."""
     summary = tasks.get(task_id)
     if summary is None and len(tasks) < MAX_TASKS and len(task_id) <= MAX_ID:
-        summary = tasks[task_id] = {"state": "pending", "attempts": 0, "started_at": None, "ended_at": None,
-                                    "duration": None}
+        summary = tasks[task_id] = {
+            "state": "pending",
+            "attempts": 0,
+            "started_at": None,
+            "ended_at": None,
+            "duration": None,
+        }
     return summary
 
 
-def apply_event(tasks: dict[str, dict[str, Any]], kind: str, task_id: str | None, at: float,
-                data: Mapping[str, Any]) -> None:
+def apply_event(
+    tasks: dict[str, dict[str, Any]], kind: str, task_id: str | None, at: float, data: Mapping[str, Any]
+) -> None:
     """Update the task summaries `tasks` with one event of the run."""
     if kind in ("run_failed", "run_cancelled"):
         for each in tasks.values():
@@ -172,8 +178,15 @@ class LiveRun:
     """A run this process drives or drove: its summary and events. Followers wait on
     `wake`, set on every change. `task` is the task driving it, while it runs here."""
 
-    def __init__(self, run_id: str, workflow: str, workflow_name: str, *, started_at: float | None = None,
-                 tasks: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        workflow: str,
+        workflow_name: str,
+        *,
+        started_at: float | None = None,
+        tasks: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.run_id = run_id
         self.workflow = workflow
         self.workflow_name = workflow_name
@@ -194,8 +207,13 @@ class LiveRun:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> LiveRun:
-        live = cls(record["run_id"], record["workflow"], record["workflow_name"], started_at=record["started_at"],
-                   tasks={k: dict(v) for k, v in record.get("tasks", {}).items()})
+        live = cls(
+            record["run_id"],
+            record["workflow"],
+            record["workflow_name"],
+            started_at=record["started_at"],
+            tasks={k: dict(v) for k, v in record.get("tasks", {}).items()},
+        )
         live.status, live.ended_at, live.error = record["status"], record.get("ended_at"), record.get("error")
         live.results = dict(record.get("results") or {})
         live.checkpoint = record.get("checkpoint")
@@ -215,8 +233,15 @@ class LiveRun:
         self._wake = asyncio.Event()
 
     def add_event(self, event: Event) -> None:
-        self.events.append({"kind": event.kind, "run_id": event.run_id, "task_id": event.task_id,
-                            "timestamp": event.timestamp, "data": dict(event.data)})
+        self.events.append(
+            {
+                "kind": event.kind,
+                "run_id": event.run_id,
+                "task_id": event.task_id,
+                "timestamp": event.timestamp,
+                "data": dict(event.data),
+            }
+        )
         self.total += 1
         apply_event(self.tasks, event.kind, event.task_id, event.timestamp, event.data)
         feedback_id = event.data.get("feedback_id")
@@ -237,8 +262,15 @@ class LiveRun:
         self.pending = []
         self.pulse()
 
-    def finish(self, status: str, *, results: Mapping[str, Any] | None = None, checkpoint: str | None = None,
-               pending: list[str] | None = None, error: str | None = None) -> None:
+    def finish(
+        self,
+        status: str,
+        *,
+        results: Mapping[str, Any] | None = None,
+        checkpoint: str | None = None,
+        pending: list[str] | None = None,
+        error: str | None = None,
+    ) -> None:
         self.status, self.error, self.ended_at = status, error, None if status == SUSPENDED else time.time()
         if results is not None:
             self.results = dict(results)
@@ -252,10 +284,18 @@ class LiveRun:
         """The durable summary (a run record, see `graflow_async.records`), owned by `owner`."""
         now = time.time() if now is None else now
         return {
-            "run_id": self.run_id, "workflow": self.workflow, "workflow_name": self.workflow_name,
-            "status": self.status, "started_at": self.started_at, "ended_at": self.ended_at, "updated_at": now,
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "workflow_name": self.workflow_name,
+            "status": self.status,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "updated_at": now,
             "error": None if self.error is None else self.error[:MAX_ERROR],
-            "results": bounded_results(self.results), "checkpoint": self.checkpoint,
-            "pending_feedback": self.pending[-1000:], "tasks": self.tasks, "owner": owner.to_dict(),
+            "results": bounded_results(self.results),
+            "checkpoint": self.checkpoint,
+            "pending_feedback": self.pending[-1000:],
+            "tasks": self.tasks,
+            "owner": owner.to_dict(),
             "lease_until": now + LEASE_SECONDS if self.status == RUNNING else None,
         }

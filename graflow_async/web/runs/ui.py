@@ -39,8 +39,12 @@ RUN_PAGE_CSP = (
 )
 PAGE_SIZE = 50
 BUILDS = 1  # run pages worked out at once (each in a thread)
-LIMITS = {"tasks": graphview.MAX_TASKS, "groups": graphview.MAX_GROUPS, "edges": graphview.MAX_EDGES,
-          "tracked": MAX_TASKS}
+LIMITS = {
+    "tasks": graphview.MAX_TASKS,
+    "groups": graphview.MAX_GROUPS,
+    "edges": graphview.MAX_EDGES,
+    "tracked": MAX_TASKS,
+}
 
 
 def span(seconds: float | None) -> str:
@@ -95,20 +99,35 @@ class RunsUi:
         if status is not None and status not in LISTING_STATUSES:
             status, error = None, "Unknown status: showing runs of any status."
         try:
-            page = await self.views.listing(status=status, workflow=workflow, limit=PAGE_SIZE,
-                                            cursor=request.query.get("cursor") or None)
+            page = await self.views.listing(
+                status=status, workflow=workflow, limit=PAGE_SIZE, cursor=request.query.get("cursor") or None
+            )
         except RunRecordError:
             page, error = {"runs": [], "next_cursor": None}, "That page link is not valid: start from the first page."
         if page.get("unreadable"):
             count = page["unreadable"]
-            error = (f"{count} run record{'s' if count != 1 else ''} could not be read and "
-                     f"{'are' if count != 1 else 'is'} not listed (the server log names them).")
+            error = (
+                f"{count} run record{'s' if count != 1 else ''} could not be read and "
+                f"{'are' if count != 1 else 'is'} not listed (the server log names them)."
+            )
         filters = {k: v for k, v in (("status", status), ("workflow", workflow)) if v}
-        next_url = (f"{self.prefix}/ui/runs/?{urlencode({**filters, 'cursor': page['next_cursor']})}"
-                    if page["next_cursor"] else None)
+        next_url = (
+            f"{self.prefix}/ui/runs/?{urlencode({**filters, 'cursor': page['next_cursor']})}"
+            if page["next_cursor"]
+            else None
+        )
         workflows = sorted(set(self.manager.workflows) | ({workflow} if workflow else set()))
-        return self.ui.render("runs.html", session, runs=page["runs"], statuses=LISTING_STATUSES, error=error,
-                              chosen_status=status, chosen_workflow=workflow, workflows=workflows, next_url=next_url)
+        return self.ui.render(
+            "runs.html",
+            session,
+            runs=page["runs"],
+            statuses=LISTING_STATUSES,
+            error=error,
+            chosen_status=status,
+            chosen_workflow=workflow,
+            workflows=workflows,
+            next_url=next_url,
+        )
 
     async def show(self, request: web.Request, session: Session) -> web.StreamResponse:
         run_id = request.match_info["run_id"]
@@ -126,8 +145,9 @@ class RunsUi:
         after = live.total if live else 0
         tasks = {task_id: dict(t) for task_id, t in summary["tasks"].items()}
         async with self.builds:
-            view = await asyncio.to_thread(task_view, self._workflow(summary), tasks,
-                                           page=page_number(request.query.get("page")), state=state)
+            view = await asyncio.to_thread(
+                task_view, self._workflow(summary), tasks, page=page_number(request.query.get("page")), state=state
+            )
         here = f"{self.prefix}/ui/runs/{quote(run_id, safe='')}"
 
         def tasks_url(number: int, chosen: str | None) -> str:
@@ -135,8 +155,16 @@ class RunsUi:
             return f"{here}?{urlencode(query)}" if query else here
 
         response = self.ui.render(
-            "run.html", session, run=summary, pending=pending, view=view, svg=Markup(view.svg), state=state,
-            limits=LIMITS, tasks_url=tasks_url, ended=summary["status"] in ENDED,
+            "run.html",
+            session,
+            run=summary,
+            pending=pending,
+            view=view,
+            svg=Markup(view.svg),
+            state=state,
+            limits=LIMITS,
+            tasks_url=tasks_url,
+            ended=summary["status"] in ENDED,
             events_url=f"{here}/events?after={after}",
         )
         response.headers["Content-Security-Policy"] = RUN_PAGE_CSP

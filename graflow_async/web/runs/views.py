@@ -42,9 +42,16 @@ LISTING_STATUSES = ("running", "completed", "suspended", "failed", "cancelled", 
 
 def from_live(live: LiveRun) -> dict[str, Any]:
     return {
-        "run_id": live.run_id, "workflow": live.workflow, "workflow_name": live.workflow_name,
-        "status": live.status, "results": live.results, "error": live.error, "started_at": live.started_at,
-        "ended_at": live.ended_at, "tasks": live.tasks, "checkpoint": live.checkpoint,
+        "run_id": live.run_id,
+        "workflow": live.workflow,
+        "workflow_name": live.workflow_name,
+        "status": live.status,
+        "results": live.results,
+        "error": live.error,
+        "started_at": live.started_at,
+        "ended_at": live.ended_at,
+        "tasks": live.tasks,
+        "checkpoint": live.checkpoint,
     }
 
 
@@ -67,9 +74,15 @@ class RunViews:
         if live is not None and (live.active or self.manager.owner.owns(record)):
             return from_live(live)
         return {
-            "run_id": record["run_id"], "workflow": record["workflow"], "workflow_name": record["workflow_name"],
-            "status": self.manager.status_of(record), "results": record["results"] or {}, "error": record["error"],
-            "started_at": record["started_at"], "ended_at": record["ended_at"], "tasks": record["tasks"],
+            "run_id": record["run_id"],
+            "workflow": record["workflow"],
+            "workflow_name": record["workflow_name"],
+            "status": self.manager.status_of(record),
+            "results": record["results"] or {},
+            "error": record["error"],
+            "started_at": record["started_at"],
+            "ended_at": record["ended_at"],
+            "tasks": record["tasks"],
             "checkpoint": record["checkpoint"],
         }
 
@@ -89,9 +102,18 @@ class RunViews:
         if suspension is None:
             return None
         workflow = str(suspension.get("workflow") or "?")
-        return {"run_id": run_id, "workflow": workflow, "workflow_name": workflow, "status": SUSPENDED,
-                "results": {}, "error": None, "started_at": None, "ended_at": None, "tasks": {},
-                "checkpoint": suspension.get("checkpoint")}
+        return {
+            "run_id": run_id,
+            "workflow": workflow,
+            "workflow_name": workflow,
+            "status": SUSPENDED,
+            "results": {},
+            "error": None,
+            "started_at": None,
+            "ended_at": None,
+            "tasks": {},
+            "checkpoint": suspension.get("checkpoint"),
+        }
 
     async def show(self, run_id: str) -> dict[str, Any] | None:
         summary = await self.summary(run_id)
@@ -111,8 +133,9 @@ class RunViews:
         runs: list[dict[str, Any]] = []
         skipped = 0  # records the store could not read (named in its log)
         while True:
-            records, next_cursor = await self.store.list_runs(status=stored, workflow=workflow, limit=limit,
-                                                              cursor=cursor)
+            records, next_cursor = await self.store.list_runs(
+                status=stored, workflow=workflow, limit=limit, cursor=cursor
+            )
             skipped += skipped_count(records)
             for i, record in enumerate(records):
                 summary = self.from_record(record)
