@@ -128,3 +128,21 @@ def test_every_runtime_dependency_is_imported_by_the_package() -> None:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 used.add(node.module.split(".")[0].lower())
     assert wanted - used == set()
+
+
+def test_the_readme_draws_the_tree_as_it_is() -> None:
+    """README's "Design" tree names every folder and top-level module, and nothing else."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    design = readme[readme.index("## Design\n") :]
+    start = design.index("```\n") + 4
+    drawn = set()
+    for line in design[start : design.index("\n```", start)].splitlines()[1:]:
+        if line.startswith("   "):
+            continue  # a description carried over
+        for word in line.split():  # the names lead the line, the description follows
+            if not word.endswith(("/", ".py")):
+                break
+            drawn.add(word.rstrip("/"))
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    leaves = {p.name for p in PACKAGE.glob("*.py")} - {"__main__.py"}
+    assert drawn == folders | leaves
