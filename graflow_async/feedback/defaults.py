@@ -4,6 +4,7 @@ shares with workers and web apps, so that their REST API and UI see its question
 from __future__ import annotations
 
 import functools
+import sys
 
 from graflow_async.feedback.base import FeedbackStore
 from graflow_async.transports.base import Transport
@@ -15,10 +16,10 @@ def store_for(transport: Transport) -> FeedbackStore | None:
     store. A `RedisStreamsTransport` gets a `RedisFeedbackStore` on its connection (which
     the store shares, and does not close) and namespace; another transport can say its
     own with ``store_for.register(MyTransport)``."""
-    try:
-        from graflow_async.transports.redis import RedisStreamsTransport
-    except ImportError:  # no redis extra, so no Redis transport either
-        return None
+    if "graflow_async.transports.redis.transport" not in sys.modules:
+        return None  # never imported, so `transport` is not one (and redis-py stays unloaded)
+    from graflow_async.transports.redis import RedisStreamsTransport
+
     if isinstance(transport, RedisStreamsTransport):
         from graflow_async.feedback.redis import RedisFeedbackStore
 
