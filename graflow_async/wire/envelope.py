@@ -19,15 +19,13 @@ inside each other would overflow the stack and kill the process).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import traceback
 from typing import Any
 
-from graflow_async import exceptions as errors
-from graflow_async.logs import as_text
 from graflow_async.plan.directives import AddTasks, Cancel, Iterate, Terminate
 from graflow_async.wire.codec import packb, unpackb
+from graflow_async.wire.errors import context_error_from, error_from, error_info
+from graflow_async.wire.fields import check, duration, names, positive, whole
 from graflow_async.wire.messages import ContextReply, ContextRequest, RetryDue, TaskMessage, TaskReply
 
 _TASK, _REPLY, _RETRY, _RAW, _REQUEST, _ANSWER = "task", "reply", "retry", "raw", "ctx", "ctx-reply"
@@ -49,28 +47,6 @@ _TASK_FIELDS = (
     "resumed_metadata",
 )
 _REQUEST_FIELDS = ("run_id", "node", "cycle", "attempt", "request_id", "op", "args", "reply_to")
-# Errors a context request may raise at the run that the task gets back as themselves.
-_CONTEXT_ERRORS: dict[str, type[Exception]] = {
-    **{
-        name: getattr(errors, name)
-        for name in (
-            "GraflowError",
-            "GraphError",
-            "CheckpointError",
-            "FeedbackError",
-            "FeedbackTimeoutError",
-            "FeedbackCancelledError",
-            "FeedbackNotFoundError",
-            "FeedbackAlreadyAnsweredError",
-            "TransportError",
-            "HandlerError",
-        )
-    },
-    "TypeError": TypeError,
-    "ValueError": ValueError,
-    "KeyError": KeyError,
-    "LookupError": LookupError,
-}
 MAX_NESTING = 8  # tuples, sets and frozensets inside each other
 MAX_CARRIER_ITEMS, MAX_CARRIER_TEXT = 8, 512  # a trace carrier a message may hold, from workers we do not trust
 
@@ -101,7 +77,7 @@ def encode(message: Any) -> bytes:
                 "request_id": message.request_id,
                 "ok": message.ok,
                 "value": message.value,
-                "error": _error_info(message.error),
+                "error": error_info(message.error),
             }
         )
     if kind is RetryDue:
@@ -140,7 +116,7 @@ def _encode_reply(reply: TaskReply) -> bytes:
         "attempt": reply.attempt,
         "ok": reply.ok,
         "value": reply.value,
-        "error": _error_info(reply.error),
+        "error": error_info(reply.error),
         "duration": reply.duration,
         "directives": [_directive(d) for d in reply.directives],
         "retryable": reply.retryable,
@@ -177,10 +153,10 @@ def _decode(doc: dict[str, Any]) -> Any:
     if kind == _REQUEST:
         return _request_from(doc)
     if kind == _ANSWER:
-        _check(doc["request_id"], str, "request_id")
-        return ContextReply(doc["request_id"], bool(doc["ok"]), doc["value"], _context_error_from(doc["error"]))
+        check(doc["request_id"], str, "request_id")
+        return ContextReply(doc["request_id"], bool(doc["ok"]), doc["value"], context_error_from(doc["error"]))
     if kind == _RETRY:
-        return RetryDue(_whole(doc["node"], "node", 0))
+        return RetryDue(whole(doc["node"], "node", 0))
     return doc["v"]
 
 
@@ -206,7 +182,7 @@ def _task_from(doc: dict[str, Any]) -> TaskMessage:
     ) = message
     if type(run_id) is not str or type(task_id) is not str or type(reply_to) is not str:  # the common case, fast
         for name in ("run_id", "task_id", "reply_to"):
-            _check(getattr(message, name), str, name)
+            check(getattr(message, name), str, name)
     if (
         type(node) is not int
         or node < 0
@@ -217,19 +193,19 @@ def _task_from(doc: dict[str, Any]) -> TaskMessage:
         or type(max_cycles) is not int
         or max_cycles < 1
     ):
-        _whole(node, "node", 0)
+        whole(node, "node", 0)
         for name in ("attempt", "cycle", "max_cycles"):
-            _whole(getattr(message, name), name, 1)
-    _names(kwargs, "kwargs")
+            whole(getattr(message, name), name, 1)
+    names(kwargs, "kwargs")
     for name, value in (("timeout", timeout), ("lease_timeout", lease)):  # seconds
         if value is not None:
-            _positive(value, name)
+            positive(value, name)
     if deliveries is not None:
-        _whole(deliveries, "max_deliveries", 1)
+        whole(deliveries, "max_deliveries", 1)
     if task_ref is not None:
-        _check(task_ref, str, "task_ref")
+        check(task_ref, str, "task_ref")
     if metadata is not None:
-        _check(metadata, dict, "resumed_metadata")
+        check(metadata, dict, "resumed_metadata")
     return (
         message
         if message.inject_context is False or message.inject_context is True
@@ -238,7 +214,7 @@ def _task_from(doc: dict[str, Any]) -> TaskMessage:
 
 
 def _reply_from(doc: dict[str, Any]) -> TaskReply:
-    run_id, node, attempt, cycle, duration = doc["run_id"], doc["node"], doc["attempt"], doc["cycle"], doc["duration"]
+    run_id, node, attempt, cycle, seconds = doc["run_id"], doc["node"], doc["attempt"], doc["cycle"], doc["duration"]
     task_id, directives = doc.get("task_id", ""), doc["directives"]
     if (
         type(run_id) is str
@@ -249,8 +225,8 @@ def _reply_from(doc: dict[str, Any]) -> TaskReply:
         and attempt >= 1
         and type(cycle) is int
         and cycle >= 1
-        and type(duration) is float
-        and 0.0 <= duration < math.inf
+        and type(seconds) is float
+        and 0.0 <= seconds < math.inf
         and doc["error"] is None
         and type(directives) is list
         and not directives
@@ -263,28 +239,28 @@ def _reply_from(doc: dict[str, Any]) -> TaskReply:
             bool(doc["ok"]),
             doc["value"],
             None,
-            duration,
+            seconds,
             (),
             bool(doc["retryable"]),
             bool(doc["suspended"]),
             cycle,
             task_id,
         )
-    _check(task_id, str, "task_id")
-    _check(doc["run_id"], str, "run_id")
-    _check(doc["directives"], list, "directives")
+    check(task_id, str, "task_id")
+    check(doc["run_id"], str, "run_id")
+    check(doc["directives"], list, "directives")
     return TaskReply(
         doc["run_id"],
-        _whole(doc["node"], "node", 0),
-        _whole(doc["attempt"], "attempt", 1),
+        whole(doc["node"], "node", 0),
+        whole(doc["attempt"], "attempt", 1),
         bool(doc["ok"]),
         doc["value"],
-        _error_from(doc["error"], task_id),
-        _duration(doc["duration"]),
+        error_from(doc["error"], task_id),
+        duration(doc["duration"]),
         tuple(_directive_from(d) for d in doc["directives"]),
         bool(doc["retryable"]),
         bool(doc["suspended"]),
-        _whole(doc["cycle"], "cycle", 1),
+        whole(doc["cycle"], "cycle", 1),
         task_id,
     )
 
@@ -292,57 +268,12 @@ def _reply_from(doc: dict[str, Any]) -> TaskReply:
 def _request_from(doc: dict[str, Any]) -> ContextRequest:
     request = ContextRequest(**{name: doc[name] for name in _REQUEST_FIELDS})
     for name in ("run_id", "request_id", "op", "reply_to"):
-        _check(getattr(request, name), str, name)
-    _whole(request.node, "node", 0)
+        check(getattr(request, name), str, name)
+    whole(request.node, "node", 0)
     for name in ("cycle", "attempt"):
-        _whole(getattr(request, name), name, 1)
-    _names(request.args, "args")
+        whole(getattr(request, name), name, 1)
+    names(request.args, "args")
     return request
-
-
-def _check(value: Any, kind: type, name: str) -> None:
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise TypeError(f"{name} must be {kind.__name__}, got {type(value).__name__}")
-
-
-def _whole(value: Any, name: str, minimum: int) -> int:
-    _check(value, int, name)
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}")
-    return int(value)
-
-
-def _names(value: Any, name: str) -> None:
-    _check(value, dict, name)
-    if not all(isinstance(k, str) for k in value):
-        raise TypeError(f"{name} names must be strings")
-
-
-def _number(value: Any, name: str) -> float:
-    """`value` (an int or a float) as a finite float."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond a float's range
-        raise ValueError(f"{name} must be finite, got an int beyond a float's range") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return number
-
-
-def _positive(value: Any, name: str) -> float:
-    number = _number(value, name)
-    if number <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return number
-
-
-def _duration(value: Any) -> float:
-    duration = _number(value, "duration")
-    if duration < 0:
-        raise ValueError(f"duration must not be negative, got {value!r}")
-    return duration
 
 
 # --- directives ---------------------------------------------------------------------------------------
@@ -374,65 +305,6 @@ def _directive_from(item: Any) -> Any:
     if tag in ("cancel", "terminate") and len(item) == 2 and isinstance(item[1], str):
         return Cancel(item[1]) if tag == "cancel" else Terminate(item[1])
     raise TypeError(f"unknown directive {tag!r}")
-
-
-# --- errors -----------------------------------------------------------------------------------------------
-def _error_info(exc: BaseException | None) -> dict[str, Any] | None:
-    if exc is None:
-        return None
-    # Whatever a task put in an exception, the info holds what decode accepts: texts, a
-    # positive finite timeout, a text or None field.
-    if isinstance(exc, errors.RemoteTaskError):  # already remote: pass it on as it came
-        return {
-            "type": as_text(exc.type_name),
-            "message": as_text(exc.remote_message),
-            "traceback": as_text(exc.traceback),
-            "task_id": as_text(exc.task_id),
-        }
-    info: dict[str, Any] = {
-        "type": type(exc).__name__,
-        "message": as_text(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
-        "task_id": as_text(exc.task_id) if isinstance(exc, errors.TaskFailedError) else "",
-    }
-    if isinstance(exc, errors.TaskTimeoutError):
-        with contextlib.suppress(TypeError, ValueError):  # else it comes back as a RemoteTaskError
-            info["timeout"] = _positive(exc.timeout, "timeout")
-    if isinstance(exc, errors.FeedbackValidationError):
-        info["field"] = None if exc.field is None else as_text(exc.field)
-    return info
-
-
-def _error_from(info: Any, task_id: str = "") -> BaseException | None:
-    """The error a reply carries, named after its task (`task_id` when the info has none)."""
-    if info is None:
-        return None
-    _check(info, dict, "error")
-    named = info.get("task_id") or task_id
-    _check(named, str, "error task_id")
-    if "timeout" in info:
-        return errors.TaskTimeoutError(named, _positive(info["timeout"], "error timeout"))
-    kind, message, trace = info["type"], info["message"], info.get("traceback", "")
-    for value, name in ((kind, "type"), (message, "message"), (trace, "traceback")):
-        _check(value, str, f"error {name}")
-    return errors.RemoteTaskError(named, kind, message, trace)
-
-
-def _context_error_from(info: Any) -> BaseException | None:
-    if info is None:
-        return None
-    _check(info, dict, "error")
-    name, message, field = info["type"], info["message"], info.get("field")
-    _check(name, str, "error type")
-    _check(message, str, "error message")
-    if name == "FeedbackValidationError":
-        if field is not None:
-            _check(field, str, "error field")
-        return errors.FeedbackValidationError(message, field=field)
-    kind = _CONTEXT_ERRORS.get(name)
-    if kind is not None:
-        return kind(message)
-    return errors.GraflowError(f"{name}: {message}")
 
 
 def valid_carrier(value: Any) -> dict[str, str] | None:
