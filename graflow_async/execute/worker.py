@@ -15,9 +15,12 @@ tasks, let running ones finish within the grace period, exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import signal
 import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 from graflow_async.actors import Supervisor
 from graflow_async.clock import current_clock, within
@@ -30,6 +33,9 @@ from graflow_async.options import number, whole
 from graflow_async.transports import keys
 from graflow_async.transports.redis import RedisStreamsTransport
 from graflow_async.wire.messages import TaskMessage
+
+if TYPE_CHECKING:
+    from graflow_async.execute.metrics import Metrics
 
 log = LibraryLog()
 
@@ -121,7 +127,7 @@ async def run_worker(
         context_queue = keys.worker_queue(transport.consumer)
         observer = None
         if metrics_port is not None:  # counted only when served: no work per task otherwise
-            from graflow_async.execute.metrics import Metrics, serve_metrics
+            from graflow_async.execute.metrics import Metrics
 
             observer = Metrics(transport=transport)
         executor = Executor(
@@ -136,34 +142,52 @@ async def run_worker(
             max_threads=threads,
         )
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        metrics = None
-        if observer is not None and metrics_port is not None:
-            observer.count_executor(executor)
-            metrics = await serve_metrics(observer, metrics_port)
-        log.info(
-            "worker started",
-            worker_id=transport.consumer,
-            url=transport.url,
-            namespace=namespace,
-            signed=transport.signer is not None,
-            loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
-        )
-        if ready is not None:
-            ready.set()
-        try:
-            await run_until_stopped(executor, stop, grace_period)
-            await _hand_back(transport, executor)
-            await _leave(transport, context_queue)
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-            if metrics is not None:
-                await metrics.cleanup()
+        async with _metrics_served(observer, executor, metrics_port):
+            with _stopped_by_signals(stop):
+                log.info(
+                    "worker started",
+                    worker_id=transport.consumer,
+                    url=transport.url,
+                    namespace=namespace,
+                    signed=transport.signer is not None,
+                    loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+                )
+                if ready is not None:
+                    ready.set()
+                await run_until_stopped(executor, stop, grace_period)
+                await _hand_back(transport, executor)
+                await _leave(transport, context_queue)
         log.info("worker stopped", worker_id=transport.consumer, done=executor.done, failed=executor.failed)
     return 0
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop` while the block runs."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+@contextlib.asynccontextmanager
+async def _metrics_served(observer: Metrics | None, executor: Executor, port: int | None) -> AsyncIterator[None]:
+    """`observer`'s figures (and `executor`'s counts) served on `port` while the block runs."""
+    if observer is None or port is None:
+        yield
+        return
+    from graflow_async.execute.metrics import serve_metrics
+
+    observer.count_executor(executor)
+    server = await serve_metrics(observer, port)
+    try:
+        yield
+    finally:
+        await server.cleanup()
 
 
 async def run_until_stopped(executor: Executor, stop: asyncio.Event, grace_period: float) -> None:
