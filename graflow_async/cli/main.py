@@ -122,7 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="run it even if the run has completed since")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_resume_command)
+    _add_worker_command(commands)
+    p = commands.add_parser("queue-stats", help="print the task stream's figures")
+    _redis_arguments(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_queue_stats_command)
 
+    from graflow_async.cli.serve import add_serve_command
+
+    add_serve_command(commands)
+    return parser
+
+
+def _add_worker_command(commands: Any) -> None:
     p = commands.add_parser("worker", help="run tasks from the Redis task stream")
     _redis_arguments(p)
     p.add_argument("--worker-id", help="consumer name (default: host-pid)")
@@ -171,16 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
         "concludes the run has ended (default 300; feedback waits add their own timeout)",
     )
     p.set_defaults(handler=_worker_command)
-
-    p = commands.add_parser("queue-stats", help="print the task stream's figures")
-    _redis_arguments(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=_queue_stats_command)
-
-    from graflow_async.cli.serve import add_serve_command
-
-    add_serve_command(commands)
-    return parser
 
 
 def _redis_arguments(p: argparse.ArgumentParser) -> None:
