@@ -35,7 +35,7 @@ import pytest
 import redis
 from netns import Topology, ip_command
 from redis_server import REDIS_SERVER
-from worker_processes import TESTS, Worker, worker_command, worker_env
+from worker_processes import ROOT, SUPPORT, Worker, worker_command, worker_env
 
 from graflow_async.wire.envelope import decode
 from graflow_async.wire.messages import TaskReply
@@ -137,7 +137,7 @@ class Hosts:
             process = self.net.popen(host, worker_command(
                 self.url, "--import", "remote_flows", "--import", "remote_dynamic", "--import", "netns_flows",
                 "--worker-id", worker_id, "--namespace", NAMESPACE,
-            ), env=worker_env(), cwd=TESTS.parent, stdout=out, stderr=subprocess.STDOUT)
+            ), env=worker_env(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         worker = Worker(worker_id, process, log)
         self.workers.append(worker)
         wait_until(lambda: worker_id in self._consumers(), WAIT, f"worker {worker_id} on {host} to join", self.logs)
@@ -156,8 +156,8 @@ class Hosts:
         self.run_log = self.directory / "run.log"
         with (self.directory / "run.out").open("wb") as out, self.run_log.open("wb") as err:
             return self.net.popen("run", [
-                sys.executable, str(TESTS / "netns_run.py"), self.url, NAMESPACE, str(LEASE), run_id, str(markers),
-            ], env=worker_env(), cwd=TESTS.parent, stdout=out, stderr=err)
+                sys.executable, str(SUPPORT / "netns_run.py"), self.url, NAMESPACE, str(LEASE), run_id, str(markers),
+            ], env=worker_env(), cwd=ROOT, stdout=out, stderr=err)
 
     def started(self, markers: Path, worker: Worker, running: subprocess.Popen[bytes]) -> dict[str, Any] | None:
         """What `held` wrote when `worker` started it, or None if it has not (the run must still go)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from services import S3Service
-from worker_processes import Workers
+from worker_processes import PYTHONPATH, Workers
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -88,7 +88,7 @@ async def test_every_python_block_of_the_readme_runs(
     (tmp_path / "pieces.json").write_text(json.dumps(found))
     (tmp_path / "runner.py").write_text(RUNNER)
     env = {
-        **os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), "REDIS_URL": redis_url,
+        **os.environ, "PYTHONPATH": PYTHONPATH, "REDIS_URL": redis_url,
         "README_WEBHOOK": url, "AWS_ENDPOINT_URL": s3_service.endpoint_url,
         "AWS_ACCESS_KEY_ID": s3_service.aws_access_key_id, "AWS_SECRET_ACCESS_KEY": s3_service.aws_secret_access_key,
         "AWS_DEFAULT_REGION": s3_service.region_name,

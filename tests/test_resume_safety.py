@@ -16,13 +16,12 @@ import pytest
 import resume_flows
 from clocks import FastClock
 from services import S3Service
+from worker_processes import PYTHONPATH, ROOT
 
 from graflow_async import CheckpointError, resume, run
 from graflow_async.checkpoints import FileCheckpointStore, runlock
 from graflow_async.clock import use_clock
 from graflow_async.exceptions import RunAlreadyRunningError, RunCompletedError
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 async def crashed(tmp_path: Path) -> str:
@@ -87,7 +86,7 @@ async def test_concurrent_resumes_in_one_process_run_once(
 def resume_process(location: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "graflow_async", "resume", location, "--no-progress"],
-        env={**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])},
+        env={**os.environ, **env, "PYTHONPATH": PYTHONPATH},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
     )
 

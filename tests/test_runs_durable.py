@@ -21,12 +21,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from web_flows import WORKFLOWS
+from worker_processes import PYTHONPATH, SUPPORT
 
 from graflow_async.feedback import FeedbackStore, FileFeedbackStore, RedisFeedbackStore
 from graflow_async.web import create_app
-
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
 
 
 @dataclass
@@ -64,9 +62,9 @@ async def app_process(stores: Stores, lease: float | None = None) -> AsyncIterat
     """An app in a child process on the shared stores: (process, base URL)."""
     log = open(stores.logs / f"app-{uuid.uuid4().hex[:6]}.log", "wb")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(TESTS / "web_app_process.py"), stores.spec, stores.checkpoints,
+        sys.executable, str(SUPPORT / "web_app_process.py"), stores.spec, stores.checkpoints,
         *([str(lease)] if lease is not None else []),
-        stdout=asyncio.subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}"},
+        stdout=asyncio.subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONPATH": PYTHONPATH},
     )
     try:
         assert proc.stdout is not None

@@ -1,6 +1,6 @@
 """An app serving runs in a process of its own, for tests that share its stores or kill it.
 
-    python tests/web_app_process.py STORE CHECKPOINTS [LEASE_SECONDS]
+    python tests/support/web_app_process.py STORE CHECKPOINTS [LEASE_SECONDS]
 
 STORE is a directory (a `FileFeedbackStore`) or ``redis://host:port/db#namespace``.
 Prints ``port N`` once it serves on 127.0.0.1, then serves until killed.

@@ -1,7 +1,7 @@
 """Tasks and the workflow of the hosts-apart test (tests/test_hosts_apart.py).
 
 Workers in their own network namespaces import this module (``--import netns_flows``
-with ``tests/`` on PYTHONPATH). The tasks talk to the test through files in a
+with ``tests/support/`` on PYTHONPATH). The tasks talk to the test through files in a
 `markers` directory (the namespaces share the file system): each delivery of `held`
 writes ``started-<pid>`` with its pid and start time, and the first delivery waits
 for the file ``release`` before it returns; `gate` waits for the file ``open``.

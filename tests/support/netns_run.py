@@ -2,7 +2,7 @@
 and prints the result as one JSON line. The test starts it inside its own network
 namespace (the pytest process stays in the root namespace):
 
-    python tests/netns_run.py URL NAMESPACE LEASE RUN_ID MARKERS
+    python tests/support/netns_run.py URL NAMESPACE LEASE RUN_ID MARKERS
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Tasks and workflows that run on Redis workers in the tests.
 
-Worker processes import this module (``--import remote_flows`` with ``tests/`` on
+Worker processes import this module (``--import remote_flows`` with ``tests/support/`` on
 PYTHONPATH) and find every task here by its import path, so everything a worker runs
 is defined at module level. Tasks report the process that ran them (``os.getpid()``)
 so the tests can tell worker runs from local ones.

@@ -1,4 +1,4 @@
-"""A workflow for the loopback transport (tests/loopback_transport.py).
+"""A workflow for the loopback transport (tests/support/loopback_transport.py).
 
 Its tasks run on an executor that finds them by import path, as a worker would, so
 they are defined at module level; every one of them talks to its run through the

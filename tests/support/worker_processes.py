@@ -2,7 +2,7 @@
 real redis-server, importing the test modules that define remote tasks
 (`remote_flows`, `remote_dynamic`, `remote_faults`), and the fixtures that start and kill them.
 
-The `workers` and `pool` fixtures reach every test module through conftest.py.
+The `workers` and `pool` fixtures reach every test module as a plugin (conftest.py's `pytest_plugins`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import pytest
 import redis
 from redis_server import RedisServer
 
-ROOT = Path(__file__).resolve().parent.parent
-TESTS = ROOT / "tests"
+SUPPORT = Path(__file__).resolve().parent  # tests/support: the modules workers import by name
+ROOT = SUPPORT.parents[1]
+PYTHONPATH = os.pathsep.join([str(SUPPORT), str(ROOT)])  # for any child that imports the flow modules by name
 READY_TIMEOUT = 20.0
 RUN_TIMEOUT = 20.0
 
@@ -32,7 +33,7 @@ RUN_TIMEOUT = 20.0
 # --- worker processes -----------------------------------------------------------------------
 def worker_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
+    env["PYTHONPATH"] = PYTHONPATH
     env["GRAFLOW_LOG_LEVEL"] = "info"
     return env
 
