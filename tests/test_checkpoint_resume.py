@@ -1,20 +1,19 @@
-"""Checkpoints and resume at the runner level (SPEC section 6).
+"""Checkpoints and resume at the runner level (SPEC section 6), in this process on file
+stores.
 
 What a resumed run runs again and what it does not, where checkpoints are written,
-a real process killed right after a checkpoint and resumed in-process and through the
-CLI, parallel groups, exact round trips of codec types, S3 on moto's server, and every
-way a checkpoint is refused (corrupt, foreign, wrongly signed, another graph,
-unserializable values, a workflow that cannot be imported).
+parallel groups, exact round trips of codec types, and every way a checkpoint is refused
+(corrupt, foreign, wrongly signed, another graph, unserializable values, a workflow that
+cannot be imported). A real process killed after its checkpoint:
+tests/e2e/test_checkpoint_crash.py; S3: tests/integration/test_checkpoint_resume_s3.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import pickle
 import random
-import sys
 import uuid
 from collections import Counter
 from decimal import Decimal
@@ -23,7 +22,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from services import S3Service
+from etl_flow import Crash, crashed_run, etl
 
 from graflow_async import (
     CheckpointError,
@@ -41,60 +40,16 @@ from graflow_async import (
 )
 from graflow_async.checkpoints import (
     FileCheckpointStore,
-    S3CheckpointStore,
     encode_checkpoint,
     load_checkpoint,
 )
 from graflow_async.plan.state import FAILED
 
-ROOT = Path(__file__).resolve().parent.parent
 KEY_ENV = "GRAFLOW_CHECKPOINT_KEY"
-
-
-class Crash(Exception):
-    """Stands for the process dying right after a checkpoint, in in-process tests."""
 
 
 class Opaque:
     """A value the codec cannot serialize."""
-
-
-def etl(calls: Counter[str], seen: dict[str, Any], locations: list[str], *, checkpoints: int = 1) -> Workflow:
-    """``extract >> transform >> load``: on its first run `transform` checkpoints
-    `checkpoints` times (metadata ``{"stage": "transform", "n": i}``) and then crashes."""
-
-    @task
-    async def extract() -> list[int]:
-        calls["extract"] += 1
-        return [1, 2, 3]
-
-    @task(inject_context=True)
-    async def transform(context, extract: list[int]) -> list[int]:
-        calls["transform"] += 1
-        seen["transform"] = context.resumed_metadata
-        if context.resumed_metadata is None:
-            await context.channel.set("rows", len(extract))
-            for n in range(1, checkpoints + 1):
-                locations.append(await context.checkpoint(metadata={"stage": "transform", "n": n}))
-            raise Crash("the machine went away")
-        return [x * 10 for x in extract]
-
-    @task(inject_context=True)
-    async def load(context, transform: list[int], rows: int, seed: int) -> str:
-        calls["load"] += 1
-        seen["load"] = context.resumed_metadata
-        await context.channel.set("loaded", True)
-        return f"loaded {sum(transform)} from {rows} rows (seed {seed})"
-
-    with workflow("etl") as wf:
-        extract >> transform >> load
-    return wf
-
-
-async def crashed_run(wf: Workflow, **options: Any) -> None:
-    with pytest.raises(TaskFailedError) as failed:
-        await run(wf, **options)
-    assert isinstance(failed.value.cause, Crash)
 
 
 def checkpoints_under(root: Path) -> list[Path]:
@@ -311,142 +266,6 @@ async def test_checkpoint_saved_event_carries_the_location(tmp_path: Path) -> No
     ]
     assert [e.sequence for e in saved] == [1, 2]
 
-
-# --- a real process killed right after its checkpoint ---------------------------------------
-
-CRASHING_MODULE = '''
-import asyncio
-import os
-import pathlib
-
-from graflow_async import run, task, workflow
-
-HERE = pathlib.Path(__file__).parent
-
-
-def note(line):
-    with (HERE / "ran.log").open("a") as log:
-        log.write(line + "\\n")
-
-
-@task
-async def extract():
-    note("extract")
-    return [1, 2, 3]
-
-
-@task(inject_context=True)
-async def transform(context, extract):
-    note(f"transform resumed={context.resumed_metadata}")
-    if context.resumed_metadata is None:
-        await context.channel.set("rows", len(extract))
-        location = await context.checkpoint(metadata={"stage": "transform"})
-        (HERE / "location.txt").write_text(location)
-        if os.environ.get("CRASH_AFTER_CHECKPOINT") == "1":
-            os._exit(17)  # no cleanup, no finally blocks: the process is simply gone
-    return [x * 10 for x in extract]
-
-
-@task
-async def load(transform, rows):
-    note("load")
-    return f"loaded {sum(transform)} from {rows} rows"
-
-
-with workflow("etl") as pipeline:
-    extract >> transform >> load
-
-
-async def main():
-    return await run(pipeline)
-'''
-
-
-async def python(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, *args, cwd=cwd, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 45)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("CRASH_AFTER_CHECKPOINT", KEY_ENV)}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return {**env, **extra}
-
-
-@pytest.fixture
-def crashed_process(tmp_path: Path) -> Any:
-    """Runs a module-level workflow in a child process that dies by ``os._exit(17)``
-    right after its checkpoint; returns ``(module name, checkpoint location)``."""
-    name = f"crashy_etl_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(CRASHING_MODULE)
-
-    async def crash() -> tuple[str, str]:
-        code = f"import asyncio, {name}; asyncio.run({name}.main())"
-        rc, out, err = await python("-c", code, cwd=tmp_path, env=child_env(CRASH_AFTER_CHECKPOINT="1"))
-        assert rc == 17, (out, err)
-        location = (tmp_path / "location.txt").read_text()
-        return name, location
-
-    yield crash
-    sys.modules.pop(name, None)
-
-
-def ran(tmp_path: Path) -> Counter[str]:
-    return Counter((tmp_path / "ran.log").read_text().splitlines())
-
-
-async def test_killed_process_resumes_in_process_without_passing_the_workflow(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crashed_process: Any
-) -> None:
-    name, location = await crashed_process()
-    checkpoint = Path(location)
-    assert checkpoint.is_file()
-    assert checkpoint.parent.parent == tmp_path.resolve() / ".graflow" / "checkpoints"
-    assert ran(tmp_path) == {"extract": 1, "transform resumed=None": 1}
-    assert (await load_checkpoint(location))["workflow_ref"] == f"{name}:pipeline"
-
-    monkeypatch.delenv("CRASH_AFTER_CHECKPOINT", raising=False)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    result = await resume(location)  # imports f"{name}:pipeline" itself
-
-    assert result.output == "loaded 60 from 3 rows"
-    assert result.run_id == checkpoint.parent.name
-    assert result.channel == {"rows": 3}
-    assert ran(tmp_path) == {
-        "extract": 1,  # not again
-        "transform resumed=None": 1,
-        "transform resumed={'stage': 'transform'}": 1,
-        "load": 1,
-    }
-
-
-async def test_killed_process_resumes_through_the_cli(tmp_path: Path, crashed_process: Any) -> None:
-    _, location = await crashed_process()
-    rc, out, err = await python("-m", "graflow_async", "resume", location, cwd=tmp_path, env=child_env())
-    assert rc == 0, err
-    run_id = Path(location).parent.name
-    assert f"run {run_id}: completed, 3 tasks completed" in out
-    assert "output: 'loaded 60 from 3 rows'" in out
-    assert ran(tmp_path) == {
-        "extract": 1,
-        "transform resumed=None": 1,
-        "transform resumed={'stage': 'transform'}": 1,
-        "load": 1,
-    }
-
-
-async def test_cli_resume_of_a_corrupt_checkpoint_exits_1_with_one_line(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.ckpt"
-    bad.write_bytes(pickle.dumps({"run_id": "x"}))
-    rc, _, err = await python("-m", "graflow_async", "resume", str(bad), cwd=tmp_path, env=child_env())
-    assert rc == 1
-    assert "Traceback" not in err
-    assert "CheckpointError" in err and "pickle" in err
 
 
 # --- parallel groups ---------------------------------------------------------------------------
@@ -989,118 +808,3 @@ async def test_an_unsigned_checkpoint_is_refused_when_a_key_is_set(
     with pytest.raises(CheckpointError, match="not signed"):
         await resume(str(good), workflow=wf)
 
-
-# --- S3 on moto's server -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def s3_env(s3_service: S3Service, monkeypatch: pytest.MonkeyPatch) -> S3Service:
-    """Point botocore at moto's server through the environment, as a deployment would."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_service.endpoint_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_service.aws_access_key_id)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_service.aws_secret_access_key)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_service.region_name)
-    monkeypatch.delenv(KEY_ENV, raising=False)
-    return s3_service
-
-
-async def s3_keys(service: S3Service, bucket: str) -> list[str]:
-    async with service.client() as client:
-        listing = await client.list_objects_v2(Bucket=bucket)
-    return sorted(item["Key"] for item in listing.get("Contents", ()))
-
-
-async def test_s3_store_by_uri_then_resume(s3_env: S3Service, s3_bucket: str) -> None:
-    calls: Counter[str] = Counter()
-    locations: list[str] = []
-    wf = etl(calls, {}, locations)
-    await crashed_run(wf, run_id="run-s3", checkpoint_store=f"s3://{s3_bucket}/runs",
-                      initial_channel={"seed": 13})
-    assert locations == [f"s3://{s3_bucket}/runs/run-s3/1.ckpt"]
-    assert await s3_keys(s3_env, s3_bucket) == ["runs/run-s3/1.ckpt"]
-
-    result = await resume(locations[0], workflow=wf)
-    assert result.output == "loaded 60 from 3 rows (seed 13)"
-    assert result.run_id == "run-s3"
-    assert calls == {"extract": 1, "transform": 2, "load": 1}
-
-
-async def test_s3_resumed_run_keeps_checkpointing_under_the_same_prefix(
-    s3_env: S3Service, s3_bucket: str
-) -> None:
-    locations: list[str] = []
-
-    @task(inject_context=True)
-    async def saver(context) -> str:
-        n = 0 if context.resumed_metadata is None else context.resumed_metadata["n"]
-        location = await context.checkpoint(metadata={"n": n + 1})
-        if n == 0:
-            locations.append(location)
-            raise Crash("gone")
-        return location
-
-    with workflow("s3-again") as wf:
-        wf.add(saver)
-    await crashed_run(wf, run_id="r", checkpoint_store=f"s3://{s3_bucket}/deep/prefix")
-    result = await resume(locations[0], workflow=wf)
-    assert result.output == f"s3://{s3_bucket}/deep/prefix/r/2.ckpt"
-    assert await s3_keys(s3_env, s3_bucket) == [
-        "deep/prefix/r/1.ckpt", "deep/prefix/r/2.ckpt", "deep/prefix/r/completed",  # the resumed run completed
-    ]
-
-
-async def test_s3_path_override_and_a_missing_bucket(
-    s3_env: S3Service, s3_bucket: str, tmp_path: Path
-) -> None:
-    @task(inject_context=True)
-    async def saver(context) -> list[str]:
-        if context.resumed_metadata is not None:
-            return ["resumed"]
-        with pytest.raises(CheckpointError) as refused:
-            await context.checkpoint(path="s3://nonexistent-bucket/x.ckpt")
-        return [await context.checkpoint(path=f"s3://{s3_bucket}/exact/key.ckpt", metadata={}),
-                str(refused.value)]
-
-    with workflow("s3-path") as wf:
-        wf.add(saver)
-    location, message = (await run(wf, checkpoint_store=tmp_path)).output
-    assert location == f"s3://{s3_bucket}/exact/key.ckpt"
-    assert "nonexistent-bucket" in message
-    assert "does not exist" in message
-    assert (await resume(location, workflow=wf, force=True)).output == ["resumed"]  # the run had completed
-
-
-async def test_s3_missing_checkpoint_names_bucket_and_key(s3_env: S3Service, s3_bucket: str) -> None:
-    location = f"s3://{s3_bucket}/runs/none/1.ckpt"
-    with pytest.raises(CheckpointError, match="not found") as refused:
-        await resume(location)
-    assert location in str(refused.value)
-
-
-async def test_s3_store_object_with_options_is_used_to_resume(
-    s3_service: S3Service, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With the endpoint and credentials given only as store options (SPEC: "endpoint
-    from AWS_ENDPOINT_URL or store options"), `resume(..., checkpoint_store=store)`
-    must read the checkpoint with that store's settings."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", KEY_ENV):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no credential hunt on IMDS
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    locations: list[str] = []
-    wf = etl(Counter(), {}, locations)
-    async with S3CheckpointStore(s3_bucket, "opts", **s3_service.options()) as store:
-        await crashed_run(wf, run_id="run-opts", checkpoint_store=store, initial_channel={"seed": 14})
-        assert locations == [f"s3://{s3_bucket}/opts/run-opts/1.ckpt"]
-        result = await resume(locations[0], workflow=wf, checkpoint_store=store)
-    assert result.output == "loaded 60 from 3 rows (seed 14)"
-
-
-async def test_s3_unreachable_endpoint_is_a_checkpoint_error(
-    s3_env: S3Service, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard port: refused
-    with pytest.raises(CheckpointError, match="some-bucket") as refused:
-        await resume("s3://some-bucket/a/1.ckpt")
-    assert refused.value.__cause__ is not None  # the botocore error, kept as the cause

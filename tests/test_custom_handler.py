@@ -12,7 +12,6 @@ from typing import Any
 
 import isolated_flows as flows
 import pytest
-from test_examples import run_example
 
 from graflow_async import RemoteTaskError, RetryLimitExceededError, TaskContext, run, workflow
 from graflow_async.define.tasks import Task
@@ -26,12 +25,6 @@ def single(t: Task, **bound: Any) -> Any:
     with workflow(f"isolated-{t.id}") as wf:
         wf.add(t(task_id=t.id, **bound))
     return wf
-
-
-def test_the_example_counts_primes_in_processes(tmp_path: Path) -> None:
-    proc = run_example("custom_handler.py", "--stop", "20000", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "2262 primes below 20,000 (4 slices)" in proc.stdout and "separate processes" in proc.stdout
 
 
 async def test_a_task_runs_in_another_process() -> None:

@@ -84,3 +84,9 @@ def test_the_agent_loop_runs_the_same_on_redis_workers(tmp_path: Path, workers: 
     assert proc.returncode == 0, proc.stderr + worker.output()
     assert "round 1" not in proc.stdout  # the tasks (and their prints) ran on the worker
     _agent_story(worker.output() + proc.stdout)
+
+
+def test_the_example_counts_primes_in_processes(tmp_path: Path) -> None:
+    proc = run_example("custom_handler.py", "--stop", "20000", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "2262 primes below 20,000 (4 slices)" in proc.stdout and "separate processes" in proc.stdout

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from answers import answer_when_asked
 
 from graflow_async import (
     FeedbackResponse,
@@ -20,17 +21,6 @@ from graflow_async import (
 from graflow_async.exceptions import FeedbackCancelledError, FeedbackValidationError
 from graflow_async.feedback import FeedbackStore, FileFeedbackStore, MemoryFeedbackStore
 from graflow_async.feedback.hitl import feedback_id
-
-
-async def answer_when_asked(store: MemoryFeedbackStore, answer: dict, count: int = 1) -> list[str]:
-    answered: list[str] = []
-    while len(answered) < count:
-        pending = [r for r in await store.list_pending() if r.feedback_id not in answered]
-        for request in pending:
-            await store.respond(request.feedback_id, answer)
-            answered.append(request.feedback_id)
-        await asyncio.sleep(0.005)
-    return answered
 
 
 def approval_workflow(calls: dict[str, int], timeout: float = 5.0):
@@ -228,46 +218,3 @@ async def test_a_task_may_catch_the_timeout_and_carry_on(tmp_path: Path) -> None
         wf.add(ask)
     result = await run(wf, feedback_store=MemoryFeedbackStore(), checkpoint_store=tmp_path)
     assert result.status == "completed" and result.output == "default"
-
-
-async def test_notifications_are_posted_and_a_failing_hook_does_not_fail_the_task(tmp_path: Path) -> None:
-    from aiohttp import web
-
-    received: list[dict] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    store = MemoryFeedbackStore()
-
-    @task(inject_context=True)
-    async def ask(context) -> tuple:
-        good = await context.request_approval(
-            "ship?", timeout=5,
-            notification_config={"type": "webhook", "url": f"http://{host}:{port}/hook", "message": "please look"},
-        )
-        bad = await context.request_approval(
-            "ship again?", timeout=5,
-            notification_config={"type": "webhook", "url": f"http://{host}:{port}/missing"},  # 404 every time
-        )
-        return good, bad
-
-    with workflow("notify") as wf:
-        wf.add(ask)
-    try:
-        answering = asyncio.create_task(answer_when_asked(store, {"approved": True}, count=2))
-        result = await run(wf, feedback_store=store, checkpoint_store=tmp_path)
-        await answering
-    finally:
-        await runner.cleanup()
-    assert result.output == (True, True)
-    [event] = received
-    assert event["event"] == "feedback_requested" and event["prompt"] == "ship?"
-    assert event["message"] == "please look" and event["run_id"] == result.run_id and event["task_id"] == "ask"

@@ -1,4 +1,5 @@
-"""Feedback notifications (SPEC section 5): webhook and Slack POSTs to a real HTTP server."""
+"""Feedback notifications (SPEC section 5): webhook and Slack POSTs to a real HTTP server,
+sent by `notify` and by a run's feedback requests."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from answers import answer_when_asked
 from clocks import FastClock
 
+from graflow_async import run, task, workflow
 from graflow_async.clock import use_clock
-from graflow_async.feedback import FeedbackRequest, FeedbackType
+from graflow_async.feedback import FeedbackRequest, FeedbackType, MemoryFeedbackStore
 from graflow_async.feedback.notify import JITTER, notify, retries
 
 
@@ -207,3 +211,47 @@ async def test_retry_waits_are_jittered_so_hooks_failed_together_are_not_retried
             assert await notify(request(), {"url": hook.url}, attempts=2, backoff=1.0) is False
         seen += clock.delays
     assert about(seen, [1.0] * 5) and len(set(seen)) > 1
+
+
+# --- from a run's feedback request ------------------------------------------------------------------
+
+
+async def test_notifications_are_posted_and_a_failing_hook_does_not_fail_the_task(tmp_path: Path) -> None:
+    received: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    store = MemoryFeedbackStore()
+
+    @task(inject_context=True)
+    async def ask(context) -> tuple:
+        good = await context.request_approval(
+            "ship?", timeout=5,
+            notification_config={"type": "webhook", "url": f"http://{host}:{port}/hook", "message": "please look"},
+        )
+        bad = await context.request_approval(
+            "ship again?", timeout=5,
+            notification_config={"type": "webhook", "url": f"http://{host}:{port}/missing"},  # 404 every time
+        )
+        return good, bad
+
+    with workflow("notify") as wf:
+        wf.add(ask)
+    try:
+        answering = asyncio.create_task(answer_when_asked(store, {"approved": True}, count=2))
+        result = await run(wf, feedback_store=store, checkpoint_store=tmp_path)
+        await answering
+    finally:
+        await runner.cleanup()
+    assert result.output == (True, True)
+    [event] = received
+    assert event["event"] == "feedback_requested" and event["prompt"] == "ship?"
+    assert event["message"] == "please look" and event["run_id"] == result.run_id and event["task_id"] == "ask"

@@ -237,6 +237,34 @@ async def test_the_first_contact_fails_fast_naming_the_url() -> None:
         server.cleanup()
 
 
+# --- redis-py's path on a real server ------------------------------------------------------------
+async def test_execute_on_pool_answers_each_command_in_place_and_keeps_the_connection_usable(
+    redis_url: str,
+) -> None:
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    from graflow_async.transports.redis.errors import ReplyError
+    from graflow_async.transports.redis.redispy import execute_on_pool
+
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1)
+    client = Redis.from_pool(pool)
+    try:
+        await client.set("not-a-stream", "x")
+        answers = await execute_on_pool(pool, [
+            ("XADD", "batch:s", "*", "m", b"1"),
+            ("XADD", "not-a-stream", "*", "m", b"2"),  # WRONGTYPE: an error in its place
+            ("XADD", "batch:absent", "NOMKSTREAM", "*", "m", b"3"),  # no stream made: nil
+        ])
+        assert isinstance(answers[0], bytes) and answers[2] is None
+        assert isinstance(answers[1], ReplyError) and str(answers[1]).startswith("WRONGTYPE")
+        assert await client.xlen("batch:s") == 1 and not await client.exists("batch:absent")
+        entry = answers[0]
+        assert await execute_on_pool(pool, [("XACK", "batch:s", "nobody", entry), ("XDEL", "batch:s", entry)]) == [0, 1]
+    finally:
+        await client.delete("not-a-stream", "batch:s")
+        await client.aclose()
+
+
 # --- a real server at maxmemory ------------------------------------------------------------------------
 async def test_under_maxmemory_a_reply_and_its_ack_take_effect_together_or_not_at_all() -> None:
     """Redis refuses the XADD of a reply under maxmemory (noeviction) but would take the XACK

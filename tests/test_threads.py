@@ -1,6 +1,6 @@
 """Where plain (sync) task functions run: the run's thread pool, sized by
-``run(max_threads=...)`` and the worker's ``--threads``, or inline on the event loop
-with ``handler="inline"``."""
+``run(max_threads=...)`` and the worker's ``--threads`` (on worker processes:
+test_workers.py), or inline on the event loop with ``handler="inline"``."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ import threading
 from typing import Any
 
 import pytest
-import remote_flows
-from worker_processes import Workers
 
 from graflow_async import RetryPolicy, TaskFailedError, parallel, run, task, workflow
 from graflow_async.execute.threads import RunThreadPool, shutdown, thread_pool
 from graflow_async.handlers import TaskCall, call_function
-from graflow_async.transports.redis import RedisStreamsTransport
 
 
 def blocking_fan(n: int, body: Any) -> Any:
@@ -64,16 +61,6 @@ async def test_two_threads_do_run_two_tasks_at_once() -> None:
 async def test_max_threads_must_be_a_positive_whole_number(bad: Any) -> None:
     with pytest.raises(ValueError, match="max_threads"):
         await run(blocking_fan(1, lambda: None), max_threads=bad)
-
-
-async def test_worker_threads_sizes_the_workers_pool(workers: Workers, redis_url: str) -> None:
-    workers.start(1, "--threads", "1", "--concurrency", "8")
-    with workflow("threads") as wf:
-        wf.add(parallel(*(remote_flows.thread_name(task_id=f"t{i}") for i in range(6))))
-    async with RedisStreamsTransport(redis_url, connect_timeout=2) as transport:
-        result = await run(wf, transport=transport)
-    names = set(result.results.values())
-    assert len(names) == 1 and next(iter(names)).startswith("graflow-task")
 
 
 def test_worker_threads_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:

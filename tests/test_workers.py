@@ -513,6 +513,16 @@ async def scrape(http: aiohttp.ClientSession, port: int) -> tuple[str, dict[str,
     return text, samples
 
 
+async def test_worker_threads_sizes_the_workers_pool(workers: Workers, redis_url: str) -> None:
+    workers.start(1, "--threads", "1", "--concurrency", "8")
+    with workflow("threads") as wf:
+        wf.add(parallel(*(remote_flows.thread_name(task_id=f"t{i}") for i in range(6))))
+    async with RedisStreamsTransport(redis_url, connect_timeout=2) as transport:
+        result = await run(wf, transport=transport)
+    names = set(result.results.values())
+    assert len(names) == 1 and next(iter(names)).startswith("graflow-task")
+
+
 async def test_workers_run_on_uvloop_unless_told_asyncio(workers: Workers, redis_url: str) -> None:
     """The default loop is uvloop (the redis extra installs it); ``--loop asyncio`` keeps
     asyncio's own. Both run tasks, and the start line says which loop it is."""
