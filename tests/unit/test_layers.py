@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "graflow_async"
+PACKAGE = Path(__file__).resolve().parents[2] / "graflow_async"
 
 #: lowest first; each name is a top-level module or a subpackage of graflow_async
 LAYERS: list[set[str]] = [

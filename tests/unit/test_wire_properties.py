@@ -38,7 +38,7 @@ from graflow_async.wire.codec import packb
 from graflow_async.wire.envelope import MAX_NESTING, MalformedMessage, decode, encode
 from graflow_async.wire.messages import ContextReply, ContextRequest, RetryDue, TaskMessage, TaskReply
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MiB = 2**20
 FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -565,7 +565,7 @@ NESTING_SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
 from graflow_async.wire.envelope import MAX_NESTING, MalformedMessage, decode, encode
-from tests.test_wire_properties import raw, tuples_inside_each_other
+from tests.unit.test_wire_properties import raw, tuples_inside_each_other
 deepest = raw(tuples_inside_each_other(MAX_NESTING, lists=1000))
 encode(decode(deepest))  # the deepest that travels: it decodes and encodes again
 for depth in (MAX_NESTING + 1, 200, 400, 150_000):  # 150k: 1 MiB
