@@ -1,6 +1,6 @@
 """Where plain (sync) task functions run: the run's thread pool, sized by
 ``run(max_threads=...)`` and the worker's ``--threads`` (on worker processes:
-test_workers.py), or inline on the event loop with ``handler="inline"``."""
+integration/test_workers.py), or inline on the event loop with ``handler="inline"``."""
 
 from __future__ import annotations
 

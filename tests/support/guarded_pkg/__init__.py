@@ -1,4 +1,4 @@
-"""A package workers import with ``--import guarded_pkg`` in tests/test_hardening.py.
+"""A package workers import with ``--import guarded_pkg`` in tests/integration/test_hardening.py.
 
 Importing the package imports `guarded_pkg.eager` too, so a worker may run its tasks;
 `guarded_pkg.lazy` and `guarded_pkg.__main__` are imported by nobody at a worker's

@@ -1,4 +1,4 @@
-"""The fault-injecting Redis proxy (`tests/redis_faults.py`) against the real test Redis:
+"""The fault-injecting Redis proxy (`tests/support/redis_faults.py`) against the real test Redis:
 it forwards faithfully, and each fault does exactly what it says (raw sockets and
 hiredis as the client, redis-py's asyncio client where convenient)."""
 

@@ -32,7 +32,7 @@ from graflow_async.wire.codec import packb
 from graflow_async.wire.envelope import MalformedMessage, decode, encode
 from graflow_async.wire.messages import TaskMessage, TaskReply
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

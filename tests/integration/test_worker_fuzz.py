@@ -5,7 +5,7 @@ Design: the fleet is started once for the module by a sync fixture. One test cal
 property (`@given` over batches of 50 entries, a few batches, derandomized, no example database, no
 shrinking: a failure names the entry) that XADDs each batch with redis-py and waits until the task
 stream has settled; after the batches a real run goes through the same fleet. What each entry must
-come to is decided by `outcome` (the wire decoder, property-tested in test_wire_properties.py, says
+come to is decided by `outcome` (the wire decoder, property-tested in unit/test_wire_properties.py, says
 what is malformed; an entry made broken on purpose is checked to be malformed):
 
     DEAD      malformed, or not a task: in <ns>:dead with a reason, never run
