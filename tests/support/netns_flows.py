@@ -1,4 +1,4 @@
-"""Tasks and the workflow of the hosts-apart test (tests/test_hosts_apart.py).
+"""Tasks and the workflow of the hosts-apart test (tests/e2e/test_hosts_apart.py).
 
 Workers in their own network namespaces import this module (``--import netns_flows``
 with ``tests/support/`` on PYTHONPATH). The tasks talk to the test through files in a

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from examples.aiohttp_service import make_app
 from graflow_async.feedback import MemoryFeedbackStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def approval_link(client: TestClient[Any, Any], run_page: str) -> str:

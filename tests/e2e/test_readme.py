@@ -19,7 +19,7 @@ from aiohttp import web
 from services import S3Service
 from worker_processes import PYTHONPATH, Workers
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 _PIECE = re.compile(r"^```python\n(?P<block>.*?)^```$|^<!-- readme-test\n(?P<hidden>.*?)^-->$", re.S | re.M)
 

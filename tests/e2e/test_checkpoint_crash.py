@@ -18,7 +18,7 @@ import pytest
 from graflow_async import resume
 from graflow_async.checkpoints import load_checkpoint
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEY_ENV = "GRAFLOW_CHECKPOINT_KEY"
 
 

@@ -1,5 +1,5 @@
 """Prometheus metrics (SPEC section 8): what runs and workers count, and the web app's
-``GET /metrics`` over real HTTP (a worker's ``--metrics-port`` is in test_workers.py).
+``GET /metrics`` over real HTTP (a worker's ``--metrics-port`` is in integration/test_workers.py).
 """
 
 from __future__ import annotations

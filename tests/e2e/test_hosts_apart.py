@@ -1,5 +1,5 @@
 """Hosts apart (SPEC section 7): Redis, two workers and a run on four network
-namespaces joined by veth links (tests/netns.py), and one worker's link cut mid-task.
+namespaces joined by veth links (tests/support/netns.py), and one worker's link cut mid-task.
 
 Worker A (host w1) takes the task `held`; its link is cut while the task runs. Worker
 B (host w2) must reclaim the task and finish it within lease + 1 s of the cut, the run
