@@ -39,7 +39,7 @@ async def flaky() -> str:
 
 @task
 async def after(flaky: str) -> str:
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.02)  # a task with a duration to count
     return flaky + "!"
 
 

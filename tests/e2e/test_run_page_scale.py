@@ -101,6 +101,7 @@ async def page_while_probing_health(http: aiohttp.ClientSession, url: str, healt
     """GET `url` (its text and seconds), asking `health` every 20 ms meanwhile (the
     slowest answer's seconds); fails after 10 s."""
     slowest = 0.0
+    answered = asyncio.Event()
 
     async def probe() -> None:
         nonlocal slowest
@@ -109,7 +110,8 @@ async def page_while_probing_health(http: aiohttp.ClientSession, url: str, healt
             async with http.get(health) as response:
                 assert response.status == 200
             slowest = max(slowest, time.perf_counter() - started)
-            await asyncio.sleep(0.02)
+            answered.set()
+            await asyncio.sleep(0.02)  # the probing interval
 
     started = time.perf_counter()
     async with asyncio.timeout(10), asyncio.TaskGroup() as group:
@@ -118,7 +120,8 @@ async def page_while_probing_health(http: aiohttp.ClientSession, url: str, healt
             assert response.status == 200
             text = await response.text()
         took = time.perf_counter() - started
-        await asyncio.sleep(0.05)  # one more probe after the page
+        answered.clear()
+        await answered.wait()  # one more answer to health after the page (the probe in flight meanwhile)
         prober.cancel()
     return text, took, slowest
 

@@ -201,7 +201,7 @@ async def test_cancelling_a_suspended_run_cancels_its_questions_and_it_never_res
                                   json={"approved": True})).status == 409
         assert await store.get_suspension(run_id) is None
         assert (await client.post(f"/api/runs/{run_id}/cancel")).status == 409
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # a window in which the refused cancel must change nothing
         assert (await (await client.get(f"/api/runs/{run_id}")).json())["status"] == "cancelled"
 
 

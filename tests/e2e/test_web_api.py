@@ -210,7 +210,7 @@ async def test_delete_cancels_and_the_waiter_gets_feedback_cancelled_error():
     store = MemoryFeedbackStore()
     await store.create(feedback())
     waiter = asyncio.create_task(store.wait("fb-1", timeout=5))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # yield: the waiter waits
     async with serving(feedback_store=store) as client:
         response = await client.delete("/api/feedback/fb-1")
         assert response.status == 200
@@ -470,7 +470,7 @@ async def test_shutdown_cancels_in_flight_runs_cleanly():
     assert stored is not None and stored["status"] == "cancelled" and stored["ended_at"] is not None
     end = tail.decode().strip().split("\n\n")[-1]
     assert _field(end, "event") == "end" and json.loads(_field(end, "data"))["status"] == "cancelled"
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # yield: tasks that have just ended are reaped
     assert asyncio.all_tasks() - before - {asyncio.current_task()} == set()
 
 

@@ -282,7 +282,7 @@ async def test_a_head_trickled_a_byte_at_a_time_is_closed_within_the_bound(quick
         async def trickle() -> None:
             for byte in b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 1000:
                 writer.write(bytes([byte]))
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # the trickle: a byte every 50 ms
 
         async with asyncio.TaskGroup() as tg:
             sending = tg.create_task(trickle())

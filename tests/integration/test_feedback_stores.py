@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 from feedback_backends import Backend, OverBackends, OverSharedBackends
+from redis.asyncio import Redis
 from redis_server import RedisServer
+from worker_processes import wait_for
 
 from graflow_async.exceptions import (
     FeedbackAlreadyAnsweredError,
@@ -54,7 +56,7 @@ from graflow_async.feedback.redis import RedisFeedbackStore
 
 async def main(action, feedback_id, start_at):
     async with {store} as store:
-        await asyncio.sleep(max(0.0, start_at - time.time()))
+        await asyncio.sleep(max(0.0, start_at - time.time()))  # the racers act at one agreed instant
         try:
             if action == "respond":
                 await store.respond(feedback_id, {{"approved": True, "responded_by": sys.argv[4]}})
@@ -260,6 +262,12 @@ async def test_redis_errors_become_transport_errors_naming_the_server() -> None:
         server.cleanup()
 
 
+async def subscribed(url: str, channel: str) -> bool:
+    async with Redis.from_url(url) as probe:
+        [(_, count)] = await probe.pubsub_numsub(channel)
+    return count > 0
+
+
 async def test_a_redis_waiter_survives_a_server_restart() -> None:
     server = RedisServer(appendonly=True)
     server.start()
@@ -268,10 +276,10 @@ async def test_a_redis_waiter_survives_a_server_restart() -> None:
             await waiting.create(ask())
             waiter = await started(waiting.wait("fb-1", timeout=30.0))
             await asyncio.to_thread(server.stop)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # an outage window the waiter must sit through
             assert not waiter.done()
             await asyncio.to_thread(server.start)
-            await asyncio.sleep(0.3)  # let the listener subscribe again
+            await wait_for(lambda: subscribed(server.url, waiting.channel), 10, "the listener to subscribe again")
             await answering.respond("fb-1", {"approved": True})  # reaches `waiting` through pub/sub only
             assert (await asyncio.wait_for(waiter, 5.0)).approved is True
     finally:

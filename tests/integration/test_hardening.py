@@ -14,7 +14,7 @@ import guarded_pkg.markers as guarded_markers
 import pytest
 import remote_faults as rf
 from redis_server import RedisServer
-from worker_processes import RUN_TIMEOUT, Workers, wait_exit, wait_for
+from worker_processes import RUN_TIMEOUT, Workers, queue_settled, wait_exit, wait_for
 
 from graflow_async import TaskFailedError, chain, parallel, run, workflow
 from graflow_async.exceptions import RemoteTaskError
@@ -199,18 +199,17 @@ async def test_tasks_of_a_run_that_has_ended_are_skipped_not_run(
     else:
         with pytest.raises(TaskFailedError, match="fails at once"):
             await remote_run(redis_url, queued(tmp_path, 40, first=rf.fail_fast))
-    await wait_for(lambda: queue_empty(client), 15, "the worker to settle the 40 queued tasks")
+    await wait_for(lambda: queue_settled(client), 15, "the worker to settle the 40 queued tasks")
     ran = len(list(tmp_path.glob("ran-*")))
     assert ran <= 2, f"{ran} of 40 tasks of a {how} run still ran"
     assert worker.process.poll() is None and "skipped a task of a run that has ended" in worker.output()
 
 
-async def queue_empty(client: Any) -> bool:
-    info = await client.xinfo_groups("graflow:tasks")
-    return await client.xlen("graflow:tasks") == 0 and all(g["pending"] == 0 for g in info)
-
-
 # --- a Redis restart that loses everything -------------------------------------------------------------
+def completed_steps(events: list[Any]) -> int:
+    return sum(e.kind == "task_completed" for e in events)
+
+
 async def test_a_redis_restart_without_persistence_is_survived_by_workers_and_the_run(tmp_path: Path) -> None:
     server = RedisServer()  # no persistence: the restart loses every stream and group
     fleet = Workers(server.url, tmp_path)
@@ -219,12 +218,13 @@ async def test_a_redis_restart_without_persistence_is_survived_by_workers_and_th
         fleet.start(2)
         with workflow("restart") as wf:
             chain(*[rf.logged_step(task_id=f"step{i}", index=i) for i in range(6)])
+        events: list[Any] = []
         async with RedisStreamsTransport(server.url, lease_timeout=5) as transport:
-            running = asyncio.ensure_future(run(wf, transport=transport))
+            running = asyncio.ensure_future(run(wf, transport=transport, on_event=events.append))
             try:
-                await asyncio.sleep(1.0)  # two steps in
+                await wait_for(lambda: completed_steps(events) >= 2, 10, "two steps to complete")
                 await asyncio.to_thread(server.stop)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.5)  # the outage: Redis stays down this long
                 await asyncio.to_thread(server.start)
                 restarted = time.monotonic()
                 async with asyncio.timeout(RUN_TIMEOUT):

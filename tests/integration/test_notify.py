@@ -37,7 +37,7 @@ class Hook:
         body = await request.read()
         self.received.append({"json": json.loads(body), "headers": dict(request.headers), "path": request.path})
         if self.delay:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delay)  # a hook that answers slowly, for the timeout tests
         status = self.statuses[min(len(self.received), len(self.statuses)) - 1]
         return web.json_response({"ok": status < 300}, status=status)
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 from redis_faults import Cut, Drip, ErrorReply, FaultProxy, HugeLength, Malformed, Stall
 from redis_server import RedisServer
+from worker_processes import wait_for
 
 from graflow_async.exceptions import TransportError
 from graflow_async.transports.redis import MalformedReply, Refused
@@ -218,9 +219,9 @@ async def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
 
 
 async def test_closing_ends_the_wait_of_a_command_in_an_outage(conn: RedisConnection, fault_proxy: FaultProxy) -> None:
-    fault_proxy.inject("SET", ErrorReply("LOADING forever"), times=None)
+    outage = fault_proxy.inject("SET", ErrorReply("LOADING forever"), times=None)
     waiting = asyncio.ensure_future(conn.call("SET", "k", "v"))
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: outage.applied >= 2, 5, "the SET to be refused and sent again")  # waiting it out
     await conn.aclose()
     with pytest.raises(TransportError, match="closed"):
         await asyncio.wait_for(waiting, 3)
@@ -306,15 +307,15 @@ async def test_a_late_answer_breaks_the_connection_by_its_watchdog() -> None:
     [late] = connection.send([("PING",)], 5.0)
     connection.data_received(b"+PONG\r\n")  # the first is answered in time
     assert early.result() == b"PONG"
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # a window past the first deadline in which the second must not fail
     assert not late.done()  # its own deadline is 5 s away
     [due] = connection.send([("PING",)], 0.0)
-    await asyncio.sleep(0.05)  # the watchdog wakes for the oldest answer, which is not late...
+    await asyncio.sleep(0.05)  # a window: the watchdog wakes for the oldest answer, which is not late...
     assert not late.done()
     connection2 = LeanConnection()
     connection2.connection_made(FakeSocket())  # type: ignore[arg-type]
     [stuck] = connection2.send([("PING",)], 0.05)
-    await asyncio.sleep(0.15)
+    await wait_for(stuck.done, 5, "the watchdog to fail the answer that is late")
     with pytest.raises(Unavailable, match="in time"):
         stuck.result()
     assert connection2.broken

@@ -27,6 +27,7 @@ from redis_faults import (
     encode_command,
 )
 from redis_server import RedisServer
+from worker_processes import wait_for
 
 
 class Raw:
@@ -146,12 +147,22 @@ async def test_redis_py_asking_for_resp3_falls_back_to_resp2(proxy: FaultProxy, 
     assert "HELLO" in proxy.commands
 
 
+async def blocked_in(client: Redis, command: str) -> set[int]:
+    """The ids of the server's clients blocked in `command`."""
+    return {c["id"] for c in await client.client_list() if c["cmd"] == command and "b" in c["flags"]}
+
+
+async def blocked(client: Redis, before: set[int]) -> bool:
+    return bool(await blocked_in(client, "xread") - before)
+
+
 async def test_xread_block_times_out_and_gets_an_entry_added_elsewhere(via: Redis, client: Redis) -> None:
     started = time.monotonic()
     assert not await via.xread({"s": "$"}, block=200)
     assert 0.18 < time.monotonic() - started < 1.5
+    before = await blocked_in(client, "xread")
     waiting = asyncio.ensure_future(via.xread({"s": "$"}, block=5000))
-    await asyncio.sleep(0.1)
+    await wait_for(lambda: blocked(client, before), 5, "the XREAD to block on the server")
     assert not waiting.done()
     entry_id = await client.xadd("s", {"f": "v"})
     async with asyncio.timeout(2):
@@ -219,7 +230,7 @@ async def test_drip_delivers_the_real_reply_a_byte_at_a_time(proxy: FaultProxy, 
     chunks: list[bytes] = []
     while sum(map(len, chunks)) < len(expected):
         chunks.append(await raw.raw(1))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # yield between reads: the drip, not the reader, paces them
     assert b"".join(chunks) == expected
     assert time.monotonic() - started >= 0.01 * (len(expected) - 1) * 0.9
     raw.send("PING")

@@ -46,6 +46,11 @@ async def _connections(client: Redis) -> list[dict[str, object]]:
     return [c for c in await client.client_list() if c["cmd"] != "client|list"]
 
 
+async def _running(client: Redis, command: str) -> bool:
+    """Whether a connection other than `client`'s is in `command` (a blocking one, waiting)."""
+    return command in [c["cmd"] for c in await _connections(client)]
+
+
 async def test_concurrent_callers_share_one_connection_and_each_gets_its_own_answers(
     lean: LeanRedis, client: Redis
 ) -> None:
@@ -66,16 +71,16 @@ async def test_an_error_answer_takes_its_place_and_the_rest_are_answered(lean: L
     assert isinstance(answer, ReplyError) and str(answer).startswith("WRONGTYPE")
 
 
-async def test_a_caller_that_gives_up_leaves_the_next_answers_in_step(lean: LeanRedis) -> None:
+async def test_a_caller_that_gives_up_leaves_the_next_answers_in_step(lean: LeanRedis, client: Redis) -> None:
     slow = asyncio.ensure_future(lean.execute([("BLPOP", "nothing", 0.3), ("ECHO", "lost")]))
-    await asyncio.sleep(0.05)
+    await wait_for(lambda: _running(client, "blpop"), 5, "the BLPOP to block on the server")
     slow.cancel()
     assert await lean.execute([("ECHO", "mine")]) == [b"mine"]
 
 
 async def test_a_blocking_read_given_up_closes_its_connection(lean: LeanRedis, client: Redis) -> None:
     reader = asyncio.ensure_future(lean.blocking(("XREAD", "BLOCK", 5000, "STREAMS", "st", "$")))
-    await asyncio.sleep(0.1)
+    await wait_for(lambda: _running(client, "xread"), 5, "the XREAD to block on the server")
     assert [c["cmd"] for c in await _connections(client)] == ["xread"]
     reader.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -95,7 +100,7 @@ async def test_a_dropped_connection_fails_its_callers_and_the_next_call_reconnec
 ) -> None:
     assert await lean.execute([("PING",)]) == [b"PONG"]
     waiting = asyncio.ensure_future(lean.execute([("BLPOP", "nothing", 5)]))
-    await asyncio.sleep(0.1)
+    await wait_for(lambda: _running(client, "blpop"), 5, "the BLPOP to block on the server")
     [victim] = await _connections(client)
     await client.client_kill_filter(_id=victim["id"])
     with pytest.raises(Unavailable):
@@ -173,7 +178,7 @@ async def test_a_blocking_connection_the_server_closed_while_idle_is_not_used_ag
     assert await lean.blocking(("XREAD", "BLOCK", 10, "STREAMS", "idle", "0")) is None
     [idle] = await _connections(client)
     await client.client_kill_filter(_id=idle["id"])
-    await asyncio.sleep(0.1)  # the close reaches the connection
+    await wait_for(lambda: all(c.broken for c in lean._idle), 5, "the close to reach the idle connection")
     assert await lean.blocking(("XREAD", "BLOCK", 10, "STREAMS", "idle", "0")) is None
 
 

@@ -20,7 +20,7 @@ import remote_flows
 from redis.asyncio import Redis
 from redis_faults import Cut, Drip, ErrorReply, Fault, FaultProxy, HugeLength, Malformed, Vanish
 from redis_server import RedisServer
-from worker_processes import Workers, background
+from worker_processes import Workers, background, wait_for
 
 from graflow_async import parallel, run, workflow
 from graflow_async.exceptions import TransportError
@@ -88,6 +88,17 @@ def steps(n: int, seconds: float = 0.1) -> Any:
     return remote_flows.counting(n, seconds)
 
 
+def completed_steps(events: list[Any]) -> int:
+    return sum(e.kind == "task_completed" for e in events)
+
+
+async def delivered(url: str, count: int) -> bool:
+    """Whether the workers have taken `count` tasks (pending in their group)."""
+    async with Redis.from_url(url) as probe:
+        groups = await probe.xinfo_groups("graflow:tasks")
+    return sum(g["pending"] for g in groups) >= count
+
+
 # --- a real server -------------------------------------------------------------------------------------
 async def test_a_restart_that_loads_for_seconds_is_waited_out(night: Night) -> None:
     server = night.server
@@ -99,11 +110,12 @@ async def test_a_restart_that_loads_for_seconds_is_waited_out(night: Night) -> N
             await asyncio.sleep(0.1)
     finally:
         await admin.aclose()
+    events: list[Any] = []
     async with (
         RedisStreamsTransport(server.url, lease_timeout=LEASE) as transport,
-        background(run(steps(12, 0.15), transport=transport)) as running,
+        background(run(steps(12, 0.15), transport=transport, on_event=events.append)) as running,
     ):
-        await asyncio.sleep(0.5)
+        await wait_for(lambda: completed_steps(events) >= 2, 10, "two steps to complete")
         await asyncio.to_thread(server.stop)
         await asyncio.to_thread(server.start, loaded=False)
         loading = await _loading_seen(server)
@@ -151,7 +163,7 @@ async def test_maxmemory_reached_mid_run_ends_it_within_the_bound(night: Night) 
         with workflow("big-replies") as wf:
             wf.add(*(remote_faults.blob(task_id=f"b{i}", size=200_000, index=i, seconds=0.5) for i in range(6)))
         async with background(run(wf, transport=transport)) as running:
-            await asyncio.sleep(0.2)
+            await wait_for(lambda: delivered(night.server.url, 6), 10, "the workers to take the six tasks")
             await transport.conn.call("CONFIG", "SET", "maxmemory", 1)
             started = time.monotonic()
             with pytest.raises(TransportError, match="OOM"):
@@ -167,9 +179,10 @@ async def test_maxmemory_reached_mid_run_ends_it_within_the_bound(night: Night) 
     "command", [("CLIENT", "PAUSE", 2000, "ALL"), ("DEBUG", "SLEEP", 2)], ids=["client-pause", "debug-sleep"]
 )
 async def test_a_server_that_stops_answering_for_seconds_is_waited_out(night: Night, command: tuple[Any]) -> None:
+    events: list[Any] = []
     async with RedisStreamsTransport(night.server.url, lease_timeout=LEASE) as transport:
-        async with background(run(steps(10, 0.1), transport=transport)) as running:
-            await asyncio.sleep(0.3)
+        async with background(run(steps(10, 0.1), transport=transport, on_event=events.append)) as running:
+            await wait_for(lambda: completed_steps(events) >= 2, 10, "two steps to complete")
             admin = Redis.from_url(night.server.url)
             try:
                 await admin.execute_command(*command)

@@ -31,7 +31,7 @@ async def test_memory_transport_applies_backpressure() -> None:
     async with MemoryTransport(maxsize=2) as transport:
         await transport.send("q", [1, 2])
         blocked = asyncio.create_task(transport.send("q", [3]))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # a window in which the sender must stay blocked
         assert not blocked.done()
         assert [d.message for d in await transport.receive("q", max_messages=1)] == [1]
         await asyncio.wait_for(blocked, 1)
@@ -127,7 +127,7 @@ async def test_the_default_inbox_acks_on_receipt_and_closes_with_the_transport()
     await transport.send("q", [1, 2])
     assert await inbox.receive_batch() == [1, 2] and acked == [2]
     waiting = asyncio.create_task(inbox.receive_batch())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # yield: the receiver waits on the empty inbox
     await transport.aclose()
     with pytest.raises(MailboxClosed):
         await asyncio.wait_for(waiting, 1)

@@ -29,6 +29,7 @@ from worker_processes import (
     Pool,
     Workers,
     background,
+    queue_settled,
     wait_exit,
     wait_for,
     worker_command,
@@ -377,7 +378,7 @@ async def test_a_late_reply_does_not_bring_back_a_finished_runs_reply_stream(
     run_id = uuid.uuid4().hex
     with pytest.raises(WorkflowCancelledError):
         await remote_run(redis_url, wf, run_id=run_id)
-    await asyncio.sleep(1.0)  # the nap ends and its worker replies
+    await wait_for(lambda: queue_settled(client), 10, "the nap to end and its worker to reply")
     assert await client.xlen("graflow:tasks") == 0
     assert await client.exists(f"graflow:run:{run_id}:replies") == 0
 
@@ -389,14 +390,15 @@ async def test_workers_and_the_run_wait_out_a_redis_restart(tmp_path: Path) -> N
     try:
         server.start()
         workers.start(2)
+        events: list[Any] = []
         async with (
             RedisStreamsTransport(server.url, lease_timeout=5) as transport,
-            background(run(remote_flows.counting(6, 0.25), transport=transport)) as running,
+            background(run(remote_flows.counting(6, 0.25), transport=transport, on_event=events.append)) as running,
         ):
-            await asyncio.sleep(0.6)  # a couple of steps in
+            await wait_for(lambda: sum(e.kind == "task_completed" for e in events) >= 2, 10, "a couple of steps")
             assert not running.done()
             await asyncio.to_thread(server.stop)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # an outage window the run must wait through
             assert not running.done()  # waiting, not failed
             await asyncio.to_thread(server.start)
             async with asyncio.timeout(RUN_TIMEOUT):

@@ -154,6 +154,13 @@ async def wait_for(predicate: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+async def queue_settled(client: Any, stream: str = "graflow:tasks") -> bool:
+    """Whether the task stream is empty and nothing taken from it waits for an ack (a
+    worker acks a task with its reply): every task has been settled."""
+    groups = await client.xinfo_groups(stream)
+    return await client.xlen(stream) == 0 and all(g["pending"] == 0 for g in groups)
+
+
 @pytest.fixture
 def workers(redis_url: str, tmp_path: Path) -> Iterator[Workers]:
     logs = tmp_path / "worker-logs"

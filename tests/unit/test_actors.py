@@ -33,7 +33,7 @@ async def test_bounded_mailbox_refuses_nowait_and_makes_senders_wait() -> None:
     with pytest.raises(MailboxFull):
         tx.send_nowait(3)
     blocked = asyncio.create_task(tx.send(3))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # a window in which the sender must stay blocked
     assert not blocked.done()  # backpressure: the sender waits
     assert await rx.receive() == 1
     await asyncio.wait_for(blocked, 1)
@@ -45,9 +45,9 @@ async def test_cancelled_sender_passes_its_turn_on() -> None:
     tx.send_nowait(0)
     first = asyncio.create_task(tx.send(1))
     second = asyncio.create_task(tx.send(2))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # yield: both senders queue up
     first.cancel()
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # yield: the cancellation lands
     assert await rx.receive() == 0
     await asyncio.wait_for(second, 1)
     assert await rx.receive() == 2
@@ -56,7 +56,7 @@ async def test_cancelled_sender_passes_its_turn_on() -> None:
 async def test_receiver_waits_until_a_message_arrives() -> None:
     tx, rx = open_mailbox()
     waiting = asyncio.create_task(rx.receive())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # a window in which nothing may arrive
     assert not waiting.done()
     tx.send_nowait("hello")
     assert await asyncio.wait_for(waiting, 1) == "hello"
@@ -73,7 +73,7 @@ async def test_closing_wakes_the_receiver_after_it_drains() -> None:
         await rx.receive()
     waiting_tx, waiting_rx = open_mailbox()
     waiter = asyncio.create_task(waiting_rx.receive())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # yield: the receiver waits
     waiting_tx.close()
     with pytest.raises(MailboxClosed):
         await asyncio.wait_for(waiter, 1)
@@ -83,7 +83,7 @@ async def test_closing_releases_blocked_senders_with_an_error() -> None:
     tx, rx = open_mailbox(1)
     tx.send_nowait(1)
     blocked = asyncio.create_task(tx.send(2))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # yield: the sender blocks
     rx.close()
     with pytest.raises(MailboxClosed):
         await asyncio.wait_for(blocked, 1)
@@ -92,7 +92,7 @@ async def test_closing_releases_blocked_senders_with_an_error() -> None:
 async def test_a_mailbox_has_one_receiver() -> None:
     _, rx = open_mailbox()
     first = asyncio.create_task(rx.receive())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # yield: the first receiver waits
     with pytest.raises(RuntimeError, match="one receiver"):
         await rx.receive()
     first.cancel()
@@ -218,7 +218,7 @@ async def test_an_actor_that_never_awaits_is_handed_its_batches_in_the_senders_t
     inbox, actor = Pushed(), Taker()
     async with Supervisor() as sup:
         sup.spawn(actor.run(inbox), name="the actor")
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # yield: the actor attaches to its inbox
         inbox.send([1, 2])
         inbox.send([3])
         sender = asyncio.current_task().get_name()  # type: ignore[union-attr]
@@ -241,7 +241,7 @@ async def test_an_actor_that_could_be_handed_its_messages_reads_an_inbox_that_ca
 async def test_a_handed_over_actor_runs_until_cancelled_and_then_detaches() -> None:
     inbox, actor = Pushed(), Taker()
     running = asyncio.create_task(actor.run(inbox))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # yield: the actor attaches to its inbox
     assert inbox.consumer is not None
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -253,7 +253,7 @@ async def test_supervisor_waits_for_its_children() -> None:
     finished = []
 
     async def child(i: int) -> None:
-        await asyncio.sleep(0.01 * i)
+        await asyncio.sleep(0.01 * i)  # children that end at different times
         finished.append(i)
 
     async with Supervisor() as sup:
@@ -265,17 +265,18 @@ async def test_supervisor_waits_for_its_children() -> None:
 
 
 async def test_a_failing_child_cancels_siblings_and_body_and_surfaces() -> None:
-    cancelled = asyncio.Event()
+    cancelled, running = asyncio.Event(), asyncio.Event()
 
     async def sibling() -> None:
+        running.set()
         try:
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # until the failure cancels it
         except asyncio.CancelledError:
             cancelled.set()
             raise
 
     async def failing() -> None:
-        await asyncio.sleep(0.01)
+        await running.wait()  # fails once the sibling runs
         raise ValueError("boom")
 
     body_reached_end = False
@@ -308,7 +309,7 @@ async def test_cancelling_the_owner_cancels_every_child() -> None:
     async def child(i: int) -> None:
         try:
             started.set()
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # until the owner's cancellation reaches it
         finally:
             unwound.append(i)
 
@@ -316,7 +317,7 @@ async def test_cancelling_the_owner_cancels_every_child() -> None:
         async with Supervisor() as sup:
             for i in range(5):
                 sup.spawn(child(i))
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # until cancelled
 
     before = asyncio.all_tasks()
     task = asyncio.create_task(owner())
@@ -330,13 +331,13 @@ async def test_cancelling_the_owner_cancels_every_child() -> None:
 
 async def test_cancel_children_then_leave() -> None:
     async with Supervisor() as sup:
-        child = sup.spawn(asyncio.sleep(10))
+        child = sup.spawn(asyncio.sleep(10))  # a child still running when cancelled
         sup.cancel_children()
     assert child.cancelled()
 
 
 async def test_spawn_outside_the_block_is_refused() -> None:
     sup = Supervisor("idle")
-    coro = asyncio.sleep(0)
+    coro = asyncio.sleep(0)  # any coroutine: it is refused, never run
     with pytest.raises(RuntimeError, match="not accepting"):
         sup.spawn(coro)

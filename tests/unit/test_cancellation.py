@@ -33,7 +33,7 @@ def sleepers(log: list[str], started: asyncio.Event | None = None, count: int = 
             if started is not None and running == count:
                 started.set()
             try:
-                await asyncio.sleep(10)
+                await asyncio.sleep(10)  # still running when the run is cancelled
             except asyncio.CancelledError:
                 log.append(f"{name} cancelled")
                 raise
@@ -112,7 +112,7 @@ async def test_cancel_waits_for_a_running_sync_task_thread():
     @task
     def blocking():
         sync_started.set()
-        time.sleep(0.3)
+        time.sleep(0.3)  # a thread still busy when the run is cancelled
         state["sync_done"] = time.monotonic()
 
     @task
@@ -143,7 +143,7 @@ async def test_wait_for_with_sync_and_async_tasks_leaves_no_threads():
 
     @task
     def short_sync():
-        time.sleep(0.15)
+        time.sleep(0.15)  # still running at the 0.05 s timeout
         return "sync"
 
     with workflow("w") as wf:
@@ -180,11 +180,12 @@ async def test_completed_runs_leave_nothing_behind():
 
 async def test_a_run_can_be_cancelled_while_another_continues():
     log: list[str] = []
-    (sleeper,) = sleepers(log, count=1)
+    started = asyncio.Event()
+    (sleeper,) = sleepers(log, started, count=1)
 
     @task
     async def quick():
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # still running when the other run is cancelled
         return "quick"
 
     with workflow("slow") as slow_wf:
@@ -193,7 +194,7 @@ async def test_a_run_can_be_cancelled_while_another_continues():
         fast_wf.add(quick)
     doomed = asyncio.create_task(run(slow_wf))
     survivor = asyncio.create_task(run(fast_wf))
-    await asyncio.sleep(0.02)
+    await started.wait()
     doomed.cancel()
     result = await survivor
     with pytest.raises(asyncio.CancelledError):
@@ -209,7 +210,7 @@ async def test_repeated_cancel_still_waits_for_a_running_sync_thread():
     @task
     def blocking():
         sync_started.set()
-        time.sleep(0.3)
+        time.sleep(0.3)  # a thread still busy through both cancellations
         state["sync_done"] = time.monotonic()
         sync_finished.set()
 
@@ -218,7 +219,7 @@ async def test_repeated_cancel_still_waits_for_a_running_sync_thread():
     runner = asyncio.create_task(run(wf))
     assert await asyncio.to_thread(sync_started.wait, 2)
     runner.cancel()
-    await asyncio.sleep(0.02)
+    await settle()  # the first cancellation has landed: the run unwinds, waiting for the thread
     runner.cancel()  # e.g. an enclosing timeout firing while the run is unwinding
     with pytest.raises(asyncio.CancelledError):
         await runner

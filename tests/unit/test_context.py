@@ -187,7 +187,7 @@ async def test_cancel_workflow_raises_and_cancels_running_siblings():
     async def long_sibling():
         sibling_started.set()
         try:
-            await asyncio.sleep(5)
+            await asyncio.sleep(5)  # still running when the decider cancels the workflow
         except asyncio.CancelledError:
             log.append("sibling cancelled")
             raise
@@ -239,7 +239,7 @@ async def test_cancel_workflow_in_a_group_member_stops_the_run():
 
     @task
     async def member_b():
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # a member still running when its sibling cancels the workflow
         return "b"
 
     @task

@@ -39,7 +39,7 @@ async def test_an_unanswered_remote_request_is_sent_again_with_growing_jittered_
     with use_clock(FastClock()) as clock:
         call = asyncio.create_task(port.call(message(), "channel.get", {"key": "k"}))
         while len(transport.requests) < 8:
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # yield: the fast clock's waits pass, the request is sent again
         port.deliver([ContextReply(transport.requests[0].request_id, True, [True, 7])])
         assert await call == [True, 7]
     assert len({r.request_id for r in transport.requests}) == 1  # one request, sent again: answered once
@@ -56,7 +56,7 @@ async def test_a_request_in_process_is_sent_once_and_waits_for_its_answer() -> N
     with use_clock(FastClock()) as clock:
         call = asyncio.create_task(port.call(message(), "channel.get", {"key": "k"}))
         for _ in range(100):
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a window of loop turns in which nothing may be sent again
         port.deliver([ContextReply(transport.requests[0].request_id, True, [False, None])])
         assert await call == [False, None]
     assert len(transport.requests) == 1 and clock.delays == []

@@ -269,7 +269,7 @@ async def test_a_closure_added_locally_runs_but_cannot_be_checkpointed(tmp_path:
 async def counter(context: Any, worker: int) -> None:
     for _ in range(10):
         value = await context.channel.incr("count")
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # yield: the workers' operations interleave
         await context.channel.append("seen", [worker, value])
 
 

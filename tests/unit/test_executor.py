@@ -27,7 +27,7 @@ def probe(n: int) -> int:
 
 @task
 async def nap(n: int) -> int:
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # a task that takes a while
     return n
 
 

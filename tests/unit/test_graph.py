@@ -137,7 +137,7 @@ async def test_timeout_keyword_bounds_the_task():
 
     @task(timeout=0.05)
     async def slow():
-        await asyncio.sleep(5)
+        await asyncio.sleep(5)  # outlasts its timeout
 
     with workflow("w") as wf:
         wf.add(slow)

@@ -36,7 +36,7 @@ def approval_workflow(calls: dict[str, int], timeout: float = 5.0):
 
     @task
     async def smoke_tests() -> str:
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # a sibling still running while the approval is asked
         return "green"
 
     @task

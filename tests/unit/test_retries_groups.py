@@ -36,7 +36,7 @@ def ok(name, value=None, delay=0.0, log=None):
     @task(name)
     async def t():
         if delay:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay)  # the task's work, for ordering
         if log is not None:
             log.append(name)
         return name if value is None else value
@@ -50,7 +50,7 @@ def fail(name, exc, delay=0.0, log=None):
     @task(name)
     async def t():
         if delay:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay)  # the task's work, for ordering
         if log is not None:
             log.append(name)
         raise exc
@@ -221,7 +221,7 @@ async def test_backoff_does_not_block_another_branch():
 
     @task
     async def sibling():
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # ends within the other branch's 0.3 s backoff
         stamps["sibling_done"] = time.monotonic()
         return "sibling"
 
@@ -509,7 +509,7 @@ async def test_siblings_of_a_failed_task_are_cancelled():
     async def long_sibling():
         sibling_started.set()
         try:
-            await asyncio.sleep(5)
+            await asyncio.sleep(5)  # still running when its sibling fails
         except asyncio.CancelledError:
             log.append("cancelled")
             raise
@@ -536,7 +536,7 @@ async def test_group_members_are_cancelled_when_a_task_outside_fails():
     @task
     async def member():
         try:
-            await asyncio.sleep(5)
+            await asyncio.sleep(5)  # still running when the task outside fails
         except asyncio.CancelledError:
             log.append("member cancelled")
             raise

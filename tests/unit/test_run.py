@@ -133,7 +133,7 @@ async def test_and_join_runs_once_after_every_predecessor():
     def branch(name, delay):
         @task(name)
         async def t():
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay)  # branches that end in a known order
             finished.append(name)
             return name
 
@@ -352,14 +352,14 @@ async def test_sync_sleep_does_not_block_an_async_sibling():
 
     @task
     def sleeper():
-        time.sleep(0.3)
+        time.sleep(0.3)  # the blocking call under test
         stamps["sleeper_done"] = time.monotonic()
 
     @task
     async def ticker():
         ticks = 0
         for _ in range(5):
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # ticks while the sync sibling blocks
             ticks += 1
         stamps["ticker_done"] = time.monotonic()
         return ticks
@@ -379,7 +379,7 @@ async def test_task_timeout_raises_task_timeout_error():
 
     @task(timeout=0.05)
     async def slow():
-        await asyncio.sleep(5)
+        await asyncio.sleep(5)  # outlasts its timeout
 
     @task
     async def later():
@@ -402,7 +402,7 @@ async def test_task_timeout_raises_task_timeout_error():
 async def test_task_within_its_timeout_succeeds():
     @task(timeout=1)
     async def quick():
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # well within its timeout
         return "ok"
 
     with workflow("w") as wf:
@@ -430,7 +430,7 @@ async def test_timeout_error_raised_by_task_code_is_not_a_task_timeout():
 def channel_workflow():
     @task
     async def load(seed):
-        await asyncio.sleep(0.01 * (seed % 3))
+        await asyncio.sleep(0.01 * (seed % 3))  # runs that finish out of order
         return seed * 10
 
     @task(inject_context=True)
@@ -551,7 +551,7 @@ async def test_sync_roots_start_at_once_in_separate_threads():
 async def test_sync_task_timeout_raises_task_timeout_error():
     @task(timeout=0.05)
     def stuck():
-        time.sleep(0.2)
+        time.sleep(0.2)  # outlasts its timeout
 
     with workflow("w") as wf:
         wf.add(stuck)

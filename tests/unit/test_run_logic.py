@@ -60,7 +60,7 @@ def test_a_killed_child_not_yet_reaped_is_gone() -> None:
     import sys
     import time
 
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # lives until killed
     try:
         assert pid_alive(child.pid)
         child.send_signal(signal.SIGKILL)

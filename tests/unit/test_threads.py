@@ -106,7 +106,7 @@ async def test_inline_tasks_take_a_context_fail_and_retry_like_others() -> None:
 
     @task(handler="inline")
     async def awaited(flaky: str) -> str:  # async functions are awaited, as with "direct"
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a real await inside the inline task
         return flaky + "!"
 
     with workflow("inline-retry") as wf:
@@ -158,7 +158,7 @@ async def test_the_pool_serves_submit_and_drops_queued_jobs_on_shutdown() -> Non
     queued = pool.submit(lambda: "never")
     queued_call = pool.call(asyncio.get_running_loop(), lambda: "never")
     shutting = asyncio.ensure_future(shutdown(pool))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # a window in which the shutdown must keep waiting
     assert not shutting.done()  # waits for the running job
     gate.set()
     await shutting

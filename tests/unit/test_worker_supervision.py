@@ -41,7 +41,7 @@ class PullTransport(MemoryTransport):
 
 @task
 async def sleeper(seconds: float) -> str:
-    await asyncio.sleep(seconds)
+    await asyncio.sleep(seconds)  # a task still running when the worker is told to stop
     return "slept"
 
 

@@ -18,7 +18,7 @@ async def test_the_writes_of_one_turn_run_as_one_batch_in_order() -> None:
 
     async def run(batch: list[Any]) -> list[BaseException | None]:
         batches.append(batch)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # a round trip that takes a while
         return [None] * len(batch)
 
     writer = WriteBatcher(run)
@@ -55,9 +55,10 @@ def test_acks_are_merged_after_the_rest_and_each_writer_knows_its_commands() -> 
 
 async def test_a_cancelled_follower_does_not_cancel_the_batch() -> None:
     ran: list[list[Any]] = []
-    gate = asyncio.Event()
+    gate, entered = asyncio.Event(), asyncio.Event()
 
     async def run(batch: list[Any]) -> list[BaseException | None]:
+        entered.set()
         await gate.wait()
         ran.append([item for items in batch for item in items])
         return [None] * len(batch)
@@ -66,9 +67,9 @@ async def test_a_cancelled_follower_does_not_cancel_the_batch() -> None:
     leader = asyncio.create_task(writer.write(["a"]))
     follower = asyncio.create_task(writer.write(["b"]))
     other = asyncio.create_task(writer.write(["c"]))
-    await asyncio.sleep(0.01)
+    await entered.wait()  # the three writes are in one batch, under way
     follower.cancel()
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # yield: the cancellation lands before the batch ends
     gate.set()
     await asyncio.gather(leader, other)
     assert ran == [["a", "b", "c"]]
@@ -83,14 +84,17 @@ async def test_a_failed_batch_fails_every_writer_and_a_cancelled_one_says_so() -
     results = await asyncio.gather(writer.write([1]), writer.write([2]), return_exceptions=True)
     assert all(isinstance(r, TransportError) and "down" in str(r) for r in results)
 
+    stuck_in = asyncio.Event()
+
     async def stuck(batch: list[Any]) -> list[BaseException | None]:
-        await asyncio.sleep(10)
+        stuck_in.set()
+        await asyncio.sleep(10)  # a round trip that never ends: the leader is cancelled in it
         return []
 
     writer = WriteBatcher(stuck)
     leader = asyncio.create_task(writer.write([1]))
     follower = asyncio.create_task(writer.write([2]))
-    await asyncio.sleep(0.01)
+    await stuck_in.wait()
     leader.cancel()
     with pytest.raises(TransportError, match="interrupted"):
         await follower
