@@ -57,8 +57,12 @@ async def test_a_refund_started_by_the_service_is_approved_in_the_ui(tmp_path: P
     receiver = web.Application()
     receiver.router.add_post("/hook", hook)
     async with TestServer(receiver) as hook_server:
-        app = make_app(feedback_store=MemoryFeedbackStore(), checkpoint_store=str(tmp_path),
-                       public_url="https://refunds.example.com/graflow", notify_url=str(hook_server.make_url("/hook")))
+        app = make_app(
+            feedback_store=MemoryFeedbackStore(),
+            checkpoint_store=str(tmp_path),
+            public_url="https://refunds.example.com/graflow",
+            notify_url=str(hook_server.make_url("/hook")),
+        )
         async with TestClient(TestServer(app)) as client:
             response = await client.post("/refunds", json={"order": "A-1001", "amount": 120})
             assert response.status == 202
@@ -95,8 +99,14 @@ async def test_the_example_runs_as_a_script(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "examples" / "aiohttp_service.py"), "--port", str(port), cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        sys.executable,
+        str(ROOT / "examples" / "aiohttp_service.py"),
+        "--port",
+        str(port),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
         assert proc.stdout is not None
@@ -106,8 +116,9 @@ async def test_the_example_runs_as_a_script(tmp_path: Path) -> None:
             async with asyncio.timeout(10):
                 while True:
                     try:
-                        async with http.post(f"http://127.0.0.1:{port}/refunds",
-                                             json={"order": "B-7", "amount": 5}) as response:
+                        async with http.post(
+                            f"http://127.0.0.1:{port}/refunds", json={"order": "B-7", "amount": 5}
+                        ) as response:
                             assert response.status == 202
                             break
                     except aiohttp.ClientConnectionError:

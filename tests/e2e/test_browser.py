@@ -157,8 +157,11 @@ async def test_a_run_is_followed_live_and_approved_from_its_page_in_chromium(pag
 
     with workflow("deploy") as wf:
         build >> approve >> deploy
-    runner = web.AppRunner(create_app(workflows={"deploy": wf}, feedback_store=MemoryFeedbackStore(),
-                                      checkpoint_store=str(tmp_path / "ckpt")))
+    runner = web.AppRunner(
+        create_app(
+            workflows={"deploy": wf}, feedback_store=MemoryFeedbackStore(), checkpoint_store=str(tmp_path / "ckpt")
+        )
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -181,7 +184,8 @@ async def test_a_run_is_followed_live_and_approved_from_its_page_in_chromium(pag
             await page.locator('tr[data-task="build"] .state[data-state="done"]').wait_for()
             await page.locator('svg.graph .node[data-task="build"][data-state="done"]').wait_for(state="attached")
             await page.wait_for_function(
-                "document.querySelector('[data-count-state=\"done\"] b').textContent === '1'")  # counted live
+                "document.querySelector('[data-count-state=\"done\"] b').textContent === '1'"
+            )  # counted live
             link = page.get_by_role("link", name="Deploy image:7?")
             await link.wait_for()  # added live when the task asked
             assert await page.locator('tr[data-task="approve"] .state').inner_text() == "waiting"
@@ -246,8 +250,7 @@ async def test_a_large_run_is_summarized_and_paged_and_its_counts_follow_it_live
         assert await page.locator('[data-count-state="done"]').is_hidden()
         gate.set()
         await page.locator('#run-status[data-status="completed"]').wait_for()
-        await page.wait_for_function(
-            "document.querySelector('[data-count-state=\"done\"] b').textContent === '402'")
+        await page.wait_for_function("document.querySelector('[data-count-state=\"done\"] b').textContent === '402'")
         assert await page.locator('[data-count-state="pending"]').is_hidden()
         assert await page.locator('#task-rows .state[data-state="done"]').count() == 100
         assert await page.locator("#task-rows tr").count() == 100  # none added for tasks of other pages

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY_ENV = "GRAFLOW_CHECKPOINT_KEY"
 
 
-CRASHING_MODULE = '''
+CRASHING_MODULE = """
 import asyncio
 import os
 import pathlib
@@ -67,13 +67,17 @@ with workflow("etl") as pipeline:
 
 async def main():
     return await run(pipeline)
-'''
+"""
 
 
 async def python(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, *args, cwd=cwd, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 45)
     assert process.returncode is not None
@@ -155,4 +159,3 @@ async def test_cli_resume_of_a_corrupt_checkpoint_exits_1_with_one_line(tmp_path
     assert rc == 1
     assert "Traceback" not in err
     assert "CheckpointError" in err and "pickle" in err
-

@@ -13,7 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "graflow_async", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=60,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -29,7 +32,9 @@ def test_run_completes_the_demo_workflow() -> None:
 
 
 def test_a_failing_run_exits_1_with_one_line_and_no_traceback(tmp_path: Path) -> None:
-    write_module(tmp_path, """
+    write_module(
+        tmp_path,
+        """
         from graflow_async import task, workflow
 
         @task
@@ -38,7 +43,8 @@ def test_a_failing_run_exits_1_with_one_line_and_no_traceback(tmp_path: Path) ->
 
         with workflow("broken") as wf:
             wf.add(explode)
-    """)
+    """,
+    )
     proc = cli("run", "flows:wf", "--no-progress", cwd=tmp_path)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
@@ -46,7 +52,9 @@ def test_a_failing_run_exits_1_with_one_line_and_no_traceback(tmp_path: Path) ->
 
 
 def test_a_function_returning_a_workflow_is_accepted(tmp_path: Path) -> None:
-    write_module(tmp_path, """
+    write_module(
+        tmp_path,
+        """
         from graflow_async import task, workflow
 
         @task
@@ -57,7 +65,8 @@ def test_a_function_returning_a_workflow_is_accepted(tmp_path: Path) -> None:
             with workflow("made") as wf:
                 wf.add(answer)
             return wf
-    """)
+    """,
+    )
     proc = cli("run", "flows:make", "--no-progress", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "output: 42" in proc.stdout

@@ -24,8 +24,14 @@ def free_port() -> int:
 async def start_example(tmp_path: Path, *args: str) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "examples" / "deploy_approval.py"), "--port", str(port), *args,
-        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        str(ROOT / "examples" / "deploy_approval.py"),
+        "--port",
+        str(port),
+        *args,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.stdout is not None
@@ -56,8 +62,10 @@ async def test_approving_through_the_api_deploys(tmp_path: Path) -> None:
             request = await pending(http, base)
             assert request["prompt"].startswith("Deploy shop-api:2.4.1 to production?")
             assert request["metadata"] == {"image": "shop-api:2.4.1", "environment": "production"}
-            answered = await http.post(f"{base}/api/feedback/{request['feedback_id']}/respond",
-                                       json={"approved": True, "responded_by": "ops-lead"})
+            answered = await http.post(
+                f"{base}/api/feedback/{request['feedback_id']}/respond",
+                json={"approved": True, "responded_by": "ops-lead"},
+            )
             assert answered.status == 200
         final = await finish(proc)
     finally:
@@ -79,8 +87,10 @@ async def test_an_answer_after_the_timeout_resumes_the_suspended_run(tmp_path: P
                 await asyncio.sleep(0.05)
             assert status["status"] == "suspended"
             assert [p["feedback_id"] for p in status["pending_feedback"]] == [request["feedback_id"]]
-            await http.post(f"{base}/api/feedback/{request['feedback_id']}/respond",
-                            json={"approved": False, "reason": "change freeze", "responded_by": "cto"})
+            await http.post(
+                f"{base}/api/feedback/{request['feedback_id']}/respond",
+                json={"approved": False, "reason": "change freeze", "responded_by": "cto"},
+            )
         final = await finish(proc)
     finally:
         if proc.returncode is None:
@@ -108,8 +118,10 @@ async def test_the_approval_asked_on_a_redis_worker_is_answered_through_the_app(
                     break
                 await asyncio.sleep(0.05)
             assert status["status"] == "suspended", status
-            await http.post(f"{base}/api/feedback/{request['feedback_id']}/respond",
-                            json={"approved": True, "responded_by": "remote-ops"})
+            await http.post(
+                f"{base}/api/feedback/{request['feedback_id']}/respond",
+                json={"approved": True, "responded_by": "remote-ops"},
+            )
         final = await finish(proc)
     finally:
         if proc.returncode is None:

@@ -18,7 +18,11 @@ def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
     env.pop("GRAFLOW_CHECKPOINT_KEY", None)
     return subprocess.run(
         [sys.executable, str(ROOT / "examples" / name), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=45,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=45,
     )
 
 

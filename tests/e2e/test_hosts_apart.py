@@ -106,23 +106,46 @@ class Hosts:
     # --- starting things -------------------------------------------------------------------
     def start_redis(self) -> None:
         log = self.directory / "redis.log"
-        self.net.popen("redis", [
-            REDIS_SERVER, "--port", str(REDIS_PORT), "--bind", self.net.address("redis"),
-            "--unixsocket", str(self.socket), "--unixsocketperm", "700", "--protected-mode", "no",
-            "--save", "", "--appendonly", "no", "--dir", str(self.directory), "--logfile", str(log),
-            "--daemonize", "no",
-        ], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.net.popen(
+            "redis",
+            [
+                REDIS_SERVER,
+                "--port",
+                str(REDIS_PORT),
+                "--bind",
+                self.net.address("redis"),
+                "--unixsocket",
+                str(self.socket),
+                "--unixsocketperm",
+                "700",
+                "--protected-mode",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                "--logfile",
+                str(log),
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         self.client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
         wait_until(self._answers, 10, "redis-server in its namespace", self.logs)
         monitor_log = self.directory / "monitor.log"
         with monitor_log.open("wb") as out:
-            self.monitor = subprocess.Popen(["redis-cli", "-s", str(self.socket), "monitor"],
-                                            stdout=out, stderr=subprocess.STDOUT)
-        wait_until(lambda: monitor_log.read_text(errors="replace").startswith("OK"), 10, "redis-cli monitor",
-                   self.logs)
+            self.monitor = subprocess.Popen(
+                ["redis-cli", "-s", str(self.socket), "monitor"], stdout=out, stderr=subprocess.STDOUT
+            )
+        wait_until(lambda: monitor_log.read_text(errors="replace").startswith("OK"), 10, "redis-cli monitor", self.logs)
         for host in ("w1", "w2", "run"):
-            assert self.net.connects(host, self.net.address("redis"), REDIS_PORT, 10), \
+            assert self.net.connects(host, self.net.address("redis"), REDIS_PORT, 10), (
                 f"redis-server unreachable from {host} over the veth links\n{self.logs()}"
+            )
 
     def _answers(self) -> bool:
         try:
@@ -134,10 +157,26 @@ class Hosts:
         worker_id = f"{host}-{uuid.uuid4().hex[:6]}"
         log = self.directory / f"worker-{worker_id}.log"
         with log.open("wb") as out:
-            process = self.net.popen(host, worker_command(
-                self.url, "--import", "remote_flows", "--import", "remote_dynamic", "--import", "netns_flows",
-                "--worker-id", worker_id, "--namespace", NAMESPACE,
-            ), env=worker_env(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            process = self.net.popen(
+                host,
+                worker_command(
+                    self.url,
+                    "--import",
+                    "remote_flows",
+                    "--import",
+                    "remote_dynamic",
+                    "--import",
+                    "netns_flows",
+                    "--worker-id",
+                    worker_id,
+                    "--namespace",
+                    NAMESPACE,
+                ),
+                env=worker_env(),
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         worker = Worker(worker_id, process, log)
         self.workers.append(worker)
         wait_until(lambda: worker_id in self._consumers(), WAIT, f"worker {worker_id} on {host} to join", self.logs)
@@ -155,9 +194,22 @@ class Hosts:
     def start_run(self, run_id: str, markers: Path) -> subprocess.Popen[bytes]:
         self.run_log = self.directory / "run.log"
         with (self.directory / "run.out").open("wb") as out, self.run_log.open("wb") as err:
-            return self.net.popen("run", [
-                sys.executable, str(SUPPORT / "netns_run.py"), self.url, NAMESPACE, str(LEASE), run_id, str(markers),
-            ], env=worker_env(), cwd=ROOT, stdout=out, stderr=err)
+            return self.net.popen(
+                "run",
+                [
+                    sys.executable,
+                    str(SUPPORT / "netns_run.py"),
+                    self.url,
+                    NAMESPACE,
+                    str(LEASE),
+                    run_id,
+                    str(markers),
+                ],
+                env=worker_env(),
+                cwd=ROOT,
+                stdout=out,
+                stderr=err,
+            )
 
     def started(self, markers: Path, worker: Worker, running: subprocess.Popen[bytes]) -> dict[str, Any] | None:
         """What `held` wrote when `worker` started it, or None if it has not (the run must still go)."""
@@ -195,8 +247,12 @@ class Hosts:
         heard = [c for c in self.commands_from(host) if cut_at + 0.1 < c.time < restore_at]
         assert not heard, f"commands from {host} while its link was down: {heard[:5]}"
         before = {c.client for c in self.commands_from(host) if c.time < cut_at}
-        wait_until(lambda: any(c.client in before for c in self.commands_from(host) if c.time > restore_at), WAIT,
-                   f"a connection {host} opened before the cut to carry on", self.logs)
+        wait_until(
+            lambda: any(c.client in before for c in self.commands_from(host) if c.time > restore_at),
+            WAIT,
+            f"a connection {host} opened before the cut to carry on",
+            self.logs,
+        )
 
     def logs(self) -> str:
         parts = [f"--- {w.worker_id} (pid {w.pid}):\n{w.output()}" for w in self.workers]
@@ -249,8 +305,9 @@ def test_a_cut_off_workers_task_is_finished_by_the_other_and_its_late_reply_drop
 
     cut_at = time.time()
     hosts.net.cut("w1")
-    again = wait_until(lambda: hosts.started(markers, b, running), RECLAIM_LIMIT + 5, "B to take over `held`",
-                       hosts.logs)
+    again = wait_until(
+        lambda: hosts.started(markers, b, running), RECLAIM_LIMIT + 5, "B to take over `held`", hosts.logs
+    )
     reclaimed_after = again["time"] - cut_at
     assert 0 < reclaimed_after <= RECLAIM_LIMIT, f"B started `held` {reclaimed_after:.2f}s after the cut"
     assert a.process.poll() is None, f"A died when its link went down\n{hosts.logs()}"
@@ -284,5 +341,7 @@ def test_a_cut_off_workers_task_is_finished_by_the_other_and_its_late_reply_drop
     hosts.assert_stalled("w1", cut_at, restore_at)
     assert a.process.poll() is None and b.process.poll() is None, hosts.logs()
     assert "Traceback" not in a.output() + b.output(), hosts.logs()
-    print(f"\n[{late_reply}] lease {LEASE}s: B started `held` {reclaimed_after:.3f}s after the cut; "
-          f"A's late reply reached Redis {late.time - restore_at:.3f}s after the link came back")
+    print(
+        f"\n[{late_reply}] lease {LEASE}s: B started `held` {reclaimed_after:.3f}s after the cut; "
+        f"A's late reply reached Redis {late.time - restore_at:.3f}s after the link came back"
+    )

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 _PIECE = re.compile(r"^```python\n(?P<block>.*?)^```$|^<!-- readme-test\n(?P<hidden>.*?)^-->$", re.S | re.M)
 
-RUNNER = '''
+RUNNER = """
 import ast, asyncio, inspect, json, os, sys
 namespace = {"__name__": "__readme__", "asyncio": asyncio, "os": os}
 for line, kind, source in json.load(open(sys.argv[1])):
@@ -33,7 +33,7 @@ for line, kind, source in json.load(open(sys.argv[1])):
     else:
         exec(code, namespace)
     print(f"README {kind} at line {line}: ok", flush=True)
-'''
+"""
 
 
 def pieces(text: str) -> list[tuple[int, str, str]]:
@@ -88,15 +88,24 @@ async def test_every_python_block_of_the_readme_runs(
     (tmp_path / "pieces.json").write_text(json.dumps(found))
     (tmp_path / "runner.py").write_text(RUNNER)
     env = {
-        **os.environ, "PYTHONPATH": PYTHONPATH, "REDIS_URL": redis_url,
-        "README_WEBHOOK": url, "AWS_ENDPOINT_URL": s3_service.endpoint_url,
-        "AWS_ACCESS_KEY_ID": s3_service.aws_access_key_id, "AWS_SECRET_ACCESS_KEY": s3_service.aws_secret_access_key,
+        **os.environ,
+        "PYTHONPATH": PYTHONPATH,
+        "REDIS_URL": redis_url,
+        "README_WEBHOOK": url,
+        "AWS_ENDPOINT_URL": s3_service.endpoint_url,
+        "AWS_ACCESS_KEY_ID": s3_service.aws_access_key_id,
+        "AWS_SECRET_ACCESS_KEY": s3_service.aws_secret_access_key,
         "AWS_DEFAULT_REGION": s3_service.region_name,
     }
     env.pop("GRAFLOW_CHECKPOINT_KEY", None)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "pieces.json"), cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        sys.executable,
+        str(tmp_path / "runner.py"),
+        str(tmp_path / "pieces.json"),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     output = (await asyncio.wait_for(process.communicate(), 50))[0].decode(errors="replace")
     assert process.returncode == 0, output[-6000:]

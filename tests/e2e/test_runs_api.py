@@ -85,8 +85,9 @@ def gatekeeper(name: str = "gatekeeper") -> Workflow:
     async def ask(context: Any) -> bool:
         hook = await context.channel.get("hook", None)
         config = {"type": await context.channel.get("kind", "webhook"), "url": hook} if hook else None
-        return await context.request_approval("Release?", timeout=float(await context.channel.get("wait", 0.05)),
-                                              notification_config=config)
+        return await context.request_approval(
+            "Release?", timeout=float(await context.channel.get("wait", 0.05)), notification_config=config
+        )
 
     @task
     async def release(ask: bool) -> str:
@@ -125,8 +126,16 @@ async def test_runs_are_listed_newest_first_filtered_and_paged() -> None:
         body = await (await client.get("/api/runs")).json()
         assert [r["run_id"] for r in body["runs"]] == started[::-1] and body["next_cursor"] is None
         first = body["runs"][0]
-        assert set(first) == {"run_id", "workflow", "status", "results", "pending_feedback", "error", "started_at",
-                              "ended_at"}
+        assert set(first) == {
+            "run_id",
+            "workflow",
+            "status",
+            "results",
+            "pending_feedback",
+            "error",
+            "started_at",
+            "ended_at",
+        }
         assert first["results"] == {"greet": "hello 4"} and first["workflow"] == "hello"
         pages, cursor = [], None
         while True:
@@ -141,8 +150,12 @@ async def test_runs_are_listed_newest_first_filtered_and_paged() -> None:
         assert all("kaput" in r["error"] for r in failed["runs"])
         named = await (await client.get("/api/runs", params={"workflow": "hello", "limit": "1"})).json()
         assert [r["run_id"] for r in named["runs"]] == [started[4]] and named["next_cursor"]
-        for params, field in [({"status": "weird"}, "status"), ({"limit": "0"}, "limit"),
-                              ({"limit": "x"}, "limit"), ({"cursor": "garbage"}, "cursor")]:
+        for params, field in [
+            ({"status": "weird"}, "status"),
+            ({"limit": "0"}, "limit"),
+            ({"limit": "x"}, "limit"),
+            ({"cursor": "garbage"}, "cursor"),
+        ]:
             response = await client.get("/api/runs", params=params)
             assert response.status == 400, params
             assert (await response.json())["field"] == field
@@ -187,8 +200,9 @@ async def test_cancelling_a_running_run_ends_it_as_cancelled() -> None:
 
 async def test_cancelling_a_suspended_run_cancels_its_questions_and_it_never_resumes(tmp_path: Path) -> None:
     store = MemoryFeedbackStore()
-    async with serving(workflows={"gatekeeper": gatekeeper()}, feedback_store=store,
-                       checkpoint_store=str(tmp_path)) as client:
+    async with serving(
+        workflows={"gatekeeper": gatekeeper()}, feedback_store=store, checkpoint_store=str(tmp_path)
+    ) as client:
         run_id = await start(client, "gatekeeper")
         [pending] = (await until(client, run_id, "suspended"))["pending_feedback"]
         response = await client.post(f"/api/runs/{run_id}/cancel")
@@ -197,8 +211,9 @@ async def test_cancelling_a_suspended_run_cancels_its_questions_and_it_never_res
         assert body["status"] == "cancelled" and body["pending_feedback"] == [] and body["ended_at"]
         request = await (await client.get(f"/api/feedback/{pending['feedback_id']}")).json()
         assert request["request"]["status"] == "cancelled"
-        assert (await client.post(f"/api/feedback/{pending['feedback_id']}/respond",
-                                  json={"approved": True})).status == 409
+        assert (
+            await client.post(f"/api/feedback/{pending['feedback_id']}/respond", json={"approved": True})
+        ).status == 409
         assert await store.get_suspension(run_id) is None
         assert (await client.post(f"/api/runs/{run_id}/cancel")).status == 409
         await asyncio.sleep(0.1)  # a window in which the refused cancel must change nothing
@@ -279,11 +294,19 @@ async def hook_server() -> AsyncIterator[tuple[str, asyncio.Queue[dict[str, Any]
 @pytest.mark.parametrize("kind", ["webhook", "slack"])
 async def test_notifications_link_to_the_request_under_the_public_url(kind: str, tmp_path: Path) -> None:
     public = "https://ops.example.com/wf/"
-    async with hook_server() as (url, received), serving(
-        workflows={"gatekeeper": gatekeeper()}, checkpoint_store=str(tmp_path), public_url=public, prefix="/wf"
-    ) as client:
-        run_id = (await (await client.post("/wf/api/runs", json={
-            "workflow": "gatekeeper", "inputs": {"hook": url, "kind": kind, "wait": 5}})).json())["run_id"]
+    async with (
+        hook_server() as (url, received),
+        serving(
+            workflows={"gatekeeper": gatekeeper()}, checkpoint_store=str(tmp_path), public_url=public, prefix="/wf"
+        ) as client,
+    ):
+        run_id = (
+            await (
+                await client.post(
+                    "/wf/api/runs", json={"workflow": "gatekeeper", "inputs": {"hook": url, "kind": kind, "wait": 5}}
+                )
+            ).json()
+        )["run_id"]
         payload = await asyncio.wait_for(received.get(), 10)
         pending = (await (await client.get(f"/wf/api/runs/{run_id}")).json())["pending_feedback"]
         link = f"https://ops.example.com/wf/ui/feedback/{pending[0]['feedback_id']}"
@@ -301,8 +324,9 @@ def test_a_public_url_must_be_an_absolute_http_url() -> None:
             create_app(feedback_store=MemoryFeedbackStore(), public_url=bad)
 
 
-async def test_serve_takes_a_public_url(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_serve_takes_a_public_url(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import argparse
     import re
 
@@ -311,8 +335,17 @@ async def test_serve_takes_a_public_url(capsys: pytest.CaptureFixture[str], tmp_
     monkeypatch.chdir(tmp_path)
     parser = argparse.ArgumentParser()
     add_serve_command(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["serve", "--port", "0", "--workflow", "test_runs_api:served_gatekeeper",
-                              "--public-url", "http://public.example:8443/"])
+    args = parser.parse_args(
+        [
+            "serve",
+            "--port",
+            "0",
+            "--workflow",
+            "test_runs_api:served_gatekeeper",
+            "--public-url",
+            "http://public.example:8443/",
+        ]
+    )
     server = asyncio.create_task(serve(args))
     try:
         output = ""
@@ -402,9 +435,11 @@ async def test_a_resume_refused_because_another_process_runs_the_run_changes_not
     store = MemoryFeedbackStore()
     wf, first = await suspended_elsewhere(tmp_path, store)
     await store.respond(first.pending_feedback[0].feedback_id, {"approved": True})
-    async with open_store(str(tmp_path)) as checkpoints, run_lease(checkpoints, first.run_id), serving(
-        workflows={"gatekeeper": wf}, feedback_store=store, checkpoint_store=str(tmp_path)
-    ) as client:
+    async with (
+        open_store(str(tmp_path)) as checkpoints,
+        run_lease(checkpoints, first.run_id),
+        serving(workflows={"gatekeeper": wf}, feedback_store=store, checkpoint_store=str(tmp_path)) as client,
+    ):
         assert (await client.post("/api/feedback/extra/respond", json={"approved": True})).status == 200
         async with asyncio.timeout(5):
             while not [e for e in log_capture if e["event"] == "not resuming run"]:

@@ -51,9 +51,12 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
 @asynccontextmanager
 async def local_app(stores: Stores) -> AsyncIterator[TestClient[Any, Any]]:
     """An app in this process on the shared stores."""
-    async with stores.make() as store, TestClient(TestServer(
-        create_app(workflows=WORKFLOWS, feedback_store=store, checkpoint_store=stores.checkpoints)
-    )) as client:
+    async with (
+        stores.make() as store,
+        TestClient(
+            TestServer(create_app(workflows=WORKFLOWS, feedback_store=store, checkpoint_store=stores.checkpoints))
+        ) as client,
+    ):
         yield client
 
 
@@ -62,9 +65,14 @@ async def app_process(stores: Stores, lease: float | None = None) -> AsyncIterat
     """An app in a child process on the shared stores: (process, base URL)."""
     log = open(stores.logs / f"app-{uuid.uuid4().hex[:6]}.log", "wb")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(SUPPORT / "web_app_process.py"), stores.spec, stores.checkpoints,
+        sys.executable,
+        str(SUPPORT / "web_app_process.py"),
+        stores.spec,
+        stores.checkpoints,
         *([str(lease)] if lease is not None else []),
-        stdout=asyncio.subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
     )
     try:
         assert proc.stdout is not None
@@ -106,7 +114,9 @@ async def test_a_restarted_app_lists_and_shows_past_runs(stores: Stores) -> None
     async with local_app(stores) as client:
         body = await (await client.get("/api/runs")).json()
         assert [(r["run_id"], r["status"]) for r in body["runs"]] == [
-            (stuck, "cancelled"), (waiting, "suspended"), (done, "completed")
+            (stuck, "cancelled"),
+            (waiting, "suspended"),
+            (done, "completed"),
         ]
         shown = await (await client.get(f"/api/runs/{done}")).json()
         assert shown["workflow"] == "hello" and shown["results"] == {"greet": "hello ada"}

@@ -90,8 +90,11 @@ async def test_a_run_page_shows_tasks_graph_and_pending_feedback(tmp_path: Path)
         response = await client.get(f"/ui/runs/{run_id}")
         assert response.status == 200
         csp = response.headers["Content-Security-Policy"]
-        assert "script-src 'self'" in csp and "connect-src 'self'" in csp and "unsafe-inline" not in csp.split(
-            "style-src")[0]
+        assert (
+            "script-src 'self'" in csp
+            and "connect-src 'self'" in csp
+            and "unsafe-inline" not in csp.split("style-src")[0]
+        )
         html = await response.text()
         assert '<span id="run-status" class="status" data-status="suspended"' in html
         ask = re.search(r'<tr data-task="ask">(.*?)</tr>', html, re.S)

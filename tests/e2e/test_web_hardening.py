@@ -101,11 +101,16 @@ def test_json_too_deep_is_the_one_too_deep_error_of_the_package() -> None:
 
 # Every encoding `json.loads` reads (RFC 4627's UTF-8, -16 and -32), each byte order, with and without a BOM.
 ENCODINGS = {
-    "utf-8": ("utf-8", b""), "utf-8 bom": ("utf-8", codecs.BOM_UTF8),
-    "utf-16-le": ("utf-16-le", b""), "utf-16-be": ("utf-16-be", b""),
-    "utf-16-le bom": ("utf-16-le", codecs.BOM_UTF16_LE), "utf-16-be bom": ("utf-16-be", codecs.BOM_UTF16_BE),
-    "utf-32-le": ("utf-32-le", b""), "utf-32-be": ("utf-32-be", b""),
-    "utf-32-le bom": ("utf-32-le", codecs.BOM_UTF32_LE), "utf-32-be bom": ("utf-32-be", codecs.BOM_UTF32_BE),
+    "utf-8": ("utf-8", b""),
+    "utf-8 bom": ("utf-8", codecs.BOM_UTF8),
+    "utf-16-le": ("utf-16-le", b""),
+    "utf-16-be": ("utf-16-be", b""),
+    "utf-16-le bom": ("utf-16-le", codecs.BOM_UTF16_LE),
+    "utf-16-be bom": ("utf-16-be", codecs.BOM_UTF16_BE),
+    "utf-32-le": ("utf-32-le", b""),
+    "utf-32-be": ("utf-32-be", b""),
+    "utf-32-le bom": ("utf-32-le", codecs.BOM_UTF32_LE),
+    "utf-32-be bom": ("utf-32-be", codecs.BOM_UTF32_BE),
 }
 # U+2200 is 22 00 or 00 22 in UTF-16: a quote byte that once threw a byte-wise scan out of step with the
 # strings, so brackets after it were skipped (depth 300 parsed, depth 600 a 500); U+7B2C holds a "{" byte.

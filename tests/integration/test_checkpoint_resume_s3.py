@@ -38,8 +38,7 @@ async def test_s3_store_by_uri_then_resume(s3_env: S3Service, s3_bucket: str) ->
     calls: Counter[str] = Counter()
     locations: list[str] = []
     wf = etl(calls, {}, locations)
-    await crashed_run(wf, run_id="run-s3", checkpoint_store=f"s3://{s3_bucket}/runs",
-                      initial_channel={"seed": 13})
+    await crashed_run(wf, run_id="run-s3", checkpoint_store=f"s3://{s3_bucket}/runs", initial_channel={"seed": 13})
     assert locations == [f"s3://{s3_bucket}/runs/run-s3/1.ckpt"]
     assert await s3_keys(s3_env, s3_bucket) == ["runs/run-s3/1.ckpt"]
 
@@ -49,9 +48,7 @@ async def test_s3_store_by_uri_then_resume(s3_env: S3Service, s3_bucket: str) ->
     assert calls == {"extract": 1, "transform": 2, "load": 1}
 
 
-async def test_s3_resumed_run_keeps_checkpointing_under_the_same_prefix(
-    s3_env: S3Service, s3_bucket: str
-) -> None:
+async def test_s3_resumed_run_keeps_checkpointing_under_the_same_prefix(s3_env: S3Service, s3_bucket: str) -> None:
     locations: list[str] = []
 
     @task(inject_context=True)
@@ -69,21 +66,20 @@ async def test_s3_resumed_run_keeps_checkpointing_under_the_same_prefix(
     result = await resume(locations[0], workflow=wf)
     assert result.output == f"s3://{s3_bucket}/deep/prefix/r/2.ckpt"
     assert await s3_keys(s3_env, s3_bucket) == [
-        "deep/prefix/r/1.ckpt", "deep/prefix/r/2.ckpt", "deep/prefix/r/completed",  # the resumed run completed
+        "deep/prefix/r/1.ckpt",
+        "deep/prefix/r/2.ckpt",
+        "deep/prefix/r/completed",  # the resumed run completed
     ]
 
 
-async def test_s3_path_override_and_a_missing_bucket(
-    s3_env: S3Service, s3_bucket: str, tmp_path: Path
-) -> None:
+async def test_s3_path_override_and_a_missing_bucket(s3_env: S3Service, s3_bucket: str, tmp_path: Path) -> None:
     @task(inject_context=True)
     async def saver(context) -> list[str]:
         if context.resumed_metadata is not None:
             return ["resumed"]
         with pytest.raises(CheckpointError) as refused:
             await context.checkpoint(path="s3://nonexistent-bucket/x.ckpt")
-        return [await context.checkpoint(path=f"s3://{s3_bucket}/exact/key.ckpt", metadata={}),
-                str(refused.value)]
+        return [await context.checkpoint(path=f"s3://{s3_bucket}/exact/key.ckpt", metadata={}), str(refused.value)]
 
     with workflow("s3-path") as wf:
         wf.add(saver)

@@ -88,9 +88,7 @@ async def test_list_is_sorted_and_filtered_by_prefix(store: CheckpointStore) -> 
         await store.write(store.location(name), name.encode())
     every = await store.list()
     assert every == sorted(store.location(name) for name in names)
-    assert await store.list("run1/") == [
-        store.location(n) for n in ["run1/1.ckpt", "run1/2.ckpt", "run1/sub/3.ckpt"]
-    ]
+    assert await store.list("run1/") == [store.location(n) for n in ["run1/1.ckpt", "run1/2.ckpt", "run1/sub/3.ckpt"]]
     assert await store.list("run1") == sorted(store.location(n) for n in names if n.startswith("run1"))
     assert await store.list("run1/1") == [store.location("run1/1.ckpt")]
     assert await store.list("missing/") == []
@@ -122,9 +120,7 @@ async def test_reading_a_missing_location_names_it(store: CheckpointStore) -> No
     assert location in str(info.value)
 
 
-async def test_another_store_on_the_same_root_sees_the_data(
-    store: CheckpointStore, new_store: StoreFactory
-) -> None:
+async def test_another_store_on_the_same_root_sees_the_data(store: CheckpointStore, new_store: StoreFactory) -> None:
     location = await store.write(store.location("run1/1.ckpt"), b"persisted")
     async with new_store() as other:
         assert other.location("run1/1.ckpt") == location
@@ -198,9 +194,7 @@ def test_signing_key_option_and_env(new_store: StoreFactory, monkeypatch: pytest
 async def test_signed_checkpoint_through_the_store(new_store: StoreFactory) -> None:
     doc = {"run_id": "r1", "results": {"train": (1, 2)}, "channel": {"k": {1, 2}}}
     async with new_store(signing_key=b"k1") as signer:
-        location = await signer.write(
-            signer.location("r1/1.ckpt"), encode_checkpoint(doc, key=signer.signing_key)
-        )
+        location = await signer.write(signer.location("r1/1.ckpt"), encode_checkpoint(doc, key=signer.signing_key))
         data = await signer.read(location)
     assert decode_checkpoint(data, key=signer.signing_key) == doc
     with pytest.raises(CheckpointError, match="signature does not verify"):

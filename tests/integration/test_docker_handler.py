@@ -47,8 +47,13 @@ def single(t: Task, **bound: Any) -> Any:
 
 def variant(t: Task, **options: Any) -> Task:
     """`t` with some handler options changed (the others as the module declared them)."""
-    return Task(t.func, id=t.id, handler="docker", handler_kwargs={**t.handler_kwargs, **options},
-                inject_context=t.inject_context)
+    return Task(
+        t.func,
+        id=t.id,
+        handler="docker",
+        handler_kwargs={**t.handler_kwargs, **options},
+        inject_context=t.inject_context,
+    )
 
 
 async def test_a_task_runs_in_a_container_without_network_as_this_user(engine: DockerEngine) -> None:
@@ -77,8 +82,9 @@ async def test_a_non_zero_exit_fails_the_task_with_the_log_tail_and_is_retried(e
     message = str(caught.value)
     assert "exited with status 3" in message and "about to exit with 3" in message
 
-    retried = Task(df.exit_hard.func, id="exit_hard", handler="docker", handler_kwargs=df.exit_hard.handler_kwargs,
-                   max_retries=1)
+    retried = Task(
+        df.exit_hard.func, id="exit_hard", handler="docker", handler_kwargs=df.exit_hard.handler_kwargs, max_retries=1
+    )
     events: list[str] = []
     with pytest.raises(TaskFailedError) as again:
         await run(single(retried), on_event=lambda e: events.append(e.kind))
@@ -112,8 +118,7 @@ async def test_a_missing_image_fails_the_task_naming_it(engine: DockerEngine) ->
 
 async def test_an_engine_out_of_reach_is_a_handler_error_naming_it_and_not_retried(tmp_path: Path) -> None:
     url = f"unix://{tmp_path}/nothing.sock"
-    t = Task(df.add.func, id="add", handler="docker", handler_kwargs={"image": "any", "docker_url": url},
-             max_retries=3)
+    t = Task(df.add.func, id="add", handler="docker", handler_kwargs={"image": "any", "docker_url": url}, max_retries=3)
     events: list[str] = []
     with pytest.raises(HandlerError) as caught:
         await run(single(t, a=1, b=1), on_event=lambda e: events.append(e.kind))
@@ -191,9 +196,7 @@ async def test_cancelling_the_run_removes_the_running_container(engine: DockerEn
 
 async def test_docker_members_of_a_best_effort_group_with_retries(engine: DockerEngine) -> None:
     with workflow("docker-group") as wf:
-        parallel(*(df.member(task_id=f"m{i}", i=i) for i in range(1, 5))).with_execution(
-            policy=BestEffortGroupPolicy()
-        )
+        parallel(*(df.member(task_id=f"m{i}", i=i) for i in range(1, 5))).with_execution(policy=BestEffortGroupPolicy())
     events: list[Any] = []
     result = await run(wf, on_event=events.append)
     assert result.results == {"m1": 10, "m2": 20, "m4": 40}
@@ -235,8 +238,9 @@ async def test_feedback_from_a_container_is_answered_or_suspends_the_run(engine:
     assert resumed.status == "completed" and resumed.output is True
 
 
-async def test_docker_tasks_on_a_redis_worker(engine: DockerEngine, workers: Workers, redis_url: str,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_docker_tasks_on_a_redis_worker(
+    engine: DockerEngine, workers: Workers, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for key, value in df.configure(engine.url, engine.image, engine.python).items():
         monkeypatch.setenv(key, value)  # the worker's environment
     workers.start(1, "--import", "docker_flows")

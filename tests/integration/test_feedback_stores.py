@@ -71,12 +71,20 @@ asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
 """
 
 
-async def in_child(backend: Backend, action: str, feedback_id: str, name: str = "child",
-                   start_at: float = 0.0) -> dict[str, Any]:
+async def in_child(
+    backend: Backend, action: str, feedback_id: str, name: str = "child", start_at: float = 0.0
+) -> dict[str, Any]:
     """Run `action` on `feedback_id` through a store of another process."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD.format(store=backend.child_expr), action, feedback_id, str(start_at), name,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-c",
+        CHILD.format(store=backend.child_expr),
+        action,
+        feedback_id,
+        str(start_at),
+        name,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 20.0)
     assert process.returncode == 0, err.decode()
@@ -101,7 +109,6 @@ class TestSharedStores(OverSharedBackends):
             # Far below the timeout: the waiter was woken, it did not poll or time out.
             assert woke_at - child["settled_at"] < 1.0
 
-
     async def test_a_cancellation_from_another_process_wakes_the_waiter(self, backend: Backend) -> None:
         async with backend.make() as store:
             await store.create(ask())
@@ -110,7 +117,6 @@ class TestSharedStores(OverSharedBackends):
             with pytest.raises(FeedbackCancelledError):
                 await asyncio.wait_for(waiter, 5.0)
             assert time.time() - child["settled_at"] < 1.0
-
 
     async def test_of_two_stores_racing_to_answer_exactly_one_wins(self, backend: Backend) -> None:
         async with backend.make() as first, backend.make() as second:
@@ -127,7 +133,6 @@ class TestSharedStores(OverSharedBackends):
                 assert (len(won), len(lost)) == (1, 1), outcomes
                 assert (await second.get(feedback_id))[1] == won[0]
                 assert (await first.get(feedback_id))[1] == won[0]
-
 
     async def test_of_processes_racing_to_answer_exactly_one_wins(self, backend: Backend) -> None:
         async with backend.make() as store:
@@ -250,8 +255,13 @@ async def test_redis_errors_become_transport_errors_naming_the_server() -> None:
     server = RedisServer()  # never started: nothing listens on its port
     try:
         async with RedisFeedbackStore(f"redis://user:secret@127.0.0.1:{server.port}/0") as store:
-            calls = [lambda: store.get("fb-1"), lambda: store.create(ask()), lambda: store.wait("fb-1", timeout=1.0),
-                     lambda: store.list_runs(), lambda: store.set_suspension("r", None)]
+            calls = [
+                lambda: store.get("fb-1"),
+                lambda: store.create(ask()),
+                lambda: store.wait("fb-1", timeout=1.0),
+                lambda: store.list_runs(),
+                lambda: store.set_suspension("r", None),
+            ]
             for call in calls:
                 started_at = time.perf_counter()
                 with pytest.raises(TransportError, match=f"127.0.0.1:{server.port}") as caught:

@@ -105,8 +105,10 @@ async def test_an_entry_never_makes_a_worker_import_a_module(
     markers.mkdir()
     monkeypatch.setenv(guarded_markers.ENV, str(markers))
     [worker] = workers.start(1, "--import", "guarded_pkg")
-    refused = {"guarded_pkg.lazy": entry("guarded_pkg.lazy:lazy_task", {}),
-               "guarded_pkg.__main__": entry("guarded_pkg.__main__:main_task", {})}
+    refused = {
+        "guarded_pkg.lazy": entry("guarded_pkg.lazy:lazy_task", {}),
+        "guarded_pkg.__main__": entry("guarded_pkg.__main__:main_task", {}),
+    }
     async with RedisStreamsTransport(redis_url) as transport:
         await transport.send("tasks", list(refused.values()))
         await wait_for(lambda: dead_count(client, 2), 10, "both entries in the dead-letter stream")
@@ -138,8 +140,10 @@ async def test_signed_fleet_accepts_old_and_new_secrets_and_buries_the_rest_unre
                 assert (await run(workflow_of(rf.pid), transport=transport)).output == worker.pid
     trap = tmp_path / "ran"
     real = entry("remote_faults:count_and_nap", {"marker_dir": str(tmp_path), "index": 0, "seconds": 0})
-    async with RedisStreamsTransport(redis_url) as unsigned, \
-            RedisStreamsTransport(redis_url, secret="some-other-secret-000000") as stranger:
+    async with (
+        RedisStreamsTransport(redis_url) as unsigned,
+        RedisStreamsTransport(redis_url, secret="some-other-secret-000000") as stranger,
+    ):
         await unsigned.send("tasks", [real])
         await stranger.send("tasks", [real])
     garbage = {b"m": b"\xc1 not msgpack at all", b"s": b"\x00" * 32}
@@ -181,8 +185,9 @@ def queued(marker_dir: Path, n: int, first: Any = None) -> Any:
     with workflow(f"queued-{n}") as wf:
         if first is not None:
             wf.add(first)
-        wf.add(*[rf.count_and_nap(task_id=f"nap{i}", marker_dir=str(marker_dir), index=i, seconds=0.2)
-                 for i in range(n)])
+        wf.add(
+            *[rf.count_and_nap(task_id=f"nap{i}", marker_dir=str(marker_dir), index=i, seconds=0.2) for i in range(n)]
+        )
     return wf
 
 
@@ -251,8 +256,10 @@ async def test_sigterm_past_the_grace_period_hands_the_tasks_back_at_once(
     [first] = workers.start(1, "--grace-period", "0.5")
     sync_marker, async_marker = tmp_path / "sync", tmp_path / "async"
     with workflow("handed-back") as wf:
-        wf.add(rf.blocking_once(task_id="sync", marker=str(sync_marker)),
-               rf.waiting_once(task_id="async", marker=str(async_marker)))
+        wf.add(
+            rf.blocking_once(task_id="sync", marker=str(sync_marker)),
+            rf.waiting_once(task_id="async", marker=str(async_marker)),
+        )
     async with RedisStreamsTransport(redis_url) as transport:  # the default 30 s lease
         running = asyncio.ensure_future(run(wf, transport=transport))
         try:

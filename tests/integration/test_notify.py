@@ -56,8 +56,6 @@ async def hook() -> AsyncIterator[Hook]:
         await server.close()
 
 
-
-
 def about(delays: list[float], nominal: list[float]) -> bool:
     """Whether `delays` are the `nominal` waits, each give or take the jitter."""
     return len(delays) == len(nominal) and all(
@@ -234,11 +232,13 @@ async def test_notifications_are_posted_and_a_failing_hook_does_not_fail_the_tas
     @task(inject_context=True)
     async def ask(context) -> tuple:
         good = await context.request_approval(
-            "ship?", timeout=5,
+            "ship?",
+            timeout=5,
             notification_config={"type": "webhook", "url": f"http://{host}:{port}/hook", "message": "please look"},
         )
         bad = await context.request_approval(
-            "ship again?", timeout=5,
+            "ship again?",
+            timeout=5,
             notification_config={"type": "webhook", "url": f"http://{host}:{port}/missing"},  # 404 every time
         )
         return good, bad

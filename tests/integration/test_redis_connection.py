@@ -251,11 +251,14 @@ async def test_execute_on_pool_answers_each_command_in_place_and_keeps_the_conne
     client = Redis.from_pool(pool)
     try:
         await client.set("not-a-stream", "x")
-        answers = await execute_on_pool(pool, [
-            ("XADD", "batch:s", "*", "m", b"1"),
-            ("XADD", "not-a-stream", "*", "m", b"2"),  # WRONGTYPE: an error in its place
-            ("XADD", "batch:absent", "NOMKSTREAM", "*", "m", b"3"),  # no stream made: nil
-        ])
+        answers = await execute_on_pool(
+            pool,
+            [
+                ("XADD", "batch:s", "*", "m", b"1"),
+                ("XADD", "not-a-stream", "*", "m", b"2"),  # WRONGTYPE: an error in its place
+                ("XADD", "batch:absent", "NOMKSTREAM", "*", "m", b"3"),  # no stream made: nil
+            ],
+        )
         assert isinstance(answers[0], bytes) and answers[2] is None
         assert isinstance(answers[1], ReplyError) and str(answers[1]).startswith("WRONGTYPE")
         assert await client.xlen("batch:s") == 1 and not await client.exists("batch:absent")

@@ -146,17 +146,13 @@ async def test_malformed_entries_go_to_the_dead_letter_stream(
 
 
 # --- a run's keys ------------------------------------------------------------------------------------
-async def test_a_reply_to_a_finished_run_leaves_nothing_behind(
-    transport: RedisStreamsTransport, client: Redis
-) -> None:
+async def test_a_reply_to_a_finished_run_leaves_nothing_behind(transport: RedisStreamsTransport, client: Redis) -> None:
     reply_queue = keys.reply_queue("gone")
     await transport.send(reply_queue, [TaskReply("gone", 0, 1, True, 42)])
     assert await client.exists(f"graflow:{reply_queue}") == 0
 
 
-async def test_sending_tasks_makes_their_reply_stream_first(
-    transport: RedisStreamsTransport, client: Redis
-) -> None:
+async def test_sending_tasks_makes_their_reply_stream_first(transport: RedisStreamsTransport, client: Redis) -> None:
     await transport.send("tasks", [message()])
     await transport.send(keys.reply_queue("run1"), [TaskReply("run1", 0, 1, True, 42)])
     [delivery] = await transport.receive(keys.reply_queue("run1"), timeout=2)
@@ -187,9 +183,7 @@ UNSENDABLE = {
 
 
 @pytest.mark.parametrize("kind", list(UNSENDABLE))
-async def test_a_task_workers_cannot_import_fails_before_dispatch(
-    kind: str, redis_url: str, client: Redis
-) -> None:
+async def test_a_task_workers_cannot_import_fails_before_dispatch(kind: str, redis_url: str, client: Redis) -> None:
     make, why = UNSENDABLE[kind]
     bad = make()
     with workflow(f"unsendable-{kind}") as wf:
@@ -265,8 +259,16 @@ async def test_a_redis_group_on_an_unreachable_server_fails_fast() -> None:
 # --- queue-stats ----------------------------------------------------------------------------------------------
 async def queue_stats(redis_url: str, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "graflow_async", "queue-stats", "--redis-url", redis_url, *args,
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "graflow_async",
+        "queue-stats",
+        "--redis-url",
+        redis_url,
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         async with asyncio.timeout(20):
@@ -308,8 +310,14 @@ async def test_queue_stats_prints_lengths_pending_and_consumers(
 async def test_queue_stats_of_an_empty_namespace(redis_url: str) -> None:
     code, out, err = await queue_stats(redis_url, "--json", "--namespace", "nothing-here")
     assert code == 0, err
-    assert json.loads(out) == {"stream": "nothing-here:tasks", "length": 0, "pending": 0, "lag": 0,
-                               "consumers": [], "dead_letters": 0}
+    assert json.loads(out) == {
+        "stream": "nothing-here:tasks",
+        "length": 0,
+        "pending": 0,
+        "lag": 0,
+        "consumers": [],
+        "dead_letters": 0,
+    }
 
 
 async def test_queue_stats_on_an_unreachable_server_exits_1() -> None:

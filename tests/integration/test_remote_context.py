@@ -68,6 +68,7 @@ async def test_feedback_from_a_worker_task_is_answered_through_the_rest_api(pool
     running = asyncio.ensure_future(remote_run(pool.url, asking(), initial_channel={"wait": 30.0}))
     try:
         async with TestClient(TestServer(create_app(feedback_store=store))) as client:
+
             async def listed() -> list[dict[str, Any]]:
                 body = await (await client.get("/api/feedback")).json()
                 return [r for r in body["requests"] if r["task_id"] == "remote_ask"]
@@ -77,8 +78,9 @@ async def test_feedback_from_a_worker_task_is_answered_through_the_rest_api(pool
             assert request["metadata"]["pid"] in pool.workers.pids  # asked on a worker
             page = await (await client.get("/ui/feedback/")).text()
             assert "ship it?" in page and request["feedback_id"] in page  # and shown in the UI
-            answer = await client.post(f"/api/feedback/{request['feedback_id']}/respond",
-                                       json={"approved": True, "responded_by": "ops"})
+            answer = await client.post(
+                f"/api/feedback/{request['feedback_id']}/respond", json={"approved": True, "responded_by": "ops"}
+            )
             assert answer.status == 200
         result = await asyncio.wait_for(running, RUN_TIMEOUT)
     finally:

@@ -87,7 +87,10 @@ def resume_process(location: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "graflow_async", "resume", location, "--no-progress"],
         env={**os.environ, **env, "PYTHONPATH": PYTHONPATH},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
     )
 
 
@@ -108,9 +111,13 @@ async def test_two_processes_resuming_one_run_through_a_shared_directory(tmp_pat
 async def test_two_processes_resuming_one_run_through_a_shared_bucket(
     s3_service: S3Service, s3_bucket: str, charges: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = {"GFT_CHARGE_SECONDS": "1.5", "AWS_ENDPOINT_URL": s3_service.endpoint_url,
-           "AWS_ACCESS_KEY_ID": s3_service.aws_access_key_id,
-           "AWS_SECRET_ACCESS_KEY": s3_service.aws_secret_access_key, "AWS_DEFAULT_REGION": s3_service.region_name}
+    env = {
+        "GFT_CHARGE_SECONDS": "1.5",
+        "AWS_ENDPOINT_URL": s3_service.endpoint_url,
+        "AWS_ACCESS_KEY_ID": s3_service.aws_access_key_id,
+        "AWS_SECRET_ACCESS_KEY": s3_service.aws_secret_access_key,
+        "AWS_DEFAULT_REGION": s3_service.region_name,
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(Exception, match="crashed before charging"):

@@ -88,8 +88,14 @@ async def test_a_workflow_runs_over_a_third_transport() -> None:
     import path (as a worker does): results, parameters, a parallel group, the channel
     and a task added at runtime all cross the seam serialized."""
     transport = LoopbackTransport()
-    worker = Executor(transport, keys.TASK_QUEUE, context_queue="worker:loop:context", remote=True,
-                      concurrency=4, find_task=TaskFinder(["loopback_flows"]))
+    worker = Executor(
+        transport,
+        keys.TASK_QUEUE,
+        context_queue="worker:loop:context",
+        remote=True,
+        concurrency=4,
+        find_task=TaskFinder(["loopback_flows"]),
+    )
     async with transport, asyncio.TaskGroup() as tg:
         serving = tg.create_task(worker.run(), name="loopback worker")
         try:

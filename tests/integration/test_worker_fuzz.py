@@ -62,18 +62,27 @@ pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
 # --- the entries -------------------------------------------------------------------------------------
 SMALL = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats() | st.text(max_size=8)
-    | st.binary(max_size=8) | st.sampled_from([2**64, 10**400, Decimal("1e999999"), Decimal("sNaN")])
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=8)
+    | st.sampled_from([2**64, 10**400, Decimal("1e999999"), Decimal("sNaN")])
     | st.builds(pow, st.just(2), st.just(20_000)),  # an int too long to print (str() raises)
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
-    | st.lists(inner, max_size=2).map(tuple),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+        | st.lists(inner, max_size=2).map(tuple)
+    ),
     max_leaves=6,
 )
 NAP = st.sampled_from([0, 0.01, -1, "x", None, [0.01]])  # never long: any value a task would sleep on is short
 RUNNABLE: dict[str, st.SearchStrategy[dict[str, Any]]] = {  # tasks the workers import, arguments of any type
     "remote_faults:count_and_nap": st.fixed_dictionaries(
         {"marker_dir": st.sampled_from([MARKERS, 5, None, "/nonexistent-graflow-fuzz"])},
-        optional={"index": SMALL, "seconds": NAP}),
+        optional={"index": SMALL, "seconds": NAP},
+    ),
     "remote_faults:pid": st.just({}) | st.dictionaries(st.text(max_size=4), SMALL, max_size=2),
     "remote_faults:fail_fast": st.just({}),
     "remote_faults:unserializable": st.just({}),
@@ -83,17 +92,31 @@ RUNNABLE: dict[str, st.SearchStrategy[dict[str, Any]]] = {  # tasks the workers 
     "remote_flows:sync_boom": st.fixed_dictionaries({"message": SMALL}),
     "remote_dynamic:square_it": st.fixed_dictionaries({}, optional={"n": SMALL}),
 }
-REFUSED_REFS = ["os:system", "remote_faults:not_a_task", "remote_faults:os.system", "remote_flows.os:system",
-                "shutil:rmtree", "remote_faults", "remote_faults:", ":pid", "remote_faults:pid:x", "",
-                "remote_faults.nope:pid", "builtins:eval", "remote_faults:__builtins__"]
+REFUSED_REFS = [
+    "os:system",
+    "remote_faults:not_a_task",
+    "remote_faults:os.system",
+    "remote_flows.os:system",
+    "shutil:rmtree",
+    "remote_faults",
+    "remote_faults:",
+    ":pid",
+    "remote_faults:pid:x",
+    "",
+    "remote_faults.nope:pid",
+    "builtins:eval",
+    "remote_faults:__builtins__",
+]
 SECONDS = st.sampled_from([None, 0.001, 0.5, 5.0, 30.0, 1e300, 1e-9])
 WRONG: dict[str, st.SearchStrategy[Any]] = {  # for each task field, values that are not one
     **dict.fromkeys(["run_id", "task_id", "reply_to"], st.sampled_from([123, None, b"q", ["q"], 10**400, 1.5])),
     **dict.fromkeys(["node"], st.sampled_from([-1, "0", None, 1.5, True, [0], -(2**70)])),
     **dict.fromkeys(["attempt", "cycle", "max_cycles"], st.sampled_from([0, -5, "1", 1.0, None, True])),
     "kwargs": st.sampled_from([[], "x", None, {1: 2}, {("a",): 1}, {None: 1}, {b"index": 1}]),
-    **dict.fromkeys(["timeout", "lease_timeout"], st.sampled_from(
-        [-1, 0, math.nan, math.inf, -math.inf, "5", 10**400, True, [1], Decimal(5)])),
+    **dict.fromkeys(
+        ["timeout", "lease_timeout"],
+        st.sampled_from([-1, 0, math.nan, math.inf, -math.inf, "5", 10**400, True, [1], Decimal(5)]),
+    ),
     "max_deliveries": st.sampled_from(["5", 5.0, 0, -1, True, [5], -(10**400), "many"]),
     "task_ref": st.sampled_from([1, [], b"remote_faults:pid", True, {"ref": "x"}]),
     "resumed_metadata": st.sampled_from([[], "x", 1, b"m"]),
@@ -153,12 +176,20 @@ def task_docs(draw: st.DrawFn) -> dict[str, Any]:
         ref = draw(st.sampled_from(REFUSED_REFS) | st.text(max_size=12))
         kwargs = draw(st.dictionaries(st.text(max_size=6), SMALL, max_size=3))
     return {
-        "t": "task", "run_id": draw(st.text(max_size=8)), "task_id": "", "node": draw(st.integers(0, 2**70)),
-        "attempt": draw(st.integers(1, 5)), "reply_to": draw(st.sampled_from([REPLIES, REPLIES, GONE, WORKER_QUEUE,
-                                                                              "tasks"])),
-        "kwargs": kwargs, "timeout": draw(st.sampled_from([None, None, 0.001, 2.0])), "task_ref": ref,
-        "lease_timeout": draw(SECONDS), "max_deliveries": draw(st.none() | st.integers(1, 10) | st.just(2**70)),
-        "inject_context": draw(SMALL), "cycle": draw(st.integers(1, 3)), "max_cycles": draw(st.integers(1, 2**64)),
+        "t": "task",
+        "run_id": draw(st.text(max_size=8)),
+        "task_id": "",
+        "node": draw(st.integers(0, 2**70)),
+        "attempt": draw(st.integers(1, 5)),
+        "reply_to": draw(st.sampled_from([REPLIES, REPLIES, GONE, WORKER_QUEUE, "tasks"])),
+        "kwargs": kwargs,
+        "timeout": draw(st.sampled_from([None, None, 0.001, 2.0])),
+        "task_ref": ref,
+        "lease_timeout": draw(SECONDS),
+        "max_deliveries": draw(st.none() | st.integers(1, 10) | st.just(2**70)),
+        "inject_context": draw(SMALL),
+        "cycle": draw(st.integers(1, 3)),
+        "max_cycles": draw(st.integers(1, 2**64)),
         "resumed_metadata": draw(st.none() | st.dictionaries(st.text(max_size=4), SMALL, max_size=2)),
     }
 
@@ -177,31 +208,88 @@ def broken_task_docs(draw: st.DrawFn) -> Entry:
     return Entry(doc, broken=tuple(sorted(names)))
 
 
-OTHER_DOCS = st.sampled_from([
-    {"t": "reply", "run_id": "r", "node": 0, "attempt": 1, "ok": True, "value": 1, "error": None, "duration": 0.0,
-     "directives": [], "retryable": True, "suspended": False, "cycle": 1, "task_id": "t"},
-    {"t": "ctx-reply", "request_id": "q", "ok": True, "value": None, "error": None},
-    {"t": "ctx", "run_id": "r", "node": 0, "cycle": 1, "attempt": 1, "request_id": "q", "op": "channel.get",
-     "args": {}, "reply_to": "tasks"},
-    {"t": "retry", "node": 0}, {"t": "raw", "v": [1, 2]}, {"t": "nope"}, {"t": None}, [1, 2], "task", None,
-])
-GARBAGE = st.binary(max_size=64) | st.sampled_from([
-    b"", b"\x80", b"\xc1", b"\x81\xa1t\xa4task", b"\x93\x01\x02", b"\xdd\xff\xff\xff\xff",
-    pickle.dumps({"t": "task"}), b"\x82\xa1t\xa3raw\xa1v" + b"\x91" * 1023 + b"\x00",
-])
+OTHER_DOCS = st.sampled_from(
+    [
+        {
+            "t": "reply",
+            "run_id": "r",
+            "node": 0,
+            "attempt": 1,
+            "ok": True,
+            "value": 1,
+            "error": None,
+            "duration": 0.0,
+            "directives": [],
+            "retryable": True,
+            "suspended": False,
+            "cycle": 1,
+            "task_id": "t",
+        },
+        {"t": "ctx-reply", "request_id": "q", "ok": True, "value": None, "error": None},
+        {
+            "t": "ctx",
+            "run_id": "r",
+            "node": 0,
+            "cycle": 1,
+            "attempt": 1,
+            "request_id": "q",
+            "op": "channel.get",
+            "args": {},
+            "reply_to": "tasks",
+        },
+        {"t": "retry", "node": 0},
+        {"t": "raw", "v": [1, 2]},
+        {"t": "nope"},
+        {"t": None},
+        [1, 2],
+        "task",
+        None,
+    ]
+)
+GARBAGE = st.binary(max_size=64) | st.sampled_from(
+    [
+        b"",
+        b"\x80",
+        b"\xc1",
+        b"\x81\xa1t\xa4task",
+        b"\x93\x01\x02",
+        b"\xdd\xff\xff\xff\xff",
+        pickle.dumps({"t": "task"}),
+        b"\x82\xa1t\xa3raw\xa1v" + b"\x91" * 1023 + b"\x00",
+    ]
+)
 EXTRA = st.dictionaries(st.sampled_from([b"s", b"m2", b"queue", b"\xff", b"id"]), st.binary(max_size=16), max_size=2)
-STR_ERROR = {"t": "reply", "run_id": "r", "node": 0, "attempt": 1, "ok": False, "value": None, "error": "boom",
-             "duration": 0.0, "directives": [], "retryable": True, "suspended": False, "cycle": 1}
-REPLY_GARBAGE = st.sampled_from([  # replies a worker's context stream must drop, or ignore
-    STR_ERROR,
-    {"t": "ctx-reply", "request_id": "q", "ok": False, "value": None, "error": ["x"]},
-    {"t": "ctx-reply", "request_id": 5, "ok": True, "value": None, "error": None},
-    {"t": "ctx-reply", "request_id": "q", "ok": False, "value": None, "error": {"type": "KeyError"}},
-    {"t": "ctx-reply", "request_id": "never-asked", "ok": True, "value": 1, "error": None},
-    {"t": "ctx-reply", "request_id": "q", "ok": False, "value": None,
-     "error": {"type": "FeedbackValidationError", "message": "m", "field": 1}},
-    {"t": "retry", "node": "x"},
-])
+STR_ERROR = {
+    "t": "reply",
+    "run_id": "r",
+    "node": 0,
+    "attempt": 1,
+    "ok": False,
+    "value": None,
+    "error": "boom",
+    "duration": 0.0,
+    "directives": [],
+    "retryable": True,
+    "suspended": False,
+    "cycle": 1,
+}
+REPLY_GARBAGE = st.sampled_from(
+    [  # replies a worker's context stream must drop, or ignore
+        STR_ERROR,
+        {"t": "ctx-reply", "request_id": "q", "ok": False, "value": None, "error": ["x"]},
+        {"t": "ctx-reply", "request_id": 5, "ok": True, "value": None, "error": None},
+        {"t": "ctx-reply", "request_id": "q", "ok": False, "value": None, "error": {"type": "KeyError"}},
+        {"t": "ctx-reply", "request_id": "never-asked", "ok": True, "value": 1, "error": None},
+        {
+            "t": "ctx-reply",
+            "request_id": "q",
+            "ok": False,
+            "value": None,
+            "error": {"type": "FeedbackValidationError", "message": "m", "field": 1},
+        },
+        {"t": "retry", "node": "x"},
+    ]
+)
 ENTRIES = st.one_of(
     st.builds(Entry, task_docs()),
     st.builds(Entry, task_docs()),
@@ -218,15 +306,29 @@ ENTRIES = st.one_of(
 def named_entries() -> list[Entry]:
     """Every field wrong by name once, and what killed workers before it was fixed."""
     task = {
-        "t": "task", "run_id": "r", "task_id": "", "node": 0, "attempt": 1, "reply_to": REPLIES, "kwargs": {},
-        "timeout": None, "task_ref": "remote_faults:pid", "lease_timeout": 30.0, "max_deliveries": 5,
-        "inject_context": False, "cycle": 1, "max_cycles": 100, "resumed_metadata": None,
+        "t": "task",
+        "run_id": "r",
+        "task_id": "",
+        "node": 0,
+        "attempt": 1,
+        "reply_to": REPLIES,
+        "kwargs": {},
+        "timeout": None,
+        "task_ref": "remote_faults:pid",
+        "lease_timeout": 30.0,
+        "max_deliveries": 5,
+        "inject_context": False,
+        "cycle": 1,
+        "max_cycles": 100,
+        "resumed_metadata": None,
     }
     nap = {"task_ref": "remote_faults:count_and_nap", "kwargs": {"marker_dir": MARKERS, "index": 0, "seconds": 0}}
     return [
         Entry({**task, "max_deliveries": "5"}, broken=("max_deliveries",)),  # crashed on `count > "5"` once
-        Entry({**task, **nap, "kwargs": {**nap["kwargs"], "index": "x"}, "max_deliveries": "5"},
-              broken=("max_deliveries",)),
+        Entry(
+            {**task, **nap, "kwargs": {**nap["kwargs"], "index": "x"}, "max_deliveries": "5"},
+            broken=("max_deliveries",),
+        ),
         Entry({**task, **nap, "kwargs": {**nap["kwargs"], "index": "x"}}),  # runs: index is any value
         Entry({**task, **nap, "lease_timeout": -1}, broken=("lease_timeout",)),
         Entry({**task, "reply_to": 123}, broken=("reply_to",)),
@@ -320,15 +422,20 @@ def settle(fleet: Fleet, replies_wanted: set[str], dead_wanted: set[str]) -> Non
     client, deadline = fleet.client, time.monotonic() + SETTLE_TIMEOUT
     while True:
         pending = client.xpending(TASKS, "graflow:workers")["pending"]
-        if client.xlen(TASKS) == 0 and pending == 0 and replies_wanted <= set(replies(fleet)) \
-                and dead_wanted <= set(dead_letters(fleet)):
+        if (
+            client.xlen(TASKS) == 0
+            and pending == 0
+            and replies_wanted <= set(replies(fleet))
+            and dead_wanted <= set(dead_letters(fleet))
+        ):
             return
         if time.monotonic() > deadline:
             fleet.alive()
             raise AssertionError(
                 f"not settled in {SETTLE_TIMEOUT}s: {client.xlen(TASKS)} entries, {pending} pending, missing "
                 f"replies {sorted(replies_wanted - set(replies(fleet)))[:5]}, dead "
-                f"{sorted(dead_wanted - set(dead_letters(fleet)))[:5]}")
+                f"{sorted(dead_wanted - set(dead_letters(fleet)))[:5]}"
+            )
         time.sleep(0.05)
 
 
@@ -394,9 +501,14 @@ def send_and_check(fleet: Fleet, batch: list[Entry]) -> None:
     assert {w.worker_id for w in fleet.workers.all} <= consumers
 
 
-@settings(max_examples=BATCHES, deadline=None, derandomize=True, database=None,
-          phases=[Phase.explicit, Phase.generate],  # no shrinking: each try costs a second of a live fleet
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+@settings(
+    max_examples=BATCHES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],  # no shrinking: each try costs a second of a live fleet
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 @given(batch=st.lists(ENTRIES, min_size=BATCH, max_size=BATCH))
 def fuzz_the_fleet(fleet: Fleet, batch: list[Entry]) -> None:
     send_and_check(fleet, batch)
@@ -414,14 +526,16 @@ def test_no_entry_stops_a_worker_of_a_fleet(fleet: Fleet) -> None:
     fleet.alive()
     tally = fleet.tally
     fuzzed = tally[DEAD_] + tally[REFUSED] + tally[SKIPPED] + tally[RUN]
-    print(f"\nworker fuzz: {fuzzed} task-stream entries in {fleet.batches} batches "
-          f"+ {tally[CONTEXT]} context-stream entries; "
-          f"dead-lettered {tally[DEAD_]} malformed/not a task + {tally[REFUSED]} refused "
-          f"(dead stream: {dead_total}, the rest replies sent into the task stream); skipped {tally[SKIPPED]}; "
-          f"ran {tally[RUN]} ({tally['ran ok']} ok, {tally['failed cleanly']} failed cleanly, others replied "
-          f"elsewhere); context replies dropped {tally['context replies dropped']}; "
-          f"workers alive {sum(w.process.poll() is None for w in fleet.workers.all)}/2; "
-          f"{time.monotonic() - started:.1f}s")
+    print(
+        f"\nworker fuzz: {fuzzed} task-stream entries in {fleet.batches} batches "
+        f"+ {tally[CONTEXT]} context-stream entries; "
+        f"dead-lettered {tally[DEAD_]} malformed/not a task + {tally[REFUSED]} refused "
+        f"(dead stream: {dead_total}, the rest replies sent into the task stream); skipped {tally[SKIPPED]}; "
+        f"ran {tally[RUN]} ({tally['ran ok']} ok, {tally['failed cleanly']} failed cleanly, others replied "
+        f"elsewhere); context replies dropped {tally['context replies dropped']}; "
+        f"workers alive {sum(w.process.poll() is None for w in fleet.workers.all)}/2; "
+        f"{time.monotonic() - started:.1f}s"
+    )
     assert fuzzed + tally[CONTEXT] == BATCH * BATCHES + len(named_entries())
     assert tally[DEAD_] >= fuzzed // 3 and tally[RUN] >= 30 and tally[REFUSED] >= 5 and tally[SKIPPED] >= 5
 
@@ -436,9 +550,25 @@ async def real_run(url: str) -> Any:
 
 # --- reproducers of bugs outside the wire ---------------------------------------------------------------
 def forged(reply_to: str, ref: str, kwargs: dict[str, Any], lease: float) -> bytes:
-    return packb({"t": "task", "run_id": "r", "task_id": ref, "node": 0, "attempt": 1, "reply_to": reply_to,
-                  "kwargs": kwargs, "timeout": None, "task_ref": ref, "lease_timeout": lease, "max_deliveries": 5,
-                  "inject_context": False, "cycle": 1, "max_cycles": 100, "resumed_metadata": None})
+    return packb(
+        {
+            "t": "task",
+            "run_id": "r",
+            "task_id": ref,
+            "node": 0,
+            "attempt": 1,
+            "reply_to": reply_to,
+            "kwargs": kwargs,
+            "timeout": None,
+            "task_ref": ref,
+            "lease_timeout": lease,
+            "max_deliveries": 5,
+            "inject_context": False,
+            "cycle": 1,
+            "max_cycles": 100,
+            "resumed_metadata": None,
+        }
+    )
 
 
 async def test_a_reply_queue_that_is_not_a_stream_does_not_stop_the_worker(
@@ -470,14 +600,13 @@ async def test_a_task_with_a_huge_lease_does_not_stop_the_heartbeats_of_the_othe
     workers.start(1, "--concurrency", "4")
     await client.xgroup_create(f"graflow:{REPLIES}", "run", id="0", mkstream=True)
     nap = "remote_faults:count_and_nap"
-    await client.xadd(TASKS, {b"m": forged(REPLIES, nap, {"marker_dir": str(tmp_path), "index": 0,
-                                                          "seconds": 1.5}, 1e300)})
+    await client.xadd(
+        TASKS, {b"m": forged(REPLIES, nap, {"marker_dir": str(tmp_path), "index": 0, "seconds": 1.5}, 1e300)}
+    )
     await wait_for(lambda: list(tmp_path.glob("ran-0-*")), 10, "the huge-lease task to start")
     # The scenario's timing, not a wait for something to see: the heartbeat loop inside the worker
     # process must go to sleep while this task is alone in flight (with the bug, for ever).
     await asyncio.sleep(1.6)
-    await client.xadd(TASKS, {b"m": forged(REPLIES, nap, {"marker_dir": str(tmp_path), "index": 1,
-                                                          "seconds": 3}, 1.0)})
+    await client.xadd(TASKS, {b"m": forged(REPLIES, nap, {"marker_dir": str(tmp_path), "index": 1, "seconds": 3}, 1.0)})
     await wait_for(lambda: queue_settled(client), 15, "the tasks to be settled")
     assert len(list(tmp_path.glob("ran-1-*"))) == 1, "the lease-1s task ran more than once"
-

@@ -128,7 +128,7 @@ async def test_strict_group_collects_the_remote_failures(pool: Pool) -> None:
     assert isinstance(boom, RemoteTaskError) and isinstance(sync_boom, RemoteTaskError)
     assert (boom.type_name, boom.remote_message) == ("ValueError", "it broke")
     assert (sync_boom.type_name, sync_boom.remote_message) == ("KeyError", "'sync broke'")
-    assert "remote_flows.py" in boom.traceback and 'raise ValueError(message)' in boom.traceback
+    assert "remote_flows.py" in boom.traceback and "raise ValueError(message)" in boom.traceback
     assert "ValueError: it broke" in boom.traceback
     assert "raise KeyError(message)" in sync_boom.traceback
 
@@ -415,8 +415,11 @@ async def test_workers_and_the_run_wait_out_a_redis_restart(tmp_path: Path) -> N
 # --- starting and stopping workers ---------------------------------------------------------------------
 async def test_a_worker_whose_import_fails_exits_non_zero(redis_url: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        *worker_command(redis_url, "--import", "no_such_module"), env=worker_env(), cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *worker_command(redis_url, "--import", "no_such_module"),
+        env=worker_env(),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         async with asyncio.timeout(20):
@@ -498,9 +501,15 @@ async def test_a_worker_serves_prometheus_metrics(workers: Workers, client: Redi
     assert samples['graflow_tasks_failed_total{task="after_group"}'] == 0
     assert samples['graflow_task_duration_seconds_count{task="flaky"}'] == 3
     assert samples['graflow_task_duration_seconds_bucket{le="+Inf",task="flaky"}'] == 3
-    for name in ("graflow_stream_length", "graflow_stream_pending", "graflow_stream_consumers",
-                 "graflow_dead_letters", "graflow_worker_tasks_total", "graflow_tasks_started_total",
-                 "graflow_task_duration_seconds"):
+    for name in (
+        "graflow_stream_length",
+        "graflow_stream_pending",
+        "graflow_stream_consumers",
+        "graflow_dead_letters",
+        "graflow_worker_tasks_total",
+        "graflow_tasks_started_total",
+        "graflow_task_duration_seconds",
+    ):
         assert f"# TYPE {name} " in text
     assert worker.process.poll() is None
 
@@ -510,8 +519,11 @@ async def scrape(http: aiohttp.ClientSession, port: int) -> tuple[str, dict[str,
         assert response.status == 200
         assert response.content_type == "text/plain"
         text = await response.text()
-    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-               for line in text.splitlines() if line and not line.startswith("#")}
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
     return text, samples
 
 

@@ -1,8 +1,8 @@
 """Test clocks: long policy waits (retry backoff) in an instant, with the delays recorded.
 
-    with use_clock(FastClock()) as clock:
-        await run(wf)
-    assert clock.delays == [1.0, 2.0]
+with use_clock(FastClock()) as clock:
+    await run(wf)
+assert clock.delays == [1.0, 2.0]
 """
 
 from __future__ import annotations

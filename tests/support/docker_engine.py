@@ -39,13 +39,19 @@ class DockerEngine:
 
     def handler_kwargs(self, **extra: Any) -> dict[str, Any]:
         """Options running a task on this engine with this host's Python."""
-        return {"image": self.image, "docker_url": self.url, "python": self.python,
-                "volumes": interpreter_volumes(), **extra}
+        return {
+            "image": self.image,
+            "docker_url": self.url,
+            "python": self.python,
+            "volumes": interpreter_volumes(),
+            **extra,
+        }
 
     def docker(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
         """Run the docker CLI against this engine; its output."""
-        done = subprocess.run([_cli(), "-H", self.url, *args], input=input, capture_output=True, timeout=60,
-                              check=False)
+        done = subprocess.run(
+            [_cli(), "-H", self.url, *args], input=input, capture_output=True, timeout=60, check=False
+        )
         if check and done.returncode != 0:
             raise RuntimeError(f"docker {' '.join(args)} failed: {done.stderr.decode(errors='replace')}")
         return done.stdout.decode()
@@ -85,9 +91,20 @@ class Dockerd:
             if not Path(path).exists():
                 raise RuntimeError(f"{path} is missing: `make install` installs docker.io and busybox-static")
         d = self.directory
-        command = [DOCKERD, "--host", self.url, "--data-root", f"{d}/data", "--exec-root", f"{d}/exec",
-                   "--pidfile", f"{d}/docker.pid", "--iptables=false", "--bridge=none",
-                   "--storage-driver=overlay2"]
+        command = [
+            DOCKERD,
+            "--host",
+            self.url,
+            "--data-root",
+            f"{d}/data",
+            "--exec-root",
+            f"{d}/exec",
+            "--pidfile",
+            f"{d}/docker.pid",
+            "--iptables=false",
+            "--bridge=none",
+            "--storage-driver=overlay2",
+        ]
         with (d / "dockerd.log").open("wb") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + _START_TIMEOUT

@@ -19,8 +19,13 @@ def _docker(**extra: Any) -> dict[str, Any]:
     the same ones from the test that starts it."""
     url, image, python = (os.environ.get(k, "") for k in ("GFT_DOCKER_URL", "GFT_IMAGE", "GFT_PYTHON"))
     paths = sorted({"/usr", sys.base_prefix})
-    return {"image": image or "unset", "docker_url": url or None, "python": python or "python3",
-            "volumes": {p: {"bind": p, "mode": "ro"} for p in paths}, **extra}
+    return {
+        "image": image or "unset",
+        "docker_url": url or None,
+        "python": python or "python3",
+        "volumes": {p: {"bind": p, "mode": "ro"} for p in paths},
+        **extra,
+    }
 
 
 def configure(url: str, image: str, python: str) -> dict[str, str]:
@@ -36,8 +41,13 @@ def configure(url: str, image: str, python: str) -> dict[str, str]:
 @task(handler="docker", handler_kwargs=_docker())
 def add(a: int, b: int) -> dict[str, Any]:
     """Runs in the container: says where it ran."""
-    return {"sum": a + b, "pid": os.getpid(), "hostname": os.uname().nodename, "uid": os.getuid(),
-            "interfaces": sorted(os.listdir("/sys/class/net"))}
+    return {
+        "sum": a + b,
+        "pid": os.getpid(),
+        "hostname": os.uname().nodename,
+        "uid": os.getuid(),
+        "interfaces": sorted(os.listdir("/sys/class/net")),
+    }
 
 
 @task(handler="docker", handler_kwargs=_docker())
@@ -160,5 +170,22 @@ def traceparent() -> str | None:
     return os.environ.get("TRACEPARENT")
 
 
-DOCKER_TASKS = [traceparent, add, boom, exit_hard, hog, sleepy, nap, unserializable, limits, write_file, on_gpu,
-                without_code, with_context, checkpoint_in_container, approve_in_container, ask_in_container, member]
+DOCKER_TASKS = [
+    traceparent,
+    add,
+    boom,
+    exit_hard,
+    hog,
+    sleepy,
+    nap,
+    unserializable,
+    limits,
+    write_file,
+    on_gpu,
+    without_code,
+    with_context,
+    checkpoint_in_container,
+    approve_in_container,
+    ask_in_container,
+    member,
+]

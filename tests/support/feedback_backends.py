@@ -47,8 +47,9 @@ def make_backend(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> B
         return Backend(kind, lambda: memory, "")
     if kind == "file":
         directory = tmp_path / "feedback"
-        return Backend(kind, lambda: FileFeedbackStore(directory), f"FileFeedbackStore({str(directory)!r})",
-                       FileDamage(directory))
+        return Backend(
+            kind, lambda: FileFeedbackStore(directory), f"FileFeedbackStore({str(directory)!r})", FileDamage(directory)
+        )
     url: str = request.getfixturevalue("redis_url")
     namespace = f"test-{uuid.uuid4().hex[:8]}"
     return Backend(
@@ -165,15 +166,26 @@ class RedisDamage:
 
     async def _write(self, client: Any, kind: str, key: str, record_id: str, how: str) -> None:
         if how == "wrong-kind":
-            await (client.rpush(key, MARK) if kind == "run" else
-                   client.hset(key, "note", MARK) if kind == "suspension" else client.set(key, MARK))
+            await (
+                client.rpush(key, MARK)
+                if kind == "run"
+                else client.hset(key, "note", MARK)
+                if kind == "suspension"
+                else client.set(key, MARK)
+            )
         elif kind == "request":
             value = _request(record_id, how)
             if how == "wrong-schema":
                 await client.hset(key, "note", MARK)
             elif how == "bad-answer":
-                await client.hset(key, mapping={"request": json.dumps(value["request"]), "status": "answered",
-                                                "response": '{"approved": "' + MARK})
+                await client.hset(
+                    key,
+                    mapping={
+                        "request": json.dumps(value["request"]),
+                        "status": "answered",
+                        "response": '{"approved": "' + MARK,
+                    },
+                )
             else:
                 request = '{"prompt": "' + MARK if how == "not-json" else json.dumps(value["request"])
                 await client.hset(key, mapping={"request": request, "status": "pending"})

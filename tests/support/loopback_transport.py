@@ -76,9 +76,7 @@ class LoopbackTransport(Transport):
         if messages:
             q.changed.set()
 
-    async def receive(
-        self, queue: str, *, max_messages: int = 0, timeout: float | None = None
-    ) -> list[Delivery]:
+    async def receive(self, queue: str, *, max_messages: int = 0, timeout: float | None = None) -> list[Delivery]:
         try:
             async with asyncio.timeout(timeout):
                 q = self._open(queue)

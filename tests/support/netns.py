@@ -78,9 +78,7 @@ class Topology:
         prefix = f"gft{secrets.token_hex(3)}"
         subnet = f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}"
         self.hub = f"{prefix}-hub"
-        self.hosts = {
-            name: Host(name, f"{prefix}-{name}", f"{subnet}.{i}") for i, name in enumerate(hosts, start=1)
-        }
+        self.hosts = {name: Host(name, f"{prefix}-{name}", f"{subnet}.{i}") for i, name in enumerate(hosts, start=1)}
         self._processes: list[subprocess.Popen[Any]] = []
 
     @property
@@ -96,8 +94,21 @@ class Topology:
         for host in self.hosts.values():
             self._ip("netns", "add", host.netns)
             self._ip("-n", host.netns, "link", "set", "dev", "lo", "up")
-            self._ip("-n", self.hub, "link", "add", "name", host.name, "type", "veth",
-                     "peer", "name", "eth0", "netns", host.netns)
+            self._ip(
+                "-n",
+                self.hub,
+                "link",
+                "add",
+                "name",
+                host.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                host.netns,
+            )
             self._ip("-n", self.hub, "link", "set", "dev", host.name, "master", "br0")
             self._ip("-n", self.hub, "link", "set", "dev", host.name, "up")
             self._ip("-n", host.netns, "addr", "add", f"{host.address}/24", "dev", "eth0")
@@ -125,8 +136,11 @@ class Topology:
 
     def connects(self, host: str, address: str, port: int, timeout: float) -> bool:
         """Whether a TCP connection from `host` to `address:port` succeeds within `timeout`."""
-        probe = subprocess.run(self.command(host, [sys.executable, "-c", _CONNECTS, address, str(port), str(timeout)]),
-                               capture_output=True, timeout=timeout + 10)
+        probe = subprocess.run(
+            self.command(host, [sys.executable, "-c", _CONNECTS, address, str(port), str(timeout)]),
+            capture_output=True,
+            timeout=timeout + 10,
+        )
         return probe.returncode == 0
 
     def close(self) -> None:

@@ -13,7 +13,12 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProces
 
 _out = open(os.environ["GFT_SPANS_FILE"], "a", buffering=1)
 _provider = TracerProvider()
-_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(
-    out=_out, formatter=lambda span: json.dumps(json.loads(span.to_json())) + "\n",
-)))
+_provider.add_span_processor(
+    SimpleSpanProcessor(
+        ConsoleSpanExporter(
+            out=_out,
+            formatter=lambda span: json.dumps(json.loads(span.to_json())) + "\n",
+        )
+    )
+)
 trace.set_tracer_provider(_provider)

@@ -30,7 +30,11 @@ class RedisServer:
     port (with ``appendonly=True`` its data survives the restart)."""
 
     def __init__(
-        self, port: int | None = None, *, appendonly: bool = False, executable: str = REDIS_SERVER,
+        self,
+        port: int | None = None,
+        *,
+        appendonly: bool = False,
+        executable: str = REDIS_SERVER,
         extra_args: list[str] | None = None,
     ) -> None:
         self.port = port if port is not None else _free_port()
@@ -62,9 +66,24 @@ class RedisServer:
             raise RuntimeError(f"{self.executable} is missing: install Debian's redis-server")
         log = self.directory / "redis.log"
         command = [
-            self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.directory),
-            "--logfile", str(log), "--daemonize", "no", "--databases", str(_DATABASES), *self.extra_args,
+            self.executable,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--dir",
+            str(self.directory),
+            "--logfile",
+            str(log),
+            "--daemonize",
+            "no",
+            "--databases",
+            str(_DATABASES),
+            *self.extra_args,
         ]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + _START_TIMEOUT

@@ -70,8 +70,14 @@ async def summary(context: Any, square: dict[str, Any], scaled: int) -> dict[str
     keys = sorted(await context.channel.keys())  # no order is promised (memory: insertion; Redis: sorted)
     await context.channel.set("total", square["value"] + scaled)
     await context.channel.delete("factor")
-    return {"total": square["value"] + scaled, "keys": keys, "attempt": context.attempt,
-            "run_id": context.run_id, "task_id": context.task_id, "channel": type(context.channel).__name__}
+    return {
+        "total": square["value"] + scaled,
+        "keys": keys,
+        "attempt": context.attempt,
+        "run_id": context.run_id,
+        "task_id": context.task_id,
+        "channel": type(context.channel).__name__,
+    }
 
 
 def pipeline() -> Workflow:

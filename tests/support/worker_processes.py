@@ -72,11 +72,24 @@ class Workers:
             log = self.logs / f"{worker_id}.log"
             with log.open("wb") as out:
                 process = subprocess.Popen(
-                    worker_command(self.url, "--import", "remote_flows", "--import", "remote_dynamic",
-                                   "--import", "remote_faults",
-                                   "--worker-id", worker_id,
-                                   "--namespace", self.namespace, *args),
-                    env=worker_env(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                    worker_command(
+                        self.url,
+                        "--import",
+                        "remote_flows",
+                        "--import",
+                        "remote_dynamic",
+                        "--import",
+                        "remote_faults",
+                        "--worker-id",
+                        worker_id,
+                        "--namespace",
+                        self.namespace,
+                        *args,
+                    ),
+                    env=worker_env(),
+                    cwd=ROOT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
                 )
             started.append(Worker(worker_id, process, log))
         self.all.extend(started)
@@ -191,5 +204,3 @@ def pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     finally:
         workers.close()
         server.cleanup()
-
-

@@ -215,9 +215,7 @@ async def test_default_store_is_dot_graflow_checkpoints_in_the_cwd(
     assert result.output == "loaded 60 from 3 rows (seed 2)"
 
 
-async def test_a_run_that_never_checkpoints_creates_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_run_that_never_checkpoints_creates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
     @task
@@ -257,15 +255,15 @@ async def test_checkpoint_saved_event_carries_the_location(tmp_path: Path) -> No
     events: list[Event] = []
     locations: list[str] = []
     wf = etl(Counter(), {}, locations, checkpoints=2)
-    await crashed_run(wf, run_id="run-ev", checkpoint_store=tmp_path, on_event=events.append,
-                      initial_channel={"seed": 5})
+    await crashed_run(
+        wf, run_id="run-ev", checkpoint_store=tmp_path, on_event=events.append, initial_channel={"seed": 5}
+    )
     saved = [e for e in events if e.kind == "checkpoint_saved"]
     assert [(e.run_id, e.task_id, e.location) for e in saved] == [
         ("run-ev", "transform", locations[0]),
         ("run-ev", "transform", locations[1]),
     ]
     assert [e.sequence for e in saved] == [1, 2]
-
 
 
 # --- parallel groups ---------------------------------------------------------------------------
@@ -697,14 +695,19 @@ def shaped(name: str, tasks: list[str], edges: list[tuple[str, str]]) -> Workflo
 
 BASE = ("shape", ["a", "b", "c"], [("a", "b"), ("b", "c")])
 CHANGES = {
-    "extra task": (("shape", ["a", "b", "c", "d"], [("a", "b"), ("b", "c"), ("c", "d")]),
-                   ["tasks only in the workflow: d", "edge c >> d only in the workflow"]),
-    "renamed task": (("shape", ["a", "b", "c2"], [("a", "b"), ("b", "c2")]),
-                     ["tasks only in the checkpoint: c", "tasks only in the workflow: c2"]),
-    "different edge": (("shape", ["a", "b", "c"], [("a", "b"), ("a", "c")]),
-                       ["edge b >> c only in the checkpoint", "edge a >> c only in the workflow"]),
-    "renamed workflow": (("other", ["a", "b", "c"], [("a", "b"), ("b", "c")]),
-                         ["workflow 'shape' vs 'other'"]),
+    "extra task": (
+        ("shape", ["a", "b", "c", "d"], [("a", "b"), ("b", "c"), ("c", "d")]),
+        ["tasks only in the workflow: d", "edge c >> d only in the workflow"],
+    ),
+    "renamed task": (
+        ("shape", ["a", "b", "c2"], [("a", "b"), ("b", "c2")]),
+        ["tasks only in the checkpoint: c", "tasks only in the workflow: c2"],
+    ),
+    "different edge": (
+        ("shape", ["a", "b", "c"], [("a", "b"), ("a", "c")]),
+        ["edge b >> c only in the checkpoint", "edge a >> c only in the workflow"],
+    ),
+    "renamed workflow": (("other", ["a", "b", "c"], [("a", "b"), ("b", "c")]), ["workflow 'shape' vs 'other'"]),
 }
 
 
@@ -807,4 +810,3 @@ async def test_an_unsigned_checkpoint_is_refused_when_a_key_is_set(
     monkeypatch.setenv(KEY_ENV, "k1")
     with pytest.raises(CheckpointError, match="not signed"):
         await resume(str(good), workflow=wf)
-

@@ -12,8 +12,14 @@ from graflow_async.handlers.code_mounts import MAIN_ALIAS, function_ref, library
 
 
 def launch(**extra: object) -> Launch:
-    return Launch(run_id="run-1", task_id="t", call_dir="/tmp/call", code_mounts=(("/src/lib", "/graflow/lib/x"),),
-                  user="1000:1000", **extra)  # type: ignore[arg-type]
+    return Launch(
+        run_id="run-1",
+        task_id="t",
+        call_dir="/tmp/call",
+        code_mounts=(("/src/lib", "/graflow/lib/x"),),
+        user="1000:1000",
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def test_defaults_no_network_read_only_code_and_a_label() -> None:
@@ -28,12 +34,21 @@ def test_defaults_no_network_read_only_code_and_a_label() -> None:
 
 
 def test_every_option_reaches_the_container() -> None:
-    opts = parse({
-        "image": "img", "python": "/opt/py/bin/python", "gpu": 2, "environment": {"A": 1},
-        "volumes": {"/data": "/in", "/out": {"bind": "/out", "mode": "rw"}, "/cfg": {"bind": "/cfg", "mode": "ro"}},
-        "network_mode": "bridge", "mem_limit": "1.5g", "cpus": 1.5, "docker_url": "tcp://h:2375", "timeout": 30,
-        "mount_code": False,
-    })
+    opts = parse(
+        {
+            "image": "img",
+            "python": "/opt/py/bin/python",
+            "gpu": 2,
+            "environment": {"A": 1},
+            "volumes": {"/data": "/in", "/out": {"bind": "/out", "mode": "rw"}, "/cfg": {"bind": "/cfg", "mode": "ro"}},
+            "network_mode": "bridge",
+            "mem_limit": "1.5g",
+            "cpus": 1.5,
+            "docker_url": "tcp://h:2375",
+            "timeout": 30,
+            "mount_code": False,
+        }
+    )
     config = container_config(opts, launch())
     host = config["HostConfig"]
     assert host["Binds"][2:] == ["/data:/in:rw", "/out:/out:rw", "/cfg:/cfg:ro"]
@@ -56,20 +71,23 @@ def test_gpu_requests() -> None:
     assert gpu_request("0, 2")["DeviceIDs"] == ["0", "2"]
 
 
-@pytest.mark.parametrize(("options", "named"), [
-    ({"image": "i", "privileged": True}, "'privileged'"),
-    ({"image": ""}, "'image'"),
-    ({"image": "i", "mem_limit": "-5m"}, "mem_limit"),
-    ({"image": "i", "mem_limit": True}, "mem_limit"),
-    ({"image": "i", "cpus": 0}, "cpus"),
-    ({"image": "i", "timeout": float("inf")}, "timeout"),
-    ({"image": "i", "gpu": 0}, "gpu"),
-    ({"image": "i", "volumes": {"/a": "relative"}}, "absolute"),
-    ({"image": "i", "volumes": {"/a": {"bind": "/a", "mode": "rwx"}}}, "mode"),
-    ({"image": "i", "volumes": ["/a:/a"]}, "volumes"),
-    ({"image": "i", "environment": {"A=B": "1"}}, "environment"),
-    ({"image": "i", "mount_code": "yes"}, "mount_code"),
-])
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"image": "i", "privileged": True}, "'privileged'"),
+        ({"image": ""}, "'image'"),
+        ({"image": "i", "mem_limit": "-5m"}, "mem_limit"),
+        ({"image": "i", "mem_limit": True}, "mem_limit"),
+        ({"image": "i", "cpus": 0}, "cpus"),
+        ({"image": "i", "timeout": float("inf")}, "timeout"),
+        ({"image": "i", "gpu": 0}, "gpu"),
+        ({"image": "i", "volumes": {"/a": "relative"}}, "absolute"),
+        ({"image": "i", "volumes": {"/a": {"bind": "/a", "mode": "rwx"}}}, "mode"),
+        ({"image": "i", "volumes": ["/a:/a"]}, "volumes"),
+        ({"image": "i", "environment": {"A=B": "1"}}, "environment"),
+        ({"image": "i", "mount_code": "yes"}, "mount_code"),
+    ],
+)
 def test_bad_options_are_handler_errors_naming_them(options: dict[str, object], named: str) -> None:
     with pytest.raises(HandlerError, match=named):
         parse(options, "t")

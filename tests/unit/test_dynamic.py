@@ -151,8 +151,7 @@ async def refine(context: Any, data: dict[str, int] | None = None) -> dict[str, 
     state = {"total": state["total"] + context.cycle_count}
     if state["total"] < 10:
         context.next_iteration(state)
-    return {"state": state, "cycle": context.cycle_count, "max": context.max_cycles,
-            "more": context.can_iterate()}
+    return {"state": state, "cycle": context.cycle_count, "max": context.max_cycles, "more": context.can_iterate()}
 
 
 @task
@@ -297,8 +296,9 @@ async def first_save(context: Any) -> str:
 
 async def test_concurrent_checkpoints_of_a_resumed_run_get_distinct_numbers(tmp_path: Path) -> None:
     with workflow("numbers") as wf:
-        first_save >> parallel(saver(task_id="s1", name="s1"), saver(task_id="s2", name="s2"),
-                               saver(task_id="s3", name="s3"))
+        first_save >> parallel(
+            saver(task_id="s1", name="s1"), saver(task_id="s2", name="s2"), saver(task_id="s3", name="s3")
+        )
     with pytest.raises(TaskFailedError):
         await run(wf, checkpoint_store=str(tmp_path), run_id="numbers")
     assert sorted(p.name for p in (tmp_path / "numbers").iterdir()) == ["1.ckpt"]
@@ -384,8 +384,9 @@ async def test_a_request_from_an_attempt_that_has_returned_is_dropped_and_logged
     result = await run(wf)
     assert "late" not in result.channel
     assert stragglers and "not running this attempt" in stragglers[0]
-    assert any(e["event"] == "dropped a context request from a task that is not running in this run"
-               for e in log_capture)
+    assert any(
+        e["event"] == "dropped a context request from a task that is not running in this run" for e in log_capture
+    )
 
 
 # --- checkpoints written before plan state existed ------------------------------------------------

@@ -69,7 +69,10 @@ async def test_retry_and_start_events_carry_attempt_numbers():
     await run(chain_with_a_retry(), on_event=events.append)
     flaky = [e for e in events if e.task_id == "flaky"]
     assert [(e.kind, e.attempt) for e in flaky] == [
-        ("task_started", 1), ("task_retrying", 1), ("task_started", 2), ("task_completed", 2),
+        ("task_started", 1),
+        ("task_retrying", 1),
+        ("task_started", 2),
+        ("task_completed", 2),
     ]
 
 
@@ -177,15 +180,22 @@ async def test_callback_and_log_see_the_same_events(log_capture):
     events = []
     await run(chain_with_a_retry(), run_id="ev-both", on_event=events.append)
     logged = [
-        (e["event"], e.get("task_id"))
-        for e in log_capture
-        if e.get("run_id") == "ev-both" and e["event"] in _ALL_KINDS
+        (e["event"], e.get("task_id")) for e in log_capture if e.get("run_id") == "ev-both" and e["event"] in _ALL_KINDS
     ]
     assert logged == [(e.kind, e.task_id) for e in events]
 
 
 _ALL_KINDS = {
-    "run_started", "run_completed", "run_failed", "run_suspended", "task_started",
-    "task_completed", "task_failed", "task_retrying", "group_finished",
-    "feedback_requested", "feedback_answered", "checkpoint_saved",
+    "run_started",
+    "run_completed",
+    "run_failed",
+    "run_suspended",
+    "task_started",
+    "task_completed",
+    "task_failed",
+    "task_retrying",
+    "group_finished",
+    "feedback_requested",
+    "feedback_answered",
+    "checkpoint_saved",
 }

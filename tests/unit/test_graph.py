@@ -88,8 +88,12 @@ async def test_keyword_decorator_takes_every_option():
     seen_attempts = []
 
     @task(
-        id="deploy", inject_context=True, retry_policy=policy, handler=handler,
-        handler_kwargs={"image": "python:3.12"}, timeout=5,
+        id="deploy",
+        inject_context=True,
+        retry_policy=policy,
+        handler=handler,
+        handler_kwargs={"image": "python:3.12"},
+        timeout=5,
     )
     async def deploy_fn(context, target="prod"):
         seen_attempts.append(context.attempt)
@@ -335,9 +339,7 @@ async def test_groups_are_auto_named_per_workflow():
 
     a, b, c, d, e = (make(n) for n in "abcde")
     with workflow("w1") as wf1:
-        (a | b).with_execution(policy=NameRecorder(seen)) >> (c | d).with_execution(
-            policy=NameRecorder(seen)
-        ) >> e
+        (a | b).with_execution(policy=NameRecorder(seen)) >> (c | d).with_execution(policy=NameRecorder(seen)) >> e
     await run(wf1)
     assert seen == ["ParallelGroup_1", "ParallelGroup_2"]
 

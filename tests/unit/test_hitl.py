@@ -68,8 +68,7 @@ async def test_a_timeout_inside_a_group_suspends_the_run_and_resume_finishes_it(
     store, calls = MemoryFeedbackStore(), {}
     wf = approval_workflow(calls, timeout=0.05)
     events: list[str] = []
-    result = await run(wf, feedback_store=store, checkpoint_store=tmp_path,
-                       on_event=lambda e: events.append(e.kind))
+    result = await run(wf, feedback_store=store, checkpoint_store=tmp_path, on_event=lambda e: events.append(e.kind))
     assert result.status == "suspended"
     assert result.results == {"build": "v1.2", "smoke_tests": "green"}  # the sibling finished
     assert "deploy" not in result.results and calls.get("deploy") is None  # the group did not pass
@@ -164,8 +163,10 @@ async def test_every_feedback_type_returns_its_answer(kind, options, answer, exp
         response = await context.request_feedback(kind, "question?", options=options, timeout=5)
         assert isinstance(response, FeedbackResponse)
         return {
-            "text": response.text, "selection": response.selected,
-            "multi_selection": response.selected_multiple, "custom": response.custom_data,
+            "text": response.text,
+            "selection": response.selected,
+            "multi_selection": response.selected_multiple,
+            "custom": response.custom_data,
         }[kind]
 
     with workflow("ask") as wf:

@@ -88,15 +88,23 @@ def test_no_lower_layer_imports_an_upper_one() -> None:
 
 def test_relative_imports_are_not_used() -> None:
     """Absolute imports only, so that this test sees every edge."""
-    relative = [name for name, path in modules()
-                if any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(ast.parse(path.read_text())))]
+    relative = [
+        name
+        for name, path in modules()
+        if any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(ast.parse(path.read_text())))
+    ]
     assert relative == []
 
 
 @pytest.mark.parametrize(
     ("source", "target"),
-    [("plan.core", "run.actor"), ("define.tasks", "handlers.docker"), ("wire.envelope", "execute.tracing"),
-     ("transports.redis.transport", "feedback.redis"), ("checkpoints.locations", "cli")],
+    [
+        ("plan.core", "run.actor"),
+        ("define.tasks", "handlers.docker"),
+        ("wire.envelope", "execute.tracing"),
+        ("transports.redis.transport", "feedback.redis"),
+        ("checkpoints.locations", "cli"),
+    ],
 )
 def test_the_check_sees_a_back_edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, target: str) -> None:
     """What today's layering would have failed on, shown to fail here."""

@@ -40,9 +40,15 @@ async def nothing() -> None:
     return None
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    ("default_max_retries", math.nan), ("default_max_retries", -1), ("max_cycles", math.inf), ("max_cycles", 0),
-])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("default_max_retries", math.nan),
+        ("default_max_retries", -1),
+        ("max_cycles", math.inf),
+        ("max_cycles", 0),
+    ],
+)
 async def test_run_options(option: str, value: float) -> None:
     with workflow("options") as wf:
         wf.add(nothing)
@@ -64,8 +70,12 @@ def test_run_options_are_one_frozen_record_checked_when_made() -> None:
     with pytest.raises(TypeError):
         options.initial_channel["b"] = 2  # type: ignore[index]  # a read-only copy
     assert not hasattr(options, "__dict__")  # slots
-    for bad, named in [({"max_threads": 0}, "max_threads"), ({"max_cycles": 0}, "max_cycles"),
-                       ({"default_max_retries": -1}, "default_max_retries"), ({"run_id": "a/b"}, "run_id")]:
+    for bad, named in [
+        ({"max_threads": 0}, "max_threads"),
+        ({"max_cycles": 0}, "max_cycles"),
+        ({"default_max_retries": -1}, "default_max_retries"),
+        ({"run_id": "a/b"}, "run_id"),
+    ]:
         with pytest.raises(ValueError, match=named):
             RunOptions(**bad)
     with pytest.raises(TypeError, match="channel key 'f'"):
@@ -84,10 +94,17 @@ async def test_a_run_id_that_cannot_name_files_and_keys_is_refused(run_id: Any) 
         await run(wf, run_id=run_id)
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    ("lease_timeout", math.nan), ("lease_timeout", 0), ("max_deliveries", math.inf), ("max_deliveries", 0),
-    ("connect_timeout", -math.inf), ("max_connections", 0),
-])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("lease_timeout", math.nan),
+        ("lease_timeout", 0),
+        ("max_deliveries", math.inf),
+        ("max_deliveries", 0),
+        ("connect_timeout", -math.inf),
+        ("max_connections", 0),
+    ],
+)
 def test_redis_transport_options(option: str, value: float) -> None:
     with pytest.raises(ValueError, match=option):
         RedisStreamsTransport("redis://127.0.0.1:1/0", **{option: value})
@@ -98,9 +115,15 @@ def test_redis_feedback_store_ttl() -> None:
         RedisFeedbackStore("redis://127.0.0.1:1/0", ttl=math.nan)
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    ("grace_period", math.nan), ("grace_period", 0), ("context_timeout", math.inf), ("concurrency", 0),
-])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("grace_period", math.nan),
+        ("grace_period", 0),
+        ("context_timeout", math.inf),
+        ("concurrency", 0),
+    ],
+)
 async def test_worker_options(option: str, value: float) -> None:
     with pytest.raises(ValueError, match=option):  # refused before it connects anywhere
         await run_worker("redis://127.0.0.1:1/0", **{option: value})
@@ -115,19 +138,32 @@ async def ask(context: Any, how: dict[str, Any]) -> str:
     return "asked"
 
 
-@pytest.mark.parametrize(("how", "field"), [
-    ({"feedback_type": "approval", "prompt": "ok?", "timeout": math.nan}, "timeout"),
-    ({"feedback_type": "approval", "prompt": "ok?", "timeout": math.inf}, "timeout"),
-    ({"feedback_type": "selection", "prompt": "which?", "options": ["a", 1]}, "options"),
-    ({"feedback_type": "selection", "prompt": "which?", "options": "ab"}, "options"),
-    ({"feedback_type": "selection", "prompt": "which?"}, "options"),
-    ({"feedback_type": "approval", "prompt": "ok?", "notification_config": {"type": "pager", "url": "https://x"}},
-     "notification_config"),
-    ({"feedback_type": "approval", "prompt": "ok?", "notification_config": {"type": "webhook"}},
-     "notification_config"),
-    ({"feedback_type": "approval", "prompt": "ok?", "notification_config": {"url": "ftp://host/x"}},
-     "notification_config"),
-])
+@pytest.mark.parametrize(
+    ("how", "field"),
+    [
+        ({"feedback_type": "approval", "prompt": "ok?", "timeout": math.nan}, "timeout"),
+        ({"feedback_type": "approval", "prompt": "ok?", "timeout": math.inf}, "timeout"),
+        ({"feedback_type": "selection", "prompt": "which?", "options": ["a", 1]}, "options"),
+        ({"feedback_type": "selection", "prompt": "which?", "options": "ab"}, "options"),
+        ({"feedback_type": "selection", "prompt": "which?"}, "options"),
+        (
+            {
+                "feedback_type": "approval",
+                "prompt": "ok?",
+                "notification_config": {"type": "pager", "url": "https://x"},
+            },
+            "notification_config",
+        ),
+        (
+            {"feedback_type": "approval", "prompt": "ok?", "notification_config": {"type": "webhook"}},
+            "notification_config",
+        ),
+        (
+            {"feedback_type": "approval", "prompt": "ok?", "notification_config": {"url": "ftp://host/x"}},
+            "notification_config",
+        ),
+    ],
+)
 async def test_request_feedback_checks_its_question(how: dict[str, Any], field: str) -> None:
     with workflow("ask") as wf:
         wf.add(ask)

@@ -25,7 +25,11 @@ from graflow_async.define.policies import resolve_group_policy, retry_delay
 def test_retry_policy_defaults_match_spec():
     p = RetryPolicy()
     assert (p.max_retries, p.initial_interval, p.backoff_factor, p.max_interval, p.jitter) == (
-        0, 1.0, 2.0, 60.0, False,
+        0,
+        1.0,
+        2.0,
+        60.0,
+        False,
     )
 
 
@@ -96,7 +100,8 @@ def test_retry_delay_passes_rand_through_to_jitter():
 
 
 @pytest.mark.parametrize(
-    "field", ["max_retries", "initial_interval", "backoff_factor", "max_interval"],
+    "field",
+    ["max_retries", "initial_interval", "backoff_factor", "max_interval"],
 )
 def test_negative_values_raise_value_error_naming_the_field(field):
     with pytest.raises(ValueError, match=field):
@@ -104,7 +109,8 @@ def test_negative_values_raise_value_error_naming_the_field(field):
 
 
 @pytest.mark.parametrize(
-    "field", ["max_retries", "initial_interval", "backoff_factor", "max_interval"],
+    "field",
+    ["max_retries", "initial_interval", "backoff_factor", "max_interval"],
 )
 @pytest.mark.parametrize("value", ["1", None, [1]])
 def test_non_numbers_raise_type_error_naming_the_field(field, value):

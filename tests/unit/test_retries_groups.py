@@ -247,12 +247,7 @@ async def test_strict_group_failure_lists_raw_errors_in_member_order():
     e_slow, e_fast = ValueError("slow failure"), KeyError("fast failure")
     ran = []
     with workflow("w") as wf:
-        (
-            ok("m1")
-            | fail("m2", e_slow, delay=0.05)
-            | ok("m3", delay=0.02)
-            | fail("m4", e_fast)
-        ) >> ok("after", log=ran)
+        (ok("m1") | fail("m2", e_slow, delay=0.05) | ok("m3", delay=0.02) | fail("m4", e_fast)) >> ok("after", log=ran)
     with pytest.raises(ParallelGroupError) as info:
         await run(wf)
     err = info.value
@@ -341,9 +336,12 @@ async def test_best_effort_successors_see_only_successful_members():
         return "combined"
 
     with workflow("w") as wf:
-        parallel(ok("good", 1), fail("bad", ValueError("x")), ok("also_good", 2)).with_execution(
-            policy=BestEffortGroupPolicy()
-        ) >> combine
+        (
+            parallel(ok("good", 1), fail("bad", ValueError("x")), ok("also_good", 2)).with_execution(
+                policy=BestEffortGroupPolicy()
+            )
+            >> combine
+        )
     result = await run(wf)
     assert seen == {"good": 1, "also_good": 2, "bad": "<no result>"}
     assert result.output == "combined"
@@ -364,9 +362,9 @@ async def test_best_effort_with_every_member_failing_still_succeeds():
 async def test_at_least_n_passes():
     ran = []
     with workflow("w") as wf:
-        (ok("a") | fail("b", ValueError()) | ok("c")).with_execution(
-            policy=AtLeastNGroupPolicy(min_success=2)
-        ) >> ok("next", log=ran)
+        (ok("a") | fail("b", ValueError()) | ok("c")).with_execution(policy=AtLeastNGroupPolicy(min_success=2)) >> ok(
+            "next", log=ran
+        )
     await run(wf)
     assert ran == ["next"]
 
@@ -413,9 +411,9 @@ async def test_critical_passes_when_only_non_critical_members_fail():
 async def test_critical_fails_when_a_critical_member_fails():
     e = RuntimeError("core down")
     with workflow("w") as wf:
-        (fail("core", e) | ok("extra")).with_execution(
-            policy=CriticalGroupPolicy(critical_task_ids=["core"])
-        ) >> ok("next")
+        (fail("core", e) | ok("extra")).with_execution(policy=CriticalGroupPolicy(critical_task_ids=["core"])) >> ok(
+            "next"
+        )
     with pytest.raises(ParallelGroupError) as info:
         await run(wf)
     assert info.value.failed_tasks == [("core", e)]
@@ -447,9 +445,9 @@ async def test_custom_policy_receives_task_results():
             received["results"] = results
 
     with workflow("w") as wf:
-        (ok("fast", 10) | ok("slow", 20, delay=0.05) | fail("bad", boom)).with_execution(
-            policy=Recording()
-        ) >> ok("next")
+        (ok("fast", 10) | ok("slow", 20, delay=0.05) | fail("bad", boom)).with_execution(policy=Recording()) >> ok(
+            "next"
+        )
     result = await run(wf)
     assert result.results["next"] == "next"
     assert received["group_id"] == "ParallelGroup_1"
@@ -587,9 +585,7 @@ async def test_chain_member_failure_under_best_effort_skips_the_rest_of_the_chai
 async def test_chain_members_run_in_order_before_successors():
     order = []
     with workflow("w") as wf:
-        ((ok("a1", log=order) >> ok("a2", delay=0.02, log=order)) | ok("b", log=order)) >> ok(
-            "z", log=order
-        )
+        ((ok("a1", log=order) >> ok("a2", delay=0.02, log=order)) | ok("b", log=order)) >> ok("z", log=order)
     await run(wf)
     assert order.index("a1") < order.index("a2") < order.index("z")
     assert order.index("b") < order.index("z")

@@ -197,8 +197,15 @@ def test_the_run_page_lists_tasks_by_layer_then_added_tasks() -> None:
     view = task_view(wf, {"index": {"state": "done", "attempts": 1, "duration": 0.5}, "extra": {"state": "running"}})
     assert [r["id"] for r in view.rows] == ["fetch", "clean", "check", "index", "publish", "extra"]
     assert view.rows[3]["state"] == "done" and view.rows[0]["state"] == "pending"
-    assert view.counts == {"pending": 4, "running": 1, "retrying": 0, "waiting": 0, "done": 1, "failed": 0,
-                           "cancelled": 0}
+    assert view.counts == {
+        "pending": 4,
+        "running": 1,
+        "retrying": 0,
+        "waiting": 0,
+        "done": 1,
+        "failed": 0,
+        "cancelled": 0,
+    }
     assert not view.summarized and view.svg.startswith("<svg") and view.mermaid.startswith("flowchart TD")
 
 

@@ -40,8 +40,13 @@ from graflow_async.wire.messages import ContextReply, ContextRequest, RetryDue, 
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 2**20
-FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 ROUND_TRIP = settings(FUZZ, max_examples=150)
 
 
@@ -53,9 +58,15 @@ SCALARS = st.none() | st.booleans() | INTS | st.floats() | TEXT | st.binary(max_
 # the extension types of the codec (see codec.py), exactly as they round-trip
 OFFSETS = st.builds(dt.timezone, st.timedeltas(min_value=dt.timedelta(hours=-23), max_value=dt.timedelta(hours=23)))
 CODEC_LEAVES = (
-    st.datetimes(timezones=st.none() | OFFSETS) | st.dates() | st.times(timezones=st.none() | OFFSETS)
-    | st.timedeltas() | st.uuids() | st.decimals(allow_nan=False) | st.builds(Path, TEXT)
-    | st.builds(PurePosixPath, TEXT) | st.builds(PureWindowsPath, TEXT)
+    st.datetimes(timezones=st.none() | OFFSETS)
+    | st.dates()
+    | st.times(timezones=st.none() | OFFSETS)
+    | st.timedeltas()
+    | st.uuids()
+    | st.decimals(allow_nan=False)
+    | st.builds(Path, TEXT)
+    | st.builds(PurePosixPath, TEXT)
+    | st.builds(PureWindowsPath, TEXT)
 )
 # keys and set members: hashable, no NaN (NaN is never equal to itself, not even after a round trip)
 KEYS = st.recursive(
@@ -68,26 +79,58 @@ KEYS = st.recursive(
 def nested(leaves: st.SearchStrategy[Any], keys: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.recursive(
         leaves,
-        lambda inner: (st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4)
-                       | st.lists(inner, max_size=3).map(tuple) | st.sets(keys, max_size=3)
-                       | st.frozensets(keys, max_size=3)),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(keys, inner, max_size=4)
+            | st.lists(inner, max_size=3).map(tuple)
+            | st.sets(keys, max_size=3)
+            | st.frozensets(keys, max_size=3)
+        ),
         max_leaves=12,
     )
 
 
 VALUES = nested(SCALARS.filter(lambda v: not (isinstance(v, float) and math.isnan(v))) | CODEC_LEAVES, KEYS)
-NEAR_MISSES = st.sampled_from([
-    "5", "", "x", -1, 0, 1.5, 2**64, 10**400, -(10**400), math.nan, math.inf, -math.inf, True, False, None, [],
-    {}, {1: 2}, {"a": [1, {"b": None}]}, [1, [2, [3, [4]]]], b"5", (5,), {5}, Decimal("NaN"), Decimal("sNaN"),
-    Decimal("1e999999"), dt.timedelta(seconds=5), uuid.UUID(int=5), Path("/etc/passwd"),
-])
+NEAR_MISSES = st.sampled_from(
+    [
+        "5",
+        "",
+        "x",
+        -1,
+        0,
+        1.5,
+        2**64,
+        10**400,
+        -(10**400),
+        math.nan,
+        math.inf,
+        -math.inf,
+        True,
+        False,
+        None,
+        [],
+        {},
+        {1: 2},
+        {"a": [1, {"b": None}]},
+        [1, [2, [3, [4]]]],
+        b"5",
+        (5,),
+        {5},
+        Decimal("NaN"),
+        Decimal("sNaN"),
+        Decimal("1e999999"),
+        dt.timedelta(seconds=5),
+        uuid.UUID(int=5),
+        Path("/etc/passwd"),
+    ]
+)
 # anything the codec can carry, NaN and near misses included: what a field holds when it is wrong
 ANYTHING = nested(SCALARS | CODEC_LEAVES | NEAR_MISSES, KEYS)
 
 # --- envelopes: every field valid, missing or wrong -----------------------------------------------------
 NODES = st.integers(min_value=0, max_value=2**70)
 COUNTS = st.integers(min_value=1, max_value=2**70)
-SECONDS = (st.floats(min_value=1e-9, max_value=1e9) | st.integers(min_value=1, max_value=10**6))
+SECONDS = st.floats(min_value=1e-9, max_value=1e9) | st.integers(min_value=1, max_value=10**6)
 STR_DICTS = st.dictionaries(TEXT, VALUES, max_size=4)
 ERROR_INFOS = st.fixed_dictionaries(
     {"type": TEXT, "message": TEXT}, optional={"traceback": TEXT, "task_id": TEXT, "timeout": SECONDS}
@@ -98,24 +141,49 @@ CONTEXT_ERROR_INFOS = st.fixed_dictionaries(
 )
 DIRECTIVE_DOCS = (
     st.tuples(st.just("add"), st.dictionaries(TEXT, VALUES, max_size=3), ANYTHING)
-    | st.tuples(st.just("iterate"), VALUES) | st.tuples(st.sampled_from(["cancel", "terminate"]), TEXT)
+    | st.tuples(st.just("iterate"), VALUES)
+    | st.tuples(st.sampled_from(["cancel", "terminate"]), TEXT)
 ).map(list)
 FIELDS: dict[Any, dict[str, st.SearchStrategy[Any]]] = {
     "task": {
-        "run_id": TEXT, "task_id": TEXT, "node": NODES, "attempt": COUNTS, "reply_to": TEXT, "kwargs": STR_DICTS,
-        "timeout": st.none() | SECONDS, "task_ref": st.none() | TEXT, "lease_timeout": st.none() | SECONDS,
-        "max_deliveries": st.none() | COUNTS, "inject_context": ANYTHING, "cycle": COUNTS, "max_cycles": COUNTS,
+        "run_id": TEXT,
+        "task_id": TEXT,
+        "node": NODES,
+        "attempt": COUNTS,
+        "reply_to": TEXT,
+        "kwargs": STR_DICTS,
+        "timeout": st.none() | SECONDS,
+        "task_ref": st.none() | TEXT,
+        "lease_timeout": st.none() | SECONDS,
+        "max_deliveries": st.none() | COUNTS,
+        "inject_context": ANYTHING,
+        "cycle": COUNTS,
+        "max_cycles": COUNTS,
         "resumed_metadata": st.none() | st.dictionaries(KEYS, VALUES, max_size=3),
     },
     "reply": {
-        "run_id": TEXT, "node": NODES, "attempt": COUNTS, "ok": ANYTHING, "value": VALUES,
-        "error": st.none() | ERROR_INFOS, "duration": st.floats(min_value=0, max_value=1e9),
-        "directives": st.lists(DIRECTIVE_DOCS, max_size=3), "retryable": ANYTHING, "suspended": ANYTHING,
-        "cycle": COUNTS, "task_id": TEXT,
+        "run_id": TEXT,
+        "node": NODES,
+        "attempt": COUNTS,
+        "ok": ANYTHING,
+        "value": VALUES,
+        "error": st.none() | ERROR_INFOS,
+        "duration": st.floats(min_value=0, max_value=1e9),
+        "directives": st.lists(DIRECTIVE_DOCS, max_size=3),
+        "retryable": ANYTHING,
+        "suspended": ANYTHING,
+        "cycle": COUNTS,
+        "task_id": TEXT,
     },
     "ctx": {
-        "run_id": TEXT, "node": NODES, "cycle": COUNTS, "attempt": COUNTS, "request_id": TEXT, "op": TEXT,
-        "args": STR_DICTS, "reply_to": TEXT,
+        "run_id": TEXT,
+        "node": NODES,
+        "cycle": COUNTS,
+        "attempt": COUNTS,
+        "request_id": TEXT,
+        "op": TEXT,
+        "args": STR_DICTS,
+        "reply_to": TEXT,
     },
     "ctx-reply": {"request_id": TEXT, "ok": ANYTHING, "value": VALUES, "error": st.none() | CONTEXT_ERROR_INFOS},
     "retry": {"node": NODES},
@@ -201,10 +269,14 @@ def check_context_reply(r: ContextReply) -> None:
         assert r.error.field is None or type(r.error.field) is str
 
 
-CHECKS = {TaskMessage: check_task_message, TaskReply: check_task_reply, ContextRequest: check_context_request,
-          ContextReply: check_context_reply, RetryDue: lambda m: is_int(m.node, 0) or pytest.fail(repr(m))}
-KIND_OF = {TaskMessage: "task", TaskReply: "reply", ContextRequest: "ctx", ContextReply: "ctx-reply",
-           RetryDue: "retry"}
+CHECKS = {
+    TaskMessage: check_task_message,
+    TaskReply: check_task_reply,
+    ContextRequest: check_context_request,
+    ContextReply: check_context_reply,
+    RetryDue: lambda m: is_int(m.node, 0) or pytest.fail(repr(m)),
+}
+KIND_OF = {TaskMessage: "task", TaskReply: "reply", ContextRequest: "ctx", ContextReply: "ctx-reply", RetryDue: "retry"}
 
 
 def note(what: str) -> None:
@@ -230,8 +302,19 @@ def decoded_or_malformed(data: bytes) -> Any:
 # --- decode is total ---------------------------------------------------------------------------------
 def mutations() -> st.SearchStrategy[bytes]:
     """Envelope bytes cut short, with bytes flipped or spliced in (msgpack headers among them)."""
-    headers = st.sampled_from([b"\xc1", b"\xc7\x05\x01", b"\xc9\xff\xff\xff\xff\x0b", b"\xd4\x01", b"\xd7\xff",
-                               b"\xdd\xff\xff\xff\xff", b"\xdb\x7f\xff\xff\xff", b"\xde\x00\x10", b"\x91" * 64])
+    headers = st.sampled_from(
+        [
+            b"\xc1",
+            b"\xc7\x05\x01",
+            b"\xc9\xff\xff\xff\xff\x0b",
+            b"\xd4\x01",
+            b"\xd7\xff",
+            b"\xdd\xff\xff\xff\xff",
+            b"\xdb\x7f\xff\xff\xff",
+            b"\xde\x00\x10",
+            b"\x91" * 64,
+        ]
+    )
 
     @st.composite
     def mutated(draw: st.DrawFn) -> bytes:
@@ -250,10 +333,12 @@ def mutations() -> st.SearchStrategy[bytes]:
     return mutated()
 
 
-PLAIN_SCALARS = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | TEXT
-                 | st.binary(max_size=12))
+PLAIN_SCALARS = (
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | TEXT | st.binary(max_size=12)
+)
 RAW_MSGPACK = st.recursive(  # msgpack the codec never writes: unknown extension types, timestamps
-    PLAIN_SCALARS | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=16))
+    PLAIN_SCALARS
+    | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=16))
     | st.builds(msgpack.Timestamp, st.integers(0, 2**33), st.integers(0, 999_999_999)),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(PLAIN_SCALARS, inner, max_size=4),
     max_leaves=10,
@@ -284,19 +369,62 @@ def test_an_envelope_with_any_field_of_any_type_decodes_well_typed_or_not_at_all
         return  # a raw value is any value
     assert KIND_OF[type(message)] == kind
     for name, value in doc.items():  # what was read is what was sent (bools: read as bool)
-        if name in message._fields and name not in ("error", "directives", "inject_context", "ok",
-                                                   "retryable", "suspended", "duration"):
+        if name in message._fields and name not in (
+            "error",
+            "directives",
+            "inject_context",
+            "ok",
+            "retryable",
+            "suspended",
+            "duration",
+        ):
             assert same(getattr(message, name), value), name
 
 
 VALID: dict[str, dict[str, Any]] = {
-    "task": {"t": "task", "run_id": "r", "task_id": "t", "node": 0, "attempt": 1, "reply_to": "run:r:replies",
-             "kwargs": {}, "timeout": None, "task_ref": "remote_faults:pid", "lease_timeout": 30.0,
-             "max_deliveries": 5, "inject_context": False, "cycle": 1, "max_cycles": 100, "resumed_metadata": None},
-    "reply": {"t": "reply", "run_id": "r", "node": 0, "attempt": 1, "ok": False, "value": None, "error": None,
-              "duration": 0.0, "directives": [], "retryable": True, "suspended": False, "cycle": 1, "task_id": "t"},
-    "ctx": {"t": "ctx", "run_id": "r", "node": 0, "cycle": 1, "attempt": 1, "request_id": "q", "op": "channel.get",
-            "args": {}, "reply_to": "worker:w:context"},
+    "task": {
+        "t": "task",
+        "run_id": "r",
+        "task_id": "t",
+        "node": 0,
+        "attempt": 1,
+        "reply_to": "run:r:replies",
+        "kwargs": {},
+        "timeout": None,
+        "task_ref": "remote_faults:pid",
+        "lease_timeout": 30.0,
+        "max_deliveries": 5,
+        "inject_context": False,
+        "cycle": 1,
+        "max_cycles": 100,
+        "resumed_metadata": None,
+    },
+    "reply": {
+        "t": "reply",
+        "run_id": "r",
+        "node": 0,
+        "attempt": 1,
+        "ok": False,
+        "value": None,
+        "error": None,
+        "duration": 0.0,
+        "directives": [],
+        "retryable": True,
+        "suspended": False,
+        "cycle": 1,
+        "task_id": "t",
+    },
+    "ctx": {
+        "t": "ctx",
+        "run_id": "r",
+        "node": 0,
+        "cycle": 1,
+        "attempt": 1,
+        "request_id": "q",
+        "op": "channel.get",
+        "args": {},
+        "reply_to": "worker:w:context",
+    },
     "ctx-reply": {"t": "ctx-reply", "request_id": "q", "ok": False, "value": None, "error": None},
     "retry": {"t": "retry", "node": 0},
 }
@@ -326,33 +454,77 @@ def short(value: Any) -> str:
         return type(value).__name__
 
 
-@pytest.mark.parametrize("data", [
-    wrong("task", max_deliveries="5"), wrong("task", max_deliveries=5.0), wrong("task", max_deliveries=0),
-    wrong("task", max_deliveries=-1), wrong("task", max_deliveries=True), wrong("task", max_deliveries=[5]),
-    wrong("task", node=-1), wrong("task", node="0"), wrong("task", node=None), wrong("task", attempt=0),
-    wrong("task", cycle=0), wrong("task", max_cycles=0), wrong("task", kwargs={1: "x"}),
-    wrong("task", kwargs=[("a", 1)]), wrong("task", kwargs={("a",): 1}), wrong("task", kwargs=None),
-    wrong("task", reply_to=123), wrong("task", reply_to=None), wrong("task", reply_to=MISSING),
-    wrong("task", run_id=b"r"), wrong("task", task_id=MISSING), wrong("task", timeout=-1),
-    wrong("task", timeout=0), wrong("task", timeout=math.nan), wrong("task", timeout=math.inf),
-    wrong("task", timeout="5"), wrong("task", timeout=10**400), wrong("task", timeout=Decimal(5)),
-    wrong("task", lease_timeout=10**400), wrong("task", lease_timeout=-1), wrong("task", lease_timeout=True),
-    wrong("task", lease_timeout={"s": 1}), wrong("task", task_ref=1), wrong("task", resumed_metadata=[]),
-    wrong("reply", error="boom"), wrong("reply", error=["boom"]), wrong("reply", error={"type": 1, "message": "m"}),
-    wrong("reply", error={"message": "m"}), wrong("reply", error={"type": "E", "message": "m", "timeout": 10**400}),
-    wrong("reply", error={"type": "E", "message": "m", "timeout": -1}),
-    wrong("reply", error={"type": "E", "message": ["m"]}), wrong("reply", error={"type": "E", "message": "m",
-                                                                                "task_id": 7}),
-    wrong("reply", duration=10**400), wrong("reply", duration="1"), wrong("reply", duration=-1.0),
-    wrong("reply", duration=math.nan), wrong("reply", run_id=5), wrong("reply", directives="ab"),
-    wrong("reply", directives={"add": 1}), wrong("reply", directives=[["add", [], True]]),
-    wrong("reply", directives=[["cancel", 5]]), wrong("reply", directives=[[]]), wrong("reply", directives=[[["add"]]]),
-    wrong("reply", node=-1), wrong("reply", cycle=0), wrong("reply", value=MISSING),
-    wrong("retry", node="x"), wrong("retry", node=-1), wrong("retry", node=MISSING),
-    wrong("ctx-reply", error="x"), wrong("ctx-reply", error={"type": 10**5000, "message": "m"}),
-    wrong("ctx-reply", error={"type": "FeedbackValidationError", "message": "m", "field": [1]}),
-    wrong("ctx-reply", request_id=1), wrong("ctx", args={1: 2}), wrong("ctx", node=-1), wrong("ctx", op=None),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        wrong("task", max_deliveries="5"),
+        wrong("task", max_deliveries=5.0),
+        wrong("task", max_deliveries=0),
+        wrong("task", max_deliveries=-1),
+        wrong("task", max_deliveries=True),
+        wrong("task", max_deliveries=[5]),
+        wrong("task", node=-1),
+        wrong("task", node="0"),
+        wrong("task", node=None),
+        wrong("task", attempt=0),
+        wrong("task", cycle=0),
+        wrong("task", max_cycles=0),
+        wrong("task", kwargs={1: "x"}),
+        wrong("task", kwargs=[("a", 1)]),
+        wrong("task", kwargs={("a",): 1}),
+        wrong("task", kwargs=None),
+        wrong("task", reply_to=123),
+        wrong("task", reply_to=None),
+        wrong("task", reply_to=MISSING),
+        wrong("task", run_id=b"r"),
+        wrong("task", task_id=MISSING),
+        wrong("task", timeout=-1),
+        wrong("task", timeout=0),
+        wrong("task", timeout=math.nan),
+        wrong("task", timeout=math.inf),
+        wrong("task", timeout="5"),
+        wrong("task", timeout=10**400),
+        wrong("task", timeout=Decimal(5)),
+        wrong("task", lease_timeout=10**400),
+        wrong("task", lease_timeout=-1),
+        wrong("task", lease_timeout=True),
+        wrong("task", lease_timeout={"s": 1}),
+        wrong("task", task_ref=1),
+        wrong("task", resumed_metadata=[]),
+        wrong("reply", error="boom"),
+        wrong("reply", error=["boom"]),
+        wrong("reply", error={"type": 1, "message": "m"}),
+        wrong("reply", error={"message": "m"}),
+        wrong("reply", error={"type": "E", "message": "m", "timeout": 10**400}),
+        wrong("reply", error={"type": "E", "message": "m", "timeout": -1}),
+        wrong("reply", error={"type": "E", "message": ["m"]}),
+        wrong("reply", error={"type": "E", "message": "m", "task_id": 7}),
+        wrong("reply", duration=10**400),
+        wrong("reply", duration="1"),
+        wrong("reply", duration=-1.0),
+        wrong("reply", duration=math.nan),
+        wrong("reply", run_id=5),
+        wrong("reply", directives="ab"),
+        wrong("reply", directives={"add": 1}),
+        wrong("reply", directives=[["add", [], True]]),
+        wrong("reply", directives=[["cancel", 5]]),
+        wrong("reply", directives=[[]]),
+        wrong("reply", directives=[[["add"]]]),
+        wrong("reply", node=-1),
+        wrong("reply", cycle=0),
+        wrong("reply", value=MISSING),
+        wrong("retry", node="x"),
+        wrong("retry", node=-1),
+        wrong("retry", node=MISSING),
+        wrong("ctx-reply", error="x"),
+        wrong("ctx-reply", error={"type": 10**5000, "message": "m"}),
+        wrong("ctx-reply", error={"type": "FeedbackValidationError", "message": "m", "field": [1]}),
+        wrong("ctx-reply", request_id=1),
+        wrong("ctx", args={1: 2}),
+        wrong("ctx", node=-1),
+        wrong("ctx", op=None),
+    ],
+)
 def test_named_wrong_fields_are_malformed(data: bytes) -> None:
     with pytest.raises(MalformedMessage):
         decode(data)
@@ -364,8 +536,10 @@ def same(got: Any, sent: Any) -> bool:
     if type(got) is not type(sent):
         return False
     if isinstance(got, float | Decimal):
-        return bool(got == sent) or ((got.is_nan() if isinstance(got, Decimal) else math.isnan(got)) and (
-            sent.is_nan() if isinstance(sent, Decimal) else math.isnan(sent)))
+        return bool(got == sent) or (
+            (got.is_nan() if isinstance(got, Decimal) else math.isnan(got))
+            and (sent.is_nan() if isinstance(sent, Decimal) else math.isnan(sent))
+        )
     if isinstance(got, list | tuple):
         return len(got) == len(sent) and all(map(same, got, sent))
     if isinstance(got, dict):
@@ -379,32 +553,70 @@ class Oddity(Exception):
 
 MESSAGES = st.text(max_size=30)
 TASK_ERRORS = (
-    st.builds(ValueError, MESSAGES) | st.builds(Oddity, MESSAGES) | st.builds(KeyError, MESSAGES)
+    st.builds(ValueError, MESSAGES)
+    | st.builds(Oddity, MESSAGES)
+    | st.builds(KeyError, MESSAGES)
     | st.builds(errors.TaskTimeoutError, TEXT, SECONDS)
     | st.builds(errors.RemoteTaskError, TEXT, TEXT, MESSAGES, MESSAGES)
     | st.builds(errors.TaskFailedError, TEXT, st.none(), MESSAGES)
 )
 CONTEXT_ERRORS = (
-    st.builds(KeyError, MESSAGES) | st.builds(TypeError, MESSAGES) | st.builds(errors.TransportError, MESSAGES)
-    | st.builds(errors.FeedbackValidationError, MESSAGES, st.none() | TEXT) | st.builds(Oddity, MESSAGES)
+    st.builds(KeyError, MESSAGES)
+    | st.builds(TypeError, MESSAGES)
+    | st.builds(errors.TransportError, MESSAGES)
+    | st.builds(errors.FeedbackValidationError, MESSAGES, st.none() | TEXT)
+    | st.builds(Oddity, MESSAGES)
     | st.builds(errors.FeedbackTimeoutError, MESSAGES)
 )
 TASK_MESSAGES = st.builds(
-    TaskMessage, TEXT, TEXT, NODES, COUNTS, TEXT, STR_DICTS, st.none() | SECONDS, st.none() | TEXT, st.none(),
-    st.none() | SECONDS, st.none() | COUNTS, st.booleans(), COUNTS, COUNTS,
+    TaskMessage,
+    TEXT,
+    TEXT,
+    NODES,
+    COUNTS,
+    TEXT,
+    STR_DICTS,
+    st.none() | SECONDS,
+    st.none() | TEXT,
+    st.none(),
+    st.none() | SECONDS,
+    st.none() | COUNTS,
+    st.booleans(),
+    COUNTS,
+    COUNTS,
     st.none() | st.dictionaries(KEYS, VALUES, max_size=3),
 )
-DIRECTIVES = (st.builds(AddTasks, st.dictionaries(TEXT, VALUES, max_size=3), st.booleans())
-              | st.builds(Iterate, VALUES) | st.builds(Cancel, TEXT) | st.builds(Terminate, TEXT))
+DIRECTIVES = (
+    st.builds(AddTasks, st.dictionaries(TEXT, VALUES, max_size=3), st.booleans())
+    | st.builds(Iterate, VALUES)
+    | st.builds(Cancel, TEXT)
+    | st.builds(Terminate, TEXT)
+)
 TASK_REPLIES = st.builds(
-    TaskReply, TEXT, NODES, COUNTS, st.booleans(), VALUES, st.none() | TASK_ERRORS,
-    st.floats(min_value=0, max_value=1e9), st.lists(DIRECTIVES, max_size=3).map(tuple), st.booleans(),
-    st.booleans(), COUNTS, TEXT,
+    TaskReply,
+    TEXT,
+    NODES,
+    COUNTS,
+    st.booleans(),
+    VALUES,
+    st.none() | TASK_ERRORS,
+    st.floats(min_value=0, max_value=1e9),
+    st.lists(DIRECTIVES, max_size=3).map(tuple),
+    st.booleans(),
+    st.booleans(),
+    COUNTS,
+    TEXT,
 )
 CONTEXT_REQUESTS = st.builds(ContextRequest, TEXT, NODES, COUNTS, COUNTS, TEXT, TEXT, STR_DICTS, TEXT)
 CONTEXT_REPLIES = st.builds(ContextReply, TEXT, st.booleans(), VALUES, st.none() | CONTEXT_ERRORS)
-WELL_FORMED = (TASK_MESSAGES | TASK_REPLIES | CONTEXT_REQUESTS | CONTEXT_REPLIES | st.builds(RetryDue, NODES)
-               | VALUES.filter(lambda v: type(v) not in KIND_OF))
+WELL_FORMED = (
+    TASK_MESSAGES
+    | TASK_REPLIES
+    | CONTEXT_REQUESTS
+    | CONTEXT_REPLIES
+    | st.builds(RetryDue, NODES)
+    | VALUES.filter(lambda v: type(v) not in KIND_OF)
+)
 
 
 def same_task_error(got: Any, sent: BaseException | None, task_id: str) -> bool:
@@ -418,8 +630,10 @@ def same_task_error(got: Any, sent: BaseException | None, task_id: str) -> bool:
         facts = (sent.type_name, sent.remote_message, sent.traceback)
     else:
         facts = (type(sent).__name__, str(sent), got.traceback)
-    return type(got) is errors.RemoteTaskError and (got.task_id, got.type_name, got.remote_message,
-                                                    got.traceback) == (named, *facts)
+    return type(got) is errors.RemoteTaskError and (got.task_id, got.type_name, got.remote_message, got.traceback) == (
+        named,
+        *facts,
+    )
 
 
 def same_context_error(got: Any, sent: BaseException | None) -> bool:
@@ -470,10 +684,23 @@ def made(kind: type[BaseException], args: list[Any]) -> BaseException:
         return exc
 
 
-ANY_ERRORS = st.builds(made, st.sampled_from([
-    errors.TaskTimeoutError, errors.TaskFailedError, errors.RemoteTaskError, errors.FeedbackValidationError,
-    errors.TransportError, KeyError, ValueError, Oddity, Unprintable,
-]), st.lists(ANYTHING | st.builds(pow, st.just(10), st.just(5000)), min_size=1, max_size=4))
+ANY_ERRORS = st.builds(
+    made,
+    st.sampled_from(
+        [
+            errors.TaskTimeoutError,
+            errors.TaskFailedError,
+            errors.RemoteTaskError,
+            errors.FeedbackValidationError,
+            errors.TransportError,
+            KeyError,
+            ValueError,
+            Oddity,
+            Unprintable,
+        ]
+    ),
+    st.lists(ANYTHING | st.builds(pow, st.just(10), st.just(5000)), min_size=1, max_size=4),
+)
 
 
 @FUZZ
@@ -499,9 +726,13 @@ def tuples_inside_each_other(depth: int, lists: int = 0) -> bytes:
     for _ in range(depth):
         prefix = b"\x91" * (1 + lists)  # the tuple's document: a one-item array, then the lists
         payload = len(prefix) + size
-        head = (b"\xc7" + struct.pack(">BB", payload, 1) if payload <= 0xFF else
-                b"\xc8" + struct.pack(">HB", payload, 1) if payload <= 0xFFFF else
-                b"\xc9" + struct.pack(">IB", payload, 1))
+        head = (
+            b"\xc7" + struct.pack(">BB", payload, 1)
+            if payload <= 0xFF
+            else b"\xc8" + struct.pack(">HB", payload, 1)
+            if payload <= 0xFFFF
+            else b"\xc9" + struct.pack(">IB", payload, 1)
+        )
         parts += [prefix, head]
         size = len(head) + payload
     return b"".join(reversed(parts))
@@ -600,8 +831,13 @@ def test_tuples_nested_deep_are_malformed_instead_of_crashing_the_process() -> N
     """The codec decodes a tuple, set or frozenset with a nested unpack of ~40 KiB of C stack: ~200
     inside each other overflowed the stack and killed the process (SIGSEGV), so an entry of a few
     KiB killed every worker of a fleet in turn. Run apart: a regression shows as a failure, not a crash."""
-    done = subprocess.run([sys.executable, "-c", NESTING_SCRIPT.format(root=str(ROOT))], cwd=ROOT,
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-c", NESTING_SCRIPT.format(root=str(ROOT))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr[-2000:]
     deep: Any = frozenset({"x"})  # tuples of sets of ... as deep as real data goes still travel
     for _ in range(MAX_NESTING - 1):

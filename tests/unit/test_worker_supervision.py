@@ -46,8 +46,9 @@ async def sleeper(seconds: float) -> str:
 
 
 def message(seconds: float, lease: float = 30.0) -> TaskMessage:
-    return TaskMessage("run", "sleeper", 0, 1, "run:replies", {"seconds": seconds}, None, None, sleeper,
-                       lease_timeout=lease)
+    return TaskMessage(
+        "run", "sleeper", 0, 1, "run:replies", {"seconds": seconds}, None, None, sleeper, lease_timeout=lease
+    )
 
 
 async def test_heartbeats_extend_the_lease_at_a_third_of_it_on_the_runs_clock() -> None:

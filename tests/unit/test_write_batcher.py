@@ -33,20 +33,27 @@ async def test_each_writer_gets_its_own_outcome() -> None:
         return [TransportError("refused") if items == [("BAD",)] else None for items in batch]
 
     writer = WriteBatcher(run)
-    results = await asyncio.gather(writer.write([("OK",)]), writer.write([("BAD",)]), writer.write([("OK",)]),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        writer.write([("OK",)]), writer.write([("BAD",)]), writer.write([("OK",)]), return_exceptions=True
+    )
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], TransportError)
 
 
 def test_acks_are_merged_after_the_rest_and_each_writer_knows_its_commands() -> None:
-    batch, mine = commands([
-        [("XADD", "r1", "*", "m", b"1"), Ack("t", "g", ["1-0"])],
-        [Ack("t", "g", ["2-0"])],
-        [("XADD", "r2", "*", "m", b"2")],
-    ])
-    assert batch == [("XADD", "r1", "*", "m", b"1"), ("XADD", "r2", "*", "m", b"2"),
-                     ("XACK", "t", "g", "1-0", "2-0"), ("XDEL", "t", "1-0", "2-0")]
+    batch, mine = commands(
+        [
+            [("XADD", "r1", "*", "m", b"1"), Ack("t", "g", ["1-0"])],
+            [Ack("t", "g", ["2-0"])],
+            [("XADD", "r2", "*", "m", b"2")],
+        ]
+    )
+    assert batch == [
+        ("XADD", "r1", "*", "m", b"1"),
+        ("XADD", "r2", "*", "m", b"2"),
+        ("XACK", "t", "g", "1-0", "2-0"),
+        ("XDEL", "t", "1-0", "2-0"),
+    ]
     assert mine == [[0, 2, 3], [2, 3], [1]]
     assert needs_transaction(batch)
     assert not needs_transaction(batch[2:])  # acks alone
