@@ -42,6 +42,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check graflow_async tests benchmarks examples
+	$(BIN)/ruff format --check graflow_async tests benchmarks examples
 	$(BIN)/mypy
 
 clean:

@@ -50,7 +50,7 @@ async def _time_runs(t: Task, calls: int) -> list[float]:
 
 
 async def _docker(calls: int) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
     from docker_engine import IMAGE, Dockerd, DockerEngine, build_image, interpreter_volumes
 
     daemon = Dockerd()

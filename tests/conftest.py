@@ -1,5 +1,12 @@
-"""Fixtures shared by the test suite; service fixtures live in tests/services.py
-and tests/redis_server.py."""
+"""The suite's root conftest: the service fixtures come from tests/support/ as plugins.
+
+Tests are sorted by what they need: ``unit/`` (nothing but the interpreter),
+``integration/`` (real services and processes), ``e2e/`` (whole user paths). The
+helpers they share live in ``support/``, which is on ``sys.path`` (pyproject's pytest
+``pythonpath``), so tests, worker processes and containers import them by plain name
+(``import remote_flows``): the plugins below are those same modules, never a second copy
+under another name.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,15 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
-from docker_engine import docker_engine
-from redis_faults import fault_proxy
-from redis_server import client, redis_server, redis_url
-from services import s3_bucket, s3_service
 from structlog.testing import capture_logs
-from worker_processes import pool, workers
+
+pytest_plugins = [
+    "docker_engine",  # docker_engine
+    "redis_faults",  # fault_proxy
+    "redis_server",  # redis_server, redis_url, client
+    "services",  # s3_service, s3_bucket
+    "worker_processes",  # workers, pool
+]
 
 
 @pytest.fixture
@@ -25,16 +35,3 @@ def log_capture() -> Iterator[list[dict]]:
     finally:
         if not was_configured:
             structlog.reset_defaults()
-
-
-__all__ = [
-    "client",
-    "docker_engine",
-    "fault_proxy",
-    "pool",
-    "redis_server",
-    "redis_url",
-    "s3_bucket",
-    "s3_service",
-    "workers",
-]
