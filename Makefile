@@ -29,6 +29,7 @@ system-packages:
 
 test: install
 	$(BIN)/ruff check graflow_async tests benchmarks examples
+	$(BIN)/ruff format --check graflow_async tests benchmarks examples
 	$(BIN)/mypy
 	@# pytest exits 5 when it collects no tests: say so plainly instead of a bare failure code.
 	$(BIN)/python -m pytest; rc=$$?; \

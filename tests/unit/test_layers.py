@@ -154,22 +154,3 @@ def test_the_readme_draws_the_tree_as_it_is() -> None:
     folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
     leaves = {p.name for p in PACKAGE.glob("*.py")} - {"__main__.py"}
     assert drawn == folders | leaves
-
-
-def test_a_local_run_loads_no_optional_extra() -> None:
-    """redis-py, aiohttp, aiobotocore and aiodocker are loaded only when their part is used
-    (a local run loading redis-py cost every process 11 MiB and 190 modules)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import asyncio, sys\n"
-        "from graflow_async import run, task, workflow\n"
-        "@task\nasync def a(): return 1\n"
-        "with workflow('w') as wf: wf.add(a)\n"
-        "asyncio.run(run(wf))\n"
-        "print(sorted(m for m in ('redis', 'aiohttp', 'aiobotocore', 'aiodocker', 'hiredis') if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=PACKAGE.parent, check=True)
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
