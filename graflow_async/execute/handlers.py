@@ -18,6 +18,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from graflow_async.exceptions import HandlerError
 from graflow_async.execute.threads import call_function
+from graflow_async.logs import LibraryLog
+
+_log = LibraryLog()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,14 @@ class TaskCall:
 @runtime_checkable
 class TaskHandler(Protocol):
     async def run(self, call: TaskCall) -> Any: ...
+
+
+@runtime_checkable
+class Housekeeping(Protocol):
+    """A handler with chores a long-lived process (a worker) runs periodically, such as
+    removing what processes that died left behind (the docker handler's orphans)."""
+
+    async def housekeeping(self) -> None: ...
 
 
 class DirectHandler:
@@ -100,12 +111,26 @@ def get_handler(spec: str | TaskHandler) -> TaskHandler:
     raise HandlerError(f"unknown task handler {spec!r} (known: {known})")
 
 
+async def housekeeping() -> None:
+    """Each handler in use does its chores (`Housekeeping`); a failing one is logged."""
+    for name, handler in list(_registry.items()):
+        if isinstance(handler, Housekeeping):
+            try:
+                await handler.housekeeping()
+            except Exception as exc:  # a chore never ends the process
+                _log.warning(
+                    "a handler's housekeeping failed", handler=name, error=f"{type(exc).__name__}: {exc}"[:200]
+                )
+
+
 __all__ = [
     "DirectHandler",
+    "Housekeeping",
     "InlineHandler",
     "TaskCall",
     "TaskHandler",
     "get_handler",
+    "housekeeping",
     "register_handler",
     "register_lazy",
 ]

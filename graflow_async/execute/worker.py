@@ -28,6 +28,7 @@ from graflow_async.define.tasks import Task, load_task
 from graflow_async.exceptions import TransportError
 from graflow_async.execute.context_port import REMOTE_ANSWER_TIMEOUT
 from graflow_async.execute.executor import Executor
+from graflow_async.execute.handlers import housekeeping
 from graflow_async.logs import LibraryLog
 from graflow_async.options import number, whole
 from graflow_async.transports import keys
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from graflow_async.execute.metrics import Metrics
 
 log = LibraryLog()
+HOUSEKEEPING_EVERY = 60.0  # seconds between the handlers' chores
 
 
 class TaskNotFound(LookupError):
@@ -196,8 +198,10 @@ async def run_until_stopped(executor: Executor, stop: asyncio.Event, grace_perio
     async with Supervisor("worker") as sup:
         running = sup.spawn(executor.run(), name="executor")
         stopping = sup.spawn(stop.wait(), name="stop signal")
+        chores = sup.spawn(_housekeeping(), name="housekeeping")
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
+        chores.cancel()
         if running.done():
             return
         executor.stop()
@@ -211,6 +215,14 @@ async def run_until_stopped(executor: Executor, stop: asyncio.Event, grace_perio
             )
             executor.abandon_threads()
             running.cancel()
+
+
+async def _housekeeping() -> None:
+    """The handlers' chores, every `HOUSEKEEPING_EVERY` seconds (the docker handler
+    removes containers whose owner died)."""
+    while True:
+        await current_clock().sleep(HOUSEKEEPING_EVERY)
+        await housekeeping()
 
 
 async def _hand_back(transport: RedisStreamsTransport, executor: Executor) -> None:

@@ -102,6 +102,9 @@ def _module_mount(module_name: str) -> tuple[tuple[str, str], ...]:
         return ()
     module = sys.modules.get(top)
     file = getattr(module, "__file__", None)
+    spots = {str(Path(p).resolve()) for p in getattr(module, "__path__", None) or ()}
+    if module is not None and not file and len(spots) == 1:  # a namespace package in one directory
+        return ((spots.pop(), f"{CODE_DIR}/{top}"),)
     if module is None or not file:
         raise HandlerError(f"cannot find the code of module {module_name!r} to mount in the container")
     path = Path(file).resolve()

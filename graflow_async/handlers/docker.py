@@ -7,8 +7,13 @@ The call's inputs and result cross as msgpack files in a per-call directory moun
 the container, which runs ``python -m graflow_async.handlers.container``; graflow_async,
 what it imports and the task's module are bind-mounted read-only (``mount_code``). With
 ``inject_context=True`` the context's operations travel as messages over a socket in that
-directory. Every container carries the label ``graflow-async`` (the run id) and is
-removed whatever happens, cancellation included.
+directory. Every container carries the label ``graflow-async`` (the run id) and labels
+naming its owner (`reaper`), and is removed whatever happens, cancellation included;
+containers whose owner died are removed when a handler next starts on that engine.
+
+The container is a sandbox (`define.docker_options`, `sandbox`): an unprivileged user,
+no capabilities, a read-only root filesystem, a limited context with quotas. A breach
+of its rules kills the container and fails the task with a `HandlerError` naming it.
 
 Errors: what the task raises comes back as `RemoteTaskError` (type, message, traceback);
 a non-zero exit, an out-of-memory kill, a timeout or a missing image is a
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import time
 import uuid
 from typing import Any
 
@@ -32,6 +37,8 @@ from graflow_async.define.docker_options import DockerOptions, Launch, container
 from graflow_async.exceptions import HandlerError, TaskFailedError, TaskTimeoutError
 from graflow_async.handlers.code_mounts import code_mounts
 from graflow_async.handlers.isolated import CallDirectory, NoReply, call_directory
+from graflow_async.handlers.reaper import REAP_EVERY, reap, this_process
+from graflow_async.handlers.sandbox import Sandbox
 from graflow_async.logs import LibraryLog
 
 log = LibraryLog()
@@ -43,18 +50,43 @@ REMOVE_TIMEOUT = 30.0
 class DockerHandler:
     """Runs each attempt of a task in a container (``handler="docker"``)."""
 
+    def __init__(self) -> None:
+        self._reaped: dict[str, float] = {}  # engine url -> when its orphans were last removed
+
     async def run(self, call: Any) -> Any:
         opts = docker_options.parse(call.options, call.task_id)
         url = opts.url()
-        async with call_directory(call) as directory, _engine(url) as docker:
+        sandbox = Sandbox(call.task_id, full=opts.context == "full", quotas=opts.quotas)
+        async with call_directory(call, sandbox=sandbox) as directory, _engine(url) as docker:
+            await self._reap_due(docker, url)
+            owner = this_process()
             launch = Launch(
                 run_id=call.run_id,
                 task_id=call.task_id,
                 call_dir=str(directory.path),
                 code_mounts=code_mounts(call.func) if opts.mount_code else (),
-                user=f"{os.getuid()}:{os.getgid()}" if os.name == "posix" else None,
+                owner=owner.labels(),
             )
             return await _attempt(docker, opts, launch, directory)
+
+    async def housekeeping(self) -> None:
+        """Remove the orphaned containers of every engine this handler has used (a
+        worker calls it periodically)."""
+        for url in list(self._reaped):
+            with contextlib.suppress(HandlerError):
+                async with _engine(url) as docker:
+                    await self._reap_due(docker, url)
+
+    async def _reap_due(self, docker: aiodocker.Docker, url: str) -> None:
+        now = time.monotonic()
+        last = self._reaped.get(url)
+        if last is not None and now - last < REAP_EVERY:
+            return
+        self._reaped[url] = now
+        try:
+            await reap(docker)
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
+            log.warning("could not look for orphaned task containers", url=url, error=str(exc)[:200])
 
 
 @contextlib.asynccontextmanager
@@ -84,7 +116,7 @@ async def _attempt(docker: aiodocker.Docker, opts: DockerOptions, launch: Launch
         await container.start()
         try:
             async with asyncio.timeout(opts.timeout):
-                status = await container.wait()
+                status = await _wait(container, directory)
         except TimeoutError:
             tail = await _log_tail(container)
             raise TaskTimeoutError(call.task_id, opts.timeout or 0.0) from TaskFailedError(
@@ -101,12 +133,29 @@ async def _attempt(docker: aiodocker.Docker, opts: DockerOptions, launch: Launch
         await _remove(container)
 
 
+async def _wait(container: Any, directory: CallDirectory) -> dict[str, Any]:
+    """The container's exit status; the sandbox's `HandlerError` as soon as it breaks a rule
+    (the container is then removed by the caller)."""
+    exited = asyncio.ensure_future(container.wait())
+    breached = asyncio.ensure_future(directory.violated())
+    try:
+        await asyncio.wait({exited, breached}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (exited, breached):
+            waiter.cancel()
+    if breached.done() and not breached.cancelled():
+        raise breached.result()
+    status: dict[str, Any] = exited.result()
+    return status
+
+
 async def _outcome(container: Any, status: dict[str, Any], directory: CallDirectory) -> Any:
     task_id = directory.call.task_id
+    directory.check_rules()
     code = status.get("StatusCode")
     if code == 0:
         try:
-            return directory.outcome()
+            return await directory.outcome()
         except NoReply:
             tail = await _log_tail(container)
             raise TaskFailedError(task_id, None, f"task {task_id!r}: the container wrote no reply{tail}") from None

@@ -6,28 +6,39 @@ A handler that runs a task elsewhere (the docker handler, or your own: see
 takes the task's outcome with `CallDirectory.outcome()`. Inputs and result cross as
 msgpack (never pickle): the function is imported there by its import path.
 
-    call.msgpack   what to run: the function's import path, its arguments, the context facts
-    reply.msgpack  how it went: a `TaskReply` in the wire envelope workers use
-    ctx.sock       the context's operations, as messages to the run (``inject_context=True``)
+    call.msgpack       what to run: the function's import path, its arguments, the context facts
+    ctx.sock           the context's operations, as messages to the run (``inject_context=True``)
+    out/reply.msgpack  how it went: a `TaskReply` in the wire envelope workers use
+
+The other process is not trusted. Only ``out/`` need be writable for it (a container
+gets the rest read-only); the directory sits in a private (0700) parent, so other users
+of this host cannot reach it. The reply is opened without following a link and
+without blocking, and must be a regular file within the size cap: a FIFO, a device, a
+symlink, a directory or a huge file ends the task with a `TaskFailedError` at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from graflow_async.define.docker_options import OUT_DIR
 from graflow_async.exceptions import HandlerError, TaskFailedError
 from graflow_async.execute.context import adopt_directives
 from graflow_async.execute.tracing import active, carrier
 from graflow_async.feedback.hitl import FeedbackSuspended
 from graflow_async.handlers.code_mounts import MAIN_ALIAS, function_ref
 from graflow_async.handlers.relay import ContextRelay
+from graflow_async.handlers.sandbox import Sandbox
 from graflow_async.wire import envelope
 from graflow_async.wire.codec import packb, unpackb
 from graflow_async.wire.messages import TaskReply
@@ -44,27 +55,47 @@ class NoReply(Exception):
 class CallDirectory:
     """The directory of one call, while the other process runs (see `call_directory`)."""
 
-    def __init__(self, path: Path, call: Any, relay: ContextRelay | None) -> None:
+    def __init__(self, path: Path, call: Any, relay: ContextRelay | None, sandbox: Sandbox | None = None) -> None:
         self.path = path
         self.call = call
-        self._relay = relay
+        self.relay = relay
+        self.sandbox = sandbox
 
-    def outcome(self) -> Any:
+    async def violated(self) -> HandlerError:
+        """Waits until the other process breaks its sandbox's rules (forever when it has
+        no context to break them with); the error that fails the task."""
+        if self.relay is None:
+            await asyncio.Event().wait()
+        assert self.relay is not None
+        await self.relay.violated.wait()
+        assert self.relay.violation is not None
+        return self.relay.violation
+
+    def check_rules(self) -> None:
+        """The sandbox's `HandlerError` when the other process broke one of its rules."""
+        if self.relay is not None and self.relay.violation is not None:
+            raise self.relay.violation
+
+    async def outcome(self) -> Any:
         """The task's return value, or its error raised: `RemoteTaskError` with the type,
         message and traceback of what it raised; `FeedbackSuspended` when its feedback
         wait timed out; `NoReply` when the other process wrote nothing; `TaskFailedError`
         for a reply that is not one. What the task asked of the run's graph (next_task,
         next_iteration, ...) is handed to the call's context."""
         task_id = self.call.task_id
+        self.check_rules()
         try:
-            reply = read_reply(self.path)
+            reply = await asyncio.to_thread(read_reply, self.path)
         except (ValueError, OSError) as exc:
-            raise TaskFailedError(task_id, None, f"task {task_id!r} left a malformed reply: {exc}") from None
-        if reply.suspended and self._relay is not None and self._relay.suspended_on is not None:
-            raise FeedbackSuspended(self._relay.suspended_on)
+            raise TaskFailedError(task_id, None, f"task {task_id!r} left an unusable reply: {exc}") from None
+        if reply.suspended and self.relay is not None and self.relay.suspended_on is not None:
+            raise FeedbackSuspended(self.relay.suspended_on)
         if not reply.ok:
             assert reply.error is not None
             raise reply.error
+        refused = self.sandbox.directives_refusal(reply.directives) if self.sandbox is not None else None
+        if refused is not None:
+            raise refused
         if self.call.context is not None and reply.directives:
             adopt_directives(self.call.context, reply.directives)
         return reply.value
@@ -84,21 +115,29 @@ class CallDirectory:
 
 
 @contextlib.asynccontextmanager
-async def call_directory(call: Any, *, trace: dict[str, str] | None = None) -> AsyncIterator[CallDirectory]:
+async def call_directory(
+    call: Any, *, trace: dict[str, str] | None = None, sandbox: Sandbox | None = None
+) -> AsyncIterator[CallDirectory]:
     """A fresh directory holding `call` (a `TaskCall`), its context served on a socket
-    there when the task injects one; removed when the block ends."""
-    path = Path(tempfile.mkdtemp(prefix="graflow-call-"))
+    there when the task injects one (held to `sandbox`'s rules when given); removed when
+    the block ends."""
+    private = Path(tempfile.mkdtemp(prefix="graflow-call-"))  # 0700: this user's alone
+    path = private / "call"
     if trace is None and active():
         trace = carrier()  # the attempt's span, as the other process's parent
     try:
+        path.mkdir(mode=0o755)
+        (path / OUT_DIR).mkdir()
+        (path / OUT_DIR).chmod(0o777)  # the other process may run as another uid
         write_call(path, call, trace=trace)
+        (path / CALL_FILE).chmod(0o644)
         if call.context is None:
-            yield CallDirectory(path, call, None)
+            yield CallDirectory(path, call, None, sandbox)
             return
-        async with ContextRelay(call.context, str(path / SOCKET_FILE)) as relay:
-            yield CallDirectory(path, call, relay)
+        async with ContextRelay(call.context, str(path / SOCKET_FILE), sandbox) as relay:
+            yield CallDirectory(path, call, relay, sandbox)
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def write_call(directory: str | os.PathLike[str], call: Any, *, trace: dict[str, str] | None = None) -> None:
@@ -157,14 +196,15 @@ def write_reply(directory: str | os.PathLike[str], reply: TaskReply) -> None:
     except TypeError as exc:
         failure = TypeError(str(exc))
         data = envelope.encode(reply._replace(ok=False, value=None, error=failure, directives=(), retryable=False))
-    _write(Path(directory) / REPLY_FILE, data)
+    _write(Path(directory) / OUT_DIR / REPLY_FILE, data)
 
 
 def read_reply(directory: str | os.PathLike[str]) -> TaskReply:
-    """The reply in `directory`; `NoReply` when there is none, ValueError when it is malformed."""
-    path = Path(directory) / REPLY_FILE
+    """The reply in `directory`; `NoReply` when there is none, ValueError when it is
+    malformed or not a regular file within the size cap (never follows a link, never
+    blocks on a FIFO)."""
     try:
-        data = _read(path)
+        data = read_untrusted(Path(directory) / OUT_DIR / REPLY_FILE)
     except FileNotFoundError:
         raise NoReply(f"no {REPLY_FILE}") from None
     reply = envelope.decode(data)
@@ -177,6 +217,39 @@ def _write(path: Path, data: bytes) -> None:
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"{path.name} would be {len(data)} bytes, more than the {MAX_FILE_BYTES} allowed")
     path.write_bytes(data)
+
+
+def read_untrusted(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of `path`, a file another process wrote: ValueError unless it is a
+    regular file (not a link, FIFO, device, socket or directory) of at most `limit` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError(f"{path.name} is a symbolic link") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path.name} is a {_kind(info.st_mode)}, not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"{path.name} is larger than the {limit} bytes allowed")
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path.name} is larger than the {limit} bytes allowed")
+    return data
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
 
 
 def _read(path: Path) -> bytes:

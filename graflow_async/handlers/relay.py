@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 from typing import Any
 
-from graflow_async.exceptions import TransportError
+from graflow_async.clock import current_clock
+from graflow_async.exceptions import HandlerError, TransportError
 from graflow_async.execute.context import TaskContext, relay_call
 from graflow_async.feedback.models import FeedbackRequest
+from graflow_async.handlers.sandbox import Sandbox
 from graflow_async.logs import LibraryLog
 from graflow_async.wire import envelope
 from graflow_async.wire.codec import packb
@@ -30,18 +33,24 @@ class ContextRelay:
     """Serves the context of one call at `path` while the other process runs.
 
     `suspended_on` is the feedback request whose wait timed out, when one did: the
-    handler then suspends the task as the run expects.
+    handler then suspends the task as the run expects. With a `Sandbox`, each connection
+    and request is checked first: the first one refused sets `violation` (and
+    `violated`), later connections are refused, and the handler fails the task with it.
     """
 
-    def __init__(self, context: TaskContext, path: str) -> None:
+    def __init__(self, context: TaskContext, path: str, sandbox: Sandbox | None = None) -> None:
         self.context = context
         self.path = path
+        self.sandbox = sandbox
         self.suspended_on: FeedbackRequest | None = None
+        self.violation: HandlerError | None = None
+        self.violated = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def __aenter__(self) -> ContextRelay:
         self._server = await asyncio.start_unix_server(self._connection, path=self.path)
+        os.chmod(self.path, 0o666)  # any uid of the container may connect (its directory is private)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -54,7 +63,22 @@ class ContextRelay:
                 await task
         await self._server.wait_closed()
 
+    def _violate(self, error: HandlerError) -> None:
+        if self.violation is None:
+            self.violation = error
+            self.violated.set()
+            log.warning("a sandboxed task broke its rules", task_id=self.context.task_id, reason=str(error)[:300])
+            # The server stays open until the handler has removed the container (closing it
+            # while accepts are in flight leaks their sockets): new connections are refused.
+            for task in list(self._tasks):
+                task.cancel()
+
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        refused = self.violation or (self.sandbox.connect() if self.sandbox is not None else None)
+        if refused is not None:
+            self._violate(refused)
+            writer.close()
+            return
         current = asyncio.current_task()
         assert current is not None
         self._tasks.add(current)
@@ -63,6 +87,8 @@ class ContextRelay:
             async with asyncio.TaskGroup() as group:
                 while (body := await read_frame(reader)) is not None:
                     group.create_task(self._answer(body, writer, lock))
+        except asyncio.CancelledError:  # the relay closes (or the task broke a rule): this connection ends
+            pass
         except Exception as exc:  # a malformed frame: the connection is closed, the task's calls fail
             log.warning(
                 "closed a task's context connection",
@@ -71,17 +97,27 @@ class ContextRelay:
             )
         finally:
             self._tasks.discard(current)
+            if self.sandbox is not None:
+                self.sandbox.disconnect()
             writer.close()
 
     async def _answer(self, body: bytes, writer: asyncio.StreamWriter, lock: asyncio.Lock) -> None:
         request_id, op, args, timeout = request_from(body)
-        try:
-            value = await relay_call(self.context, op, args, timeout)
-            reply = ContextReply(request_id, True, value, None)
-        except Exception as exc:
-            reply = ContextReply(request_id, False, None, exc)
-        if op == "feedback" and reply.ok and isinstance(reply.value, dict) and reply.value.get("status") != "answered":
-            self.suspended_on = FeedbackRequest.from_dict(reply.value["request"])
+        refused = self.sandbox.admit(op, len(body), current_clock().time()) if self.sandbox is not None else None
+        if refused is not None:
+            self._violate(refused)
+            reply = ContextReply(request_id, False, None, refused)
+        else:
+            try:
+                value = await relay_call(self.context, op, args, timeout)
+                reply = ContextReply(request_id, True, value, None)
+            except Exception as exc:
+                reply = ContextReply(request_id, False, None, exc)
+            if op == "feedback" and reply.ok and isinstance(reply.value, dict):
+                if reply.value.get("status") != "answered":
+                    self.suspended_on = FeedbackRequest.from_dict(reply.value["request"])
+                elif self.sandbox is not None:
+                    self.sandbox.feedback_answered()
         async with lock:
             writer.write(frame(envelope.encode(reply)))
             await writer.drain()

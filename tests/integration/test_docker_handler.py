@@ -56,13 +56,13 @@ def variant(t: Task, **options: Any) -> Task:
     )
 
 
-async def test_a_task_runs_in_a_container_without_network_as_this_user(engine: DockerEngine) -> None:
+async def test_a_task_runs_in_a_container_without_network_as_nobody(engine: DockerEngine) -> None:
     result = await run(single(df.add, a=2, b=3))
     out = result.output
     assert out["sum"] == 5
     assert out["pid"] == 1 and out["hostname"] != os.uname().nodename  # its own process namespace
     assert out["interfaces"] == ["lo"]  # network_mode "none" by default
-    assert out["uid"] == os.getuid()
+    assert out["uid"] == 65534  # not this host's user: nobody, unless the task declares `user`
     assert engine.labelled_containers(result.run_id) == []  # removed after it ran
 
 
@@ -154,14 +154,16 @@ async def test_environment_limits_and_read_only_code(engine: DockerEngine) -> No
 async def test_volumes_in_both_forms(engine: DockerEngine, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
-    volumes = {**df.write_file.handler_kwargs["volumes"], str(shared): "/out"}
+    shared.chmod(0o777)  # the container's user (nobody) may write there
+    volumes = {**df.write_file.handler_kwargs["volumes"], str(shared): {"bind": "/out", "mode": "rw"}}
     written = (await run(single(variant(df.write_file, volumes=volumes), directory="/out", text="hi"))).output
     assert written == "/out/out.txt" and (shared / "out.txt").read_text() == "hi"
 
-    read_only = {**volumes, str(shared): {"bind": "/out", "mode": "ro"}}
-    with pytest.raises(RemoteTaskError) as caught:
-        await run(single(variant(df.write_file, volumes=read_only), directory="/out", text="no"))
-    assert caught.value.type_name == "OSError" and "Read-only" in caught.value.remote_message
+    for undeclared in ("/out", {"bind": "/out"}):  # read-only unless declared "rw"
+        read_only = {**volumes, str(shared): undeclared}
+        with pytest.raises(RemoteTaskError) as caught:
+            await run(single(variant(df.write_file, volumes=read_only), directory="/out", text="no"))
+        assert caught.value.type_name == "OSError" and "Read-only" in caught.value.remote_message
 
 
 async def test_a_gpu_request_reaches_the_engine(engine: DockerEngine) -> None:
@@ -180,7 +182,8 @@ async def test_without_mount_code_the_image_must_bring_graflow_async(engine: Doc
 async def test_cancelling_the_run_removes_the_running_container(engine: DockerEngine, tmp_path: Path) -> None:
     shared = tmp_path / "marks"
     shared.mkdir()
-    volumes = {**df.nap.handler_kwargs["volumes"], str(shared): "/marks"}
+    shared.chmod(0o777)
+    volumes = {**df.nap.handler_kwargs["volumes"], str(shared): {"bind": "/marks", "mode": "rw"}}
     wf = single(variant(df.nap, volumes=volumes), seconds=60, marker="/marks/started")
     running = asyncio.create_task(run(wf, run_id="cancel-me"))
     deadline = time.monotonic() + 20

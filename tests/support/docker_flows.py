@@ -125,7 +125,7 @@ def without_code() -> str:
     return "ran"
 
 
-@task(handler="docker", handler_kwargs=_docker(), inject_context=True, max_retries=2)
+@task(handler="docker", handler_kwargs=_docker(context="full"), inject_context=True, max_retries=2)
 async def with_context(context: TaskContext, n: int) -> dict[str, Any]:
     """Fails its first attempt by exiting; then uses the channel and adds a task."""
     if context.attempt == 1:
@@ -142,7 +142,7 @@ async def after_docker() -> str:
     return "after"
 
 
-@task(handler="docker", handler_kwargs=_docker(), inject_context=True)
+@task(handler="docker", handler_kwargs=_docker(context="full"), inject_context=True)
 async def checkpoint_in_container(context: TaskContext) -> str:
     return await context.checkpoint(metadata={"from": "container"})
 
@@ -170,7 +170,129 @@ def traceparent() -> str | None:
     return os.environ.get("TRACEPARENT")
 
 
+# --- hostile tasks: what untrusted code would try ------------------------------------------------------
+def _status_field(name: str) -> str:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def _writable(path: str) -> bool:
+    try:
+        Path(path).write_text("x")
+    except OSError:
+        return False
+    return True
+
+
+@task(handler="docker", handler_kwargs=_docker())
+def privileges(shared: str = "") -> dict[str, Any]:
+    """What the sandbox lets the code do."""
+    cgroup_pids = ""
+    for candidate in ("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"):
+        if Path(candidate).exists():
+            cgroup_pids = Path(candidate).read_text().strip()
+    return {
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "cap_eff": _status_field("CapEff"),
+        "no_new_privs": _status_field("NoNewPrivs"),
+        "root_writable": _writable("/etc/graflow-was-here"),
+        "tmp_writable": _writable("/tmp/scratch"),
+        "code_writable": _writable("/graflow/lib/graflow_async/written"),
+        "call_writable": _writable("/graflow/call/call.msgpack"),
+        "shared_writable": bool(shared) and _writable(f"{shared}/x"),
+        "pids_max": cgroup_pids,
+    }
+
+
+@task(handler="docker", handler_kwargs=_docker(), inject_context=True)
+async def ask_host_task(context: TaskContext) -> str:
+    context.next_task(after_docker)
+    return "asked"
+
+
+@task(handler="docker", handler_kwargs=_docker(), inject_context=True)
+async def ask_cancel(context: TaskContext) -> str:
+    context.cancel_workflow("from the container")
+    return "asked"
+
+
+@task(handler="docker", handler_kwargs=_docker(), inject_context=True)
+async def checkpoint_swallowed(context: TaskContext) -> str:
+    """Tries to checkpoint and hides the refusal: the task fails all the same."""
+    try:
+        await context.checkpoint()
+    except Exception as exc:
+        return f"swallowed {type(exc).__name__}"
+    return "checkpointed"
+
+
+@task(handler="docker", handler_kwargs=_docker(context="full"), inject_context=True)
+async def checkpoint_loop(context: TaskContext, times: int) -> int:
+    for i in range(times):
+        await context.checkpoint(metadata={"i": i})
+    return times
+
+
+@task(handler="docker", handler_kwargs=_docker(), inject_context=True)
+async def many_connections(context: TaskContext, n: int) -> int:
+    held = [await asyncio.open_unix_connection("/graflow/call/ctx.sock") for _ in range(n)]
+    await asyncio.sleep(30)  # the handler ends the container before this returns
+    return len(held)
+
+
+@task(handler="docker", handler_kwargs=_docker(), inject_context=True)
+async def feedback_flood(context: TaskContext, n: int) -> int:
+    asks = [context.request_text(f"question {i}", timeout=30) for i in range(n)]
+    await asyncio.gather(*asks, return_exceptions=True)
+    return n
+
+
+@task(handler="docker", handler_kwargs=_docker(), inject_context=True)
+async def channel_flood(context: TaskContext, megabytes: int) -> int:
+    for i in range(megabytes):
+        await context.channel.set(f"blob{i}", "x" * (1 << 20))
+    return megabytes
+
+
+@task(handler="docker", handler_kwargs=_docker(), inject_context=True)
+async def request_burst(context: TaskContext, n: int) -> int:
+    await asyncio.gather(*(context.channel.get("k") for _ in range(n)))
+    return n
+
+
+@task(handler="docker", handler_kwargs=_docker())
+def leave_reply(kind: str) -> None:
+    """Leaves something that is not a reply where the reply goes, and exits 0."""
+    reply = Path("/graflow/call/out/reply.msgpack")
+    if kind == "fifo":
+        os.mkfifo(reply)
+    elif kind == "symlink":
+        reply.symlink_to("/etc/passwd")
+    elif kind == "directory":
+        reply.mkdir()
+    elif kind == "huge":
+        with reply.open("wb") as f:
+            f.truncate((64 << 20) + 1)
+    elif kind == "garbage":
+        reply.write_bytes(b"\xc1" * 100)
+    sys.stdout.flush()
+    os._exit(0)
+
+
 DOCKER_TASKS = [
+    privileges,
+    ask_host_task,
+    ask_cancel,
+    checkpoint_swallowed,
+    checkpoint_loop,
+    many_connections,
+    feedback_flood,
+    channel_flood,
+    request_burst,
+    leave_reply,
     traceparent,
     add,
     boom,

@@ -17,20 +17,80 @@ def launch(**extra: object) -> Launch:
         task_id="t",
         call_dir="/tmp/call",
         code_mounts=(("/src/lib", "/graflow/lib/x"),),
-        user="1000:1000",
+        owner={"graflow-async.owner.pid": "42"},
         **extra,
     )  # type: ignore[arg-type]
 
 
-def test_defaults_no_network_read_only_code_and_a_label() -> None:
+def test_defaults_are_a_sandbox_no_network_read_only_mounts_and_labels() -> None:
     config = container_config(parse({"image": "python:3.11"}), launch())
     host = config["HostConfig"]
     assert host["NetworkMode"] == "none" and config["NetworkDisabled"] is True
-    assert host["Binds"] == ["/tmp/call:/graflow/call:rw", "/src/lib:/graflow/lib/x:ro"]
-    assert config["Labels"] == {"graflow-async": "run-1", "graflow-async.task": "t"}
+    assert host["Binds"] == [
+        "/tmp/call:/graflow/call:ro",  # the call directory: read-only but for its out/
+        "/tmp/call/out:/graflow/call/out:rw",
+        "/src/lib:/graflow/lib/x:ro",
+    ]
+    assert config["Labels"] == {
+        "graflow-async.owner.pid": "42",
+        "graflow-async": "run-1",
+        "graflow-async.task": "t",
+    }
     assert config["Cmd"][:2] == ["python3", "-s"] and config["Cmd"][-1] == "/graflow/call"
     assert "Memory" not in host and "NanoCpus" not in host and "DeviceRequests" not in host
-    assert config["User"] == "1000:1000"
+    assert config["User"] == "65534:65534"
+    assert host["CapDrop"] == ["ALL"] and host["CapAdd"] == []
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host["ReadonlyRootfs"] is True and host["PidsLimit"] == 128
+    assert host["Tmpfs"] == {"/tmp": f"rw,nosuid,nodev,noexec,size={64 << 20}"}
+
+
+def test_each_sandbox_option_opens_what_it_names() -> None:
+    opts = parse(
+        {
+            "image": "img",
+            "user": "1000:1000",
+            "cap_add": ["net_bind_service", "CAP_CHOWN"],
+            "no_new_privileges": False,
+            "read_only": False,
+            "tmpfs_size": "1g",
+            "pids_limit": 4096,
+            "context": "full",
+            "max_requests_per_second": 5,
+            "max_connections": 2,
+            "max_pending_feedback": 0,
+            "max_channel_bytes": "1m",
+        }
+    )
+    config = container_config(opts, launch())
+    host = config["HostConfig"]
+    assert config["User"] == "1000:1000" and host["CapAdd"] == ["NET_BIND_SERVICE", "CHOWN"]
+    assert host["SecurityOpt"] == [] and host["ReadonlyRootfs"] is False and host["PidsLimit"] == 4096
+    assert host["Tmpfs"]["/tmp"].endswith(f"size={1 << 30}")
+    assert opts.context == "full"
+    q = opts.quotas
+    assert (q.requests_per_second, q.connections, q.pending_feedback, q.channel_bytes) == (5.0, 2, 0, 1 << 20)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("context", "everything"),
+        ("cap_add", "ALL"),
+        ("cap_add", ["not a cap"]),
+        ("pids_limit", 0),
+        ("pids_limit", True),
+        ("read_only", "yes"),
+        ("max_connections", 0),
+        ("max_requests_per_second", -1),
+        ("max_channel_bytes", "lots"),
+        ("tmpfs_size", 0),
+        ("user", ""),
+    ],
+)
+def test_bad_sandbox_options_are_refused_naming_them(key: str, value: object) -> None:
+    with pytest.raises(HandlerError, match=key):
+        parse({"image": "img", key: value})
 
 
 def test_every_option_reaches_the_container() -> None:
@@ -51,7 +111,7 @@ def test_every_option_reaches_the_container() -> None:
     )
     config = container_config(opts, launch())
     host = config["HostConfig"]
-    assert host["Binds"][2:] == ["/data:/in:rw", "/out:/out:rw", "/cfg:/cfg:ro"]
+    assert host["Binds"][3:] == ["/data:/in:ro", "/out:/out:rw", "/cfg:/cfg:ro"]
     assert host["Memory"] == host["MemorySwap"] == int(1.5 * (1 << 30))
     assert host["NanoCpus"] == 1_500_000_000 and host["NetworkMode"] == "bridge"
     assert host["DeviceRequests"] == [{"Driver": "nvidia", "Capabilities": [["gpu"]], "Count": 2}]
