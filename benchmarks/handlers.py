@@ -9,8 +9,10 @@ and takes each run's wall time: p50 and p99 per handler, and the overhead (p50 m
 direct handler's p50). The docker figures need root: the benchmark starts a private
 ``dockerd`` (as the tests do) and builds a busybox image with this host's Python
 mounted read-only, so a container start includes mounting and starting the interpreter
-and importing graflow_async (about 0.25 s of CPU alone). Without root or dockerd the
-docker figures are reported as unavailable, with the reason.
+and importing graflow_async (about 0.25 s of CPU alone). The docker figures are taken
+twice, taking turns: with the sandbox's defaults, and with the container as it was
+before them (`UNHARDENED`), and their p50 ratio is reported. Without root or dockerd
+the docker figures are reported as unavailable, with the reason.
 """
 
 from __future__ import annotations
@@ -49,6 +51,38 @@ async def _time_runs(t: Task, calls: int) -> list[float]:
     return samples
 
 
+# The docker handler's container before it became a sandbox (issue 19): this host's user,
+# Docker's default capabilities, a writable root filesystem, no pids limit to speak of.
+UNHARDENED = {
+    "user": f"{os.getuid()}:{os.getgid()}",
+    "cap_add": [
+        *("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID"),
+        *("SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"),
+    ],
+    "no_new_privileges": False,
+    "read_only": False,
+    "pids_limit": 1 << 22,
+}
+
+
+async def _alternating(tasks: dict[str, Task], calls: int) -> dict[str, list[float]]:
+    """Each task's run times, taking turns (so that drift of the machine hits both alike)."""
+    flows = {}
+    for name, t in tasks.items():
+        with workflow(f"bench-{t.id}") as wf:
+            wf.add(t(task_id=t.id, i=1))
+        await run(wf)  # warm-up
+        flows[name] = wf
+    samples: dict[str, list[float]] = {name: [] for name in tasks}
+    for _ in range(calls):
+        for name, wf in flows.items():
+            started = time.perf_counter()
+            result = await run(wf)
+            samples[name].append(time.perf_counter() - started)
+            assert result.output == 1
+    return samples
+
+
 async def _docker(calls: int) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "tests" / "support"))
     from docker_engine import IMAGE, Dockerd, DockerEngine, build_image, interpreter_volumes
@@ -61,18 +95,19 @@ async def _docker(calls: int) -> dict[str, Any]:
     try:
         engine = DockerEngine(url=daemon.url, image=IMAGE, python=os.path.realpath(sys.executable))
         build_image(engine)
-        t = Task(
-            noop,
-            id="docker_noop",
-            handler="docker",
-            handler_kwargs={
-                "image": IMAGE,
-                "docker_url": daemon.url,
-                "python": engine.python,
-                "volumes": interpreter_volumes(),
-            },
-        )
-        return {"available": True, **_percentiles(await _time_runs(t, calls))}
+        options = {"image": IMAGE, "docker_url": daemon.url, "python": engine.python, "volumes": interpreter_volumes()}
+        tasks = {
+            "hardened": Task(noop, id="docker_noop", handler="docker", handler_kwargs=options),
+            "unhardened": Task(noop, id="docker_noop_open", handler="docker", handler_kwargs={**options, **UNHARDENED}),
+        }
+        samples = await _alternating(tasks, calls)
+        hardened, unhardened = (_percentiles(samples[k]) for k in ("hardened", "unhardened"))
+        return {
+            "available": True,
+            **hardened,
+            "unhardened": unhardened,
+            "hardened_to_unhardened_p50": hardened["p50_ms"] / unhardened["p50_ms"],
+        }
     finally:
         daemon.stop()
 
@@ -99,6 +134,11 @@ def table(result: dict[str, Any]) -> None:
             continue
         overhead = f"{r['overhead_p50_ms']:.1f}" if "overhead_p50_ms" in r else "-"
         print(f"{name:<12}{r['calls']:>7}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{overhead:>18}")
+    docker = result["docker"]
+    if "unhardened" in docker:
+        u = docker["unhardened"]
+        print(f"{'docker, before the sandbox':<28}{u['p50_ms']:>10.2f}{u['p99_ms']:>10.2f}")
+        print(f"sandbox defaults cost {docker['hardened_to_unhardened_p50']:.3f}x the p50 of the container before them")
 
 
 def main(argv: list[str] | None = None) -> None:

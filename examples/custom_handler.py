@@ -48,7 +48,7 @@ class SubprocessHandler:
                 await process.wait()
                 raise
             try:
-                return directory.outcome()
+                return await directory.outcome()
             except NoReply:
                 tail = output.decode(errors="replace")[-self.output_tail :]
                 raise TaskFailedError(
