@@ -3,11 +3,14 @@
 - ``<run_id>/completed``: written when a run that keeps checkpoints completes, so that
   resuming one of its checkpoints later raises `RunCompletedError` (unless ``force``) instead
   of running the work again (and charging the card twice);
-- ``<run_id>/lease``: held by the process running a resumed run, renewed while it runs;
-  a second resume of the same run through the same store raises
+- ``<run_id>/lease.<epoch>``: held by the process running a resumed run, renewed while
+  it runs; a second resume of the same run through the same store raises
   `RunAlreadyRunningError` (a `CheckpointError`: "already running"). A lease its
   holder stopped renewing (a crashed process) lapses after `LEASE_SECONDS` and may
-  then be taken over.
+  then be taken over, by creating the next epoch's file: of two processes taking over
+  at once, one wins. A holder that stalled past its lease and comes back finds a newer
+  epoch when it renews, and stops (fencing). A lease claiming to last more than
+  `MAX_CLAIM` seconds ahead is not believed.
 
 Both are small JSON documents written through the store (`CheckpointStore.create` is
 atomic: of two processes taking a lease at once, one wins). Times are epoch seconds of
@@ -34,6 +37,7 @@ from graflow_async.logs import LibraryLog
 
 log = LibraryLog()
 LEASE_SECONDS = 30.0
+MAX_CLAIM = 120.0  # seconds ahead a lease may claim to last; one claiming more has lapsed
 MAX_DOC_BYTES = 4096
 
 
@@ -60,50 +64,104 @@ async def mark_completed(store: CheckpointStore, run_id: str) -> None:
 @contextlib.asynccontextmanager
 async def run_lease(store: CheckpointStore, run_id: str, *, seconds: float = LEASE_SECONDS) -> AsyncIterator[str]:
     """Hold the run's lease while the block runs (renewed every third of `seconds`);
-    `RunAlreadyRunningError` when another process holds it. Yields the holder's id."""
+    `RunAlreadyRunningError` when another process holds it. Yields the holder's id.
+
+    A holder that finds its lease taken over (it stalled past it, and another process
+    took the run) cancels the block and raises `RunAlreadyRunningError`: it does nothing
+    more for the run."""
     clock = current_clock()
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    location = store.location(_name(run_id, "lease"))
-    await _acquire(store, location, run_id, holder, seconds, clock)
-    done = asyncio.Event()
-    renewing = asyncio.create_task(_renew(store, location, run_id, holder, seconds, clock, done))
+    epoch = await _acquire(store, run_id, holder, seconds, clock)
+    location = _location(store, run_id, epoch)
+    done, lost = asyncio.Event(), asyncio.Event()
+    block = asyncio.current_task()
+    renewing = asyncio.create_task(_renew(store, run_id, epoch, holder, seconds, clock, done, lost, block))
     try:
         yield holder
+    except asyncio.CancelledError:
+        if lost.is_set():  # our own cancellation: it ends here, as this error
+            if block is not None:
+                block.uncancel()
+            raise RunAlreadyRunningError(
+                run_id, f"run {run_id} was taken over by another process: this one stops"
+            ) from None
+        raise
     finally:
         done.set()
         try:  # a renewal being written lands before the release, never after it (which would re-create the lease)
             await renewing
         finally:
             renewing.cancel()
-            await _release(store, location, holder)
+            if not lost.is_set():
+                await _release(store, location, holder)
 
 
-async def _acquire(
-    store: CheckpointStore, location: str, run_id: str, holder: str, seconds: float, clock: Clock
-) -> None:
-    for _ in range(2):  # the second time after removing a lapsed lease
-        if await store.create(location, _lease(run_id, holder, clock.wall() + seconds)):
-            return
-        try:
-            current = _parse(await store.read(location))
-        except CheckpointError:  # released in between: try again
-            continue
-        expires = current.get("expires") if current else None
-        if current is not None and isinstance(expires, int | float) and expires > clock.wall():
-            raise RunAlreadyRunningError(
-                run_id,
-                f"run {run_id} is already running (resumed by {str(current.get('holder'))[:200]}, "
-                f"lease until {time.strftime('%H:%M:%S', time.localtime(expires))}); wait for it to end",
-            )
-        log.warning("taking over a lapsed run lease", run_id=run_id)
-        await store.delete(location)
-    raise RunAlreadyRunningError(run_id, f"run {run_id} is already running (another process took its lease just now)")
+def _location(store: CheckpointStore, run_id: str, epoch: int) -> str:
+    return store.location(_name(run_id, f"lease.{epoch:010d}"))
+
+
+async def _current(store: CheckpointStore, run_id: str) -> tuple[int, dict[str, Any] | None]:
+    """The newest lease's epoch (0: none) and document (None: unreadable, or released)."""
+    found = []
+    for location in await store.list(_name(run_id, "lease.")):
+        suffix = location.rpartition("lease.")[2]
+        if suffix.isdigit() and len(suffix) <= 10:
+            found.append((int(suffix), location))
+    if not found:
+        return 0, None
+    epoch, location = max(found)
+    try:
+        return epoch, _parse(await store.read(location))
+    except CheckpointError:  # released in between
+        return epoch, None
+
+
+def _live(doc: dict[str, Any] | None, now: float) -> float | None:
+    """When a lease document expires, if it is live: a lease claiming more than
+    `MAX_CLAIM` seconds ahead is not believed (it would block the run for that long)."""
+    expires = doc.get("expires") if doc else None
+    if not isinstance(expires, int | float) or isinstance(expires, bool):
+        return None
+    return float(expires) if now < expires <= now + MAX_CLAIM else None
+
+
+async def _acquire(store: CheckpointStore, run_id: str, holder: str, seconds: float, clock: Clock) -> int:
+    """Take the lease: the next epoch, created atomically (of two processes taking over a
+    lapsed lease at once, one wins); its epoch."""
+    epoch, current = await _current(store, run_id)
+    expires = _live(current, clock.wall())
+    if expires is not None:
+        raise RunAlreadyRunningError(
+            run_id,
+            f"run {run_id} is already running (resumed by {str(current.get('holder') if current else '')[:200]}, "
+            f"lease until {time.strftime('%H:%M:%S', time.localtime(expires))}); wait for it to end",
+        )
+    if current is not None:
+        log.warning("taking over a lapsed run lease", run_id=run_id, epoch=epoch)
+    if not await store.create(_location(store, run_id, epoch + 1), _lease(run_id, holder, clock.wall() + seconds)):
+        raise RunAlreadyRunningError(
+            run_id, f"run {run_id} is already running (another process took its lease just now)"
+        )
+    if epoch:
+        with contextlib.suppress(CheckpointError):
+            await store.delete(_location(store, run_id, epoch))  # the lapsed one
+    return epoch + 1
 
 
 async def _renew(
-    store: CheckpointStore, location: str, run_id: str, holder: str, seconds: float, clock: Clock, done: asyncio.Event
+    store: CheckpointStore,
+    run_id: str,
+    epoch: int,
+    holder: str,
+    seconds: float,
+    clock: Clock,
+    done: asyncio.Event,
+    lost: asyncio.Event,
+    block: asyncio.Task[Any] | None,
 ) -> None:
-    """Renew the lease every third of `seconds` until `done` is set."""
+    """Renew the lease every third of `seconds` until `done` is set; when a newer epoch
+    holds the run, set `lost` and cancel the block (this holder is fenced out)."""
+    location = _location(store, run_id, epoch)
     while True:
         try:
             await within(clock, done.wait(), seconds / 3)
@@ -111,6 +169,13 @@ async def _renew(
         except TimeoutError:
             pass
         try:
+            newest, _ = await _current(store, run_id)
+            if newest != epoch:
+                log.warning("the run lease was taken over: stopping", run_id=run_id, epoch=epoch, newest=newest)
+                lost.set()
+                if block is not None:
+                    block.cancel()
+                return
             await store.write(location, _lease(run_id, holder, clock.wall() + seconds))
         except CheckpointError as exc:  # keep running: the next renewal may get through
             log.warning("could not renew the run lease", run_id=run_id, error=str(exc)[:200])

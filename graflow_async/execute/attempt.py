@@ -58,6 +58,7 @@ async def _attempt(msg: TaskMessage, task: Task, port: ContextPort) -> TaskReply
             suspended=True,
             cycle=msg.cycle,
             task_id=msg.task_id,
+            epoch=msg.epoch,
         )
     except HandlerError as exc:  # the handler cannot run the task (an engine out of reach): not retried
         return failed(msg, exc, time.perf_counter() - start, retryable=False)
@@ -75,6 +76,7 @@ async def _attempt(msg: TaskMessage, task: Task, port: ContextPort) -> TaskReply
         directives,
         cycle=msg.cycle,
         task_id=msg.task_id,
+        epoch=msg.epoch,
     )
 
 
@@ -90,6 +92,7 @@ def failed(msg: TaskMessage, error: BaseException, duration: float = 0.0, *, ret
         retryable=retryable,
         cycle=msg.cycle,
         task_id=msg.task_id,
+        epoch=msg.epoch,
     )
 
 

@@ -66,7 +66,15 @@ class ContextPort:
         future: asyncio.Future[ContextReply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         request = ContextRequest(
-            message.run_id, message.node, message.cycle, message.attempt, request_id, op, args, self.queue
+            message.run_id,
+            message.node,
+            message.cycle,
+            message.attempt,
+            request_id,
+            op,
+            args,
+            self.queue,
+            message.epoch,
         )
         bound = (timeout or 0.0) + self.answer_timeout if self.remote else None
         try:

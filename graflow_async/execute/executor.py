@@ -34,7 +34,7 @@ from graflow_async.execute.task_queue import TaskQueue
 from graflow_async.execute.threads import RunThreadPool, shutdown, thread_pool
 from graflow_async.logs import LibraryLog
 from graflow_async.options import whole
-from graflow_async.transports.base import Delivery, Transport
+from graflow_async.transports.base import Delivery, Incarnation, Transport
 from graflow_async.wire.messages import TaskMessage, TaskReply
 
 if TYPE_CHECKING:
@@ -100,8 +100,8 @@ class Executor(Actor[Any]):
         self._heartbeat: asyncio.Task[None] | None = None
         self._beat = asyncio.Event()
         self._beat_every = MAX_BEAT
-        self._gone: dict[str, None] = {}  # reply queues of runs seen ended (oldest first)
-        self._seen_alive: dict[str, float] = {}  # reply queue -> when its run was last seen alive
+        self._judged: dict[Incarnation, tuple[bool, float]] = {}  # incarnation -> (ended, when it was judged)
+        self._latest: dict[str, int] = {}  # run id -> the newest epoch judged running: older ones have ended
 
     @property
     def stopping(self) -> bool:
@@ -199,25 +199,27 @@ class Executor(Actor[Any]):
             self._slot_freed.clear()
             await self._slot_freed.wait()
 
-    async def _ended(self, deliveries: list[Delivery]) -> set[str]:
-        """The reply queues of runs that have ended, among those the deliveries name. A run
-        seen alive is believed alive for `ALIVE_FOR` seconds; one seen ended, for good."""
+    async def _ended(self, deliveries: list[Delivery]) -> set[Incarnation]:
+        """The run incarnations that have ended, among those the deliveries name, as the
+        transport judged them at most `ALIVE_FOR` seconds ago (a verdict is not kept for
+        good: a run whose owner record Redis lost re-creates it)."""
         now = current_clock().time()
-        queues = {d.message.reply_to for d in deliveries if isinstance(d.message, TaskMessage)}
-        ended = queues & self._gone.keys()
-        unknown = {q for q in queues - ended if self._seen_alive.get(q, -ALIVE_FOR) + ALIVE_FOR <= now}
-        if unknown:
-            found = await self.transport.ended(unknown)
-            for queue in unknown:
-                if queue in found:
-                    self._gone[queue] = None
-                    self._seen_alive.pop(queue, None)
-                else:
-                    self._seen_alive[queue] = now
-            ended |= found
-            _bound(self._gone, 10_000)
-            _bound(self._seen_alive, 10_000)
-        return ended
+        runs = {_incarnation(d.message) for d in deliveries if isinstance(d.message, TaskMessage)}
+        judged = self._judged
+        stale = {r for r in runs if r not in judged or judged[r][1] + ALIVE_FOR <= now}
+        if stale:
+            found = await self.transport.ended(stale)
+            latest = self._latest
+            for r in stale:
+                judged.pop(r, None)
+                judged[r] = (r in found, now)
+                if r not in found and r.epoch > latest.get(r.run_id, 0):
+                    latest.pop(r.run_id, None)
+                    latest[r.run_id] = r.epoch
+            _bound(judged, 10_000)
+            _bound(latest, 10_000)
+        latest = self._latest
+        return {r for r in runs if judged[r][0] or r.epoch < latest.get(r.run_id, 0)}
 
     async def _skip(self, delivery: Delivery) -> None:
         """A task of a run that has ended (cancelled or failed): settle it, never run it."""
@@ -226,7 +228,7 @@ class Executor(Actor[Any]):
         self.skipped += 1
         await self.transport.ack(self.queue, (delivery,))
 
-    async def _accept(self, delivery: Delivery, ended: set[str]) -> None:
+    async def _accept(self, delivery: Delivery, ended: set[Incarnation]) -> None:
         """Run `delivery`'s task, or settle it without running it: not a task, delivered too
         often, a task this executor may not run (dead-lettered), its run has ended (skipped),
         or already running here (a copy of what this executor holds)."""
@@ -251,7 +253,7 @@ class Executor(Actor[Any]):
             await self.transport.dead_letter(self.queue, delivery, f"refused: {exc}")
             await self._answer(msg, failed(msg, exc, retryable=False))
             return
-        if msg.reply_to in ended:
+        if _incarnation(msg) in ended:
             await self._skip(delivery)
             return
         self._inflight[delivery.id] = delivery
@@ -333,7 +335,7 @@ class Executor(Actor[Any]):
                     raise
                 log.warning("a task's reply was refused; trying again", task_id=msg.task_id, error=str(exc))
             await backoff.sleep()
-            if msg.reply_to in await self.transport.ended({msg.reply_to}):
+            if await self.transport.ended({_incarnation(msg)}):
                 await self._skip(delivery)
                 return
 
@@ -349,7 +351,11 @@ class Executor(Actor[Any]):
             self.failed += 1
 
 
-def _bound(seen: dict[str, Any], most: int) -> None:
+def _incarnation(msg: TaskMessage) -> Incarnation:
+    return Incarnation(msg.run_id, msg.epoch, msg.reply_to)
+
+
+def _bound(seen: dict[Any, Any], most: int) -> None:
     """Forget the oldest entries of `seen` beyond `most`."""
     while len(seen) > most:
         del seen[next(iter(seen))]

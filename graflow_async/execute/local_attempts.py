@@ -215,7 +215,19 @@ class LocalAttempts:
 
 def _success(msg: TaskMessage, value: Any, duration: float) -> TaskReply:
     return TaskReply(
-        msg.run_id, msg.node, msg.attempt, True, value, None, duration, (), True, False, msg.cycle, msg.task_id
+        msg.run_id,
+        msg.node,
+        msg.attempt,
+        True,
+        value,
+        None,
+        duration,
+        (),
+        True,
+        False,
+        msg.cycle,
+        msg.task_id,
+        msg.epoch,
     )
 
 

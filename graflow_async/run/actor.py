@@ -110,6 +110,9 @@ class RunActor(Actor[Any]):
             async with Supervisor(f"run {self.run_id}") as sup:
                 self._sup = sup
                 detach = [self._connect(route, sup) for route in routes]
+                held = [route for route in routes if route.epoch]
+                if held:
+                    sup.spawn(self._hold(held), name=f"lease {self.run_id}")
                 try:
                     await self.run(self._inbox)
                 finally:
@@ -138,6 +141,37 @@ class RunActor(Actor[Any]):
             return detach
         sup.spawn(self._pump(route), name=f"replies {route.reply_to}")
         return lambda: None
+
+    async def _hold(self, routes: list[Route]) -> None:
+        """Renew this driver's lease on the run while it runs; the run fails (changing
+        nothing more) once another incarnation has taken it over."""
+        lease = self.options.owner_lease
+        while True:
+            await current_clock().sleep(lease / 3)
+            for route in routes:
+                try:
+                    ours = await route.transport.renew_run(self.run_id, route.epoch, lease)
+                except TransportError as exc:  # an outage: try again at the next turn
+                    self.emitter.log.warning("could not renew the run's lease", error=str(exc)[:200])
+                    continue
+                if not ours:
+                    raise TransportError(
+                        f"run {self.run_id} was started again elsewhere (a newer incarnation took it over): "
+                        "this driver stops"
+                    )
+
+    async def _reclaim(self, queue: str) -> None:
+        """Make this driver's owner record again where Redis lost it, before sending again."""
+        for route in distinct(self.routes):
+            if route.epoch and route.reply_to == queue:
+                if not await route.transport.renew_run(self.run_id, route.epoch, self.options.owner_lease):
+                    raise TransportError(f"run {self.run_id} was started again elsewhere: this driver stops")
+
+    def _epoch_of(self, node: int) -> int | None:
+        """The epoch of the route task `node` takes; None for a node this run does not have."""
+        if not 0 <= node < len(self.plan.status):
+            return None
+        return self._route(node).epoch
 
     def _feed(self, messages: Any) -> None:
         """Put what a reply queue hands over into the mailbox."""
@@ -186,14 +220,21 @@ class RunActor(Actor[Any]):
         for message in messages:
             kind = type(message)
             if kind is TaskReply:
-                self._on_reply(message)
+                if message.epoch == self._epoch_of(message.node):
+                    self._on_reply(message)
+                else:
+                    self._stale(message)
             elif kind is ContextRequest:
-                self.services.handle(message)
+                if message.epoch == self._epoch_of(message.node):
+                    self.services.handle(message)
+                else:
+                    self._stale(message)
             elif kind is RetryDue:
                 plan.retry_due(message.node)
             elif kind is Later:
                 message.fn()
             elif kind is QueueLost:
+                await self._reclaim(message.queue)  # Redis lost it: its owner record too
                 self._send_again(message.queue)
             elif kind is TasksLost:
                 self._send_again(message.queue, set(message.tasks))
@@ -221,6 +262,16 @@ class RunActor(Actor[Any]):
             plan.task_suspended(r.node, r.cycle, r.attempt)
         else:
             plan.task_failed(r.node, r.cycle, r.attempt, r.error, r.duration, r.retryable)
+
+    def _stale(self, message: TaskReply | ContextRequest) -> None:
+        """A message of another incarnation of this run (a replay, or one that outlived a
+        former driver): dropped."""
+        self.emitter.log.warning(
+            "run dropped a message of another incarnation",
+            kind=type(message).__name__,
+            node=message.node,
+            epoch=message.epoch,
+        )
 
     def _resolved(self, directives: tuple[Any, ...]) -> tuple[Any, ...]:
         """Directives from a worker name added tasks by import path: find them here."""
@@ -303,6 +354,7 @@ class RunActor(Actor[Any]):
                 max_cycles=d.max_cycles[i],
                 resumed_metadata=resumed.get(task.id) if resumed else None,
                 trace=trace,
+                epoch=route.epoch,
             )
             self._awaited[node] = (route, message)
             batch[1].append(message)

@@ -12,8 +12,8 @@ from types import MappingProxyType
 from typing import Any
 
 from graflow_async.events import Event
+from graflow_async.options import number, whole
 from graflow_async.options import run_id as check_run_id
-from graflow_async.options import whole
 from graflow_async.transports.base import Transport
 from graflow_async.wire.codec import check_value
 
@@ -38,12 +38,14 @@ class RunOptions:
     on_event: Callable[[Event], Any] | None = None
     max_cycles: int = 100
     max_threads: int | None = None
+    owner_lease: float = 10.0  # seconds the driver's hold on a run on Redis lasts unless renewed
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
         fix = object.__setattr__  # frozen: the checked values replace the given ones here only
         fix(self, "default_max_retries", whole("default_max_retries", self.default_max_retries))
         fix(self, "max_cycles", whole("max_cycles", self.max_cycles, minimum=1))
+        fix(self, "owner_lease", number("owner_lease", self.owner_lease, above=True))
         if self.max_threads is not None:
             fix(self, "max_threads", whole("max_threads", self.max_threads, minimum=1))
         if self.transport is not None and not isinstance(self.transport, Transport):

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from graflow_async.define.compile import CompiledGraph
 from graflow_async.define.policies import CoordinationBackend
 from graflow_async.define.tasks import unreachable_reason
 from graflow_async.exceptions import TransportError
+from graflow_async.logs import LibraryLog
 from graflow_async.transports import keys
 from graflow_async.transports.base import Transport
+
+log = LibraryLog()
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,8 @@ class Route:
     task_queue: str
     reply_to: str  # the run's inbox on this transport
     context_queue: str  # where this process's executor takes its context replies ("" when none runs here)
+    run_id: str = ""
+    epoch: int = 0  # the run's incarnation on this transport (0: none, in-process)
 
     @property
     def local(self) -> bool:
@@ -36,7 +41,12 @@ class Route:
         return bool(self.context_queue)
 
     async def close(self) -> None:
-        """The run ended: drop its queues."""
+        """The run ended: its queued tasks are skipped from now on; drop its queues."""
+        if self.epoch:
+            try:
+                await self.transport.end_run(self.run_id, self.epoch)
+            except TransportError as exc:  # its lease lapses all the same: then workers skip its tasks
+                log.warning("could not mark the run ended on its transport", run_id=self.run_id, error=str(exc)[:200])
         await self.transport.discard(self.reply_to)
         if self.local:
             await self.transport.discard(self.task_queue)
@@ -62,10 +72,12 @@ def _members(graph: CompiledGraph, group: int) -> list[int]:
 
 
 async def open_routes(
-    graph: CompiledGraph, run_id: str, main: Transport, stack: contextlib.AsyncExitStack
+    graph: CompiledGraph, run_id: str, main: Transport, stack: contextlib.AsyncExitStack, lease: float = 10.0
 ) -> list[Route]:
     """The route of each node of `graph`: the run's, or its Redis group's (opened on
-    `stack`). TransportError, before anything is sent, for a task workers cannot import."""
+    `stack`), each to workers begun as a new incarnation of the run (its epoch, a lease of
+    `lease` seconds). TransportError, before anything is sent, for a task workers cannot
+    import."""
     route = route_for(main, run_id)
     routes = [route] * len(graph.ids)
     for gi, info in enumerate(graph.groups):
@@ -75,7 +87,11 @@ async def open_routes(
         for node in _members(graph, gi):
             routes[node] = group_route
     check_sendable(graph, [n for n, r in enumerate(routes) if not r.local and graph.tasks[n] is not None])
-    return routes
+    begun = {}
+    for r in distinct(routes):
+        if not r.local:
+            begun[id(r)] = replace(r, run_id=run_id, epoch=await r.transport.begin_run(run_id, lease))
+    return [begun.get(id(r), r) for r in routes]
 
 
 async def _open_group_transport(name: str, config: Mapping[str, Any] | None, stack: contextlib.AsyncExitStack) -> Any:

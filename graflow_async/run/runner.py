@@ -49,6 +49,7 @@ async def run(
     on_event: Callable[[Event], Any] | None = None,
     max_cycles: int = 100,
     max_threads: int | None = None,
+    owner_lease: float = 10.0,
 ) -> WorkflowResult:
     """Run `workflow` to the end and return its `WorkflowResult` (SPEC section 2).
 
@@ -57,6 +58,8 @@ async def run(
     Cancelling the call cancels every task of the run. `max_cycles` caps how many
     times one task may run (SPEC section 9) unless the task sets its own. `max_threads`
     sizes the pool plain (sync) task functions run in (None: `ThreadPoolExecutor`'s default).
+    `owner_lease`: on Redis, the seconds this driver's hold on the run lasts unless renewed
+    (it renews it every third of that); workers skip the tasks of a run whose driver is gone.
     """
     options = RunOptions(
         run_id=new_run_id() if run_id is None else run_id,
@@ -68,6 +71,7 @@ async def run(
         on_event=on_event,
         max_cycles=max_cycles,
         max_threads=max_threads,
+        owner_lease=owner_lease,
     )
     return await drive(workflow, options)
 
@@ -91,7 +95,7 @@ async def drive(workflow: Workflow, options: RunOptions, snapshot: dict[str, Any
     async with contextlib.AsyncExitStack() as stack:
         if options.transport is None:
             stack.push_async_callback(main.aclose)
-        routes = await open_routes(compiled, run_id, main, stack)
+        routes = await open_routes(compiled, run_id, main, stack, lease=options.owner_lease)
         checkpoints = CheckpointManager(options.checkpoint_store)
         stack.push_async_callback(checkpoints.aclose)
         resumed = None

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from graflow_async.actors.actor import Inbox
 from graflow_async.actors.mailbox import MailboxClosed
@@ -133,11 +133,24 @@ class Transport(ABC):
         """This consumer stops reading `queue` for good (a worker's clean exit), so queue
         figures stop counting it; a queue it never read is fine. Default: nothing to do."""
 
-    async def ended(self, reply_queues: Collection[str]) -> set[str]:
-        """Of `reply_queues` (the inboxes task messages name), those whose run has ended:
-        executors skip (settle, never run) the tasks that reply to them. Default: none is
-        known to have ended."""
+    async def ended(self, runs: Collection[Incarnation]) -> set[Incarnation]:
+        """Of `runs` (the run incarnations task messages name), those that have ended:
+        executors skip (settle, never run) their tasks. Default: none is known to have
+        ended."""
         return set()
+
+    async def begin_run(self, run_id: str, lease: float) -> int:
+        """A run starts (or starts again) on this transport: its epoch, the incarnation its
+        messages carry, with a lease of `lease` seconds its driver renews. Default: 0, a
+        transport whose runs need no incarnations (in-process)."""
+        return 0
+
+    async def renew_run(self, run_id: str, epoch: int, lease: float) -> bool:
+        """Renew the driver's lease; False once another incarnation took the run over."""
+        return True
+
+    async def end_run(self, run_id: str, epoch: int) -> None:
+        """The incarnation `epoch` of the run has ended: its tasks still queued are skipped."""
 
     @abstractmethod
     async def aclose(self) -> None:
@@ -151,6 +164,15 @@ class Transport(ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+class Incarnation(NamedTuple):
+    """A run as a task message names it: which run, which incarnation (its epoch), and
+    where its replies go."""
+
+    run_id: str
+    epoch: int
+    reply_to: str
 
 
 class TransportInbox:

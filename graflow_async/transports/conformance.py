@@ -52,7 +52,7 @@ import pytest
 from graflow_async.actors.mailbox import MailboxClosed
 from graflow_async.exceptions import TransportError
 from graflow_async.plan.directives import AddTasks, Cancel, Iterate, Terminate
-from graflow_async.transports.base import Delivery, Transport
+from graflow_async.transports.base import Delivery, Incarnation, Transport
 from graflow_async.wire.messages import ContextReply, ContextRequest, TaskMessage, TaskReply
 
 BRIEF = 0.2  # how long "nothing more arrives" is watched when claims do not lapse
@@ -368,13 +368,27 @@ class TransportSuite:
         with pytest.raises(TransportError):
             await asyncio.wait_for(waiting, 5)
 
-    async def test_ended_names_only_queues_it_was_asked_about_and_never_a_live_one(self, transport: Transport) -> None:
-        live, unknown = _queue(), _queue()
-        await transport.open_queue(live)
-        await transport.send(live, [{"n": 1}])
+    async def test_a_run_has_ended_when_its_driver_ended_it_or_another_incarnation_began(
+        self, transport: Transport
+    ) -> None:
+        run_id = f"run-{uuid.uuid4().hex[:8]}"
+        epoch = await transport.begin_run(run_id, 30.0)
+        first = Incarnation(run_id, epoch, f"run:{run_id}:replies")
         assert await transport.ended([]) == set()
-        ended = await transport.ended([live, unknown])
-        assert ended <= {unknown} and live not in ended  # a queue in use is not a run that has ended
+        assert await transport.ended([first]) == set()  # running: never skipped
+        if not epoch:
+            return  # a transport whose runs have no incarnations (in-process) knows no ended run
+        second = first._replace(epoch=await transport.begin_run(run_id, 30.0))
+        assert second.epoch > first.epoch
+        assert await transport.renew_run(run_id, second.epoch, 30.0) is True
+        assert await transport.renew_run(run_id, first.epoch, 30.0) is False  # fenced out
+        assert await transport.ended([first, second]) == {first}  # a replay of the first incarnation
+        await transport.end_run(run_id, first.epoch)  # a stale driver ending changes nothing
+        assert await transport.ended([second]) == set()
+        await transport.end_run(run_id, second.epoch)
+        assert await transport.ended([first, second]) == {first, second}
+        never = Incarnation(f"run-{uuid.uuid4().hex[:8]}", 1, "run:x:replies")
+        assert await transport.ended([never]) == {never}  # no owner record: nothing to run for
 
 
 class LeaseSuite:

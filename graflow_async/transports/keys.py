@@ -3,6 +3,11 @@
     <ns>:tasks                      the task stream workers consume (group <ns>:workers)
     <ns>:run:<run_id>:replies       a run's reply stream (deleted when the run ends)
     <ns>:run:<run_id>:channel       a run's channel, a hash (expires after the run)
+    <ns>:run:{<run_id>}:owner       a run's owner record, a hash: epoch (its incarnation),
+                                    state (running, ended), owner (the driver); kept for a
+                                    while after the run ends
+    <ns>:run:{<run_id>}:lease       the current driver's lease: the epoch, expiring unless
+                                    the driver renews it
     <ns>:worker:<id>:context        a worker's stream of answers from runs to its tasks
     <ns>:worker:<id>:alive          set by a live worker every few seconds, expiring soon after
     <ns>:dead                       dead letters: poison messages, too many deliveries
@@ -58,6 +63,12 @@ class Keys:
 
     def stream(self, queue: str) -> str:
         return f"{self.namespace}:{queue}"
+
+    def owner(self, run_id: str) -> str:
+        return f"{self.namespace}:run:{{{run_id}}}:owner"
+
+    def lease(self, run_id: str) -> str:
+        return f"{self.namespace}:run:{{{run_id}}}:lease"
 
     def alive(self, consumer: str) -> str:
         return f"{self.namespace}:worker:{consumer}:alive"

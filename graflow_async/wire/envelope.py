@@ -45,8 +45,9 @@ _TASK_FIELDS = (
     "cycle",
     "max_cycles",
     "resumed_metadata",
+    "epoch",
 )
-_REQUEST_FIELDS = ("run_id", "node", "cycle", "attempt", "request_id", "op", "args", "reply_to")
+_REQUEST_FIELDS = ("run_id", "node", "cycle", "attempt", "request_id", "op", "args", "reply_to", "epoch")
 MAX_NESTING = 8  # tuples, sets and frozensets inside each other
 MAX_CARRIER_ITEMS, MAX_CARRIER_TEXT = 8, 512  # a trace carrier a message may hold, from workers we do not trust
 
@@ -123,6 +124,7 @@ def _encode_reply(reply: TaskReply) -> bytes:
         "suspended": reply.suspended,
         "cycle": reply.cycle,
         "task_id": reply.task_id,
+        "epoch": reply.epoch,
     }
     try:
         return _pack(doc)
@@ -161,7 +163,11 @@ def _decode(doc: dict[str, Any]) -> Any:
 
 
 def _task_from(doc: dict[str, Any]) -> TaskMessage:
-    message = TaskMessage(**{name: doc[name] for name in _TASK_FIELDS}, trace=valid_carrier(doc.get("trace")))
+    message = TaskMessage(
+        **{name: doc[name] for name in _TASK_FIELDS[:-1]},
+        trace=valid_carrier(doc.get("trace")),
+        epoch=doc.get("epoch", 0),
+    )
     (
         run_id,
         task_id,
@@ -179,6 +185,7 @@ def _task_from(doc: dict[str, Any]) -> TaskMessage:
         max_cycles,
         metadata,
         _,
+        epoch,
     ) = message
     if type(run_id) is not str or type(task_id) is not str or type(reply_to) is not str:  # the common case, fast
         for name in ("run_id", "task_id", "reply_to"):
@@ -200,6 +207,8 @@ def _task_from(doc: dict[str, Any]) -> TaskMessage:
     for name, value in (("timeout", timeout), ("lease_timeout", lease)):  # seconds
         if value is not None:
             positive(value, name)
+    if type(epoch) is not int or epoch < 0:
+        whole(epoch, "epoch", 0)
     if deliveries is not None:
         whole(deliveries, "max_deliveries", 1)
     if task_ref is not None:
@@ -215,7 +224,7 @@ def _task_from(doc: dict[str, Any]) -> TaskMessage:
 
 def _reply_from(doc: dict[str, Any]) -> TaskReply:
     run_id, node, attempt, cycle, seconds = doc["run_id"], doc["node"], doc["attempt"], doc["cycle"], doc["duration"]
-    task_id, directives = doc.get("task_id", ""), doc["directives"]
+    task_id, directives, epoch = doc.get("task_id", ""), doc["directives"], doc.get("epoch", 0)
     if (
         type(run_id) is str
         and type(task_id) is str
@@ -230,6 +239,8 @@ def _reply_from(doc: dict[str, Any]) -> TaskReply:
         and doc["error"] is None
         and type(directives) is list
         and not directives
+        and type(epoch) is int
+        and epoch >= 0
     ):
         # the common case (a plain success or failure without error info), checked fast
         return TaskReply(
@@ -245,6 +256,7 @@ def _reply_from(doc: dict[str, Any]) -> TaskReply:
             bool(doc["suspended"]),
             cycle,
             task_id,
+            epoch,
         )
     check(task_id, str, "task_id")
     check(doc["run_id"], str, "run_id")
@@ -262,14 +274,16 @@ def _reply_from(doc: dict[str, Any]) -> TaskReply:
         bool(doc["suspended"]),
         whole(doc["cycle"], "cycle", 1),
         task_id,
+        whole(epoch, "epoch", 0),
     )
 
 
 def _request_from(doc: dict[str, Any]) -> ContextRequest:
-    request = ContextRequest(**{name: doc[name] for name in _REQUEST_FIELDS})
+    request = ContextRequest(**{name: doc[name] for name in _REQUEST_FIELDS[:-1]}, epoch=doc.get("epoch", 0))
     for name in ("run_id", "request_id", "op", "reply_to"):
         check(getattr(request, name), str, name)
     whole(request.node, "node", 0)
+    whole(request.epoch, "epoch", 0)
     for name in ("cycle", "attempt"):
         whole(getattr(request, name), name, 1)
     names(request.args, "args")

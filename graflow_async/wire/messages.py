@@ -42,6 +42,7 @@ class TaskMessage(NamedTuple):
     max_cycles: int = 100
     resumed_metadata: dict[str, Any] | None = None  # the checkpoint's metadata, for the task that saved it
     trace: dict[str, str] | None = None  # the run span's W3C trace context, when tracing (see tracing.py)
+    epoch: int = 0  # the run's incarnation (on Redis); 0: a run without incarnations (in-process)
 
 
 class TaskReply(NamedTuple):
@@ -61,6 +62,7 @@ class TaskReply(NamedTuple):
     suspended: bool = False
     cycle: int = 1
     task_id: str = ""  # names the task in errors that come back from a worker
+    epoch: int = 0  # the incarnation of the run the task message came from
 
 
 class ContextRequest(NamedTuple):
@@ -75,6 +77,7 @@ class ContextRequest(NamedTuple):
     op: str
     args: dict[str, Any]
     reply_to: str
+    epoch: int = 0  # the incarnation of the run the task message came from
 
 
 class ContextReply(NamedTuple):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import resume_flows
@@ -19,7 +20,7 @@ from services import S3Service
 from worker_processes import PYTHONPATH, ROOT
 
 from graflow_async import CheckpointError, resume, run
-from graflow_async.checkpoints import FileCheckpointStore, runlock
+from graflow_async.checkpoints import CheckpointStore, FileCheckpointStore, S3CheckpointStore, runlock
 from graflow_async.clock import use_clock
 from graflow_async.exceptions import RunAlreadyRunningError, RunCompletedError
 
@@ -80,7 +81,7 @@ async def test_concurrent_resumes_in_one_process_run_once(
     assert isinstance(errors[0], CheckpointError) and errors[0].run_id == "pay-1"
     assert "already running" in str(errors[0])
     assert charged(charges) == 1
-    assert not (tmp_path / "ckpt" / "pay-1" / "lease").exists()  # released
+    assert not list((tmp_path / "ckpt" / "pay-1").glob("lease*"))  # released
 
 
 def resume_process(location: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -127,20 +128,72 @@ async def test_two_processes_resuming_one_run_through_a_shared_bucket(
 
 async def test_a_lapsed_or_corrupt_lease_is_taken_over(tmp_path: Path, charges: Path) -> None:
     location = await crashed(tmp_path)
-    lease = tmp_path / "ckpt" / "pay-1" / "lease"
+    lease = tmp_path / "ckpt" / "pay-1" / LEASE_1
     lease.write_text(json.dumps({"holder": "gone:1", "expires": time.time() - 1}))
     assert (await resume(location)).status == "completed"
-    assert not lease.exists()
+    assert not list(lease.parent.glob("lease*"))
 
     location2 = await crashed(tmp_path / "second")
-    lease2 = tmp_path / "second" / "ckpt" / "pay-1" / "lease"
+    lease2 = tmp_path / "second" / "ckpt" / "pay-1" / LEASE_1
     lease2.write_bytes(b"\x00not json")
     assert (await resume(location2)).status == "completed"
+
+    location3 = await crashed(tmp_path / "third")
+    lease3 = tmp_path / "third" / "ckpt" / "pay-1" / LEASE_1
+    lease3.write_text(json.dumps({"holder": "greedy:1", "expires": time.time() + 365 * 86400}))
+    assert (await resume(location3)).status == "completed"  # a lease claiming a year is not believed
+
+
+LEASE_1 = "lease.0000000001"
+
+
+async def lapsed_lease_taken_twice_at_once(store: CheckpointStore) -> list[Any]:
+    """Two holders take over a lapsed lease of run "run" in `store` at once."""
+    lapsed = json.dumps({"holder": "crashed:1", "expires": time.time() - 1}).encode()
+    await store.write(store.location(f"run/{LEASE_1}"), lapsed)
+
+    async def take() -> str:
+        async with runlock.run_lease(store, "run", seconds=30.0) as holder:
+            await asyncio.sleep(0.2)
+            return holder
+
+    return list(await asyncio.gather(take(), take(), return_exceptions=True))
+
+
+async def test_two_takers_of_a_lapsed_lease_at_once_one_wins_in_a_directory(tmp_path: Path) -> None:
+    outcomes = await lapsed_lease_taken_twice_at_once(FileCheckpointStore(tmp_path))
+    assert sorted(type(o).__name__ for o in outcomes) == ["RunAlreadyRunningError", "str"], outcomes
+
+
+async def test_two_takers_of_a_lapsed_lease_at_once_one_wins_in_a_bucket(s3_service: S3Service, s3_bucket: str) -> None:
+    async with S3CheckpointStore(s3_bucket, "runs", **s3_service.options()) as store:
+        outcomes = await lapsed_lease_taken_twice_at_once(store)
+    assert sorted(type(o).__name__ for o in outcomes) == ["RunAlreadyRunningError", "str"], outcomes
+
+
+async def test_a_holder_that_stalled_past_its_lease_is_fenced_out(tmp_path: Path) -> None:
+    store = FileCheckpointStore(tmp_path)
+    did: list[str] = []
+
+    async def holder() -> None:
+        async with runlock.run_lease(store, "run", seconds=0.6):
+            await asyncio.sleep(5)  # the resumed run's work, which must not go on
+            did.append("the work")
+
+    running = asyncio.create_task(holder())
+    while not (tmp_path / "run" / LEASE_1).exists():
+        await asyncio.sleep(0.01)
+    # what a process taking over after the lease lapsed leaves (as if this holder had stalled)
+    (tmp_path / "run" / "lease.0000000002").write_text(json.dumps({"holder": "other:2", "expires": time.time() + 30}))
+    with pytest.raises(RunAlreadyRunningError, match="taken over"):
+        await asyncio.wait_for(running, 5)
+    assert did == []
+    assert (tmp_path / "run" / "lease.0000000002").exists()  # the newer holder's lease is left alone
 
 
 async def test_the_lease_is_renewed_while_the_run_runs(tmp_path: Path) -> None:
     store = FileCheckpointStore(tmp_path)
-    lease = tmp_path / "long" / "lease"
+    lease = tmp_path / "long" / LEASE_1
     with use_clock(FastClock()) as clock:
         async with runlock.run_lease(store, "long", seconds=30.0) as holder:
             first = json.loads(lease.read_text())["expires"]
@@ -157,7 +210,7 @@ async def test_the_lease_is_renewed_while_the_run_runs(tmp_path: Path) -> None:
 
 async def test_a_lease_its_holder_stopped_renewing_lapses_on_the_clock(tmp_path: Path) -> None:
     store = FileCheckpointStore(tmp_path)
-    lease = tmp_path / "run" / "lease"
+    lease = tmp_path / "run" / LEASE_1
     lease.parent.mkdir()
     with use_clock(FastClock()) as clock:
         lease.write_text(json.dumps({"holder": "crashed:1", "expires": clock.wall() + 30.0}))
@@ -166,7 +219,8 @@ async def test_a_lease_its_holder_stopped_renewing_lapses_on_the_clock(tmp_path:
                 pass
         await clock.sleep(31.0)  # half a minute later, on the clock: nobody renewed it
         async with runlock.run_lease(store, "run", seconds=30.0) as holder:
-            assert json.loads(lease.read_text())["holder"] == holder
+            assert json.loads((lease.parent / "lease.0000000002").read_text())["holder"] == holder
+            assert not lease.exists()  # the lapsed one is gone
         await runlock.mark_completed(store, "run")
         assert await runlock.completed_at(store, "run") == pytest.approx(clock.wall(), abs=5.0)
         assert clock.wall() > time.time() + 30.0  # the marker's time is the clock's, not the system's

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from graflow_async import RetryPolicy, Workflow, chain, task, workflow
+from graflow_async import RetryPolicy, Workflow, chain, parallel, task, workflow
 
 
 # --- where did it run ---------------------------------------------------------------------
@@ -271,3 +271,53 @@ def thread_name(hold: float = 0.05) -> str:
 
     time.sleep(hold)
     return threading.current_thread().name
+
+
+# --- run incarnations (tests/integration/test_run_incarnations.py) -----------------------------------
+@task
+async def tally(path: str, wait_for: str = "", seconds: float = 0.0) -> int:
+    """Adds a line to `path` each time it runs (how many times it ran); first waits until
+    the file `wait_for` exists (or `seconds`)."""
+    if wait_for:
+        Path(f"{wait_for}.waiting").write_text(str(os.getpid()))  # the test may go on
+        deadline = time.monotonic() + 30
+        while not Path(wait_for).exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(seconds)
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return len(Path(path).read_text().splitlines())
+
+
+@task(inject_context=True)
+async def save_point(context: Any) -> str:
+    return await context.checkpoint(metadata={"at": "save_point"})
+
+
+@task
+async def fail_first(marker: str) -> str:
+    """Fails the first time it runs (leaving `marker`), succeeds after."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("failed once")
+        raise RuntimeError("the first incarnation fails here")
+    return "ran again"
+
+
+def fails_after_a_checkpoint(marker: str) -> Workflow:
+    with workflow("fails-after-a-checkpoint") as wf:
+        save_point(task_id="save_point") >> fail_first(task_id="fail_first", marker=marker)
+    return wf
+
+
+def tallied(path: str, wait_for: str = "", seconds: float = 0.0) -> Workflow:
+    with workflow("tallied") as wf:
+        wf.add(tally(task_id="tally", path=path, wait_for=wait_for, seconds=seconds))
+    return wf
+
+
+def tally_fan(n: int, path: str, seconds: float) -> Workflow:
+    """n tallies side by side, each taking `seconds`."""
+    with workflow(f"tally-fan{n}") as wf:
+        wf.add(parallel(*(tally(task_id=f"t{i}", path=path, seconds=seconds) for i in range(n))))
+    return wf

@@ -160,6 +160,7 @@ FIELDS: dict[Any, dict[str, st.SearchStrategy[Any]]] = {
         "cycle": COUNTS,
         "max_cycles": COUNTS,
         "resumed_metadata": st.none() | st.dictionaries(KEYS, VALUES, max_size=3),
+        "epoch": NODES,
     },
     "reply": {
         "run_id": TEXT,
@@ -174,6 +175,7 @@ FIELDS: dict[Any, dict[str, st.SearchStrategy[Any]]] = {
         "suspended": ANYTHING,
         "cycle": COUNTS,
         "task_id": TEXT,
+        "epoch": NODES,
     },
     "ctx": {
         "run_id": TEXT,
@@ -184,6 +186,7 @@ FIELDS: dict[Any, dict[str, st.SearchStrategy[Any]]] = {
         "op": TEXT,
         "args": STR_DICTS,
         "reply_to": TEXT,
+        "epoch": NODES,
     },
     "ctx-reply": {"request_id": TEXT, "ok": ANYTHING, "value": VALUES, "error": st.none() | CONTEXT_ERROR_INFOS},
     "retry": {"node": NODES},
@@ -231,6 +234,7 @@ def check_task_message(m: TaskMessage) -> None:
     assert m.task_ref is None or type(m.task_ref) is str
     assert m.task is None and type(m.inject_context) is bool
     assert m.resumed_metadata is None or type(m.resumed_metadata) is dict
+    assert is_int(m.epoch, 0), m.epoch
 
 
 def check_error(error: Any) -> None:
@@ -243,7 +247,7 @@ def check_error(error: Any) -> None:
 
 def check_task_reply(r: TaskReply) -> None:
     assert type(r.run_id) is str and type(r.task_id) is str, r
-    assert is_int(r.node, 0) and is_int(r.attempt, 1) and is_int(r.cycle, 1), r
+    assert is_int(r.node, 0) and is_int(r.attempt, 1) and is_int(r.cycle, 1) and is_int(r.epoch, 0), r
     assert all(type(v) is bool for v in (r.ok, r.retryable, r.suspended)), r
     assert type(r.duration) is float and 0 <= r.duration < math.inf, r.duration
     check_error(r.error)
@@ -258,7 +262,7 @@ def check_task_reply(r: TaskReply) -> None:
 
 def check_context_request(r: ContextRequest) -> None:
     assert all(type(v) is str for v in (r.run_id, r.request_id, r.op, r.reply_to)), r
-    assert is_int(r.node, 0) and is_int(r.cycle, 1) and is_int(r.attempt, 1), r
+    assert is_int(r.node, 0) and is_int(r.cycle, 1) and is_int(r.attempt, 1) and is_int(r.epoch, 0), r
     assert str_keyed(r.args), r.args
 
 
@@ -468,6 +472,10 @@ def short(value: Any) -> str:
         wrong("task", node=None),
         wrong("task", attempt=0),
         wrong("task", cycle=0),
+        wrong("task", epoch=-1),
+        wrong("task", epoch="1"),
+        wrong("reply", epoch=-1),
+        wrong("ctx", epoch=1.5),
         wrong("task", max_cycles=0),
         wrong("task", kwargs={1: "x"}),
         wrong("task", kwargs=[("a", 1)]),
@@ -585,6 +593,7 @@ TASK_MESSAGES = st.builds(
     COUNTS,
     COUNTS,
     st.none() | st.dictionaries(KEYS, VALUES, max_size=3),
+    epoch=NODES,
 )
 DIRECTIVES = (
     st.builds(AddTasks, st.dictionaries(TEXT, VALUES, max_size=3), st.booleans())
@@ -606,8 +615,9 @@ TASK_REPLIES = st.builds(
     st.booleans(),
     COUNTS,
     TEXT,
+    NODES,
 )
-CONTEXT_REQUESTS = st.builds(ContextRequest, TEXT, NODES, COUNTS, COUNTS, TEXT, TEXT, STR_DICTS, TEXT)
+CONTEXT_REQUESTS = st.builds(ContextRequest, TEXT, NODES, COUNTS, COUNTS, TEXT, TEXT, STR_DICTS, TEXT, NODES)
 CONTEXT_REPLIES = st.builds(ContextReply, TEXT, st.booleans(), VALUES, st.none() | CONTEXT_ERRORS)
 WELL_FORMED = (
     TASK_MESSAGES

@@ -26,13 +26,14 @@ from graflow_async.exceptions import TransportError
 from graflow_async.logs import LibraryLog, as_text
 from graflow_async.options import number, whole
 from graflow_async.transports import keys
-from graflow_async.transports.base import Delivery, Transport
+from graflow_async.transports.base import Delivery, Incarnation, Transport
 from graflow_async.transports.redis import replies
 from graflow_async.transports.redis.batch import Ack, Item, WriteBatcher, commands, needs_transaction
 from graflow_async.transports.redis.claims import Claims
 from graflow_async.transports.redis.connection import RedisConnection
 from graflow_async.transports.redis.entries import Entries
 from graflow_async.transports.redis.errors import GroupsLost, Refused
+from graflow_async.transports.redis.owners import Owners
 from graflow_async.transports.redis.reader import POLL_MS, StreamInbox, StreamReader
 from graflow_async.transports.signing import signer_for
 from graflow_async.wire.messages import TaskMessage
@@ -90,6 +91,7 @@ class RedisStreamsTransport(Transport):
         self.signer = signer_for(secret)  # None: entries are neither signed nor checked
         self.entries = Entries(self.signer, self.max_message_bytes, self.lease_timeout, self.max_deliveries)
         self.claims = Claims(self.conn, self.keys, self.consumer, self.entries)
+        self.owners = Owners(self.conn, self.keys)
         self.reader = StreamReader(self.conn, self.entries, self._make_stream, self.keys.probe)
         self._groups: set[str] = set()
         self._writes = WriteBatcher(self._write_batch)
@@ -277,17 +279,22 @@ class RedisStreamsTransport(Transport):
         await self.conn.call("DEL", stream)
         await self.reader.settled()
 
-    async def ended(self, reply_queues: Collection[str]) -> set[str]:
-        """A run deletes its reply stream when it ends (cancelled, failed or completed):
-        the queues whose stream is gone."""
-        queues = [q for q in reply_queues if isinstance(q, str)]
-        if not queues:
+    async def ended(self, runs: Collection[Incarnation]) -> set[Incarnation]:
+        """The runs that have ended, by their owner records (see `owners`): ended, another
+        incarnation, or a driver whose lease lapsed."""
+        if not runs:
             return set()
-        found = await self.conn.pipeline([("EXISTS", self.keys.stream(q)) for q in queues])
-        for answer in found:
-            if isinstance(answer, Refused):
-                raise answer
-        return {q for q, there in zip(queues, found, strict=True) if there == 0}
+        return await self.owners.judge(runs, self.keys.stream)
+
+    async def begin_run(self, run_id: str, lease: float) -> int:
+        return await self.owners.begin(run_id, lease, owner=self.consumer)
+
+    async def renew_run(self, run_id: str, epoch: int, lease: float) -> bool:
+        return await self.owners.renew(run_id, epoch, lease, owner=self.consumer)
+
+    async def end_run(self, run_id: str, epoch: int) -> None:
+        if epoch:
+            await self.owners.end(run_id, epoch)
 
     async def queue_stats(self) -> dict[str, Any]:
         """Length, pending entries and consumers of the task stream, and dead letters."""
