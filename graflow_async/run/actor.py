@@ -30,6 +30,7 @@ from graflow_async.run.dispatch import local_messages
 from graflow_async.run.emitter import Emitter
 from graflow_async.run.feedback_host import FeedbackHost
 from graflow_async.run.options import Resumed, RunOptions
+from graflow_async.run.ownership import hold, reclaim
 from graflow_async.run.routes import Route, distinct
 from graflow_async.run.services import RunServices
 from graflow_async.transports.base import Transport
@@ -112,7 +113,7 @@ class RunActor(Actor[Any]):
                 detach = [self._connect(route, sup) for route in routes]
                 held = [route for route in routes if route.epoch]
                 if held:
-                    sup.spawn(self._hold(held), name=f"lease {self.run_id}")
+                    sup.spawn(hold(held, self.options.owner_lease, self.emitter.log), name=f"lease {self.run_id}")
                 try:
                     await self.run(self._inbox)
                 finally:
@@ -141,31 +142,6 @@ class RunActor(Actor[Any]):
             return detach
         sup.spawn(self._pump(route), name=f"replies {route.reply_to}")
         return lambda: None
-
-    async def _hold(self, routes: list[Route]) -> None:
-        """Renew this driver's lease on the run while it runs; the run fails (changing
-        nothing more) once another incarnation has taken it over."""
-        lease = self.options.owner_lease
-        while True:
-            await current_clock().sleep(lease / 3)
-            for route in routes:
-                try:
-                    ours = await route.transport.renew_run(self.run_id, route.epoch, lease)
-                except TransportError as exc:  # an outage: try again at the next turn
-                    self.emitter.log.warning("could not renew the run's lease", error=str(exc)[:200])
-                    continue
-                if not ours:
-                    raise TransportError(
-                        f"run {self.run_id} was started again elsewhere (a newer incarnation took it over): "
-                        "this driver stops"
-                    )
-
-    async def _reclaim(self, queue: str) -> None:
-        """Make this driver's owner record again where Redis lost it, before sending again."""
-        for route in distinct(self.routes):
-            if route.epoch and route.reply_to == queue:
-                if not await route.transport.renew_run(self.run_id, route.epoch, self.options.owner_lease):
-                    raise TransportError(f"run {self.run_id} was started again elsewhere: this driver stops")
 
     def _epoch_of(self, node: int) -> int | None:
         """The epoch of the route task `node` takes; None for a node this run does not have."""
@@ -234,7 +210,7 @@ class RunActor(Actor[Any]):
             elif kind is Later:
                 message.fn()
             elif kind is QueueLost:
-                await self._reclaim(message.queue)  # Redis lost it: its owner record too
+                await reclaim(self.routes, message.queue, self.options.owner_lease)  # Redis lost its owner record too
                 self._send_again(message.queue)
             elif kind is TasksLost:
                 self._send_again(message.queue, set(message.tasks))
