@@ -161,7 +161,6 @@ async def _renew(
 ) -> None:
     """Renew the lease every third of `seconds` until `done` is set; when a newer epoch
     holds the run, set `lost` and cancel the block (this holder is fenced out)."""
-    location = _location(store, run_id, epoch)
     while True:
         try:
             await within(clock, done.wait(), seconds / 3)
@@ -169,16 +168,52 @@ async def _renew(
         except TimeoutError:
             pass
         try:
-            newest, _ = await _current(store, run_id)
-            if newest != epoch:
-                log.warning("the run lease was taken over: stopping", run_id=run_id, epoch=epoch, newest=newest)
+            if not await renew(store, run_id, epoch, holder, seconds):
                 lost.set()
                 if block is not None:
                     block.cancel()
                 return
-            await store.write(location, _lease(run_id, holder, clock.wall() + seconds))
         except CheckpointError as exc:  # keep running: the next renewal may get through
             log.warning("could not renew the run lease", run_id=run_id, error=str(exc)[:200])
+
+
+# --- the lease as steps, for an owner that holds it its own way (a durable run's journal) ----------------
+async def acquire(store: CheckpointStore, run_id: str, holder: str, seconds: float = LEASE_SECONDS) -> int:
+    """Take the run's lease as `holder`: its epoch. `RunAlreadyRunningError` when it is live
+    (or another process took it just now)."""
+    return await _acquire(store, run_id, holder, seconds, current_clock())
+
+
+async def renew(store: CheckpointStore, run_id: str, epoch: int, holder: str, seconds: float = LEASE_SECONDS) -> bool:
+    """Renew lease `epoch`; False (and nothing written) once a newer epoch holds the run."""
+    newest, _ = await _current(store, run_id)
+    if newest != epoch:
+        log.warning("the run lease was taken over: stopping", run_id=run_id, epoch=epoch, newest=newest)
+        return False
+    await store.write(_location(store, run_id, epoch), _lease(run_id, holder, current_clock().wall() + seconds))
+    return True
+
+
+async def release(store: CheckpointStore, run_id: str, epoch: int, holder: str) -> None:
+    """Give lease `epoch` up (when `holder` still holds it), keeping its file as a lapsed
+    lease so that the next owner's epoch comes after it."""
+    location = _location(store, run_id, epoch)
+    try:
+        current = _parse(await store.read(location))
+        if current and current.get("holder") == holder:
+            await store.write(location, _lease(run_id, holder, 0.0))
+    except CheckpointError as exc:
+        log.warning("could not release the run lease", location=location, error=str(exc)[:200])
+
+
+async def newest_epoch(store: CheckpointStore, run_id: str) -> int:
+    """The epoch of the run's newest lease (0: none was ever taken)."""
+    return (await _current(store, run_id))[0]
+
+
+def lease_location(store: CheckpointStore, run_id: str, epoch: int) -> str:
+    """Where lease `epoch` of the run lives (its existence fences out older epochs)."""
+    return _location(store, run_id, epoch)
 
 
 async def _release(store: CheckpointStore, location: str, holder: str) -> None:

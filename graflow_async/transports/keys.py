@@ -8,6 +8,8 @@
                                     while after the run ends
     <ns>:run:{<run_id>}:lease       the current driver's lease: the epoch, expiring unless
                                     the driver renews it
+    <ns>:run:{<run_id>}:journal     a durable run's facts, a stream (ids 0-1, 0-2...: seq + 1)
+    <ns>:run:{<run_id>}:snapshot    its compacted state, a hash: upto, data
     <ns>:worker:<id>:context        a worker's stream of answers from runs to its tasks
     <ns>:worker:<id>:alive          set by a live worker every few seconds, expiring soon after
     <ns>:dead                       dead letters: poison messages, too many deliveries
@@ -69,6 +71,12 @@ class Keys:
 
     def lease(self, run_id: str) -> str:
         return f"{self.namespace}:run:{{{run_id}}}:lease"
+
+    def journal(self, run_id: str) -> str:
+        return f"{self.namespace}:run:{{{run_id}}}:journal"
+
+    def snapshot(self, run_id: str) -> str:
+        return f"{self.namespace}:run:{{{run_id}}}:snapshot"
 
     def alive(self, consumer: str) -> str:
         return f"{self.namespace}:worker:{consumer}:alive"

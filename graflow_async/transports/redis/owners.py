@@ -31,7 +31,17 @@ ORPHAN_KEPT = 3600  # seconds the keys of a run whose driver died are kept, once
 _BEGIN = Script(
     """
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[2])
+redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[2], 'durable', ARGV[3])
+redis.call('PERSIST', KEYS[1])
+redis.call('SET', KEYS[2], epoch, 'PX', ARGV[1])
+return epoch
+"""
+)
+_ADOPT = Script(
+    """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[2], 'durable', '1')
 redis.call('PERSIST', KEYS[1])
 redis.call('SET', KEYS[2], epoch, 'PX', ARGV[1])
 return epoch
@@ -67,10 +77,17 @@ class Owners:
         self.conn = conn
         self.keys = keys
 
-    async def begin(self, run_id: str, lease: float, owner: str) -> int:
+    async def begin(self, run_id: str, lease: float, owner: str, *, durable: bool = False) -> int:
         ms = max(1, int(lease * 1000))
-        answer = await _BEGIN(self.conn, [self.keys.owner(run_id), self.keys.lease(run_id)], [ms, owner])
-        return int(answer)
+        keys = [self.keys.owner(run_id), self.keys.lease(run_id)]
+        return int(await _BEGIN(self.conn, keys, [ms, owner, "1" if durable else "0"]))
+
+    async def adopt(self, run_id: str, lease: float, owner: str) -> int | None:
+        """Take a durable run whose driver's lease lapsed: the new epoch; None while the
+        lease is live (of two adopters at once, one wins)."""
+        ms = max(1, int(lease * 1000))
+        epoch = int(await _ADOPT(self.conn, [self.keys.owner(run_id), self.keys.lease(run_id)], [ms, owner]))
+        return epoch or None
 
     async def renew(self, run_id: str, epoch: int, lease: float, owner: str) -> bool:
         """Renew the lease; False once another epoch holds the run. A record Redis lost (a
@@ -91,7 +108,7 @@ class Owners:
         commands: list[tuple[Any, ...]] = []
         for run in runs:
             if run.epoch:
-                commands.append(("HMGET", self.keys.owner(run.run_id), "epoch", "state"))
+                commands.append(("HMGET", self.keys.owner(run.run_id), "epoch", "state", "durable"))
                 commands.append(("EXISTS", self.keys.lease(run.run_id)))
             else:
                 commands.append(("EXISTS", stream_of(run.reply_to)))
@@ -130,9 +147,9 @@ class Owners:
 
 def _verdict(record: Any, leased: Any, epoch: int) -> str | None:
     """None while the incarnation `epoch` runs; else why it has ended."""
-    if not isinstance(record, list) or len(record) != 2 or record[0] is None:
+    if not isinstance(record, list) or len(record) != 3 or record[0] is None:
         return "unknown"
-    current, state = record
+    current, state, durable = record
     try:
         if int(current) != epoch:
             return "another incarnation"
@@ -140,6 +157,6 @@ def _verdict(record: Any, leased: Any, epoch: int) -> str | None:
         return "unknown"
     if state in (b"ended", "ended"):
         return "ended"
-    if leased == 0:
-        return "orphan"
+    if leased == 0 and durable not in (b"1", "1"):
+        return "orphan"  # a durable run's tasks wait for the process that adopts it
     return None

@@ -1,0 +1,167 @@
+"""`FileJournal`: a durable run's journal as append-only files beside its checkpoints.
+
+    <dir>/<run_id>/lease.<epoch>             the owner's lease (`checkpoints.runlock`: the
+                                              same lease a resume holds, so one owner per run)
+    <dir>/<run_id>/journal/log.<first seq>   records (`frames`), one write per batch
+    <dir>/<run_id>/journal/snapshot.<upto>   the state after facts [0, upto), written atomically
+
+An append first checks that no newer lease exists (one `stat`): a fenced-out owner writes
+nothing. Files are written without fsync by default: the journal survives the death of
+its process (the page cache keeps the bytes), not of the machine; `fsync=True` makes
+each batch reach the disk before the append returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from graflow_async import files
+from graflow_async.checkpoints import FileCheckpointStore, runlock
+from graflow_async.exceptions import RunAlreadyRunningError
+from graflow_async.run.journal.base import Fenced, Journal, Replay
+from graflow_async.run.journal.frames import JournalCorrupt, JournalError, batch, parse
+
+_LOG, _SNAPSHOT = "log.", "snapshot."
+
+
+class FileJournal(Journal):
+    def __init__(self, directory: str | os.PathLike[str], run_id: str, *, fsync: bool = False) -> None:
+        self.run_id = run_id
+        self.root = Path(directory)
+        self.path = self.root / run_id / "journal"
+        self.fsync = fsync
+        self._store = FileCheckpointStore(self.root)
+        self._owner = ""
+        self._fd: int | None = None
+        self._next = 0
+
+    # --- ownership -----------------------------------------------------------------------------
+    async def claim(self, owner: str, lease: float) -> int | None:
+        try:
+            epoch = await runlock.acquire(self._store, self.run_id, owner, lease)
+        except RunAlreadyRunningError:
+            return None
+        self._owner = owner
+        self._close_segment()
+        await asyncio.to_thread(self._cut_torn_tail)
+        self._next = (await self.read()).next_seq
+        return epoch
+
+    async def renew(self, epoch: int, lease: float) -> bool:
+        return await runlock.renew(self._store, self.run_id, epoch, self._owner, lease)
+
+    async def release(self, epoch: int) -> None:
+        self._close_segment()
+        await runlock.release(self._store, self.run_id, epoch, self._owner)
+
+    def _fence(self, epoch: int) -> None:
+        newer = Path(runlock.lease_location(self._store, self.run_id, epoch + 1))
+        if newer.exists():
+            raise Fenced(
+                self.run_id, f"run {self.run_id} was taken over (epoch {epoch + 1}): this owner writes nothing"
+            )
+
+    # --- facts ---------------------------------------------------------------------------------
+    async def append(self, epoch: int, facts: Sequence[bytes]) -> int:
+        if not facts:
+            return self._next
+        self._fence(epoch)
+        data = batch(self._next, epoch, facts)
+        fd = self._segment()
+        os.write(fd, data)  # one write (O_APPEND): a crash leaves at most a torn tail
+        if self.fsync:
+            await asyncio.to_thread(os.fsync, fd)
+        self._next += len(facts)
+        return self._next
+
+    async def compact(self, epoch: int, snapshot: bytes, upto: int) -> None:
+        self._fence(epoch)
+        self.path.mkdir(parents=True, exist_ok=True)
+        files.replace(self.path / f"{_SNAPSHOT}{upto:012d}", snapshot)
+        self._close_segment()  # later facts go to a new segment
+        segments = self._segments()
+        for i, (_start, file) in enumerate(segments):
+            later = segments[i + 1][0] if i + 1 < len(segments) else self._next
+            if later <= upto:  # every record of it is in the snapshot
+                file.unlink(missing_ok=True)
+        for start, file in self._files(_SNAPSHOT):
+            if start < upto:
+                file.unlink(missing_ok=True)
+
+    async def read(self) -> Replay:
+        return await asyncio.to_thread(self._read)
+
+    def _read(self) -> Replay:
+        snapshots = self._files(_SNAPSHOT)
+        upto, snapshot = 0, None
+        if snapshots:
+            upto, file = snapshots[-1]
+            snapshot = file.read_bytes()
+        facts: list[bytes] = []
+        segments = self._segments()
+        expected: int | None = None
+        for i, (start, file) in enumerate(segments):
+            data = file.read_bytes()
+            records, used = parse(data, self.run_id, first_seq=start)
+            if used < len(data) and i + 1 < len(segments):
+                raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: {file.name} ends in a torn record")
+            if expected is not None and start != expected:
+                raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: {file.name} does not follow on")
+            facts.extend(r.fact for r in records if r.seq >= upto)
+            expected = start + len(records)
+        if segments and segments[0][0] > upto:
+            raise JournalCorrupt(
+                self.run_id, f"journal of run {self.run_id}: facts {upto}..{segments[0][0]} are missing"
+            )
+        epoch = self._newest_epoch()
+        return Replay(snapshot, upto, facts, epoch)
+
+    def _cut_torn_tail(self) -> None:
+        """The new owner drops what a crashed one left half-written at the end."""
+        segments = self._segments()
+        if not segments:
+            return
+        start, file = segments[-1]
+        data = file.read_bytes()
+        _, used = parse(data, self.run_id, first_seq=start)
+        if used < len(data):
+            os.truncate(file, used)
+
+    def _newest_epoch(self) -> int:
+        found = [int(p.name[6:]) for p in (self.root / self.run_id).glob("lease.*") if p.name[6:].isdigit()]
+        return max(found, default=0)
+
+    # --- files ---------------------------------------------------------------------------------
+    def _files(self, prefix: str) -> list[tuple[int, Path]]:
+        if not self.path.is_dir():
+            return []
+        out = []
+        for file in self.path.iterdir():
+            suffix = file.name[len(prefix) :] if file.name.startswith(prefix) else ""
+            if suffix.isdigit():
+                out.append((int(suffix), file))
+        return sorted(out)
+
+    def _segments(self) -> list[tuple[int, Path]]:
+        return self._files(_LOG)
+
+    def _segment(self) -> int:
+        if self._fd is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            name = self.path / f"{_LOG}{self._next:012d}"
+            self._fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._fd
+
+    def _close_segment(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    async def aclose(self) -> None:
+        self._close_segment()
+
+
+__all__ = ["FileJournal", "JournalError"]

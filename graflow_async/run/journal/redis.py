@@ -1,0 +1,154 @@
+"""`RedisJournal`: a durable run's journal on the run's Redis server (SPEC 10).
+
+    <ns>:run:{<run_id>}:journal    the facts, a stream; entry ``0-<seq + 1>`` holds fact `seq`
+    <ns>:run:{<run_id>}:snapshot   the compacted state: upto, data
+    <ns>:run:{<run_id>}:owner      the owner record the run's incarnations share (`owners`)
+
+Every key of a run shares the hash tag ``{run_id}``. An append is one script: check
+that the caller's epoch is the owner record's, then XADD every fact of the batch; a
+fenced-out owner gets ``FENCED`` and nothing is written. Nothing read back is trusted:
+an entry that is not a fact is a `JournalCorrupt` naming the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from graflow_async.run.journal.base import Fenced, Journal, Replay
+from graflow_async.run.journal.frames import MAX_RECORD, JournalCorrupt
+from graflow_async.transports.redis import RedisStreamsTransport
+from graflow_async.transports.redis.errors import Refused
+from graflow_async.transports.redis.scripts import Script
+
+READ_CHUNK = 10_000
+_FENCE = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
+  return redis.error_reply('FENCED another epoch holds the run')
+end
+"""
+_APPEND = Script(
+    _FENCE
+    + """
+local last = ''
+for i = 2, #ARGV do last = redis.call('XADD', KEYS[2], '0-*', 'f', ARGV[i]) end
+return last
+"""
+)
+_COMPACT = Script(
+    _FENCE
+    + """
+redis.call('HSET', KEYS[3], 'upto', ARGV[2], 'data', ARGV[3])
+redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (tonumber(ARGV[2]) + 1))
+return 1
+"""
+)
+
+
+class RedisJournal(Journal):
+    def __init__(self, transport: RedisStreamsTransport, run_id: str) -> None:
+        self.run_id = run_id
+        self.transport = transport
+        keys = transport.keys
+        self._keys = [keys.owner(run_id), keys.journal(run_id), keys.snapshot(run_id)]
+        self._owner = ""
+
+    async def claim(self, owner: str, lease: float) -> int | None:
+        self._owner = owner
+        return await self.transport.owners.adopt(self.run_id, lease, owner)
+
+    async def begin(self, owner: str, lease: float) -> int:
+        """A new durable run (or a run started again under its id): the next epoch."""
+        self._owner = owner
+        return await self.transport.owners.begin(self.run_id, lease, owner, durable=True)
+
+    async def renew(self, epoch: int, lease: float) -> bool:
+        return await self.transport.owners.renew(self.run_id, epoch, lease, self._owner)
+
+    async def release(self, epoch: int) -> None:
+        await self.transport.owners.end(self.run_id, epoch)
+
+    async def append(self, epoch: int, facts: Sequence[bytes]) -> int:
+        if not facts:
+            return (await self.read()).next_seq
+        try:
+            last = await _APPEND(self.transport.conn, self._keys[:2], [epoch, *facts])
+        except Refused as exc:
+            raise self._fenced(exc, epoch) from None
+        return _seq(last, self.run_id) + 1
+
+    async def compact(self, epoch: int, snapshot: bytes, upto: int) -> None:
+        try:
+            await _COMPACT(self.transport.conn, self._keys, [epoch, upto, snapshot])
+        except Refused as exc:
+            raise self._fenced(exc, epoch) from None
+
+    def _fenced(self, exc: Refused, epoch: int) -> Exception:
+        if exc.code == "FENCED":
+            return Fenced(self.run_id, f"run {self.run_id} was taken over: the owner of epoch {epoch} writes nothing")
+        return exc
+
+    async def read(self) -> Replay:
+        conn = self.transport.conn
+        owner, journal, snap = self._keys
+        found = await conn.pipeline([("HMGET", snap, "upto", "data"), ("HGET", owner, "epoch")])
+        for answer in found:
+            if isinstance(answer, Refused):
+                raise answer
+        upto, snapshot = self._snapshot(found[0])
+        epoch = _int(found[1], self.run_id, "the owner's epoch") if found[1] is not None else 0
+        facts: list[bytes] = []
+        start = f"0-{upto + 1}"
+        while True:
+            chunk = await conn.call("XRANGE", journal, start, "+", "COUNT", READ_CHUNK)
+            if not isinstance(chunk, list):
+                raise JournalCorrupt(
+                    self.run_id, f"journal of run {self.run_id}: XRANGE answered {type(chunk).__name__}"
+                )
+            for item in chunk:
+                seq, fact = self._entry(item)
+                if seq != upto + len(facts):
+                    raise JournalCorrupt(
+                        self.run_id, f"journal of run {self.run_id}: fact {seq} where {upto + len(facts)} was due"
+                    )
+                facts.append(fact)
+            if len(chunk) < READ_CHUNK:
+                return Replay(snapshot, upto, facts, epoch)
+            start = f"0-{upto + len(facts) + 1}"
+
+    def _snapshot(self, answer: Any) -> tuple[int, bytes | None]:
+        if not isinstance(answer, list) or len(answer) != 2:
+            raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: its snapshot is not a hash")
+        upto, data = answer
+        if upto is None and data is None:
+            return 0, None
+        if not isinstance(data, bytes) or len(data) > MAX_RECORD:
+            raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: its snapshot has no data")
+        return _int(upto, self.run_id, "the snapshot's upto"), data
+
+    def _entry(self, item: Any) -> tuple[int, bytes]:
+        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], list):
+            raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: an entry that is not [id, fields]")
+        entry_id, fields = item
+        if len(fields) != 2 or fields[0] != b"f" or not isinstance(fields[1], bytes):
+            raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: entry {entry_id!r} is not a fact")
+        return _seq(entry_id, self.run_id), fields[1]
+
+
+def _seq(entry_id: Any, run_id: str) -> int:
+    """Fact number of stream entry ``0-<seq + 1>``."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    ms, _, n = text.partition("-")
+    if ms != "0" or not n.isdigit() or int(n) < 1:
+        raise JournalCorrupt(run_id, f"journal of run {run_id}: entry id {text[:40]!r} is not a fact's")
+    return int(n) - 1
+
+
+def _int(value: Any, run_id: str, what: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise JournalCorrupt(run_id, f"journal of run {run_id}: {what} is not a number") from None
+    if number < 0:
+        raise JournalCorrupt(run_id, f"journal of run {run_id}: {what} is negative")
+    return number

@@ -1,0 +1,98 @@
+"""The two journals of durable runs against their contract (`JournalSuite`): a file
+beside the checkpoints and a stream on a real redis-server; then what only a file has
+(a torn last write, a corrupt record) and what Redis answers that is not a journal."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from graflow_async.run.journal import FileJournal, Journal, JournalCorrupt
+from graflow_async.run.journal.conformance import JournalSuite, facts, new_run
+from graflow_async.run.journal.redis import RedisJournal
+from graflow_async.transports.redis import RedisStreamsTransport
+
+
+class TestFileJournal(JournalSuite):
+    @pytest.fixture
+    def make(self, tmp_path: Path) -> Callable[[str], Journal]:
+        return lambda run_id: FileJournal(tmp_path, run_id)
+
+
+class TestRedisJournal(JournalSuite):
+    @pytest.fixture
+    async def make(self, redis_url: str) -> AsyncIterator[Callable[[str], Journal]]:
+        async with RedisStreamsTransport(redis_url) as transport:
+            yield lambda run_id: RedisJournal(transport, run_id)
+
+
+async def test_a_torn_last_write_is_left_out_and_the_next_owner_cuts_it(tmp_path: Path) -> None:
+    run_id = new_run()
+    journal = FileJournal(tmp_path, run_id)
+    epoch = await journal.claim("a", 30.0)
+    assert epoch is not None
+    await journal.append(epoch, facts(3))
+    [log] = (tmp_path / run_id / "journal").glob("log.*")
+    whole = log.read_bytes()
+    await journal.append(epoch, facts(1, start=3))
+    log.write_bytes(log.read_bytes()[: len(whole) + 7])  # the process died in the middle of its write
+    await journal.release(epoch)
+    assert (await FileJournal(tmp_path, run_id).read()).facts == facts(3)
+    taker = FileJournal(tmp_path, run_id)
+    again = await taker.claim("b", 30.0)
+    assert again is not None
+    assert await taker.append(again, facts(1, start=3)) == 4
+    assert (await FileJournal(tmp_path, run_id).read()).facts == facts(4)
+
+
+async def test_a_corrupt_record_is_an_error_naming_the_run(tmp_path: Path) -> None:
+    run_id = new_run()
+    journal = FileJournal(tmp_path, run_id)
+    epoch = await journal.claim("a", 30.0)
+    assert epoch is not None
+    await journal.append(epoch, facts(5))
+    [log] = (tmp_path / run_id / "journal").glob("log.*")
+    data = bytearray(log.read_bytes())
+    data[20] ^= 0xFF  # inside the first record: records follow it
+    log.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match=f"journal of run {run_id}") as caught:
+        await FileJournal(tmp_path, run_id).read()
+    assert caught.value.run_id == run_id
+
+
+async def test_an_entry_that_is_not_a_fact_is_an_error_naming_the_run(redis_url: str) -> None:
+    run_id = new_run()
+    async with RedisStreamsTransport(redis_url) as transport:
+        journal = RedisJournal(transport, run_id)
+        epoch = await journal.claim("a", 30.0)
+        assert epoch is not None
+        await journal.append(epoch, facts(2))
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.xadd(transport.keys.journal(run_id), {"x": "not a fact"}, id="0-3")
+        finally:
+            client.close()
+        with pytest.raises(JournalCorrupt, match=f"journal of run {run_id}"):
+            await journal.read()
+
+
+@pytest.mark.parametrize("where", ["file", "redis"])
+async def test_a_hundred_thousand_facts_compacted_read_back_fast(where: str, tmp_path: Path, redis_url: str) -> None:
+    run_id = new_run()
+    async with RedisStreamsTransport(redis_url) as transport:
+        journal: Journal = FileJournal(tmp_path, run_id) if where == "file" else RedisJournal(transport, run_id)
+        epoch = await journal.claim("a", 30.0)
+        assert epoch is not None
+        for start in range(0, 100_000, 1000):
+            await journal.append(epoch, facts(1000, start=start))
+        await journal.compact(epoch, b"x" * 200_000, 99_900)  # a checkpoint document's size
+        started = time.perf_counter()
+        replay = await journal.read()
+        took = time.perf_counter() - started
+        assert replay.upto == 99_900 and replay.facts == facts(100, start=99_900)
+        print(f"{where}: read back 100,000 compacted facts in {took * 1000:.1f} ms")
+        await journal.aclose()
