@@ -185,7 +185,8 @@ class Executor(Actor[Any]):
         not end the executor (a worker is a server): it backs off and goes on."""
         queue = self._inbox if isinstance(self._inbox, TaskQueue) else None  # one of ours: outages waited out
         try:
-            ended = await self._ended(deliveries) if deliveries else set()
+            # a transport in this process knows no ended run (its runs end with their queues)
+            ended = await self._ended(deliveries) if deliveries and not self.transport.in_process else set()
             for delivery in deliveries:
                 await self._accept(delivery, ended)
         except Exception as exc:  # what was not taken stays pending: delivered again after its lease
@@ -253,7 +254,7 @@ class Executor(Actor[Any]):
             await self.transport.dead_letter(self.queue, delivery, f"refused: {exc}")
             await self._answer(msg, failed(msg, exc, retryable=False))
             return
-        if _incarnation(msg) in ended:
+        if ended and _incarnation(msg) in ended:
             await self._skip(delivery)
             return
         self._inflight[delivery.id] = delivery

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from graflow_async.actors import Actor, MailboxClosed, MailboxReceiver, MailboxSender, Supervisor, open_mailbox
 from graflow_async.clock import current_clock
-from graflow_async.define.tasks import Task, load_task
-from graflow_async.exceptions import GraphError, TransportError
+from graflow_async.exceptions import TransportError
 from graflow_async.execute.executor import Executor
 from graflow_async.plan import Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
-from graflow_async.plan.directives import AddTasks
-from graflow_async.plan.specs import component_from_spec
+from graflow_async.plan.facts import STEPPED, RetryCame, apply
 from graflow_async.result import WorkflowResult
 from graflow_async.run.checkpoints import CheckpointManager
 from graflow_async.run.dispatch import local_messages
@@ -31,6 +29,7 @@ from graflow_async.run.emitter import Emitter
 from graflow_async.run.feedback_host import FeedbackHost
 from graflow_async.run.options import Resumed, RunOptions
 from graflow_async.run.ownership import hold, reclaim
+from graflow_async.run.replies import add_error, fact_of, resolved
 from graflow_async.run.routes import Route, distinct
 from graflow_async.run.services import RunServices
 from graflow_async.transports.base import Transport
@@ -44,6 +43,12 @@ from graflow_async.wire.messages import (
     TaskReply,
     TasksLost,
 )
+
+
+class FactWriter(Protocol):
+    """Where a recording run writes the facts of each turn before acting on them."""
+
+    async def write(self, facts: list[Any]) -> None: ...
 
 
 class Later(NamedTuple):
@@ -68,6 +73,7 @@ class RunActor(Actor[Any]):
         feedback_store: Any,
         workflow_ref: str | None,
         resumed: Resumed | None = None,
+        facts: FactWriter | None = None,
     ) -> None:
         self.plan = plan
         self.graph = plan.graph
@@ -100,6 +106,9 @@ class RunActor(Actor[Any]):
             resumed=resumed,
         )
         self.checkpoints = checkpoints
+        self._writer = facts  # a durable run's journal: every turn's facts go there first
+        self._facts: list[Any] | None = [] if facts is not None else None
+        self.services.facts = self._facts
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def execute(self) -> WorkflowResult:
@@ -142,6 +151,13 @@ class RunActor(Actor[Any]):
             return detach
         sup.spawn(self._pump(route), name=f"replies {route.reply_to}")
         return lambda: None
+
+    def _ours(self, message: TaskReply | ContextRequest) -> bool:
+        """Whether `message` comes from this incarnation of the run (its epoch)."""
+        only = self._only_route
+        if only is not None:
+            return message.epoch == only.epoch
+        return message.epoch == self._epoch_of(message.node)
 
     def _epoch_of(self, node: int) -> int | None:
         """The epoch of the route task `node` takes; None for a node this run does not have."""
@@ -196,16 +212,18 @@ class RunActor(Actor[Any]):
         for message in messages:
             kind = type(message)
             if kind is TaskReply:
-                if message.epoch == self._epoch_of(message.node):
+                if self._ours(message):
                     self._on_reply(message)
                 else:
                     self._stale(message)
             elif kind is ContextRequest:
-                if message.epoch == self._epoch_of(message.node):
+                if self._ours(message):
                     self.services.handle(message)
                 else:
                     self._stale(message)
             elif kind is RetryDue:
+                if self._facts is not None:
+                    self._facts.append(RetryCame(message.node))
                 plan.retry_due(message.node)
             elif kind is Later:
                 message.fn()
@@ -226,12 +244,15 @@ class RunActor(Actor[Any]):
             self._awaited.pop(r.node, None)
         if r.run_id != self.run_id:
             self.emitter.log.warning("run dropped a reply meant for another run", from_run=r.run_id)
+        elif self._facts is not None:  # a recording run: each reply becomes a fact first
+            fact = fact_of(r)
+            self._facts.append(fact)
+            apply(plan, fact)
         elif r.ok:
             try:
-                directives = self._resolved(r.directives) if r.directives else ()
+                directives = resolved(r.directives) if r.directives else ()
             except Exception as exc:  # an added task the run cannot find or build: the adding task fails
-                error = exc if isinstance(exc, GraphError) else GraphError(f"cannot add the task: {exc!r}")
-                plan.task_failed(r.node, r.cycle, r.attempt, error, r.duration, retryable=False)
+                plan.task_failed(r.node, r.cycle, r.attempt, add_error(exc), r.duration, retryable=False)
                 return
             plan.task_succeeded(r.node, r.cycle, r.attempt, r.value, r.duration, directives)
         elif r.suspended:
@@ -249,25 +270,16 @@ class RunActor(Actor[Any]):
             epoch=message.epoch,
         )
 
-    def _resolved(self, directives: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Directives from a worker name added tasks by import path: find them here."""
-        out = []
-        for d in directives:
-            if isinstance(d, AddTasks) and isinstance(d.component, dict):
-                d = AddTasks(component_from_spec(d.component, self._load), d.goto)
-            out.append(d)
-        return tuple(out)
-
-    def _load(self, ref: str) -> Task:
-        try:  # a worker's message never makes the run import a module
-            return load_task(ref, import_module=False)
-        except LookupError as exc:
-            raise GraphError(f"the run cannot find an added task: {exc}") from exc
-
     async def _act(self) -> None:
         """Carry out what the plan decided; send queued context replies."""
         batches: list[tuple[Route, Sequence[TaskMessage]]] = []
-        for action in self.plan.step():
+        actions = self.plan.step()
+        if self._facts is not None:  # what this turn consumed is written before anything leaves
+            self._facts.append(STEPPED)
+            assert self._writer is not None
+            await self._writer.write(list(self._facts))
+            self._facts.clear()
+        for action in actions:
             kind = type(action)
             if kind is Dispatch:
                 self._messages(action, batches)

@@ -91,7 +91,7 @@ async def open_routes(
     for r in distinct(routes):
         if not r.local:
             begun[id(r)] = replace(r, run_id=run_id, epoch=await r.transport.begin_run(run_id, lease))
-    return [begun.get(id(r), r) for r in routes]
+    return [begun.get(id(r), r) for r in routes] if begun else routes
 
 
 async def _open_group_transport(name: str, config: Mapping[str, Any] | None, stack: contextlib.AsyncExitStack) -> Any:

@@ -25,7 +25,7 @@ from graflow_async.logs import library_logger
 from graflow_async.plan import ChannelData, RunGraph, RunPlan
 from graflow_async.plan.snapshot import from_doc, workflow_ref
 from graflow_async.result import WorkflowResult
-from graflow_async.run.actor import RunActor
+from graflow_async.run.actor import FactWriter, RunActor
 from graflow_async.run.checkpoints import CheckpointManager
 from graflow_async.run.emitter import Emitter
 from graflow_async.run.frozen_heap import frozen
@@ -76,10 +76,13 @@ async def run(
     return await drive(workflow, options)
 
 
-async def drive(workflow: Workflow, options: RunOptions, snapshot: dict[str, Any] | None = None) -> WorkflowResult:
+async def drive(
+    workflow: Workflow, options: RunOptions, snapshot: dict[str, Any] | None = None, *, facts: FactWriter | None = None
+) -> WorkflowResult:
     """Run `workflow` with `options`, continuing from checkpoint document `snapshot` when
     given (`resume` does this): open what the run needs, hand it to a `RunActor`, close it
-    all when the run ends."""
+    all when the run ends. `facts`: where the run writes the facts of each turn before
+    acting on them (a durable run's journal; see `plan.facts`)."""
     compiled = _compiled(workflow)
     run_id = options.run_id
     main = options.transport or MemoryTransport()
@@ -112,6 +115,7 @@ async def drive(workflow: Workflow, options: RunOptions, snapshot: dict[str, Any
             feedback_store=feedback_store,
             workflow_ref=workflow_ref(workflow),
             resumed=resumed,
+            facts=facts,
         )
         stack.push_async_callback(actor.aclose)
         with run_span(run_id, compiled.workflow_name) as actor.trace, frozen(len(plan.graph)):

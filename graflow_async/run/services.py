@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from graflow_async.exceptions import CheckpointError, TransportError
 from graflow_async.logs import LibraryLog
 from graflow_async.plan import RunPlan
+from graflow_async.plan.facts import Wrote
 from graflow_async.plan.snapshot import to_doc
 from graflow_async.run.checkpoints import CheckpointManager
 from graflow_async.run.feedback_host import FeedbackHost, Turns
@@ -72,6 +73,7 @@ class RunServices:
         self._remote = host.is_remote  # whether a task node's requests come from another process (and may come again)
         self._answers: OrderedDict[str, ContextReply] = OrderedDict()  # the last answers, for requests sent again
         self._working: set[str] = set()  # requests whose answer a child is working out
+        self.facts: list[Any] | None = None  # the run's facts of this turn, when it records them
         self.post = host.post
         self.spawn = host.spawn
         self.emit = host.emit
@@ -140,17 +142,28 @@ class RunServices:
 
     def _set(self, request: ContextRequest) -> None:
         self.channel.set(request.args.get("key"), request.args.get("value"))  # type: ignore[arg-type]
+        self._wrote("set", request.args.get("key"), request.args.get("value"))
 
     def _delete(self, request: ContextRequest) -> None:
         key = request.args.get("key")
         if isinstance(key, str):
             self.channel.delete(key)
+            self._wrote("delete", key, None)
 
     def _append(self, request: ContextRequest) -> int:
-        return self.channel.append(request.args.get("key"), request.args.get("value"))  # type: ignore[arg-type]
+        length = self.channel.append(request.args.get("key"), request.args.get("value"))  # type: ignore[arg-type]
+        self._wrote("append", request.args.get("key"), request.args.get("value"))
+        return length
 
     def _incr(self, request: ContextRequest) -> int | float:
-        return self.channel.incr(request.args.get("key"), request.args.get("amount", 1))  # type: ignore[arg-type]
+        total = self.channel.incr(request.args.get("key"), request.args.get("amount", 1))  # type: ignore[arg-type]
+        self._wrote("incr", request.args.get("key"), request.args.get("amount", 1))
+        return total
+
+    def _wrote(self, op: str, key: Any, value: Any) -> None:
+        """A channel write took effect: a fact, when the run records them (a durable run)."""
+        if self.facts is not None:
+            self.facts.append(Wrote(op, key, value))
 
     # --- checkpoints -----------------------------------------------------------------------------
     async def next_sequence(self) -> int:

@@ -119,7 +119,7 @@ def _encode_reply(reply: TaskReply) -> bytes:
         "value": reply.value,
         "error": error_info(reply.error),
         "duration": reply.duration,
-        "directives": [_directive(d) for d in reply.directives],
+        "directives": [directive_doc(d) for d in reply.directives],
         "retryable": reply.retryable,
         "suspended": reply.suspended,
         "cycle": reply.cycle,
@@ -269,7 +269,7 @@ def _reply_from(doc: dict[str, Any]) -> TaskReply:
         doc["value"],
         error_from(doc["error"], task_id),
         duration(doc["duration"]),
-        tuple(_directive_from(d) for d in doc["directives"]),
+        tuple(directive_from(d) for d in doc["directives"]),
         bool(doc["retryable"]),
         bool(doc["suspended"]),
         whole(doc["cycle"], "cycle", 1),
@@ -291,7 +291,8 @@ def _request_from(doc: dict[str, Any]) -> ContextRequest:
 
 
 # --- directives ---------------------------------------------------------------------------------------
-def _directive(d: Any) -> list[Any]:
+def directive_doc(d: Any) -> list[Any]:
+    """A directive as it travels (an added task by its import path)."""
     if isinstance(d, AddTasks):
         component = d.component
         if not isinstance(component, dict):
@@ -308,7 +309,8 @@ def _directive(d: Any) -> list[Any]:
     raise TypeError(f"not a directive: {d!r}")
 
 
-def _directive_from(item: Any) -> Any:
+def directive_from(item: Any) -> Any:
+    """A directive from what `directive_doc` made (TypeError for anything else)."""
     if not isinstance(item, list) or not item:
         raise TypeError("a directive must be a non-empty list")
     tag = item[0]

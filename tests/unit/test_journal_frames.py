@@ -4,11 +4,18 @@ record is an error naming the run, never a silent loss."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from graflow_async.exceptions import RemoteTaskError
+from graflow_async.plan.directives import Cancel, Iterate, Terminate
+from graflow_async.plan.facts import STEPPED, Failed, RetryCame, Succeeded, Suspended, Wrote
+from graflow_async.run.journal.facts import decode, encode
 from graflow_async.run.journal.frames import HEADER, JournalCorrupt, batch, parse
+from graflow_async.wire.codec import packb
 
 FACTS = st.lists(st.binary(max_size=40), min_size=1, max_size=8)
 
@@ -36,9 +43,47 @@ def test_a_changed_byte_before_the_last_record_is_an_error(facts: list[bytes], d
 
 def test_a_sequence_that_skips_is_an_error() -> None:
     data = batch(0, 1, [b"a"]) + batch(2, 1, [b"c"])
-    with pytest.raises(JournalCorrupt, match="record 2 .* where 1 was due"):
+    with pytest.raises(JournalCorrupt, match=r"record 2 .* where 1 was due"):
         parse(data, "r1", first_seq=0)
 
 
 def test_a_header_is_twelve_bytes() -> None:
     assert HEADER.size == 12 and len(batch(0, 1, [b""])) > HEADER.size
+
+
+@pytest.mark.parametrize(
+    "fact",
+    [
+        Succeeded(3, 1, 2, {"at": dt.datetime(2026, 12, 6, 4, 0, tzinfo=dt.UTC), "n": [1, 2]}, 0.25, (Iterate(4),)),
+        Succeeded(0, 2, 1, None, 0.0, (Cancel("stop"), Terminate("done"))),
+        Failed(1, 1, 3, None, 1.5, False),
+        Suspended(2, 1, 1),
+        RetryCame(7),
+        Wrote("incr", "count", 2.5),
+        Wrote("delete", "k", None),
+        STEPPED,
+    ],
+)
+def test_facts_round_trip_through_their_bytes(fact: object) -> None:
+    assert decode(encode(fact), "r1") == fact
+
+
+def test_a_failure_keeps_its_error_as_a_remote_error() -> None:
+    back = decode(encode(Failed(1, 1, 1, ValueError("bad input"), 0.1, True)), "r1")
+    assert isinstance(back.error, RemoteTaskError) and back.error.type_name == "ValueError"
+    assert back.error.remote_message == "bad input"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xc1",
+        packb(["ok", -1, 1, 1, None, 0.0, []]),
+        packb(["w", "drop", "k", 1]),
+        packb(["step", 1]),
+        packb({"x": 1}),
+    ],
+)
+def test_a_record_that_is_not_a_fact_is_an_error_naming_the_run(data: bytes) -> None:
+    with pytest.raises(JournalCorrupt, match="journal of run r1"):
+        decode(data, "r1")

@@ -1,0 +1,103 @@
+"""The facts a run plan consumes, as values (SPEC 10: journal the facts, replay them
+elsewhere). `apply(plan, fact)` is what the run actor does with each; `replay(plan,
+facts)` rebuilds a plan from the facts of a run, with no rule imposed on the tasks'
+code: their results are facts, never recomputed.
+
+    Succeeded(node, cycle, attempt, value, duration, directives)
+    Failed(node, cycle, attempt, error, duration, retryable)
+    Suspended(node, cycle, attempt)     the task's feedback wait timed out
+    RetryCame(node)                     its retry backoff ended
+    Wrote(op, key, value)               a channel write: set, delete, append, incr
+    Stepped()                           the plan was stepped (its actions taken)
+
+Pure: no awaits, no I/O (their bytes are `run.journal.facts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from graflow_async.plan.core import RunPlan
+
+
+class Succeeded(NamedTuple):
+    node: int
+    cycle: int
+    attempt: int
+    value: Any
+    duration: float
+    directives: tuple[Any, ...] = ()  # resolved: an AddTasks holds the tasks themselves
+
+
+class Failed(NamedTuple):
+    node: int
+    cycle: int
+    attempt: int
+    error: BaseException | None
+    duration: float
+    retryable: bool = True
+
+
+class Suspended(NamedTuple):
+    node: int
+    cycle: int
+    attempt: int
+
+
+class RetryCame(NamedTuple):
+    node: int
+
+
+class Wrote(NamedTuple):
+    op: str  # "set", "delete", "append", "incr"
+    key: str
+    value: Any = None  # the value set or appended, the amount added
+
+
+class Stepped(NamedTuple):
+    pass
+
+
+STEPPED = Stepped()
+
+
+def apply(plan: RunPlan, fact: Any) -> None:
+    """Tell `plan` the fact (a `Stepped` steps it, its actions dropped)."""
+    kind = type(fact)
+    if kind is Succeeded:
+        plan.task_succeeded(fact.node, fact.cycle, fact.attempt, fact.value, fact.duration, fact.directives)
+    elif kind is Failed:
+        plan.task_failed(fact.node, fact.cycle, fact.attempt, fact.error, fact.duration, fact.retryable)
+    elif kind is Suspended:
+        plan.task_suspended(fact.node, fact.cycle, fact.attempt)
+    elif kind is RetryCame:
+        plan.retry_due(fact.node)
+    elif kind is Wrote:
+        _write(plan, fact)
+    elif kind is Stepped:
+        plan.step()
+    else:
+        raise TypeError(f"not a run fact: {kind.__name__}")
+
+
+def _write(plan: RunPlan, fact: Wrote) -> None:
+    channel = plan.channel
+    if fact.op == "set":
+        channel.set(fact.key, fact.value)
+    elif fact.op == "delete":
+        channel.delete(fact.key)
+    elif fact.op == "append":
+        channel.append(fact.key, fact.value)
+    elif fact.op == "incr":
+        channel.incr(fact.key, fact.value)
+    else:
+        raise ValueError(f"unknown channel write {fact.op!r}")
+
+
+def replay(plan: RunPlan, facts: Iterable[Any]) -> RunPlan:
+    """`plan` (fresh, over the run's graph and initial channel) after the run's facts."""
+    plan.start()
+    for fact in facts:
+        apply(plan, fact)
+    return plan
