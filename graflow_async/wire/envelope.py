@@ -163,10 +163,25 @@ def _decode(doc: dict[str, Any]) -> Any:
 
 
 def _task_from(doc: dict[str, Any]) -> TaskMessage:
+    g = doc.__getitem__  # positional, in TaskMessage's field order: this runs once per task
     message = TaskMessage(
-        **{name: doc[name] for name in _TASK_FIELDS[:-1]},
-        trace=valid_carrier(doc.get("trace")),
-        epoch=doc.get("epoch", 0),
+        g("run_id"),
+        g("task_id"),
+        g("node"),
+        g("attempt"),
+        g("reply_to"),
+        g("kwargs"),
+        g("timeout"),
+        g("task_ref"),
+        None,
+        g("lease_timeout"),
+        g("max_deliveries"),
+        g("inject_context"),
+        g("cycle"),
+        g("max_cycles"),
+        g("resumed_metadata"),
+        valid_carrier(doc.get("trace")),
+        doc.get("epoch", 0),
     )
     (
         run_id,
