@@ -142,10 +142,14 @@ async def test_a_run_whose_process_was_killed_is_interrupted(stores: Stores) -> 
         listed = await (await client.get("/api/runs", params={"status": "interrupted"})).json()
         assert [r["run_id"] for r in listed["runs"]] == [run_id]
         assert (await (await client.get("/api/runs", params={"status": "running"})).json())["runs"] == []
-        assert (await client.post(f"/api/runs/{run_id}/cancel")).status == 409
         events = await client.get(f"/api/runs/{run_id}/events")  # nothing to follow: it ends at once
         end = (await asyncio.wait_for(events.text(), 5)).strip().split("\n\n")[-1]
         assert "event: end" in end and '"interrupted"' in end
+        # resumable, not ended: cancelling it ends it for good (no answer or resume revives it)
+        cancelled = await client.post(f"/api/runs/{run_id}/cancel")
+        assert cancelled.status == 202 and (await cancelled.json())["status"] == "cancelled"
+        assert (await (await client.get(f"/api/runs/{run_id}")).json())["status"] == "cancelled"
+        assert (await client.post(f"/api/runs/{run_id}/cancel")).status == 409
 
 
 async def test_a_run_suspended_in_one_process_is_resumed_by_another(stores: Stores) -> None:

@@ -96,3 +96,26 @@ async def test_a_hundred_thousand_facts_compacted_read_back_fast(where: str, tmp
         assert replay.upto == 99_900 and replay.facts == facts(100, start=99_900)
         print(f"{where}: read back 100,000 compacted facts in {took * 1000:.1f} ms")
         await journal.aclose()
+
+
+async def test_a_durable_runs_tasks_wait_for_an_adopter_when_its_driver_is_gone(redis_url: str) -> None:
+    """Its lease lapsed: workers keep its tasks (another process adopts it), even after
+    Redis lost the owner record and the driver made it again."""
+    from graflow_async.transports.base import Incarnation
+
+    run_id = new_run()
+    async with RedisStreamsTransport(redis_url) as transport:
+        journal = RedisJournal(transport, run_id)
+        epoch = await journal.begin("driver", 30.0)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.delete(transport.keys.owner(run_id))  # a restart without persistence
+            assert await journal.renew(epoch, 30.0) is True  # made again
+            client.delete(transport.keys.lease(run_id))  # the driver died: its lease is gone
+        finally:
+            client.close()
+        it = Incarnation(run_id, epoch, f"run:{run_id}:replies")
+        assert await transport.ended([it]) == set()  # waits for an adopter, not revoked
+        adopted = await journal.claim("adopter", 30.0)
+        assert adopted == epoch + 1
+        assert await transport.ended([it]) == {it}  # now the old incarnation's tasks are stale

@@ -63,7 +63,7 @@ class RedisJournal(Journal):
         return await self.transport.owners.begin(self.run_id, lease, owner, durable=True)
 
     async def renew(self, epoch: int, lease: float) -> bool:
-        return await self.transport.owners.renew(self.run_id, epoch, lease, self._owner)
+        return await self.transport.owners.renew(self.run_id, epoch, lease, self._owner, durable=True)
 
     async def release(self, epoch: int) -> None:
         await self.transport.owners.end(self.run_id, epoch)

@@ -51,7 +51,7 @@ _RENEW = Script(
     """
 local current = redis.call('HGET', KEYS[1], 'epoch')
 if not current then
-  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'state', 'running', 'owner', ARGV[3])
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'state', 'running', 'owner', ARGV[3], 'durable', ARGV[4])
 elseif current ~= ARGV[1] then
   return 0
 end
@@ -89,12 +89,12 @@ class Owners:
         epoch = int(await _ADOPT(self.conn, [self.keys.owner(run_id), self.keys.lease(run_id)], [ms, owner]))
         return epoch or None
 
-    async def renew(self, run_id: str, epoch: int, lease: float, owner: str) -> bool:
+    async def renew(self, run_id: str, epoch: int, lease: float, owner: str, *, durable: bool = False) -> bool:
         """Renew the lease; False once another epoch holds the run. A record Redis lost (a
         restart without persistence) is made again: a running run's record has no expiry."""
         ms = max(1, int(lease * 1000))
-        answer = await _RENEW(self.conn, [self.keys.owner(run_id), self.keys.lease(run_id)], [epoch, ms, owner])
-        return bool(answer)
+        keys = [self.keys.owner(run_id), self.keys.lease(run_id)]
+        return bool(await _RENEW(self.conn, keys, [epoch, ms, owner, "1" if durable else "0"]))
 
     async def end(self, run_id: str, epoch: int, keep: int = ENDED_KEPT) -> None:
         await _END(self.conn, [self.keys.owner(run_id), self.keys.lease(run_id)], [epoch, keep])

@@ -216,17 +216,19 @@ class RunManager:
             return CANCELLED if live.status == CANCELLED else "cancelling"
         if view is None:
             raise ApiError(404, f"no run {run_id!r}")
-        if view["status"] not in (RUNNING, SUSPENDED):
+        if view["status"] not in (RUNNING, SUSPENDED, INTERRUPTED):
             raise ApiError(409, f"run {run_id!r} has already ended ({view['status']})")
         if view["status"] == RUNNING:  # in another process, which notices at its next heartbeat
             await self.records.request_run_cancel(run_id)
             return "cancelling"
-        await self._cancel_suspended(run_id, str(view["workflow"]))
+        await self._cancel_stopped(run_id, str(view["workflow"]))
         return CANCELLED
 
-    async def _cancel_suspended(self, run_id: str, workflow: str) -> None:
-        """A suspended run ends as cancelled: answers no longer resume it, and its pending
-        requests are cancelled."""
+    async def _cancel_stopped(self, run_id: str, workflow: str) -> None:
+        """A suspended run, or one whose process died (interrupted, resumable from its
+        checkpoint), ends as cancelled: answers no longer resume it, and its pending
+        requests are cancelled. (On Redis, workers already skip the tasks of a run whose
+        driver died: its lease lapsed.)"""
         await self.hitl.set_suspension(run_id, None)
         for request in await self.hitl.list_pending(run_id):
             with contextlib.suppress(FeedbackError):  # answered or cancelled meanwhile
