@@ -241,6 +241,23 @@ class RunPlan(PlanState):
         actions, self.actions = self.actions, []
         return actions
 
+    def in_flight(self) -> Dispatch:
+        """The attempts running now, to send again as they are (same cycle, same attempt):
+        what a run taken over from a driver that died must run again (at-least-once). Their
+        arguments are resolved again (a channel key an argument came from may have changed)."""
+        dispatch = Dispatch.empty()
+        for node, status in enumerate(self.status):
+            if status != RUNNING:
+                continue
+            task = self.graph.tasks[node]
+            assert task is not None
+            kwargs = resolve(task, self.results, self.channel) if task.params else task.bound
+            if self.iter_data and node in self.iter_data and any(p.name == "data" for p in task.params):
+                kwargs = {**kwargs, "data": self.iter_data[node]}
+            cap = task.max_cycles or self.max_cycles
+            dispatch.add(node, task, self.attempts[node], self.runs[node], cap, kwargs)
+        return dispatch.compact()
+
     def _dispatch(self, node: int, dispatch: Dispatch) -> None:
         task = self.graph.tasks[node]
         assert task is not None
