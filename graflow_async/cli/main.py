@@ -4,6 +4,8 @@ run MODULE:ATTR [--no-progress]    run a workflow; exit 0 completed, 3 suspended
                                    1 failed, 2 usage or import error
 resume LOCATION [--workflow MODULE:ATTR] [--force] [--no-progress]
                                    continue a run from a checkpoint (same exit codes)
+recover RUN_ID [--checkpoint-store DIR] [--workflow MODULE:ATTR] [--no-progress]
+                                   carry on a durable run whose process died (same exit codes)
 worker --redis-url URL --import MODULE ...   run tasks from the Redis task stream
 queue-stats --redis-url URL        the task stream's length, pending entries, consumers
 serve --port P ...                 the feedback REST API and UI
@@ -107,6 +109,14 @@ async def _resume_command(args: argparse.Namespace) -> int:
     return await _with_progress(len(wf) if wf else 0, not args.no_progress, start)
 
 
+async def _recover_command(args: argparse.Namespace) -> int:
+    from graflow_async.run.durable import recover
+
+    wf = load_workflow(args.workflow) if args.workflow else None
+    start = functools.partial(recover, args.run_id, workflow=wf, checkpoint_store=args.checkpoint_store)
+    return await _with_progress(len(wf) if wf else 0, not args.no_progress, start)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graflow-async", description="graflow-async workflows")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="run it even if the run has completed since")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_resume_command)
+    p = commands.add_parser("recover", help="carry on a durable run whose process died")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--checkpoint-store", metavar="DIR", help="where the run journals (default .graflow/checkpoints)")
+    p.add_argument("--workflow", metavar="MODULE:ATTR", help="the workflow, if not the one the run recorded")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_recover_command)
     _add_worker_command(commands)
     p = commands.add_parser("queue-stats", help="print the task stream's figures")
     _redis_arguments(p)
@@ -266,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if exc.code else EXIT_OK
     # `run` and `resume` report a failure in one line, so structlog's copy of it is noise
     # there; workers and servers log their life at INFO. GRAFLOW_LOG_LEVEL overrides both.
-    os.environ.setdefault("GRAFLOW_LOG_LEVEL", "critical" if args.command in ("run", "resume") else "info")
+    os.environ.setdefault("GRAFLOW_LOG_LEVEL", "critical" if args.command in ("run", "resume", "recover") else "info")
     try:
         code = _loop_runner(args.loop if args.command == "worker" else "asyncio")(args.handler(args))
         if args.command == "worker":

@@ -22,6 +22,7 @@ from graflow_async.exceptions import TransportError
 from graflow_async.execute.executor import Executor
 from graflow_async.plan import Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
 from graflow_async.plan.facts import STEPPED, RetryCame, apply
+from graflow_async.plan.state import RETRY
 from graflow_async.result import WorkflowResult
 from graflow_async.run.checkpoints import CheckpointManager
 from graflow_async.run.dispatch import local_messages
@@ -74,6 +75,7 @@ class RunActor(Actor[Any]):
         workflow_ref: str | None,
         resumed: Resumed | None = None,
         facts: FactWriter | None = None,
+        taken_over: bool = False,
     ) -> None:
         self.plan = plan
         self.graph = plan.graph
@@ -107,6 +109,7 @@ class RunActor(Actor[Any]):
         )
         self.checkpoints = checkpoints
         self._writer = facts  # a durable run's journal: every turn's facts go there first
+        self._taken_over = taken_over  # its running attempts were lost with the driver that died
         self._facts: list[Any] | None = [] if facts is not None else None
         self.services.facts = self._facts
 
@@ -204,7 +207,13 @@ class RunActor(Actor[Any]):
 
     # --- the actor ---------------------------------------------------------------------------------
     async def on_start(self) -> None:
-        self.plan.start()
+        plan = self.plan
+        plan.start()
+        if self._taken_over:  # what ran in the driver that died runs again; its retries come due now
+            flight = plan.in_flight()
+            if flight.nodes:
+                plan.actions.append(flight)
+            plan.actions.extend(RetryLater(n, 0.0) for n, s in enumerate(plan.status) if s == RETRY)
         await self._act()
 
     async def on_batch(self, messages: list[Any]) -> None:

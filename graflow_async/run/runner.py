@@ -49,6 +49,7 @@ async def run(
     on_event: Callable[[Event], Any] | None = None,
     max_cycles: int = 100,
     max_threads: int | None = None,
+    durable: bool | None = None,
     owner_lease: float = 10.0,
 ) -> WorkflowResult:
     """Run `workflow` to the end and return its `WorkflowResult` (SPEC section 2).
@@ -60,6 +61,8 @@ async def run(
     sizes the pool plain (sync) task functions run in (None: `ThreadPoolExecutor`'s default).
     `owner_lease`: on Redis, the seconds this driver's hold on the run lasts unless renewed
     (it renews it every third of that); workers skip the tasks of a run whose driver is gone.
+    `durable=True` (in-process): the run journals its facts beside its checkpoints, and
+    `recover(run_id)` carries it on in another process if this one dies (SPEC 10).
     """
     options = RunOptions(
         run_id=new_run_id() if run_id is None else run_id,
@@ -73,16 +76,28 @@ async def run(
         max_threads=max_threads,
         owner_lease=owner_lease,
     )
+    if durable:
+        if transport is not None and not transport.in_process:
+            raise NotImplementedError("durable runs on Redis are not built yet: run in-process, or durable=False")
+        from graflow_async.run.durable import run_durable
+
+        return await run_durable(workflow, options)
     return await drive(workflow, options)
 
 
 async def drive(
-    workflow: Workflow, options: RunOptions, snapshot: dict[str, Any] | None = None, *, facts: FactWriter | None = None
+    workflow: Workflow,
+    options: RunOptions,
+    snapshot: dict[str, Any] | None = None,
+    *,
+    facts: FactWriter | None = None,
+    restore: Callable[[RunPlan], None] | None = None,
 ) -> WorkflowResult:
     """Run `workflow` with `options`, continuing from checkpoint document `snapshot` when
     given (`resume` does this): open what the run needs, hand it to a `RunActor`, close it
     all when the run ends. `facts`: where the run writes the facts of each turn before
-    acting on them (a durable run's journal; see `plan.facts`)."""
+    acting on them (a durable run's journal; see `plan.facts`); `restore`: puts a run taken
+    over into the fresh plan (its journal replayed), whose running attempts are sent again."""
     compiled = _compiled(workflow)
     run_id = options.run_id
     main = options.transport or MemoryTransport()
@@ -105,6 +120,8 @@ async def drive(
         if snapshot is not None:
             from_doc(plan, snapshot, load_task)
             resumed = Resumed.of(snapshot)
+        if restore is not None:
+            restore(plan)
         feedback_store = options.feedback_store if options.feedback_store is not None else store_for(main)
         actor = RunActor(
             plan,
@@ -116,6 +133,7 @@ async def drive(
             workflow_ref=workflow_ref(workflow),
             resumed=resumed,
             facts=facts,
+            taken_over=restore is not None,
         )
         stack.push_async_callback(actor.aclose)
         with run_span(run_id, compiled.workflow_name) as actor.trace, frozen(len(plan.graph)):

@@ -1,0 +1,98 @@
+"""A durable run in-process (SPEC 10): its driver is SIGKILLed mid-run, and `recover`
+in another process carries it on from its journal; what completed never runs again,
+what was running runs again, the channel is not written twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import durable_flows as flows
+import pytest
+from worker_processes import PYTHONPATH, ROOT
+
+from graflow_async import RunAlreadyRunningError, recover, run
+
+
+def notes(directory: Path) -> list[tuple[str, int]]:
+    path = directory / "notes"
+    if not path.exists():
+        return []
+    return [(line.split(":")[0], int(line.split(":")[1])) for line in path.read_text().split()]
+
+
+async def killed_mid_run(tmp_path: Path, run_id: str) -> asyncio.subprocess.Process:
+    """A driver process of durable run `run_id`, SIGKILLed while `slow` waits."""
+    driver = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "durable_flows",
+        run_id,
+        str(tmp_path / "checkpoints"),
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 30
+    while {"slow", "side"} - {name for name, _ in notes(tmp_path)}:
+        assert time.monotonic() < deadline and driver.returncode is None, notes(tmp_path)
+        await asyncio.sleep(0.02)
+    driver.send_signal(signal.SIGKILL)
+    await driver.wait()
+    return driver
+
+
+async def test_a_durable_run_whose_driver_was_killed_is_recovered_by_another_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GFT_DURABLE_DIR", str(tmp_path))
+    checkpoints = tmp_path / "checkpoints"
+    driver = await killed_mid_run(tmp_path, "pay-1")
+
+    with pytest.raises(RunAlreadyRunningError):  # the dead driver's lease has not lapsed yet: taken by nobody
+        await asyncio.wait_for(asyncio.shield(_claim_now(checkpoints)), 5)
+    (tmp_path / "gate").touch()
+    result = await asyncio.wait_for(recover("pay-1", checkpoint_store=checkpoints, owner_lease=2.0), 60)
+
+    assert result.output == 4 * 10 + 5 and result.channel == {"fetched": 1}  # incr'd once, not twice
+    ran = notes(tmp_path)
+    by = {name: [pid for n, pid in ran if n == name] for name in ("fetch", "double", "side", "slow", "total")}
+    assert by["fetch"] == by["double"] == by["side"] == [driver.pid]  # completed before the kill: never again
+    assert by["slow"] == [driver.pid, os.getpid()]  # running at the kill: runs again
+    assert by["total"] == [os.getpid()]
+    again = await recover("pay-1", checkpoint_store=checkpoints)  # an ended run: its outcome
+    assert again.output == result.output and again.results == result.results
+    same = await run(flows.DEMO, run_id="pay-1", checkpoint_store=checkpoints, durable=True)
+    assert same.output == result.output and len(notes(tmp_path)) == len(ran)  # the run id is an idempotency key
+
+
+async def _claim_now(checkpoints: Path) -> None:
+    from graflow_async.run.journal import FileJournal
+
+    if await FileJournal(checkpoints, "pay-1").claim("test", 30.0) is None:
+        raise RunAlreadyRunningError("pay-1", "held")
+
+
+async def test_the_cli_recovers_a_durable_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GFT_DURABLE_DIR", str(tmp_path))
+    await killed_mid_run(tmp_path, "pay-2")
+    (tmp_path / "gate").touch()
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "graflow_async",
+        "recover",
+        "pay-2",
+        "--checkpoint-store",
+        str(tmp_path / "checkpoints"),
+        "--no-progress",
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(cli.communicate(), 60)
+    assert cli.returncode == 0 and "output: 45" in out.decode(), out
+    assert [name for name, _ in notes(tmp_path)].count("fetch") == 1

@@ -1,0 +1,62 @@
+"""A durable workflow for `tests/integration/test_durable_local.py`: its tasks note each
+run (task and pid) in the directory ``GFT_DURABLE_DIR`` names, so the test can tell what
+ran in the driver it SIGKILLs and what ran again after `recover`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+from graflow_async import TaskContext, run, task, workflow
+
+
+def note(what: str) -> None:
+    with open(Path(os.environ["GFT_DURABLE_DIR"]) / "notes", "a") as f:
+        f.write(f"{what}:{os.getpid()}\n")
+
+
+@task(inject_context=True)
+async def fetch(context: TaskContext) -> int:
+    note("fetch")
+    await context.channel.incr("fetched")
+    return 2
+
+
+@task
+def double(fetch: int) -> int:
+    note("double")
+    return fetch * 2
+
+
+@task
+async def slow(double: int) -> int:
+    """Waits for the gate file (the test kills the driver meanwhile)."""
+    note("slow")
+    gate = Path(os.environ["GFT_DURABLE_DIR"]) / "gate"
+    deadline = time.monotonic() + 60
+    while not gate.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return double + 1
+
+
+@task
+def side(double: int) -> int:
+    note("side")
+    return double * 10
+
+
+@task
+def total(slow: int, side: int) -> int:
+    note("total")
+    return slow + side
+
+
+with workflow("durable-demo") as DEMO:
+    fetch >> double >> (slow | side) >> total
+
+
+if __name__ == "__main__":  # python -m durable_flows RUN_ID CHECKPOINTS: the driver the test kills
+    asyncio.run(run(DEMO, run_id=sys.argv[1], checkpoint_store=sys.argv[2], durable=True, owner_lease=2.0))
