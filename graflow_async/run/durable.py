@@ -141,19 +141,24 @@ async def _carry(
     try:
         result = await drive(workflow, options, facts=JournalWriter(journal, epoch), restore=restore)
     except asyncio.CancelledError:
+        if not holding.done():  # the caller cancelled it (not a lost lease): it ends cancelled
+            cancelled = error_info(CheckpointError(f"durable run {options.run_id} was cancelled"))
+            files.replace(journal.path / OUTCOME, packb({"status": "failed", "error": cancelled}))
+            await journal.release(epoch)
         raise
     except Exception as exc:
         files.replace(journal.path / OUTCOME, packb({"status": "failed", "error": error_info(exc)}))
+        await journal.release(epoch)
         raise
     finally:
         holding.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await holding
+        await journal.aclose()
     if result.status == "completed":
         doc = {"status": "completed", "results": result.results, "output": result.output, "channel": result.channel}
         files.replace(journal.path / OUTCOME, packb({**doc, "skipped": result.skipped}))
     await journal.release(epoch)
-    await journal.aclose()
     return result
 
 

@@ -15,7 +15,7 @@ import durable_flows as flows
 import pytest
 from worker_processes import PYTHONPATH, ROOT
 
-from graflow_async import RunAlreadyRunningError, recover, run
+from graflow_async import GraflowError, RunAlreadyRunningError, recover, run
 
 
 def notes(directory: Path) -> list[tuple[str, int]]:
@@ -96,3 +96,19 @@ async def test_the_cli_recovers_a_durable_run(tmp_path: Path, monkeypatch: pytes
     out, _ = await asyncio.wait_for(cli.communicate(), 60)
     assert cli.returncode == 0 and "output: 45" in out.decode(), out
     assert [name for name, _ in notes(tmp_path)].count("fetch") == 1
+
+
+async def test_a_cancelled_durable_run_stays_cancelled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GFT_DURABLE_DIR", str(tmp_path))
+    checkpoints = tmp_path / "checkpoints"
+    running = asyncio.create_task(run(flows.DEMO, run_id="pay-3", checkpoint_store=checkpoints, durable=True))
+    deadline = time.monotonic() + 30
+    while "slow" not in {name for name, _ in notes(tmp_path)}:
+        assert time.monotonic() < deadline and not running.done()
+        await asyncio.sleep(0.02)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    with pytest.raises(GraflowError, match="pay-3 was cancelled"):  # never carried on by a recover
+        await recover("pay-3", checkpoint_store=checkpoints)
+    assert [name for name, _ in notes(tmp_path)].count("slow") == 1
