@@ -37,6 +37,7 @@ from graflow_async.run.journal.facts import JournalWriter, read_facts
 from graflow_async.run.options import RunOptions
 from graflow_async.transports.base import Transport
 from graflow_async.wire.codec import packb, unpackb
+from graflow_async.wire.envelope import MAX_NESTING
 from graflow_async.wire.errors import error_from, error_info
 
 HEADER, OUTCOME = "run.msgpack", "outcome.msgpack"
@@ -95,7 +96,7 @@ async def recover(
         raise NotImplementedError("durable runs on Redis are not built yet: recover works for in-process runs")
     root = journal_root(checkpoint_store)
     journal = FileJournal(root, run_id)
-    header = _read(journal.path / HEADER, run_id)
+    header = _header(_read(journal.path / HEADER, run_id), run_id)
     if header is None:
         raise CheckpointError(f"no durable run {run_id!r} in {root}")
     if workflow is None and not header["workflow"]:
@@ -180,9 +181,34 @@ def _read(path: Path, run_id: str) -> dict[str, Any] | None:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    doc = unpackb(data)
+    try:
+        doc = unpackb(data, max_nesting=MAX_NESTING)
+    except Exception as exc:
+        raise CheckpointError(f"durable run {run_id}: {path.name} is not msgpack ({type(exc).__name__})") from None
     if not isinstance(doc, dict):
         raise CheckpointError(f"durable run {run_id}: {path.name} is not a map")
+    return doc
+
+
+_HEADER_TYPES = {
+    "workflow": str,
+    "fingerprint": str,
+    "initial_channel": dict,
+    "default_max_retries": int,
+    "max_cycles": int,
+}
+
+
+def _header(doc: dict[str, Any] | None, run_id: str) -> dict[str, Any] | None:
+    """What the run was started with, checked (it is read from a file)."""
+    if doc is None:
+        return None
+    for name, kind in _HEADER_TYPES.items():
+        value = doc.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"durable run {run_id}: {HEADER} has no valid {name!r}")
+    if not all(isinstance(k, str) for k in doc["initial_channel"]):
+        raise CheckpointError(f"durable run {run_id}: {HEADER} has a channel key that is not text")
     return doc
 
 

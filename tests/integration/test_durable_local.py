@@ -15,7 +15,7 @@ import durable_flows as flows
 import pytest
 from worker_processes import PYTHONPATH, ROOT
 
-from graflow_async import GraflowError, RunAlreadyRunningError, recover, run
+from graflow_async import CheckpointError, GraflowError, RunAlreadyRunningError, recover, run
 
 
 def notes(directory: Path) -> list[tuple[str, int]]:
@@ -112,3 +112,12 @@ async def test_a_cancelled_durable_run_stays_cancelled(tmp_path: Path, monkeypat
     with pytest.raises(GraflowError, match="pay-3 was cancelled"):  # never carried on by a recover
         await recover("pay-3", checkpoint_store=checkpoints)
     assert [name for name, _ in notes(tmp_path)].count("slow") == 1
+
+
+@pytest.mark.parametrize("damage", [b"\xc1garbage", b"\x81\xa8workflow\x01"])
+async def test_a_damaged_run_record_is_an_error_naming_the_run(tmp_path: Path, damage: bytes) -> None:
+    journal = tmp_path / "checkpoints" / "pay-4" / "journal"
+    journal.mkdir(parents=True)
+    (journal / "run.msgpack").write_bytes(damage)
+    with pytest.raises(CheckpointError, match="durable run pay-4"):
+        await recover("pay-4", checkpoint_store=tmp_path / "checkpoints")
