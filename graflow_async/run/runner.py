@@ -122,6 +122,7 @@ async def drive(
             resumed = Resumed.of(snapshot)
         if restore is not None:
             restore(plan)
+            resumed = resumed or Resumed()  # its later checkpoints are numbered after those already saved
         feedback_store = options.feedback_store if options.feedback_store is not None else store_for(main)
         actor = RunActor(
             plan,

@@ -25,7 +25,7 @@ def notes(directory: Path) -> list[tuple[str, int]]:
     return [(line.split(":")[0], int(line.split(":")[1])) for line in path.read_text().split()]
 
 
-async def killed_mid_run(tmp_path: Path, run_id: str) -> asyncio.subprocess.Process:
+async def killed_mid_run(tmp_path: Path, run_id: str, *flow: str) -> asyncio.subprocess.Process:
     """A driver process of durable run `run_id`, SIGKILLed while `slow` waits."""
     driver = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -33,6 +33,7 @@ async def killed_mid_run(tmp_path: Path, run_id: str) -> asyncio.subprocess.Proc
         "durable_flows",
         run_id,
         str(tmp_path / "checkpoints"),
+        *flow,
         env={**os.environ, "PYTHONPATH": PYTHONPATH},
         cwd=ROOT,
     )
@@ -121,3 +122,17 @@ async def test_a_damaged_run_record_is_an_error_naming_the_run(tmp_path: Path, d
     (journal / "run.msgpack").write_bytes(damage)
     with pytest.raises(CheckpointError, match="durable run pay-4"):
         await recover("pay-4", checkpoint_store=tmp_path / "checkpoints")
+
+
+async def test_a_recovered_run_numbers_its_checkpoints_after_the_dead_drivers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GFT_DURABLE_DIR", str(tmp_path))
+    await killed_mid_run(tmp_path, "pay-5", "SAVING")
+    [first] = (tmp_path / "checkpoints" / "pay-5").glob("*.ckpt")
+    saved = first.read_bytes()
+    (tmp_path / "gate").touch()
+    result = await asyncio.wait_for(recover("pay-5", checkpoint_store=tmp_path / "checkpoints"), 60)
+    assert result.results["save_first"] == str(first)
+    assert result.results["save_later"] != str(first) and Path(result.results["save_later"]).is_file()
+    assert first.read_bytes() == saved  # the dead driver's checkpoint is kept, not overwritten

@@ -58,5 +58,33 @@ with workflow("durable-demo") as DEMO:
     fetch >> double >> (slow | side) >> total
 
 
-if __name__ == "__main__":  # python -m durable_flows RUN_ID CHECKPOINTS: the driver the test kills
-    asyncio.run(run(DEMO, run_id=sys.argv[1], checkpoint_store=sys.argv[2], durable=True, owner_lease=2.0))
+@task(inject_context=True)
+async def save_first(context: TaskContext) -> str:
+    note("save_first")
+    return await context.checkpoint(metadata={"by": "save_first"})
+
+
+@task(inject_context=True)
+async def save_later(context: TaskContext, slow: int) -> str:
+    note("save_later")
+    return await context.checkpoint(metadata={"by": "save_later"})
+
+
+@task
+def side_of(save_first: str) -> int:
+    note("side")
+    return 1
+
+
+@task
+async def slow_after(save_first: str) -> int:
+    return await slow.func(1)
+
+
+with workflow("durable-saving") as SAVING:
+    save_first >> (slow_after(task_id="slow") | side_of(task_id="side")) >> save_later
+
+
+if __name__ == "__main__":  # python -m durable_flows RUN_ID CHECKPOINTS [NAME]: the driver the test kills
+    flow = SAVING if sys.argv[3:] == ["SAVING"] else DEMO
+    asyncio.run(run(flow, run_id=sys.argv[1], checkpoint_store=sys.argv[2], durable=True, owner_lease=2.0))
