@@ -14,7 +14,7 @@ from typing import Any
 
 import docker_flows as df
 import pytest
-from docker_engine import DockerEngine, unique_tag
+from docker_engine import DockerEngine, single, unique_tag, variant
 from worker_processes import Workers
 
 from graflow_async import (
@@ -37,23 +37,6 @@ from graflow_async.transports.redis import RedisStreamsTransport
 def engine(docker_engine: DockerEngine) -> DockerEngine:
     df.configure(docker_engine.url, docker_engine.image, docker_engine.python)
     return docker_engine
-
-
-def single(t: Task, **bound: Any) -> Any:
-    with workflow(f"docker-{t.id}") as wf:
-        wf.add(t(task_id=t.id, **bound))
-    return wf
-
-
-def variant(t: Task, **options: Any) -> Task:
-    """`t` with some handler options changed (the others as the module declared them)."""
-    return Task(
-        t.func,
-        id=t.id,
-        handler="docker",
-        handler_kwargs={**t.handler_kwargs, **options},
-        inject_context=t.inject_context,
-    )
 
 
 async def test_a_task_runs_in_a_container_without_network_as_nobody(engine: DockerEngine) -> None:

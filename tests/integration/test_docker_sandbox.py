@@ -16,9 +16,9 @@ from typing import Any
 
 import docker_flows as df
 import pytest
-from docker_engine import DockerEngine
+from docker_engine import DockerEngine, single, variant
 
-from graflow_async import HandlerError, TaskFailedError, run, workflow
+from graflow_async import HandlerError, TaskFailedError, run
 from graflow_async.define.tasks import Task
 from graflow_async.execute.handlers import housekeeping
 from graflow_async.feedback import MemoryFeedbackStore
@@ -32,22 +32,6 @@ SUPPORT = Path(__file__).resolve().parent.parent / "support"
 def engine(docker_engine: DockerEngine) -> DockerEngine:
     df.configure(docker_engine.url, docker_engine.image, docker_engine.python)
     return docker_engine
-
-
-def single(t: Task, **bound: Any) -> Any:
-    with workflow(f"sandbox-{t.id}") as wf:
-        wf.add(t(task_id=t.id, **bound))
-    return wf
-
-
-def variant(t: Task, handler: Any = "docker", **options: Any) -> Task:
-    return Task(
-        t.func,
-        id=t.id,
-        handler=handler,
-        handler_kwargs={**t.handler_kwargs, **options},
-        inject_context=t.inject_context,
-    )
 
 
 async def test_by_default_the_code_runs_unprivileged_on_a_read_only_system(

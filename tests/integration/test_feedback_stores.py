@@ -310,7 +310,8 @@ async def test_a_redis_index_of_another_type_lists_nothing_and_is_named(
         runs, cursor = await store.list_runs()
         assert list(runs) == [] and runs.skipped == ("idx:runs:index",) and cursor is None
         await store.save_run(record("run-2"))  # kept, and readable, though it cannot be listed
-        assert (await store.get_run("run-2") or {}).get("run_id") == "run-2"
+        kept = await store.get_run("run-2")
+        assert kept is not None and kept["run_id"] == "run-2"
         with pytest.raises(FeedbackCorruptError):
             await store.create(ask("fb-2"))  # nothing is written beside an index it cannot keep
         assert not await client.exists("idx:feedback:request:fb-2")

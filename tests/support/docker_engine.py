@@ -171,5 +171,27 @@ def docker_engine() -> Iterator[DockerEngine]:
         daemon.stop()
 
 
+def single(t: Any, **bound: Any) -> Any:
+    """A workflow of the one task `t` (with `bound` arguments)."""
+    from graflow_async import workflow
+
+    with workflow(f"docker-{t.id}") as wf:
+        wf.add(t(task_id=t.id, **bound))
+    return wf
+
+
+def variant(t: Any, handler: Any = "docker", **options: Any) -> Any:
+    """`t` with some handler options changed (the others as its module declared them)."""
+    from graflow_async.define.tasks import Task
+
+    return Task(
+        t.func,
+        id=t.id,
+        handler=handler,
+        handler_kwargs={**t.handler_kwargs, **options},
+        inject_context=t.inject_context,
+    )
+
+
 def unique_tag() -> str:
     return f"graflow-missing-{uuid.uuid4().hex[:8]}:none"
