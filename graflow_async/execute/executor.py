@@ -206,11 +206,10 @@ class Executor(Actor[Any]):
         good: a run whose owner record Redis lost re-creates it)."""
         now = current_clock().time()
         runs = {_incarnation(d.message) for d in deliveries if isinstance(d.message, TaskMessage)}
-        judged = self._judged
+        judged, latest = self._judged, self._latest
         stale = {r for r in runs if r not in judged or judged[r][1] + ALIVE_FOR <= now}
         if stale:
             found = await self.transport.ended(stale)
-            latest = self._latest
             for r in stale:
                 judged.pop(r, None)
                 judged[r] = (r in found, now)
@@ -219,7 +218,6 @@ class Executor(Actor[Any]):
                     latest[r.run_id] = r.epoch
             _bound(judged, 10_000)
             _bound(latest, 10_000)
-        latest = self._latest
         return {r for r in runs if judged[r][0] or r.epoch < latest.get(r.run_id, 0)}
 
     async def _skip(self, delivery: Delivery) -> None:
