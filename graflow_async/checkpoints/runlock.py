@@ -69,15 +69,30 @@ async def run_lease(store: CheckpointStore, run_id: str, *, seconds: float = LEA
     A holder that finds its lease taken over (it stalled past it, and another process
     took the run) cancels the block and raises `RunAlreadyRunningError`: it does nothing
     more for the run."""
-    clock = current_clock()
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    epoch = await _acquire(store, run_id, holder, seconds, clock)
-    location = _location(store, run_id, epoch)
+    epoch = await _acquire(store, run_id, holder, seconds, current_clock())
+    lost = asyncio.Event()
+    try:
+        async with held(store, run_id, epoch, holder, seconds) as lost:
+            yield holder
+    finally:
+        if not lost.is_set():
+            await _release(store, _location(store, run_id, epoch), holder)
+
+
+@contextlib.asynccontextmanager
+async def held(
+    store: CheckpointStore, run_id: str, epoch: int, holder: str, seconds: float = LEASE_SECONDS
+) -> AsyncIterator[asyncio.Event]:
+    """Renew lease `epoch` every third of `seconds` while the block runs (the lease is
+    taken and given up by the caller). Yields an event set if the lease is lost: a newer
+    epoch holds the run, so the block is cancelled and `RunAlreadyRunningError` raised."""
+    clock = current_clock()
     done, lost = asyncio.Event(), asyncio.Event()
     block = asyncio.current_task()
     renewing = asyncio.create_task(_renew(store, run_id, epoch, holder, seconds, clock, done, lost, block))
     try:
-        yield holder
+        yield lost
     except asyncio.CancelledError:
         if lost.is_set():  # our own cancellation: it ends here, as this error
             if block is not None:
@@ -92,8 +107,6 @@ async def run_lease(store: CheckpointStore, run_id: str, *, seconds: float = LEA
             await renewing
         finally:
             renewing.cancel()
-            if not lost.is_set():
-                await _release(store, location, holder)
 
 
 def _location(store: CheckpointStore, run_id: str, epoch: int) -> str:

@@ -14,7 +14,6 @@ retry deadlines and feedback timeouts kept across a takeover (a retry comes due 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import uuid
@@ -137,43 +136,27 @@ async def _carry(
 ) -> WorkflowResult:
     from graflow_async.run.runner import drive
 
-    block = asyncio.current_task()
-    holding = asyncio.create_task(_hold(journal, epoch, options.owner_lease, block))
     try:
-        result = await drive(workflow, options, facts=JournalWriter(journal, epoch), restore=restore)
-    except asyncio.CancelledError:
-        if not holding.done():  # the caller cancelled it (not a lost lease): it ends cancelled
-            cancelled = error_info(CheckpointError(f"durable run {options.run_id} was cancelled"))
-            files.replace(journal.path / OUTCOME, packb({"status": "failed", "error": cancelled}))
-            await journal.release(epoch)
+        async with journal.held(epoch, options.owner_lease):
+            result = await drive(workflow, options, facts=JournalWriter(journal, epoch), restore=restore)
+    except RunAlreadyRunningError:  # its lease was lost: another process carries the run on
+        raise
+    except asyncio.CancelledError:  # the caller cancelled it: it ends cancelled
+        cancelled = error_info(CheckpointError(f"durable run {options.run_id} was cancelled"))
+        files.replace(journal.path / OUTCOME, packb({"status": "failed", "error": cancelled}))
+        await journal.release(epoch)
         raise
     except Exception as exc:
         files.replace(journal.path / OUTCOME, packb({"status": "failed", "error": error_info(exc)}))
         await journal.release(epoch)
         raise
     finally:
-        holding.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await holding
         await journal.aclose()
     if result.status == "completed":
         doc = {"status": "completed", "results": result.results, "output": result.output, "channel": result.channel}
         files.replace(journal.path / OUTCOME, packb({**doc, "skipped": result.skipped}))
     await journal.release(epoch)
     return result
-
-
-async def _hold(journal: FileJournal, epoch: int, lease: float, block: asyncio.Task[Any] | None) -> None:
-    """Renew the lease every third of it; cancel the run once another process holds it."""
-    while True:
-        await current_clock().sleep(lease / 3)
-        try:
-            ours = await journal.renew(epoch, lease)
-        except CheckpointError:
-            continue
-        if not ours and block is not None:
-            block.cancel()
-            return
 
 
 def _read(path: Path, run_id: str) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ each batch reach the disk before the append returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +53,11 @@ class FileJournal(Journal):
 
     async def renew(self, epoch: int, lease: float) -> bool:
         return await runlock.renew(self._store, self.run_id, epoch, self._owner, lease)
+
+    def held(self, epoch: int, lease: float) -> contextlib.AbstractAsyncContextManager[asyncio.Event]:
+        """Renew lease `epoch` while the block runs; a lost lease cancels the block with
+        `RunAlreadyRunningError` (`checkpoints.runlock.held`)."""
+        return runlock.held(self._store, self.run_id, epoch, self._owner, lease)
 
     async def release(self, epoch: int) -> None:
         self._close_segment()
