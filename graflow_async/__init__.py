@@ -53,7 +53,7 @@ from graflow_async.execute.context import Channel, TaskContext
 from graflow_async.feedback import FeedbackRequest, FeedbackResponse, FeedbackType
 from graflow_async.handlers import TaskCall, TaskHandler, register_handler
 from graflow_async.run.checkpoints import CheckpointManager
-from graflow_async.run.durable import recover
+from graflow_async.run.durable import recover, run_result
 from graflow_async.run.resume import resume
 from graflow_async.run.runner import WorkflowResult, run, run_sync
 
@@ -110,6 +110,7 @@ __all__ = [
     "register_handler",
     "resume",
     "run",
+    "run_result",
     "run_sync",
     "task",
     "workflow",

@@ -13,15 +13,14 @@ in this process is one of its children, an actor over the run's task queue.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, NamedTuple
 
 from graflow_async.actors import Actor, MailboxClosed, MailboxReceiver, MailboxSender, Supervisor, open_mailbox
 from graflow_async.clock import current_clock
 from graflow_async.exceptions import TransportError
 from graflow_async.execute.executor import Executor
 from graflow_async.plan import Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
-from graflow_async.plan.facts import STEPPED, RetryCame, apply
 from graflow_async.plan.state import RETRY
 from graflow_async.result import WorkflowResult
 from graflow_async.run.checkpoints import CheckpointManager
@@ -30,7 +29,8 @@ from graflow_async.run.emitter import Emitter
 from graflow_async.run.feedback_host import FeedbackHost
 from graflow_async.run.options import Resumed, RunOptions
 from graflow_async.run.ownership import hold, reclaim
-from graflow_async.run.replies import add_error, fact_of, resolved
+from graflow_async.run.recording import FactWriter, Recording, Sends
+from graflow_async.run.replies import add_error, resolved
 from graflow_async.run.routes import Route, distinct
 from graflow_async.run.services import RunServices
 from graflow_async.transports.base import Transport
@@ -44,12 +44,6 @@ from graflow_async.wire.messages import (
     TaskReply,
     TasksLost,
 )
-
-
-class FactWriter(Protocol):
-    """Where a recording run writes the facts of each turn before acting on them."""
-
-    async def write(self, facts: list[Any]) -> None: ...
 
 
 class Later(NamedTuple):
@@ -75,7 +69,7 @@ class RunActor(Actor[Any]):
         workflow_ref: str | None,
         resumed: Resumed | None = None,
         facts: FactWriter | None = None,
-        taken_over: bool = False,
+        taken_over: list[TaskReply] | None = None,
     ) -> None:
         self.plan = plan
         self.graph = plan.graph
@@ -108,10 +102,9 @@ class RunActor(Actor[Any]):
             resumed=resumed,
         )
         self.checkpoints = checkpoints
-        self._writer = facts  # a durable run's journal: every turn's facts go there first
-        self._taken_over = taken_over  # its running attempts were lost with the driver that died
-        self._facts: list[Any] | None = [] if facts is not None else None
-        self.services.facts = self._facts
+        self._taken_over = taken_over  # a run taken over: the replies that came while no driver lived
+        self._recording = Recording(facts) if facts is not None else None  # a durable run's
+        self.services.recording = self._recording
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def execute(self) -> WorkflowResult:
@@ -156,11 +149,14 @@ class RunActor(Actor[Any]):
         return lambda: None
 
     def _ours(self, message: TaskReply | ContextRequest) -> bool:
-        """Whether `message` comes from this incarnation of the run (its epoch)."""
+        """Whether `message` comes from this incarnation of the run (its epoch), or is the
+        reply of an attempt it inherited from the driver that died (`recording`)."""
         only = self._only_route
-        if only is not None:
-            return message.epoch == only.epoch
-        return message.epoch == self._epoch_of(message.node)
+        epoch = only.epoch if only is not None else self._epoch_of(message.node)
+        if message.epoch == epoch:
+            return True
+        recording = self._recording
+        return recording is not None and type(message) is TaskReply and recording.takes(message, epoch)
 
     def _epoch_of(self, node: int) -> int | None:
         """The epoch of the route task `node` takes; None for a node this run does not have."""
@@ -209,7 +205,12 @@ class RunActor(Actor[Any]):
     async def on_start(self) -> None:
         plan = self.plan
         plan.start()
-        if self._taken_over:  # what ran in the driver that died runs again; its retries come due now
+        if self._taken_over is not None:  # what ran in the driver that died runs again; its retries come due now
+            if self._recording is not None:
+                self._recording.inherit(plan)
+            for reply in self._taken_over:  # unless its reply came meanwhile
+                if self._ours(reply):
+                    self._on_reply(reply)
             flight = plan.in_flight()
             if flight.nodes:
                 plan.actions.append(flight)
@@ -231,9 +232,10 @@ class RunActor(Actor[Any]):
                 else:
                     self._stale(message)
             elif kind is RetryDue:
-                if self._facts is not None:
-                    self._facts.append(RetryCame(message.node))
-                plan.retry_due(message.node)
+                if self._recording is not None:
+                    self._recording.retry_came(plan, message.node)
+                else:
+                    plan.retry_due(message.node)
             elif kind is Later:
                 message.fn()
             elif kind is QueueLost:
@@ -253,10 +255,8 @@ class RunActor(Actor[Any]):
             self._awaited.pop(r.node, None)
         if r.run_id != self.run_id:
             self.emitter.log.warning("run dropped a reply meant for another run", from_run=r.run_id)
-        elif self._facts is not None:  # a recording run: each reply becomes a fact first
-            fact = fact_of(r)
-            self._facts.append(fact)
-            apply(plan, fact)
+        elif self._recording is not None:  # a durable run: each reply becomes a fact first
+            self._recording.reply(plan, r, r.task_id or f"#{r.node}")
         elif r.ok:
             try:
                 directives = resolved(r.directives) if r.directives else ()
@@ -271,7 +271,9 @@ class RunActor(Actor[Any]):
 
     def _stale(self, message: TaskReply | ContextRequest) -> None:
         """A message of another incarnation of this run (a replay, or one that outlived a
-        former driver): dropped."""
+        former driver): dropped (quietly when it is a reply already taken at the takeover)."""
+        if self._recording is not None and self._recording.taken_before(message):
+            return
         self.emitter.log.warning(
             "run dropped a message of another incarnation",
             kind=type(message).__name__,
@@ -281,14 +283,8 @@ class RunActor(Actor[Any]):
 
     async def _act(self) -> None:
         """Carry out what the plan decided; send queued context replies."""
-        batches: list[tuple[Route, Sequence[TaskMessage]]] = []
-        actions = self.plan.step()
-        if self._facts is not None:  # what this turn consumed is written before anything leaves
-            self._facts.append(STEPPED)
-            assert self._writer is not None
-            await self._writer.write(list(self._facts))
-            self._facts.clear()
-        for action in actions:
+        batches: Sends = []
+        for action in self.plan.step():
             kind = type(action)
             if kind is Dispatch:
                 self._messages(action, batches)
@@ -299,6 +295,8 @@ class RunActor(Actor[Any]):
             else:
                 self.outcome = action
                 self.stop()
+        if self._recording is not None:  # what this turn consumed is written before anything leaves
+            batches = await self._recording.flush(batches)
         for route, messages in batches:
             if not route.transport.send_nowait(route.task_queue, messages):
                 await route.transport.send(route.task_queue, messages)
@@ -308,7 +306,7 @@ class RunActor(Actor[Any]):
                 await transport.send(queue, (message,))
         await self.emitter.flush()
 
-    def _messages(self, d: Dispatch, batches: list[tuple[Route, Sequence[TaskMessage]]]) -> None:
+    def _messages(self, d: Dispatch, batches: Sends) -> None:
         """The task messages of `d`, batched by the route each task takes. A message to this
         process's executor carries the task itself, and is made when the executor reads it
         (`dispatch.local_messages`); one to workers, its import path."""

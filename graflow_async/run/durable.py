@@ -1,57 +1,43 @@
-"""Durable runs in this process (SPEC 10): the run journals every fact its plan consumes
-to a `FileJournal` beside its checkpoints, before acting on it; when the process driving
-it dies, `recover(run_id)` in another process replays the facts into the plan, sends
-again what was running, and carries on. No rule is imposed on the tasks' code: their
-results are facts, never recomputed.
+"""Durable runs (SPEC 10): the run journals every fact its plan consumes before acting on
+it, on its Redis server or beside its local checkpoints (`run.homes`); when the process
+driving it dies, another takes it over (`recover`, or on Redis a worker or `serve` that
+adopts it: `run.adopt`), replays the facts into the plan, takes the replies that came
+meanwhile, sends again what was running, and carries on. No rule is imposed on the
+tasks' code: their results are facts, never recomputed.
 
-    <checkpoints>/<run_id>/journal/run.msgpack      what the run was started with
-    <checkpoints>/<run_id>/journal/outcome.msgpack  how it ended (kept for `recover`)
-
-Not built yet (see the README): Redis journals and adoption by workers, compaction,
-retry deadlines and feedback timeouts kept across a takeover (a retry comes due at once).
+A run id is an idempotency key: `run` of an existing durable run attaches to it.
+`run_result` waits, from any process, for a durable run's outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import uuid
-from pathlib import Path
 from typing import Any
 
-from graflow_async import files
-from graflow_async.checkpoints import FileCheckpointStore
-from graflow_async.checkpoints.stores import open_store
 from graflow_async.clock import current_clock
 from graflow_async.define.graph import Workflow
 from graflow_async.exceptions import CheckpointError, GraphError, RunAlreadyRunningError
 from graflow_async.loading import load_object
+from graflow_async.logs import library_logger
 from graflow_async.plan import RunPlan
 from graflow_async.plan.facts import replay
 from graflow_async.plan.snapshot import workflow_ref
 from graflow_async.result import WorkflowResult
-from graflow_async.run.journal import FileJournal
-from graflow_async.run.journal.facts import JournalWriter, read_facts
+from graflow_async.run.homes import Home, home_for, pack
+from graflow_async.run.journal import Fenced
+from graflow_async.run.journal.facts import read_facts
 from graflow_async.run.options import RunOptions
+from graflow_async.run.ownership import TakenOver
+from graflow_async.run.routes import check_sendable
 from graflow_async.transports.base import Transport
-from graflow_async.wire.codec import packb, unpackb
-from graflow_async.wire.envelope import MAX_NESTING
 from graflow_async.wire.errors import error_from, error_info
+from graflow_async.wire.messages import TaskReply
 
-HEADER, OUTCOME = "run.msgpack", "outcome.msgpack"
 WAIT_STEP = 0.2  # seconds between looks at a run whose owner lives
-
-
-def journal_root(checkpoint_store: Any) -> Path:
-    """The local directory a durable run journals to (its checkpoints')."""
-    store = open_store(checkpoint_store)
-    if not isinstance(store, FileCheckpointStore):
-        raise ValueError(
-            "a durable run without Redis journals beside its checkpoints: give a local checkpoint directory "
-            "(an S3 checkpoint store needs a Redis transport)"
-        )
-    return store.root
 
 
 def _holder() -> str:
@@ -59,25 +45,23 @@ def _holder() -> str:
 
 
 async def run_durable(workflow: Workflow, options: RunOptions) -> WorkflowResult:
-    """Start durable run `options.run_id` (or, when it exists, return its outcome or
-    carry it on, as `recover` does: a run id is an idempotency key)."""
-    root = journal_root(options.checkpoint_store)
-    if (root / options.run_id / "journal" / HEADER).exists():
-        return await recover(options.run_id, workflow=workflow, checkpoint_store=options.checkpoint_store)
-    ref = workflow_ref(workflow) or ""  # "": recover must be given the workflow
-    journal = FileJournal(root, options.run_id)
-    epoch = await journal.claim(_holder(), options.owner_lease)
-    if epoch is None:
-        raise RunAlreadyRunningError(options.run_id, f"run {options.run_id} is already running")
+    """Start durable run `options.run_id`, or attach to it when it exists (a run id is an
+    idempotency key): its outcome, once it has one, adopting it if its driver died."""
+    home = home_for(options.run_id, options.transport, options.checkpoint_store)
+    compiled = workflow.compile()
+    if options.transport is not None and not options.transport.in_process:  # refused before the run exists
+        check_sendable(compiled, [n for n, t in enumerate(compiled.tasks) if t is not None])
     header = {
-        "workflow": ref,
-        "fingerprint": workflow.compile().fingerprint,
+        "workflow": workflow_ref(workflow) or "",  # "": recover must be given the workflow
+        "fingerprint": compiled.fingerprint,
         "initial_channel": dict(options.initial_channel),
         "default_max_retries": options.default_max_retries,
         "max_cycles": options.max_cycles,
     }
-    files.replace(journal.path / HEADER, packb(header))
-    return await _carry(workflow, options, journal, epoch, None)
+    epoch = await home.create(pack(header), _holder(), options.owner_lease)
+    if epoch is None:
+        return await _attach(home, workflow, _checked(await home.header(), home), options)
+    return await _carry(home, workflow, options, epoch, None)
 
 
 async def recover(
@@ -88,89 +72,132 @@ async def recover(
     checkpoint_store: Any = None,
     **run_options: Any,
 ) -> WorkflowResult:
-    """Carry on durable run `run_id` whose driver died: replay its journal, send again what
-    was running, go on. Of an ended run, its outcome (returned or raised); of a run whose
-    owner lives, its outcome once it has one."""
-    if transport is not None and not transport.in_process:
-        raise NotImplementedError("durable runs on Redis are not built yet: recover works for in-process runs")
-    root = journal_root(checkpoint_store)
-    journal = FileJournal(root, run_id)
-    header = _header(_read(journal.path / HEADER, run_id), run_id)
-    if header is None:
-        raise CheckpointError(f"no durable run {run_id!r} in {root}")
+    """Carry on durable run `run_id` whose driver died: replay its journal, take the
+    replies that came meanwhile, send again what was running, go on. Of an ended run, its
+    outcome (returned or raised); of a run whose owner lives, its outcome once it has one."""
+    return await carry_on(
+        run_id, workflow=workflow, transport=transport, checkpoint_store=checkpoint_store, **run_options
+    )
+
+
+async def carry_on(
+    run_id: str,
+    *,
+    workflow: Workflow | None = None,
+    transport: Transport | None = None,
+    checkpoint_store: Any = None,
+    let_go_on_cancel: bool = False,
+    **run_options: Any,
+) -> WorkflowResult:
+    """`recover`; `let_go_on_cancel`: a cancelled carrier (an adopter shutting down) lets
+    the run go for another process to adopt, instead of ending it cancelled."""
+    home = home_for(run_id, transport, checkpoint_store)
+    header = _checked(await home.header(), home)
     if workflow is None and not header["workflow"]:
         raise CheckpointError(
             f"durable run {run_id} recorded no importable workflow (a script's, or one defined in a function): "
             "give it (workflow= / --workflow MODULE:ATTR)"
         )
     wf = workflow if workflow is not None else load_object(str(header["workflow"]))
-    if wf.compile().fingerprint != header["fingerprint"]:
-        raise GraphError(f"durable run {run_id} was started with workflow {header['workflow']}, not {wf.name!r}")
     options = RunOptions(
         run_id=run_id,
+        transport=transport,
         checkpoint_store=checkpoint_store,
         initial_channel=header["initial_channel"],
         default_max_retries=header["default_max_retries"],
         max_cycles=header["max_cycles"],
+        durable=True,
         **run_options,
     )
+    return await _attach(home, wf, header, options, let_go_on_cancel=let_go_on_cancel)
+
+
+async def run_result(
+    run_id: str, *, transport: Transport | None = None, checkpoint_store: Any = None, timeout: float | None = None
+) -> WorkflowResult:
+    """Wait, from any process, for durable run `run_id` to end: its `WorkflowResult`, or
+    its error raised; `TimeoutError` after `timeout` seconds."""
+    home = home_for(run_id, transport, checkpoint_store)
+    _checked(await home.header(), home)
+    async with asyncio.timeout(timeout):
+        return await _outcome_of(home)
+
+
+async def _attach(
+    home: Home, wf: Workflow, header: dict[str, Any], options: RunOptions, *, let_go_on_cancel: bool = False
+) -> WorkflowResult:
+    run_id = options.run_id
+    if wf.compile().fingerprint != header["fingerprint"]:
+        raise GraphError(
+            f"durable run {run_id} was started with workflow {header['workflow'] or '(unnamed)'}, "
+            f"not {workflow_ref(wf) or wf.name!r} (another graph)"
+        )
     while True:
-        ended = _outcome(journal, run_id)
+        ended = await _ended(home)
         if ended is not None:
             return ended
-        epoch = await journal.claim(_holder(), options.owner_lease)
+        epoch = await home.journal.claim(_holder(), options.owner_lease)
         if epoch is not None:
             break
         await current_clock().sleep(WAIT_STEP)  # its owner lives: wait for its outcome
-    facts = read_facts((await journal.read()).facts, run_id)
+    try:
+        facts = read_facts((await home.journal.read()).facts, run_id)
+        backlog = await home.backlog()
+    except BaseException:
+        await home.let_go(epoch)
+        raise
 
     def restore(plan: RunPlan) -> None:
         replay(plan, facts)
         plan.restored = True
 
-    return await _carry(wf, options, journal, epoch, restore)
+    return await _carry(home, wf, options, epoch, restore, backlog, let_go_on_cancel=let_go_on_cancel)
 
 
 async def _carry(
-    workflow: Workflow, options: RunOptions, journal: FileJournal, epoch: int, restore: Any
+    home: Home,
+    workflow: Workflow,
+    options: RunOptions,
+    epoch: int,
+    restore: Any,
+    backlog: list[TaskReply] | None = None,
+    *,
+    let_go_on_cancel: bool = False,
 ) -> WorkflowResult:
     from graflow_async.run.runner import drive
 
+    journal = home.journal
+    options = dataclasses.replace(options, epoch=epoch, durable=True)
     try:
-        async with journal.held(epoch, options.owner_lease):
-            result = await drive(workflow, options, facts=JournalWriter(journal, epoch), restore=restore)
-    except RunAlreadyRunningError:  # its lease was lost: another process carries the run on
-        raise
-    except asyncio.CancelledError:  # the caller cancelled it: it ends cancelled
-        cancelled = error_info(CheckpointError(f"durable run {options.run_id} was cancelled"))
-        files.replace(journal.path / OUTCOME, packb({"status": "failed", "error": cancelled}))
-        await journal.release(epoch)
+        async with home.held(epoch, options.owner_lease):
+            result = await drive(workflow, options, facts=home.writer(epoch), restore=restore, backlog=backlog)
+    except (RunAlreadyRunningError, Fenced, TakenOver):  # its lease was lost: another process carries the run on
+        library_logger().warning("a durable run was taken over; waiting for its outcome", run_id=options.run_id)
+        return await _outcome_of(home)
+    except asyncio.CancelledError:
+        if let_go_on_cancel:
+            await _quietly(home.let_go(epoch))
+        else:  # the caller cancelled it: it ends cancelled
+            cancelled = error_info(CheckpointError(f"durable run {options.run_id} was cancelled"))
+            await _quietly(home.conclude(epoch, pack({"status": "failed", "error": cancelled}), options.retention))
         raise
     except Exception as exc:
-        files.replace(journal.path / OUTCOME, packb({"status": "failed", "error": error_info(exc)}))
-        await journal.release(epoch)
+        await _quietly(home.conclude(epoch, pack({"status": "failed", "error": error_info(exc)}), options.retention))
         raise
     finally:
         await journal.aclose()
-    if result.status == "completed":
-        doc = {"status": "completed", "results": result.results, "output": result.output, "channel": result.channel}
-        files.replace(journal.path / OUTCOME, packb({**doc, "skipped": result.skipped}))
-    await journal.release(epoch)
+    doc = {"status": result.status, "results": result.results, "output": result.output, "channel": result.channel}
+    doc.update(skipped=result.skipped, checkpoint=result.checkpoint)
+    await home.conclude(epoch, pack(doc), options.retention)
     return result
 
 
-def _read(path: Path, run_id: str) -> dict[str, Any] | None:
+async def _quietly(step: Any) -> None:
+    """An outcome written on the way out of a failed run: its own failure is only logged."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        doc = unpackb(data, max_nesting=MAX_NESTING)
+        await step
     except Exception as exc:
-        raise CheckpointError(f"durable run {run_id}: {path.name} is not msgpack ({type(exc).__name__})") from None
-    if not isinstance(doc, dict):
-        raise CheckpointError(f"durable run {run_id}: {path.name} is not a map")
-    return doc
+        library_logger().warning("could not keep a durable run's outcome", error=repr(exc)[:200])
 
 
 _HEADER_TYPES = {
@@ -182,32 +209,51 @@ _HEADER_TYPES = {
 }
 
 
-def _header(doc: dict[str, Any] | None, run_id: str) -> dict[str, Any] | None:
-    """What the run was started with, checked (it is read from a file)."""
+def _checked(doc: dict[str, Any] | None, home: Home) -> dict[str, Any]:
+    """What the run was started with, checked (it is read from a file or Redis)."""
+    run_id = home.run_id
     if doc is None:
-        return None
+        raise CheckpointError(f"no durable run {run_id!r} in {home.where}")
     for name, kind in _HEADER_TYPES.items():
         value = doc.get(name)
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise CheckpointError(f"durable run {run_id}: {HEADER} has no valid {name!r}")
+            raise CheckpointError(f"durable run {run_id}: its header has no valid {name!r}")
     if not all(isinstance(k, str) for k in doc["initial_channel"]):
-        raise CheckpointError(f"durable run {run_id}: {HEADER} has a channel key that is not text")
+        raise CheckpointError(f"durable run {run_id}: its header has a channel key that is not text")
     return doc
 
 
-def _outcome(journal: FileJournal, run_id: str) -> WorkflowResult | None:
+async def _outcome_of(home: Home) -> WorkflowResult:
+    while True:
+        ended = await _ended(home)
+        if ended is not None:
+            return ended
+        await current_clock().sleep(WAIT_STEP)
+
+
+async def _ended(home: Home) -> WorkflowResult | None:
     """The ended run's result; its error raised; None while it has not ended."""
-    doc = _read(journal.path / OUTCOME, run_id)
+    doc = await home.outcome()
     if doc is None:
         return None
-    if doc.get("status") == "failed":
+    run_id = home.run_id
+    status = doc.get("status")
+    if status == "failed":
         error = error_from(doc.get("error"))
         raise error if error is not None else CheckpointError(f"durable run {run_id} failed")
+    if status not in ("completed", "suspended"):
+        raise CheckpointError(f"durable run {run_id}: its outcome has no valid status")
+    checkpoint = doc.get("checkpoint")
     return WorkflowResult(
         run_id=run_id,
-        status="completed",
-        results=dict(doc.get("results") or {}),
+        status=status,
+        results=_mapping(doc.get("results")),
         output=doc.get("output"),
-        channel=dict(doc.get("channel") or {}),
-        skipped=list(doc.get("skipped") or []),
+        channel=_mapping(doc.get("channel")),
+        skipped=[s for s in doc.get("skipped") or [] if isinstance(s, str)],
+        checkpoint=checkpoint if isinstance(checkpoint, str) else None,
     )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if isinstance(k, str)} if isinstance(value, dict) else {}

@@ -39,6 +39,15 @@ class RunOptions:
     max_cycles: int = 100
     max_threads: int | None = None
     owner_lease: float = 10.0  # seconds the driver's hold on a run on Redis lasts unless renewed
+    durable: bool | None = None  # None: True on Redis, False in-process (SPEC 10)
+    retention: float = 7 * 86400  # seconds an ended durable run keeps its outcome
+    epoch: int = 0  # a durable run's incarnation, taken with its journal before it is driven
+
+    @property
+    def is_durable(self) -> bool:
+        if self.durable is None:
+            return self.transport is not None and self.transport.keeps_journals
+        return self.durable
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
@@ -46,6 +55,10 @@ class RunOptions:
         fix(self, "default_max_retries", whole("default_max_retries", self.default_max_retries))
         fix(self, "max_cycles", whole("max_cycles", self.max_cycles, minimum=1))
         fix(self, "owner_lease", number("owner_lease", self.owner_lease, above=True))
+        fix(self, "retention", number("retention", self.retention, above=True))
+        fix(self, "epoch", whole("epoch", self.epoch))
+        if self.durable is not None and not isinstance(self.durable, bool):
+            raise TypeError(f"durable must be True, False or None, got {type(self.durable).__name__}")
         if self.max_threads is not None:
             fix(self, "max_threads", whole("max_threads", self.max_threads, minimum=1))
         if self.transport is not None and not isinstance(self.transport, Transport):

@@ -11,10 +11,12 @@ from graflow_async.exceptions import TransportError
 from graflow_async.run.routes import Route, distinct
 
 
+class TakenOver(TransportError):
+    """Another incarnation holds the run now: this driver stops, changing nothing more."""
+
+
 def _taken_over(run_id: str) -> TransportError:
-    return TransportError(
-        f"run {run_id} was started again elsewhere (a newer incarnation took it over): this driver stops"
-    )
+    return TakenOver(f"run {run_id} was started again elsewhere (a newer incarnation took it over): this driver stops")
 
 
 async def hold(routes: list[Route], lease: float, log: Any) -> None:

@@ -34,6 +34,7 @@ class Route:
     context_queue: str  # where this process's executor takes its context replies ("" when none runs here)
     run_id: str = ""
     epoch: int = 0  # the run's incarnation on this transport (0: none, in-process)
+    durable: bool = False  # its run is durable: the run's end is written with its outcome (`run.homes`)
 
     @property
     def local(self) -> bool:
@@ -42,7 +43,7 @@ class Route:
 
     async def close(self) -> None:
         """The run ended: its queued tasks are skipped from now on; drop its queues."""
-        if self.epoch:
+        if self.epoch and not self.durable:
             try:
                 await self.transport.end_run(self.run_id, self.epoch)
             except TransportError as exc:  # its lease lapses all the same: then workers skip its tasks
@@ -72,11 +73,17 @@ def _members(graph: CompiledGraph, group: int) -> list[int]:
 
 
 async def open_routes(
-    graph: CompiledGraph, run_id: str, main: Transport, stack: contextlib.AsyncExitStack, lease: float = 10.0
+    graph: CompiledGraph,
+    run_id: str,
+    main: Transport,
+    stack: contextlib.AsyncExitStack,
+    lease: float = 10.0,
+    epoch: int = 0,
 ) -> list[Route]:
     """The route of each node of `graph`: the run's, or its Redis group's (opened on
     `stack`), each to workers begun as a new incarnation of the run (its epoch, a lease of
-    `lease` seconds). TransportError, before anything is sent, for a task workers cannot
+    `lease` seconds). `epoch`: a durable run's incarnation on `main`, already begun with
+    its journal. TransportError, before anything is sent, for a task workers cannot
     import."""
     route = route_for(main, run_id)
     routes = [route] * len(graph.ids)
@@ -89,7 +96,11 @@ async def open_routes(
     check_sendable(graph, [n for n, r in enumerate(routes) if not r.local and graph.tasks[n] is not None])
     begun = {}
     for r in distinct(routes):
-        if not r.local:
+        if r.local:
+            continue
+        if epoch and r.transport is main:
+            begun[id(r)] = replace(r, run_id=run_id, epoch=epoch, durable=True)
+        else:
             begun[id(r)] = replace(r, run_id=run_id, epoch=await r.transport.begin_run(run_id, lease))
     return [begun.get(id(r), r) for r in routes] if begun else routes
 

@@ -25,14 +25,16 @@ from graflow_async.logs import library_logger
 from graflow_async.plan import ChannelData, RunGraph, RunPlan
 from graflow_async.plan.snapshot import from_doc, workflow_ref
 from graflow_async.result import WorkflowResult
-from graflow_async.run.actor import FactWriter, RunActor
+from graflow_async.run.actor import RunActor
 from graflow_async.run.checkpoints import CheckpointManager
 from graflow_async.run.emitter import Emitter
 from graflow_async.run.frozen_heap import frozen
 from graflow_async.run.options import Resumed, RunOptions, new_run_id
+from graflow_async.run.recording import FactWriter
 from graflow_async.run.routes import open_routes
 from graflow_async.transports.base import Transport
 from graflow_async.transports.memory import MemoryTransport
+from graflow_async.wire.messages import TaskReply
 
 __all__ = ["WorkflowResult", "drive", "run", "run_sync"]
 
@@ -51,6 +53,7 @@ async def run(
     max_threads: int | None = None,
     durable: bool | None = None,
     owner_lease: float = 10.0,
+    retention: float = 7 * 86400,
 ) -> WorkflowResult:
     """Run `workflow` to the end and return its `WorkflowResult` (SPEC section 2).
 
@@ -59,10 +62,13 @@ async def run(
     Cancelling the call cancels every task of the run. `max_cycles` caps how many
     times one task may run (SPEC section 9) unless the task sets its own. `max_threads`
     sizes the pool plain (sync) task functions run in (None: `ThreadPoolExecutor`'s default).
-    `owner_lease`: on Redis, the seconds this driver's hold on the run lasts unless renewed
-    (it renews it every third of that); workers skip the tasks of a run whose driver is gone.
-    `durable=True` (in-process): the run journals its facts beside its checkpoints, and
-    `recover(run_id)` carries it on in another process if this one dies (SPEC 10).
+    `durable` (SPEC 10; None: True on Redis, False in-process): the run journals every
+    fact it consumes (on its Redis server, or beside its local checkpoints) and outlives
+    this process: on Redis a worker or `serve` adopts it when this driver dies, in-process
+    `recover(run_id)` carries it on. A durable run id is an idempotency key: running it
+    again attaches to it. `owner_lease`: the seconds this driver's hold on the run lasts
+    unless renewed (every third of that); a non-durable run whose driver is gone has its
+    tasks skipped by workers. `retention`: seconds an ended durable run keeps its outcome.
     """
     options = RunOptions(
         run_id=new_run_id() if run_id is None else run_id,
@@ -75,10 +81,10 @@ async def run(
         max_cycles=max_cycles,
         max_threads=max_threads,
         owner_lease=owner_lease,
+        durable=durable,
+        retention=retention,
     )
-    if durable:
-        if transport is not None and not transport.in_process:
-            raise NotImplementedError("durable runs on Redis are not built yet: run in-process, or durable=False")
+    if options.is_durable:
         from graflow_async.run.durable import run_durable
 
         return await run_durable(workflow, options)
@@ -92,12 +98,14 @@ async def drive(
     *,
     facts: FactWriter | None = None,
     restore: Callable[[RunPlan], None] | None = None,
+    backlog: list[TaskReply] | None = None,
 ) -> WorkflowResult:
     """Run `workflow` with `options`, continuing from checkpoint document `snapshot` when
     given (`resume` does this): open what the run needs, hand it to a `RunActor`, close it
     all when the run ends. `facts`: where the run writes the facts of each turn before
     acting on them (a durable run's journal; see `plan.facts`); `restore`: puts a run taken
-    over into the fresh plan (its journal replayed), whose running attempts are sent again."""
+    over into the fresh plan (its journal replayed), whose running attempts are sent again
+    unless `backlog` (replies that came while no driver lived) holds their replies."""
     compiled = _compiled(workflow)
     run_id = options.run_id
     main = options.transport or MemoryTransport()
@@ -113,7 +121,7 @@ async def drive(
     async with contextlib.AsyncExitStack() as stack:
         if options.transport is None:
             stack.push_async_callback(main.aclose)
-        routes = await open_routes(compiled, run_id, main, stack, lease=options.owner_lease)
+        routes = await open_routes(compiled, run_id, main, stack, lease=options.owner_lease, epoch=options.epoch)
         checkpoints = CheckpointManager(options.checkpoint_store)
         stack.push_async_callback(checkpoints.aclose)
         resumed = None
@@ -134,7 +142,7 @@ async def drive(
             workflow_ref=workflow_ref(workflow),
             resumed=resumed,
             facts=facts,
-            taken_over=restore is not None,
+            taken_over=None if restore is None else list(backlog or ()),
         )
         stack.push_async_callback(actor.aclose)
         with run_span(run_id, compiled.workflow_name) as actor.trace, frozen(len(plan.graph)):

@@ -19,11 +19,11 @@ from typing import Any, Protocol
 from graflow_async.exceptions import CheckpointError, TransportError
 from graflow_async.logs import LibraryLog
 from graflow_async.plan import RunPlan
-from graflow_async.plan.facts import Wrote
 from graflow_async.plan.snapshot import to_doc
 from graflow_async.run.checkpoints import CheckpointManager
 from graflow_async.run.feedback_host import FeedbackHost, Turns
 from graflow_async.run.options import Resumed, RunOptions
+from graflow_async.run.recording import Recording
 from graflow_async.wire.messages import ContextReply, ContextRequest
 
 log = LibraryLog()
@@ -73,7 +73,7 @@ class RunServices:
         self._remote = host.is_remote  # whether a task node's requests come from another process (and may come again)
         self._answers: OrderedDict[str, ContextReply] = OrderedDict()  # the last answers, for requests sent again
         self._working: set[str] = set()  # requests whose answer a child is working out
-        self.facts: list[Any] | None = None  # the run's facts of this turn, when it records them
+        self.recording: Recording | None = None  # a durable run's: where its channel writes go as facts
         self.post = host.post
         self.spawn = host.spawn
         self.emit = host.emit
@@ -141,29 +141,32 @@ class RunServices:
         return [True, data[key]] if isinstance(key, str) and key in data else [False, None]
 
     def _set(self, request: ContextRequest) -> None:
-        self.channel.set(request.args.get("key"), request.args.get("value"))  # type: ignore[arg-type]
-        self._wrote("set", request.args.get("key"), request.args.get("value"))
+        key, value = request.args.get("key"), request.args.get("value")
+        self._channel_write("set", key, value, lambda: self.channel.set(key, value))  # type: ignore[arg-type]
 
     def _delete(self, request: ContextRequest) -> None:
         key = request.args.get("key")
         if isinstance(key, str):
-            self.channel.delete(key)
-            self._wrote("delete", key, None)
+            self._channel_write("delete", key, None, lambda: self.channel.delete(key))
 
     def _append(self, request: ContextRequest) -> int:
-        length = self.channel.append(request.args.get("key"), request.args.get("value"))  # type: ignore[arg-type]
-        self._wrote("append", request.args.get("key"), request.args.get("value"))
-        return length
+        key, value = request.args.get("key"), request.args.get("value")
+        return self._channel_write("append", key, value, lambda: self.channel.append(key, value))  # type: ignore[arg-type]
 
     def _incr(self, request: ContextRequest) -> int | float:
-        total = self.channel.incr(request.args.get("key"), request.args.get("amount", 1))  # type: ignore[arg-type]
-        self._wrote("incr", request.args.get("key"), request.args.get("amount", 1))
-        return total
+        key, amount = request.args.get("key"), request.args.get("amount", 1)
+        return self._channel_write("incr", key, amount, lambda: self.channel.incr(key, amount))  # type: ignore[arg-type]
 
-    def _wrote(self, op: str, key: Any, value: Any) -> None:
-        """A channel write took effect: a fact, when the run records them (a durable run)."""
-        if self.facts is not None:
-            self.facts.append(Wrote(op, key, value))
+    def _channel_write(self, op: str, key: Any, value: Any, write: Callable[[], Any]) -> Any:
+        """Make a channel write; a durable run records it as a fact once it took effect (and
+        refuses, with TypeError for the task, a value its journal cannot keep)."""
+        recording = self.recording
+        record = recording.encoded(op, key, value) if recording is not None else None
+        out = write()
+        if record is not None:
+            assert recording is not None
+            recording.turn.append(record)
+        return out
 
     # --- checkpoints -----------------------------------------------------------------------------
     async def next_sequence(self) -> int:

@@ -45,6 +45,9 @@ class Transport(ABC):
     #: run actor then starts one, on queues private to the run); False when separate
     #: worker processes consume a shared task queue (tasks must then be importable).
     in_process: bool = False
+    #: True when a durable run keeps its journal on this transport's server (Redis): runs
+    #: on it are durable unless told otherwise (SPEC 10).
+    keeps_journals: bool = False
 
     @property
     @abstractmethod

@@ -10,6 +10,10 @@
                                     the driver renews it
     <ns>:run:{<run_id>}:journal     a durable run's facts, a stream (ids 0-1, 0-2...: seq + 1)
     <ns>:run:{<run_id>}:snapshot    its compacted state, a hash: upto, data
+    <ns>:run:{<run_id>}:header      what a durable run was started with (msgpack)
+    <ns>:run:{<run_id>}:outcome     how a durable run ended (msgpack), kept `retention` seconds
+    <ns>:durable                    sorted set of running durable runs by lease expiry (ms):
+                                    where adopters look for runs whose driver died
     <ns>:worker:<id>:context        a worker's stream of answers from runs to its tasks
     <ns>:worker:<id>:alive          set by a live worker every few seconds, expiring soon after
     <ns>:dead                       dead letters: poison messages, too many deliveries
@@ -77,6 +81,16 @@ class Keys:
 
     def snapshot(self, run_id: str) -> str:
         return f"{self.namespace}:run:{{{run_id}}}:snapshot"
+
+    def header(self, run_id: str) -> str:
+        return f"{self.namespace}:run:{{{run_id}}}:header"
+
+    def outcome(self, run_id: str) -> str:
+        return f"{self.namespace}:run:{{{run_id}}}:outcome"
+
+    @property
+    def durable_index(self) -> str:
+        return f"{self.namespace}:durable"
 
     def alive(self, consumer: str) -> str:
         return f"{self.namespace}:worker:{consumer}:alive"

@@ -88,8 +88,9 @@ class Recorder:
     def __init__(self) -> None:
         self.turns: list[list[Any]] = []
 
-    async def write(self, facts: list[Any]) -> None:
-        self.turns.append(facts)
+    async def write(self, records: list[bytes], sends: list[Any]) -> list[Any]:
+        self.turns.append(read_facts(records, "recorded"))
+        return sends
 
     @property
     def facts(self) -> list[Any]:

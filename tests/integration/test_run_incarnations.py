@@ -83,9 +83,13 @@ async def test_a_task_entry_of_a_former_incarnation_is_skipped_not_run(
     [worker] = workers.start(1)
     run_id, count, gate = new_run_id(), tmp_path / "count", tmp_path / "gate"
     async with RedisStreamsTransport(redis_url, secret=signed) as transport:
-        assert (await run(rf.tallied(str(count)), transport=transport, run_id=run_id)).output == 1  # epoch 1
+        assert (
+            await run(rf.tallied(str(count)), transport=transport, run_id=run_id, durable=False)
+        ).output == 1  # epoch 1
         again = asyncio.create_task(
-            run(rf.tallied(str(count), wait_for=str(gate)), transport=transport, run_id=run_id)  # epoch 2
+            run(
+                rf.tallied(str(count), wait_for=str(gate)), transport=transport, run_id=run_id, durable=False
+            )  # epoch 2
         )
         await wait_for_file(Path(f"{gate}.waiting"))  # the worker runs the second incarnation's task
         await transport.send(keys.TASK_QUEUE, [replayed_task(run_id, count, epoch=1)])
@@ -101,8 +105,10 @@ async def test_a_reply_of_a_former_incarnation_is_dropped_by_the_run(
     workers.start(1)
     run_id, count, gate = new_run_id(), tmp_path / "count", tmp_path / "gate"
     async with RedisStreamsTransport(redis_url, secret=signed) as transport:
-        await run(rf.tallied(str(count)), transport=transport, run_id=run_id)  # epoch 1
-        again = asyncio.create_task(run(rf.tallied(str(count), wait_for=str(gate)), transport=transport, run_id=run_id))
+        await run(rf.tallied(str(count)), transport=transport, run_id=run_id, durable=False)  # epoch 1
+        again = asyncio.create_task(
+            run(rf.tallied(str(count), wait_for=str(gate)), transport=transport, run_id=run_id, durable=False)
+        )
         await wait_for_file(Path(f"{gate}.waiting"))
         for forged in (
             TaskReply(run_id, 0, 1, True, "forged", task_id="tally", epoch=1),
@@ -122,7 +128,7 @@ async def test_an_entry_replayed_after_the_run_ended_into_a_recreated_stream_is_
     [worker] = workers.start(1)
     run_id, count = new_run_id(), tmp_path / "count"
     async with RedisStreamsTransport(redis_url, secret=signed) as transport:
-        await run(rf.tallied(str(count)), transport=transport, run_id=run_id)
+        await run(rf.tallied(str(count)), transport=transport, run_id=run_id, durable=False)
         client = redis.Redis.from_url(redis_url)
         try:
             client.xadd(f"graflow:{keys.reply_queue(run_id)}", {"m": b"x"})  # the reply stream exists again
@@ -142,7 +148,7 @@ from graflow_async.transports.redis import RedisStreamsTransport
 
 async def main(url, run_id, path):
     async with RedisStreamsTransport(url) as transport:
-        await run(rf.tally_fan(200, path, 0.2), transport=transport, run_id=run_id, owner_lease=1.0)
+        await run(rf.tally_fan(200, path, 0.2), transport=transport, run_id=run_id, owner_lease=1.0, durable=False)
 
 asyncio.run(main(*sys.argv[1:4]))
 """

@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from graflow_async import TaskContext, run, task, workflow
 
@@ -85,6 +86,17 @@ with workflow("durable-saving") as SAVING:
     save_first >> (slow_after(task_id="slow") | side_of(task_id="side")) >> save_later
 
 
+async def drive(run_id: str, checkpoints: str, flow: Any) -> None:
+    """Drive `flow` durably: on the Redis of ``GFT_REDIS_URL`` when it is set, else in-process."""
+    url = os.environ.get("GFT_REDIS_URL")
+    if not url:
+        await run(flow, run_id=run_id, checkpoint_store=checkpoints, durable=True, owner_lease=2.0)
+        return
+    from graflow_async.transports.redis import RedisStreamsTransport
+
+    async with RedisStreamsTransport(url, namespace=os.environ.get("GFT_NAMESPACE", "graflow")) as transport:
+        await run(flow, run_id=run_id, transport=transport, checkpoint_store=checkpoints, owner_lease=2.0)
+
+
 if __name__ == "__main__":  # python -m durable_flows RUN_ID CHECKPOINTS [NAME]: the driver the test kills
-    flow = SAVING if sys.argv[3:] == ["SAVING"] else DEMO
-    asyncio.run(run(flow, run_id=sys.argv[1], checkpoint_store=sys.argv[2], durable=True, owner_lease=2.0))
+    asyncio.run(drive(sys.argv[1], sys.argv[2], SAVING if sys.argv[3:] == ["SAVING"] else DEMO))

@@ -96,7 +96,7 @@ def _seconds(value: Any) -> float:
 
 
 class JournalWriter:
-    """Journals each turn of a recording run (a `run.actor.FactWriter`): one append of
+    """Journals each turn of a recording run (a `run.recording.FactWriter`): one append of
     the turn's facts, fenced by the owner's `epoch`, before the run acts on them."""
 
     def __init__(self, journal: Journal, epoch: int) -> None:
@@ -104,8 +104,9 @@ class JournalWriter:
         self.epoch = epoch
         self.next_seq = 0
 
-    async def write(self, facts: list[Any]) -> None:
-        self.next_seq = await self.journal.append(self.epoch, [encode(f) for f in facts])
+    async def write(self, records: list[bytes], sends: list[Any]) -> list[Any]:
+        self.next_seq = await self.journal.append(self.epoch, records)
+        return sends
 
 
 def read_facts(records: list[bytes], run_id: str) -> list[Any]:

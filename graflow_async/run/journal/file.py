@@ -63,7 +63,8 @@ class FileJournal(Journal):
         self._close_segment()
         await runlock.release(self._store, self.run_id, epoch, self._owner)
 
-    def _fence(self, epoch: int) -> None:
+    def fence(self, epoch: int) -> None:
+        """`Fenced` once a newer epoch holds the run (its owner must write nothing more)."""
         newer = Path(runlock.lease_location(self._store, self.run_id, epoch + 1))
         if newer.exists():
             raise Fenced(
@@ -74,7 +75,7 @@ class FileJournal(Journal):
     async def append(self, epoch: int, facts: Sequence[bytes]) -> int:
         if not facts:
             return self._next
-        self._fence(epoch)
+        self.fence(epoch)
         data = batch(self._next, epoch, facts)
         fd = self._segment()
         os.write(fd, data)  # one write (O_APPEND): a crash leaves at most a torn tail
@@ -84,7 +85,7 @@ class FileJournal(Journal):
         return self._next
 
     async def compact(self, epoch: int, snapshot: bytes, upto: int) -> None:
-        self._fence(epoch)
+        self.fence(epoch)
         self.path.mkdir(parents=True, exist_ok=True)
         files.replace(self.path / f"{_SNAPSHOT}{upto:012d}", snapshot)
         self._close_segment()  # later facts go to a new segment

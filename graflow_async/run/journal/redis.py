@@ -5,9 +5,15 @@
     <ns>:run:{<run_id>}:owner      the owner record the run's incarnations share (`owners`)
 
 Every key of a run shares the hash tag ``{run_id}``. An append is one script: check
-that the caller's epoch is the owner record's, then XADD every fact of the batch; a
-fenced-out owner gets ``FENCED`` and nothing is written. Nothing read back is trusted:
-an entry that is not a fact is a `JournalCorrupt` naming the run.
+that the caller's epoch is the owner record's, then XADD every fact of the batch under
+its own id; a fenced-out owner gets ``FENCED`` and nothing is written. The script is
+told where the batch starts (the owner record's ``seq``): a batch sent again after a lost
+connection is not written twice, and a journal that lost facts (Redis restarted without
+persistence) refuses with ``GAP``. Nothing read back is trusted: an entry that is not a
+fact is a `JournalCorrupt` naming the run.
+
+`RedisJournalWriter` sends a turn's task messages in the round trip that journals its
+facts, after them (SPEC 10: durability adds no round trip per task).
 """
 
 from __future__ import annotations
@@ -27,14 +33,19 @@ if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
   return redis.error_reply('FENCED another epoch holds the run')
 end
 """
-_APPEND = Script(
+_APPEND_SOURCE = (
     _FENCE
     + """
-local last = ''
-for i = 2, #ARGV do last = redis.call('XADD', KEYS[2], '0-*', 'f', ARGV[i]) end
-return last
+local first = tonumber(ARGV[2])
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if seq == first + #ARGV - 2 then return seq end
+if seq ~= first then return redis.error_reply('GAP the journal holds ' .. seq .. ' facts, not ' .. first) end
+for i = 3, #ARGV do redis.call('XADD', KEYS[2], '0-' .. (first + i - 2), 'f', ARGV[i]) end
+redis.call('HSET', KEYS[1], 'seq', first + #ARGV - 2)
+return first + #ARGV - 2
 """
 )
+_APPEND = Script(_APPEND_SOURCE)
 _COMPACT = Script(
     _FENCE
     + """
@@ -52,14 +63,19 @@ class RedisJournal(Journal):
         keys = transport.keys
         self._keys = [keys.owner(run_id), keys.journal(run_id), keys.snapshot(run_id)]
         self._owner = ""
+        self.next_seq = 0
 
     async def claim(self, owner: str, lease: float) -> int | None:
         self._owner = owner
-        return await self.transport.owners.adopt(self.run_id, lease, owner)
+        epoch = await self.transport.owners.adopt(self.run_id, lease, owner)
+        if epoch is not None:
+            self.next_seq = (await self.read()).next_seq
+        return epoch
 
     async def begin(self, owner: str, lease: float) -> int:
-        """A new durable run (or a run started again under its id): the next epoch."""
+        """A new durable run: its first epoch."""
         self._owner = owner
+        self.next_seq = 0
         return await self.transport.owners.begin(self.run_id, lease, owner, durable=True)
 
     async def renew(self, epoch: int, lease: float) -> bool:
@@ -70,12 +86,27 @@ class RedisJournal(Journal):
 
     async def append(self, epoch: int, facts: Sequence[bytes]) -> int:
         if not facts:
-            return (await self.read()).next_seq
+            return self.next_seq
         try:
-            last = await _APPEND(self.transport.conn, self._keys[:2], [epoch, *facts])
+            answer = await _APPEND(self.transport.conn, self._keys[:2], [epoch, self.next_seq, *facts])
         except Refused as exc:
-            raise self._fenced(exc, epoch) from None
-        return _seq(last, self.run_id) + 1
+            answer = exc
+        return self.appended(answer, epoch, len(facts))
+
+    def append_command(self, epoch: int, facts: Sequence[bytes]) -> tuple[Any, ...]:
+        """The append of `facts` as one command, to send ahead of others (`appended` reads
+        its answer)."""
+        return ("EVAL", _APPEND_SOURCE, 2, *self._keys[:2], epoch, self.next_seq, *facts)
+
+    def appended(self, answer: Any, epoch: int, count: int) -> int:
+        """The sequence after an append of `count` facts answered `answer`; `Fenced`, or the
+        refusal, when it was not written."""
+        if isinstance(answer, Refused):
+            raise self._fenced(answer, epoch)
+        if answer != self.next_seq + count:
+            raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: an append answered {answer!r}")
+        self.next_seq = answer
+        return answer
 
     async def compact(self, epoch: int, snapshot: bytes, upto: int) -> None:
         try:
@@ -152,3 +183,25 @@ def _int(value: Any, run_id: str, what: str) -> int:
     if number < 0:
         raise JournalCorrupt(run_id, f"journal of run {run_id}: {what} is negative")
     return number
+
+
+class RedisJournalWriter:
+    """Journals each turn of a durable run on Redis (a `run.recording.FactWriter`): the
+    append and the turn's task messages to this journal's server in one round trip, the
+    append first. When it is fenced out the messages went out all the same, carrying the
+    old epoch: workers skip them."""
+
+    def __init__(self, journal: RedisJournal, epoch: int) -> None:
+        self.journal = journal
+        self.epoch = epoch
+
+    async def write(self, records: list[bytes], sends: list[Any]) -> list[Any]:
+        journal = self.journal
+        transport = journal.transport
+        mine = [(route.task_queue, messages) for route, messages in sends if route.transport is transport]
+        rest = [(route, messages) for route, messages in sends if route.transport is not transport]
+        answer, refused = await transport.send_after(journal.append_command(self.epoch, records), mine)
+        journal.appended(answer, self.epoch, len(records))
+        if refused is not None:
+            raise refused
+        return rest

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+from graflow_async.clock import current_clock
 from graflow_async.transports.base import Incarnation
 from graflow_async.transports.keys import Keys
 from graflow_async.transports.redis.connection import RedisConnection
@@ -40,6 +41,7 @@ return epoch
 _ADOPT = Script(
     """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[2], 'durable', '1')
 redis.call('PERSIST', KEYS[1])
@@ -56,6 +58,13 @@ elseif current ~= ARGV[1] then
   return 0
 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+)
+_LET_GO = Script(
+    """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
 return 1
 """
 )
@@ -76,28 +85,69 @@ class Owners:
     def __init__(self, conn: RedisConnection, keys: Keys) -> None:
         self.conn = conn
         self.keys = keys
+        self._durable: set[str] = set()  # durable runs this process drives: listed for adopters
 
     async def begin(self, run_id: str, lease: float, owner: str, *, durable: bool = False) -> int:
         ms = max(1, int(lease * 1000))
         keys = [self.keys.owner(run_id), self.keys.lease(run_id)]
-        return int(await _BEGIN(self.conn, keys, [ms, owner, "1" if durable else "0"]))
+        epoch = int(await _BEGIN(self.conn, keys, [ms, owner, "1" if durable else "0"]))
+        if durable:
+            self._durable.add(run_id)
+            await self._list(run_id, ms)
+        return epoch
 
     async def adopt(self, run_id: str, lease: float, owner: str) -> int | None:
         """Take a durable run whose driver's lease lapsed: the new epoch; None while the
-        lease is live (of two adopters at once, one wins)."""
+        lease is live (of two adopters at once, one wins) or once the run has an outcome."""
         ms = max(1, int(lease * 1000))
-        epoch = int(await _ADOPT(self.conn, [self.keys.owner(run_id), self.keys.lease(run_id)], [ms, owner]))
-        return epoch or None
+        keys = [self.keys.owner(run_id), self.keys.lease(run_id), self.keys.outcome(run_id)]
+        epoch = int(await _ADOPT(self.conn, keys, [ms, owner]))
+        if epoch <= 0:
+            return None
+        self._durable.add(run_id)
+        await self._list(run_id, ms)
+        return epoch
 
     async def renew(self, run_id: str, epoch: int, lease: float, owner: str, *, durable: bool = False) -> bool:
         """Renew the lease; False once another epoch holds the run. A record Redis lost (a
         restart without persistence) is made again: a running run's record has no expiry."""
         ms = max(1, int(lease * 1000))
+        durable = durable or run_id in self._durable
         keys = [self.keys.owner(run_id), self.keys.lease(run_id)]
-        return bool(await _RENEW(self.conn, keys, [epoch, ms, owner, "1" if durable else "0"]))
+        ours = bool(await _RENEW(self.conn, keys, [epoch, ms, owner, "1" if durable else "0"]))
+        if ours and durable:
+            await self._list(run_id, ms)
+        return ours
 
     async def end(self, run_id: str, epoch: int, keep: int = ENDED_KEPT) -> None:
         await _END(self.conn, [self.keys.owner(run_id), self.keys.lease(run_id)], [epoch, keep])
+        if run_id in self._durable:
+            self._durable.discard(run_id)
+            await self.conn.call("ZREM", self.keys.durable_index, run_id)
+
+    async def let_go(self, run_id: str, epoch: int) -> None:
+        """This process stops driving durable run `run_id` without ending it (it shuts
+        down): its lease is dropped, so another process adopts the run at once."""
+        self._durable.discard(run_id)
+        if await _LET_GO(self.conn, [self.keys.owner(run_id), self.keys.lease(run_id)], [epoch]):
+            await self.conn.call("ZADD", self.keys.durable_index, 0, run_id)
+
+    async def orphans(self, limit: int = 20) -> list[str]:
+        """Durable runs whose lease should have lapsed by this host's clock (an adopter
+        checks each for real: `adopt` takes only a run whose lease is gone)."""
+        now = int(current_clock().wall() * 1000)
+        found = await self.conn.call("ZRANGEBYSCORE", self.keys.durable_index, "-inf", now, "LIMIT", 0, limit)
+        if not isinstance(found, list):
+            return []
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in found if isinstance(r, bytes | str)]
+
+    async def forget(self, run_id: str) -> None:
+        """Drop `run_id` from the adopters' list (it ended, or its keys are gone)."""
+        await self.conn.call("ZREM", self.keys.durable_index, run_id)
+
+    async def _list(self, run_id: str, lease_ms: int) -> None:
+        expires = int(current_clock().wall() * 1000) + lease_ms
+        await self.conn.call("ZADD", self.keys.durable_index, expires, run_id)
 
     async def judge(self, runs: Collection[Incarnation], stream_of: Callable[[str], str]) -> set[Incarnation]:
         """Those of `runs` that have ended, by their owner records: no record, ended,

@@ -36,7 +36,8 @@ from graflow_async.transports.redis.errors import GroupsLost, Refused
 from graflow_async.transports.redis.owners import Owners
 from graflow_async.transports.redis.reader import POLL_MS, StreamInbox, StreamReader
 from graflow_async.transports.signing import signer_for
-from graflow_async.wire.messages import TaskMessage
+from graflow_async.wire.envelope import MalformedMessage
+from graflow_async.wire.messages import TaskMessage, TaskReply
 
 log = LibraryLog()
 
@@ -52,6 +53,7 @@ class RedisStreamsTransport(Transport):
     """
 
     in_process = False
+    keeps_journals = True
 
     def __init__(
         self,
@@ -130,15 +132,33 @@ class RedisStreamsTransport(Transport):
     async def send(self, queue: str, messages: Sequence[Any]) -> None:
         """XADD each message. A task's reply stream is made first; a refusal (``OOM``...)
         raises `Refused`, a `TransportError` naming it, after the others were sent."""
+        _, refused = await self.send_after(None, [(queue, messages)])
+        if refused is not None:
+            raise refused
+
+    async def send_after(
+        self, first: tuple[Any, ...] | None, batches: Sequence[tuple[str, Sequence[Any]]]
+    ) -> tuple[Any, Refused | None]:
+        """Command `first` (a durable run's journal append), then the messages of each
+        ``(queue, messages)`` of `batches`, in one round trip, in that order: `first`'s
+        answer (a `Refused` as a value) and the first refusal of an XADD (the others were
+        sent), both for the caller to judge."""
         if self.closed:
             raise TransportError("the Redis transport is closed")
-        stream = self.keys.stream(queue)
-        batch = [self.entries.xadd(stream, m) for m in messages]  # TypeError before anything is sent
-        for reply_to in {m.reply_to for m in messages if isinstance(m, TaskMessage)}:
-            await self._ensure_group(self.keys.stream(reply_to))
-        answers = await self.conn.pipeline(batch, parse=replies.entry_id)
+        batch: list[tuple[Any, ...]] = [] if first is None else [first]
+        sent: list[tuple[str, Any]] = []
+        for queue, messages in batches:
+            stream = self.keys.stream(queue)
+            batch += [self.entries.xadd(stream, m) for m in messages]  # TypeError before anything is sent
+            sent += [(stream, m) for m in messages]
+            for reply_to in {m.reply_to for m in messages if isinstance(m, TaskMessage)}:
+                await self._ensure_group(self.keys.stream(reply_to))
+        answers = await self.conn.pipeline(batch, parse=replies.entry_id if first is None else None)
+        head = None
+        if first is not None:
+            head, answers = answers[0], [_entry_id(a) for a in answers[1:]]
         now, refused = current_clock().time(), None
-        for message, answer in zip(messages, answers, strict=True):
+        for (stream, message), answer in zip(sent, answers, strict=True):
             if isinstance(answer, Refused):
                 refused = refused or answer
             elif answer is not None and isinstance(message, TaskMessage):
@@ -150,8 +170,7 @@ class RedisStreamsTransport(Transport):
                     message.lease_timeout or self.lease_timeout,
                     now,
                 )
-        if refused is not None:
-            raise refused
+        return head, refused
 
     async def ack(self, queue: str, deliveries: Sequence[Delivery]) -> None:
         if deliveries:
@@ -296,6 +315,25 @@ class RedisStreamsTransport(Transport):
         if epoch:
             await self.owners.end(run_id, epoch)
 
+    async def backlog(self, queue: str, limit: int = 1_000_000) -> list[TaskReply]:
+        """The replies `queue` (a run's reply stream) holds now, oldest first, read without
+        a consumer (a durable run taken over reads those that came while no driver lived).
+        An entry that is not a trustworthy reply is left out."""
+        stream, start, out = self.keys.stream(queue), "-", []
+        for _ in range(max(1, limit // BACKLOG_CHUNK)):
+            found = await self.conn.call("XRANGE", stream, start, "+", "COUNT", BACKLOG_CHUNK, parse=replies.entries)
+            for _, fields in found:
+                try:
+                    message = self.entries.opened(stream, fields)
+                except MalformedMessage:
+                    continue
+                if type(message) is TaskReply:
+                    out.append(message)
+            if len(found) < BACKLOG_CHUNK:
+                break
+            start = "(" + found[-1][0].decode()
+        return out
+
     async def queue_stats(self) -> dict[str, Any]:
         """Length, pending entries and consumers of the task stream, and dead letters."""
         stream = self.keys.stream(keys.TASK_QUEUE)
@@ -353,6 +391,13 @@ class RedisStreamsTransport(Transport):
         )
         for stream in streams:
             await self._ensure_group(stream)
+
+
+BACKLOG_CHUNK = 1000
+
+
+def _entry_id(answer: Any) -> Any:
+    return answer if isinstance(answer, Refused) else replies.entry_id(answer)
 
 
 def _count(value: Any) -> int:

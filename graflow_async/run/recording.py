@@ -1,0 +1,102 @@
+"""A durable run's recording (SPEC 10): the facts of each turn, encoded as its journal
+keeps them (`run.journal.facts`), written before the run acts on them.
+
+The run actor hands every fact here before the plan consumes it: a reply (as
+`run.replies.fact_of` reads it), a retry coming due, a channel write. A result or a
+channel value the journal cannot keep (msgpack cannot carry it) never reaches the plan
+as it is: the result fails its task (a `TypeError` naming the task and the type, so the
+run's `TaskFailedError` names both), the channel write raises in the task that made it.
+
+A run taken over from a driver that died *inherits* the attempts that were running:
+their replies, which carry the dead driver's epoch, are the only ones of a former
+incarnation the run takes (each at most once, and only while the attempt still runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from graflow_async.plan import RunPlan
+from graflow_async.plan.facts import STEPPED, Failed, RetryCame, Succeeded, Wrote, apply
+from graflow_async.plan.state import RUNNING
+from graflow_async.run.journal.facts import encode
+from graflow_async.run.replies import fact_of
+from graflow_async.wire.messages import TaskMessage, TaskReply
+
+_STEPPED = encode(STEPPED)
+Sends = list[tuple[Any, Sequence[TaskMessage]]]  # (route, messages): what a turn sends
+
+
+class FactWriter(Protocol):
+    """Where a recording run writes the facts of each turn before acting on them."""
+
+    async def write(self, records: list[bytes], sends: Sends) -> Sends:
+        """Journal `records` (one turn's facts, encoded); it may send some of `sends` in the
+        same round trip, after them: the rest, for the run to send."""
+        ...
+
+
+class Recording:
+    """The facts of the turn being taken, and where they go (see the module docstring)."""
+
+    def __init__(self, writer: FactWriter) -> None:
+        self.writer = writer
+        self.turn: list[bytes] = []
+        self.inherited: set[tuple[int, int, int]] = set()  # (node, cycle, attempt) running when the driver died
+        self.taken: set[tuple[int, int, int, int]] = set()  # of those, the replies taken (and their epoch)
+
+    def inherit(self, plan: RunPlan) -> None:
+        """The run was taken over: what runs now ran under the driver that died."""
+        self.inherited = {
+            (node, plan.runs[node], plan.attempts[node]) for node, s in enumerate(plan.status) if s == RUNNING
+        }
+
+    def takes(self, r: TaskReply, epoch: int | None) -> bool:
+        """Whether `r`, of an older epoch than the run's `epoch`, is the reply of an attempt
+        this run inherited (then it is taken, once)."""
+        key = (r.node, r.cycle, r.attempt)
+        if epoch is None or r.epoch >= epoch or key not in self.inherited:
+            return False
+        self.inherited.discard(key)
+        self.taken.add((*key, r.epoch))
+        return True
+
+    def taken_before(self, message: Any) -> bool:
+        """Whether `message` is a reply this run already took (read again from its stream)."""
+        return (
+            type(message) is TaskReply and (message.node, message.cycle, message.attempt, message.epoch) in self.taken
+        )
+
+    def reply(self, plan: RunPlan, r: TaskReply, task_id: str) -> None:
+        fact = fact_of(r)
+        try:
+            data = encode(fact)
+        except TypeError as exc:  # a result the journal cannot keep fails its task
+            assert type(fact) is Succeeded
+            kind = type(fact.value).__name__
+            error = TypeError(f"task {task_id!r} returned a {kind}, which a durable run cannot journal ({exc})")
+            fact = Failed(r.node, r.cycle, r.attempt, error, r.duration, False)
+            data = encode(fact)
+        self.turn.append(data)
+        apply(plan, fact)
+
+    def retry_came(self, plan: RunPlan, node: int) -> None:
+        self.turn.append(encode(RetryCame(node)))
+        plan.retry_due(node)
+
+    def encoded(self, op: str, key: Any, value: Any) -> bytes:
+        """A channel write about to take effect, as its fact: TypeError (for the task that
+        made it) when the journal cannot keep its value; nothing is written then."""
+        try:
+            return encode(Wrote(op, key, value))
+        except TypeError as exc:
+            raise TypeError(
+                f"channel key {key!r}: a {type(value).__name__} cannot be kept by a durable run ({exc})"
+            ) from None
+
+    async def flush(self, sends: Sends) -> Sends:
+        """Write the turn's facts (closed by its step); what is left of `sends` to send."""
+        self.turn.append(_STEPPED)
+        records, self.turn = self.turn, []
+        return await self.writer.write(records, sends)

@@ -1,0 +1,122 @@
+"""Durable runs on Redis (SPEC 10), against a real redis-server, real worker processes
+and a real driver process that is SIGKILLed mid-run: the run is durable by default, its
+facts are journaled on Redis, and another process carries it on from there. What
+completed never runs again, a reply that came while no driver lived is taken (its task
+is not run again), and the run id is an idempotency key."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import durable_flows as flows
+import pytest
+from worker_processes import PYTHONPATH, ROOT, Workers
+
+from graflow_async import CheckpointError, GraphError, TaskFailedError, recover, run, run_result, task, workflow
+from graflow_async.run.homes import pack
+from graflow_async.transports.redis import RedisStreamsTransport
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def notes(directory: Path) -> list[tuple[str, int]]:
+    path = directory / "notes"
+    if not path.exists():
+        return []
+    return [(line.split(":")[0], int(line.split(":")[1])) for line in path.read_text().split()]
+
+
+async def wait_for(directory: Path, names: set[str], driver: asyncio.subprocess.Process | None = None) -> None:
+    deadline = time.monotonic() + 30
+    while names - {name for name, _ in notes(directory)}:
+        assert time.monotonic() < deadline, notes(directory)
+        assert driver is None or driver.returncode is None, "the driver ended early"
+        await asyncio.sleep(0.02)
+
+
+async def driver_process(run_id: str, tmp_path: Path, redis_url: str) -> asyncio.subprocess.Process:
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "GFT_REDIS_URL": redis_url}
+    code = "import asyncio, sys, durable_flows as f; asyncio.run(f.drive(sys.argv[1], sys.argv[2], f.DEMO))"
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, run_id, str(tmp_path / "checkpoints"), env=env, cwd=ROOT
+    )
+
+
+@pytest.fixture
+def durable_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GFT_DURABLE_DIR", str(tmp_path))  # before the workers start: their tasks note here
+    return tmp_path
+
+
+async def test_a_run_on_redis_is_durable_and_its_id_is_an_idempotency_key(
+    workers: Workers, redis_url: str, durable_dir: Path
+) -> None:
+    workers.start(1, "--import", "durable_flows")
+    (durable_dir / "gate").touch()
+    async with RedisStreamsTransport(redis_url) as transport:
+        result = await run(flows.DEMO, run_id="order-1", transport=transport)
+        assert result.output == 45 and result.channel == {"fetched": 1}
+        ran = len(notes(durable_dir))
+        again = await run(flows.DEMO, run_id="order-1", transport=transport)  # attaches: nothing runs again
+        assert again.results == result.results and len(notes(durable_dir)) == ran
+        assert (await run_result("order-1", transport=transport, timeout=5)).output == 45
+        assert (await recover("order-1", transport=transport)).output == 45  # an ended run: its outcome
+        with pytest.raises(GraphError, match="order-1"):
+            await run(flows.SAVING, run_id="order-1", transport=transport)  # another workflow under its id
+        keys = {k.decode() for k in await transport.client.keys("graflow:run:{order-1}:*")}
+        assert keys >= {"graflow:run:{order-1}:outcome", "graflow:run:{order-1}:journal"}
+        assert await transport.client.ttl("graflow:run:{order-1}:outcome") > 6 * 86400  # kept `retention` seconds
+        with pytest.raises(CheckpointError, match="no durable run 'nowhere'"):
+            await run_result("nowhere", transport=transport)
+        await transport.client.set("graflow:run:{idle}:header", pack(_header()))  # a run that never ends
+        with pytest.raises(TimeoutError):
+            await run_result("idle", transport=transport, timeout=0.3)
+
+
+def _header() -> dict:
+    return {
+        "workflow": "durable_flows:DEMO",
+        "fingerprint": flows.DEMO.compile().fingerprint,
+        "initial_channel": {},
+        "default_max_retries": 0,
+        "max_cycles": 100,
+    }
+
+
+async def test_a_killed_driver_s_run_is_recovered_and_the_reply_that_came_meanwhile_is_taken(
+    workers: Workers, redis_url: str, durable_dir: Path
+) -> None:
+    [worker] = workers.start(1, "--import", "durable_flows")
+    driver = await driver_process("order-2", durable_dir, redis_url)
+    await wait_for(durable_dir, {"slow", "side"}, driver)
+    driver.send_signal(signal.SIGKILL)
+    await driver.wait()
+    (durable_dir / "gate").touch()  # `slow` ends on the worker while no driver lives
+    await asyncio.sleep(0.5)
+    async with RedisStreamsTransport(redis_url) as transport:
+        started = time.monotonic()
+        result = await asyncio.wait_for(recover("order-2", transport=transport, owner_lease=2.0), 30)
+        took = time.monotonic() - started
+    assert result.output == 45 and result.channel == {"fetched": 1}
+    ran = [name for name, _ in notes(durable_dir)]
+    assert sorted(ran) == ["double", "fetch", "side", "slow", "total"], ran  # each once: nothing ran again
+    assert {pid for _, pid in notes(durable_dir)} == {worker.process.pid}
+    assert took < 2.0 + 1.0  # waited for the dead driver's lease (2 s) to lapse, no more
+
+
+async def test_a_durable_run_s_unkeepable_result_fails_its_task(tmp_path: Path) -> None:
+    @task
+    def opaque() -> object:
+        return object()
+
+    with workflow("opaque") as wf:
+        wf.add(opaque)
+
+    with pytest.raises(TaskFailedError, match="opaque") as info:
+        await run(wf, durable=True, checkpoint_store=tmp_path)
+    assert "object" in str(info.value.__cause__) and "journal" in str(info.value.__cause__)
