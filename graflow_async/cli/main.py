@@ -4,9 +4,11 @@ run MODULE:ATTR [--no-progress]    run a workflow; exit 0 completed, 3 suspended
                                    1 failed, 2 usage or import error
 resume LOCATION [--workflow MODULE:ATTR] [--force] [--no-progress]
                                    continue a run from a checkpoint (same exit codes)
-recover RUN_ID [--checkpoint-store DIR] [--workflow MODULE:ATTR] [--no-progress]
+recover RUN_ID [--checkpoint-store DIR | --redis-url URL] [--workflow MODULE:ATTR] [--no-progress]
                                    carry on a durable run whose process died (same exit codes)
-worker --redis-url URL --import MODULE ...   run tasks from the Redis task stream
+worker --redis-url URL --import MODULE ... [--no-adopt]
+                                   run tasks from the Redis task stream, and adopt
+                                   durable runs whose driver died
 queue-stats --redis-url URL        the task stream's length, pending entries, consumers
 serve --port P ...                 the feedback REST API and UI
 """
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import importlib
 import math
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from graflow_async import loading
@@ -113,8 +116,16 @@ async def _recover_command(args: argparse.Namespace) -> int:
     from graflow_async.run.durable import recover
 
     wf = load_workflow(args.workflow) if args.workflow else None
-    start = functools.partial(recover, args.run_id, workflow=wf, checkpoint_store=args.checkpoint_store)
-    return await _with_progress(len(wf) if wf else 0, not args.no_progress, start)
+    if not args.redis_url:
+        start = functools.partial(recover, args.run_id, workflow=wf, checkpoint_store=args.checkpoint_store)
+        return await _with_progress(len(wf) if wf else 0, not args.no_progress, start)
+    from graflow_async.transports.redis import RedisStreamsTransport
+
+    async with RedisStreamsTransport(args.redis_url, namespace=args.namespace) as transport:
+        start = functools.partial(
+            recover, args.run_id, workflow=wf, transport=transport, checkpoint_store=args.checkpoint_store
+        )
+        return await _with_progress(len(wf) if wf else 0, not args.no_progress, start)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("recover", help="carry on a durable run whose process died")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--checkpoint-store", metavar="DIR", help="where the run journals (default .graflow/checkpoints)")
+    p.add_argument("--redis-url", help="the Redis of a durable run on Redis (instead of --checkpoint-store)")
+    p.add_argument("--namespace", default="graflow", help="its key namespace (default graflow)")
     p.add_argument("--workflow", metavar="MODULE:ATTR", help="the workflow, if not the one the run recorded")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_recover_command)
@@ -198,6 +211,11 @@ def _add_worker_command(commands: Any) -> None:
         help="seconds a task waits for its run to answer a context request before it "
         "concludes the run has ended (default 300; feedback waits add their own timeout)",
     )
+    p.add_argument(
+        "--no-adopt",
+        action="store_true",
+        help="do not adopt durable runs of the namespace whose driver died (SPEC 10)",
+    )
     p.set_defaults(handler=_worker_command)
 
 
@@ -240,18 +258,38 @@ async def _worker_command(args: argparse.Namespace) -> int:
             importlib.import_module(module)
         except Exception as exc:
             raise UsageError(f"cannot import {module!r}: {type(exc).__name__}: {exc}") from exc
-    return await run_worker(
-        _redis_url(args),
-        namespace=args.namespace,
-        worker_id=args.worker_id,
-        imports=args.imports,
-        concurrency=args.concurrency,
-        metrics_port=args.metrics_port,
-        grace_period=args.grace_period,
-        context_timeout=args.context_timeout,
-        secret=secret,
-        threads=args.threads,
-    )
+    async with adopting(None if args.no_adopt else _redis_url(args), args.namespace, secret):
+        return await run_worker(
+            _redis_url(args),
+            namespace=args.namespace,
+            worker_id=args.worker_id,
+            imports=args.imports,
+            concurrency=args.concurrency,
+            metrics_port=args.metrics_port,
+            grace_period=args.grace_period,
+            context_timeout=args.context_timeout,
+            secret=secret,
+            threads=args.threads,
+        )
+
+
+@contextlib.asynccontextmanager
+async def adopting(url: str | None, namespace: str, secret: Any = None) -> AsyncIterator[None]:
+    """While the block runs, adopt the durable runs of `namespace` on `url` whose driver
+    died (`run.adopt`); None: adopt nothing. On the way out the adopted runs are let go."""
+    if url is None:
+        yield
+        return
+    from graflow_async.run.adopt import Adopter
+    from graflow_async.transports.redis import RedisStreamsTransport
+
+    async with RedisStreamsTransport(url, namespace=namespace, secret=secret) as transport:
+        task = asyncio.create_task(Adopter(transport).run(), name="adopter")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 async def _queue_stats_command(args: argparse.Namespace) -> int:

@@ -60,7 +60,9 @@ async def run_durable(workflow: Workflow, options: RunOptions) -> WorkflowResult
     }
     epoch = await home.create(pack(header), _holder(), options.owner_lease)
     if epoch is None:
-        return await _attach(home, workflow, _checked(await home.header(), home), options)
+        result = await _attach(home, workflow, _checked(await home.header(), home), options)
+        assert result is not None
+        return result
     return await _carry(home, workflow, options, epoch, None)
 
 
@@ -75,9 +77,11 @@ async def recover(
     """Carry on durable run `run_id` whose driver died: replay its journal, take the
     replies that came meanwhile, send again what was running, go on. Of an ended run, its
     outcome (returned or raised); of a run whose owner lives, its outcome once it has one."""
-    return await carry_on(
+    result = await carry_on(
         run_id, workflow=workflow, transport=transport, checkpoint_store=checkpoint_store, **run_options
     )
+    assert result is not None
+    return result
 
 
 async def carry_on(
@@ -87,10 +91,12 @@ async def carry_on(
     transport: Transport | None = None,
     checkpoint_store: Any = None,
     let_go_on_cancel: bool = False,
+    adopting: bool = False,
     **run_options: Any,
-) -> WorkflowResult:
-    """`recover`; `let_go_on_cancel`: a cancelled carrier (an adopter shutting down) lets
-    the run go for another process to adopt, instead of ending it cancelled."""
+) -> WorkflowResult | None:
+    """`recover`. For an adopter (`run.adopt`): `let_go_on_cancel`, a cancelled carrier
+    lets the run go for another process to adopt instead of ending it cancelled;
+    `adopting`, None at once when another process holds the run."""
     home = home_for(run_id, transport, checkpoint_store)
     header = _checked(await home.header(), home)
     if workflow is None and not header["workflow"]:
@@ -109,7 +115,7 @@ async def carry_on(
         durable=True,
         **run_options,
     )
-    return await _attach(home, wf, header, options, let_go_on_cancel=let_go_on_cancel)
+    return await _attach(home, wf, header, options, let_go_on_cancel=let_go_on_cancel, adopting=adopting)
 
 
 async def run_result(
@@ -124,8 +130,14 @@ async def run_result(
 
 
 async def _attach(
-    home: Home, wf: Workflow, header: dict[str, Any], options: RunOptions, *, let_go_on_cancel: bool = False
-) -> WorkflowResult:
+    home: Home,
+    wf: Workflow,
+    header: dict[str, Any],
+    options: RunOptions,
+    *,
+    let_go_on_cancel: bool = False,
+    adopting: bool = False,
+) -> WorkflowResult | None:
     run_id = options.run_id
     if wf.compile().fingerprint != header["fingerprint"]:
         raise GraphError(
@@ -139,6 +151,8 @@ async def _attach(
         epoch = await home.journal.claim(_holder(), options.owner_lease)
         if epoch is not None:
             break
+        if adopting:  # another process holds it
+            return None
         await current_clock().sleep(WAIT_STEP)  # its owner lives: wait for its outcome
     try:
         facts = read_facts((await home.journal.read()).facts, run_id)

@@ -91,7 +91,7 @@ def _header() -> dict:
 async def test_a_killed_driver_s_run_is_recovered_and_the_reply_that_came_meanwhile_is_taken(
     workers: Workers, redis_url: str, durable_dir: Path
 ) -> None:
-    [worker] = workers.start(1, "--import", "durable_flows")
+    [worker] = workers.start(1, "--import", "durable_flows", "--no-adopt")
     driver = await driver_process("order-2", durable_dir, redis_url)
     await wait_for(durable_dir, {"slow", "side"}, driver)
     driver.send_signal(signal.SIGKILL)
@@ -120,3 +120,25 @@ async def test_a_durable_run_s_unkeepable_result_fails_its_task(tmp_path: Path) 
     with pytest.raises(TaskFailedError, match="opaque") as info:
         await run(wf, durable=True, checkpoint_store=tmp_path)
     assert "object" in str(info.value.__cause__) and "journal" in str(info.value.__cause__)
+
+
+async def test_workers_adopt_a_run_whose_driver_died_and_exactly_one_carries_it_on(
+    workers: Workers, redis_url: str, durable_dir: Path
+) -> None:
+    pool = workers.start(2, "--import", "durable_flows")  # two adopters race for the run
+    driver = await driver_process("order-3", durable_dir, redis_url)
+    await wait_for(durable_dir, {"slow", "side"}, driver)
+    driver.send_signal(signal.SIGKILL)
+    await driver.wait()
+    killed = time.monotonic()
+    (durable_dir / "gate").touch()
+    async with RedisStreamsTransport(redis_url) as transport:
+        result = await run_result("order-3", transport=transport, timeout=30)
+        ended = time.monotonic() - killed
+        owner = await transport.client.hget("graflow:run:{order-3}:owner", "epoch")
+    assert result.output == 45 and result.channel == {"fetched": 1}
+    assert sorted(name for name, _ in notes(durable_dir)) == ["double", "fetch", "side", "slow", "total"]
+    assert owner == b"2"  # one adoption: epoch 1 the driver's, 2 the adopter's
+    adopted = [w for w in pool if "an adopted durable run ended" in w.log.read_text()]
+    assert len(adopted) == 1, [w.log.read_text()[-2000:] for w in pool]
+    assert ended < 2.0 + 1.0 + 1.0  # the lease (2 s), the adopter's look (<1 s), the rest of the run
