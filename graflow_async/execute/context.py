@@ -136,6 +136,14 @@ class TaskContext:
         return await self._port.call(self._message, op, args, timeout=timeout)
 
     @property
+    def idempotency_key(self) -> str:
+        """``"<run_id>/<task_id>/<cycle>"``: the same for every attempt of this run of the
+        task, and for every takeover of a durable run (SPEC 10). Give it to what the task
+        calls (a payment API's idempotency key) so a task run again does its side effect
+        once."""
+        return f"{self.run_id}/{self.task_id}/{self.cycle_count}"
+
+    @property
     def directives(self) -> tuple[Any, ...]:
         """What the task asked of the run's graph, in call order (sent with its reply)."""
         return tuple(self._directives)

@@ -60,6 +60,23 @@ async def test_attempt_is_one_based_and_grows_on_each_retry():
     assert result.output == 3
 
 
+async def test_the_idempotency_key_is_the_same_for_every_attempt_and_new_for_each_cycle():
+    keys = []
+
+    @task(inject_context=True, retry_policy=RetryPolicy(max_retries=1, initial_interval=0))
+    async def charge(context, data=0):
+        keys.append((context.attempt, context.idempotency_key))
+        if context.attempt == 1:
+            raise ConnectionError("the gateway timed out")
+        if data < 1:
+            context.next_iteration(data + 1)
+
+    with workflow("w") as wf:
+        wf.add(charge)
+    await run(wf, run_id="pay")
+    assert keys == [(1, "pay/charge/1"), (2, "pay/charge/1"), (1, "pay/charge/2"), (2, "pay/charge/2")]
+
+
 async def test_instances_see_their_own_task_id():
     seen = []
 
