@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
 import durable_flows as flows
@@ -43,7 +44,7 @@ async def driver_process(run_id: str, tmp_path: Path, redis_url: str) -> asyncio
     env = {**os.environ, "PYTHONPATH": PYTHONPATH, "GFT_REDIS_URL": redis_url}
     code = "import asyncio, sys, durable_flows as f; asyncio.run(f.drive(sys.argv[1], sys.argv[2], f.DEMO))"
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, run_id, str(tmp_path / "checkpoints"), env=env, cwd=ROOT
+        sys.executable, "-c", code, run_id, str(tmp_path / "checkpoints"), env=env, cwd=ROOT, stdout=PIPE
     )
 
 
@@ -142,3 +143,23 @@ async def test_workers_adopt_a_run_whose_driver_died_and_exactly_one_carries_it_
     adopted = [w for w in pool if "an adopted durable run ended" in w.log.read_text()]
     assert len(adopted) == 1, [w.log.read_text()[-2000:] for w in pool]
     assert ended < 2.0 + 1.0 + 1.0  # the lease (2 s), the adopter's look (<1 s), the rest of the run
+
+
+async def test_a_paused_driver_that_comes_back_after_the_takeover_changes_nothing_and_returns_the_outcome(
+    workers: Workers, redis_url: str, durable_dir: Path
+) -> None:
+    workers.start(1, "--import", "durable_flows")
+    driver = await driver_process("order-4", durable_dir, redis_url)
+    await wait_for(durable_dir, {"slow", "side"}, driver)
+    driver.send_signal(signal.SIGSTOP)  # paused past its lease: a worker adopts the run
+    (durable_dir / "gate").touch()
+    try:
+        async with RedisStreamsTransport(redis_url) as transport:
+            result = await run_result("order-4", transport=transport, timeout=30)
+            assert await transport.client.hget("graflow:run:{order-4}:owner", "epoch") == b"2"
+    finally:
+        driver.send_signal(signal.SIGCONT)
+    out, _ = await asyncio.wait_for(driver.communicate(), 30)  # its `run` returns the run's outcome
+    assert driver.returncode == 0 and out.decode().split() == ["output=45"]
+    assert result.output == 45
+    assert sorted(name for name, _ in notes(durable_dir)) == ["double", "fetch", "side", "slow", "total"]

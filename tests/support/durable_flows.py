@@ -95,7 +95,8 @@ async def drive(run_id: str, checkpoints: str, flow: Any) -> None:
     from graflow_async.transports.redis import RedisStreamsTransport
 
     async with RedisStreamsTransport(url, namespace=os.environ.get("GFT_NAMESPACE", "graflow")) as transport:
-        await run(flow, run_id=run_id, transport=transport, checkpoint_store=checkpoints, owner_lease=2.0)
+        result = await run(flow, run_id=run_id, transport=transport, checkpoint_store=checkpoints, owner_lease=2.0)
+    print(f"output={result.output}", flush=True)
 
 
 if __name__ == "__main__":  # python -m durable_flows RUN_ID CHECKPOINTS [NAME]: the driver the test kills
