@@ -7,6 +7,9 @@ code: their results are facts, never recomputed.
     Failed(node, cycle, attempt, error, duration, retryable)
     Suspended(node, cycle, attempt)     the task's feedback wait timed out
     RetryCame(node)                     its retry backoff ended
+    RetryAt(node, at)                   its retry backoff was armed to end at wall time `at`
+                                        (the plan does not consume it: a run taken over
+                                        re-arms the backoff at its original deadline)
     Wrote(op, key, value)               a channel write: set, delete, append, incr
     Stepped()                           the plan was stepped (its actions taken)
 
@@ -49,6 +52,11 @@ class RetryCame(NamedTuple):
     node: int
 
 
+class RetryAt(NamedTuple):
+    node: int
+    at: float  # seconds since the epoch
+
+
 class Wrote(NamedTuple):
     op: str  # "set", "delete", "append", "incr"
     key: str
@@ -77,6 +85,8 @@ def apply(plan: RunPlan, fact: Any) -> None:
         _write(plan, fact)
     elif kind is Stepped:
         plan.step()
+    elif kind is RetryAt:
+        pass
     else:
         raise TypeError(f"not a run fact: {kind.__name__}")
 
@@ -93,6 +103,11 @@ def _write(plan: RunPlan, fact: Wrote) -> None:
         channel.incr(fact.key, fact.value)
     else:
         raise ValueError(f"unknown channel write {fact.op!r}")
+
+
+def retry_deadlines(facts: Iterable[Any]) -> dict[int, float]:
+    """The wall time each node's latest retry backoff was armed to end at."""
+    return {f.node: f.at for f in facts if type(f) is RetryAt}
 
 
 def replay(plan: RunPlan, facts: Iterable[Any]) -> RunPlan:

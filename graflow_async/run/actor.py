@@ -29,7 +29,7 @@ from graflow_async.run.emitter import Emitter
 from graflow_async.run.feedback_host import FeedbackHost
 from graflow_async.run.options import Resumed, RunOptions
 from graflow_async.run.ownership import hold, reclaim
-from graflow_async.run.recording import FactWriter, Recording, Sends
+from graflow_async.run.recording import FactWriter, Recording, Sends, Takeover
 from graflow_async.run.replies import add_error, resolved
 from graflow_async.run.routes import Route, distinct
 from graflow_async.run.services import RunServices
@@ -69,7 +69,7 @@ class RunActor(Actor[Any]):
         workflow_ref: str | None,
         resumed: Resumed | None = None,
         facts: FactWriter | None = None,
-        taken_over: list[TaskReply] | None = None,
+        taken_over: Takeover | None = None,
     ) -> None:
         self.plan = plan
         self.graph = plan.graph
@@ -205,16 +205,21 @@ class RunActor(Actor[Any]):
     async def on_start(self) -> None:
         plan = self.plan
         plan.start()
-        if self._taken_over is not None:  # what ran in the driver that died runs again; its retries come due now
+        taken = self._taken_over
+        if taken is not None:  # what ran in the driver that died runs again; its retries at their deadlines
             if self._recording is not None:
                 self._recording.inherit(plan)
-            for reply in self._taken_over:  # unless its reply came meanwhile
+                self.feedback.keep_deadlines = True
+            for reply in taken.backlog:  # unless its reply came meanwhile
                 if self._ours(reply):
                     self._on_reply(reply)
             flight = plan.in_flight()
             if flight.nodes:
                 plan.actions.append(flight)
-            plan.actions.extend(RetryLater(n, 0.0) for n, s in enumerate(plan.status) if s == RETRY)
+            now = current_clock().wall()
+            for n, s in enumerate(plan.status):
+                if s == RETRY:
+                    plan.actions.append(RetryLater(n, max(0.0, taken.retry_at.get(n, now) - now)))
         await self._act()
 
     async def on_batch(self, messages: list[Any]) -> None:
@@ -291,6 +296,8 @@ class RunActor(Actor[Any]):
             elif kind is Emit:
                 self.emitter.record(action.kind, action.task_id, **action.data)
             elif kind is RetryLater:
+                if self._recording is not None:
+                    self._recording.retry_armed(action.node, action.delay)
                 self.spawn(self._retry_after(action.node, action.delay))
             else:
                 self.outcome = action

@@ -24,7 +24,7 @@ from graflow_async.exceptions import CheckpointError, GraphError, RunAlreadyRunn
 from graflow_async.loading import load_object
 from graflow_async.logs import library_logger
 from graflow_async.plan import RunPlan
-from graflow_async.plan.facts import replay
+from graflow_async.plan.facts import replay, retry_deadlines
 from graflow_async.plan.snapshot import workflow_ref
 from graflow_async.result import WorkflowResult
 from graflow_async.run.homes import Home, home_for, pack
@@ -32,10 +32,10 @@ from graflow_async.run.journal import Fenced
 from graflow_async.run.journal.facts import read_facts
 from graflow_async.run.options import RunOptions
 from graflow_async.run.ownership import TakenOver
+from graflow_async.run.recording import Takeover
 from graflow_async.run.routes import check_sendable
 from graflow_async.transports.base import Transport
 from graflow_async.wire.errors import error_from, error_info
-from graflow_async.wire.messages import TaskReply
 
 WAIT_STEP = 0.2  # seconds between looks at a run whose owner lives
 
@@ -156,7 +156,7 @@ async def _attach(
         await current_clock().sleep(WAIT_STEP)  # its owner lives: wait for its outcome
     try:
         facts = read_facts((await home.journal.read()).facts, run_id)
-        backlog = await home.backlog()
+        takeover = Takeover(await home.backlog(), retry_deadlines(facts))
     except BaseException:
         await home.let_go(epoch)
         raise
@@ -165,7 +165,7 @@ async def _attach(
         replay(plan, facts)
         plan.restored = True
 
-    return await _carry(home, wf, options, epoch, restore, backlog, let_go_on_cancel=let_go_on_cancel)
+    return await _carry(home, wf, options, epoch, restore, takeover, let_go_on_cancel=let_go_on_cancel)
 
 
 async def _carry(
@@ -174,7 +174,7 @@ async def _carry(
     options: RunOptions,
     epoch: int,
     restore: Any,
-    backlog: list[TaskReply] | None = None,
+    takeover: Takeover | None = None,
     *,
     let_go_on_cancel: bool = False,
 ) -> WorkflowResult:
@@ -184,7 +184,7 @@ async def _carry(
     options = dataclasses.replace(options, epoch=epoch, durable=True)
     try:
         async with home.held(epoch, options.owner_lease):
-            result = await drive(workflow, options, facts=home.writer(epoch), restore=restore, backlog=backlog)
+            result = await drive(workflow, options, facts=home.writer(epoch), restore=restore, takeover=takeover)
     except (RunAlreadyRunningError, Fenced, TakenOver):  # its lease was lost: another process carries the run on
         library_logger().warning("a durable run was taken over; waiting for its outcome", run_id=options.run_id)
         return await _outcome_of(home)

@@ -45,6 +45,8 @@ class FeedbackHost:
         self.emit = turns.emit
         #: node -> the request whose wait timed out (the run's pending feedback if it suspends)
         self.timed_out: dict[int, FeedbackRequest] = {}
+        #: a durable run taken over: a question asked again keeps the deadline it was first given
+        self.keep_deadlines = False
 
     def store(self) -> HitlStore:
         """The run's feedback store (its requests and suspensions), opened on first use."""
@@ -107,8 +109,11 @@ class FeedbackHost:
                 from graflow_async.feedback.notify import notify
 
                 self.spawn(notify(request, fresh.notification_config, respond_url=respond_url(request.feedback_id)))
+        timeout = request.timeout
+        if timeout is not None and self.keep_deadlines and request.created_at != fresh.created_at:
+            timeout = max(0.0, request.created_at + timeout - fresh.created_at)  # asked before the takeover
         try:
-            answer = await within(self.clock, store.wait(request.feedback_id), request.timeout)
+            answer = await within(self.clock, store.wait(request.feedback_id), timeout)
         except TimeoutError:
             self.timed_out[node] = request
             return {"status": "timeout", "request": request.to_dict()}

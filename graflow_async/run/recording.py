@@ -15,10 +15,11 @@ incarnation the run takes (each at most once, and only while the attempt still r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from graflow_async.clock import current_clock
 from graflow_async.plan import RunPlan
-from graflow_async.plan.facts import STEPPED, Failed, RetryCame, Succeeded, Wrote, apply
+from graflow_async.plan.facts import STEPPED, Failed, RetryAt, RetryCame, Succeeded, Wrote, apply
 from graflow_async.plan.state import RUNNING
 from graflow_async.run.journal.facts import encode
 from graflow_async.run.replies import fact_of
@@ -26,6 +27,15 @@ from graflow_async.wire.messages import TaskMessage, TaskReply
 
 _STEPPED = encode(STEPPED)
 Sends = list[tuple[Any, Sequence[TaskMessage]]]  # (route, messages): what a turn sends
+
+
+class Takeover(NamedTuple):
+    """What a run taken over from a driver that died starts from, besides its replayed
+    plan: the replies that came while no driver lived, and the wall time each pending
+    retry's backoff ends."""
+
+    backlog: list[TaskReply]
+    retry_at: dict[int, float]
 
 
 class FactWriter(Protocol):
@@ -80,6 +90,10 @@ class Recording:
             data = encode(fact)
         self.turn.append(data)
         apply(plan, fact)
+
+    def retry_armed(self, node: int, delay: float) -> None:
+        """A retry backoff starts: when it ends, kept for a run taken over."""
+        self.turn.append(encode(RetryAt(node, current_clock().wall() + delay)))
 
     def retry_came(self, plan: RunPlan, node: int) -> None:
         self.turn.append(encode(RetryCame(node)))

@@ -30,11 +30,10 @@ from graflow_async.run.checkpoints import CheckpointManager
 from graflow_async.run.emitter import Emitter
 from graflow_async.run.frozen_heap import frozen
 from graflow_async.run.options import Resumed, RunOptions, new_run_id
-from graflow_async.run.recording import FactWriter
+from graflow_async.run.recording import FactWriter, Takeover
 from graflow_async.run.routes import open_routes
 from graflow_async.transports.base import Transport
 from graflow_async.transports.memory import MemoryTransport
-from graflow_async.wire.messages import TaskReply
 
 __all__ = ["WorkflowResult", "drive", "run", "run_sync"]
 
@@ -98,14 +97,14 @@ async def drive(
     *,
     facts: FactWriter | None = None,
     restore: Callable[[RunPlan], None] | None = None,
-    backlog: list[TaskReply] | None = None,
+    takeover: Takeover | None = None,
 ) -> WorkflowResult:
     """Run `workflow` with `options`, continuing from checkpoint document `snapshot` when
     given (`resume` does this): open what the run needs, hand it to a `RunActor`, close it
     all when the run ends. `facts`: where the run writes the facts of each turn before
     acting on them (a durable run's journal; see `plan.facts`); `restore`: puts a run taken
     over into the fresh plan (its journal replayed), whose running attempts are sent again
-    unless `backlog` (replies that came while no driver lived) holds their replies."""
+    unless `takeover` (replies that came while no driver lived) holds their replies."""
     compiled = _compiled(workflow)
     run_id = options.run_id
     main = options.transport or MemoryTransport()
@@ -142,7 +141,7 @@ async def drive(
             workflow_ref=workflow_ref(workflow),
             resumed=resumed,
             facts=facts,
-            taken_over=None if restore is None else list(backlog or ()),
+            taken_over=None if restore is None else (takeover or Takeover([], {})),
         )
         stack.push_async_callback(actor.aclose)
         with run_span(run_id, compiled.workflow_name) as actor.trace, frozen(len(plan.graph)):

@@ -136,3 +136,32 @@ async def test_a_recovered_run_numbers_its_checkpoints_after_the_dead_drivers(
     assert result.results["save_first"] == str(first)
     assert result.results["save_later"] != str(first) and Path(result.results["save_later"]).is_file()
     assert first.read_bytes() == saved  # the dead driver's checkpoint is kept, not overwritten
+
+
+async def test_a_retry_pending_at_the_kill_comes_at_its_original_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GFT_DURABLE_DIR", str(tmp_path))
+    driver = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "durable_flows",
+        "pay-6",
+        str(tmp_path / "checkpoints"),
+        "RETRYING",
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 30
+    while not notes(tmp_path):
+        assert time.monotonic() < deadline and driver.returncode is None
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)  # its failure is journaled, its 3 s backoff armed
+    driver.send_signal(signal.SIGKILL)
+    await driver.wait()
+    result = await asyncio.wait_for(recover("pay-6", checkpoint_store=tmp_path / "checkpoints"), 30)
+    assert result.output == 2
+    [(first, _), (second, _)] = notes(tmp_path)
+    waited = float(second.split("@")[1]) - float(first.split("@")[1])
+    assert first.startswith("flaky1@") and second.startswith("flaky2@")
+    assert 2.8 < waited < 4.0, waited  # the backoff ran out at its deadline: not at once, not started over

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from graflow_async import TaskContext, run, task, workflow
+from graflow_async import RetryPolicy, TaskContext, run, task, workflow
 
 
 def note(what: str) -> None:
@@ -86,6 +86,19 @@ with workflow("durable-saving") as SAVING:
     save_first >> (slow_after(task_id="slow") | side_of(task_id="side")) >> save_later
 
 
+@task(inject_context=True, retry_policy=RetryPolicy(max_retries=1, initial_interval=3.0))
+async def flaky(context: TaskContext) -> int:
+    """Fails its first attempt: its retry comes 3 s later (the test kills the driver meanwhile)."""
+    note(f"flaky{context.attempt}@{time.time():.3f}")
+    if context.attempt == 1:
+        raise ConnectionError("the first attempt fails")
+    return context.attempt
+
+
+with workflow("durable-retrying") as RETRYING:
+    RETRYING.add(flaky)
+
+
 async def drive(run_id: str, checkpoints: str, flow: Any) -> None:
     """Drive `flow` durably: on the Redis of ``GFT_REDIS_URL`` when it is set, else in-process."""
     url = os.environ.get("GFT_REDIS_URL")
@@ -100,4 +113,5 @@ async def drive(run_id: str, checkpoints: str, flow: Any) -> None:
 
 
 if __name__ == "__main__":  # python -m durable_flows RUN_ID CHECKPOINTS [NAME]: the driver the test kills
-    asyncio.run(drive(sys.argv[1], sys.argv[2], SAVING if sys.argv[3:] == ["SAVING"] else DEMO))
+    flows = {"SAVING": SAVING, "RETRYING": RETRYING}
+    asyncio.run(drive(sys.argv[1], sys.argv[2], flows.get("".join(sys.argv[3:4]), DEMO)))

@@ -5,6 +5,7 @@ journals each turn of a recording run.
     Failed     ["fail", node, cycle, attempt, error info, duration, retryable]
     Suspended  ["susp", node, cycle, attempt]
     RetryCame  ["retry", node]
+    RetryAt    ["due", node, wall time]
     Wrote      ["w", op, key, value]
     Stepped    ["step"]
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from graflow_async.plan.facts import STEPPED, Failed, RetryCame, Stepped, Succeeded, Suspended, Wrote
+from graflow_async.plan.facts import STEPPED, Failed, RetryAt, RetryCame, Stepped, Succeeded, Suspended, Wrote
 from graflow_async.run.journal.base import Journal
 from graflow_async.run.journal.frames import JournalCorrupt
 from graflow_async.wire.codec import packb, unpackb
@@ -40,6 +41,8 @@ def encode(fact: Any) -> bytes:
         doc = ["susp", fact.node, fact.cycle, fact.attempt]
     elif kind is RetryCame:
         doc = ["retry", fact.node]
+    elif kind is RetryAt:
+        doc = ["due", fact.node, fact.at]
     elif kind is Wrote:
         doc = ["w", fact.op, fact.key, fact.value]
     elif kind is Stepped:
@@ -69,6 +72,8 @@ def _fact(doc: Any) -> Any:
         return STEPPED
     if tag == "retry" and len(rest) == 1:
         return RetryCame(_count(rest[0], 0))
+    if tag == "due" and len(rest) == 2:
+        return RetryAt(_count(rest[0], 0), _seconds(rest[1]))
     if tag == "susp" and len(rest) == 3:
         return Suspended(_count(rest[0], 0), _count(rest[1], 1), _count(rest[2], 1))
     if tag == "ok" and len(rest) == 6 and isinstance(rest[5], list):
