@@ -21,10 +21,9 @@ from graflow_async.clock import current_clock
 from graflow_async.exceptions import TransportError
 from graflow_async.execute.executor import Executor
 from graflow_async.plan import Dispatch, Emit, Fail, RetryLater, RunPlan, Suspend
-from graflow_async.plan.state import RETRY
 from graflow_async.result import WorkflowResult
 from graflow_async.run.checkpoints import CheckpointManager
-from graflow_async.run.dispatch import local_messages
+from graflow_async.run.dispatch import local_messages, remote_message
 from graflow_async.run.emitter import Emitter
 from graflow_async.run.feedback_host import FeedbackHost
 from graflow_async.run.options import Resumed, RunOptions
@@ -216,10 +215,7 @@ class RunActor(Actor[Any]):
             flight = plan.in_flight()
             if flight.nodes:
                 plan.actions.append(flight)
-            now = current_clock().wall()
-            for n, s in enumerate(plan.status):
-                if s == RETRY:
-                    plan.actions.append(RetryLater(n, max(0.0, taken.retry_at.get(n, now) - now)))
+            plan.actions.extend(taken.retries(plan, current_clock().wall()))
         await self._act()
 
     async def on_batch(self, messages: list[Any]) -> None:
@@ -340,24 +336,7 @@ class RunActor(Actor[Any]):
             batch = remote.get(id(route))
             if batch is None:
                 batch = remote[id(route)] = (route, [])
-            task = d.tasks[i]
-            message = TaskMessage(
-                run_id,
-                task.id,
-                node,
-                d.attempts[i],
-                route.reply_to,
-                d.kwargs[i],
-                task.timeout,
-                task.ref,
-                None,
-                inject_context=task.inject_context,
-                cycle=d.cycles[i],
-                max_cycles=d.max_cycles[i],
-                resumed_metadata=resumed.get(task.id) if resumed else None,
-                trace=trace,
-                epoch=route.epoch,
-            )
+            message = remote_message(d, i, run_id, route.reply_to, route.epoch, resumed, trace)
             self._awaited[node] = (route, message)
             batch[1].append(message)
         batches.extend(remote.values())

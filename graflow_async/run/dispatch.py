@@ -20,6 +20,36 @@ from graflow_async.wire.messages import TaskMessage
 EAGER_UP_TO = 64  # a batch this small is made at once: a view's own calls would cost more
 
 
+def remote_message(
+    d: Dispatch,
+    i: int,
+    run_id: str,
+    reply_to: str,
+    epoch: int,
+    resumed: dict[str, dict[str, Any]] | None,
+    trace: dict[str, str] | None,
+) -> TaskMessage:
+    """Message ``i`` of `d` for a worker: the task named by its import path."""
+    task = d.tasks[i]
+    return TaskMessage(
+        run_id,
+        task.id,
+        d.nodes[i],
+        d.attempts[i],
+        reply_to,
+        d.kwargs[i],
+        task.timeout,
+        task.ref,
+        None,
+        inject_context=task.inject_context,
+        cycle=d.cycles[i],
+        max_cycles=d.max_cycles[i],
+        resumed_metadata=resumed.get(task.id) if resumed else None,
+        trace=trace,
+        epoch=epoch,
+    )
+
+
 def local_messages(
     dispatch: Dispatch,
     picks: Sequence[int],

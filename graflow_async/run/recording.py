@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 from graflow_async.clock import current_clock
-from graflow_async.plan import RunPlan
+from graflow_async.plan import RetryLater, RunPlan
 from graflow_async.plan.facts import STEPPED, Failed, RetryAt, RetryCame, Succeeded, Wrote, apply
-from graflow_async.plan.state import RUNNING
+from graflow_async.plan.state import RETRY, RUNNING
 from graflow_async.run.journal.facts import encode
 from graflow_async.run.replies import fact_of
 from graflow_async.wire.messages import TaskMessage, TaskReply
@@ -36,6 +36,12 @@ class Takeover(NamedTuple):
 
     backlog: list[TaskReply]
     retry_at: dict[int, float]
+
+    def retries(self, plan: RunPlan, now: float) -> list[RetryLater]:
+        """The backoffs of the retries pending in `plan`, ending at their deadlines (`now`:
+        the wall time; a retry whose deadline is unknown comes now)."""
+        at = self.retry_at
+        return [RetryLater(n, max(0.0, at.get(n, now) - now)) for n, s in enumerate(plan.status) if s == RETRY]
 
 
 class FactWriter(Protocol):
