@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := redis-server chromium iproute2 docker.io busybox-static
 
-.PHONY: install test demo bench lint clean system-packages
+.PHONY: install test demo bench chaos lint clean system-packages
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ demo: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# Kills the driver of durable runs at random points (SPEC 10); see benchmarks/chaos.py.
+chaos: install
+	$(BIN)/python -m benchmarks.chaos
 
 lint: install
 	$(BIN)/ruff check graflow_async tests benchmarks examples

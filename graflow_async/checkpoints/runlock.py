@@ -105,6 +105,10 @@ async def held(
         done.set()
         try:  # a renewal being written lands before the release, never after it (which would re-create the lease)
             await renewing
+        except asyncio.CancelledError:
+            if not (lost.is_set() and block is not None and block.cancelling()):
+                raise
+            block.uncancel()  # the lease was lost while the block was failing of its own (fenced): that error goes on
         finally:
             renewing.cancel()
 
