@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -94,3 +96,32 @@ def test_the_example_counts_primes_in_processes(tmp_path: Path) -> None:
     proc = run_example("custom_handler.py", "--stop", "20000", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "2262 primes below 20,000 (4 slices)" in proc.stdout and "separate processes" in proc.stdout
+
+
+def test_a_durable_payment_recovered_after_its_driver_was_killed_charges_the_card_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where the example keeps its state
+    (tmp_path / "tmp").mkdir()
+    proc = run_example("durable_payments.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+
+    run_id = re.search(r"durable run (pay-[0-9a-f]{8})", out)
+    assert run_id is not None, out
+    key = f"{run_id.group(1)}/charge/1"
+    killed, _, recovered = out.partition("== recover ")
+    assert "killed while charge waits" in killed
+    # journaled in the driver: never again; running when it was killed: again, under the same key
+    assert out.count("reserve: ") == 1 and "[driver] reserve: 2 items" in killed
+    assert f"[driver] charge: attempt 1, idempotency key {key}" in killed
+    assert f"[recover] charge: attempt 1, idempotency key {key}" in recovered
+    assert (
+        out.count("gateway: charged") == 1
+        and f"[driver] gateway: charged tok_visa_4242 36.00 EUR as ch_1 (key {key})" in out
+    )
+    assert f"[recover] gateway: key {key} seen before: returns ch_1" in recovered
+    assert "[recover] receipt: 36.00 EUR paid by tok_visa_4242 (ch_1)" in recovered and "[recover] ship: " in recovered
+    assert f"== run {run_id.group(1)}: completed; close -> 'order closed: ch_1, receipt-A-1042, TRK-A-1042' ==" in out
+    assert f"gateway ledger: 1 charge(s)\n  {key}: ch_1 tok_visa_4242 36.00 EUR\nthe card was charged once" in out
+    assert list((tmp_path / "tmp").iterdir()) == []  # its temporary state is removed
