@@ -71,6 +71,12 @@ SUITES: tuple[Suite, ...] = (
         doc="Redis Streams workers: fan-out of 20,000, chain of 2,000, dispatch latency, CPU per role, floors",
     ),
     Suite(
+        "durable",
+        "durable",
+        quick_args=tuple("--fan 500 --chain 100 --local-chain 300 --facts 10000 --repeat 2".split()),
+        doc="durable=True against durable=False: Redis fan-out and chain, in-process chain; a 100,000-fact takeover",
+    ),
+    Suite(
         "remote-context",
         "remote_context",
         quick_args=tuple("--requests 20 --saves 20".split()),

@@ -39,15 +39,16 @@ def is_temporary(name: str) -> bool:
     return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
 
 
-def stage(path: Path, data: Data) -> Path:
-    """`data` written and fsynced to a new temporary file beside `path` (its directory
-    made if missing); the temporary file's path."""
+def stage(path: Path, data: Data, *, sync: bool = True) -> Path:
+    """`data` written (and with `sync`, fsynced) to a new temporary file beside `path`
+    (its directory made if missing); the temporary file's path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX)
     try:
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
     except BaseException:
@@ -57,16 +58,19 @@ def stage(path: Path, data: Data) -> Path:
     return Path(temp)
 
 
-def replace(path: Path, data: Data) -> None:
-    """Write `data` to `path` atomically: readers see the old file or the new one."""
-    temp = stage(path, data)
+def replace(path: Path, data: Data, *, sync: bool = True) -> None:
+    """Write `data` to `path` atomically: readers see the old file or the new one. With
+    `sync` (the default) it is on disk when this returns; without, it survives the death
+    of this process but not of the machine."""
+    temp = stage(path, data, sync=sync)
     try:
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    fsync_directory(path.parent)
+    if sync:
+        fsync_directory(path.parent)
 
 
 def create(path: Path, data: Data) -> bool:

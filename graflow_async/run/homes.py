@@ -118,7 +118,7 @@ class FileHome(Home):
         epoch = await self.journal.claim(owner, lease)
         if epoch is None:
             return None
-        files.replace(self._dir / HEADER, header)
+        files.replace(self._dir / HEADER, header, sync=self.journal.fsync)
         return epoch
 
     async def read_outcome(self) -> bytes | None:
@@ -126,7 +126,7 @@ class FileHome(Home):
 
     async def conclude(self, epoch: int, outcome: bytes, retention: float) -> None:
         self.journal.fence(epoch)
-        files.replace(self._dir / OUTCOME, outcome)
+        files.replace(self._dir / OUTCOME, outcome, sync=self.journal.fsync)
         await self.journal.release(epoch)
 
     async def let_go(self, epoch: int) -> None:

@@ -38,6 +38,7 @@ class FileJournal(Journal):
         self._owner = ""
         self._fd: int | None = None
         self._next = 0
+        self._newer: dict[int, str] = {}  # epoch -> where the next epoch's lease would be
 
     # --- ownership -----------------------------------------------------------------------------
     async def claim(self, owner: str, lease: float) -> int | None:
@@ -64,9 +65,12 @@ class FileJournal(Journal):
         await runlock.release(self._store, self.run_id, epoch, self._owner)
 
     def fence(self, epoch: int) -> None:
-        """`Fenced` once a newer epoch holds the run (its owner must write nothing more)."""
-        newer = Path(runlock.lease_location(self._store, self.run_id, epoch + 1))
-        if newer.exists():
+        """`Fenced` once a newer epoch holds the run (its owner must write nothing more):
+        one `stat` of the next epoch's lease file (its name made once)."""
+        newer = self._newer.get(epoch)
+        if newer is None:
+            newer = self._newer[epoch] = runlock.lease_location(self._store, self.run_id, epoch + 1)
+        if os.path.exists(newer):
             raise Fenced(
                 self.run_id, f"run {self.run_id} was taken over (epoch {epoch + 1}): this owner writes nothing"
             )

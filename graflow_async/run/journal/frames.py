@@ -1,7 +1,7 @@
 """A durable run's journal as bytes: records framed for an append-only file.
 
     record = length (u32, big-endian) | its complement (u32) | CRC-32 of the body (u32) | body
-    body   = msgpack [seq, epoch, fact]      (fact: the run's own msgpack bytes)
+    body   = seq (u64) | epoch (u32) | fact  (fact: the run's own msgpack bytes)
 
 A batch of facts is one write of consecutive records. Reading checks every record: a
 record cut short at the end of the file (a write torn by a crash) ends the journal
@@ -17,11 +17,10 @@ import zlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import msgpack
-
 from graflow_async.exceptions import GraflowError
 
 HEADER = struct.Struct(">III")
+STAMP = struct.Struct(">QI")  # a body's seq and epoch, before its fact
 _ALL = 0xFFFFFFFF
 MAX_RECORD = 64 << 20  # bytes of one record's body
 
@@ -47,12 +46,15 @@ class Record(NamedTuple):
 def batch(first_seq: int, epoch: int, facts: Sequence[bytes]) -> bytes:
     """The records of `facts`, numbered from `first_seq`, as one write."""
     out = bytearray()
+    header, stamp, crc32 = HEADER.pack, STAMP.pack, zlib.crc32
     for i, fact in enumerate(facts):
-        body = msgpack.packb([first_seq + i, epoch, fact], use_bin_type=True)
-        if len(body) > MAX_RECORD:
-            raise ValueError(f"a journal record of {len(body)} bytes is larger than the {MAX_RECORD} allowed")
-        out += HEADER.pack(len(body), len(body) ^ _ALL, zlib.crc32(body))
-        out += body
+        size = len(fact) + STAMP.size
+        if size > MAX_RECORD:
+            raise ValueError(f"a journal record of {size} bytes is larger than the {MAX_RECORD} allowed")
+        head = stamp(first_seq + i, epoch)
+        out += header(size, size ^ _ALL, crc32(fact, crc32(head)))
+        out += head
+        out += fact
     return bytes(out)
 
 
@@ -88,18 +90,9 @@ def parse(data: bytes, run_id: str, *, first_seq: int | None = None) -> tuple[li
 
 
 def _record(body: bytes, run_id: str, offset: int) -> Record:
-    try:
-        doc = msgpack.unpackb(body, raw=False, max_bin_len=MAX_RECORD, max_str_len=1 << 10, max_array_len=3)
-    except Exception as exc:
-        raise JournalCorrupt(run_id, f"journal of run {run_id}: record at offset {offset}: {exc}") from None
-    if (
-        not isinstance(doc, list)
-        or len(doc) != 3
-        or type(doc[0]) is not int
-        or doc[0] < 0
-        or type(doc[1]) is not int
-        or doc[1] < 1
-        or not isinstance(doc[2], bytes)
-    ):
-        raise JournalCorrupt(run_id, f"journal of run {run_id}: record at offset {offset} is not [seq, epoch, fact]")
-    return Record(doc[0], doc[1], doc[2])
+    if len(body) < STAMP.size:
+        raise JournalCorrupt(run_id, f"journal of run {run_id}: record at offset {offset} is not seq, epoch, fact")
+    seq, epoch = STAMP.unpack_from(body)
+    if epoch < 1:
+        raise JournalCorrupt(run_id, f"journal of run {run_id}: record at offset {offset} has no epoch")
+    return Record(seq, epoch, body[STAMP.size :])
