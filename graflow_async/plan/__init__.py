@@ -9,7 +9,9 @@
 - `specs`: added tasks described by import path, for workers and checkpoints.
 - `snapshot.to_doc` / `from_doc`: the plan as a checkpoint document and back;
   `from_doc` checks every field first (`doc_fields`, `state_fields`) and refuses a
-  malformed document with `CheckpointError` naming the field.
+  malformed document with `CheckpointError` naming the field. With `keep_running`, the
+  document is a journal snapshot: it keeps the work under way as it is (`live`), and
+  the errors the plan holds (`error_docs`).
 
 The run actor (`graflow_async.run.actor`) carries the actions out. Nothing here imports
 the run, the task side, transports or stores.

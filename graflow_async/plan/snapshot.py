@@ -7,6 +7,12 @@ arguments and rebuilt in the same order, so every node keeps its number. Only
 completed work is kept: tasks that were running, waiting to retry or waiting for an
 answer, and failed members of unfinished groups, run again on resume (in the same
 cycle, with the same iteration data).
+
+With ``keep_running=True`` (both functions) the document is a journal snapshot instead
+(SPEC 10): it keeps the work under way as it is (``plan.live``, see `plan.live`), and
+the plan `from_doc` restores is the plan the run's facts built, whose running attempts
+and pending retries take the facts journaled after the snapshot. Such a document still
+reads as a checkpoint (without ``keep_running``: what was under way runs again).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from graflow_async.define.compile import CompiledGraph
 from graflow_async.define.policies import TaskResult
 from graflow_async.exceptions import CheckpointError, GraflowError, GraphError, RemoteTaskError
 from graflow_async.plan.doc_fields import check_fields, invalid
+from graflow_async.plan.error_docs import error_doc, error_from_doc
+from graflow_async.plan.live import check_live, live_state, restore_live
 from graflow_async.plan.specs import component_from_spec, component_spec
 from graflow_async.plan.state import DONE, FAILED, IDLE, QUEUED, RETRY, RUNNING, SUSPENDED
 from graflow_async.plan.state_fields import MAX_NODES, Bounds, check_added, check_ids, check_plan
@@ -75,8 +83,10 @@ def to_doc(
     metadata: dict[str, Any] | None,
     sequence: int,
     channel: dict[str, Any],
+    keep_running: bool = False,
 ) -> dict[str, Any]:
     """The checkpoint document of `plan` now, saved by task `task_id` (None: on suspension).
+    `keep_running`: a journal snapshot, which keeps the work under way as it is (`plan.live`).
     CheckpointError when a task added at runtime cannot be recorded by import path."""
     graph, status = plan.graph, plan.status
     nodes = graph.task_nodes()
@@ -97,16 +107,16 @@ def to_doc(
         "pending": [graph.ids[n] for n in nodes if status[n] != DONE],
         "groups_done": [g.name for g in graph.groups[: len(compiled.groups)] if status[g.barrier] == DONE],
         "attempts": {graph.ids[n]: plan.attempts[n] for n in nodes if plan.attempts[n]},
-        "plan": _plan_state(plan),
+        "plan": _plan_state(plan, keep_running),
     }
 
 
-def _plan_state(plan: RunPlan) -> dict[str, Any]:
+def _plan_state(plan: RunPlan, keep: bool) -> dict[str, Any]:
     try:
         added = [[by, goto, component_spec(component)] for by, goto, component in plan.added]
     except GraflowError as exc:
         raise CheckpointError(f"cannot checkpoint this run: {exc}") from exc
-    return {
+    state: dict[str, Any] = {
         "added": added,
         "status": bytes(plan.status),
         "released": bytes(plan.released),
@@ -114,14 +124,17 @@ def _plan_state(plan: RunPlan) -> dict[str, Any]:
         "runs": list(plan.runs),
         "holds": [[n, list(t)] for n, t in plan.holds.items()],
         "end_holds": [[n, [list(e) for e in ends]] for n, ends in plan.end_holds.items()],
-        "groups": [_group_state(plan, g) for g in range(len(plan.graph.groups))],
+        "groups": [_group_state(plan, g, keep) for g in range(len(plan.graph.groups))],
         "iter_data": [[n, data] for n, data in plan.iter_data.items()],
         "again": sorted(plan.again),
         "skip_roots": list(plan.skip_roots),
     }
+    if keep:
+        state["live"] = live_state(plan)
+    return state
 
 
-def _group_state(plan: RunPlan, g: int) -> list[Any]:
+def _group_state(plan: RunPlan, g: int, keep: bool) -> list[Any]:
     state = plan.graph.groups[g]
     finished = plan.status[state.barrier] == DONE
     results = []
@@ -131,6 +144,9 @@ def _group_state(plan: RunPlan, g: int) -> list[Any]:
         r = state.result(m, plan.results)
         if r.success:
             results.append([m, r.task_id, True, r.duration, None])
+        elif keep:  # the failure stands until a loop reopens the member, as in the plan
+            assert r.error is not None
+            results.append([m, r.task_id, False, r.duration, error_doc(r.error, r.task_id)])
         elif finished:  # kept as facts: a loop may reopen the group and judge it again
             results.append([m, r.task_id, False, r.duration, [type(r.error).__name__, str(r.error)]])
     return [list(state.hold), results, [[m, t] for m, t in enumerate(state.busy) if t]]
@@ -176,26 +192,34 @@ def check_same_graph(doc: dict[str, Any], graph: CompiledGraph, location: str) -
     )
 
 
-def from_doc(plan: RunPlan, doc: dict[str, Any], load_task: Callable[[str], Task]) -> None:
-    """Put `doc` (checked by `check_document`) into `plan` (fresh, of the same workflow)
-    before it starts; CheckpointError naming the first field that does not fit the run
-    (`state_fields`), before anything runs."""
+def from_doc(
+    plan: RunPlan, doc: dict[str, Any], load_task: Callable[[str], Task], *, keep_running: bool = False
+) -> None:
+    """Put `doc` (checked by `check_document`) into `plan` (fresh, of the same workflow,
+    its channel made from ``doc["channel"]``) before it starts; CheckpointError naming the
+    first field that does not fit the run (`state_fields`), before anything runs.
+    `keep_running`: `doc` is a journal snapshot (`to_doc` with `keep_running`), whose work
+    under way is kept as it was, not run again; CheckpointError for a document without it."""
     state = doc.get("plan")
     if state is None:
+        if keep_running:
+            raise CheckpointError("checkpoint field 'plan' is missing: a journal snapshot keeps the plan's state")
         check_ids(doc, set(plan.graph.index), {g.name for g in plan.graph.groups})
         _restore_completed(plan, doc)
     else:
-        _restore_plan(plan, state, load_task)
+        _restore_plan(plan, state, load_task, keep_running)
         check_ids(doc, set(plan.graph.index), {g.name for g in plan.graph.groups})
     plan.results.update(doc["results"])
     plan.restored = True
 
 
-def _restore_plan(plan: RunPlan, state: dict[str, Any], load_task: Callable[[str], Task]) -> None:
+def _restore_plan(plan: RunPlan, state: dict[str, Any], load_task: Callable[[str], Task], keep: bool) -> None:
     added = check_added(state)
     _replay(plan, added, load_task)
     plan._grow()
-    fields = check_plan(state, Bounds.of(plan, len(added)))
+    bounds = Bounds.of(plan, len(added))
+    fields = check_plan(state, bounds)
+    live = check_live(state.get("live"), bounds, fields["status"]) if keep else None
     plan.status[:] = fields["status"]
     plan.released[:] = fields["released"]
     plan.remaining[:] = fields["remaining"]
@@ -205,17 +229,33 @@ def _restore_plan(plan: RunPlan, state: dict[str, Any], load_task: Callable[[str
     plan.iter_data.update(fields["iter_data"])
     plan.again.update(fields["again"])
     plan.skip_roots.extend(fields["skip_roots"])
-    for group, (hold, results, busy) in zip(plan.graph.groups, fields["groups"], strict=True):
+    _restore_groups(plan, fields["groups"], keep)
+    if live is None:
+        _requeue(plan)
+    else:
+        restore_live(plan, live)
+
+
+def _restore_groups(plan: RunPlan, groups: list[Any], keep: bool) -> None:
+    for g, (group, (hold, results, busy)) in enumerate(zip(plan.graph.groups, groups, strict=True)):
         group.hold[:] = hold
         for m, seconds in busy:
             group.busy[m] = seconds
-        for m, task_id, ok, duration, error in results:
+        finished = plan.status[group.barrier] == DONE
+        for i, (m, task_id, ok, duration, error) in enumerate(results):
             if ok:  # its value is the run's result for its id, read when the group is judged
                 group.record(m)
-            else:
-                failure = RemoteTaskError(task_id, error[0], error[1])
+            elif keep or finished:  # else (a journal snapshot read as a checkpoint) it runs again
+                failure = _failure(error, task_id, f"plan.groups[{g}][1][{i}][4]")
                 group.record(m, TaskResult(task_id, False, None, failure, duration))
-    _requeue(plan)
+
+
+def _failure(error: Any, task_id: str, path: str) -> BaseException:
+    """A failed member's error: by its type name and message (a checkpoint), or a document
+    that rebuilds it (a journal snapshot)."""
+    if type(error) is dict:
+        return error_from_doc(error, path)
+    return RemoteTaskError(task_id, error[0], error[1])
 
 
 def _replay(plan: RunPlan, added: list[tuple[int, bool, Any]], load_task: Callable[[str], Task]) -> None:

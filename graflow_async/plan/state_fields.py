@@ -265,7 +265,8 @@ def _result_ok(entry: Any, members: int, known: frozenset[str], seen: set[int]) 
 
 
 def _is_error(error: Any) -> bool:
-    return (
+    """``[type name, message]``, or a map: an error document (`error_docs`), read as it is restored."""
+    return type(error) is dict or (
         type(error) is list
         and len(error) == 2
         and is_text(error[0])
@@ -280,13 +281,14 @@ def _result(entry: Any, path: str, members: int, bounds: Bounds, seen: set[int])
     if text(task_id, where(path, 1)) not in bounds.known:
         raise invalid(where(path, 1), "the id of a task or group of the run", task_id)
     number(duration, where(path, 3))
-    if not flag(ok, where(path, 2)):
+    if flag(ok, where(path, 2)):
+        if error is not None:
+            raise invalid(where(path, 4), "nil for a member that succeeded", error)
+    elif type(error) is not dict:
         kind, message = pair(error, where(path, 4))
         text(kind, where(where(path, 4), 0))
         if not isinstance(message, str) or len(message) > MAX_MESSAGE:
             raise invalid(where(where(path, 4), 1), f"a string of at most {MAX_MESSAGE} characters", message)
-    elif error is not None:
-        raise invalid(where(path, 4), "nil for a member that succeeded", error)
 
 
 def _is_seconds(value: Any) -> bool:
@@ -349,12 +351,13 @@ def check_added(state: dict[str, Any]) -> list[tuple[int, bool, Any]]:
 
 
 def check_plan(state: dict[str, Any], bounds: Bounds) -> dict[str, Any]:
-    """Every field of `state` checked against `bounds`, as the values to restore."""
-    unknown = sorted(set(state) - set(PLAN_FIELDS) - {"added"}, key=str)
+    """Every field of `state` checked against `bounds`, as the values to restore (but
+    ``live``, a journal snapshot's, checked by `plan.live` when it is used)."""
+    unknown = sorted(set(state) - set(PLAN_FIELDS) - {"added", "live"}, key=str)
     if unknown:
         raise CheckpointError(
             f"checkpoint field 'plan.{unknown[0]}' is not one this release writes "
-            f"(fields: added, {', '.join(PLAN_FIELDS)})"
+            f"(fields: added, {', '.join(PLAN_FIELDS)}, live)"
         )
     out = {}
     for name, check in PLAN_FIELDS.items():
