@@ -32,6 +32,7 @@ from graflow_async.run.recording import FactWriter, Recording, Sends, Takeover
 from graflow_async.run.replies import add_error, resolved
 from graflow_async.run.routes import Route, distinct
 from graflow_async.run.services import RunServices
+from graflow_async.run.takeover import snapshot_bytes
 from graflow_async.transports.base import Transport
 from graflow_async.wire.messages import (
     ContextReply,
@@ -102,7 +103,7 @@ class RunActor(Actor[Any]):
         )
         self.checkpoints = checkpoints
         self._taken_over = taken_over  # a run taken over: the replies that came while no driver lived
-        self._recording = Recording(facts) if facts is not None else None  # a durable run's
+        self._recording = Recording(facts, self._journal_snapshot) if facts is not None else None  # a durable run's
         self.services.recording = self._recording
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -199,6 +200,12 @@ class RunActor(Actor[Any]):
 
     def is_remote(self, node: int) -> bool:
         return not self._route(node).local
+
+    def _journal_snapshot(self) -> bytes:
+        """The run now, as its journal's snapshot (`run.takeover`)."""
+        assert self._recording is not None
+        doc = self.services.snapshot(None, None, 0, keep_running=True)
+        return snapshot_bytes(doc, self._recording.retry_at)
 
     # --- the actor ---------------------------------------------------------------------------------
     async def on_start(self) -> None:

@@ -23,17 +23,15 @@ from graflow_async.define.graph import Workflow
 from graflow_async.exceptions import CheckpointError, GraphError, RunAlreadyRunningError
 from graflow_async.loading import load_object
 from graflow_async.logs import library_logger
-from graflow_async.plan import RunPlan
-from graflow_async.plan.facts import replay, retry_deadlines
 from graflow_async.plan.snapshot import workflow_ref
 from graflow_async.result import WorkflowResult
 from graflow_async.run.homes import Home, home_for, pack
 from graflow_async.run.journal import Fenced
-from graflow_async.run.journal.facts import read_facts
 from graflow_async.run.options import RunOptions
 from graflow_async.run.ownership import TakenOver
 from graflow_async.run.recording import Takeover
 from graflow_async.run.routes import check_sendable
+from graflow_async.run.takeover import read_back
 from graflow_async.transports.base import Transport
 from graflow_async.wire.errors import error_from, error_info
 
@@ -155,17 +153,13 @@ async def _attach(
             return None
         await current_clock().sleep(WAIT_STEP)  # its owner lives: wait for its outcome
     try:
-        facts = read_facts((await home.journal.read()).facts, run_id)
-        takeover = Takeover(await home.backlog(), retry_deadlines(facts))
+        back = await read_back(home)
     except BaseException:
         await home.let_go(epoch)
         raise
-
-    def restore(plan: RunPlan) -> None:
-        replay(plan, facts)
-        plan.restored = True
-
-    return await _carry(home, wf, options, epoch, restore, takeover, let_go_on_cancel=let_go_on_cancel)
+    if back.channel is not None:  # the snapshot's channel already holds the initial one
+        options = dataclasses.replace(options, initial_channel=back.channel)
+    return await _carry(home, wf, options, epoch, back.restore, back.takeover, let_go_on_cancel=let_go_on_cancel)
 
 
 async def _carry(

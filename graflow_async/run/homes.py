@@ -136,7 +136,7 @@ class FileHome(Home):
         return self.journal.held(epoch, lease)
 
     def writer(self, epoch: int) -> FactWriter:
-        return JournalWriter(self.journal, epoch)
+        return JournalWriter(self.journal, epoch, self.journal.next_seq)
 
 
 def _read(path: Path) -> bytes | None:

@@ -14,7 +14,7 @@ incarnation the run takes (each at most once, and only while the attempt still r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from graflow_async.clock import current_clock
@@ -26,6 +26,7 @@ from graflow_async.run.replies import fact_of
 from graflow_async.wire.messages import TaskMessage, TaskReply
 
 _STEPPED = encode(STEPPED)
+COMPACT_EVERY = 20_000  # facts journaled between snapshots: a takeover reads at most about this many
 Sends = list[tuple[Any, Sequence[TaskMessage]]]  # (route, messages): what a turn sends
 
 
@@ -47,17 +48,29 @@ class Takeover(NamedTuple):
 class FactWriter(Protocol):
     """Where a recording run writes the facts of each turn before acting on them."""
 
+    @property
+    def next_seq(self) -> int:
+        """How many facts the journal holds."""
+        ...
+
     async def write(self, records: list[bytes], sends: Sends) -> Sends:
         """Journal `records` (one turn's facts, encoded); it may send some of `sends` in the
         same round trip, after them: the rest, for the run to send."""
+        ...
+
+    async def compact(self, snapshot: bytes, upto: int) -> None:
+        """Keep `snapshot` as the run's state after its first `upto` facts, which go."""
         ...
 
 
 class Recording:
     """The facts of the turn being taken, and where they go (see the module docstring)."""
 
-    def __init__(self, writer: FactWriter) -> None:
+    def __init__(self, writer: FactWriter, snapshot: Callable[[], bytes] | None = None) -> None:
         self.writer = writer
+        self.snapshot = snapshot  # the run's state now, as a journal snapshot (None: never compact)
+        self.compacted = writer.next_seq  # facts the last snapshot covers (or the journal held at the start)
+        self.retry_at: dict[int, float] = {}  # node -> when its pending retry's backoff ends (for a snapshot)
         self.turn: list[bytes] = []
         self.inherited: set[tuple[int, int, int]] = set()  # (node, cycle, attempt) running when the driver died
         self.taken: set[tuple[int, int, int, int]] = set()  # of those, the replies taken (and their epoch)
@@ -99,9 +112,11 @@ class Recording:
 
     def retry_armed(self, node: int, delay: float) -> None:
         """A retry backoff starts: when it ends, kept for a run taken over."""
-        self.turn.append(encode(RetryAt(node, current_clock().wall() + delay)))
+        at = self.retry_at[node] = current_clock().wall() + delay
+        self.turn.append(encode(RetryAt(node, at)))
 
     def retry_came(self, plan: RunPlan, node: int) -> None:
+        self.retry_at.pop(node, None)
         self.turn.append(encode(RetryCame(node)))
         plan.retry_due(node)
 
@@ -119,4 +134,10 @@ class Recording:
         """Write the turn's facts (closed by its step); what is left of `sends` to send."""
         self.turn.append(_STEPPED)
         records, self.turn = self.turn, []
-        return await self.writer.write(records, sends)
+        writer = self.writer
+        rest = await writer.write(records, sends)
+        if self.snapshot is not None and writer.next_seq - self.compacted >= COMPACT_EVERY:
+            upto = writer.next_seq  # a turn's end: the plan is the state after every fact so far
+            await writer.compact(self.snapshot(), upto)
+            self.compacted = upto
+        return rest

@@ -180,7 +180,9 @@ class RunServices:
         self.sequence += 1
         return self.sequence
 
-    def snapshot(self, task_id: str | None, metadata: dict[str, Any] | None, sequence: int) -> dict[str, Any]:
+    def snapshot(
+        self, task_id: str | None, metadata: dict[str, Any] | None, sequence: int, *, keep_running: bool = False
+    ) -> dict[str, Any]:
         return to_doc(
             self.plan,
             self.compiled,
@@ -190,6 +192,7 @@ class RunServices:
             metadata=metadata,
             sequence=sequence,
             channel=self.channel.snapshot(),
+            keep_running=keep_running,
         )
 
     def _checkpoint(self, request: ContextRequest) -> Any:

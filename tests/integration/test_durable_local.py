@@ -165,3 +165,32 @@ async def test_a_retry_pending_at_the_kill_comes_at_its_original_deadline(
     waited = float(second.split("@")[1]) - float(first.split("@")[1])
     assert first.startswith("flaky1@") and second.startswith("flaky2@")
     assert 2.8 < waited < 4.0, waited  # the backoff ran out at its deadline: not at once, not started over
+
+
+@pytest.mark.parametrize("where", ["local", "redis"])
+async def test_a_run_whose_journal_was_compacted_is_taken_over_from_its_snapshot(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    monkeypatch.setenv("GFT_DURABLE_DIR", str(tmp_path))
+    monkeypatch.setenv("GFT_COMPACT_EVERY", "3")  # a snapshot every few facts: `slow` is running in the last one
+    transport = None
+    if where == "redis":
+        from graflow_async.transports.redis import RedisStreamsTransport
+
+        url = request.getfixturevalue("redis_url")
+        request.getfixturevalue("workers").start(1, "--import", "durable_flows", "--no-adopt")
+        monkeypatch.setenv("GFT_REDIS_URL", url)
+        transport = RedisStreamsTransport(url)
+    await killed_mid_run(tmp_path, "pay-7")
+    (tmp_path / "gate").touch()
+    if transport is None:
+        snapshots = list((tmp_path / "checkpoints" / "pay-7" / "journal").glob("snapshot.*"))
+        assert snapshots, "the journal was never compacted"
+        result = await asyncio.wait_for(recover("pay-7", checkpoint_store=tmp_path / "checkpoints"), 30)
+    else:
+        async with transport:
+            assert await transport.client.hget("graflow:run:{pay-7}:snapshot", "upto") is not None
+            result = await asyncio.wait_for(recover("pay-7", transport=transport, owner_lease=2.0), 30)
+    assert result.output == 45 and result.channel == {"fetched": 1}
+    by = {name: [pid for n, pid in notes(tmp_path) if n == name] for name in ("fetch", "double", "side", "total")}
+    assert all(len(pids) == 1 for pids in by.values()), by  # nothing that completed ran again

@@ -100,7 +100,12 @@ with workflow("durable-retrying") as RETRYING:
 
 
 async def drive(run_id: str, checkpoints: str, flow: Any) -> None:
-    """Drive `flow` durably: on the Redis of ``GFT_REDIS_URL`` when it is set, else in-process."""
+    """Drive `flow` durably: on the Redis of ``GFT_REDIS_URL`` when it is set, else in-process.
+    ``GFT_COMPACT_EVERY``: compact the journal that often (facts), to test snapshots."""
+    if os.environ.get("GFT_COMPACT_EVERY"):
+        import importlib
+
+        importlib.import_module("graflow_async.run.recording").COMPACT_EVERY = int(os.environ["GFT_COMPACT_EVERY"])
     url = os.environ.get("GFT_REDIS_URL")
     if not url:
         await run(flow, run_id=run_id, checkpoint_store=checkpoints, durable=True, owner_lease=2.0)
@@ -113,5 +118,7 @@ async def drive(run_id: str, checkpoints: str, flow: Any) -> None:
 
 
 if __name__ == "__main__":  # python -m durable_flows RUN_ID CHECKPOINTS [NAME]: the driver the test kills
-    flows = {"SAVING": SAVING, "RETRYING": RETRYING}
-    asyncio.run(drive(sys.argv[1], sys.argv[2], flows.get("".join(sys.argv[3:4]), DEMO)))
+    import durable_flows as me  # the module itself, not __main__: workers find its tasks by import path
+
+    flows = {"SAVING": me.SAVING, "RETRYING": me.RETRYING}
+    asyncio.run(me.drive(sys.argv[1], sys.argv[2], flows.get("".join(sys.argv[3:4]), me.DEMO)))

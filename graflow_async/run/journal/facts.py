@@ -104,14 +104,17 @@ class JournalWriter:
     """Journals each turn of a recording run (a `run.recording.FactWriter`): one append of
     the turn's facts, fenced by the owner's `epoch`, before the run acts on them."""
 
-    def __init__(self, journal: Journal, epoch: int) -> None:
+    def __init__(self, journal: Journal, epoch: int, next_seq: int = 0) -> None:
         self.journal = journal
         self.epoch = epoch
-        self.next_seq = 0
+        self.next_seq = next_seq
 
     async def write(self, records: list[bytes], sends: list[Any]) -> list[Any]:
         self.next_seq = await self.journal.append(self.epoch, records)
         return sends
+
+    async def compact(self, snapshot: bytes, upto: int) -> None:
+        await self.journal.compact(self.epoch, snapshot, upto)
 
 
 def read_facts(records: list[bytes], run_id: str) -> list[Any]:

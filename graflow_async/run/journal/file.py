@@ -40,6 +40,11 @@ class FileJournal(Journal):
         self._next = 0
         self._newer: dict[int, str] = {}  # epoch -> where the next epoch's lease would be
 
+    @property
+    def next_seq(self) -> int:
+        """How many facts the journal holds (as this owner knows)."""
+        return self._next
+
     # --- ownership -----------------------------------------------------------------------------
     async def claim(self, owner: str, lease: float) -> int | None:
         try:

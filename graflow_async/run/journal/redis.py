@@ -195,6 +195,13 @@ class RedisJournalWriter:
         self.journal = journal
         self.epoch = epoch
 
+    @property
+    def next_seq(self) -> int:
+        return self.journal.next_seq
+
+    async def compact(self, snapshot: bytes, upto: int) -> None:
+        await self.journal.compact(self.epoch, snapshot, upto)
+
     async def write(self, records: list[bytes], sends: list[Any]) -> list[Any]:
         journal = self.journal
         transport = journal.transport
