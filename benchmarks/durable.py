@@ -25,12 +25,14 @@ import gc
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import ROOT, report
 from benchmarks.bench_asyncio import chain as asyncio_chain
 from benchmarks.redis_streams import redis_server, start_workers, stop, wait_ready
 from benchmarks.redis_tasks import chain_wf, fan_wf
@@ -97,41 +99,44 @@ async def local_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 async def takeover_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """A fan-out whose tasks all completed under a driver that is gone: journal the facts it
-    would have, then time `recover` (read, replay, run the last task, keep the outcome)."""
+    """A durable fan-out journaling about `facts` facts, its driver SIGKILLed once only its
+    sink runs (its journal compacted as it went): seconds from `recover` (read the journal
+    back, replay, run the sink again, keep the outcome) to the outcome."""
     from graflow_async import recover
-    from graflow_async.plan.facts import STEPPED, Succeeded
-    from graflow_async.run.durable import _holder
-    from graflow_async.run.homes import home_for, pack
-    from graflow_async.run.journal.facts import encode
 
-    width = max(1, args.facts // 2 - 2)  # a fact per task, a step per turn of 1 task: ~2 per task
-    wf = fan_wf(width)
-    ids = wf.compile().ids
-    home = home_for("big", None, tmp / "big")
-    header = {
-        "workflow": "",
-        "fingerprint": wf.compile().fingerprint,
-        "initial_channel": {},
-        "default_max_retries": 0,
-        "max_cycles": 100,
-    }
-    epoch = await home.create(pack(header), _holder(), 0.05)
-    assert epoch is not None
-    src, sink = ids.index("src"), ids.index("sink")
-    facts = [encode(Succeeded(src, 1, 1, 1, 0.0)), encode(STEPPED)]
-    for node in range(len(ids)):
-        if node not in (src, sink) and ids[node].startswith("t"):
-            facts += [encode(Succeeded(node, 1, 1, 1, 0.0)), encode(STEPPED)]
-    for i in range(0, len(facts), 10_000):
-        await home.journal.append(epoch, facts[i : i + 10_000])
-    await home.journal.aclose()
-    await asyncio.sleep(0.1)  # the driver's lease lapses
+    from .redis_tasks import gated_fan_wf
+
+    width = max(1, args.facts // 2 - 2)  # a fact per task, a step per turn: about 2 per task
+    gate = tmp / "gate"
+    env = {**os.environ, "BENCH_GATE": str(gate)}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.durable", "drive-big", str(width), str(tmp / "big")], cwd=ROOT, env=env
+    )
+    try:
+        while not Path(f"{gate}.started").exists():
+            if driver.poll() is not None:
+                raise RuntimeError(f"the driver exited with {driver.returncode}")
+            await asyncio.sleep(0.05)
+        driver.kill()
+    finally:
+        driver.wait()
+    gate.touch()
+    os.environ["BENCH_GATE"] = str(gate)
+    snapshots = len(list((tmp / "big" / "big" / "journal").glob("snapshot.*")))
+    await asyncio.sleep(1.1)  # the dead driver's lease (1 s) lapses
     t0 = time.perf_counter()
-    result = await recover("big", workflow=wf, checkpoint_store=tmp / "big")
+    result = await recover("big", workflow=gated_fan_wf(width), checkpoint_store=tmp / "big", owner_lease=1.0)
     took = time.perf_counter() - t0
     assert result.status == "completed" and len(result.results) == width + 2
-    return {"facts": len(facts), "tasks": width + 2, "recover_s": took}
+    return {"facts": 2 * width + 4, "tasks": width + 2, "snapshot_kept": snapshots == 1, "recover_s": took}
+
+
+async def drive_big(width: int, place: str) -> None:
+    from graflow_async import run
+
+    from .redis_tasks import gated_fan_wf
+
+    await run(gated_fan_wf(width), run_id="big", durable=True, checkpoint_store=place, owner_lease=1.0)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,6 +187,10 @@ def print_table(r: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["drive-big"]:
+        asyncio.run(drive_big(int(argv[1]), argv[2]))
+        return
     parser = argparse.ArgumentParser(prog="python -m benchmarks.durable", description=__doc__)
     parser.add_argument("--fan", type=int, default=2000)
     parser.add_argument("--chain", type=int, default=500)

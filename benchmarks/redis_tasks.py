@@ -24,6 +24,29 @@ async def started() -> float:
     return time.monotonic()
 
 
+@task
+async def gated() -> int:
+    """Notes that it started (``<BENCH_GATE>.started``), then waits for the file
+    ``BENCH_GATE`` (a benchmark kills its driver meanwhile)."""
+    import asyncio
+    import os
+    from pathlib import Path
+
+    gate = Path(os.environ["BENCH_GATE"])
+    Path(f"{gate}.started").touch()
+    while not gate.exists():  # noqa: ASYNC110 - another process makes the file
+        await asyncio.sleep(0.01)
+    return 1
+
+
+def gated_fan_wf(n: int) -> Workflow:
+    """src >> parallel(n trivial tasks) >> a sink that waits for a gate: n + 2 tasks."""
+    with workflow(f"gated-fan{n}") as wf:
+        src, sink = noop(task_id="src"), gated(task_id="sink")
+        src >> parallel(*(noop(task_id=f"t{i}") for i in range(n))) >> sink
+    return wf
+
+
 def fan_wf(n: int) -> Workflow:
     """src >> parallel(n trivial tasks) >> sink: n + 2 tasks."""
     with workflow(f"redis-fan{n}") as wf:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from benchmarks import ROOT, output
+from benchmarks import ROOT, output, run_module
 from benchmarks.matrix import Matrix, ratios
 from benchmarks.scenarios import SCENARIOS, Scenario, select
 
@@ -78,3 +78,12 @@ def test_every_scenario_and_suite_is_listed():
     for scenario in SCENARIOS:
         assert scenario.name in out
     assert "checkpoints" in out and "graflow-redis" in out
+
+
+def test_the_durable_suite_measures_both_modes_and_a_takeover():
+    """`benchmarks.durable` with tiny N: every figure it reports is there and positive."""
+    r = run_module("durable", *"--fan 50 --chain 10 --local-chain 20 --facts 2000 --repeat 1".split())
+    for part in (r["redis"]["fan"], r["redis"]["chain"], r["local"]):
+        assert part["plain_s"] > 0 and part["durable_s"] > 0 and part["ratio"] == part["durable_s"] / part["plain_s"]
+    assert r["takeover"]["tasks"] == 1000 and r["takeover"]["recover_s"] > 0
+    assert set(r["bars"]) == {"redis_fan", "redis_chain", "local_chain", "takeover_100k"}
