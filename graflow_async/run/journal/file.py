@@ -75,7 +75,7 @@ class FileJournal(Journal):
         newer = self._newer.get(epoch)
         if newer is None:
             newer = self._newer[epoch] = runlock.lease_location(self._store, self.run_id, epoch + 1)
-        if os.path.exists(newer):
+        if os.access(newer, os.F_OK):  # (no exception made for the usual answer: absent)
             raise Fenced(
                 self.run_id, f"run {self.run_id} was taken over (epoch {epoch + 1}): this owner writes nothing"
             )
