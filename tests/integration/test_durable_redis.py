@@ -18,7 +18,17 @@ import durable_flows as flows
 import pytest
 from worker_processes import PYTHONPATH, ROOT, Workers
 
-from graflow_async import CheckpointError, GraphError, TaskFailedError, recover, run, run_result, task, workflow
+from graflow_async import (
+    CheckpointError,
+    GraphError,
+    TaskFailedError,
+    TransportError,
+    recover,
+    run,
+    run_result,
+    task,
+    workflow,
+)
 from graflow_async.run.homes import pack
 from graflow_async.transports.redis import RedisStreamsTransport
 
@@ -163,3 +173,31 @@ async def test_a_paused_driver_that_comes_back_after_the_takeover_changes_nothin
     assert driver.returncode == 0 and out.decode().split() == ["output=45"]
     assert result.output == 45
     assert sorted(name for name, _ in notes(durable_dir)) == ["double", "fetch", "side", "slow", "total"]
+
+
+async def test_a_durable_run_whose_redis_restarted_without_persistence_fails_clearly(tmp_path: Path) -> None:
+    """Its journal is gone with the restart: the run fails with a TransportError saying so
+    (never hangs, never carries on from a journal that forgot what ran)."""
+    import remote_flows
+    from redis_server import RedisServer
+
+    server = RedisServer()  # no AOF, no RDB: a restart empties it
+    server.start()
+    workers = Workers(server.url, tmp_path)
+    try:
+        workers.start(1)
+        async with RedisStreamsTransport(server.url, lease_timeout=2.0) as transport:
+            events: list = []
+            running = asyncio.create_task(
+                run(remote_flows.counting(40, 0.05), transport=transport, run_id="forgotten", on_event=events.append)
+            )
+            while sum(e.kind == "task_completed" for e in events) < 3:
+                assert not running.done(), running
+                await asyncio.sleep(0.02)
+            await asyncio.to_thread(server.stop)
+            await asyncio.to_thread(server.start)
+            with pytest.raises(TransportError, match="journal of durable run forgotten lost facts"):
+                await asyncio.wait_for(running, 30)
+    finally:
+        workers.close()
+        server.cleanup()

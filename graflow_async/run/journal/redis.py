@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from graflow_async.exceptions import TransportError
 from graflow_async.run.journal.base import Fenced, Journal, Replay
 from graflow_async.run.journal.frames import MAX_RECORD, JournalCorrupt
 from graflow_async.transports.redis import RedisStreamsTransport
@@ -117,6 +118,11 @@ class RedisJournal(Journal):
     def _fenced(self, exc: Refused, epoch: int) -> Exception:
         if exc.code == "FENCED":
             return Fenced(self.run_id, f"run {self.run_id} was taken over: the owner of epoch {epoch} writes nothing")
+        if exc.code == "GAP":
+            return TransportError(
+                f"the journal of durable run {self.run_id} lost facts on Redis ({str(exc)[:120]}; "
+                f"this driver wrote {self.next_seq}): was Redis restarted without persistence? The run stops"
+            )
         return exc
 
     async def read(self) -> Replay:
