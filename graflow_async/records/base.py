@@ -13,8 +13,11 @@ A record is a JSON object::
     checkpoint      where a suspended run waits, or None
     pending_feedback  feedback ids the run waits for
     tasks           task id -> {"state", "attempts", "started_at", "ended_at", "duration"}
-    owner           {"instance", "host", "pid"} of the app process driving it, or None
+    owner           {"instance", "host", "pid"} of the process driving it, or None
     lease_until     epoch seconds until which the owner vouches for a running run
+    durable         a durable run (SPEC 10): its record is kept by whichever process drives it
+    adoptable       a durable run on Redis, which a worker or `serve` takes over when its owner
+                    is gone (it is then running with no owner, not interrupted)
     cancel_requested  True once ``POST /api/runs/{id}/cancel`` asked its owner to stop it
 
 Records read back from disk or Redis are untrusted: `decode_record` bounds their size
@@ -152,6 +155,8 @@ def check_record(data: Any) -> dict[str, Any]:
         "owner": _owner(data.get("owner")),
         "lease_until": _time(data, "lease_until", optional=True),
         "cancel_requested": data.get("cancel_requested") is True,
+        "durable": data.get("durable") is True,
+        "adoptable": data.get("adoptable") is True,
     }
 
 

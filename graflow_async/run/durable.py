@@ -12,6 +12,7 @@ A run id is an idempotency key: `run` of an existing durable run attaches to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import socket
@@ -31,6 +32,7 @@ from graflow_async.run.options import RunOptions
 from graflow_async.run.ownership import TakenOver
 from graflow_async.run.recording import Takeover
 from graflow_async.run.routes import check_sendable
+from graflow_async.run.run_record import DurableRecord
 from graflow_async.run.takeover import read_back
 from graflow_async.transports.base import Transport
 from graflow_async.wire.errors import error_from, error_info
@@ -172,14 +174,12 @@ async def _carry(
     *,
     let_go_on_cancel: bool = False,
 ) -> WorkflowResult:
-    from graflow_async.run.runner import drive
-
-    journal = home.journal
     options = dataclasses.replace(options, epoch=epoch, durable=True)
+    key = workflow_ref(workflow) or workflow.name
+    record = DurableRecord.of(options, key, workflow.name, _holder(), adoptable=home.adoptable)
     try:
-        async with home.held(epoch, options.owner_lease):
-            result = await drive(workflow, options, facts=home.writer(epoch), restore=restore, takeover=takeover)
-    except (RunAlreadyRunningError, Fenced, TakenOver):  # its lease was lost: another process carries the run on
+        result = await _drive(home, workflow, options, restore, takeover, record)
+    except _TakenOver:  # its lease was lost: another process carries the run on
         library_logger().warning("a durable run was taken over; waiting for its outcome", run_id=options.run_id)
         return await _outcome_of(home)
     except asyncio.CancelledError:
@@ -188,16 +188,53 @@ async def _carry(
         else:  # the caller cancelled it: it ends cancelled
             cancelled = error_info(CheckpointError(f"durable run {options.run_id} was cancelled"))
             await _quietly(home.conclude(epoch, pack({"status": "failed", "error": cancelled}), options.retention))
+            await _quietly(_record_ended(record, None))
         raise
     except Exception as exc:
         await _quietly(home.conclude(epoch, pack({"status": "failed", "error": error_info(exc)}), options.retention))
+        await _quietly(_record_ended(record, None, exc))
         raise
     finally:
-        await journal.aclose()
+        await home.journal.aclose()
+        if record is not None:
+            await _quietly(record.aclose())
     doc = {"status": result.status, "results": result.results, "output": result.output, "channel": result.channel}
     doc.update(skipped=result.skipped, checkpoint=result.checkpoint)
     await home.conclude(epoch, pack(doc), options.retention)
+    await _record_ended(record, result)
     return result
+
+
+class _TakenOver(Exception):
+    """The run's lease was lost while it was driven here."""
+
+
+async def _drive(
+    home: Home,
+    workflow: Workflow,
+    options: RunOptions,
+    restore: Any,
+    takeover: Takeover | None,
+    record: DurableRecord | None,
+) -> WorkflowResult:
+    from graflow_async.run.runner import drive
+
+    try:
+        async with home.held(options.epoch, options.owner_lease), _kept(record):
+            return await drive(workflow, options, facts=home.writer(options.epoch), restore=restore, takeover=takeover)
+    except (RunAlreadyRunningError, Fenced, TakenOver) as exc:
+        raise _TakenOver() from exc
+
+
+def _kept(record: DurableRecord | None) -> contextlib.AbstractAsyncContextManager[Any]:
+    return record.kept() if record is not None else contextlib.nullcontext()
+
+
+async def _record_ended(
+    record: DurableRecord | None, result: WorkflowResult | None, error: Exception | None = None
+) -> None:
+    if record is not None:
+        await record.ended(result, error)
 
 
 async def _quietly(step: Any) -> None:

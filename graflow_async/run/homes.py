@@ -46,6 +46,7 @@ class Home(ABC):
     run_id: str
     journal: Journal
     where: str  # for messages: the directory or the Redis namespace
+    adoptable = False  # whether workers and `serve` take the run over when its driver dies (Redis)
 
     @abstractmethod
     async def read_header(self) -> bytes | None:

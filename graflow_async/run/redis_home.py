@@ -32,6 +32,8 @@ return 1
 
 
 class RedisHome(Home):
+    adoptable = True
+
     def __init__(self, transport: RedisStreamsTransport, run_id: str) -> None:
         self.run_id = run_id
         self.transport = transport

@@ -194,3 +194,40 @@ async def test_a_run_whose_journal_was_compacted_is_taken_over_from_its_snapshot
     assert result.output == 45 and result.channel == {"fetched": 1}
     by = {name: [pid for n, pid in notes(tmp_path) if n == name] for name in ("fetch", "double", "side", "total")}
     assert all(len(pids) == 1 for pids in by.values()), by  # nothing that completed ran again
+
+
+async def test_a_durable_run_has_a_run_record_the_web_app_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started by `run` in another process, its record is in the run's feedback store:
+    running while its driver lives, interrupted once it died (nobody adopts an in-process
+    run), completed once `recover` carried it on."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from graflow_async.feedback import FileFeedbackStore
+    from graflow_async.web import create_app
+
+    monkeypatch.setenv("GFT_DURABLE_DIR", str(tmp_path))
+    store = FileFeedbackStore(tmp_path / "feedback")
+    async with TestClient(TestServer(create_app(feedback_store=store))) as client:
+        driver = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "durable_flows",
+            "pay-8",
+            str(tmp_path / "checkpoints"),
+            env={**os.environ, "PYTHONPATH": PYTHONPATH},
+            cwd=ROOT,
+        )
+        while "slow" not in {name for name, _ in notes(tmp_path)}:
+            assert driver.returncode is None
+            await asyncio.sleep(0.02)
+        assert (await (await client.get("/api/runs/pay-8")).json())["status"] == "running"  # `slow` waits: it lives
+        driver.send_signal(signal.SIGKILL)
+        await driver.wait()  # gone: on this host its pid tells at once, elsewhere its lease's lapse
+        listed = await (await client.get("/api/runs")).json()
+        assert [(r["run_id"], r["status"]) for r in listed["runs"]] == [("pay-8", "interrupted")]
+        (tmp_path / "gate").touch()
+        await recover("pay-8", checkpoint_store=tmp_path / "checkpoints", feedback_store=store)
+        shown = await (await client.get("/api/runs/pay-8")).json()
+        assert shown["status"] == "completed" and shown["results"]["total"] == 45

@@ -58,6 +58,20 @@ async def driver_process(run_id: str, tmp_path: Path, redis_url: str) -> asyncio
     )
 
 
+async def api_status(transport: RedisStreamsTransport, run_id: str) -> str:
+    """The run's status as `GET /api/runs/{id}` of a web app on the same Redis tells it."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from graflow_async.feedback import RedisFeedbackStore
+    from graflow_async.web import create_app
+
+    store = RedisFeedbackStore(connection=transport.conn, namespace=transport.namespace)
+    async with TestClient(TestServer(create_app(feedback_store=store))) as client:
+        answer = await client.get(f"/api/runs/{run_id}")
+        assert answer.status == 200, await answer.text()
+        return str((await answer.json())["status"])
+
+
 @pytest.fixture
 def durable_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GFT_DURABLE_DIR", str(tmp_path))  # before the workers start: their tasks note here
@@ -110,9 +124,11 @@ async def test_a_killed_driver_s_run_is_recovered_and_the_reply_that_came_meanwh
     (durable_dir / "gate").touch()  # `slow` ends on the worker while no driver lives
     await asyncio.sleep(0.5)
     async with RedisStreamsTransport(redis_url) as transport:
+        assert await api_status(transport, "order-2") == "running"  # waiting to be adopted: not interrupted
         started = time.monotonic()
         result = await asyncio.wait_for(recover("order-2", transport=transport, owner_lease=2.0), 30)
         took = time.monotonic() - started
+        assert await api_status(transport, "order-2") == "completed"
     assert result.output == 45 and result.channel == {"fetched": 1}
     ran = [name for name, _ in notes(durable_dir)]
     assert sorted(ran) == ["double", "fetch", "side", "slow", "total"], ran  # each once: nothing ran again

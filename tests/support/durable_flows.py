@@ -108,7 +108,10 @@ async def drive(run_id: str, checkpoints: str, flow: Any) -> None:
         importlib.import_module("graflow_async.run.recording").COMPACT_EVERY = int(os.environ["GFT_COMPACT_EVERY"])
     url = os.environ.get("GFT_REDIS_URL")
     if not url:
-        await run(flow, run_id=run_id, checkpoint_store=checkpoints, durable=True, owner_lease=2.0)
+        feedback = str(Path(os.environ["GFT_DURABLE_DIR"]) / "feedback")  # its run record goes there
+        await run(
+            flow, run_id=run_id, checkpoint_store=checkpoints, feedback_store=feedback, durable=True, owner_lease=2.0
+        )
         return
     from graflow_async.transports.redis import RedisStreamsTransport
 

@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import socket
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from graflow_async.define.graph import Workflow
@@ -38,45 +36,10 @@ from graflow_async.records.base import (
     SUSPENDED,
     bounded_results,
 )
+from graflow_async.records.owners import host_identity, pid_alive
 
 LEASE_SECONDS = 15.0  # how long a running record's owner vouches for it; renewed every third of it
 MAX_EVENTS = 10_000  # events kept per run for /events subscribers
-
-
-def _read_first_line(path: str) -> str:
-    try:
-        return Path(path).read_text().strip()[:100]
-    except OSError:
-        return "-"
-
-
-def host_identity() -> str:
-    """This machine and pid namespace: where a process id means the same process."""
-    try:
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        namespace = "-"
-    return f"{socket.gethostname()}|{_read_first_line('/proc/sys/kernel/random/boot_id')}|{namespace}"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process `pid` exists and has not exited (on this host, in this pid
-    namespace): a killed process its parent has yet to reap (a zombie) is gone."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, as another user's
-    except OSError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc here: existing is all we can tell
-    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,21 +66,31 @@ def effective_status(
     record: Mapping[str, Any], me: Owner, *, driving: bool, now: float, alive: Callable[[int], bool] = pid_alive
 ) -> str:
     """The status to report for `record`: its own, except that a running run whose owner
-    is gone is `interrupted`. `driving`: whether this process runs it now."""
+    is gone is `interrupted`, unless it is a durable run on Redis, which waits (running,
+    owner null: `owner_of`) for a worker or `serve` to adopt it. `driving`: whether this
+    process runs it now."""
     status: str = record["status"]
-    if status != RUNNING:
+    if status != RUNNING or driving:
         return status
-    owner = record.get("owner")
-    if driving:
+    if owner_of(record, me, now=now, alive=alive) is not None:
         return RUNNING
-    if not isinstance(owner, dict) or owner.get("instance") == me.instance:
-        return INTERRUPTED  # ours, but no longer run here (or nobody's)
+    return RUNNING if record.get("adoptable") else INTERRUPTED
+
+
+def owner_of(
+    record: Mapping[str, Any], me: Owner, *, now: float, alive: Callable[[int], bool] = pid_alive
+) -> dict[str, Any] | None:
+    """The owner of running `record` while it vouches for it (its lease is live and, on
+    this host, its process lives); None once it is gone."""
+    owner = record.get("owner")
+    if not isinstance(owner, dict) or (owner.get("instance") == me.instance and not record.get("durable")):
+        return None  # ours, but no longer run here (or nobody's)
     lease = record.get("lease_until")
     if lease is None or lease < now:
-        return INTERRUPTED
+        return None
     if owner.get("host") == me.host and not alive(int(owner.get("pid", 0))):
-        return INTERRUPTED
-    return RUNNING
+        return None
+    return owner
 
 
 # --- task summaries -----------------------------------------------------------------------------
