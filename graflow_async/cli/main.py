@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import importlib
 import math
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from graflow_async import loading
+from graflow_async.cli.adopting import adopting
 from graflow_async.define.graph import Workflow
 from graflow_async.events import Event
 from graflow_async.exceptions import GraflowError
@@ -271,25 +271,6 @@ async def _worker_command(args: argparse.Namespace) -> int:
             secret=secret,
             threads=args.threads,
         )
-
-
-@contextlib.asynccontextmanager
-async def adopting(url: str | None, namespace: str, secret: Any = None) -> AsyncIterator[None]:
-    """While the block runs, adopt the durable runs of `namespace` on `url` whose driver
-    died (`run.adopt`); None: adopt nothing. On the way out the adopted runs are let go."""
-    if url is None:
-        yield
-        return
-    from graflow_async.run.adopt import Adopter
-    from graflow_async.transports.redis import RedisStreamsTransport
-
-    async with RedisStreamsTransport(url, namespace=namespace, secret=secret) as transport:
-        task = asyncio.create_task(Adopter(transport).run(), name="adopter")
-        try:
-            yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
 
 async def _queue_stats_command(args: argparse.Namespace) -> int:

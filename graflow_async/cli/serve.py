@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from graflow_async.cli.adopting import adopting
 from graflow_async.define.graph import Workflow
 from graflow_async.feedback.base import FeedbackStore
 from graflow_async.web.hosts import host_names, served_names
@@ -67,6 +68,11 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="another name clients reach this server by (repeatable; .example.com: with subdomains; *: any)",
+    )
+    p.add_argument(
+        "--no-adopt",
+        action="store_true",
+        help="with a Redis --feedback-store: do not adopt the namespace's durable runs whose driver died",
     )
     p.set_defaults(handler=serve)
     return p
@@ -126,13 +132,24 @@ async def serve(args: argparse.Namespace) -> int:
                     f" ({len(workflows)} workflows, auth {'on' if token else 'off'})",
                     flush=True,
                 )
-            await _until_terminated()
+            async with adopting(*_adoption(store, args.feedback_store, args.no_adopt)):
+                await _until_terminated()
         finally:
             await runner.cleanup()
     finally:
         if store is not None:
             await store.aclose()
     return 0
+
+
+def _adoption(store: FeedbackStore | None, spec: str | None, no_adopt: bool) -> tuple[str | None, str]:
+    """Where `serve` adopts durable runs whose driver died (SPEC 10): the Redis of its
+    feedback store (`spec`, its URL), in its namespace; (None, ...): nowhere."""
+    from graflow_async.feedback.redis import RedisFeedbackStore
+
+    if no_adopt or spec is None or not isinstance(store, RedisFeedbackStore):
+        return None, ""
+    return spec, store.keys.namespace
 
 
 def _public_url(url: str | None) -> str | None:

@@ -217,3 +217,32 @@ async def test_a_durable_run_whose_redis_restarted_without_persistence_fails_cle
     finally:
         workers.close()
         server.cleanup()
+
+
+async def test_serve_adopts_a_run_whose_driver_died_when_workers_do_not(
+    workers: Workers, redis_url: str, durable_dir: Path
+) -> None:
+    import argparse
+
+    from graflow_async.cli.serve import add_serve_command, serve
+
+    [worker] = workers.start(1, "--import", "durable_flows", "--no-adopt")
+    parser = argparse.ArgumentParser()
+    add_serve_command(parser.add_subparsers(dest="command"))
+    args = ["serve", "--port", "0", "--feedback-store", redis_url, "--workflow", "durable_flows:DEMO"]
+    server = asyncio.create_task(serve(parser.parse_args(args)))
+    try:
+        driver = await driver_process("order-6", durable_dir, redis_url)
+        await wait_for(durable_dir, {"slow", "side"}, driver)
+        driver.send_signal(signal.SIGKILL)
+        await driver.wait()
+        (durable_dir / "gate").touch()
+        async with RedisStreamsTransport(redis_url) as transport:
+            result = await run_result("order-6", transport=transport, timeout=30)
+            assert await transport.client.hget("graflow:run:{order-6}:owner", "epoch") == b"2"  # serve's
+    finally:
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
+    assert result.output == 45
+    assert sorted(name for name, _ in notes(durable_dir)) == ["double", "fetch", "side", "slow", "total"]
+    assert "adopted" not in worker.log.read_text()  # --no-adopt: the worker left it to serve
