@@ -10,7 +10,8 @@ code: their results are facts, never recomputed.
     RetryAt(node, at)                   its retry backoff was armed to end at wall time `at`
                                         (the plan does not consume it: a run taken over
                                         re-arms the backoff at its original deadline)
-    Wrote(op, key, value)               a channel write: set, delete, append, incr
+    Wrote(op, key, value, by)           a channel write: set, delete, append, incr; `by` the
+                                        attempt (node, cycle, attempt) that made it
     Stepped()                           the plan was stepped (its actions taken)
 
 Pure: no awaits, no I/O (their bytes are `run.journal.facts`).
@@ -61,6 +62,7 @@ class Wrote(NamedTuple):
     op: str  # "set", "delete", "append", "incr"
     key: str
     value: Any = None  # the value set or appended, the amount added
+    by: tuple[int, int, int] | None = None  # the attempt that made it (node, cycle, attempt)
 
 
 class Stepped(NamedTuple):
@@ -103,6 +105,16 @@ def _write(plan: RunPlan, fact: Wrote) -> None:
         channel.incr(fact.key, fact.value)
     else:
         raise ValueError(f"unknown channel write {fact.op!r}")
+
+
+def without_unfinished_writes(facts: list[Any], also_finished: Iterable[tuple[int, int, int]] = ()) -> list[Any]:
+    """`facts` less the channel writes of attempts that never finished in them (nor in
+    `also_finished`): what a run taken over from a driver that died replays. Such an
+    attempt was running when the driver died and runs again, making its writes again,
+    so the channel ends as it would have without the crash (an `incr` counted once)."""
+    done = set(also_finished)
+    done.update((f.node, f.cycle, f.attempt) for f in facts if type(f) in (Succeeded, Failed, Suspended))
+    return [f for f in facts if type(f) is not Wrote or f.by is None or f.by in done]
 
 
 def retry_deadlines(facts: Iterable[Any]) -> dict[int, float]:

@@ -72,6 +72,7 @@ class Recording:
         self.compacted = writer.next_seq  # facts the last snapshot covers (or the journal held at the start)
         self.retry_at: dict[int, float] = {}  # node -> when its pending retry's backoff ends (for a snapshot)
         self.turn: list[bytes] = []
+        self.writing: set[tuple[int, int, int]] = set()  # running attempts that wrote to the channel
         self.inherited: set[tuple[int, int, int]] = set()  # (node, cycle, attempt) running when the driver died
         self.taken: set[tuple[int, int, int, int]] = set()  # of those, the replies taken (and their epoch)
 
@@ -98,6 +99,7 @@ class Recording:
         )
 
     def reply(self, plan: RunPlan, r: TaskReply, task_id: str) -> None:
+        self.writing.discard((r.node, r.cycle, r.attempt))
         fact = fact_of(r)
         try:
             data = encode(fact)
@@ -120,15 +122,20 @@ class Recording:
         self.turn.append(encode(RetryCame(node)))
         plan.retry_due(node)
 
-    def encoded(self, op: str, key: Any, value: Any) -> bytes:
-        """A channel write about to take effect, as its fact: TypeError (for the task that
-        made it) when the journal cannot keep its value; nothing is written then."""
+    def encoded(self, op: str, key: Any, value: Any, by: tuple[int, int, int]) -> bytes:
+        """A channel write attempt `by` is about to make, as its fact: TypeError (for the
+        task) when the journal cannot keep its value; nothing is written then."""
         try:
-            return encode(Wrote(op, key, value))
+            return encode(Wrote(op, key, value, by))
         except TypeError as exc:
             raise TypeError(
                 f"channel key {key!r}: a {type(value).__name__} cannot be kept by a durable run ({exc})"
             ) from None
+
+    def wrote(self, record: bytes, by: tuple[int, int, int]) -> None:
+        """The write `record` (`encoded`) took effect."""
+        self.turn.append(record)
+        self.writing.add(by)
 
     async def flush(self, sends: Sends) -> Sends:
         """Write the turn's facts (closed by its step); what is left of `sends` to send."""
@@ -136,7 +143,9 @@ class Recording:
         records, self.turn = self.turn, []
         writer = self.writer
         rest = await writer.write(records, sends)
-        if self.snapshot is not None and writer.next_seq - self.compacted >= COMPACT_EVERY:
+        due = writer.next_seq - self.compacted
+        if self.snapshot is not None and due >= COMPACT_EVERY and (not self.writing or due >= 4 * COMPACT_EVERY):
+            # between writes of running attempts, so that a takeover can still roll those back
             upto = writer.next_seq  # a turn's end: the plan is the state after every fact so far
             await writer.compact(self.snapshot(), upto)
             self.compacted = upto

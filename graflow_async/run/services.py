@@ -142,30 +142,30 @@ class RunServices:
 
     def _set(self, request: ContextRequest) -> None:
         key, value = request.args.get("key"), request.args.get("value")
-        self._channel_write("set", key, value, lambda: self.channel.set(key, value))  # type: ignore[arg-type]
+        self._channel_write(request, "set", key, value, lambda: self.channel.set(key, value))  # type: ignore[arg-type]
 
     def _delete(self, request: ContextRequest) -> None:
         key = request.args.get("key")
         if isinstance(key, str):
-            self._channel_write("delete", key, None, lambda: self.channel.delete(key))
+            self._channel_write(request, "delete", key, None, lambda: self.channel.delete(key))
 
     def _append(self, request: ContextRequest) -> int:
         key, value = request.args.get("key"), request.args.get("value")
-        return self._channel_write("append", key, value, lambda: self.channel.append(key, value))  # type: ignore[arg-type]
+        return self._channel_write(request, "append", key, value, lambda: self.channel.append(key, value))  # type: ignore[arg-type]
 
     def _incr(self, request: ContextRequest) -> int | float:
         key, amount = request.args.get("key"), request.args.get("amount", 1)
-        return self._channel_write("incr", key, amount, lambda: self.channel.incr(key, amount))  # type: ignore[arg-type]
+        return self._channel_write(request, "incr", key, amount, lambda: self.channel.incr(key, amount))  # type: ignore[arg-type]
 
-    def _channel_write(self, op: str, key: Any, value: Any, write: Callable[[], Any]) -> Any:
+    def _channel_write(self, request: ContextRequest, op: str, key: Any, value: Any, write: Callable[[], Any]) -> Any:
         """Make a channel write; a durable run records it as a fact once it took effect (and
         refuses, with TypeError for the task, a value its journal cannot keep)."""
-        recording = self.recording
-        record = recording.encoded(op, key, value) if recording is not None else None
+        recording, by = self.recording, (request.node, request.cycle, request.attempt)
+        record = recording.encoded(op, key, value, by) if recording is not None else None
         out = write()
         if record is not None:
             assert recording is not None
-            recording.turn.append(record)
+            recording.wrote(record, by)
         return out
 
     # --- checkpoints -----------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """What a process taking a durable run over rebuilds it from (SPEC 10): the journal's
 snapshot, when the run compacted its journal (the checkpoint document of SPEC 6, its
 work under way kept as it was: `plan.snapshot.to_doc(keep_running=True)`), then the facts
-after it, replayed into the plan; the replies that came while no driver lived; and the
-deadline of each pending retry. Nothing read back is trusted: a snapshot that does not
-check is a `CheckpointError` naming the run.
+after it, replayed into the plan, less the channel writes of attempts that never
+finished (they run again, and write again: an `incr` of the crashed run counts once);
+the replies that came while no driver lived; and the deadline of each pending retry.
+Nothing read back is trusted: a snapshot that does not check is a `CheckpointError`
+naming the run.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, NamedTuple
 from graflow_async.checkpoints.format import decode_checkpoint, encode_checkpoint
 from graflow_async.define.tasks import load_task
 from graflow_async.plan import RunPlan
-from graflow_async.plan.facts import apply, replay, retry_deadlines
+from graflow_async.plan.facts import apply, replay, retry_deadlines, without_unfinished_writes
 from graflow_async.plan.snapshot import check_document, from_doc
 from graflow_async.run.homes import Home
 from graflow_async.run.journal.facts import read_facts
@@ -33,7 +35,9 @@ async def read_back(home: Home) -> ReadBack:
     """The run of `home` as its journal holds it."""
     run_id = home.run_id
     journal = await home.journal.read()
-    facts = read_facts(journal.facts, run_id)
+    backlog = await home.backlog()
+    finished = [(r.node, r.cycle, r.attempt) for r in backlog]  # replies that came meanwhile
+    facts = without_unfinished_writes(read_facts(journal.facts, run_id), finished)
     doc = None
     retry_at: dict[int, float] = {}
     if journal.snapshot is not None:
@@ -52,7 +56,7 @@ async def read_back(home: Home) -> ReadBack:
         plan.restored = True
 
     channel = dict(doc["channel"]) if doc is not None else None
-    return ReadBack(restore, channel, Takeover(await home.backlog(), retry_at))
+    return ReadBack(restore, channel, Takeover(backlog, retry_at))
 
 
 def snapshot_bytes(doc: dict[str, Any], retry_at: dict[int, float]) -> bytes:

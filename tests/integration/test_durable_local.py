@@ -58,7 +58,7 @@ async def test_a_durable_run_whose_driver_was_killed_is_recovered_by_another_pro
     (tmp_path / "gate").touch()
     result = await asyncio.wait_for(recover("pay-1", checkpoint_store=checkpoints, owner_lease=2.0), 60)
 
-    assert result.output == 4 * 10 + 5 and result.channel == {"fetched": 1}  # incr'd once, not twice
+    assert result.output == 4 * 10 + 5 and result.channel == {"fetched": 1, "slowed": 1}  # incr'd once, not twice
     ran = notes(tmp_path)
     by = {name: [pid for n, pid in ran if n == name] for name in ("fetch", "double", "side", "slow", "total")}
     assert by["fetch"] == by["double"] == by["side"] == [driver.pid]  # completed before the kill: never again
@@ -191,7 +191,7 @@ async def test_a_run_whose_journal_was_compacted_is_taken_over_from_its_snapshot
         async with transport:
             assert await transport.client.hget("graflow:run:{pay-7}:snapshot", "upto") is not None
             result = await asyncio.wait_for(recover("pay-7", transport=transport, owner_lease=2.0), 30)
-    assert result.output == 45 and result.channel == {"fetched": 1}
+    assert result.output == 45 and result.channel == {"fetched": 1, "slowed": 1}
     by = {name: [pid for n, pid in notes(tmp_path) if n == name] for name in ("fetch", "double", "side", "total")}
     assert all(len(pids) == 1 for pids in by.values()), by  # nothing that completed ran again
 

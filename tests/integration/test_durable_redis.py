@@ -85,7 +85,7 @@ async def test_a_run_on_redis_is_durable_and_its_id_is_an_idempotency_key(
     (durable_dir / "gate").touch()
     async with RedisStreamsTransport(redis_url) as transport:
         result = await run(flows.DEMO, run_id="order-1", transport=transport)
-        assert result.output == 45 and result.channel == {"fetched": 1}
+        assert result.output == 45 and result.channel == {"fetched": 1, "slowed": 1}
         ran = len(notes(durable_dir))
         again = await run(flows.DEMO, run_id="order-1", transport=transport)  # attaches: nothing runs again
         assert again.results == result.results and len(notes(durable_dir)) == ran
@@ -129,7 +129,7 @@ async def test_a_killed_driver_s_run_is_recovered_and_the_reply_that_came_meanwh
         result = await asyncio.wait_for(recover("order-2", transport=transport, owner_lease=2.0), 30)
         took = time.monotonic() - started
         assert await api_status(transport, "order-2") == "completed"
-    assert result.output == 45 and result.channel == {"fetched": 1}
+    assert result.output == 45 and result.channel == {"fetched": 1, "slowed": 1}
     ran = [name for name, _ in notes(durable_dir)]
     assert sorted(ran) == ["double", "fetch", "side", "slow", "total"], ran  # each once: nothing ran again
     assert {pid for _, pid in notes(durable_dir)} == {worker.process.pid}
@@ -163,7 +163,7 @@ async def test_workers_adopt_a_run_whose_driver_died_and_exactly_one_carries_it_
         result = await run_result("order-3", transport=transport, timeout=30)
         ended = time.monotonic() - killed
         owner = await transport.client.hget("graflow:run:{order-3}:owner", "epoch")
-    assert result.output == 45 and result.channel == {"fetched": 1}
+    assert result.output == 45 and result.channel == {"fetched": 1, "slowed": 1}
     assert sorted(name for name, _ in notes(durable_dir)) == ["double", "fetch", "side", "slow", "total"]
     assert owner == b"2"  # one adoption: epoch 1 the driver's, 2 the adopter's
     adopted = [w for w in pool if "an adopted durable run ended" in w.log.read_text()]

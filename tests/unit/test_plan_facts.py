@@ -104,3 +104,19 @@ def test_nothing_is_in_flight_before_the_start_or_after_the_end() -> None:
     assert running(live.plan) == [("a", 1, 1)]
     live.tell(Succeeded(node, cycle, attempt, "a", 0.1))
     assert running(live.plan) == []
+
+
+def test_the_writes_of_an_attempt_that_never_finished_are_left_out_of_a_takeover() -> None:
+    from graflow_async.plan.facts import STEPPED, Succeeded, Wrote, without_unfinished_writes
+
+    done, running, retried = (0, 1, 1), (1, 1, 1), (2, 1, 1)
+    facts = [
+        Wrote("incr", "n", 1, done),
+        Wrote("append", "log", "x", running),
+        Succeeded(0, 1, 1, "ok", 0.0),
+        Wrote("set", "k", 1, retried),
+        Wrote("set", "legacy", 1),  # written before writes named their attempt: kept
+        STEPPED,
+    ]
+    kept = without_unfinished_writes(facts, also_finished=[retried])
+    assert kept == [facts[0], facts[2], facts[3], facts[4], STEPPED]

@@ -6,7 +6,7 @@ journals each turn of a recording run.
     Suspended  ["susp", node, cycle, attempt]
     RetryCame  ["retry", node]
     RetryAt    ["due", node, wall time]
-    Wrote      ["w", op, key, value]
+    Wrote      ["w", op, key, value, node, cycle, attempt]   (the attempt that wrote)
     Stepped    ["step"]
 
 Values travel as task results do (`wire.codec`); an added task by its import path
@@ -45,6 +45,8 @@ def encode(fact: Any) -> bytes:
         doc = ["due", fact.node, fact.at]
     elif kind is Wrote:
         doc = ["w", fact.op, fact.key, fact.value]
+        if fact.by is not None:
+            doc += list(fact.by)
     elif kind is Stepped:
         doc = ["step"]
     else:
@@ -83,8 +85,9 @@ def _fact(doc: Any) -> Any:
     if tag == "fail" and len(rest) == 6:
         node, cycle, attempt = _count(rest[0], 0), _count(rest[1], 1), _count(rest[2], 1)
         return Failed(node, cycle, attempt, error_from(rest[3]), _seconds(rest[4]), bool(rest[5]))
-    if tag == "w" and len(rest) == 3 and rest[0] in WRITES and isinstance(rest[1], str):
-        return Wrote(rest[0], rest[1], rest[2])
+    if tag == "w" and len(rest) in (3, 6) and rest[0] in WRITES and isinstance(rest[1], str):
+        by = (_count(rest[3], 0), _count(rest[4], 1), _count(rest[5], 1)) if len(rest) == 6 else None
+        return Wrote(rest[0], rest[1], rest[2], by)
     raise ValueError(f"unknown fact {tag!r}")
 
 
