@@ -37,6 +37,7 @@ from graflow_async.transports.base import Transport
 from graflow_async.wire.messages import (
     ContextReply,
     ContextRequest,
+    Delivered,
     QueueFailed,
     QueueLost,
     RetryDue,
@@ -246,6 +247,9 @@ class RunActor(Actor[Any]):
                     plan.retry_due(message.node)
             elif kind is Later:
                 message.fn()
+            elif kind is Delivered:
+                if self._recording is not None:
+                    self._recording.consumed = message.upto
             elif kind is QueueLost:
                 await reclaim(self.routes, message.queue, self.options.owner_lease)  # Redis lost its owner record too
                 self._send_again(message.queue)

@@ -53,9 +53,11 @@ class FactWriter(Protocol):
         """How many facts the journal holds."""
         ...
 
-    async def write(self, records: list[bytes], sends: Sends) -> Sends:
+    async def write(self, records: list[bytes], sends: Sends, consumed: bytes | None = None) -> Sends:
         """Journal `records` (one turn's facts, encoded); it may send some of `sends` in the
-        same round trip, after them: the rest, for the run to send."""
+        same round trip, after them: the rest, for the run to send. `consumed`: the run's
+        reply stream (Redis) was read up to this entry id, and what it read is in the
+        facts journaled so far: those entries may go."""
         ...
 
     async def compact(self, snapshot: bytes, upto: int) -> None:
@@ -72,6 +74,7 @@ class Recording:
         self.compacted = writer.next_seq  # facts the last snapshot covers (or the journal held at the start)
         self.retry_at: dict[int, float] = {}  # node -> when its pending retry's backoff ends (for a snapshot)
         self.turn: list[bytes] = []
+        self.consumed: bytes | None = None  # the reply stream's entries read up to here (`Delivered`)
         self.writing: set[tuple[int, int, int]] = set()  # running attempts that wrote to the channel
         self.inherited: set[tuple[int, int, int]] = set()  # (node, cycle, attempt) running when the driver died
         self.taken: set[tuple[int, int, int, int]] = set()  # of those, the replies taken (and their epoch)
@@ -142,7 +145,8 @@ class Recording:
         self.turn.append(_STEPPED)
         records, self.turn = self.turn, []
         writer = self.writer
-        rest = await writer.write(records, sends)
+        consumed, self.consumed = self.consumed, None
+        rest = await writer.write(records, sends, consumed)
         due = writer.next_seq - self.compacted
         if self.snapshot is not None and due >= COMPACT_EVERY and (not self.writing or due >= 4 * COMPACT_EVERY):
             # between writes of running attempts, so that a takeover can still roll those back

@@ -1,7 +1,8 @@
 """Every Redis key and stream name graflow-async uses, in one place.
 
     <ns>:tasks                      the task stream workers consume (group <ns>:workers)
-    <ns>:run:<run_id>:replies       a run's reply stream (deleted when the run ends)
+    <ns>:run:{<run_id>}:replies     a run's reply stream (deleted when the run ends; a durable
+                                    run trims the replies it journaled)
     <ns>:run:<run_id>:channel       a run's channel, a hash (expires after the run)
     <ns>:run:{<run_id>}:owner       a run's owner record, a hash: epoch (its incarnation),
                                     state (running, ended), owner (the driver); kept for a
@@ -46,7 +47,8 @@ def is_reply_queue(queue: object) -> bool:
 
 
 def reply_queue(run_id: str) -> str:
-    return f"run:{run_id}:replies"
+    """A run's reply queue, hash-tagged ``{run_id}`` as every key of the run is."""
+    return f"run:{{{run_id}}}:replies"
 
 
 def worker_queue(worker_id: str) -> str:

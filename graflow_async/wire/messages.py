@@ -116,6 +116,15 @@ class QueueFailed(NamedTuple):
     error: Exception
 
 
+class Delivered(NamedTuple):
+    """Handed by a transport inbox after a batch of a run's replies: every entry of
+    `queue` up to stream id `upto` has been handed over. A durable run, once it journaled
+    what they told it, lets those entries go (the journal's append trims them)."""
+
+    queue: str
+    upto: bytes
+
+
 class RetryDue(NamedTuple):
     """Sent by a retry timer to the run's own inbox: `node` may run again."""
 

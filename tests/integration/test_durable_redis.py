@@ -246,3 +246,21 @@ async def test_serve_adopts_a_run_whose_driver_died_when_workers_do_not(
     assert result.output == 45
     assert sorted(name for name, _ in notes(durable_dir)) == ["double", "fetch", "side", "slow", "total"]
     assert "adopted" not in worker.log.read_text()  # --no-adopt: the worker left it to serve
+
+
+async def test_a_durable_run_lets_the_replies_it_journaled_go(workers: Workers, redis_url: str) -> None:
+    """Its reply stream holds only what it has not journaled yet (the journal's append
+    trims the rest), so a long run's stream stays short and a takeover reads little."""
+    import remote_flows
+
+    workers.start(1)
+    lengths: list[int] = []
+    async with RedisStreamsTransport(redis_url) as transport:
+        running = asyncio.create_task(run(remote_flows.counting(40, 0.01), transport=transport, run_id="trimmed"))
+        while not running.done():
+            lengths.append(await transport.client.xlen("graflow:run:{trimmed}:replies"))
+            await asyncio.sleep(0.005)
+        result = await running
+        journaled = await transport.client.xlen("graflow:run:{trimmed}:journal")
+    assert result.channel == {"count": 40} and journaled >= 80  # 40 replies journaled (and a step each)
+    assert len(lengths) > 20 and max(lengths) <= 3, lengths

@@ -158,7 +158,7 @@ async def test_sending_tasks_makes_their_reply_stream_first(transport: RedisStre
     [delivery] = await transport.receive(keys.reply_queue("run1"), timeout=2)
     assert delivery.message.value == 42
     await transport.discard(keys.reply_queue("run1"))
-    assert await client.exists("graflow:run:run1:replies") == 0
+    assert await client.exists("graflow:run:{run1}:replies") == 0
 
 
 # --- what cannot be sent fails before anything is --------------------------------------------------------

@@ -320,7 +320,7 @@ async def test_duplicate_replies_are_dropped(workers: Workers, client: Redis, re
     start parent_of_slow before slow finished, without its `slow` argument."""
     workers.start(1)
     run_id = uuid.uuid4().hex
-    replies = f"graflow:run:{run_id}:replies"
+    replies = f"graflow:run:{{{run_id}}}:replies"
     copied: list[bytes] = []
     stop = asyncio.Event()
 
@@ -380,7 +380,7 @@ async def test_a_late_reply_does_not_bring_back_a_finished_runs_reply_stream(
         await remote_run(redis_url, wf, run_id=run_id)
     await wait_for(lambda: queue_settled(client), 10, "the nap to end and its worker to reply")
     assert await client.xlen("graflow:tasks") == 0
-    assert await client.exists(f"graflow:run:{run_id}:replies") == 0
+    assert await client.exists(f"graflow:run:{{{run_id}}}:replies") == 0
 
 
 # --- a Redis outage -----------------------------------------------------------------------------------

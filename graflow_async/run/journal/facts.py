@@ -112,7 +112,7 @@ class JournalWriter:
         self.epoch = epoch
         self.next_seq = next_seq
 
-    async def write(self, records: list[bytes], sends: list[Any]) -> list[Any]:
+    async def write(self, records: list[bytes], sends: list[Any], consumed: bytes | None = None) -> list[Any]:
         self.next_seq = await self.journal.append(self.epoch, records)
         return sends
 

@@ -24,6 +24,7 @@ from typing import Any
 from graflow_async.exceptions import TransportError
 from graflow_async.run.journal.base import Fenced, Journal, Replay
 from graflow_async.run.journal.frames import MAX_RECORD, JournalCorrupt
+from graflow_async.transports.keys import reply_queue
 from graflow_async.transports.redis import RedisStreamsTransport
 from graflow_async.transports.redis.errors import Refused
 from graflow_async.transports.redis.scripts import Script
@@ -37,13 +38,14 @@ end
 _APPEND_SOURCE = (
     _FENCE
     + """
-local first = tonumber(ARGV[2])
+local first, n = tonumber(ARGV[2]), #ARGV - 3
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-if seq == first + #ARGV - 2 then return seq end
+if seq == first + n then return seq end
 if seq ~= first then return redis.error_reply('GAP the journal holds ' .. seq .. ' facts, not ' .. first) end
-for i = 3, #ARGV do redis.call('XADD', KEYS[2], '0-' .. (first + i - 2), 'f', ARGV[i]) end
-redis.call('HSET', KEYS[1], 'seq', first + #ARGV - 2)
-return first + #ARGV - 2
+for i = 1, n do redis.call('XADD', KEYS[2], '0-' .. (first + i), 'f', ARGV[i + 3]) end
+redis.call('HSET', KEYS[1], 'seq', first + n)
+if ARGV[3] ~= '' then redis.call('XTRIM', KEYS[3], 'MINID', ARGV[3]) end
+return first + n
 """
 )
 _APPEND = Script(_APPEND_SOURCE)
@@ -63,6 +65,7 @@ class RedisJournal(Journal):
         self.transport = transport
         keys = transport.keys
         self._keys = [keys.owner(run_id), keys.journal(run_id), keys.snapshot(run_id)]
+        self._replies = keys.stream(reply_queue(run_id))
         self._owner = ""
         self.next_seq = 0
 
@@ -89,15 +92,21 @@ class RedisJournal(Journal):
         if not facts:
             return self.next_seq
         try:
-            answer = await _APPEND(self.transport.conn, self._keys[:2], [epoch, self.next_seq, *facts])
+            answer = await _APPEND(self.transport.conn, self._append_keys, [epoch, self.next_seq, "", *facts])
         except Refused as exc:
             answer = exc
         return self.appended(answer, epoch, len(facts))
 
-    def append_command(self, epoch: int, facts: Sequence[bytes]) -> tuple[Any, ...]:
+    @property
+    def _append_keys(self) -> list[str]:
+        return [*self._keys[:2], self._replies]
+
+    def append_command(self, epoch: int, facts: Sequence[bytes], consumed: bytes | None = None) -> tuple[Any, ...]:
         """The append of `facts` as one command, to send ahead of others (`appended` reads
-        its answer)."""
-        return ("EVAL", _APPEND_SOURCE, 2, *self._keys[:2], epoch, self.next_seq, *facts)
+        its answer); with `consumed`, the run's reply stream is trimmed up to that entry
+        (its replies are in the facts journaled), once the facts are in."""
+        trim = _after(consumed) if consumed else ""
+        return ("EVAL", _APPEND_SOURCE, 3, *self._append_keys, epoch, self.next_seq, trim, *facts)
 
     def appended(self, answer: Any, epoch: int, count: int) -> int:
         """The sequence after an append of `count` facts answered `answer`; `Fenced`, or the
@@ -172,6 +181,12 @@ class RedisJournal(Journal):
         return _seq(entry_id, self.run_id), fields[1]
 
 
+def _after(entry_id: bytes) -> str:
+    """The smallest stream id above `entry_id` (MINID keeps ids from there on)."""
+    ms, _, n = entry_id.decode().partition("-")
+    return f"{ms}-{int(n or 0) + 1}"
+
+
 def _seq(entry_id: Any, run_id: str) -> int:
     """Fact number of stream entry ``0-<seq + 1>``."""
     text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
@@ -208,12 +223,12 @@ class RedisJournalWriter:
     async def compact(self, snapshot: bytes, upto: int) -> None:
         await self.journal.compact(self.epoch, snapshot, upto)
 
-    async def write(self, records: list[bytes], sends: list[Any]) -> list[Any]:
+    async def write(self, records: list[bytes], sends: list[Any], consumed: bytes | None = None) -> list[Any]:
         journal = self.journal
         transport = journal.transport
         mine = [(route.task_queue, messages) for route, messages in sends if route.transport is transport]
         rest = [(route, messages) for route, messages in sends if route.transport is not transport]
-        answer, refused = await transport.send_after(journal.append_command(self.epoch, records), mine)
+        answer, refused = await transport.send_after(journal.append_command(self.epoch, records, consumed), mine)
         journal.appended(answer, self.epoch, len(records))
         if refused is not None:
             raise refused

@@ -45,7 +45,7 @@ from graflow_async.transports.redis.errors import Refused
 from graflow_async.transports.redis.lean import Interrupt
 from graflow_async.transports.redis.sent import CHECK_EVERY, Key, Sent
 from graflow_async.wire.envelope import MalformedMessage
-from graflow_async.wire.messages import QueueFailed, QueueLost, TaskReply, TasksLost
+from graflow_async.wire.messages import Delivered, QueueFailed, QueueLost, TaskReply, TasksLost
 
 log = LibraryLog()
 POLL_MS = 500
@@ -65,6 +65,7 @@ class Subscription:
         stream: str,
         consume: Consumer,
         on_close: Callable[[], None] | None = None,
+        marks: bool = False,
     ) -> None:
         self.reader = reader
         self.queue = queue
@@ -75,6 +76,7 @@ class Subscription:
         self.heard = current_clock().time()
         self.told_failure = False
         self.unreadable = False  # its key holds something else: left out of the reads
+        self.marks = marks  # each batch ends with `Delivered` (a run's replies)
 
     def deliver(self, messages: list[Any]) -> None:
         try:
@@ -138,11 +140,18 @@ class StreamReader:
         self._outage = Outage(log, "reading replies from redis")
 
     def subscribe(
-        self, queue: str, stream: str, consume: Consumer, on_close: Callable[[], None] | None = None
+        self,
+        queue: str,
+        stream: str,
+        consume: Consumer,
+        on_close: Callable[[], None] | None = None,
+        *,
+        marks: bool = False,
     ) -> Subscription:
         """Read `stream` (the stream of `queue`) from its start for `consume`; a queue has
-        one subscription at a time (a new one replaces the old)."""
-        inbox = Subscription(self, queue, stream, consume, on_close)
+        one subscription at a time (a new one replaces the old). `marks`: end each batch
+        with a `Delivered` naming the last entry read."""
+        inbox = Subscription(self, queue, stream, consume, on_close, marks)
         old = self._inboxes.get(queue)
         self._inboxes[queue] = inbox
         if old is not None:
@@ -227,7 +236,10 @@ class StreamReader:
             if inbox is None or not items or self._inboxes.get(inbox.queue) is not inbox:
                 continue
             inbox.last_id, inbox.heard = items[-1][0], now
-            inbox.deliver(self._opened(inbox, items))
+            batch = self._opened(inbox, items)
+            if inbox.marks:
+                batch.append(Delivered(inbox.queue, inbox.last_id))
+            inbox.deliver(batch)
 
     def _opened(self, inbox: Subscription, items: list[replies.Entry]) -> list[Any]:
         batch, stream = [], inbox.stream.decode()

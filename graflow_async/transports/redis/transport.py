@@ -281,8 +281,10 @@ class RedisStreamsTransport(Transport):
     def attach(self, queue: str, consumer: Callable[[Sequence[Any]], None]) -> Callable[[], None]:
         """Hand what arrives on `queue`, a queue with one reader (a run's replies, a worker's
         context answers; never the task queue), to `consumer` as the transport's one XREAD
-        reads it, with `QueueLost`, `TasksLost` and `QueueFailed` among the messages."""
-        return self.reader.subscribe(queue, self.keys.stream(queue), consumer).close
+        reads it, with `QueueLost`, `TasksLost` and `QueueFailed` among the messages, and
+        after each batch of a run's replies a `Delivered` (for a durable run to let them go)."""
+        marks = keys.is_reply_queue(queue)
+        return self.reader.subscribe(queue, self.keys.stream(queue), consumer, marks=marks).close
 
     async def open_queue(self, queue: str) -> None:
         """Create `queue`'s stream, so that replies sent to it land (a worker's context
