@@ -121,11 +121,17 @@ async def takeover_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     finally:
         driver.wait()
     gate.touch()
-    os.environ["BENCH_GATE"] = str(gate)
+    before, os.environ["BENCH_GATE"] = os.environ.get("BENCH_GATE"), str(gate)  # the sink runs again here
     snapshots = len(list((tmp / "big" / "big" / "journal").glob("snapshot.*")))
     await asyncio.sleep(1.1)  # the dead driver's lease (1 s) lapses
     t0 = time.perf_counter()
-    result = await recover("big", workflow=gated_fan_wf(width), checkpoint_store=tmp / "big", owner_lease=1.0)
+    try:
+        result = await recover("big", workflow=gated_fan_wf(width), checkpoint_store=tmp / "big", owner_lease=1.0)
+    finally:
+        if before is None:
+            del os.environ["BENCH_GATE"]
+        else:
+            os.environ["BENCH_GATE"] = before
     took = time.perf_counter() - t0
     assert result.status == "completed" and len(result.results) == width + 2
     return {"facts": 2 * width + 4, "tasks": width + 2, "snapshot_kept": snapshots == 1, "recover_s": took}
