@@ -200,8 +200,7 @@ async def _carry(
             await _quietly(record.aclose())
     doc = {"status": result.status, "results": result.results, "output": result.output, "channel": result.channel}
     doc.update(skipped=result.skipped, checkpoint=result.checkpoint)
-    await home.conclude(epoch, pack(doc), options.retention)
-    await _record_ended(record, result)
+    await asyncio.gather(home.conclude(epoch, pack(doc), options.retention), _record_ended(record, result))
     return result
 
 
@@ -220,14 +219,14 @@ async def _drive(
     from graflow_async.run.runner import drive
 
     try:
-        async with home.held(options.epoch, options.owner_lease), _kept(record):
+        async with home.held(options.epoch, options.owner_lease), _kept(record, restore is not None):
             return await drive(workflow, options, facts=home.writer(options.epoch), restore=restore, takeover=takeover)
     except (RunAlreadyRunningError, Fenced, TakenOver) as exc:
         raise _TakenOver() from exc
 
 
-def _kept(record: DurableRecord | None) -> contextlib.AbstractAsyncContextManager[Any]:
-    return record.kept() if record is not None else contextlib.nullcontext()
+def _kept(record: DurableRecord | None, taken_over: bool) -> contextlib.AbstractAsyncContextManager[Any]:
+    return record.kept(taken_over) if record is not None else contextlib.nullcontext()
 
 
 async def _record_ended(

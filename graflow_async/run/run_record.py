@@ -72,12 +72,10 @@ class DurableRecord:
             )
 
     @contextlib.asynccontextmanager
-    async def kept(self) -> AsyncIterator[None]:
-        """Running while the block runs: the lease renewed every third of `owner_lease`."""
-        previous = await self._previous()
-        if previous is not None:  # taken over: the run started when it first did
-            self.doc["started_at"] = previous["started_at"]
-        renewing = asyncio.create_task(self._renew())
+    async def kept(self, taken_over: bool) -> AsyncIterator[None]:
+        """Running while the block runs: the lease renewed every third of `owner_lease`
+        (from a task of its own: the run does not wait for the record)."""
+        renewing = asyncio.create_task(self._renew(taken_over))
         try:
             yield
         finally:
@@ -91,7 +89,10 @@ class DurableRecord:
         except Exception:
             return None
 
-    async def _renew(self) -> None:
+    async def _renew(self, taken_over: bool) -> None:
+        previous = await self._previous() if taken_over else None
+        if previous is not None:  # the run started when it first did
+            self.doc["started_at"] = previous["started_at"]
         while True:
             self.doc["lease_until"] = time.time() + self.lease
             await self._save()
