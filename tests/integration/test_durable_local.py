@@ -164,7 +164,7 @@ async def test_a_retry_pending_at_the_kill_comes_at_its_original_deadline(
     [(first, _), (second, _)] = notes(tmp_path)
     waited = float(second.split("@")[1]) - float(first.split("@")[1])
     assert first.startswith("flaky1@") and second.startswith("flaky2@")
-    assert 2.8 < waited < 4.0, waited  # the backoff ran out at its deadline: not at once, not started over
+    assert 2.8 < waited < 5.0, waited  # its deadline (3 s): not at once (~2.3 s), not started over (>5.3 s)
 
 
 @pytest.mark.parametrize("where", ["local", "redis"])

@@ -133,7 +133,7 @@ async def test_a_killed_driver_s_run_is_recovered_and_the_reply_that_came_meanwh
     ran = [name for name, _ in notes(durable_dir)]
     assert sorted(ran) == ["double", "fetch", "side", "slow", "total"], ran  # each once: nothing ran again
     assert {pid for _, pid in notes(durable_dir)} == {worker.process.pid}
-    assert took < 2.0 + 1.0  # waited for the dead driver's lease (2 s) to lapse, no more
+    assert took < 2.0 + 2.5  # waited for the dead driver's lease (2 s) to lapse, and a bounded while more
 
 
 async def test_a_durable_run_s_unkeepable_result_fails_its_task(tmp_path: Path) -> None:
@@ -168,7 +168,7 @@ async def test_workers_adopt_a_run_whose_driver_died_and_exactly_one_carries_it_
     assert owner == b"2"  # one adoption: epoch 1 the driver's, 2 the adopter's
     adopted = [w for w in pool if "an adopted durable run ended" in w.log.read_text()]
     assert len(adopted) == 1, [w.log.read_text()[-2000:] for w in pool]
-    assert ended < 2.0 + 1.0 + 1.0  # the lease (2 s), the adopter's look (<1 s), the rest of the run
+    assert ended < 2.0 + 1.0 + 2.5  # the lease (2 s), the adopter's look (<1 s), the rest of the run (a loaded CI)
 
 
 async def test_a_paused_driver_that_comes_back_after_the_takeover_changes_nothing_and_returns_the_outcome(
