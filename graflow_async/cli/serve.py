@@ -18,13 +18,11 @@ import asyncio
 import contextlib
 import os
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
-from graflow_async.define.graph import Workflow
-from graflow_async.feedback.base import FeedbackStore
-from graflow_async.web.hosts import host_names, served_names
+if TYPE_CHECKING:
+    from graflow_async.define.graph import Workflow
+    from graflow_async.feedback.base import FeedbackStore
 
 TOKEN_ENV = "GRAFLOW_AUTH_TOKEN"
 
@@ -100,6 +98,8 @@ def open_feedback_store(spec: str | None) -> FeedbackStore | None:
 
 async def serve(args: argparse.Namespace) -> int:
     """Serve until cancelled or SIGTERM; returns the exit code (0)."""
+    from aiohttp import web
+
     from graflow_async.web.app import create_app
 
     workflows = load_workflows(args.workflow)
@@ -149,6 +149,7 @@ def _allowed_hosts(bound: str, extra: list[str], token: str | None) -> list[str]
     """`allowed_hosts` for the app: the names given and those it listens on, or None (no
     check) when a token is set and no names were given, as for an app of one's own."""
     from graflow_async.cli.main import UsageError
+    from graflow_async.web.hosts import host_names, served_names
 
     if token and not extra:
         return None
