@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := redis-server chromium iproute2 docker.io busybox-static
+# The suite mostly waits (on servers, processes, leases): two pytest-xdist workers, one per
+# core, take little more than half its time. A module's tests stay on one worker (loadgroup,
+# see tests/conftest.py). `make test PYTEST_ARGS=` runs it in one process.
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .PHONY: install test demo bench chaos lint clean system-packages
 
@@ -32,7 +36,7 @@ test: install
 	$(BIN)/ruff format --check graflow_async tests benchmarks examples
 	$(BIN)/mypy
 	@# pytest exits 5 when it collects no tests: say so plainly instead of a bare failure code.
-	$(BIN)/python -m pytest; rc=$$?; \
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo 'pytest collected no tests'; fi; exit $$rc
 
 demo: install

@@ -25,6 +25,20 @@ pytest_plugins = [
 ]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's ``--dist loadgroup`` (`make test` runs ``-n 2``), the tests of a
+    module stay on one worker, in their order, so that its module-scoped servers, workers
+    and browser start once; and every test of the private Docker engine goes to the same
+    worker, so that one dockerd serves them all."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        group = "docker" if "docker_engine" in fixtures else item.path.stem
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def log_capture() -> Iterator[list[dict]]:
     """structlog's capture_logs, leaving structlog as unconfigured as it found it."""

@@ -2,7 +2,7 @@
 
     serve [--host 127.0.0.1] [--port 8080] [--feedback-store DIR | redis://URL]
           [--checkpoint-store DIR | s3://BUCKET/PREFIX] [--auth-token TOKEN]
-          [--workflow MODULE:ATTR ...] [--public-url URL] [--allowed-host NAME ...]
+          [--workflow MODULE:ATTR ...] [--public-url URL] [--allowed-host NAME ...] [--no-adopt]
 
 The token defaults to the ``GRAFLOW_AUTH_TOKEN`` environment variable. Without a token,
 or with ``--allowed-host``, requests must name the server (`hosts`): ``localhost``, an
@@ -18,14 +18,13 @@ import asyncio
 import contextlib
 import os
 import signal
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from graflow_async.cli.adopting import adopting
-from graflow_async.define.graph import Workflow
-from graflow_async.feedback.base import FeedbackStore
-from graflow_async.web.hosts import host_names, served_names
+
+if TYPE_CHECKING:
+    from graflow_async.define.graph import Workflow
+    from graflow_async.feedback.base import FeedbackStore
 
 TOKEN_ENV = "GRAFLOW_AUTH_TOKEN"
 
@@ -106,6 +105,8 @@ def open_feedback_store(spec: str | None) -> FeedbackStore | None:
 
 async def serve(args: argparse.Namespace) -> int:
     """Serve until cancelled or SIGTERM; returns the exit code (0)."""
+    from aiohttp import web
+
     from graflow_async.web.app import create_app
 
     workflows = load_workflows(args.workflow)
@@ -166,6 +167,7 @@ def _allowed_hosts(bound: str, extra: list[str], token: str | None) -> list[str]
     """`allowed_hosts` for the app: the names given and those it listens on, or None (no
     check) when a token is set and no names were given, as for an app of one's own."""
     from graflow_async.cli.main import UsageError
+    from graflow_async.web.hosts import host_names, served_names
 
     if token and not extra:
         return None

@@ -2,7 +2,10 @@
 
 The app runs on a real port; the test opens the list, follows the link to a pending
 approval, clicks Approve and checks the store and a task waiting for the answer. If
-Chromium cannot start, the test fails: it never skips.
+Chromium cannot start, the test fails: it never skips. One Chromium serves the module
+(its tests run on the module's event loop, which Playwright's objects are bound to);
+each test gets a browser context of its own, which shares no cookies, storage or cache
+with another.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from aiohttp import web
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from graflow_async.feedback import FeedbackRequest, FeedbackType, MemoryFeedbackStore
 from graflow_async.web import create_app
@@ -29,8 +33,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-@pytest.fixture
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def served_store() -> AsyncIterator[tuple[str, MemoryFeedbackStore]]:
     """A MemoryFeedbackStore behind the app, served on a free port of 127.0.0.1."""
     store = MemoryFeedbackStore()
@@ -44,22 +50,27 @@ async def served_store() -> AsyncIterator[tuple[str, MemoryFeedbackStore]]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def page(tmp_path: Path) -> AsyncIterator[Page]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            timeout=30_000,
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=30_000
         )
         try:
-            page = context.pages[0] if context.pages else await context.new_page()
-            page.set_default_timeout(10_000)
-            yield page
+            yield browser
         finally:
-            await context.close()
+            await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        page.set_default_timeout(10_000)
+        yield page
+    finally:
+        await context.close()
 
 
 async def test_approving_a_request_in_chromium(served_store, page: Page, tmp_path: Path):

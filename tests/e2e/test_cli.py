@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,14 +75,18 @@ def test_a_function_returning_a_workflow_is_accepted(tmp_path: Path) -> None:
 
 def test_usage_and_import_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     write_module(tmp_path, "x = 1\n")
-    for args, message in [
+    cases = [
         (("run", "no_such_module:wf"), "cannot import 'no_such_module'"),
         (("run", "flows:missing"), "has no attribute 'missing'"),
         (("run", "flows:x"), "is int, not a workflow"),
         (("run", "flows"), "expected MODULE:ATTR"),
-    ]:
-        proc = cli(*args, cwd=tmp_path)
+    ]
+    # Each command is a process of its own: they run side by side.
+    with ThreadPoolExecutor(len(cases) + 1) as pool:
+        unknown = pool.submit(cli, "frobnicate", cwd=tmp_path)
+        procs = list(pool.map(lambda case: cli(*case[0], cwd=tmp_path), cases))
+    for (args, message), proc in zip(cases, procs, strict=True):
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr
         assert "Traceback" not in proc.stderr
-    assert cli("frobnicate", cwd=tmp_path).returncode == 2
+    assert unknown.result().returncode == 2

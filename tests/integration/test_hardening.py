@@ -19,7 +19,9 @@ from worker_processes import RUN_TIMEOUT, Workers, queue_settled, wait_exit, wai
 from graflow_async import TaskFailedError, chain, parallel, run, workflow
 from graflow_async.exceptions import RemoteTaskError
 from graflow_async.logs import as_text
+from graflow_async.transports.keys import Keys
 from graflow_async.transports.redis import RedisStreamsTransport
+from graflow_async.transports.redis.claims import ALIVE_FOR
 from graflow_async.wire.messages import TaskMessage, TaskReply
 
 
@@ -304,6 +306,12 @@ async def test_a_crashed_workers_consumer_goes_once_its_tasks_are_reclaimed(
         finally:
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
+
+    # The dead worker's word that it is alive runs out on its own, within ALIVE_FOR (10 s)
+    # of its last refresh: the test checks that it would, then lets Redis's clock skip ahead.
+    alive = Keys("graflow").alive(holder.worker_id)
+    assert 0 < await client.pttl(alive) <= ALIVE_FOR * 1000
+    await client.pexpire(alive, 1)
 
     async def only_the_live_one() -> bool:
         found = {as_text(c["name"]) for c in await client.xinfo_consumers("graflow:tasks", "graflow:workers")}

@@ -3,7 +3,8 @@ a restart that loads its data for seconds, maxmemory reached, CLIENT PAUSE, DEBU
 SLEEP, and a proxy answering the workers' or the run's commands with garbage, endless
 lengths, error replies, drips, cut answers and writes that vanish. Each ends in a
 completed run, or a `TransportError` naming what Redis refused, within the task lease
-+ 10 s; no worker ever exits."""
++ 10 s; no worker ever exits. A night (server and workers) goes on to the next test
+when the test left it settled (`Nights`); the restart gets one of its own."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import remote_faults
 import remote_flows
 from redis.asyncio import Redis
-from redis_faults import Cut, Drip, ErrorReply, Fault, FaultProxy, HugeLength, Malformed, Vanish
+from redis_faults import Cut, Drip, ErrorReply, Fault, FaultProxy, HugeLength, Malformed, ProxyThread, Rule, Vanish
 from redis_server import RedisServer
 from worker_processes import Workers, background, wait_for
 
@@ -30,50 +32,146 @@ LEASE = 2.0  # the runs' task lease, in seconds: every fault must be over within
 BOUND = LEASE + 10.0
 
 
+SETTLE = 1.0  # seconds a test's tasks may take to settle after it, or its night is not used again
+
+
 @dataclass
 class Night:
     """A redis-server of its own, two workers on it (through `proxy` when given)."""
 
     server: RedisServer
     workers: Workers
-    proxy: FaultProxy | None = None
+    proxy: ProxyThread | None = None
+
+    def inject(self, command: str, fault: Fault, *, times: int) -> Rule:
+        """A rule in the workers' proxy (added on the proxy's loop)."""
+        assert self.proxy is not None
+        rule: Rule = self.proxy.call(self.proxy.proxy.inject, command, fault, times=times)
+        return rule
 
     def alive(self) -> None:
         for w in self.workers.all:
             assert w.process.poll() is None, f"worker {w.worker_id} exited:\n{w.output()}"
 
+    def settled(self, timeout: float) -> bool:
+        """Whether, within `timeout`, the server takes no memory limit and every task queued
+        has been settled (the stream empty, nothing taken from it waiting for an ack), as
+        on a night just begun."""
+        client = redis.Redis.from_url(self.server.url)
+        try:
+            client.config_set("maxmemory", 0)
+            deadline = time.monotonic() + timeout
+            while not _queue_settled(client):
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+            return True
+        finally:
+            client.close()
 
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
+    def close(self) -> None:
+        try:
+            self.workers.close()
+            if self.proxy is not None:
+                self.proxy.close()
+                assert self.proxy.proxy.errors == []
+        finally:
+            self.server.cleanup()
+
+
+def _queue_settled(client: redis.Redis) -> bool:
+    try:
+        groups = client.xinfo_groups("graflow:tasks")
+    except redis.ResponseError:  # no stream yet
+        return True
+    return client.xlen("graflow:tasks") == 0 and all(g["pending"] == 0 for g in groups)
+
+
+def begin_night(logs: Path, *, proxied: bool = False) -> Night:
+    """A server (append-only, DEBUG allowed) and two workers on it, through a fault proxy
+    (on a thread of its own) when `proxied`; runs reach the server directly."""
     server = RedisServer(appendonly=True, extra_args=["--enable-debug-command", "yes"])
+    night = Night(server, Workers(server.url, logs))
     try:
         server.start()
-        yield server
-    finally:
-        server.cleanup()
+        if proxied:
+            night.proxy = ProxyThread("127.0.0.1", server.port)
+            night.workers.url = night.proxy.start().url()
+        night.workers.start(2, "--concurrency", "4")
+    except BaseException:
+        night.close()
+        raise
+    return night
 
 
-@pytest.fixture
-def night(server: RedisServer, tmp_path: Path) -> Iterator[Night]:
-    workers = Workers(server.url, tmp_path)
-    try:
-        workers.start(2, "--concurrency", "4")
-        yield Night(server, workers)
-    finally:
-        workers.close()
+class Nights:
+    """The nights of this module's tests, kept for the next test once a test's tasks have
+    settled: starting a server and two workers cost more than most tests here take. A test
+    begins with workers alive, a proxy without rules and nothing queued, as on a new night."""
 
+    def __init__(self, logs: pytest.TempPathFactory) -> None:
+        self.logs = logs
+        self.kept: dict[bool, Night] = {}
 
-@pytest.fixture
-async def proxied_workers(server: RedisServer, tmp_path: Path) -> AsyncIterator[Night]:
-    """Two workers that reach Redis through a fault proxy; runs reach it directly."""
-    async with FaultProxy("127.0.0.1", server.port) as proxy:
-        workers = Workers(proxy.url(), tmp_path)
+    def take(self, *, proxied: bool) -> Night:
+        night = self.kept.pop(proxied, None)
+        if night is None:
+            night = begin_night(self.logs.mktemp("night"), proxied=proxied)
+        night.alive()
+        return night
+
+    def give_back(self, night: Night) -> None:
+        proxied = night.proxy is not None
         try:
-            await asyncio.to_thread(workers.start, 2, "--concurrency", "4")
-            yield Night(server, workers, proxy)
-        finally:
-            workers.close()
-    assert proxy.errors == []
+            if night.proxy is not None:
+                night.proxy.call(night.proxy.proxy.clear)
+                assert night.proxy.proxy.errors == []
+            keep = night.settled(SETTLE) and all(w.process.poll() is None for w in night.workers.all)
+        except BaseException:
+            night.close()
+            raise
+        if keep:
+            self.kept[proxied] = night
+        else:
+            night.close()
+
+    def close(self) -> None:
+        while self.kept:
+            self.kept.popitem()[1].close()
+
+
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nights]:
+    kept = Nights(tmp_path_factory)
+    try:
+        yield kept
+    finally:
+        kept.close()
+
+
+@pytest.fixture
+def night(nights: Nights) -> Iterator[Night]:
+    night = nights.take(proxied=False)
+    yield night
+    nights.give_back(night)
+
+
+@pytest.fixture
+def own_night(tmp_path: Path) -> Iterator[Night]:
+    """A night of this test alone (it leaves its server loaded with data)."""
+    night = begin_night(tmp_path)
+    try:
+        yield night
+    finally:
+        night.close()
+
+
+@pytest.fixture
+def proxied_workers(nights: Nights) -> Iterator[Night]:
+    """Two workers that reach Redis through a fault proxy; runs reach it directly."""
+    night = nights.take(proxied=True)
+    yield night
+    nights.give_back(night)
 
 
 async def completed(url: str, wf: Any, bound: float = BOUND) -> Any:
@@ -100,7 +198,8 @@ async def delivered(url: str, count: int) -> bool:
 
 
 # --- a real server -------------------------------------------------------------------------------------
-async def test_a_restart_that_loads_for_seconds_is_waited_out(night: Night) -> None:
+async def test_a_restart_that_loads_for_seconds_is_waited_out(own_night: Night) -> None:
+    night = own_night
     server = night.server
     admin = Redis.from_url(server.url)
     try:
@@ -217,8 +316,7 @@ WORKER_FAULTS: list[tuple[str, Fault, int]] = [
 async def test_a_worker_survives_what_redis_answers_its_commands(
     proxied_workers: Night, command: str, fault: Fault, times: int
 ) -> None:
-    assert proxied_workers.proxy is not None
-    rule = proxied_workers.proxy.inject(command, fault, times=times)
+    rule = proxied_workers.inject(command, fault, times=times)
     await completed(proxied_workers.server.url, steps(8, 0.05), bound=BOUND + 10)  # + a 10 s op timeout
     assert rule.applied >= 1, f"the fault on {command} never fired"
     proxied_workers.alive()

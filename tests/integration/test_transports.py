@@ -41,7 +41,7 @@ class TestRedisStreamsTransport(TransportSuite, LeaseSuite):
     """The same checks over a real redis-server, in a fresh namespace per test, with a
     short lease so that the checks of acks and heartbeats see lapsed claims come back."""
 
-    LEASE = 1.0
+    LEASE = 0.5
 
     @pytest.fixture
     def lease(self) -> float:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
 _CLOSE_TIMEOUT = 1.0
+_THREAD_TIMEOUT = 10.0  # seconds `ProxyThread` waits for its loop to start, stop or run a call
 _NOT_EXECUTED: Any = object()  # the reply of a command the proxy did not send upstream
 _LOST: Any = object()  # the reply of a command whose upstream connection closed first
 
@@ -479,6 +482,55 @@ class FaultProxy:
         task = asyncio.ensure_future(conn.run())
         self._open[conn] = task
         task.add_done_callback(lambda _: self._open.pop(conn, None))
+
+
+class ProxyThread:
+    """A `FaultProxy` served by an event loop of its own on a thread, so that it can
+    outlive the event loop of a test: a module-scoped fixture puts worker processes behind
+    it once, and each test injects and clears its own rules through `call`.
+
+    `start()` (or ``with``) starts it and returns the proxy; `close()` closes it again."""
+
+    def __init__(self, upstream_host: str, upstream_port: int, **options: Any) -> None:
+        self.proxy = FaultProxy(upstream_host, upstream_port, **options)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="fault-proxy", daemon=True)
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)` run on the proxy's loop (between two of its steps); its result."""
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def step() -> None:
+            try:
+                done.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(step)
+        return done.result(_THREAD_TIMEOUT)
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.proxy.start(), self.loop).result(_THREAD_TIMEOUT)
+        return self.proxy
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            if self._thread.is_alive():
+                asyncio.run_coroutine_threadsafe(self.proxy.aclose(), self.loop).result(_THREAD_TIMEOUT)
+        finally:
+            if self._thread.is_alive():
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(_THREAD_TIMEOUT)
+            self.loop.close()
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 @pytest.fixture
