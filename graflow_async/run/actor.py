@@ -392,7 +392,9 @@ class RunActor(Actor[Any]):
             await self.emitter.flush()
             raise outcome.error
         if isinstance(outcome, Suspend):
-            return await self._suspend(duration, outcome.nodes)
+            result = await self.services.suspend(duration, outcome.nodes)
+            await self.emitter.flush()
+            return result
         if outcome is None:
             raise RuntimeError(f"run {self.run_id} stopped without an outcome")
         store = self.feedback.opened
@@ -409,31 +411,6 @@ class RunActor(Actor[Any]):
         self.emitter.record("run_completed", duration=duration, terminated=outcome.terminated)
         await self.emitter.flush()
         return result
-
-    async def _suspend(self, duration: float, nodes: tuple[int, ...]) -> WorkflowResult:
-        """Every running task has finished and some wait for answers: save and return."""
-        sequence = await self.services.next_sequence()
-        doc = self.services.snapshot(None, None, sequence)
-        location = await self.checkpoints.save(doc, name=f"{self.run_id}/{sequence}.ckpt")
-        pending = [self.feedback.timed_out[n] for n in nodes if n in self.feedback.timed_out]
-        await self.feedback.store().set_suspension(
-            self.run_id, {"checkpoint": location, "workflow": self.graph.workflow_name}
-        )
-        self.emitter.record("checkpoint_saved", None, location=location, sequence=sequence)
-        self.emitter.record(
-            "run_suspended", checkpoint=location, duration=duration, pending_feedback=[r.feedback_id for r in pending]
-        )
-        await self.emitter.flush()
-        return WorkflowResult(
-            run_id=self.run_id,
-            status="suspended",
-            results=dict(self.plan.results),
-            output=self.plan.output(),
-            channel=self.channel.snapshot(),
-            checkpoint=location,
-            pending_feedback=pending,
-            skipped=self.plan.skipped(),
-        )
 
     async def aclose(self) -> None:
         await self.feedback.aclose()

@@ -109,14 +109,7 @@ async def drive(
     run_id = options.run_id
     main = options.transport or MemoryTransport()
     emitter = Emitter(run_id, options.on_event, library_logger().bind(run_id=run_id))
-    channel = ChannelData({**(snapshot or {}).get("channel", {}), **options.initial_channel})
-    plan = RunPlan(
-        RunGraph(compiled),
-        channel,
-        default_retry=RetryPolicy(max_retries=options.default_max_retries),
-        max_cycles=options.max_cycles,
-        wants_steps=emitter.wants_steps,
-    )
+    plan = _plan(compiled, options, snapshot, emitter)
     async with contextlib.AsyncExitStack() as stack:
         if options.transport is None:
             stack.push_async_callback(main.aclose)
@@ -150,6 +143,18 @@ async def drive(
             await checkpoints.mark_completed(run_id)  # resuming its checkpoints now needs force=True
         return result
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _plan(compiled: CompiledGraph, options: RunOptions, snapshot: dict[str, Any] | None, emitter: Emitter) -> RunPlan:
+    """A fresh plan of the run, its channel the checkpoint's (if any) and the run's own."""
+    channel = ChannelData({**(snapshot or {}).get("channel", {}), **options.initial_channel})
+    return RunPlan(
+        RunGraph(compiled),
+        channel,
+        default_retry=RetryPolicy(max_retries=options.default_max_retries),
+        max_cycles=options.max_cycles,
+        wants_steps=emitter.wants_steps,
+    )
 
 
 def _compiled(workflow: Any) -> CompiledGraph:

@@ -20,6 +20,7 @@ from graflow_async.exceptions import CheckpointError, TransportError
 from graflow_async.logs import LibraryLog
 from graflow_async.plan import RunPlan
 from graflow_async.plan.snapshot import to_doc
+from graflow_async.result import WorkflowResult
 from graflow_async.run.checkpoints import CheckpointManager
 from graflow_async.run.feedback_host import FeedbackHost, Turns
 from graflow_async.run.options import Resumed, RunOptions
@@ -167,6 +168,30 @@ class RunServices:
             assert recording is not None
             recording.wrote(record, by)
         return out
+
+    # --- the end ------------------------------------------------------------------------------
+    async def suspend(self, duration: float, nodes: tuple[int, ...]) -> WorkflowResult:
+        """Every running task has finished and `nodes` wait for answers: save the run,
+        record where it waits, and return its result."""
+        sequence = await self.next_sequence()
+        doc = self.snapshot(None, None, sequence)
+        location = await self.checkpoints.save(doc, name=f"{self.run_id}/{sequence}.ckpt")
+        pending = [self.feedback.timed_out[n] for n in nodes if n in self.feedback.timed_out]
+        record = {"checkpoint": location, "workflow": self.plan.graph.workflow_name}
+        await self.feedback.store().set_suspension(self.run_id, record)
+        self.emit("checkpoint_saved", None, location=location, sequence=sequence)
+        pending_ids = [r.feedback_id for r in pending]
+        self.emit("run_suspended", None, checkpoint=location, duration=duration, pending_feedback=pending_ids)
+        return WorkflowResult(
+            run_id=self.run_id,
+            status="suspended",
+            results=dict(self.plan.results),
+            output=self.plan.output(),
+            channel=self.channel.snapshot(),
+            checkpoint=location,
+            pending_feedback=pending,
+            skipped=self.plan.skipped(),
+        )
 
     # --- checkpoints -----------------------------------------------------------------------------
     async def next_sequence(self) -> int:

@@ -93,7 +93,7 @@ class Recorder:
     async def compact(self, snapshot: bytes, upto: int) -> None:
         raise AssertionError("a run of a few facts compacts nothing")
 
-    async def write(self, records: list[bytes], sends: list[Any]) -> list[Any]:
+    async def write(self, records: list[bytes], sends: list[Any], consumed: bytes | None = None) -> list[Any]:
         self.turns.append(read_facts(records, "recorded"))
         return sends
 
