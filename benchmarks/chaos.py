@@ -157,7 +157,7 @@ class Harness:
             await asyncio.sleep(r.delay)
             killed = time.time()
             driver.send_signal(signal.SIGSTOP if r.paused else signal.SIGKILL)
-            done_before = await self._journaled(run_id)
+            done_before, running = await self._journaled(run_id)
             recoverer = self._spawn("recover", run_id, self.place) if self.where == "local" else None
             r.takeover = await self._new_epoch(run_id, killed)
             result = await self._result(run_id)
@@ -168,7 +168,7 @@ class Harness:
                 r.paused_driver_ok = driver.returncode == 0 and json.loads(out or b"{}").get("output") == result.output
             if recoverer is not None:
                 await asyncio.to_thread(recoverer.wait, 30)
-            self._score(r, killed, done_before)
+            self._score(r, killed, done_before, running)
         except Exception as exc:
             r.error = f"{type(exc).__name__}: {exc}"[:300]
         finally:
@@ -180,7 +180,9 @@ class Harness:
                     p.wait()
         return r
 
-    def _score(self, r: Round, killed: float, done_before: set[tuple[str, int, int]]) -> None:
+    def _score(
+        self, r: Round, killed: float, done_before: set[tuple[str, int, int]], running: set[tuple[str, int, int]]
+    ) -> None:
         starts: dict[tuple[str, int, int], list[float]] = {}
         for line in self.marks.read_text().splitlines():
             task_id, cycle, attempt, at, _pid = line.split()
@@ -188,8 +190,8 @@ class Harness:
         r.journaled_again = sum(1 for key in done_before for at in starts.get(key, []) if at > killed)
         twice = {key for key, ats in starts.items() if len(ats) > 1}
         r.twice = len(twice)
-        in_flight = {key for key, ats in starts.items() if min(ats) <= killed and key not in done_before}
-        r.twice_not_in_flight = len(twice - in_flight)
+        started = {key for key, ats in starts.items() if min(ats) <= killed and key not in done_before}
+        r.twice_not_in_flight = len(twice - started - running)  # in flight: started, or sent and not done
 
     async def _started(self, run_id: str, driver: subprocess.Popen[bytes]) -> None:
         """Until the driver has started the run (its header is kept): kills count from there."""
@@ -201,15 +203,24 @@ class Harness:
             await asyncio.sleep(0.005)
         raise RuntimeError(f"the driver of {run_id} did not start the run (exit code {driver.poll()})")
 
-    async def _journaled(self, run_id: str) -> set[tuple[str, int, int]]:
-        """The attempts whose completion the run's journal holds now (right after the kill)."""
+    async def _journaled(self, run_id: str) -> tuple[set[tuple[str, int, int]], set[tuple[str, int, int]]]:
+        """Right after the kill, from the run's journal: the attempts whose completion it
+        holds, and those in flight (dispatched, not completed: they may run again)."""
+        from graflow_async.plan import ChannelData, RunGraph, RunPlan
         from graflow_async.plan.facts import Failed, Succeeded
         from graflow_async.run.journal.facts import read_facts
+        from graflow_async.run.takeover import read_back
 
         async with self._home(run_id) as home:
+            back = await read_back(home)
             facts = read_facts((await home.journal.read()).facts, run_id)
-        ids = CHAOS.compile().ids
-        return {(ids[f.node], f.cycle, f.attempt) for f in facts if type(f) in (Succeeded, Failed)}
+        plan = RunPlan(RunGraph(CHAOS.compile()), ChannelData(back.channel or {}))
+        back.restore(plan)  # the run as the process taking it over finds it
+        ids = plan.graph.ids
+        done = {(ids[f.node], f.cycle, f.attempt) for f in facts if type(f) in (Succeeded, Failed)}
+        flight = plan.in_flight()
+        running = {(ids[n], c, a) for n, c, a in zip(flight.nodes, flight.cycles, flight.attempts, strict=True)}
+        return done, running
 
     async def _new_epoch(self, run_id: str, killed: float) -> float | None:
         deadline = killed + 30

@@ -200,7 +200,10 @@ async def _carry(
             await _quietly(record.aclose())
     doc = {"status": result.status, "results": result.results, "output": result.output, "channel": result.channel}
     doc.update(skipped=result.skipped, checkpoint=result.checkpoint)
-    await asyncio.gather(home.conclude(epoch, pack(doc), options.retention), _record_ended(record, result))
+    try:
+        await asyncio.gather(home.conclude(epoch, pack(doc), options.retention), _record_ended(record, result))
+    except Fenced:  # it was taken over as it ended here (paused past its lease): the new owner's outcome
+        return await _outcome_of(home)
     return result
 
 
