@@ -271,10 +271,16 @@ def _checked(doc: dict[str, Any] | None, home: Home) -> dict[str, Any]:
 
 
 async def _outcome_of(home: Home) -> WorkflowResult:
+    """The run's outcome, once it has one; CheckpointError if the run itself is gone
+    (its keys lost with a Redis that restarted without persistence), never a wait forever."""
+    looks = 0
     while True:
         ended = await _ended(home)
         if ended is not None:
             return ended
+        looks += 1
+        if looks % 10 == 0 and await home.read_header() is None:
+            raise CheckpointError(f"durable run {home.run_id} is gone from {home.where}: it has no outcome to wait for")
         await current_clock().sleep(WAIT_STEP)
 
 

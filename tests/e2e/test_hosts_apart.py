@@ -295,7 +295,7 @@ def test_a_cut_off_workers_task_is_finished_by_the_other_and_its_late_reply_drop
     if late_reply == "after-the-run":
         (markers / "open").touch()  # `gate` passes at once: the run ends before A's link is back
     run_id = f"apart-{uuid.uuid4().hex[:8]}"
-    replies = f"{NAMESPACE}:run:{run_id}:replies"
+    replies = f"{NAMESPACE}:run:{{{run_id}}}:replies"
 
     a = hosts.start_worker("w1")  # alone: the first delivery of `held` is A's
     running = hosts.start_run(run_id, markers)
@@ -337,7 +337,7 @@ def test_a_cut_off_workers_task_is_finished_by_the_other_and_its_late_reply_drop
         "gate": {"pid": b.pid, "held_by": b.pid},  # sent while A was cut off: only B could take it
     }
     assert len(list(markers.glob("gate-*"))) == 1  # the duplicate did not start `gate` again
-    assert not hosts.client.keys(f"{NAMESPACE}:run:{run_id}:*")
+    assert not hosts.client.exists(replies)  # the ended run's reply stream is gone
     hosts.assert_stalled("w1", cut_at, restore_at)
     assert a.process.poll() is None and b.process.poll() is None, hosts.logs()
     assert "Traceback" not in a.output() + b.output(), hosts.logs()

@@ -31,9 +31,9 @@ from graflow_async.transports.redis.scripts import Script
 
 READ_CHUNK = 10_000
 _FENCE = """
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
-  return redis.error_reply('FENCED another epoch holds the run')
-end
+local current = redis.call('HGET', KEYS[1], 'epoch')
+if not current then return redis.error_reply('GAP the run has no owner record: its keys are gone') end
+if current ~= ARGV[1] then return redis.error_reply('FENCED another epoch holds the run') end
 """
 _APPEND_SOURCE = (
     _FENCE
