@@ -59,8 +59,14 @@ async def run_durable(workflow: Workflow, options: RunOptions) -> WorkflowResult
         "max_cycles": options.max_cycles,
     }
     epoch = await home.create(pack(header), _holder(), options.owner_lease)
-    if epoch is None:
-        result = await _attach(home, workflow, _checked(await home.header(), home), options)
+    if epoch is None:  # it exists (its header may be a moment from being written by its creator)
+        found = await home.header()
+        for _ in range(50):
+            if found is not None:
+                break
+            await current_clock().sleep(0.1)
+            found = await home.header()
+        result = await _attach(home, workflow, _checked(found, home), options)
         assert result is not None
         return result
     return await _carry(home, workflow, options, epoch, None)
