@@ -73,10 +73,11 @@ def replace(path: Path, data: Data, *, sync: bool = True) -> None:
         fsync_directory(path.parent)
 
 
-def create(path: Path, data: Data) -> bool:
+def create(path: Path, data: Data, *, sync: bool = True) -> bool:
     """Write `data` to `path` atomically unless `path` exists; whether it was written.
-    Of several processes creating one path at once, exactly one gets True."""
-    temp = stage(path, data)
+    Of several processes creating one path at once, exactly one gets True. `sync` as in
+    `replace`."""
+    temp = stage(path, data, sync=sync)
     try:
         os.link(temp, path)
     except FileExistsError:
@@ -84,7 +85,8 @@ def create(path: Path, data: Data) -> bool:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temp)
-    fsync_directory(path.parent)
+    if sync:
+        fsync_directory(path.parent)
     return True
 
 

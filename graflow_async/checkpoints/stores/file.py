@@ -7,6 +7,7 @@ import builtins
 import os
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from graflow_async import files
 from graflow_async.checkpoints.stores.base import CheckpointStore, check_name
@@ -22,12 +23,21 @@ class FileCheckpointStore(CheckpointStore):
     directory, fsynced, renamed over the target): a crash leaves either the old file or
     the new one, and at worst a stray hidden ``*.graflow-tmp`` file, which `list`
     ignores. Files are created readable by their owner only. Blocking file I/O runs in
-    a worker thread.
+    a worker thread. `sync=False` (a durable run's lease files, which only need to outlive
+    its process): no fsync, and the small file operations run in the event loop.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, signing_key: bytes | str | None = None) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, signing_key: bytes | str | None = None, sync: bool = True
+    ) -> None:
         super().__init__(signing_key=signing_key)
         self.root = Path(os.path.abspath(os.path.expanduser(os.fspath(directory))))
+        self.sync = sync
+
+    async def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.sync:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"FileCheckpointStore({str(self.root)!r})"
@@ -39,7 +49,7 @@ class FileCheckpointStore(CheckpointStore):
         self._check_open()
         path = self._path(location)
         try:
-            await asyncio.to_thread(files.replace, path, data)
+            await self._io(files.replace, path, data, sync=self.sync)
         except OSError as exc:
             raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {exc}") from exc
         return str(path)
@@ -48,7 +58,7 @@ class FileCheckpointStore(CheckpointStore):
         self._check_open()
         path = self._path(location)
         try:
-            return await asyncio.to_thread(files.create, path, data)
+            return bool(await self._io(files.create, path, data, sync=self.sync))
         except OSError as exc:
             raise CheckpointError(f"cannot create {str(path)!r}: {exc}") from exc
 
@@ -56,7 +66,7 @@ class FileCheckpointStore(CheckpointStore):
         self._check_open()
         path = self._path(location)
         try:
-            return await asyncio.to_thread(path.read_bytes)
+            return bytes(await self._io(path.read_bytes))
         except FileNotFoundError as exc:
             raise CheckpointError(f"checkpoint not found: {str(path)!r}") from exc
         except OSError as exc:
@@ -66,13 +76,14 @@ class FileCheckpointStore(CheckpointStore):
         self._check_open()
         directory = prefix.rpartition("/")[0]
         start = self.root.joinpath(*check_name(directory).parts) if directory else self.root
-        return await asyncio.to_thread(_list_files, self.root, start, prefix)
+        found: builtins.list[str] = await self._io(_list_files, self.root, start, prefix)
+        return found
 
     async def delete(self, location: str) -> None:
         self._check_open()
         path = self._path(location)
         try:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
+            await self._io(path.unlink, missing_ok=True)
         except OSError as exc:
             raise CheckpointError(f"cannot delete checkpoint {str(path)!r}: {exc}") from exc
 

@@ -34,7 +34,7 @@ class FileJournal(Journal):
         self.root = Path(directory)
         self.path = self.root / run_id / "journal"
         self.fsync = fsync
-        self._store = FileCheckpointStore(self.root)
+        self._store = FileCheckpointStore(self.root, sync=fsync)  # its lease: as durable as the journal
         self._owner = ""
         self._fd: int | None = None
         self._next = 0
