@@ -25,6 +25,7 @@ from graflow_async.transports.redis import RedisStreamsTransport
 
 log = LibraryLog()
 EVERY = 0.5  # seconds between looks for orphaned runs
+PAGE = 50  # orphans looked at per look (the next look goes on from there)
 
 
 def imported_workflow(ref: str) -> Workflow | None:
@@ -45,7 +46,8 @@ class Adopter:
         self.owner_lease = owner_lease
         self.every = every
         self.carrying: dict[str, asyncio.Task[Any]] = {}
-        self._passed: set[str] = set()  # runs whose workflow this process does not have
+        self.passed: set[str] = set()  # runs whose workflow this process does not have
+        self._offset = 0  # where the next look starts in the list of orphans (runs left to others go by)
 
     async def run(self) -> None:
         try:
@@ -65,14 +67,16 @@ class Adopter:
         """One look: adopt what can be adopted now."""
         from graflow_async.run.redis_home import RedisHome
 
-        for run_id in await self.transport.owners.orphans():
-            if run_id in self.carrying or run_id in self._passed:
+        found = await self.transport.owners.orphans(PAGE, self._offset)
+        self._offset = self._offset + PAGE if len(found) == PAGE else 0
+        for run_id in found:
+            if run_id in self.carrying or run_id in self.passed:
                 continue
             try:
                 header = await RedisHome(self.transport, run_id).header()
             except GraflowError as exc:
                 log.warning("a durable run cannot be adopted", run_id=run_id, error=str(exc)[:200])
-                self._passed.add(run_id)
+                self.passed.add(run_id)
                 continue
             if header is None:  # its keys are gone
                 await self.transport.owners.forget(run_id)
@@ -80,7 +84,7 @@ class Adopter:
             ref = header.get("workflow")
             workflow = imported_workflow(ref) if isinstance(ref, str) else None
             if workflow is None:
-                self._passed.add(run_id)
+                self.passed.add(run_id)
                 continue
             task = asyncio.create_task(self._carry(run_id, workflow), name=f"adopted {run_id}")
             self.carrying[run_id] = task

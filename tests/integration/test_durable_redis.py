@@ -264,3 +264,18 @@ async def test_a_durable_run_lets_the_replies_it_journaled_go(workers: Workers, 
         journaled = await transport.client.xlen("graflow:run:{trimmed}:journal")
     assert result.channel == {"count": 40} and journaled >= 80  # 40 replies journaled (and a step each)
     assert len(lengths) > 20 and max(lengths) <= 3, lengths
+
+
+async def test_an_adopter_pages_through_orphans_it_cannot_adopt(redis_url: str) -> None:
+    """Runs whose workflow no process here imported do not hide the ones after them."""
+    from graflow_async.run.adopt import PAGE, Adopter
+
+    async with RedisStreamsTransport(redis_url) as transport:
+        foreign = {**_header(), "workflow": "elsewhere:FLOW"}
+        for i in range(PAGE + 5):
+            await transport.client.set(f"graflow:run:{{lost-{i}}}:header", pack(foreign))
+            await transport.client.zadd("graflow:durable", {f"lost-{i}": i})
+        adopter = Adopter(transport)
+        await adopter.look()
+        await adopter.look()
+        assert len(adopter.passed) == PAGE + 5 and not adopter.carrying

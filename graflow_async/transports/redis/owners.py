@@ -132,11 +132,12 @@ class Owners:
         if await _LET_GO(self.conn, [self.keys.owner(run_id), self.keys.lease(run_id)], [epoch]):
             await self.conn.call("ZADD", self.keys.durable_index, 0, run_id)
 
-    async def orphans(self, limit: int = 20) -> list[str]:
-        """Durable runs whose lease should have lapsed by this host's clock (an adopter
-        checks each for real: `adopt` takes only a run whose lease is gone)."""
+    async def orphans(self, limit: int = 50, offset: int = 0) -> list[str]:
+        """Durable runs whose lease should have lapsed by this host's clock, `limit` from
+        `offset` on (an adopter checks each for real: `adopt` takes only a run whose lease
+        is gone)."""
         now = int(current_clock().wall() * 1000)
-        found = await self.conn.call("ZRANGEBYSCORE", self.keys.durable_index, "-inf", now, "LIMIT", 0, limit)
+        found = await self.conn.call("ZRANGEBYSCORE", self.keys.durable_index, "-inf", now, "LIMIT", offset, limit)
         if not isinstance(found, list):
             return []
         return [r.decode() if isinstance(r, bytes) else str(r) for r in found if isinstance(r, bytes | str)]
