@@ -33,16 +33,21 @@ _MAX_CACHED = 100_000
 class FileRunRecords(RunRecords):
     """The run records of one directory; `key` makes a file name stem of a run id."""
 
-    def __init__(self, directory: Path, key: Callable[[str], str]) -> None:
+    def __init__(self, directory: Path, key: Callable[[str], str], *, sync: bool = True) -> None:
         self.directory = directory
         self._key = key
+        self.sync = sync  # False: a record survives its process, not the machine (no fsync, no thread)
         # file name -> version, and the record or why it is corrupt
         self._cache: dict[str, tuple[_Version, dict[str, Any] | str]] = {}
         self._reports = Reports("skipped an unreadable run record")
 
     async def save_run(self, record: dict[str, Any]) -> None:
         data = encode_record(record)
-        await asyncio.to_thread(files.replace, self.directory / f"{self._key(record['run_id'])}.json", data)
+        path = self.directory / f"{self._key(record['run_id'])}.json"
+        if self.sync:
+            await asyncio.to_thread(files.replace, path, data)
+        else:
+            files.replace(path, data, sync=False)
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         return await asyncio.to_thread(self._get, run_id)

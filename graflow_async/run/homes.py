@@ -116,7 +116,7 @@ class FileHome(Home):
     async def create(self, header: bytes, owner: str, lease: float) -> int | None:
         if (self._dir / HEADER).exists():
             return None
-        epoch = await self.journal.claim(owner, lease)
+        epoch = await self.journal.begin(owner, lease)
         if epoch is None:
             return None
         files.replace(self._dir / HEADER, header, sync=self.journal.fsync)

@@ -17,14 +17,17 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from graflow_async.clock import current_clock
 from graflow_async.feedback.defaults import store_for
-from graflow_async.feedback.hitl import open_feedback_store
+from graflow_async.feedback.file import default_runs_directory, file_key
+from graflow_async.feedback.hitl import DEFAULT_FEEDBACK_DIRECTORY, open_feedback_store
 from graflow_async.logs import library_logger
 from graflow_async.records.base import CANCELLED, COMPLETED, FAILED, RUNNING, SUSPENDED, bounded_results
 from graflow_async.records.contract import RunRecords
+from graflow_async.records.file import FileRunRecords
 from graflow_async.records.owners import host_identity
 from graflow_async.result import WorkflowResult
 from graflow_async.run.options import RunOptions
@@ -55,6 +58,9 @@ class DurableRecord:
         spec = options.feedback_store
         if spec is None and options.transport is not None:
             spec = store_for(options.transport)
+        if spec is None:  # the embedded default (.graflow/runs): as durable as the run's own journal
+            directory = default_runs_directory(Path(DEFAULT_FEEDBACK_DIRECTORY))
+            return cls(FileRunRecords(directory, file_key, sync=False), options, key, name, holder, adoptable=adoptable)
         store = open_feedback_store(spec)
         if not isinstance(store, RunRecords):
             return None

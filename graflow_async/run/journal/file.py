@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from graflow_async import files
 from graflow_async.checkpoints import FileCheckpointStore, runlock
 from graflow_async.exceptions import RunAlreadyRunningError
 from graflow_async.run.journal.base import Fenced, Journal, Replay
+from graflow_async.run.journal.epoch_word import STAT_EVERY, EpochWord
 from graflow_async.run.journal.frames import JournalCorrupt, JournalError, batch, parse
 
 _LOG, _SNAPSHOT = "log.", "snapshot."
@@ -39,6 +41,8 @@ class FileJournal(Journal):
         self._fd: int | None = None
         self._next = 0
         self._newer: dict[int, str] = {}  # epoch -> where the next epoch's lease would be
+        self._word = EpochWord(self.path / "epoch")  # the newest epoch, in shared memory
+        self._stat_due = 0.0  # when the fence looks at the lease files again
 
     @property
     def next_seq(self) -> int:
@@ -52,9 +56,21 @@ class FileJournal(Journal):
         except RunAlreadyRunningError:
             return None
         self._owner = owner
+        self._word.publish(epoch)  # before reading: an older owner's next append is fenced
         self._close_segment()
         await asyncio.to_thread(self._cut_torn_tail)
         self._next = (await self.read()).next_seq
+        return epoch
+
+    async def begin(self, owner: str, lease: float) -> int | None:
+        """`claim` for a run being created: nothing to read back (None while another
+        process holds the run's lease)."""
+        try:
+            epoch = await runlock.acquire(self._store, self.run_id, owner, lease)
+        except RunAlreadyRunningError:
+            return None
+        self._owner = owner
+        self._word.publish(epoch)
         return epoch
 
     async def renew(self, epoch: int, lease: float) -> bool:
@@ -71,14 +87,23 @@ class FileJournal(Journal):
 
     def fence(self, epoch: int) -> None:
         """`Fenced` once a newer epoch holds the run (its owner must write nothing more):
-        one `stat` of the next epoch's lease file (its name made once)."""
+        the epoch word (`epoch_word`), and every `STAT_EVERY` seconds (always, without a
+        word) a `stat` of the next epoch's lease file."""
+        newest = self._word.newest()
+        if newest is not None and newest > epoch:
+            self._fenced(newest)
+        now = time.monotonic()
+        if newest is not None and now < self._stat_due:
+            return
+        self._stat_due = now + STAT_EVERY
         newer = self._newer.get(epoch)
         if newer is None:
             newer = self._newer[epoch] = runlock.lease_location(self._store, self.run_id, epoch + 1)
         if os.access(newer, os.F_OK):  # (no exception made for the usual answer: absent)
-            raise Fenced(
-                self.run_id, f"run {self.run_id} was taken over (epoch {epoch + 1}): this owner writes nothing"
-            )
+            self._fenced(epoch + 1)
+
+    def _fenced(self, newer: int) -> None:
+        raise Fenced(self.run_id, f"run {self.run_id} was taken over (epoch {newer}): this owner writes nothing")
 
     # --- facts ---------------------------------------------------------------------------------
     async def append(self, epoch: int, facts: Sequence[bytes]) -> int:
@@ -178,6 +203,7 @@ class FileJournal(Journal):
 
     async def aclose(self) -> None:
         self._close_segment()
+        self._word.close()
 
 
 __all__ = ["FileJournal", "JournalError"]

@@ -1,0 +1,45 @@
+"""The newest epoch of a file journal's run, as eight bytes of memory the processes of
+one machine share (`mmap` of ``<journal>/epoch``): an owner publishes its epoch there
+when it claims the run, and an older owner's fence reads it on every append without a
+system call. A file system that does not keep `mmap` coherent between hosts (NFS) is
+covered by the lease files, which `FileJournal.fence` also looks at every `STAT_EVERY`
+seconds."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from pathlib import Path
+
+WORD = struct.Struct(">Q")
+STAT_EVERY = 0.1  # seconds between looks at the lease files by a fence that has the word
+
+
+class EpochWord:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mm: mmap.mmap | None = None
+
+    def publish(self, epoch: int) -> None:
+        """Make `epoch` the run's newest, and watch the word from now on."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if os.fstat(fd).st_size < WORD.size:
+                os.ftruncate(fd, WORD.size)
+            os.pwrite(fd, WORD.pack(epoch), 0)
+            self.close()
+            self._mm = mmap.mmap(fd, WORD.size, mmap.MAP_SHARED, mmap.PROT_READ)
+        finally:
+            os.close(fd)
+
+    def newest(self) -> int | None:
+        """The newest epoch published (None: this process watches no word)."""
+        mm = self._mm
+        return None if mm is None else int(WORD.unpack_from(mm)[0])
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
