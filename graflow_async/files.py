@@ -42,8 +42,12 @@ def is_temporary(name: str) -> bool:
 def stage(path: Path, data: Data, *, sync: bool = True) -> Path:
     """`data` written (and with `sync`, fsynced) to a new temporary file beside `path`
     (its directory made if missing); the temporary file's path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX)
+    prefix = f"{TEMP_PREFIX}{path.name}."
+    try:
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=TEMP_SUFFIX)
+    except FileNotFoundError:  # the directory is made when first needed (a mkdir each time costs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=TEMP_SUFFIX)
     try:
         try:
             _write_all(fd, data)

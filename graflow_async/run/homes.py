@@ -30,6 +30,7 @@ from graflow_async.checkpoints.stores import open_store
 from graflow_async.exceptions import CheckpointError
 from graflow_async.run.journal import FileJournal, Journal
 from graflow_async.run.journal.facts import JournalWriter
+from graflow_async.run.journal.file import FileJournalWriter
 from graflow_async.run.recording import FactWriter
 from graflow_async.transports.base import Transport
 from graflow_async.wire.codec import packb, unpackb
@@ -137,7 +138,9 @@ class FileHome(Home):
         return self.journal.held(epoch, lease)
 
     def writer(self, epoch: int) -> FactWriter:
-        return JournalWriter(self.journal, epoch, self.journal.next_seq)
+        journal = self.journal
+        kind = JournalWriter if journal.fsync else FileJournalWriter
+        return kind(journal, epoch, journal.next_seq)
 
 
 def _read(path: Path) -> bytes | None:

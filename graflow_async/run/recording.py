@@ -102,8 +102,12 @@ class Recording:
         )
 
     def reply(self, plan: RunPlan, r: TaskReply, task_id: str) -> None:
-        self.writing.discard((r.node, r.cycle, r.attempt))
-        fact = fact_of(r)
+        if self.writing:
+            self.writing.discard((r.node, r.cycle, r.attempt))
+        if r.ok and not r.directives:  # most replies: a plain result
+            fact: Any = Succeeded(r.node, r.cycle, r.attempt, r.value, r.duration, ())
+        else:
+            fact = fact_of(r)
         try:
             data = encode(fact)
         except TypeError as exc:  # a result the journal cannot keep fails its task
@@ -113,7 +117,10 @@ class Recording:
             fact = Failed(r.node, r.cycle, r.attempt, error, r.duration, False)
             data = encode(fact)
         self.turn.append(data)
-        apply(plan, fact)
+        if type(fact) is Succeeded:
+            plan.task_succeeded(fact.node, fact.cycle, fact.attempt, fact.value, fact.duration, fact.directives)
+        else:
+            apply(plan, fact)
 
     def retry_armed(self, node: int, delay: float) -> None:
         """A retry backoff starts: when it ends, kept for a run taken over."""

@@ -222,7 +222,9 @@ async def test_a_durable_run_has_a_run_record_the_web_app_lists(
         while "slow" not in {name for name, _ in notes(tmp_path)}:
             assert driver.returncode is None
             await asyncio.sleep(0.02)
-        assert (await (await client.get("/api/runs/pay-8")).json())["status"] == "running"  # `slow` waits: it lives
+        while (shown := await client.get("/api/runs/pay-8")).status == 404:  # its record, written as it starts
+            await asyncio.sleep(0.05)
+        assert (await shown.json())["status"] == "running"  # `slow` waits: its driver lives
         driver.send_signal(signal.SIGKILL)
         await driver.wait()  # gone: on this host its pid tells at once, elsewhere its lease's lapse
         listed = await (await client.get("/api/runs")).json()

@@ -55,9 +55,10 @@ async def test_a_corrupt_record_is_an_error_naming_the_run(tmp_path: Path) -> No
     epoch = await journal.claim("a", 30.0)
     assert epoch is not None
     await journal.append(epoch, facts(5))
+    await journal.append(epoch, facts(2, start=5))  # a second frame: the first is not the last write
     [log] = (tmp_path / run_id / "journal").glob("log.*")
     data = bytearray(log.read_bytes())
-    data[20] ^= 0xFF  # inside the first record: records follow it
+    data[20] ^= 0xFF  # inside the first frame: a frame follows it
     log.write_bytes(bytes(data))
     with pytest.raises(JournalCorrupt, match=f"journal of run {run_id}") as caught:
         await FileJournal(tmp_path, run_id).read()

@@ -1,6 +1,7 @@
-"""The journal's file records as pure functions: every cut of a batch reads back as its
-whole records (a torn last write is left out), and a change to any byte before the last
-record is an error naming the run, never a silent loss."""
+"""The journal's file frames as pure functions: every cut of the writes reads back as the
+whole writes before it (a torn last write is left out: a batch is kept whole or not at
+all), and a change to any byte before the last write is an error naming the run, never a
+silent loss."""
 
 from __future__ import annotations
 
@@ -21,10 +22,13 @@ FACTS = st.lists(st.binary(max_size=40), min_size=1, max_size=8)
 
 
 @given(FACTS, st.data())
-def test_any_cut_reads_back_as_the_whole_records_before_it(facts: list[bytes], data: st.DataObject) -> None:
-    whole = batch(5, 2, facts)
+def test_any_cut_reads_back_as_the_whole_writes_before_it(facts: list[bytes], data: st.DataObject) -> None:
+    writes = [batch(5 + i, 2, [fact]) for i, fact in enumerate(facts[:-1])] + [batch(4 + len(facts), 2, facts[-1:])]
+    whole = b"".join(writes)
     cut = data.draw(st.integers(0, len(whole)))
     records, used = parse(whole[:cut], "r1", first_seq=5)
+    whole_writes = sum(1 for i in range(len(writes)) if len(b"".join(writes[: i + 1])) <= cut)
+    assert len(records) == whole_writes  # each write kept whole, or (the torn last one) left out
     assert [r.fact for r in records] == facts[: len(records)]
     assert [r.seq for r in records] == list(range(5, 5 + len(records)))
     assert all(r.epoch == 2 for r in records)
@@ -33,10 +37,19 @@ def test_any_cut_reads_back_as_the_whole_records_before_it(facts: list[bytes], d
         assert len(records) == len(facts) and used == cut
 
 
+@given(FACTS, st.data())
+def test_a_batch_is_read_back_whole_or_not_at_all(facts: list[bytes], data: st.DataObject) -> None:
+    whole = batch(0, 1, facts)
+    cut = data.draw(st.integers(0, len(whole)))
+    records, _ = parse(whole[:cut], "r1", first_seq=0)
+    assert [r.fact for r in records] == (facts if cut == len(whole) else [])
+
+
 @given(FACTS.filter(lambda f: len(f) >= 2), st.data())
-def test_a_changed_byte_before_the_last_record_is_an_error(facts: list[bytes], data: st.DataObject) -> None:
-    whole = bytearray(batch(0, 1, facts))
-    last = len(batch(0, 1, facts[:-1]))  # where the last record begins
+def test_a_changed_byte_before_the_last_write_is_an_error(facts: list[bytes], data: st.DataObject) -> None:
+    first = batch(0, 1, facts[:-1])  # a write (a frame) with another after it
+    whole = bytearray(first + batch(len(facts) - 1, 1, facts[-1:]))
+    last = len(first)  # where the last write begins
     at = data.draw(st.integers(0, last - 1))
     whole[at] ^= data.draw(st.integers(1, 255))
     with pytest.raises(JournalCorrupt, match="journal of run r1"):
@@ -89,3 +102,18 @@ def test_a_failure_keeps_its_error_as_a_remote_error() -> None:
 def test_a_record_that_is_not_a_fact_is_an_error_naming_the_run(data: bytes) -> None:
     with pytest.raises(JournalCorrupt, match="journal of run r1"):
         decode(data, "r1")
+
+
+def test_a_batch_larger_than_a_frame_takes_several(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    frames = importlib.import_module("graflow_async.run.journal.frames")
+    monkeypatch.setattr(frames, "MAX_RECORD", 64)
+    facts = [bytes([i]) * 20 for i in range(5)]  # 5 facts of 20 bytes: 2 to a 64-byte frame
+    data = batch(3, 1, facts)
+    records, used = parse(data, "r1", first_seq=3)
+    assert [r.fact for r in records] == facts and used == len(data)
+    frame, fact = frames.HEADER.size + frames.STAMP.size, frames.LENGTH.size + 20
+    assert len(data) == 3 * frame + 5 * fact  # frames of 2, 2 and 1 facts
+    with pytest.raises(ValueError, match="larger than"):
+        batch(0, 1, [b"x" * 64])

@@ -23,8 +23,12 @@ class EpochWord:
 
     def publish(self, epoch: int) -> None:
         """Make `epoch` the run's newest, and watch the word from now on."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags, 0o600)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, flags, 0o600)
         try:
             if os.fstat(fd).st_size < WORD.size:
                 os.ftruncate(fd, WORD.size)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 from graflow_async.plan.facts import STEPPED, Failed, RetryAt, RetryCame, Stepped, Succeeded, Suspended, Wrote
 from graflow_async.run.journal.base import Journal
 from graflow_async.run.journal.frames import JournalCorrupt
@@ -29,9 +31,18 @@ from graflow_async.wire.errors import error_from, error_info
 WRITES = ("set", "delete", "append", "incr")
 
 
+_PLAIN = frozenset({int, float, str, bool, type(None), bytes})  # values msgpack carries as they are
+_plain_packer = msgpack.Packer(use_bin_type=True, strict_types=True)
+
+
 def encode(fact: Any) -> bytes:
     """The bytes of `fact`; TypeError naming what cannot be kept (a result msgpack cannot carry)."""
     kind = type(fact)
+    if kind is Succeeded and not fact.directives and type(fact.value) in _PLAIN:  # most results: packed at once
+        try:
+            return _plain_packer.pack(["ok", fact.node, fact.cycle, fact.attempt, fact.value, fact.duration, []])
+        except (ValueError, OverflowError) as exc:  # an int msgpack cannot carry
+            raise TypeError(str(exc) or type(exc).__name__) from exc
     if kind is Succeeded:
         doc: list[Any] = ["ok", fact.node, fact.cycle, fact.attempt, fact.value, fact.duration]
         doc.append([directive_doc(d) for d in fact.directives])
