@@ -120,3 +120,47 @@ async def test_a_durable_runs_tasks_wait_for_an_adopter_when_its_driver_is_gone(
         adopted = await journal.claim("adopter", 30.0)
         assert adopted == epoch + 1
         assert await transport.ended([it]) == {it}  # now the old incarnation's tasks are stale
+
+
+async def test_what_an_older_owner_wrote_past_a_newer_owners_start_is_left_out(tmp_path: Path) -> None:
+    """An owner whose append passed its fence just as another claimed the run (the
+    moment between the check and the write): its records past the new owner's first,
+    even a torn one, do not count; the same owner's records there would be corruption."""
+    from graflow_async.run.journal.frames import batch
+
+    run_id = new_run()
+    old = FileJournal(tmp_path, run_id)
+    first = await old.claim("a", 0.05)
+    assert first is not None
+    await old.append(first, facts(3))
+    time.sleep(0.1)  # its lease lapses
+    new = FileJournal(tmp_path, run_id)
+    second = await new.claim("b", 30.0)
+    assert second is not None and second > first
+    [log] = (tmp_path / run_id / "journal").glob("log.*")
+    with log.open("ab") as late:  # the old owner's write that slipped past its fence
+        late.write(batch(3, first, facts(2, start=3)) + batch(5, first, facts(1, start=5))[:-3])
+    await new.append(second, facts(2, start=100))
+    assert (await FileJournal(tmp_path, run_id).read()).facts == facts(3) + facts(2, start=100)
+
+    assert (await FileJournal(tmp_path, run_id).read()).facts == facts(3) + facts(2, start=100)
+
+
+async def test_a_newer_owners_record_in_an_older_segment_is_corruption(tmp_path: Path) -> None:
+    from graflow_async.run.journal.frames import batch
+
+    run_id = new_run()
+    old = FileJournal(tmp_path, run_id)
+    first = await old.claim("a", 0.05)
+    assert first is not None
+    await old.append(first, facts(3))
+    time.sleep(0.1)
+    new = FileJournal(tmp_path, run_id)
+    second = await new.claim("b", 30.0)
+    assert second is not None
+    [log] = (tmp_path / run_id / "journal").glob("log.*")
+    with log.open("ab") as more:  # not what an older owner could have written
+        more.write(batch(3, second, facts(1, start=3)))
+    await new.append(second, facts(2, start=100))
+    with pytest.raises(JournalCorrupt, match="runs past the next segment"):
+        await FileJournal(tmp_path, run_id).read()

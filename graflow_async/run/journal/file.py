@@ -27,7 +27,7 @@ from graflow_async.exceptions import RunAlreadyRunningError
 from graflow_async.run.journal.base import Fenced, Journal, Replay
 from graflow_async.run.journal.epoch_word import STAT_EVERY, EpochWord
 from graflow_async.run.journal.facts import JournalWriter
-from graflow_async.run.journal.frames import JournalCorrupt, JournalError, batch_parts, parse
+from graflow_async.run.journal.frames import JournalCorrupt, JournalError, Record, batch_parts, parse
 
 _LOG, _SNAPSHOT = "log.", "snapshot."
 _IOV_MAX = 1024  # buffers one writev takes (Linux)
@@ -159,22 +159,41 @@ class FileJournal(Journal):
             snapshot = file.read_bytes()
         facts: list[bytes] = []
         segments = self._segments()
-        expected: int | None = None
-        for i, (start, file) in enumerate(segments):
-            data = file.read_bytes()
-            records, used = parse(data, self.run_id, first_seq=start)
-            if used < len(data) and i + 1 < len(segments):
-                raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: {file.name} ends in a torn record")
-            if expected is not None and start != expected:
-                raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: {file.name} does not follow on")
+        parsed = [self._segment_records(start, file) for start, file in segments]
+        for i, (start, file, records, torn) in enumerate(parsed):
+            if i + 1 < len(parsed):
+                records = self._followed(file, start, records, torn, parsed[i + 1])
             facts.extend(r.fact for r in records if r.seq >= upto)
-            expected = start + len(records)
         if segments and segments[0][0] > upto:
             raise JournalCorrupt(
                 self.run_id, f"journal of run {self.run_id}: facts {upto}..{segments[0][0]} are missing"
             )
         epoch = self._newest_epoch()
         return Replay(snapshot, upto, facts, epoch)
+
+    def _segment_records(self, start: int, file: Path) -> tuple[int, Path, list[Record], bool]:
+        """A segment's records, and whether it ends in a torn write."""
+        data = file.read_bytes()
+        records, used = parse(data, self.run_id, first_seq=start)
+        return start, file, records, used < len(data)
+
+    def _followed(
+        self, file: Path, start: int, records: list[Record], torn: bool, after: tuple[int, Path, list[Record], bool]
+    ) -> list[Record]:
+        """The records of segment `file` that count, given the segment `after` it: those
+        before its start. Past it may lie what an older owner wrote for a moment after a
+        newer one claimed the run (left out, a torn last write included); a gap, or more of
+        the same owner's, is `JournalCorrupt`."""
+        next_start, _, next_records, _ = after
+        kept = [r for r in records if r.seq < next_start]
+        if start + len(kept) != next_start:
+            raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: {file.name} does not reach {next_start}")
+        newer = next_records[0].epoch if next_records else 0
+        older = kept[-1].epoch if kept else 0
+        stale = records[len(kept) :]
+        if (stale or torn) and not (newer > older and all(r.epoch < newer for r in stale)):
+            raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: {file.name} runs past the next segment")
+        return kept
 
     def _cut_torn_tail(self) -> None:
         """The new owner drops what a crashed one left half-written at the end."""
