@@ -26,6 +26,7 @@ from graflow_async.transports.redis import RedisStreamsTransport
 log = LibraryLog()
 EVERY = 0.5  # seconds between looks for orphaned runs
 PAGE = 50  # orphans looked at per look (the next look goes on from there)
+MAX_PASSED = 10_000  # runs remembered as not adoptable here, at most
 
 
 def imported_workflow(ref: str) -> Workflow | None:
@@ -69,6 +70,8 @@ class Adopter:
 
         found = await self.transport.owners.orphans(PAGE, self._offset)
         self._offset = self._offset + PAGE if len(found) == PAGE else 0
+        if len(self.passed) > MAX_PASSED:  # looked at again, in case this process can adopt them by now
+            self.passed.clear()
         for run_id in found:
             if run_id in self.carrying or run_id in self.passed:
                 continue
@@ -105,7 +108,8 @@ class Adopter:
                 log.info("an adopted durable run ended", run_id=run_id, status=result.status)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the run's own failure, kept as its outcome
+        except Exception as exc:  # the run's own failure (kept as its outcome), or one it cannot be adopted for
             log.info("an adopted durable run failed", run_id=run_id, error=repr(exc)[:200])
+            self.passed.add(run_id)  # not looked at again: an ended run has left the list anyway
         finally:
             self.carrying.pop(run_id, None)
