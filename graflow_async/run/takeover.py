@@ -43,7 +43,8 @@ async def read_back(home: Home) -> ReadBack:
     if journal.snapshot is not None:
         where = f"the journal snapshot of durable run {run_id}"
         doc = check_document(decode_checkpoint(journal.snapshot, source=where), where)
-        retry_at = _deadlines(doc.get("metadata", {}).get(RETRY_AT))
+        meta = doc.get("metadata")
+        retry_at = _deadlines(meta.get(RETRY_AT) if isinstance(meta, dict) else None)
     retry_at.update(retry_deadlines(facts))
 
     def restore(plan: RunPlan) -> None:
