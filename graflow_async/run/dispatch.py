@@ -30,24 +30,7 @@ def remote_message(
     trace: dict[str, str] | None,
 ) -> TaskMessage:
     """Message ``i`` of `d` for a worker: the task named by its import path."""
-    task = d.tasks[i]
-    return TaskMessage(
-        run_id,
-        task.id,
-        d.nodes[i],
-        d.attempts[i],
-        reply_to,
-        d.kwargs[i],
-        task.timeout,
-        task.ref,
-        None,
-        inject_context=task.inject_context,
-        cycle=d.cycles[i],
-        max_cycles=d.max_cycles[i],
-        resumed_metadata=resumed.get(task.id) if resumed else None,
-        trace=trace,
-        epoch=epoch,
-    )
+    return _message(d, i, run_id, reply_to, resumed, trace, remote=True, epoch=epoch)
 
 
 def local_messages(
@@ -73,7 +56,12 @@ def _message(
     reply_to: str,
     resumed: dict[str, dict[str, Any]] | None,
     trace: dict[str, str] | None,
+    *,
+    remote: bool = False,
+    epoch: int = 0,
 ) -> TaskMessage:
+    """Message ``i`` of `d`: carrying the task itself, or for a worker (`remote`) its
+    import path."""
     task = d.tasks[i]
     # positional, in TaskMessage's field order: this is made once per task
     return TaskMessage(
@@ -84,8 +72,8 @@ def _message(
         reply_to,
         d.kwargs[i],
         task.timeout,
-        None,
-        task,
+        task.ref if remote else None,
+        None if remote else task,
         None,
         None,
         task.inject_context,
@@ -93,6 +81,7 @@ def _message(
         d.max_cycles[i],
         resumed.get(task.id) if resumed else None,
         trace,
+        epoch,
     )
 
 
