@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from plan_driving import DrivenPlan
 
 from graflow_async import (
     AtLeastNGroupPolicy,
@@ -389,28 +390,12 @@ def situations(plan: RunPlan) -> list[str]:
 
 
 # --- runs told by hand, cut everywhere: what random runs reach seldom ---------------------------------
-class Script:
+class Script(DrivenPlan):
     """A plan driven fact by fact; `step` gives what it dispatched, by task id."""
 
     def __init__(self, wf: Workflow) -> None:
-        self.wf, self.plan = wf, fresh(wf)
-        self.facts: list[Any] = []
-        self.plan.start()
-
-    def tell(self, *facts: Any) -> None:
-        for fact in facts:
-            self.facts.append(fact)
-            apply(self.plan, fact)
-
-    def step(self) -> dict[str, tuple[int, int, int]]:
-        """Step: task id -> (node, cycle, attempt) of what was sent."""
-        self.facts.append(STEPPED)
-        sent = {}
-        for action in self.plan.step():
-            if isinstance(action, Dispatch):
-                for i, node in enumerate(action.nodes):
-                    sent[action.tasks[i].id] = (node, action.cycles[i], action.attempts[i])
-        return sent
+        self.wf = wf
+        super().__init__(fresh(wf))
 
     def ok(self, sent: tuple[int, int, int], value: Any = "v", *directives: Any) -> Succeeded:
         return Succeeded(*sent, value, 0.5, directives)

@@ -4,11 +4,11 @@ channel and statuses, and `in_flight` hands back exactly the attempts that were 
 
 from __future__ import annotations
 
-from typing import Any
+from plan_driving import DrivenPlan
 
 from graflow_async import RetryPolicy, task, workflow
 from graflow_async.plan import ChannelData, Dispatch, Finish, RunGraph, RunPlan
-from graflow_async.plan.facts import STEPPED, Failed, RetryCame, Succeeded, Wrote, apply, replay
+from graflow_async.plan.facts import STEPPED, Failed, RetryCame, Succeeded, Wrote, replay
 
 
 @task
@@ -37,28 +37,12 @@ def fresh() -> RunPlan:
     return RunPlan(RunGraph(wf.compile()), ChannelData({"total": 1}), default_retry=RetryPolicy())
 
 
-class Live:
+class Live(DrivenPlan):
     """A plan driven as the run actor drives it, keeping the facts it was told."""
 
     def __init__(self) -> None:
-        self.plan = fresh()
-        self.facts: list[Any] = []
-        self.plan.start()
+        super().__init__(fresh())
         self.sent = self.step()
-
-    def tell(self, fact: Any) -> None:
-        self.facts.append(fact)
-        apply(self.plan, fact)
-
-    def step(self) -> dict[str, tuple[int, int, int]]:
-        """Step; the tasks dispatched, by id: (node, cycle, attempt)."""
-        self.facts.append(STEPPED)
-        sent = {}
-        for action in self.plan.step():
-            if isinstance(action, Dispatch):
-                for i, node in enumerate(action.nodes):
-                    sent[action.tasks[i].id] = (node, action.cycles[i], action.attempts[i])
-        return sent
 
 
 def running(plan: RunPlan) -> list[tuple[str, int, int]]:
@@ -107,7 +91,7 @@ def test_nothing_is_in_flight_before_the_start_or_after_the_end() -> None:
 
 
 def test_the_writes_of_an_attempt_that_never_finished_are_left_out_of_a_takeover() -> None:
-    from graflow_async.plan.facts import STEPPED, Succeeded, Wrote, without_unfinished_writes
+    from graflow_async.plan.facts import Succeeded, Wrote, without_unfinished_writes
 
     done, running, retried = (0, 1, 1), (1, 1, 1), (2, 1, 1)
     facts = [
