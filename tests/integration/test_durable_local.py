@@ -25,9 +25,9 @@ def notes(directory: Path) -> list[tuple[str, int]]:
     return [(line.split(":")[0], int(line.split(":")[1])) for line in path.read_text().split()]
 
 
-async def killed_mid_run(tmp_path: Path, run_id: str, *flow: str) -> asyncio.subprocess.Process:
-    """A driver process of durable run `run_id`, SIGKILLed while `slow` waits."""
-    driver = await asyncio.create_subprocess_exec(
+async def start_driver(tmp_path: Path, run_id: str, *flow: str) -> asyncio.subprocess.Process:
+    """A driver process of durable run `run_id` (`durable_flows`' DEMO, or the flow named)."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "durable_flows",
@@ -37,6 +37,11 @@ async def killed_mid_run(tmp_path: Path, run_id: str, *flow: str) -> asyncio.sub
         env={**os.environ, "PYTHONPATH": PYTHONPATH},
         cwd=ROOT,
     )
+
+
+async def killed_mid_run(tmp_path: Path, run_id: str, *flow: str) -> asyncio.subprocess.Process:
+    """A driver process of durable run `run_id`, SIGKILLed while `slow` waits."""
+    driver = await start_driver(tmp_path, run_id, *flow)
     deadline = time.monotonic() + 30
     while {"slow", "side"} - {name for name, _ in notes(tmp_path)}:
         assert time.monotonic() < deadline and driver.returncode is None, notes(tmp_path)
@@ -142,16 +147,7 @@ async def test_a_retry_pending_at_the_kill_comes_at_its_original_deadline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GFT_DURABLE_DIR", str(tmp_path))
-    driver = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "durable_flows",
-        "pay-6",
-        str(tmp_path / "checkpoints"),
-        "RETRYING",
-        env={**os.environ, "PYTHONPATH": PYTHONPATH},
-        cwd=ROOT,
-    )
+    driver = await start_driver(tmp_path, "pay-6", "RETRYING")
     deadline = time.monotonic() + 30
     while not notes(tmp_path):
         assert time.monotonic() < deadline and driver.returncode is None
@@ -210,15 +206,7 @@ async def test_a_durable_run_has_a_run_record_the_web_app_lists(
     monkeypatch.setenv("GFT_DURABLE_DIR", str(tmp_path))
     store = FileFeedbackStore(tmp_path / "feedback")
     async with TestClient(TestServer(create_app(feedback_store=store))) as client:
-        driver = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "durable_flows",
-            "pay-8",
-            str(tmp_path / "checkpoints"),
-            env={**os.environ, "PYTHONPATH": PYTHONPATH},
-            cwd=ROOT,
-        )
+        driver = await start_driver(tmp_path, "pay-8")
         while "slow" not in {name for name, _ in notes(tmp_path)}:
             assert driver.returncode is None
             await asyncio.sleep(0.02)

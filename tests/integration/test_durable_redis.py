@@ -42,11 +42,12 @@ def notes(directory: Path) -> list[tuple[str, int]]:
     return [(line.split(":")[0], int(line.split(":")[1])) for line in path.read_text().split()]
 
 
-async def wait_for(directory: Path, names: set[str], driver: asyncio.subprocess.Process | None = None) -> None:
+async def wait_for(directory: Path, names: set[str], driver: asyncio.subprocess.Process) -> None:
+    """Until tasks `names` have noted that they ran, while `driver` lives."""
     deadline = time.monotonic() + 30
     while names - {name for name, _ in notes(directory)}:
         assert time.monotonic() < deadline, notes(directory)
-        assert driver is None or driver.returncode is None, "the driver ended early"
+        assert driver.returncode is None, "the driver ended early"
         await asyncio.sleep(0.02)
 
 

@@ -36,8 +36,8 @@ def double(fetch: int) -> int:
 async def slow(context: TaskContext, double: int) -> int:
     """Counts itself in the channel, then waits for the gate file (the test kills the
     driver meanwhile): a crashed run's channel counts it once, as a crash-free one does."""
-    note("slow")
     await context.channel.incr("slowed")
+    note("slow")  # after the run answered: a driver killed from now on has nothing of it in flight but the wait
     await gated()
     return double + 1
 

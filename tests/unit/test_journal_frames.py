@@ -28,7 +28,7 @@ def test_any_cut_reads_back_as_the_whole_writes_before_it(facts: list[bytes], da
     cut = data.draw(st.integers(0, len(whole)))
     records, used = parse(whole[:cut], "r1", first_seq=5)
     whole_writes = sum(1 for i in range(len(writes)) if len(b"".join(writes[: i + 1])) <= cut)
-    assert len(records) == whole_writes  # each write kept whole, or (the torn last one) left out
+    assert len(records) == whole_writes  # each whole write read back; a torn last one left out
     assert [r.fact for r in records] == facts[: len(records)]
     assert [r.seq for r in records] == list(range(5, 5 + len(records)))
     assert all(r.epoch == 2 for r in records)
