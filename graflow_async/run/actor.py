@@ -309,8 +309,9 @@ class RunActor(Actor[Any]):
             else:
                 self.outcome = action
                 self.stop()
-        if self._recording is not None:  # what this turn consumed is written before anything leaves
-            batches = await self._recording.flush(batches)
+        recording = self._recording
+        if recording is not None and not recording.flush_now():  # written before anything leaves
+            batches = await recording.flush(batches)
         for route, messages in batches:
             if not route.transport.send_nowait(route.task_queue, messages):
                 await route.transport.send(route.task_queue, messages)

@@ -139,8 +139,9 @@ class FileHome(Home):
 
     def writer(self, epoch: int) -> FactWriter:
         journal = self.journal
-        kind = JournalWriter if journal.fsync else FileJournalWriter
-        return kind(journal, epoch, journal.next_seq)
+        if journal.fsync:
+            return JournalWriter(journal, epoch, journal.next_seq)
+        return FileJournalWriter(journal, epoch)
 
 
 def _read(path: Path) -> bytes | None:

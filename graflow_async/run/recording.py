@@ -21,7 +21,7 @@ from graflow_async.clock import current_clock
 from graflow_async.plan import RetryLater, RunPlan
 from graflow_async.plan.facts import STEPPED, Failed, RetryAt, RetryCame, Succeeded, Wrote, apply
 from graflow_async.plan.state import RETRY, RUNNING
-from graflow_async.run.journal.facts import encode
+from graflow_async.run.journal.facts import PLAIN, encode, encode_plain_result
 from graflow_async.run.replies import fact_of
 from graflow_async.wire.messages import TaskMessage, TaskReply
 
@@ -64,12 +64,19 @@ class FactWriter(Protocol):
         """Keep `snapshot` as the run's state after its first `upto` facts, which go."""
         ...
 
+    @property
+    def write_now(self) -> Callable[[list[bytes]], int] | None:
+        """Journal records without awaiting anything (a file journal without fsync): how
+        many facts the journal then holds. None: `write` must be awaited."""
+        ...
+
 
 class Recording:
     """The facts of the turn being taken, and where they go (see the module docstring)."""
 
     def __init__(self, writer: FactWriter, snapshot: Callable[[], bytes] | None = None) -> None:
         self.writer = writer
+        self._write_now = writer.write_now
         self.snapshot = snapshot  # the run's state now, as a journal snapshot (None: never compact)
         self.compacted = writer.next_seq  # facts the last snapshot covers (or the journal held at the start)
         self.retry_at: dict[int, float] = {}  # node -> when its pending retry's backoff ends (for a snapshot)
@@ -105,6 +112,15 @@ class Recording:
         if self.writing:
             self.writing.discard((r.node, r.cycle, r.attempt))
         if r.ok and not r.directives:  # most replies: a plain result
+            if type(r.value) in PLAIN:  # packed at once (a run's hot path)
+                try:
+                    data = encode_plain_result(r.node, r.cycle, r.attempt, r.value, r.duration)
+                except TypeError:  # an int msgpack cannot carry: failed below
+                    pass
+                else:
+                    self.turn.append(data)
+                    plan.task_succeeded(r.node, r.cycle, r.attempt, r.value, r.duration, ())
+                    return
             fact: Any = Succeeded(r.node, r.cycle, r.attempt, r.value, r.duration, ())
         else:
             fact = fact_of(r)
@@ -146,6 +162,21 @@ class Recording:
         """The write `record` (`encoded`) took effect."""
         self.turn.append(record)
         self.writing.add(by)
+
+    def flush_now(self) -> bool:
+        """`flush` without awaiting, when the writer writes at once and no snapshot is due
+        after the turn (a file journal without fsync, nearly every turn): True when the
+        turn is written; False: await `flush`."""
+        write_now = self._write_now
+        if write_now is None:
+            return False
+        turn = self.turn
+        if self.snapshot is not None and self.writer.next_seq + len(turn) + 1 - self.compacted >= COMPACT_EVERY:
+            return False
+        turn.append(_STEPPED)
+        self.turn, self.consumed = [], None
+        write_now(turn)
+        return True
 
     async def flush(self, sends: Sends) -> Sends:
         """Write the turn's facts (closed by its step); what is left of `sends` to send."""

@@ -137,17 +137,18 @@ async def test_a_killed_driver_s_run_is_recovered_and_the_reply_that_came_meanwh
     assert took < 2.0 + 2.5  # waited for the dead driver's lease (2 s) to lapse, and a bounded while more
 
 
-async def test_a_durable_run_s_unkeepable_result_fails_its_task(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("value", "kind"), [(object(), "object"), (2**70, "int")])  # an int: the plain-result path
+async def test_a_durable_run_s_unkeepable_result_fails_its_task(tmp_path: Path, value: object, kind: str) -> None:
     @task
     def opaque() -> object:
-        return object()
+        return value
 
     with workflow("opaque") as wf:
         wf.add(opaque)
 
     with pytest.raises(TaskFailedError, match="opaque") as info:
         await run(wf, durable=True, checkpoint_store=tmp_path)
-    assert "object" in str(info.value.__cause__) and "journal" in str(info.value.__cause__)
+    assert f"returned a {kind}" in str(info.value.__cause__) and "journal" in str(info.value.__cause__)
 
 
 async def test_workers_adopt_a_run_whose_driver_died_and_exactly_one_carries_it_on(

@@ -86,6 +86,7 @@ def build() -> Any:
 
 class Recorder:
     next_seq = 0  # it never compacts: its facts stay as they came
+    write_now = None  # each turn goes through `write`
 
     def __init__(self) -> None:
         self.turns: list[list[Any]] = []

@@ -17,6 +17,7 @@ message and traceback. Nothing read back is trusted: a record that is not a fact
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -31,18 +32,24 @@ from graflow_async.wire.errors import error_from, error_info
 WRITES = ("set", "delete", "append", "incr")
 
 
-_PLAIN = frozenset({int, float, str, bool, type(None), bytes})  # values msgpack carries as they are
-_plain_packer = msgpack.Packer(use_bin_type=True, strict_types=True)
+PLAIN = frozenset({int, float, str, bool, type(None), bytes})  # values msgpack carries as they are
+_plain_pack = msgpack.Packer(use_bin_type=True, strict_types=True).pack
+
+
+def encode_plain_result(node: int, cycle: int, attempt: int, value: Any, duration: float) -> bytes:
+    """`encode` of a `Succeeded` without directives whose value's type is in `PLAIN`
+    (most results: packed at once)."""
+    try:
+        return _plain_pack(["ok", node, cycle, attempt, value, duration, []])
+    except (ValueError, OverflowError) as exc:  # an int msgpack cannot carry
+        raise TypeError(str(exc) or type(exc).__name__) from exc
 
 
 def encode(fact: Any) -> bytes:
     """The bytes of `fact`; TypeError naming what cannot be kept (a result msgpack cannot carry)."""
     kind = type(fact)
-    if kind is Succeeded and not fact.directives and type(fact.value) in _PLAIN:  # most results: packed at once
-        try:
-            return _plain_packer.pack(["ok", fact.node, fact.cycle, fact.attempt, fact.value, fact.duration, []])
-        except (ValueError, OverflowError) as exc:  # an int msgpack cannot carry
-            raise TypeError(str(exc) or type(exc).__name__) from exc
+    if kind is Succeeded and not fact.directives and type(fact.value) in PLAIN:
+        return encode_plain_result(fact.node, fact.cycle, fact.attempt, fact.value, fact.duration)
     if kind is Succeeded:
         doc: list[Any] = ["ok", fact.node, fact.cycle, fact.attempt, fact.value, fact.duration]
         doc.append([directive_doc(d) for d in fact.directives])
@@ -129,6 +136,8 @@ class JournalWriter:
 
     async def compact(self, snapshot: bytes, upto: int) -> None:
         await self.journal.compact(self.epoch, snapshot, upto)
+
+    write_now: Callable[[list[bytes]], int] | None = None  # this journal's appends are awaited
 
 
 def read_facts(records: list[bytes], run_id: str) -> list[Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -26,11 +27,11 @@ from graflow_async.checkpoints import FileCheckpointStore, runlock
 from graflow_async.exceptions import RunAlreadyRunningError
 from graflow_async.run.journal.base import Fenced, Journal, Replay
 from graflow_async.run.journal.epoch_word import STAT_EVERY, EpochWord
-from graflow_async.run.journal.facts import JournalWriter
-from graflow_async.run.journal.frames import JournalCorrupt, JournalError, Record, batch_parts, parse
+from graflow_async.run.journal.frames import JournalCorrupt, JournalError, Record, batch_parts, frame, parse
 
 _LOG, _SNAPSHOT = "log.", "snapshot."
 _IOV_MAX = 1024  # buffers one writev takes (Linux)
+_SMALL_COUNT, _SMALL_BYTES = 64, 1 << 20  # a batch this small is framed at once, and copied
 
 
 class FileJournal(Journal):
@@ -93,11 +94,12 @@ class FileJournal(Journal):
         the epoch word (`epoch_word`), and every `STAT_EVERY` seconds (always, without a
         word) a `stat` of the next epoch's lease file."""
         newest = self._word.newest()
-        if newest is not None and newest > epoch:
-            self._fenced(newest)
         now = time.monotonic()
-        if newest is not None and now < self._stat_due:
-            return
+        if newest is not None:
+            if newest > epoch:
+                self._fenced(newest)
+            if now < self._stat_due:
+                return
         self._stat_due = now + STAT_EVERY
         newer = self._newer.get(epoch)
         if newer is None:
@@ -121,14 +123,20 @@ class FileJournal(Journal):
         """`append` but for its fsync (the journal's own, without `fsync`): one write."""
         if not facts:
             return self._next
-        self.fence(epoch)
-        parts = batch_parts(self._next, epoch, facts)
-        fd = self._segment()
-        if len(parts) <= _IOV_MAX:  # one write (O_APPEND): a crash leaves at most a torn tail
-            written, size = os.writev(fd, parts), sum(map(len, parts))
-        else:
-            data = b"".join(parts)
+        if self._word.newest() != epoch or time.monotonic() >= self._stat_due:  # else: fenced in already
+            self.fence(epoch)
+        fd = self._segment() if self._fd is None else self._fd
+        # one write (O_APPEND): a crash leaves at most a torn tail
+        if len(facts) <= _SMALL_COUNT and sum(map(len, facts)) <= _SMALL_BYTES:  # a usual turn: one frame
+            data = frame(self._next, epoch, facts)
             written, size = os.write(fd, data), len(data)
+        else:
+            parts = batch_parts(self._next, epoch, facts)
+            if len(parts) <= _IOV_MAX:
+                written, size = os.writev(fd, parts), sum(map(len, parts))
+            else:
+                data = b"".join(parts)
+                written, size = os.write(fd, data), len(data)
         if written != size:
             raise JournalError(self.run_id, f"journal of run {self.run_id}: a write was cut short (disk full?)")
         self._next += len(facts)
@@ -245,16 +253,25 @@ class FileJournal(Journal):
         self._word.close()
 
 
-class FileJournalWriter(JournalWriter):
-    """`JournalWriter` of a `FileJournal` without fsync: its append is a plain call."""
+class FileJournalWriter:
+    """The `run.recording.FactWriter` of a `FileJournal` without fsync: its append is a
+    plain call (`write_now`)."""
 
-    def __init__(self, journal: FileJournal, epoch: int, next_seq: int = 0) -> None:
-        super().__init__(journal, epoch, next_seq)
-        self._append = journal.append_now
+    def __init__(self, journal: FileJournal, epoch: int) -> None:
+        self.journal = journal
+        self.epoch = epoch
+        self.write_now = functools.partial(journal.append_now, epoch)
+
+    @property
+    def next_seq(self) -> int:
+        return self.journal.next_seq
 
     async def write(self, records: list[bytes], sends: list[Any], consumed: bytes | None = None) -> list[Any]:
-        self.next_seq = self._append(self.epoch, records)
+        self.write_now(records)
         return sends
+
+    async def compact(self, snapshot: bytes, upto: int) -> None:
+        await self.journal.compact(self.epoch, snapshot, upto)
 
 
 __all__ = ["FileJournal", "FileJournalWriter", "JournalError"]

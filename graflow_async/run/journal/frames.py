@@ -52,6 +52,21 @@ def batch(first_seq: int, epoch: int, facts: Sequence[bytes]) -> bytes:
     return b"".join(batch_parts(first_seq, epoch, facts))
 
 
+def frame(first_seq: int, epoch: int, facts: Sequence[bytes]) -> bytes:
+    """`batch` of facts that fit one frame (under `MAX_RECORD` in all: the usual turn),
+    built at once (a run's hot path)."""
+    parts = [STAMP.pack(first_seq, epoch, len(facts))]
+    length = LENGTH.pack
+    for fact in facts:
+        parts.append(length(len(fact)))
+        parts.append(fact)
+    body = b"".join(parts)
+    size = len(body)
+    if size > MAX_RECORD:
+        raise ValueError(f"a journal frame of {size} bytes is larger than the {MAX_RECORD} allowed")
+    return HEADER.pack(size, size ^ _ALL, zlib.crc32(body)) + body
+
+
 def batch_parts(first_seq: int, epoch: int, facts: Sequence[bytes]) -> list[bytes]:
     """`batch` as the buffers of one `writev` (nothing copied to join them)."""
     out: list[bytes] = []

@@ -212,6 +212,8 @@ class RedisJournalWriter:
     append first. When it is fenced out the messages went out all the same, carrying the
     old epoch: workers skip them."""
 
+    write_now = None  # its appends ride in the turn's round trip: awaited
+
     def __init__(self, journal: RedisJournal, epoch: int) -> None:
         self.journal = journal
         self.epoch = epoch
