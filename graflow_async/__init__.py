@@ -13,6 +13,7 @@ See README.md and SPEC.md for the whole API.
 """
 
 from graflow_async.define.graph import Chain, ParallelGroup, Workflow, chain, parallel, workflow
+from graflow_async.define.limits import Concurrency, RateLimit
 from graflow_async.define.policies import (
     AtLeastNGroupPolicy,
     BestEffortGroupPolicy,
@@ -66,6 +67,7 @@ __all__ = [
     "Channel",
     "CheckpointError",
     "CheckpointManager",
+    "Concurrency",
     "CoordinationBackend",
     "CorruptRecordError",
     "CriticalGroupPolicy",
@@ -87,6 +89,7 @@ __all__ = [
     "HandlerError",
     "ParallelGroup",
     "ParallelGroupError",
+    "RateLimit",
     "RemoteTaskError",
     "RetryLimitExceededError",
     "RetryPolicy",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, overload
 
 from graflow_async.define.compose import Composable
+from graflow_async.define.limits import check_limits, check_priority
 from graflow_async.define.policies import RetryPolicy
 from graflow_async.exceptions import GraphError
 from graflow_async.options import number, whole
@@ -183,8 +184,10 @@ class Task(Composable):
         "id",
         "inject_context",
         "is_async",
+        "limits",
         "max_cycles",
         "params",
+        "priority",
         "ref",
         "retry_policy",
         "timeout",
@@ -203,6 +206,8 @@ class Task(Composable):
         timeout: float | None = None,
         max_cycles: int | None = None,
         bound: dict[str, Any] | None = None,
+        limits: Any = None,
+        priority: int | None = None,
     ) -> None:
         if not callable(func):
             raise TypeError(f"@task needs a function, got {func!r}")
@@ -233,6 +238,8 @@ class Task(Composable):
         self.timeout = float(timeout) if timeout is not None else None
         self.bound = dict(bound) if bound else _NO_ARGS
         self.params, self.is_async, self.ref = _analysis(func, inject_context)
+        self.limits = check_limits(task_id, limits, (p.name for p in self.params)) if limits is not None else ()
+        self.priority = None if priority is None else check_priority(f"task {task_id!r}: priority", priority)
 
     # --- instances -------------------------------------------------------------
     def __call__(self, *args: Any, task_id: str | None = None, **kwargs: Any) -> Any:
@@ -267,6 +274,8 @@ class Task(Composable):
             timeout=self.timeout,
             max_cycles=self.max_cycles,
             bound={**self.bound, **bound},
+            limits=self.limits,
+            priority=self.priority,
         )
 
     def __repr__(self) -> str:
@@ -277,7 +286,18 @@ _new = object.__new__
 
 
 _OPTIONS = frozenset(
-    {"id", "inject_context", "retry_policy", "max_retries", "handler", "handler_kwargs", "timeout", "max_cycles"}
+    {
+        "id",
+        "inject_context",
+        "retry_policy",
+        "max_retries",
+        "handler",
+        "handler_kwargs",
+        "timeout",
+        "max_cycles",
+        "limits",
+        "priority",
+    }
 )
 
 
@@ -290,14 +310,15 @@ def task(id: str | None = None, /, **options: Any) -> Callable[[Callable[..., An
 def task(func_or_id: Any = None, /, *, id: Any = _MISSING, **options: Any) -> Any:
     """Make a function a workflow task: ``@task``, ``@task()``, ``@task("id")``,
     ``@task(id="id", inject_context=..., retry_policy=..., max_retries=...,
-    handler=..., handler_kwargs=..., timeout=..., max_cycles=...)``."""
+    handler=..., handler_kwargs=..., timeout=..., max_cycles=..., limits=..., priority=...)``."""
     if not options and type(id) is str and id and callable(func_or_id) and not isinstance(func_or_id, Task):
         # task(f, id="x"), as a million-task workflow makes them: Task(f, id="x") made
         # here, every option at its default (none to check, no keywords to bind)
         t: Task = _new(Task)
         t.id = id
         t.func = func_or_id
-        t.max_cycles = t.retry_policy = t.timeout = None
+        t.max_cycles = t.retry_policy = t.timeout = t.priority = None
+        t.limits = ()
         t.inject_context = False
         t.handler = "direct"
         t.handler_kwargs = t.bound = _NO_ARGS

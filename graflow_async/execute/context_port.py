@@ -99,6 +99,25 @@ class ContextPort:
             raise reply.error
         return reply.value
 
+    async def notify(self, message: TaskMessage, op: str, args: dict[str, Any]) -> None:
+        """Tell the run of `message` something that wants no answer (its answer, if any,
+        is dropped: nothing waits for it); a notice that cannot be sent is only logged."""
+        request = ContextRequest(
+            message.run_id,
+            message.node,
+            message.cycle,
+            message.attempt,
+            f"{self._prefix}-{next(self._ids)}",
+            op,
+            args,
+            self.queue,
+            message.epoch,
+        )
+        try:
+            await self.transport.send(message.reply_to, (request,))
+        except TransportError as exc:
+            log.warning("could not tell a run about its task", run_id=message.run_id, op=op, error=str(exc))
+
     async def _exchange(self, to: str, request: ContextRequest, future: asyncio.Future[ContextReply]) -> ContextReply:
         await self.transport.send(to, (request,))
         if not self.remote:

@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from graflow_async.actors import Actor, Inbox, Supervisor
 from graflow_async.clock import Backoff, current_clock, within
+from graflow_async.define.limits import LimitKeyError
 from graflow_async.define.tasks import Task
 from graflow_async.exceptions import TransportError
 from graflow_async.execute.attempt import failed, run_attempt
 from graflow_async.execute.context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
 from graflow_async.execute.local_attempts import LocalAttempts
 from graflow_async.execute.task_queue import TaskQueue
+from graflow_async.execute.throttle import Throttle
 from graflow_async.execute.threads import RunThreadPool, shutdown, thread_pool
 from graflow_async.logs import LibraryLog
 from graflow_async.options import whole
@@ -100,6 +102,7 @@ class Executor(Actor[Any]):
         self._heartbeat: asyncio.Task[None] | None = None
         self._beat = asyncio.Event()
         self._beat_every = MAX_BEAT
+        self._throttle: Throttle | None = None  # attempts under limits (made with the first)
         self._judged: dict[Incarnation, tuple[bool, float]] = {}  # incarnation -> (ended, when it was judged)
         self._latest: dict[str, int] = {}  # run id -> the newest epoch judged running: older ones have ended
 
@@ -174,7 +177,7 @@ class Executor(Actor[Any]):
 
     def _spawn_attempt(self, message: TaskMessage, task: Task) -> None:
         assert self._children is not None
-        self._children.spawn(self._execute(message, task, None), context=self._context)
+        self._children.spawn(self._execute(message, task, None, limited=bool(task.limits)), context=self._context)
 
     # --- read (workers) ----------------------------------------------------------------------
     def batch_limit(self) -> int:
@@ -256,13 +259,15 @@ class Executor(Actor[Any]):
             await self._skip(delivery)
             return
         self._inflight[delivery.id] = delivery
-        self._running += 1
+        limited = bool(task.limits)
+        if not limited:  # one under limits takes its slot here once they let it start
+            self._running += 1
         assert self._children is not None
         if self._heartbeat is None:
             self._heartbeat = self._children.spawn(self._heartbeats(), name="heartbeats")
         elif (msg.lease_timeout or 30.0) / 3 < self._beat_every:
             self._beat.set()  # a shorter lease than those running: beat sooner
-        self._children.spawn(self._execute(msg, task, delivery), context=self._context)
+        self._children.spawn(self._execute(msg, task, delivery, limited=limited), context=self._context)
 
     async def _answer(self, msg: TaskMessage, reply: TaskReply) -> None:
         """Tell a run its task will not run; a run that cannot be told is gone."""
@@ -287,12 +292,67 @@ class Executor(Actor[Any]):
             if self._inflight:
                 try:
                     await self.transport.touch(self.queue, list(self._inflight.values()))
+                    if self._throttle is not None and self._throttle.held:
+                        await self._throttle.renew()
                 except Exception as exc:  # a missed beat is not fatal; the next one may land
                     log.warning("heartbeat failed", error=repr(exc))
 
     # --- running one attempt ----------------------------------------------------------------
-    async def _execute(self, msg: TaskMessage, task: Task, delivery: Delivery | None) -> None:
-        """Run one attempt, reply, and ack `delivery` (None: handed over, nothing to ack)."""
+    async def _execute(self, msg: TaskMessage, task: Task, delivery: Delivery | None, *, limited: bool = False) -> None:
+        """Run one attempt, reply, and ack `delivery` (None: handed over, nothing to ack).
+        `limited`: the attempt first waits for its limits (`throttle`), holding no slot."""
+        counted = delivery is not None and not limited  # taking one of the executor's slots
+        admitted = False
+        try:
+            if limited:
+                admitted = await self._admitted(msg, task, delivery)
+                if not admitted:
+                    return
+                if delivery is not None:
+                    self._running += 1
+                    counted = True
+            await self._attempt(msg, task, delivery)
+        finally:
+            if admitted:
+                assert self._throttle is not None
+                await self._throttle.release(msg)
+            if delivery is not None:
+                self._inflight.pop(delivery.id, None)
+            if counted:
+                self._running -= 1
+                self._slot_freed.set()
+
+    async def _admitted(self, msg: TaskMessage, task: Task, delivery: Delivery | None) -> bool:
+        """Wait until the limits of `msg`'s attempt let it start: True. False when it was
+        settled instead: its limit key cannot be formatted (it fails), or its run ended."""
+        throttle = self._throttle
+        if throttle is None:
+            assert self._children is not None
+            spawn, remote = self._children.spawn, not self.transport.in_process
+            throttle = self._throttle = Throttle(
+                self.transport.limits(), self.port, spawn, self._run_ended if remote else None
+            )
+        try:
+            if await throttle.admit(msg, task, msg.lease_timeout or 30.0):
+                return True
+        except LimitKeyError as exc:  # fails, never retried: the same arguments give the same key
+            await self._written(msg, failed(msg, exc, retryable=False), delivery)
+            return False
+        except TransportError as exc:  # left pending: delivered again after its lease
+            log.warning("could not take a task's limits", task_id=msg.task_id, error=str(exc))
+            return False
+        except asyncio.CancelledError:
+            if delivery is not None:
+                self.stopped.append(delivery)  # stopped while it waited: to be handed back
+            raise
+        if delivery is not None:
+            await self._skip(delivery)
+        return False
+
+    async def _run_ended(self, msg: TaskMessage) -> bool:
+        return bool(await self.transport.ended({_incarnation(msg)}))
+
+    async def _attempt(self, msg: TaskMessage, task: Task, delivery: Delivery | None) -> None:
         observer = self.observer
         if observer is not None:
             observer.started(msg)
@@ -312,11 +372,6 @@ class Executor(Actor[Any]):
                 observer.finished(msg, reply)
         except TransportError as exc:  # not written: left pending, delivered again after its lease
             log.warning("could not write a task's reply", task_id=msg.task_id, error=str(exc))
-        finally:
-            if delivery is not None:
-                self._inflight.pop(delivery.id, None)
-                self._running -= 1
-                self._slot_freed.set()
 
     async def _written(self, msg: TaskMessage, reply: TaskReply, delivery: Delivery | None) -> None:
         """Write the reply and settle the delivery. A write the transport refused (Redis at

@@ -53,7 +53,7 @@ GENERAL, AWAIT, THREAD, INLINE = range(4)
 def path_of(msg: TaskMessage, task: Task) -> int:
     """How an attempt of `task` starts: `AWAIT`, `THREAD`, `INLINE`, or `GENERAL`
     (through `run_attempt`)."""
-    if task.inject_context or msg.timeout is not None or msg.trace is not None:
+    if task.inject_context or msg.timeout is not None or msg.trace is not None or task.limits:
         return GENERAL
     handler = task.handler
     if handler == "direct":

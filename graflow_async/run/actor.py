@@ -326,17 +326,14 @@ class RunActor(Actor[Any]):
         process's executor carries the task itself, and is made when the executor reads it
         (`dispatch.local_messages`); one to workers, its import path."""
         routes, route_of, run_id, resumed = self.routes, self.graph.route_of, self.run_id, self.resumed_metadata
-        trace = self.trace
+        trace, priority = self.trace, self.options.priority
         if self._only_route is not None and self._only_route.local:  # every task runs here
             route = self._only_route
-            batches.append(
-                (
-                    route,
-                    local_messages(
-                        d, range(len(d.nodes)), run_id=run_id, reply_to=route.reply_to, resumed=resumed, trace=trace
-                    ),
-                )
+            picked = range(len(d.nodes))
+            messages = local_messages(
+                d, picked, run_id=run_id, reply_to=route.reply_to, resumed=resumed, trace=trace, priority=priority
             )
+            batches.append((route, messages))
             return
         picks: dict[int, tuple[Route, list[int]]] = {}
         remote: dict[int, tuple[Route, list[TaskMessage]]] = {}
@@ -348,14 +345,15 @@ class RunActor(Actor[Any]):
             batch = remote.get(id(route))
             if batch is None:
                 batch = remote[id(route)] = (route, [])
-            message = remote_message(d, i, run_id, route.reply_to, route.epoch, resumed, trace)
+            message = remote_message(d, i, run_id, route.reply_to, route.epoch, resumed, trace, priority)
             self._awaited[node] = (route, message)
             batch[1].append(message)
         batches.extend(remote.values())
         for route, chosen in picks.values():
-            batches.append(
-                (route, local_messages(d, chosen, run_id=run_id, reply_to=route.reply_to, resumed=resumed, trace=trace))
+            messages = local_messages(
+                d, chosen, run_id=run_id, reply_to=route.reply_to, resumed=resumed, trace=trace, priority=priority
             )
+            batches.append((route, messages))
 
     def _send_again(self, queue: str, only: set[tuple[int, int, int]] | None = None) -> None:
         """`queue` (a route's reply stream) was lost with whatever it held, or the task

@@ -28,9 +28,11 @@ def remote_message(
     epoch: int,
     resumed: dict[str, dict[str, Any]] | None,
     trace: dict[str, str] | None,
+    priority: int = 5,
 ) -> TaskMessage:
-    """Message ``i`` of `d` for a worker: the task named by its import path."""
-    return _message(d, i, run_id, reply_to, resumed, trace, remote=True, epoch=epoch)
+    """Message ``i`` of `d` for a worker: the task named by its import path (`priority`:
+    the run's, for a task that sets none)."""
+    return _message(d, i, run_id, reply_to, resumed, trace, remote=True, epoch=epoch, priority=priority)
 
 
 def local_messages(
@@ -41,12 +43,15 @@ def local_messages(
     reply_to: str,
     resumed: dict[str, dict[str, Any]] | None,
     trace: dict[str, str] | None,
+    priority: int = 5,
 ) -> Sequence[TaskMessage]:
     """The messages ``picks[k]`` of `dispatch` for this process's executor: a list when
     there are few (a chain's step), else a `LocalMessages` view."""
     if len(picks) <= EAGER_UP_TO:
-        return [_message(dispatch, i, run_id, reply_to, resumed, trace) for i in picks]
-    return LocalMessages(dispatch, picks, run_id=run_id, reply_to=reply_to, resumed=resumed, trace=trace)
+        return [_message(dispatch, i, run_id, reply_to, resumed, trace, priority=priority) for i in picks]
+    return LocalMessages(
+        dispatch, picks, run_id=run_id, reply_to=reply_to, resumed=resumed, trace=trace, priority=priority
+    )
 
 
 def _message(
@@ -59,6 +64,7 @@ def _message(
     *,
     remote: bool = False,
     epoch: int = 0,
+    priority: int = 5,
 ) -> TaskMessage:
     """Message ``i`` of `d`: carrying the task itself, or for a worker (`remote`) its
     import path."""
@@ -82,13 +88,14 @@ def _message(
         resumed.get(task.id) if resumed else None,
         trace,
         epoch,
+        priority if task.priority is None else task.priority,
     )
 
 
 class LocalMessages(Sequence[TaskMessage]):
     """Messages ``picks[k]`` of `dispatch` (indexes into its lists), for `reply_to`."""
 
-    __slots__ = ("dispatch", "picks", "reply_to", "resumed", "run_id", "trace")
+    __slots__ = ("dispatch", "picks", "priority", "reply_to", "resumed", "run_id", "trace")
 
     def __init__(
         self,
@@ -99,8 +106,10 @@ class LocalMessages(Sequence[TaskMessage]):
         reply_to: str,
         resumed: dict[str, dict[str, Any]] | None,
         trace: dict[str, str] | None,
+        priority: int = 5,
     ) -> None:
         self.dispatch = dispatch
+        self.priority = priority
         self.picks = picks
         self.run_id = run_id
         self.reply_to = reply_to
@@ -118,4 +127,6 @@ class LocalMessages(Sequence[TaskMessage]):
     def __getitem__(self, k: int | slice) -> TaskMessage | list[TaskMessage]:
         if isinstance(k, slice):
             return [self[j] for j in range(*k.indices(len(self.picks)))]
-        return _message(self.dispatch, self.picks[k], self.run_id, self.reply_to, self.resumed, self.trace)
+        return _message(
+            self.dispatch, self.picks[k], self.run_id, self.reply_to, self.resumed, self.trace, priority=self.priority
+        )

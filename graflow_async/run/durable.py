@@ -57,6 +57,7 @@ async def run_durable(workflow: Workflow, options: RunOptions) -> WorkflowResult
         "initial_channel": dict(options.initial_channel),
         "default_max_retries": options.default_max_retries,
         "max_cycles": options.max_cycles,
+        "priority": options.priority,
     }
     epoch = await home.create(pack(header), _holder(), options.owner_lease)
     if epoch is None:  # it exists (its header may be a moment from being written by its creator)
@@ -118,6 +119,7 @@ async def carry_on(
         initial_channel=header["initial_channel"],
         default_max_retries=header["default_max_retries"],
         max_cycles=header["max_cycles"],
+        priority=run_options.pop("priority", _priority(header)),
         durable=True,
         **run_options,
     )
@@ -274,6 +276,13 @@ def _checked(doc: dict[str, Any] | None, home: Home) -> dict[str, Any]:
     if not all(isinstance(k, str) for k in doc["initial_channel"]):
         raise CheckpointError(f"durable run {run_id}: its header has a channel key that is not text")
     return doc
+
+
+def _priority(header: dict[str, Any]) -> int:
+    """The run's priority as its header says (5 in a header of before priorities, or one
+    that says something else)."""
+    value = header.get("priority", 5)
+    return value if type(value) is int and 0 <= value <= 9 else 5
 
 
 async def _outcome_of(home: Home) -> WorkflowResult:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from graflow_async.define.limits import check_priority
 from graflow_async.events import Event
 from graflow_async.options import number, whole
 from graflow_async.options import run_id as check_run_id
@@ -42,6 +43,7 @@ class RunOptions:
     durable: bool | None = None  # None: True on Redis, False in-process (SPEC 10)
     retention: float = 7 * 86400  # seconds an ended durable run keeps its outcome
     epoch: int = 0  # a durable run's incarnation, taken with its journal before it is driven
+    priority: int = 5  # its tasks' priority unless they set their own (SPEC 11)
 
     @property
     def is_durable(self) -> bool:
@@ -57,6 +59,7 @@ class RunOptions:
         fix(self, "owner_lease", number("owner_lease", self.owner_lease, above=True))
         fix(self, "retention", number("retention", self.retention, above=True))
         fix(self, "epoch", whole("epoch", self.epoch))
+        fix(self, "priority", check_priority("priority", self.priority))
         if self.durable is not None and not isinstance(self.durable, bool):
             raise TypeError(f"durable must be True, False or None, got {type(self.durable).__name__}")
         if self.max_threads is not None:

@@ -53,6 +53,7 @@ async def run(
     durable: bool | None = None,
     owner_lease: float = 10.0,
     retention: float = 7 * 86400,
+    priority: int = 5,
 ) -> WorkflowResult:
     """Run `workflow` to the end and return its `WorkflowResult` (SPEC section 2).
 
@@ -68,6 +69,8 @@ async def run(
     again attaches to it. `owner_lease`: the seconds this driver's hold on the run lasts
     unless renewed (every third of that); a non-durable run whose driver is gone has its
     tasks skipped by workers. `retention`: seconds an ended durable run keeps its outcome.
+    `priority` (0-9, SPEC 11): that of the run's tasks that set none; workers take the
+    ready task of highest priority first.
     """
     options = RunOptions(
         run_id=new_run_id() if run_id is None else run_id,
@@ -82,6 +85,7 @@ async def run(
         owner_lease=owner_lease,
         durable=durable,
         retention=retention,
+        priority=priority,
     )
     if options.is_durable:
         from graflow_async.run.durable import run_durable

@@ -88,6 +88,8 @@ class RunServices:
             "channel.snapshot": lambda r: self.channel.snapshot(),
             "checkpoint": self._checkpoint,
             "feedback": self._feedback,
+            "throttled": self._throttled,
+            "admitted": self._admitted,
         }
 
     def handle(self, request: ContextRequest) -> None:
@@ -219,6 +221,18 @@ class RunServices:
             channel=self.channel.snapshot(),
             keep_running=keep_running,
         )
+
+    def _throttled(self, request: ContextRequest) -> None:
+        """The attempt waits for its limits (SPEC 11): `limits`, the names it waits for."""
+        limits = request.args.get("limits")
+        names = [str(n)[:200] for n in limits[:16]] if isinstance(limits, list) else []
+        self.emit("task_throttled", self.plan.graph.ids[request.node], attempt=request.attempt, limits=names)
+
+    def _admitted(self, request: ContextRequest) -> None:
+        """The attempt that waited for its limits starts; `waited`: seconds it waited."""
+        waited = request.args.get("waited")
+        waited = float(waited) if isinstance(waited, int | float) and 0 <= waited < 1e9 else None
+        self.emit("task_admitted", self.plan.graph.ids[request.node], attempt=request.attempt, waited=waited)
 
     def _checkpoint(self, request: ContextRequest) -> Any:
         path, metadata = request.args.get("path"), request.args.get("metadata") or {}

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from graflow_async.actors.actor import Inbox
 from graflow_async.actors.mailbox import MailboxClosed
 from graflow_async.exceptions import TransportError
+from graflow_async.transports.limits import Limits, local_limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,12 @@ class Transport(ABC):
 
     async def end_run(self, run_id: str, epoch: int) -> None:
         """The incarnation `epoch` of the run has ended: its tasks still queued are skipped."""
+
+    def limits(self) -> Limits:
+        """Where attempts of this transport's tasks wait for their `Concurrency` and
+        `RateLimit` (SPEC 11). Default: in this process, shared by the runs of the running
+        event loop."""
+        return local_limits()
 
     @abstractmethod
     async def aclose(self) -> None:

@@ -63,6 +63,8 @@ def encode(message: Any) -> bytes:
         doc = {"t": _TASK, **{name: getattr(message, name) for name in _TASK_FIELDS}}
         if message.trace is not None:
             doc["trace"] = message.trace
+        if message.priority != 5:
+            doc["priority"] = message.priority
         try:
             return _pack(doc)
         except TypeError as exc:
@@ -182,6 +184,7 @@ def _task_from(doc: dict[str, Any]) -> TaskMessage:
         g("resumed_metadata"),
         valid_carrier(doc.get("trace")),
         doc.get("epoch", 0),
+        doc.get("priority", 5),
     )
     (
         run_id,
@@ -201,6 +204,7 @@ def _task_from(doc: dict[str, Any]) -> TaskMessage:
         metadata,
         _,
         epoch,
+        priority,
     ) = message
     if type(run_id) is not str or type(task_id) is not str or type(reply_to) is not str:  # the common case, fast
         for name in ("run_id", "task_id", "reply_to"):
@@ -224,6 +228,8 @@ def _task_from(doc: dict[str, Any]) -> TaskMessage:
             positive(value, name)
     if type(epoch) is not int or epoch < 0:
         whole(epoch, "epoch", 0)
+    if type(priority) is not int or not 0 <= priority <= 9:
+        raise ValueError(f"priority must be a whole number 0-9, got {priority!r}")
     if deliveries is not None:
         whole(deliveries, "max_deliveries", 1)
     if task_ref is not None:

@@ -43,6 +43,7 @@ class TaskMessage(NamedTuple):
     resumed_metadata: dict[str, Any] | None = None  # the checkpoint's metadata, for the task that saved it
     trace: dict[str, str] | None = None  # the run span's W3C trace context, when tracing (see tracing.py)
     epoch: int = 0  # the run's incarnation (on Redis); 0: a run without incarnations (in-process)
+    priority: int = 5  # 0-9: workers take the ready task of highest priority first (SPEC 11)
 
 
 class TaskReply(NamedTuple):

@@ -33,6 +33,7 @@ from graflow_async.transports.redis.claims import Claims
 from graflow_async.transports.redis.connection import RedisConnection
 from graflow_async.transports.redis.entries import Entries
 from graflow_async.transports.redis.errors import GroupsLost, Refused
+from graflow_async.transports.redis.limits import RedisLimits
 from graflow_async.transports.redis.owners import Owners
 from graflow_async.transports.redis.reader import POLL_MS, StreamInbox, StreamReader
 from graflow_async.transports.signing import signer_for
@@ -97,6 +98,7 @@ class RedisStreamsTransport(Transport):
         self.reader = StreamReader(self.conn, self.entries, self._make_stream, self.keys.probe)
         self._groups: set[str] = set()
         self._writes = WriteBatcher(self._write_batch)
+        self._limits = RedisLimits(self.conn, namespace)
 
     # --- connection -------------------------------------------------------------------
     async def __aenter__(self) -> RedisStreamsTransport:
@@ -122,9 +124,14 @@ class RedisStreamsTransport(Transport):
     def closed(self) -> bool:
         return self.conn.closed
 
+    def limits(self) -> RedisLimits:
+        """The limits of this namespace, on the server (`limits`)."""
+        return self._limits
+
     async def aclose(self) -> None:
         if self.conn.closed:
             return
+        await self._limits.aclose()
         await self.reader.aclose()
         await self.conn.aclose()
 
