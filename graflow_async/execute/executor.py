@@ -32,8 +32,8 @@ from graflow_async.execute.attempt import failed, run_attempt
 from graflow_async.execute.context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
 from graflow_async.execute.local_attempts import LocalAttempts
 from graflow_async.execute.task_queue import TaskQueue
-from graflow_async.execute.throttle import Throttle
 from graflow_async.execute.threads import RunThreadPool, shutdown, thread_pool
+from graflow_async.execute.throttle import Throttle
 from graflow_async.logs import LibraryLog
 from graflow_async.options import whole
 from graflow_async.transports.base import Delivery, Incarnation, Transport

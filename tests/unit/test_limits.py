@@ -83,7 +83,7 @@ def test_never_more_holders_than_slots(steps: list[tuple[int, bool]]) -> None:
     [
         (lambda: Concurrency(0), "Concurrency limit"),
         (lambda: Concurrency(-1), "Concurrency limit"),
-        (lambda: Concurrency(math.nan), "Concurrency limit"),
+        (lambda: Concurrency(math.nan), "Concurrency limit"),  # type: ignore[arg-type]
         (lambda: RateLimit(0, per=1.0), "RateLimit count"),
         (lambda: RateLimit(1, per=0), "RateLimit per"),
         (lambda: RateLimit(1, per=math.nan), "RateLimit per"),
