@@ -10,6 +10,8 @@ own (never the process-wide default one) holding
 - the queue gauges ``graflow_stream_length``, ``graflow_stream_pending``,
   ``graflow_stream_lag``, ``graflow_stream_consumers`` and ``graflow_dead_letters``
   (label ``stream``), read from Redis at each scrape when a Redis transport is given;
+- on a worker, ``graflow_worker_tasks_total{outcome}`` and ``graflow_tasks_throttled{limit}``
+  (its attempts waiting for their limits now, SPEC 11);
 - the process and garbage-collector metrics of `prometheus_client`.
 
 Task series are fed in one place each: a run's events (`Metrics.on_event`, which the
@@ -200,13 +202,31 @@ class _ExecutorTotals:
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         family = CounterMetricFamily(
             "graflow_worker_tasks", "Tasks this worker finished, by outcome.", labels=("outcome",)
         )
         family.add_metric(("done",), self.executor.done)
         family.add_metric(("failed",), self.executor.failed)
         yield family
+        throttled = GaugeMetricFamily(
+            "graflow_tasks_throttled",
+            "Task attempts on this worker waiting for their limits, by limit.",
+            labels=("limit",),
+        )
+        for name, waiting in _copied(self.executor.transport.limits().waiting):
+            throttled.add_metric((name,), waiting)
+        yield throttled
+
+
+def _copied(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """`counts`' items, read from a scrape's thread while the event loop may change them."""
+    for _ in range(5):
+        try:
+            return list(counts.items())
+        except RuntimeError:  # changed size while read: read again
+            continue
+    return []
 
 
 async def exposition(metrics: Metrics, accept: str | None) -> tuple[bytes, str]:

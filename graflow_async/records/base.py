@@ -40,7 +40,7 @@ RUNNING, COMPLETED, SUSPENDED, FAILED, CANCELLED = "running", "completed", "susp
 INTERRUPTED = "interrupted"  # derived when reading: a running run whose owner is gone
 STATUSES = (RUNNING, COMPLETED, SUSPENDED, FAILED, CANCELLED, INTERRUPTED)
 ENDED = frozenset({COMPLETED, FAILED, CANCELLED, INTERRUPTED})
-TASK_STATES = ("pending", "running", "retrying", "waiting", "done", "failed", "cancelled")
+TASK_STATES = ("pending", "throttled", "running", "retrying", "waiting", "done", "failed", "cancelled")
 
 MAX_RECORD_BYTES = 256 * 1024  # a stored record (JSON) larger than this is refused / skipped
 MAX_RESULTS_BYTES = 64 * 1024  # results larger than this (as JSON) are not kept in the record

@@ -46,7 +46,8 @@ class Limits:
     sweep_every: float | None = None  # seconds between retries of every limit's best waiter
 
     def __init__(self) -> None:
-        self._queues: dict[str, list[tuple[tuple[int, int], _Waiter]]] = {}  # ident -> heap of waiters
+        self._queues: dict[str, list[tuple[tuple[int, int], int, _Waiter]]] = {}  # ident -> heap of waiters
+        self._entries = itertools.count()  # ties between a waiter's old and new place: by entry
         self._arrivals = itertools.count()
         self.waiting: dict[str, int] = {}  # limit name -> attempts waiting (a gauge)
 
@@ -111,7 +112,7 @@ class Limits:
         for ident in idents:
             queue = self._queues.get(ident)
             while queue:
-                waiter = queue[0][1]
+                waiter = queue[0][2]
                 if waiter.woken.done():  # woken already, or gone
                     heapq.heappop(queue)
                     continue
@@ -126,13 +127,13 @@ class Limits:
         then queues behind it)."""
         for ident in idents:
             queue = self._queues.get(ident)
-            if queue and any(not w.woken.done() and r < rank for r, w in queue[:1]):
+            if queue and any(not w.woken.done() and r < rank for r, _, w in queue[:1]):
                 return True
         return False
 
     def _enqueue(self, waiter: _Waiter) -> None:
         for ident in waiter.idents:
-            heapq.heappush(self._queues.setdefault(ident, []), (waiter.rank, waiter))
+            heapq.heappush(self._queues.setdefault(ident, []), (waiter.rank, next(self._entries), waiter))
         self._queued(waiter)
 
     def _queued(self, waiter: _Waiter) -> None:
@@ -145,7 +146,7 @@ class Limits:
             queue = self._queues.get(ident)
             if queue is None:
                 continue
-            while queue and queue[0][1].woken.done():
+            while queue and queue[0][2].woken.done():
                 heapq.heappop(queue)
             if not queue:
                 del self._queues[ident]

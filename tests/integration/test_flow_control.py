@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import limit_flows as flows
 import pytest
 from redis.asyncio import Redis
-from worker_processes import RUN_TIMEOUT, Workers, background, wait_for
+from worker_processes import RUN_TIMEOUT, Workers, background, free_port, scrape, wait_for
 
 from graflow_async import TaskFailedError, run
 from graflow_async.transports.redis import RedisStreamsTransport
@@ -84,7 +85,8 @@ async def test_a_worker_killed_holding_slots_gives_them_up_within_its_lease(
 async def test_a_throttled_task_holds_no_slot_and_can_be_cancelled(
     workers: Workers, redis_url: str, tmp_path: Path, client: Redis
 ) -> None:
-    workers.start(1, *LIMITS, "--concurrency", "4")
+    port = free_port()
+    workers.start(1, *LIMITS, "--concurrency", "4", "--metrics-port", str(port))
     events: list[Any] = []
     async with RedisStreamsTransport(redis_url) as transport:
         async with background(run(flows.hold_wf(2, str(tmp_path)), transport=transport)):
@@ -94,6 +96,9 @@ async def test_a_throttled_task_holds_no_slot_and_can_be_cancelled(
             # throttled, it holds none of the worker's 4 slots: other work runs meanwhile
             other = await asyncio.wait_for(run(flows.rated_wf(2), transport=transport), RUN_TIMEOUT)
             assert len(other.results) == 2
+            async with aiohttp.ClientSession() as http:
+                _, samples = await scrape(http, port)
+            assert samples['graflow_tasks_throttled{limit="held"}'] == 1
             waiting.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await asyncio.wait_for(waiting, 5)

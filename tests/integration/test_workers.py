@@ -11,7 +11,6 @@ import asyncio
 import os
 import pickle
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -29,7 +28,9 @@ from worker_processes import (
     Pool,
     Workers,
     background,
+    free_port,
     queue_settled,
+    scrape,
     wait_exit,
     wait_for,
     worker_command,
@@ -467,13 +468,6 @@ async def _xlen(client: Redis, stream: str, n: int) -> bool:
 
 
 # --- metrics ------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_a_worker_serves_prometheus_metrics(workers: Workers, client: Redis, redis_url: str) -> None:
     port = free_port()
     [worker] = workers.start(1, "--metrics-port", str(port))
@@ -512,19 +506,6 @@ async def test_a_worker_serves_prometheus_metrics(workers: Workers, client: Redi
     ):
         assert f"# TYPE {name} " in text
     assert worker.process.poll() is None
-
-
-async def scrape(http: aiohttp.ClientSession, port: int) -> tuple[str, dict[str, float]]:
-    async with asyncio.timeout(10), http.get(f"http://127.0.0.1:{port}/metrics") as response:
-        assert response.status == 200
-        assert response.content_type == "text/plain"
-        text = await response.text()
-    samples = {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
-    return text, samples
 
 
 async def test_worker_threads_sizes_the_workers_pool(workers: Workers, redis_url: str) -> None:

@@ -178,3 +178,24 @@ def _quick() -> str:
 async def test_an_unformattable_key_fails_the_task_in_process() -> None:
     with pytest.raises(TaskFailedError, match="'order'"):
         await run(flows.customer_wf())
+
+
+async def test_a_waiter_that_tries_again_keeps_its_place_behind_a_better_one() -> None:
+    limits, order, slot = LocalLimits(), [], (Want(CONCURRENCY, "x", 1),)
+    await limits.acquire("first", slot)
+
+    async def waiter(name: str, priority: int, wake_first: bool = False) -> None:
+        if wake_first:  # "low" is woken with no room; "high" comes in ahead of it before it tries again
+            limits.wake(["x"])
+        await limits.acquire(name, slot, priority=priority)
+        order.append(name)
+        await limits.release(name, slot)
+
+    low = asyncio.create_task(waiter("low", 1))
+    await asyncio.sleep(0.01)
+    high = asyncio.create_task(waiter("high", 9, wake_first=True))
+    mid = asyncio.create_task(waiter("mid", 5))
+    await asyncio.sleep(0.01)  # "low" tried again, and went back to its place: behind both
+    await limits.release("first", slot)
+    await asyncio.wait_for(asyncio.gather(low, high, mid), 5)
+    assert order == ["high", "mid", "low"]

@@ -29,7 +29,7 @@ from graflow_async.web.runs.graphview import Layout, drawable, layout, levels, r
 TASKS_PER_PAGE = 500  # rows of the task table on one page
 LAYERS_SHOWN = 100  # layers listed in the summary of a graph too large to draw
 CACHE_SIZE = 16
-STATES = ("pending", "running", "retrying", "waiting", "done", "failed", "cancelled")
+STATES = ("pending", "throttled", "running", "retrying", "waiting", "done", "failed", "cancelled")
 UNTRACKED = "untracked"  # a task past the MAX_TASKS summaries a run keeps: its state is not known here
 
 

@@ -115,7 +115,7 @@ def apply_event(
     """Update the task summaries `tasks` with one event of the run."""
     if kind in ("run_failed", "run_cancelled"):
         for each in tasks.values():
-            if each["state"] in ("running", "retrying", "waiting"):  # stopped with the run
+            if each["state"] in ("throttled", "running", "retrying", "waiting"):  # stopped with the run
                 each.update(state="cancelled", ended_at=at)
         return
     summary = _task(tasks, task_id) if task_id else None
@@ -127,6 +127,10 @@ def apply_event(
         summary.update(state="running", attempts=attempts, started_at=at, ended_at=None, duration=None)
     elif kind == "task_retrying":
         summary["state"] = "retrying"
+    elif kind == "task_throttled":  # waiting for its limits (SPEC 11)
+        summary["state"] = "throttled"
+    elif kind == "task_admitted" and summary["state"] == "throttled":
+        summary["state"] = "running"
     elif kind == "feedback_requested":
         summary["state"] = "waiting"
     elif kind == "feedback_answered" and summary["state"] == "waiting":

@@ -124,6 +124,10 @@
       tr.dataset.started = e.timestamp;
     },
     task_retrying: function (e) { setState(e.task_id, "retrying"); },
+    task_throttled: function (e) { setState(e.task_id, "throttled"); },
+    task_admitted: function (e) {
+      if (known[e.task_id] === "throttled") setState(e.task_id, "running");
+    },
     task_completed: function (e) {
       var tr = setState(e.task_id, "done");
       if (tr) tr.querySelector(".duration").textContent = seconds(e.data.duration);
