@@ -91,7 +91,7 @@ class Executor(Actor[Any]):
         self.failed = 0
         self.skipped = 0  # tasks of runs that had ended
         self.stopped: list[Delivery] = []  # deliveries whose tasks were cancelled, unsettled
-        self._inflight: dict[str, Delivery] = {}
+        self._inflight: dict[tuple[str, int], Delivery] = {}
         self._running = 0
         self._slot_freed = asyncio.Event()
         self._inbox: Inbox[Any] | None = None
@@ -235,7 +235,7 @@ class Executor(Actor[Any]):
         often, a task this executor may not run (dead-lettered), its run has ended (skipped),
         or already running here (a copy of what this executor holds)."""
         msg = delivery.message
-        if delivery.id in self._inflight:
+        if delivery.key in self._inflight:
             return  # reclaimed from ourselves: it runs already
         if not isinstance(msg, TaskMessage):
             await self.transport.dead_letter(self.queue, delivery, "not a task message")
@@ -258,7 +258,7 @@ class Executor(Actor[Any]):
         if ended and _incarnation(msg) in ended:
             await self._skip(delivery)
             return
-        self._inflight[delivery.id] = delivery
+        self._inflight[delivery.key] = delivery
         limited = bool(task.limits)
         if not limited:  # one under limits takes its slot here once they let it start
             self._running += 1
@@ -317,7 +317,7 @@ class Executor(Actor[Any]):
                 assert self._throttle is not None
                 await self._throttle.release(msg)
             if delivery is not None:
-                self._inflight.pop(delivery.id, None)
+                self._inflight.pop(delivery.key, None)
             if counted:
                 self._running -= 1
                 self._slot_freed.set()

@@ -37,6 +37,12 @@ class Delivery:
     id: str
     message: Any
     delivery_count: int = 1
+    priority: int = 5  # of the queue's priority level it came from (SPEC 11)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """What tells it apart from any other delivery of its queue."""
+        return (self.id, self.priority)
 
 
 class Transport(ABC):

@@ -1,6 +1,8 @@
 """Every Redis key and stream name graflow-async uses, in one place.
 
-    <ns>:tasks                      the task stream workers consume (group <ns>:workers)
+    <ns>:tasks                      the task stream workers consume (group <ns>:workers): the
+                                    tasks of priority 5, the default
+    <ns>:tasks:p<n>                 the tasks of priority n (0-9 but 5), read highest first
     <ns>:run:{<run_id>}:replies     a run's reply stream (deleted when the run ends; a durable
                                     run trims the replies it journaled)
     <ns>:run:<run_id>:channel       a run's channel, a hash (expires after the run)
@@ -38,6 +40,7 @@ import re
 
 DEFAULT_NAMESPACE = "graflow"
 TASK_QUEUE = "tasks"
+PRIORITIES = tuple(range(9, -1, -1))  # task priorities, highest first (SPEC 11)
 _REPLY_QUEUE = re.compile(r"run:\S{1,256}:replies")
 
 
@@ -71,6 +74,15 @@ class Keys:
 
     def stream(self, queue: str) -> str:
         return f"{self.namespace}:{queue}"
+
+    def stream_at(self, queue: str, priority: int) -> str:
+        """The stream of `queue`'s tasks of `priority` (0-9): the queue's own stream for
+        the default 5, ``<stream>:p<n>`` for the others."""
+        return f"{self.namespace}:{queue}" if priority == 5 else f"{self.namespace}:{queue}:p{priority}"
+
+    def priority_streams(self, queue: str) -> list[str]:
+        """`queue`'s streams, highest priority first (`PRIORITIES`)."""
+        return [self.stream_at(queue, p) for p in PRIORITIES]
 
     def owner(self, run_id: str) -> str:
         return f"{self.namespace}:run:{{{run_id}}}:owner"

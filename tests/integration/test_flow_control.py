@@ -121,3 +121,21 @@ async def test_a_key_that_cannot_be_formatted_fails_its_task_naming_the_field(wo
                 await run(flows.customer_wf())
         assert info.value.task_id == "c"
         assert "customer" in str(info.value)
+
+
+async def test_a_high_priority_task_starts_ahead_of_a_ten_times_larger_backlog(
+    workers: Workers, redis_url: str
+) -> None:
+    workers.start(1, *LIMITS, "--concurrency", "2")
+    async with RedisStreamsTransport(redis_url) as transport:
+        events: list[Any] = []
+        async with background(run(flows.backlog_wf(20), transport=transport, priority=1, on_event=events.append)):
+            await wait_for(lambda: sum(e.kind == "task_started" for e in events) == 20, 10, "the backlog queued")
+            await asyncio.sleep(2 * flows.SPAN)  # the worker is busy with it
+            sent = time.time()
+            async with asyncio.timeout(RUN_TIMEOUT):
+                result = await run(flows.urgent_wf(), transport=transport)
+            # it waited for a slot (one backlog task's time), not behind the 16 or so still queued
+            assert result.output["start"] - sent < flows.SPAN + 0.1
+            later = [e for e in events if e.kind == "task_completed"]
+        assert len(later) < 10, len(later)

@@ -117,3 +117,28 @@ def most_in_window(starts: list[float], per: float) -> int:
             lo += 1
         most = max(most, hi - lo + 1)
     return most
+
+
+@task
+async def backlog_item(i: int) -> dict[str, Any]:
+    """A task of a backlog: takes `SPAN` seconds."""
+    t0 = time.time()
+    await asyncio.sleep(SPAN)
+    return _span(t0, i=i)
+
+
+@task(priority=9)
+async def urgent() -> dict[str, Any]:
+    return _span(time.time())
+
+
+def backlog_wf(n: int) -> Workflow:
+    with workflow(f"backlog-{n}") as wf:
+        parallel(*[backlog_item(task_id=f"b{i}", i=i) for i in range(n)])
+    return wf
+
+
+def urgent_wf() -> Workflow:
+    with workflow("urgent") as wf:
+        wf.add(urgent)
+    return wf

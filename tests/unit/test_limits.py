@@ -199,3 +199,33 @@ async def test_a_waiter_that_tries_again_keeps_its_place_behind_a_better_one() -
     await limits.release("first", slot)
     await asyncio.wait_for(asyncio.gather(low, high, mid), 5)
     assert order == ["high", "mid", "low"]
+
+
+def test_a_task_message_carries_its_priority_and_a_bad_one_is_malformed() -> None:
+    from graflow_async.wire.envelope import MalformedMessage, decode, encode
+    from graflow_async.wire.messages import TaskMessage
+
+    message = TaskMessage("r", "t", 0, 1, "run:{r}:replies", {}, priority=9)
+    assert decode(encode(message)).priority == 9
+    assert decode(encode(message._replace(priority=5))).priority == 5
+    with pytest.raises(MalformedMessage, match="priority"):
+        decode(encode(message._replace(priority=12)))
+
+
+async def test_a_run_s_priority_is_its_tasks_unless_they_set_their_own() -> None:
+    from graflow_async.transports.memory import MemoryTransport
+    from graflow_async.wire.messages import TaskMessage
+
+    seen: list[tuple[str, int]] = []
+
+    class Watching(MemoryTransport):
+        def send_nowait(self, queue: str, messages: Any) -> bool:
+            seen.extend((m.task_id, m.priority) for m in messages if isinstance(m, TaskMessage))
+            return super().send_nowait(queue, messages)
+
+    with workflow("prioritized") as wf:
+        wf.add(flows.urgent, flows.backlog_item(task_id="plain", i=1))
+    await run(wf, transport=Watching(), priority=2)
+    assert sorted(seen) == [("plain", 2), ("urgent", 9)]
+    with pytest.raises(ValueError, match="priority"):
+        await run(wf, priority=10)

@@ -140,7 +140,7 @@ class Claims:
                 await self.conn.call("XGROUP", "DELCONSUMER", stream, self.keys.group, name)
                 log.info("removed the consumer of a worker that is gone", stream=stream, consumer=name)
 
-    async def reclaim(self, stream: str, count: int) -> list[Delivery]:
+    async def reclaim(self, stream: str, count: int, priority: int = 5) -> list[Delivery]:
         """Claim entries whose consumer stopped heartbeating, at most every RECLAIM_EVERY s per stream."""
         now = current_clock().time()
         if now - self._last_reclaim.get(stream, -RECLAIM_EVERY) < RECLAIM_EVERY:
@@ -165,9 +165,11 @@ class Claims:
         counts = {as_text(ident): times + 1 for ident, _, _, times in rows}  # XCLAIM counted one more delivery
         if claimed:
             log.info("reclaimed entries", stream=stream, count=len(claimed))
-        return await self.deliveries(stream, claimed, counts)
+        return await self.deliveries(stream, claimed, counts, priority)
 
-    async def deliveries(self, stream: str, found: list[Entry], counts: dict[str, int]) -> list[Delivery]:
+    async def deliveries(
+        self, stream: str, found: list[Entry], counts: dict[str, int], priority: int = 5
+    ) -> list[Delivery]:
         """The deliveries of entries read from `stream`; those that cannot be trusted or
         read are dead-lettered, never executed, never fatal."""
         out = []
@@ -179,12 +181,12 @@ class Claims:
                 raw = fields.get(b"m")
                 await self.dead_letter(
                     stream,
-                    Delivery(ident, None, counts.get(ident, 1)),
+                    Delivery(ident, None, counts.get(ident, 1), priority),
                     str(exc),
                     raw if isinstance(raw, bytes) else None,
                 )
                 continue
-            out.append(Delivery(ident, message, counts.get(ident, 1) + _earlier(fields)))
+            out.append(Delivery(ident, message, counts.get(ident, 1) + _earlier(fields), priority))
         return out
 
     async def _ranges(self, stream: str, ids: list[Any]) -> list[Entry]:

@@ -35,6 +35,7 @@ from graflow_async.transports.redis.entries import Entries
 from graflow_async.transports.redis.errors import GroupsLost, Refused
 from graflow_async.transports.redis.limits import RedisLimits
 from graflow_async.transports.redis.owners import Owners
+from graflow_async.transports.redis.priorities import PriorityStreams
 from graflow_async.transports.redis.reader import POLL_MS, StreamInbox, StreamReader
 from graflow_async.transports.signing import signer_for
 from graflow_async.wire.envelope import MalformedMessage
@@ -99,6 +100,7 @@ class RedisStreamsTransport(Transport):
         self._groups: set[str] = set()
         self._writes = WriteBatcher(self._write_batch)
         self._limits = RedisLimits(self.conn, namespace)
+        self.priorities = PriorityStreams(self.conn, self.keys, self.claims, self.consumer)
 
     # --- connection -------------------------------------------------------------------
     async def __aenter__(self) -> RedisStreamsTransport:
@@ -155,9 +157,10 @@ class RedisStreamsTransport(Transport):
         batch: list[tuple[Any, ...]] = [] if first is None else [first]
         sent: list[tuple[str, Any]] = []
         for queue, messages in batches:
-            stream = self.keys.stream(queue)
-            batch += [self.entries.xadd(stream, m) for m in messages]  # TypeError before anything is sent
-            sent += [(stream, m) for m in messages]
+            for m in messages:  # a task to the stream of its priority
+                stream = self.keys.stream_at(queue, m.priority) if type(m) is TaskMessage else self.keys.stream(queue)
+                batch.append(self.entries.xadd(stream, m))  # TypeError before anything is sent
+                sent.append((stream, m))
             for reply_to in {m.reply_to for m in messages if isinstance(m, TaskMessage)}:
                 await self._ensure_group(self.keys.stream(reply_to))
         answers = await self.conn.pipeline(batch, parse=replies.entry_id if first is None else None)
@@ -181,7 +184,20 @@ class RedisStreamsTransport(Transport):
 
     async def ack(self, queue: str, deliveries: Sequence[Delivery]) -> None:
         if deliveries:
-            await self._writes.write([Ack(self.keys.stream(queue), self.keys.group, [d.id for d in deliveries])])
+            await self._writes.write(self._acks(queue, deliveries))
+
+    def _acks(self, queue: str, deliveries: Sequence[Delivery]) -> list[Item]:
+        """The acks of `deliveries`, one per stream (priority) they came from."""
+        by_stream: dict[str, list[str]] = {}
+        for d in deliveries:
+            by_stream.setdefault(self.keys.stream_at(queue, d.priority), []).append(d.id)
+        return [Ack(stream, self.keys.group, ids) for stream, ids in by_stream.items()]
+
+    def _by_stream(self, queue: str, deliveries: Sequence[Delivery]) -> dict[str, list[Delivery]]:
+        by_stream: dict[str, list[Delivery]] = {}
+        for d in deliveries:
+            by_stream.setdefault(self.keys.stream_at(queue, d.priority), []).append(d)
+        return by_stream
 
     async def send_and_ack(
         self, queue: str, messages: Sequence[Any], ack_queue: str, deliveries: Sequence[Delivery]
@@ -191,7 +207,7 @@ class RedisStreamsTransport(Transport):
         stream = self.keys.stream(queue)
         items: list[Item] = [self.entries.xadd(stream, m) for m in messages]
         if deliveries:
-            items.append(Ack(self.keys.stream(ack_queue), self.keys.group, [d.id for d in deliveries]))
+            items += self._acks(ack_queue, deliveries)
         await self._writes.write(items)
 
     async def _write_batch(self, writers: list[list[Item]]) -> list[BaseException | None]:
@@ -216,32 +232,18 @@ class RedisStreamsTransport(Transport):
         if self.closed:
             raise TransportError("the Redis transport is closed")
         stream = self.keys.stream(queue)
-        await self._ensure_group(stream)
+        for each in self.keys.priority_streams(queue):  # one stream per priority (`priorities`)
+            await self._ensure_group(each)
         count = max_messages if max_messages > 0 else 512
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             block = POLL_MS if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
             block = min(block, POLL_MS)  # wake up now and then to reclaim and to notice closing
             try:
-                reclaimed = await self.claims.reclaim(stream, count)
+                reclaimed = await self.priorities.reclaim(queue, count)
                 if reclaimed:
                     return reclaimed
-                found = await self.conn.blocking(
-                    "XREADGROUP",
-                    "GROUP",
-                    self.keys.group,
-                    self.consumer,
-                    "COUNT",
-                    count,
-                    "BLOCK",
-                    block,
-                    "STREAMS",
-                    stream,
-                    ">",
-                    parse=replies.streams,
-                    block_ms=block,
-                )
-                deliveries = await self.claims.deliveries(stream, found.get(stream.encode(), []), {})
+                deliveries = await self.priorities.read(queue, count, block)
                 await self.claims.keep_alive(stream)
                 if not deliveries:
                     await self.claims.prune_consumers(stream)
@@ -252,13 +254,15 @@ class RedisStreamsTransport(Transport):
                 return deliveries
 
     async def touch(self, queue: str, deliveries: Sequence[Delivery]) -> None:
-        await self.claims.touch(self.keys.stream(queue), deliveries)
+        for stream, held in self._by_stream(queue, deliveries).items():
+            await self.claims.touch(stream, held)
 
     async def dead_letter(self, queue: str, delivery: Delivery, reason: str) -> None:
-        await self.claims.dead_letter(self.keys.stream(queue), delivery, reason)
+        await self.claims.dead_letter(self.keys.stream_at(queue, delivery.priority), delivery, reason)
 
     async def release(self, queue: str, deliveries: Sequence[Delivery]) -> None:
-        await self.claims.release(self.keys.stream(queue), deliveries)
+        for stream, held in self._by_stream(queue, deliveries).items():
+            await self.claims.release(stream, held)
 
     async def leave(self, queue: str) -> None:
         """Remove this consumer from `queue`'s group if it holds nothing (a worker's clean exit),
@@ -344,20 +348,26 @@ class RedisStreamsTransport(Transport):
         return out
 
     async def queue_stats(self) -> dict[str, Any]:
-        """Length, pending entries and consumers of the task stream, and dead letters."""
+        """Length, pending entries and consumers of the task stream (its priority levels
+        summed), and dead letters."""
         stream = self.keys.stream(keys.TASK_QUEUE)
-        length, dead = await self.conn.pipeline([("XLEN", stream), ("XLEN", self.keys.dead)], parse=replies.integer)
+        streams = self.keys.priority_streams(keys.TASK_QUEUE)
+        *lengths, dead = await self.conn.pipeline([*(("XLEN", s) for s in streams), ("XLEN", self.keys.dead)])
+        infos = await self.conn.pipeline([("XINFO", "GROUPS", s) for s in streams])  # a missing one: refused
+        groups = [
+            next((g for g in replies.info_maps(info) if as_text(g.get("name")) == self.keys.group), {})
+            for info in infos
+            if not isinstance(info, Exception)
+        ]
         try:
-            groups = await self.conn.call("XINFO", "GROUPS", stream, parse=replies.info_maps)
             consumers = await self.conn.call("XINFO", "CONSUMERS", stream, self.keys.group, parse=replies.info_maps)
         except Refused:  # no stream or no group yet: nothing is queued
-            groups, consumers = [], []
-        group: dict[str, Any] = next((g for g in groups if as_text(g.get("name")) == self.keys.group), {})
+            consumers = []
         return {
             "stream": stream,
-            "length": _count(length),
-            "pending": _count(group.get("pending")),
-            "lag": _count(group.get("lag")),
+            "length": sum(_count(n) for n in lengths),
+            "pending": sum(_count(g.get("pending")) for g in groups),
+            "lag": sum(_count(g.get("lag")) for g in groups),
             "dead_letters": _count(dead),
             "consumers": [
                 {
