@@ -341,6 +341,10 @@ class Executor(Actor[Any]):
         except TransportError as exc:  # left pending: delivered again after its lease
             log.warning("could not take a task's limits", task_id=msg.task_id, error=str(exc))
             return False
+        except Exception as exc:  # a fault of the limits themselves fails the task, never the executor
+            log.error("could not take a task's limits", task_id=msg.task_id, error=repr(exc)[:300])
+            await self._written(msg, failed(msg, exc, retryable=False), delivery)
+            return False
         except asyncio.CancelledError:
             if delivery is not None:
                 self.stopped.append(delivery)  # stopped while it waited: to be handed back
