@@ -23,6 +23,7 @@ from graflow_async.define.policies import (
     StrictGroupPolicy,
     TaskResult,
 )
+from graflow_async.define.schedules import Schedule
 from graflow_async.define.tasks import Task, task
 from graflow_async.events import Event
 from graflow_async.exceptions import (
@@ -92,6 +93,7 @@ __all__ = [
     "RetryPolicy",
     "RunAlreadyRunningError",
     "RunCompletedError",
+    "Schedule",
     "StrictGroupPolicy",
     "Task",
     "TaskCall",
