@@ -57,6 +57,7 @@ from graflow_async.run.checkpoints import CheckpointManager
 from graflow_async.run.durable import recover, run_result
 from graflow_async.run.resume import resume
 from graflow_async.run.runner import WorkflowResult, run, run_sync
+from graflow_async.run.scheduler import Scheduler
 
 __version__ = "0.1.0"
 
@@ -94,6 +95,7 @@ __all__ = [
     "RunAlreadyRunningError",
     "RunCompletedError",
     "Schedule",
+    "Scheduler",
     "StrictGroupPolicy",
     "Task",
     "TaskCall",
