@@ -24,6 +24,7 @@ from graflow_async.define.policies import (
     StrictGroupPolicy,
     TaskResult,
 )
+from graflow_async.define.schedules import Schedule
 from graflow_async.define.tasks import Task, task
 from graflow_async.events import Event
 from graflow_async.exceptions import (
@@ -57,6 +58,7 @@ from graflow_async.run.checkpoints import CheckpointManager
 from graflow_async.run.durable import recover, run_result
 from graflow_async.run.resume import resume
 from graflow_async.run.runner import WorkflowResult, run, run_sync
+from graflow_async.run.scheduler import Scheduler
 
 __version__ = "0.1.0"
 
@@ -95,6 +97,8 @@ __all__ = [
     "RetryPolicy",
     "RunAlreadyRunningError",
     "RunCompletedError",
+    "Schedule",
+    "Scheduler",
     "StrictGroupPolicy",
     "Task",
     "TaskCall",

@@ -6,9 +6,9 @@ resume LOCATION [--workflow MODULE:ATTR] [--force] [--no-progress]
                                    continue a run from a checkpoint (same exit codes)
 recover RUN_ID [--checkpoint-store DIR | --redis-url URL] [--workflow MODULE:ATTR] [--no-progress]
                                    carry on a durable run whose process died (same exit codes)
-worker --redis-url URL --import MODULE ... [--no-adopt]
-                                   run tasks from the Redis task stream, and adopt
-                                   durable runs whose driver died
+worker --redis-url URL --import MODULE ... [--no-adopt] [--schedule SPEC ...]
+                                   run tasks from the Redis task stream, adopt
+                                   durable runs whose driver died, run schedules
 queue-stats --redis-url URL        the task stream's length, pending entries, consumers
 serve --port P ...                 the feedback REST API and UI
 """
@@ -27,6 +27,7 @@ from typing import Any
 
 from graflow_async import loading
 from graflow_async.cli.adopting import adopting
+from graflow_async.cli.schedules import add_schedule_arguments, load_schedules, scheduling
 from graflow_async.define.graph import Workflow
 from graflow_async.events import Event
 from graflow_async.exceptions import GraflowError
@@ -216,6 +217,7 @@ def _add_worker_command(commands: Any) -> None:
         action="store_true",
         help="do not adopt durable runs of the namespace whose driver died (SPEC 10)",
     )
+    add_schedule_arguments(p)
     p.set_defaults(handler=_worker_command)
 
 
@@ -253,17 +255,22 @@ async def _worker_command(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise UsageError(f"--secret-file: {exc}") from exc
     loading.importable_cwd()
-    for module in args.imports:
+    imports = list(dict.fromkeys([*args.imports, *(spec.module for spec in args.schedules)]))  # a schedule's too
+    for module in imports:
         try:
             importlib.import_module(module)
         except Exception as exc:
             raise UsageError(f"cannot import {module!r}: {type(exc).__name__}: {exc}") from exc
-    async with adopting(None if args.no_adopt else _redis_url(args), args.namespace, secret):
+    schedules = load_schedules(args)
+    async with (
+        adopting(None if args.no_adopt else _redis_url(args), args.namespace, secret),
+        scheduling(schedules, _redis_url(args), args.namespace, secret),
+    ):
         return await run_worker(
             _redis_url(args),
             namespace=args.namespace,
             worker_id=args.worker_id,
-            imports=args.imports,
+            imports=imports,
             concurrency=args.concurrency,
             metrics_port=args.metrics_port,
             grace_period=args.grace_period,

@@ -3,12 +3,15 @@
     serve [--host 127.0.0.1] [--port 8080] [--feedback-store DIR | redis://URL]
           [--checkpoint-store DIR | s3://BUCKET/PREFIX] [--auth-token TOKEN]
           [--workflow MODULE:ATTR ...] [--public-url URL] [--allowed-host NAME ...] [--no-adopt]
+          [--schedule SPEC ...] [--schedule-timezone TZ] [--schedule-catch-up]
 
 The token defaults to the ``GRAFLOW_AUTH_TOKEN`` environment variable. Without a token,
 or with ``--allowed-host``, requests must name the server (`hosts`): ``localhost``, an
 IP address, the host of ``--public-url``, each ``--allowed-host`` (``*``: any), and the
 name it listens on (``--host``: that name, or the machine's host name for ``0.0.0.0``).
 Runs until interrupted (Ctrl-C) or sent SIGTERM; in-flight runs are cancelled on the way out.
+``--schedule`` runs schedules (`cli.schedules`): their runs go to the Redis of a Redis
+``--feedback-store`` (workers run their tasks), else run here; the app lists them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from graflow_async.cli.adopting import adopting
+from graflow_async.cli.schedules import add_schedule_arguments, load_schedules
 
 if TYPE_CHECKING:
     from graflow_async.define.graph import Workflow
@@ -73,6 +77,7 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="with a Redis --feedback-store: do not adopt the namespace's durable runs whose driver died",
     )
+    add_schedule_arguments(p)
     p.set_defaults(handler=serve)
     return p
 
@@ -105,15 +110,17 @@ def open_feedback_store(spec: str | None) -> FeedbackStore | None:
 
 async def serve(args: argparse.Namespace) -> int:
     """Serve until cancelled or SIGTERM; returns the exit code (0)."""
-    from aiohttp import web
-
     from graflow_async.web.app import create_app
 
     workflows = load_workflows(args.workflow)
+    schedules = load_schedules(args)
     token = args.auth_token or os.environ.get(TOKEN_ENV) or None
     public_url = _public_url(args.public_url)
     store = open_feedback_store(args.feedback_store)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        if store is not None:
+            stack.push_async_callback(store.aclose)
+        scheduler = await _scheduler(stack, schedules, store, args)
         app = create_app(
             workflows=workflows,
             feedback_store=store,
@@ -121,26 +128,52 @@ async def serve(args: argparse.Namespace) -> int:
             auth_token=token,
             public_url=public_url,
             allowed_hosts=_allowed_hosts(args.host, args.allowed_host, token),
+            schedules=scheduler,
         )
-        runner = web.AppRunner(app, handle_signals=False)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, args.host, args.port).start()
-            for address in runner.addresses:
-                host, port = address[0], address[1]
-                print(
-                    f"graflow-async serving on http://{_hostport(host, port)}/ui/feedback/"
-                    f" ({len(workflows)} workflows, auth {'on' if token else 'off'})",
-                    flush=True,
-                )
-            async with adopting(*_adoption(store, args.feedback_store, args.no_adopt)):
-                await _until_terminated()
-        finally:
-            await runner.cleanup()
-    finally:
-        if store is not None:
-            await store.aclose()
+        await _serve_app(app, args, workflows, token, store)
     return 0
+
+
+async def _scheduler(
+    stack: contextlib.AsyncExitStack, schedules: list[Any], store: FeedbackStore | None, args: argparse.Namespace
+) -> Any:
+    """The `Scheduler` of ``--schedule`` (None without): its runs go to the Redis of a Redis
+    ``--feedback-store`` (where workers run their tasks), else run in this process."""
+    if not schedules:
+        return None
+    from graflow_async.feedback.redis import RedisFeedbackStore
+    from graflow_async.run.scheduler import Scheduler
+
+    transport = None
+    if isinstance(store, RedisFeedbackStore):
+        from graflow_async.transports.redis import RedisStreamsTransport
+
+        transport = await stack.enter_async_context(
+            RedisStreamsTransport(args.feedback_store, namespace=store.keys.namespace)
+        )
+    return Scheduler(schedules, transport=transport, checkpoint_store=args.checkpoint_store, feedback_store=store)
+
+
+async def _serve_app(
+    app: Any, args: argparse.Namespace, workflows: dict[str, Workflow], token: str | None, store: FeedbackStore | None
+) -> None:
+    from aiohttp import web
+
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, args.host, args.port).start()
+        for address in runner.addresses:
+            host, port = address[0], address[1]
+            print(
+                f"graflow-async serving on http://{_hostport(host, port)}/ui/feedback/"
+                f" ({len(workflows)} workflows, auth {'on' if token else 'off'})",
+                flush=True,
+            )
+        async with adopting(*_adoption(store, args.feedback_store, args.no_adopt)):
+            await _until_terminated()
+    finally:
+        await runner.cleanup()
 
 
 def _adoption(store: FeedbackStore | None, spec: str | None, no_adopt: bool) -> tuple[str | None, str]:

@@ -44,9 +44,11 @@ def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-async def run_durable(workflow: Workflow, options: RunOptions) -> WorkflowResult:
+async def run_durable(workflow: Workflow, options: RunOptions, *, let_go_on_cancel: bool = False) -> WorkflowResult:
     """Start durable run `options.run_id`, or attach to it when it exists (a run id is an
-    idempotency key): its outcome, once it has one, adopting it if its driver died."""
+    idempotency key): its outcome, once it has one, adopting it if its driver died.
+    `let_go_on_cancel` (a scheduler's runs on Redis): cancelling the call lets the run go
+    for another process to adopt instead of ending it cancelled."""
     home = home_for(options.run_id, options.transport, options.checkpoint_store)
     compiled = workflow.compile()
     if options.transport is not None and not options.transport.in_process:  # refused before the run exists
@@ -67,10 +69,10 @@ async def run_durable(workflow: Workflow, options: RunOptions) -> WorkflowResult
                 break
             await current_clock().sleep(0.1)
             found = await home.header()
-        result = await _attach(home, workflow, _checked(found, home), options)
+        result = await _attach(home, workflow, _checked(found, home), options, let_go_on_cancel=let_go_on_cancel)
         assert result is not None
         return result
-    return await _carry(home, workflow, options, epoch, None)
+    return await _carry(home, workflow, options, epoch, None, let_go_on_cancel=let_go_on_cancel)
 
 
 async def recover(

@@ -45,10 +45,7 @@ class RedisHome(Home):
         return _bytes(await self.transport.conn.call("GET", self._keys.header(self.run_id)))
 
     async def create(self, header: bytes, owner: str, lease: float) -> int | None:
-        made = await self.transport.conn.call("SET", self._keys.header(self.run_id), header, "NX")
-        if made is None:
-            return None
-        return await self.journal.begin(owner, lease)
+        return await self.journal.create(header, owner, lease)  # one script: no header without a lease
 
     async def read_outcome(self) -> bytes | None:
         return _bytes(await self.transport.conn.call("GET", self._keys.outcome(self.run_id)))

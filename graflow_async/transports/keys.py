@@ -22,6 +22,8 @@
     <ns>:dead                       dead letters: poison messages, too many deliveries
     <ns>:probe                      never exists: a run XADDs to it (NOMKSTREAM) to learn
                                     whether Redis takes writes
+    <ns>:schedule:<name>:last       the last tick of schedule <name> a scheduler started, in
+                                    milliseconds since the Unix epoch (only ever raised; kept)
 
 The stores on the same server (`feedback.redis`, `records.redis`)::
 
@@ -105,6 +107,9 @@ class Keys:
     @property
     def durable_index(self) -> str:
         return f"{self.namespace}:durable"
+
+    def schedule_last(self, name: str) -> str:
+        return f"{self.namespace}:schedule:{name}:last"
 
     def alive(self, consumer: str) -> str:
         return f"{self.namespace}:worker:{consumer}:alive"

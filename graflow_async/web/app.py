@@ -11,11 +11,13 @@ from typing import Any
 from aiohttp import web
 
 from graflow_async.define.graph import Workflow
+from graflow_async.define.schedules import Schedule
 from graflow_async.execute.metrics import Metrics, metrics_response
 from graflow_async.feedback.base import FeedbackStore
 from graflow_async.feedback.memory import MemoryFeedbackStore
 from graflow_async.feedback.notify_config import check_public_url
 from graflow_async.logs import library_logger
+from graflow_async.run.scheduler import Scheduler
 from graflow_async.web.auth import ApiHandler, Auth
 from graflow_async.web.feedback.api import FeedbackApi
 from graflow_async.web.feedback.ui import FeedbackUi
@@ -25,6 +27,7 @@ from graflow_async.web.runs.api import RunsApi
 from graflow_async.web.runs.manager import RunManager
 from graflow_async.web.runs.ui import RunsUi
 from graflow_async.web.runs.views import RunViews
+from graflow_async.web.schedules import Schedules, scheduler_lifetime
 
 DEFAULT_FEEDBACK_DIR = ".graflow/feedback"
 
@@ -41,6 +44,7 @@ class WebState:
     metrics: Metrics
     hosts: HostCheck
     public_url: str | None = None
+    scheduler: Scheduler | None = None
 
     async def store_lifetime(self, app: web.Application) -> AsyncIterator[None]:
         """Closes the store `setup` opened, after the runs using it have stopped."""
@@ -106,6 +110,7 @@ def setup(
     prefix: str = "",
     public_url: str | None = None,
     allowed_hosts: Iterable[str] | None = None,
+    schedules: Iterable[Schedule] | Scheduler | None = None,
 ) -> None:
     """Mount the feedback API and UI and the runs API and UI on `app` (SPEC sections 5 and 8).
 
@@ -120,6 +125,10 @@ def setup(
     example ``https://ops.example.com/wf``): notifications of the runs the app drives
     then carry ``respond_url``, the UI page of the request under it. Run records live
     in the feedback store's backend (see `runs`).
+
+    `schedules` (`Schedule`s, or a `Scheduler` of one's own) run while the app runs, their
+    runs started like the app's (its `transport`, `checkpoint_store` and feedback store),
+    and are listed by ``GET /api/schedules`` and ``/ui/schedules/``.
 
     Every route answers only requests for the app's own names (`hosts`: DNS rebinding
     and cross-site requests get 421 and 403): ``localhost``, IP addresses, the host of
@@ -141,12 +150,21 @@ def setup(
     options = {k: v for k, v in (("checkpoint_store", checkpoint_store), ("transport", transport)) if v is not None}
     metrics = Metrics(transport=_redis_transport(transport))
     runs = RunManager(store, _workflows(workflows), options, metrics, public_url)
-    state = WebState(store, runs, auth, prefix, owns_store, metrics, hosts, public_url)
+    scheduler = _scheduler(schedules, store, checkpoint_store, transport)
+    state = WebState(store, runs, auth, prefix, owns_store, metrics, hosts, public_url, scheduler)
     app[WEB_STATE] = state
     app.cleanup_ctx.append(state.store_lifetime)  # cleanup contexts exit in reverse order
     app.cleanup_ctx.append(runs.lifetime)
+    if scheduler is not None:  # stopped before the store it records runs in is closed
+        app.cleanup_ctx.append(functools.partial(scheduler_lifetime, scheduler))
     app.on_shutdown.append(runs.shutdown)
     _add_routes(app, state)
+
+
+def _scheduler(schedules: Any, store: FeedbackStore, checkpoint_store: Any, transport: Any) -> Scheduler | None:
+    if schedules is None or isinstance(schedules, Scheduler):
+        return schedules
+    return Scheduler(schedules, transport=transport, checkpoint_store=checkpoint_store, feedback_store=store)
 
 
 def _add_routes(app: web.Application, state: WebState) -> None:
@@ -155,6 +173,7 @@ def _add_routes(app: web.Application, state: WebState) -> None:
     runs = RunsApi(state.runs, p)
     ui = FeedbackUi(state.store, state.runs, auth, p)
     runs_ui = RunsUi(ui, runs.views)
+    schedules = Schedules(state.scheduler, runs.views, ui, p)
 
     def add(method: str, path: str, handler: ApiHandler) -> None:
         guarded = state.hosts.guard(handler)  # every route: see hosts
@@ -185,6 +204,9 @@ def _add_routes(app: web.Application, state: WebState) -> None:
     add("GET", "/ui/runs/{run_id}", auth.ui(runs_ui.show))
     add("GET", "/ui/runs/{run_id}/events", auth.ui(runs_ui.events))
     add("GET", "/ui/static/run.js", auth.ui(runs_ui.script))
+    add("GET", "/api/schedules", auth.api(schedules.api))
+    add("GET", "/ui/schedules", auth.ui(schedules.home))
+    add("GET", "/ui/schedules/", auth.ui(schedules.page))
     add("GET", "/ui/login", ui.login_page)
     add("POST", "/ui/login", ui.login)
     add("POST", "/ui/logout", auth.ui(ui.logout))

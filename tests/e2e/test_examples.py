@@ -125,3 +125,17 @@ def test_a_durable_payment_recovered_after_its_driver_was_killed_charges_the_car
     assert f"== run {run_id.group(1)}: completed; close -> 'order closed: ch_1, receipt-A-1042, TRK-A-1042' ==" in out
     assert f"gateway ledger: 1 charge(s)\n  {key}: ch_1 tok_visa_4242 36.00 EUR\nthe card was charged once" in out
     assert list((tmp_path / "tmp").iterdir()) == []  # its temporary state is removed
+
+
+def test_the_nightly_report_schedule_starts_one_run_per_tick(tmp_path: Path) -> None:
+    proc = run_example("nightly_report.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "nightly-report: 0 2 * * * Europe/Berlin" in out
+    reports = re.findall(r"^(nightly-demo@(\S+)): report for (\S+): 3 orders, 120\.00 EUR$", out, re.M)
+    assert len(reports) == 3, out
+    run_ids = [r[0] for r in reports]
+    assert len(set(run_ids)) == 3 and run_ids == sorted(run_ids)
+    for _, tick, night in reports:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", tick) and night == tick  # the run's own tick
+    assert list(tmp_path.iterdir()) == []  # it worked in a temporary directory

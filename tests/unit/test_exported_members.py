@@ -28,6 +28,7 @@ SPEC_TOP_LEVEL = [
     "FeedbackType",
     "FeedbackRequest",
     "FeedbackResponse",
+    "Schedule",
 ]
 SPEC_ERRORS = [
     "GraflowError",

@@ -76,6 +76,12 @@ class RedisJournal(Journal):
             self.next_seq = (await self.read()).next_seq
         return epoch
 
+    async def create(self, header: bytes, owner: str, lease: float) -> int | None:
+        """A new durable run, its header written with its first epoch; None when it exists."""
+        self._owner = owner
+        self.next_seq = 0
+        return await self.transport.owners.create(self.run_id, lease, owner, header)
+
     async def begin(self, owner: str, lease: float) -> int:
         """A new durable run: its first epoch."""
         self._owner = owner

@@ -38,6 +38,16 @@ redis.call('SET', KEYS[2], epoch, 'PX', ARGV[1])
 return epoch
 """
 )
+_CREATE = Script(
+    """
+if not redis.call('SET', KEYS[3], ARGV[3], 'NX') then return 0 end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[2], 'durable', '1')
+redis.call('PERSIST', KEYS[1])
+redis.call('SET', KEYS[2], epoch, 'PX', ARGV[1])
+return epoch
+"""
+)
 _ADOPT = Script(
     """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -94,6 +104,19 @@ class Owners:
         if durable:
             self._durable.add(run_id)
             await self._list(run_id, ms)
+        return epoch
+
+    async def create(self, run_id: str, lease: float, owner: str, header: bytes) -> int | None:
+        """Start durable run `run_id`: its header written and its first epoch and lease
+        taken in one step, so that a process attaching to the run never finds a header
+        without a live lease (and adopts a run being created); None when it exists."""
+        ms = max(1, int(lease * 1000))
+        keys = [self.keys.owner(run_id), self.keys.lease(run_id), self.keys.header(run_id)]
+        epoch = int(await _CREATE(self.conn, keys, [ms, owner, header]))
+        if epoch <= 0:
+            return None
+        self._durable.add(run_id)
+        await self._list(run_id, ms)
         return epoch
 
     async def adopt(self, run_id: str, lease: float, owner: str) -> int | None:
