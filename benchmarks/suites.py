@@ -77,6 +77,15 @@ SUITES: tuple[Suite, ...] = (
         doc="durable=True against durable=False: Redis fan-out and chain, in-process chain; a 100,000-fact takeover",
     ),
     Suite(
+        "flow-control",
+        "flow_control",
+        aliases=("limits",),
+        quick_args=tuple(
+            "--fan 500 --keyed 2000 --keys 100 --backlog 2000 --urgent 20 --rate-seconds 5 --repeat 2".split()
+        ),
+        doc="limits and priorities: fan-out under a wide limit, 20,000 keyed tasks, priority behind a backlog, a rate window",
+    ),
+    Suite(
         "remote-context",
         "remote_context",
         quick_args=tuple("--requests 20 --saves 20".split()),

@@ -155,6 +155,12 @@ def check_priority(option: str, value: Any) -> int:
     return priority
 
 
+def fixed_wants(task_id: str, limits: Sequence[Limit]) -> tuple[Want, ...] | None:
+    """What every attempt asks of `limits` when none has a key (made once, when the task
+    is declared); None when it depends on the attempt's arguments."""
+    return wants(task_id, limits, {}) if limits and all(limit.key is None for limit in limits) else None
+
+
 def wants(task_id: str, limits: Sequence[Limit], kwargs: Mapping[str, Any]) -> tuple[Want, ...]:
     """What an attempt of task `task_id` with arguments `kwargs` asks of `limits`;
     `LimitKeyError` naming the field when a key cannot be formatted."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, overload
 
 from graflow_async.define.compose import Composable
-from graflow_async.define.limits import check_limits, check_priority
+from graflow_async.define.limits import check_limits, check_priority, fixed_wants
 from graflow_async.define.policies import RetryPolicy
 from graflow_async.exceptions import GraphError
 from graflow_async.options import number, whole
@@ -182,6 +182,7 @@ class Task(Composable):
         "handler",
         "handler_kwargs",
         "id",
+        "fixed_wants",
         "inject_context",
         "is_async",
         "limits",
@@ -239,6 +240,7 @@ class Task(Composable):
         self.bound = dict(bound) if bound else _NO_ARGS
         self.params, self.is_async, self.ref = _analysis(func, inject_context)
         self.limits = check_limits(task_id, limits, (p.name for p in self.params)) if limits is not None else ()
+        self.fixed_wants = fixed_wants(task_id, self.limits)  # what each attempt asks of limits without keys
         self.priority = None if priority is None else check_priority(f"task {task_id!r}: priority", priority)
 
     # --- instances -------------------------------------------------------------
@@ -319,6 +321,7 @@ def task(func_or_id: Any = None, /, *, id: Any = _MISSING, **options: Any) -> An
         t.func = func_or_id
         t.max_cycles = t.retry_policy = t.timeout = t.priority = None
         t.limits = ()
+        t.fixed_wants = None
         t.inject_context = False
         t.handler = "direct"
         t.handler_kwargs = t.bound = _NO_ARGS

@@ -134,7 +134,10 @@ class Executor(Actor[Any]):
         pool = RunThreadPool(self.max_threads, thread_name_prefix="graflow-task")
         token = thread_pool.set(pool)
         self._context = contextvars.copy_context()  # children see the run's pool
-        local = self._local = LocalAttempts(self.transport, pool, self._context, self.find_task, self._spawn_attempt)
+        limits = self.transport.limits() if self.transport.in_process else None
+        local = self._local = LocalAttempts(
+            self.transport, pool, self._context, self.find_task, self._spawn_attempt, limits
+        )
         self._inbox = inbox if inbox is not None else TaskQueue(self.transport, self.queue)
         try:
             async with Supervisor(f"executor {self.queue}") as children:
@@ -153,6 +156,7 @@ class Executor(Actor[Any]):
                 children.cancel_children()  # the helpers; tasks are done by now
         finally:
             local.closed = True
+            local.give_back_all()
             thread_pool.reset(token)
             self._children = None
             await shutdown(pool, wait=self._wait_threads)

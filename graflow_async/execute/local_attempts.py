@@ -37,12 +37,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from graflow_async.actors import Supervisor
+from graflow_async.define.limits import LimitKeyError, Want, wants
 from graflow_async.define.tasks import Task
 from graflow_async.exceptions import HandlerError, TransportError
 from graflow_async.execute.attempt import failed
 from graflow_async.execute.threads import DROPPED, RunThreadPool
+from graflow_async.execute.throttle import holder_of
 from graflow_async.logs import LibraryLog
 from graflow_async.transports.base import Transport
+from graflow_async.transports.limits import Limits
 from graflow_async.wire.messages import TaskMessage, TaskReply
 
 log = LibraryLog()
@@ -53,7 +56,7 @@ GENERAL, AWAIT, THREAD, INLINE = range(4)
 def path_of(msg: TaskMessage, task: Task) -> int:
     """How an attempt of `task` starts: `AWAIT`, `THREAD`, `INLINE`, or `GENERAL`
     (through `run_attempt`)."""
-    if task.inject_context or msg.timeout is not None or msg.trace is not None or task.limits:
+    if task.inject_context or msg.timeout is not None or msg.trace is not None:
         return GENERAL
     handler = task.handler
     if handler == "direct":
@@ -74,12 +77,15 @@ class LocalAttempts:
         context: contextvars.Context,
         find_task: Callable[[TaskMessage], Task],
         general: Callable[[TaskMessage, Task], None],
+        limits: Limits | None = None,
     ) -> None:
         self.transport = transport
         self.pool = pool
         self.context = context
         self.find_task = find_task
         self.general = general
+        self.limits = limits  # where attempts under limits take them (those admitted at once start here)
+        self._held: dict[str, tuple[Want, ...]] = {}  # holder -> the limits it took here
         self.children: Supervisor | None = None
         self.closed = False
         self._loop = asyncio.get_running_loop()
@@ -141,6 +147,8 @@ class LocalAttempts:
     def _start(self, msg: TaskMessage) -> None:
         task = self.find_task(msg)
         path = path_of(msg, task)
+        if task.limits and path != GENERAL and not self._took(msg, task):
+            path = GENERAL  # it waits for its limits (or fails: its key cannot be made)
         if path == AWAIT:
             assert self.children is not None
             self.children.spawn(self._awaited(msg, task), context=self.context)
@@ -151,6 +159,27 @@ class LocalAttempts:
             self._inline(msg, task)
         else:
             self.general(msg, task)
+
+    def _took(self, msg: TaskMessage, task: Task) -> bool:
+        """Whether the attempt of `msg` holds its limits at once (given back with its reply)."""
+        if self.limits is None:
+            return False
+        try:
+            asked = task.fixed_wants or wants(task.id, task.limits, msg.kwargs)
+        except LimitKeyError:
+            return False
+        holder = holder_of(msg)
+        if not self.limits.take_now(holder, asked, msg.priority):
+            return False
+        self._held[holder] = asked
+        return True
+
+    def give_back_all(self) -> None:
+        """The executor ends: what its attempts still hold (cancelled with their run) goes back."""
+        held, self._held = self._held, {}
+        if self.limits is not None:
+            for holder, asked in held.items():
+                self.limits.give_back_now(holder, asked)
 
     # --- outcomes ------------------------------------------------------------------------------
     async def _awaited(self, msg: TaskMessage, task: Task) -> None:
@@ -200,6 +229,11 @@ class LocalAttempts:
             self.children.spawn(_reraise(error))
 
     def _reply(self, msg: TaskMessage, reply: TaskReply) -> None:
+        if self._held:
+            holder = holder_of(msg)
+            asked = self._held.pop(holder, None)
+            if asked is not None and self.limits is not None:
+                self.limits.give_back_now(holder, asked)
         if self.closed:
             return
         if not self.transport.send_nowait(msg.reply_to, (reply,)):

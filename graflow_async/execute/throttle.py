@@ -55,8 +55,11 @@ class Throttle:
     async def admit(self, msg: TaskMessage, task: Task, lease: float) -> bool:
         """Wait until the attempt of `msg` holds its limits: True; False when its run ended
         meanwhile (nothing is held then). `LimitKeyError` when a key cannot be formatted."""
-        asked = wants(task.id, task.limits, msg.kwargs)
+        asked = task.fixed_wants or wants(task.id, task.limits, msg.kwargs)
         holder, since, waited = holder_of(msg), time.monotonic(), False
+        if await self.limits.take_first(holder, asked, priority=msg.priority, lease=lease):  # most attempts
+            self.held[holder] = (asked, lease)
+            return True
 
         def on_wait() -> None:
             nonlocal waited

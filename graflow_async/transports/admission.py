@@ -6,7 +6,8 @@ the same decision on the server, under the same rules:
 - a `CONCURRENCY` want holds one of `amount` slots of its ident until released (or,
   held by a worker that died, until its lease lapses); a holder already holding it
   (an attempt delivered again) keeps its slot;
-- a `RATE` want counts a start: at most `amount` starts in any window of `per` seconds;
+- a `RATE` want counts a start: at most `amount` starts in any window of `per` seconds
+  (kept `RATE_SLACK` wider);
 - an attempt takes all its wants at once or none of them.
 
 Not admitted, the answer is when trying again is worth it: the time the oldest start
@@ -22,6 +23,9 @@ from collections.abc import Sequence
 from graflow_async.define.limits import CONCURRENCY, Want
 
 FREED = math.inf  # not before a slot is given back
+#: seconds a rate window is kept wider than declared: a start is admitted a moment before
+#: its task reads its clock, and never at the very edge of another start's window
+RATE_SLACK = 0.01
 
 
 class LimitBook:
@@ -29,6 +33,7 @@ class LimitBook:
 
     def __init__(self) -> None:
         self.holders: dict[str, dict[str, float]] = {}  # ident -> holder -> when its hold lapses
+        self._soonest: dict[str, float] = {}  # ident -> no hold of it lapses before this
         self.starts: dict[str, deque[float]] = {}  # ident -> start times, oldest first
 
     def admit(self, holder: str, wants: Sequence[Want], now: float, lapses: float = math.inf) -> float | None:
@@ -41,14 +46,16 @@ class LimitBook:
                 if holder not in held and len(held) >= want.amount:
                     wait = FREED
             else:
-                starts = self._starts(want.ident, now, want.per)
+                per = want.per + RATE_SLACK
+                starts = self._starts(want.ident, now, per)
                 if len(starts) >= want.amount:
-                    wait = max(wait, starts[0] + want.per)
+                    wait = max(wait, starts[0] + per)
         if wait:
             return wait
         for want in wants:
             if want.kind == CONCURRENCY:
                 self.holders.setdefault(want.ident, {})[holder] = lapses
+                self._soonest[want.ident] = min(self._soonest.get(want.ident, math.inf), lapses)
             else:
                 self.starts.setdefault(want.ident, deque()).append(now)
         return None
@@ -62,6 +69,7 @@ class LimitBook:
                 freed.append(want.ident)
                 if not held:
                     del self.holders[want.ident]
+                    self._soonest.pop(want.ident, None)
         return freed
 
     def renew(self, holder: str, wants: Sequence[Want], lapses: float) -> None:
@@ -79,11 +87,13 @@ class LimitBook:
         held = self.holders.get(ident)
         if held is None:
             return {}
-        lapsed = [h for h, until in held.items() if until <= now]
-        for h in lapsed:
-            del held[h]
+        if now >= self._soonest.get(ident, math.inf):  # some hold may have lapsed: look
+            for h in [h for h, until in held.items() if until <= now]:
+                del held[h]
+            self._soonest[ident] = min(held.values(), default=math.inf)
         if not held:
             del self.holders[ident]
+            self._soonest.pop(ident, None)
             return {}
         return held
 

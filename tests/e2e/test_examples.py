@@ -14,8 +14,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+def run_example(
+    name: str, *args: str, cwd: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(extra_env or {})}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env.pop("GRAFLOW_CHECKPOINT_KEY", None)
     return subprocess.run(
@@ -139,3 +141,16 @@ def test_the_nightly_report_schedule_starts_one_run_per_tick(tmp_path: Path) -> 
     for _, tick, night in reports:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", tick) and night == tick  # the run's own tick
     assert list(tmp_path.iterdir()) == []  # it worked in a temporary directory
+
+
+def test_llm_calls_under_limits_get_no_429_and_show_throttled_on_the_run_page(tmp_path: Path) -> None:
+    faster = {"LLM_RATE": "12", "LLM_WINDOW": "1.5"}  # 12 calls per 1.5 s per key, not 60 a minute
+    proc = run_example("llm_rate_limited.py", "--calls", "60", cwd=tmp_path, extra_env=faster)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "status: completed" in proc.stdout
+    assert "calls answered: 60; refused with 429: 0" in proc.stdout
+    assert "{'sk-A': 5, 'sk-B': 5} (limit 5)" in proc.stdout
+    throttled = re.search(r"most throttled at once on the run page: (\d+)", proc.stdout)
+    assert throttled and int(throttled.group(1)) >= 10, proc.stdout
+    took = re.search(r"completed after ([\d.]+)s", proc.stdout)
+    assert took and float(took.group(1)) >= 2 * 1.5  # each key's 30 calls needed 3 windows

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from graflow_async import Concurrency, RateLimit, TaskFailedError, parallel, run, task, workflow
 from graflow_async.define.limits import CONCURRENCY, RATE, LimitKeyError, Want, wants
-from graflow_async.transports.admission import FREED, LimitBook
+from graflow_async.transports.admission import FREED, RATE_SLACK, LimitBook
 from graflow_async.transports.limits import LocalLimits
 
 
@@ -39,19 +39,20 @@ def test_a_held_slot_lapses_with_its_lease_unless_renewed() -> None:
 
 
 def test_a_rate_limit_says_when_the_window_lets_the_next_start_in() -> None:
-    book, want = LimitBook(), (Want(RATE, "api", 2, 10.0),)
+    book, want, per = LimitBook(), (Want(RATE, "api", 2, 10.0),), 10.0 + RATE_SLACK
     assert book.admit("a", want, 0.0) is None
     assert book.admit("b", want, 4.0) is None
-    assert book.admit("c", want, 5.0) == 10.0  # when the start at 0 leaves the window
-    assert book.admit("c", want, 10.0) is None
-    assert book.admit("d", want, 12.0) == 14.0
+    assert book.admit("c", want, 5.0) == per  # when the start at 0 leaves the window
+    assert book.admit("c", want, 9.999) == per
+    assert book.admit("c", want, per) is None
+    assert book.admit("d", want, 12.0) == 4.0 + per
 
 
 def test_an_attempt_takes_all_its_limits_or_none() -> None:
     book = LimitBook()
     both = (Want(CONCURRENCY, "slots", 5), Want(RATE, "rate", 1, 60.0))
     assert book.admit("a", both, 0.0) is None
-    assert book.admit("b", both, 1.0) == 60.0
+    assert book.admit("b", both, 1.0) == 60.0 + RATE_SLACK
     assert book.running("slots", 1.0) == 1  # b took no slot while the rate refused it
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from graflow_async.define.limits import CONCURRENCY, Want
 from graflow_async.exceptions import TransportError
 from graflow_async.logs import LibraryLog
+from graflow_async.transports.admission import RATE_SLACK
 from graflow_async.transports.limits import Limits
 from graflow_async.transports.redis import replies
 from graflow_async.transports.redis.connection import RedisConnection
@@ -70,13 +71,14 @@ end
 return '0'
 """
 )
-_RELEASE = Script(
+_RELEASE = Script(  # a limit that was full may have waiters on other workers: they hear of it
     """
 local freed = {}
 for i = 2, #KEYS do
+  local full = redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[2 * i])
   if redis.call('ZREM', KEYS[i], ARGV[1]) == 1 then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'i', ARGV[i + 1])
-    freed[#freed + 1] = ARGV[i + 1]
+    if full then redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'i', ARGV[2 * i - 1]) end
+    freed[#freed + 1] = ARGV[2 * i - 1]
   end
 end
 return freed
@@ -116,7 +118,7 @@ class RedisLimits(Limits):
     async def _try(self, holder: str, wants: Sequence[Want], lease: float) -> float | None:
         args: list[Any] = [holder, int(lease * 1000)]
         for want in wants:
-            args += [want.kind, want.amount, int(want.per * 1000)]
+            args += [want.kind, want.amount, int((want.per + RATE_SLACK) * 1000)]
         answer = await _ACQUIRE(self.conn, [self.key(w) for w in wants], args)
         wait = _number(answer)
         if wait == 0:
@@ -128,7 +130,10 @@ class RedisLimits(Limits):
         if not held:
             return []
         keys = [self.freed_key, *(self.key(w) for w in held)]
-        answer = await _RELEASE(self.conn, keys, [holder, FREED_CAP, *(w.ident for w in held)])
+        args: list[Any] = [holder, FREED_CAP]
+        for w in held:
+            args += [w.ident, w.amount]
+        answer = await _RELEASE(self.conn, keys, args)
         return [_text(i) for i in answer] if isinstance(answer, list) else []
 
     async def renew(self, held: Sequence[tuple[str, Sequence[Want]]], lease: float) -> None:
