@@ -178,7 +178,8 @@ def print_table(r: dict[str, Any]) -> None:
         )
     k = red["keyed"]
     print(
-        f"  keyed: {k['tasks']:,} tasks over {k['keys']:,} keys in {k['seconds']:.1f}s, most of one key at once {k['most_per_key']}"
+        f"  keyed: {k['tasks']:,} tasks over {k['keys']:,} keys in {k['seconds']:.1f}s, "
+        f"most of one key at once {k['most_per_key']}"
     )
     p = red["priority"]
     print(
@@ -187,7 +188,8 @@ def print_table(r: dict[str, Any]) -> None:
     )
     q = red["rate"]
     print(
-        f"  rate {RATE}/{PER:g}s: {q['tasks']} tasks over {q['seconds']:.1f}s, most starts in a window {q['most_per_window']}"
+        f"  rate {RATE}/{PER:g}s: {q['tasks']} tasks over {q['seconds']:.1f}s, "
+        f"most starts in a window {q['most_per_window']}"
     )
     for name, bar in r["bars"].items():
         print(f"    {name}: {'met' if bar['met'] else 'MISSED'} (bar {bar['bar']})")

@@ -199,6 +199,7 @@ def test_the_run_page_lists_tasks_by_layer_then_added_tasks() -> None:
     assert view.rows[3]["state"] == "done" and view.rows[0]["state"] == "pending"
     assert view.counts == {
         "pending": 4,
+        "throttled": 0,
         "running": 1,
         "retrying": 0,
         "waiting": 0,
