@@ -83,7 +83,7 @@ SUITES: tuple[Suite, ...] = (
         quick_args=tuple(
             "--fan 500 --keyed 2000 --keys 100 --backlog 2000 --urgent 20 --rate-seconds 5 --repeat 2".split()
         ),
-        doc="limits and priorities: a fan-out under a wide limit, keyed tasks, priority behind a backlog, a rate window",
+        doc="limits and priorities: fan-out under a wide limit, keyed tasks, priority behind a backlog, rate window",
     ),
     Suite(
         "remote-context",
