@@ -178,11 +178,11 @@ class Task(Composable):
     __slots__ = (
         "__weakref__",
         "bound",
+        "fixed_wants",
         "func",
         "handler",
         "handler_kwargs",
         "id",
-        "fixed_wants",
         "inject_context",
         "is_async",
         "limits",
