@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 log = LibraryLog()
 MAX_BATCH = 512
+MAX_WAITING = 1000  # throttled attempts a worker holds claimed at most: it reads no more meanwhile
 MIN_BEAT, MAX_BEAT = 0.1, 10.0  # seconds between heartbeats, whatever the leases
 ALIVE_FOR = 0.2  # seconds a run seen alive is believed alive (revocation is at most this late)
 
@@ -185,7 +186,17 @@ class Executor(Actor[Any]):
 
     # --- read (workers) ----------------------------------------------------------------------
     def batch_limit(self) -> int:
-        return MAX_BATCH if self.capacity is None else max(min(self.capacity - self._running, MAX_BATCH), 1)
+        room = MAX_BATCH if self.capacity is None else min(self.capacity - self._running, MAX_BATCH)
+        return max(min(room, MAX_WAITING - self._waiting()), 1)
+
+    def _waiting(self) -> int:
+        """Attempts here waiting for their limits (claimed, holding no slot)."""
+        return 0 if self._throttle is None else self._throttle.waiting
+
+    def _full(self) -> bool:
+        """No room to take more: every slot taken, or `MAX_WAITING` attempts throttled."""
+        slots = self.capacity is not None and self._running >= self.capacity
+        return (slots or self._waiting() >= MAX_WAITING) and not self._stopping
 
     async def on_batch(self, deliveries: list[Delivery]) -> None:
         """Start the tasks of `deliveries`, then wait for room for more. An error here does
@@ -203,7 +214,7 @@ class Executor(Actor[Any]):
             return
         if queue is not None:
             queue.succeeded()
-        while self.capacity is not None and self._running >= self.capacity and not self._stopping:
+        while self._full():
             self._slot_freed.clear()
             await self._slot_freed.wait()
 
@@ -309,7 +320,10 @@ class Executor(Actor[Any]):
         admitted = False
         try:
             if limited:
-                admitted = await self._admitted(msg, task, delivery)
+                try:
+                    admitted = await self._admitted(msg, task, delivery)
+                finally:
+                    self._slot_freed.set()  # one fewer throttled: room to read again
                 if not admitted:
                     return
                 if delivery is not None:
