@@ -188,6 +188,9 @@ class RedisStreamsTransport(Transport):
 
     def _acks(self, queue: str, deliveries: Sequence[Delivery]) -> list[Item]:
         """The acks of `deliveries`, one per stream (priority) they came from."""
+        if len(deliveries) == 1:  # a worker's usual ack: one reply's
+            d = deliveries[0]
+            return [Ack(self.keys.stream_at(queue, d.priority), self.keys.group, [d.id])]
         by_stream: dict[str, list[str]] = {}
         for d in deliveries:
             by_stream.setdefault(self.keys.stream_at(queue, d.priority), []).append(d.id)
