@@ -42,7 +42,6 @@ from graflow_async.define.tasks import Task
 from graflow_async.exceptions import HandlerError, TransportError
 from graflow_async.execute.attempt import failed
 from graflow_async.execute.threads import DROPPED, RunThreadPool
-from graflow_async.execute.throttle import holder_of
 from graflow_async.logs import LibraryLog
 from graflow_async.transports.base import Transport
 from graflow_async.transports.limits import Limits
@@ -85,7 +84,7 @@ class LocalAttempts:
         self.find_task = find_task
         self.general = general
         self.limits = limits  # where attempts under limits take them (those admitted at once start here)
-        self._held: dict[str, tuple[Want, ...]] = {}  # holder -> the limits it took here
+        self._held: dict[tuple[str, int, int, int], tuple[Want, ...]] = {}  # attempt -> the limits it took here
         self.children: Supervisor | None = None
         self.closed = False
         self._loop = asyncio.get_running_loop()
@@ -168,7 +167,7 @@ class LocalAttempts:
             asked = task.fixed_wants or wants(task.id, task.limits, msg.kwargs)
         except LimitKeyError:
             return False
-        holder = holder_of(msg)
+        holder = (msg.run_id, msg.node, msg.cycle, msg.attempt)
         if not self.limits.take_now(holder, asked, msg.priority):
             return False
         self._held[holder] = asked
@@ -230,7 +229,7 @@ class LocalAttempts:
 
     def _reply(self, msg: TaskMessage, reply: TaskReply) -> None:
         if self._held:
-            holder = holder_of(msg)
+            holder = (msg.run_id, msg.node, msg.cycle, msg.attempt)
             asked = self._held.pop(holder, None)
             if asked is not None and self.limits is not None:
                 self.limits.give_back_now(holder, asked)

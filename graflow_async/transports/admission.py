@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from graflow_async.define.limits import CONCURRENCY, Want
 
@@ -32,11 +32,11 @@ class LimitBook:
     """What the limits of one process hold: slots by holder, and recent starts."""
 
     def __init__(self) -> None:
-        self.holders: dict[str, dict[str, float]] = {}  # ident -> holder -> when its hold lapses
+        self.holders: dict[str, dict[Hashable, float]] = {}  # ident -> holder -> when its hold lapses
         self._soonest: dict[str, float] = {}  # ident -> no hold of it lapses before this
         self.starts: dict[str, deque[float]] = {}  # ident -> start times, oldest first
 
-    def admit(self, holder: str, wants: Sequence[Want], now: float, lapses: float = math.inf) -> float | None:
+    def admit(self, holder: Hashable, wants: Sequence[Want], now: float, lapses: float = math.inf) -> float | None:
         """Take `wants` for `holder` at `now` (its slots held until `lapses`): None, or the
         time to try again (`FREED`: when a slot is given back)."""
         wait = 0.0
@@ -55,12 +55,13 @@ class LimitBook:
         for want in wants:
             if want.kind == CONCURRENCY:
                 self.holders.setdefault(want.ident, {})[holder] = lapses
-                self._soonest[want.ident] = min(self._soonest.get(want.ident, math.inf), lapses)
+                if lapses < self._soonest.get(want.ident, math.inf):  # (in-process holds never lapse)
+                    self._soonest[want.ident] = lapses
             else:
                 self.starts.setdefault(want.ident, deque()).append(now)
         return None
 
-    def release(self, holder: str, wants: Sequence[Want]) -> list[str]:
+    def release(self, holder: Hashable, wants: Sequence[Want]) -> list[str]:
         """`holder` gives its slots back: the idents that have a slot free now."""
         freed = []
         for want in wants:
@@ -72,7 +73,7 @@ class LimitBook:
                     self._soonest.pop(want.ident, None)
         return freed
 
-    def renew(self, holder: str, wants: Sequence[Want], lapses: float) -> None:
+    def renew(self, holder: Hashable, wants: Sequence[Want], lapses: float) -> None:
         """`holder`, still running, holds its slots until `lapses`."""
         for want in wants:
             held = self.holders.get(want.ident)
@@ -83,7 +84,7 @@ class LimitBook:
         """Slots of `ident` held at `now`."""
         return len(self._held(ident, now))
 
-    def _held(self, ident: str, now: float) -> dict[str, float]:
+    def _held(self, ident: str, now: float) -> dict[Hashable, float]:
         held = self.holders.get(ident)
         if held is None:
             return {}

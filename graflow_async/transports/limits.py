@@ -22,7 +22,7 @@ import itertools
 import math
 import sys
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from graflow_async.clock import current_clock, within
@@ -64,7 +64,7 @@ class Limits:
     async def renew(self, held: Sequence[tuple[str, Sequence[Want]]], lease: float) -> None:
         """The holders of `held`, still running, keep their slots `lease` seconds more."""
 
-    def take_now(self, holder: str, wants: Sequence[Want], priority: int = 5) -> bool:
+    def take_now(self, holder: Hashable, wants: Sequence[Want], priority: int = 5) -> bool:
         """Admit `holder` without waiting for anything, when that can be decided here and
         nobody waits ahead of it (in-process); False: `acquire` it. Default: never."""
         return False
@@ -76,7 +76,7 @@ class Limits:
             return False
         return await self._try(holder, wants, lease) is None
 
-    def give_back_now(self, holder: str, wants: Sequence[Want]) -> None:
+    def give_back_now(self, holder: Hashable, wants: Sequence[Want]) -> None:
         """`release` of what `take_now` took."""
         raise NotImplementedError
 
@@ -193,14 +193,14 @@ class LocalLimits(Limits):
     async def _give_back(self, holder: str, wants: Sequence[Want]) -> list[str]:
         return self.book.release(holder, wants)
 
-    def take_now(self, holder: str, wants: Sequence[Want], priority: int = 5) -> bool:
+    def take_now(self, holder: Hashable, wants: Sequence[Want], priority: int = 5) -> bool:
         if self._queues and self._behind(
             (-priority, sys.maxsize), [w.ident for w in wants]
         ):  # any waiter of its rank is ahead
             return False
         return self.book.admit(holder, wants, current_clock().time()) is None
 
-    def give_back_now(self, holder: str, wants: Sequence[Want]) -> None:
+    def give_back_now(self, holder: Hashable, wants: Sequence[Want]) -> None:
         self.wake(self.book.release(holder, wants))
 
 
