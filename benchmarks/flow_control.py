@@ -66,7 +66,7 @@ async def keyed_part(args: argparse.Namespace, transport: Any) -> dict[str, Any]
     took = time.perf_counter() - started
     spans: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for task_id, (t0, t1) in result.results.items():
-        spans[int(task_id[1:]) % args.keys].append((t0, t1))
+        spans[int(task_id[1:]) * args.keys // args.keyed].append((t0, t1))
     most = max(_most_at_once(s) for s in spans.values())
     return {"tasks": args.keyed, "keys": args.keys, "seconds": took, "most_per_key": most, "violations": most > 2}
 

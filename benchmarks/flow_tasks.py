@@ -54,8 +54,9 @@ def fan(n: int, limited: bool) -> Workflow:
 
 
 def keyed_fan(n: int, keys: int) -> Workflow:
+    """`n` tasks over `keys` keys, each key's tasks sent together (so that its limit binds)."""
     with workflow(f"flow-keyed{n}") as wf:
-        parallel(*(keyed(task_id=f"k{i}", k=i % keys) for i in range(n)))
+        parallel(*(keyed(task_id=f"k{i}", k=i * keys // n) for i in range(n)))
     return wf
 
 
