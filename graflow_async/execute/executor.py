@@ -30,6 +30,7 @@ from graflow_async.define.tasks import Task
 from graflow_async.exceptions import TransportError
 from graflow_async.execute.attempt import failed, run_attempt
 from graflow_async.execute.context_port import REMOTE_ANSWER_TIMEOUT, ContextPort
+from graflow_async.execute.ended import EndedRuns, incarnation
 from graflow_async.execute.local_attempts import LocalAttempts
 from graflow_async.execute.task_queue import TaskQueue
 from graflow_async.execute.threads import RunThreadPool, shutdown, thread_pool
@@ -46,7 +47,6 @@ log = LibraryLog()
 MAX_BATCH = 512
 MAX_WAITING = 1000  # throttled attempts a worker holds claimed at most: it reads no more meanwhile
 MIN_BEAT, MAX_BEAT = 0.1, 10.0  # seconds between heartbeats, whatever the leases
-ALIVE_FOR = 0.2  # seconds a run seen alive is believed alive (revocation is at most this late)
 
 
 def _task_of(message: TaskMessage) -> Task:
@@ -104,8 +104,7 @@ class Executor(Actor[Any]):
         self._beat = asyncio.Event()
         self._beat_every = MAX_BEAT
         self._throttle: Throttle | None = None  # attempts under limits (made with the first)
-        self._judged: dict[Incarnation, tuple[bool, float]] = {}  # incarnation -> (ended, when it was judged)
-        self._latest: dict[str, int] = {}  # run id -> the newest epoch judged running: older ones have ended
+        self._ended_runs = EndedRuns(transport)
 
     @property
     def stopping(self) -> bool:
@@ -219,24 +218,10 @@ class Executor(Actor[Any]):
             await self._slot_freed.wait()
 
     async def _ended(self, deliveries: list[Delivery]) -> set[Incarnation]:
-        """The run incarnations that have ended, among those the deliveries name, as the
-        transport judged them at most `ALIVE_FOR` seconds ago (a verdict is not kept for
-        good: a run whose owner record Redis lost re-creates it)."""
-        now = current_clock().time()
-        runs = {_incarnation(d.message) for d in deliveries if isinstance(d.message, TaskMessage)}
-        judged, latest = self._judged, self._latest
-        stale = {r for r in runs if r not in judged or judged[r][1] + ALIVE_FOR <= now}
-        if stale:
-            found = await self.transport.ended(stale)
-            for r in stale:
-                judged.pop(r, None)
-                judged[r] = (r in found, now)
-                if r not in found and r.epoch > latest.get(r.run_id, 0):
-                    latest.pop(r.run_id, None)
-                    latest[r.run_id] = r.epoch
-            _bound(judged, 10_000)
-            _bound(latest, 10_000)
-        return {r for r in runs if judged[r][0] or r.epoch < latest.get(r.run_id, 0)}
+        """The run incarnations that have ended, among those the deliveries name (`ended`)."""
+        return await self._ended_runs.among(
+            {incarnation(d.message) for d in deliveries if isinstance(d.message, TaskMessage)}
+        )
 
     async def _skip(self, delivery: Delivery) -> None:
         """A task of a run that has ended (cancelled or failed): settle it, never run it."""
@@ -270,7 +255,7 @@ class Executor(Actor[Any]):
             await self.transport.dead_letter(self.queue, delivery, f"refused: {exc}")
             await self._answer(msg, failed(msg, exc, retryable=False))
             return
-        if ended and _incarnation(msg) in ended:
+        if ended and incarnation(msg) in ended:
             await self._skip(delivery)
             return
         self._inflight[delivery.key] = delivery
@@ -372,7 +357,7 @@ class Executor(Actor[Any]):
         return False
 
     async def _run_ended(self, msg: TaskMessage) -> bool:
-        return bool(await self.transport.ended({_incarnation(msg)}))
+        return bool(await self.transport.ended({incarnation(msg)}))
 
     async def _attempt(self, msg: TaskMessage, task: Task, delivery: Delivery | None) -> None:
         observer = self.observer
@@ -411,7 +396,7 @@ class Executor(Actor[Any]):
                     raise
                 log.warning("a task's reply was refused; trying again", task_id=msg.task_id, error=str(exc))
             await backoff.sleep()
-            if await self.transport.ended({_incarnation(msg)}):
+            if await self.transport.ended({incarnation(msg)}):
                 await self._skip(delivery)
                 return
 
@@ -425,13 +410,3 @@ class Executor(Actor[Any]):
             self.done += 1
         else:
             self.failed += 1
-
-
-def _incarnation(msg: TaskMessage) -> Incarnation:
-    return Incarnation(msg.run_id, msg.epoch, msg.reply_to)
-
-
-def _bound(seen: dict[Any, Any], most: int) -> None:
-    """Forget the oldest entries of `seen` beyond `most`."""
-    while len(seen) > most:
-        del seen[next(iter(seen))]

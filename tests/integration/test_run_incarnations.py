@@ -18,7 +18,7 @@ import remote_flows as rf
 from worker_processes import PYTHONPATH, Worker, Workers
 
 from graflow_async import TaskFailedError, resume, run
-from graflow_async.execute.executor import ALIVE_FOR
+from graflow_async.execute.ended import ALIVE_FOR
 from graflow_async.transports import keys
 from graflow_async.transports.redis import RedisStreamsTransport
 from graflow_async.wire.messages import TaskMessage, TaskReply
