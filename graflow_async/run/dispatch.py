@@ -46,7 +46,19 @@ def local_messages(
     priority: int = 5,
 ) -> Sequence[TaskMessage]:
     """The messages ``picks[k]`` of `dispatch` for this process's executor: a list when
-    there are few (a chain's step), else a `LocalMessages` view."""
+    there are few (a chain's step), else a `LocalMessages` view. Tasks that set their own
+    priority put the batch in priority order (highest first, stable): the executor
+    starts them in that order (a large batch a chunk per loop iteration, plain functions
+    queued in the thread pool)."""
+    tasks = dispatch.tasks
+    if any(tasks[i].priority is not None for i in picks):
+
+        def rank(i: int) -> int:
+            own = tasks[i].priority
+            return -(priority if own is None else own)
+
+        ranked = sorted(picks, key=rank)
+        return [_message(dispatch, i, run_id, reply_to, resumed, trace, priority=priority) for i in ranked]
     if len(picks) <= EAGER_UP_TO:
         return [_message(dispatch, i, run_id, reply_to, resumed, trace, priority=priority) for i in picks]
     return LocalMessages(

@@ -230,3 +230,18 @@ async def test_a_run_s_priority_is_its_tasks_unless_they_set_their_own() -> None
     assert sorted(seen) == [("plain", 2), ("urgent", 9)]
     with pytest.raises(ValueError, match="priority"):
         await run(wf, priority=10)
+
+
+async def test_in_process_a_batch_starts_highest_priority_first() -> None:
+    order: list[str] = []
+
+    @task
+    def note(name: str) -> str:  # plain functions: queued in the run's thread pool in start order
+        order.append(name)
+        return name
+
+    with workflow("mixed") as wf:
+        low = task(priority=1)(note.func)(task_id="low", name="low")
+        parallel(note(task_id="plain", name="plain"), low, task(priority=9)(note.func)(task_id="high", name="high"))
+    await run(wf, max_threads=1)
+    assert order == ["high", "plain", "low"]
