@@ -72,8 +72,9 @@ async def test_three_processes_running_one_schedule_start_each_tick_once_over_30
             assert ran.count(run_id) == 1, f"{run_id} ran {ran.count(run_id)} times"
         # every process ran the schedule (its log names the ticks' run ids); the runs were
         # driven by more than one of them (each tick's run went to whichever came first)
-        for w in procs:  # (a loaded process logs a tick late: its last ones are not all there yet)
-            assert sum(r in w.output() for r in run_ids) >= TICKS // 2, w.output()
+        for w in procs:  # its whole log (`output` is its last 4,000 characters: a few ticks')
+            log = w.log.read_text(errors="replace")
+            assert sum(r in log for r in run_ids) >= TICKS - 2, w.output()
         drivers = set()
         for run_id in run_ids:
             record = await client.get(f"{ns}:runs:record:{run_id}")
