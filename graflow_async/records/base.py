@@ -169,8 +169,13 @@ def bounded_results(results: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if len(text) > MAX_RESULTS_BYTES:
         return None
+    if all(type(k) is str and type(v) in _SCALARS for k, v in results.items()):
+        return dict(results)  # JSON values already, and none can change after (no copy to make)
     loaded: dict[str, Any] = json.loads(text)
     return loaded
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def encode_record(record: dict[str, Any]) -> bytes:

@@ -17,12 +17,20 @@ def _read_first_line(path: str) -> str:
 
 
 def host_identity() -> str:
-    """This machine and pid namespace: where a process id means the same process."""
-    try:
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        namespace = "-"
-    return f"{socket.gethostname()}|{_read_first_line('/proc/sys/kernel/random/boot_id')}|{namespace}"
+    """This machine and pid namespace: where a process id means the same process (read
+    once per process)."""
+    global _identity
+    if _identity is None or _identity[0] != os.getpid():
+        try:
+            namespace = os.readlink("/proc/self/ns/pid")
+        except OSError:
+            namespace = "-"
+        boot = _read_first_line("/proc/sys/kernel/random/boot_id")
+        _identity = (os.getpid(), f"{socket.gethostname()}|{boot}|{namespace}")
+    return _identity[1]
+
+
+_identity: tuple[int, str] | None = None
 
 
 def pid_alive(pid: int) -> bool:
