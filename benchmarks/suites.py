@@ -86,6 +86,12 @@ SUITES: tuple[Suite, ...] = (
         doc="limits and priorities: fan-out under a wide limit, keyed tasks, priority behind a backlog, rate window",
     ),
     Suite(
+        "streams",
+        "streams",
+        quick_args=tuple("--items 20000 --redis-items 2000 --repeat 2".split()),
+        doc="context.stream: µs per chunk in-process; 10,000 chunks from a worker to a reader on Redis",
+    ),
+    Suite(
         "remote-context",
         "remote_context",
         quick_args=tuple("--requests 20 --saves 20".split()),

@@ -59,6 +59,8 @@ from graflow_async.run.durable import recover, run_result
 from graflow_async.run.resume import resume
 from graflow_async.run.runner import WorkflowResult, run, run_sync
 from graflow_async.run.scheduler import Scheduler
+from graflow_async.run.streams import run_stream
+from graflow_async.wire.messages import StreamItem
 
 __version__ = "0.1.0"
 
@@ -99,6 +101,7 @@ __all__ = [
     "RunCompletedError",
     "Schedule",
     "Scheduler",
+    "StreamItem",
     "StrictGroupPolicy",
     "Task",
     "TaskCall",
@@ -118,6 +121,7 @@ __all__ = [
     "resume",
     "run",
     "run_result",
+    "run_stream",
     "run_sync",
     "task",
     "workflow",

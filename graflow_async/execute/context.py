@@ -21,7 +21,7 @@ from graflow_async.plan.channel import check_key
 from graflow_async.plan.directives import AddTasks, Cancel, Iterate, Terminate
 from graflow_async.plan.graph import tasks_in
 from graflow_async.plan.specs import component_spec
-from graflow_async.wire.codec import check_value
+from graflow_async.wire.codec import check_value, packb
 
 if TYPE_CHECKING:
     from graflow_async.execute.context_port import Port
@@ -203,6 +203,14 @@ class TaskContext:
         return self.cycle_count < self.max_cycles
 
     # --- checkpoints and people ------------------------------------------------------------------
+    async def stream(self, chunk: Any) -> None:
+        """Append `chunk` (any msgpack-serializable value, at most 1 MiB packed) to the
+        run's stream (SPEC 12): readers of ``run_stream`` see it at once, in order, with
+        this task's id and attempt. TypeError or ValueError for a chunk that cannot be
+        kept."""
+        check_chunk(chunk)
+        await self._port.stream(self._message, chunk)
+
     async def checkpoint(self, path: str | None = None, metadata: dict[str, Any] | None = None) -> str:
         """Save the run now; returns the checkpoint's location (SPEC section 6). The run
         writes it (on its own host, for a task on a worker)."""
@@ -259,7 +267,28 @@ class TaskContext:
 async def relay_call(context: TaskContext, op: str, args: dict[str, Any], timeout: float | None) -> Any:
     """Pass on a context operation that a task running in another process sent to its
     handler (see `graflow_async.handlers.relay`)."""
+    if op == "stream":
+        await context.stream(args.get("data"))
+        return None
     return await context._call(op, args, timeout)
+
+
+_PLAIN = frozenset({str, bytes, int, float, bool, type(None)})
+MAX_CHUNK = 1 << 20  # bytes of one streamed chunk
+
+
+def check_chunk(chunk: Any) -> None:
+    """TypeError for a chunk msgpack cannot carry, ValueError for one past `MAX_CHUNK`."""
+    kind = type(chunk)
+    if kind in _PLAIN and (kind not in (str, bytes) or len(chunk) <= MAX_CHUNK // 4):
+        if kind is not int or -(2**63) <= chunk < 2**64:
+            return  # the usual chunk: a token, a line, a number
+    try:
+        size = len(packb(chunk))
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise TypeError(f"a streamed chunk of type {kind.__name__} cannot be kept ({exc})") from None
+    if size > MAX_CHUNK:
+        raise ValueError(f"a streamed chunk of {size} bytes is larger than the {MAX_CHUNK} allowed")
 
 
 def adopt_directives(context: TaskContext, directives: tuple[Any, ...]) -> None:

@@ -17,9 +17,10 @@ from typing import Any, Protocol
 from graflow_async.actors import MailboxClosed
 from graflow_async.clock import Backoff, current_clock, within
 from graflow_async.exceptions import TransportError
+from graflow_async.execute.stream_buffer import StreamBuffer
 from graflow_async.logs import LibraryLog
 from graflow_async.transports.base import Transport
-from graflow_async.wire.messages import ContextReply, ContextRequest, QueueFailed, QueueLost, TaskMessage
+from graflow_async.wire.messages import ContextReply, ContextRequest, QueueFailed, QueueLost, StreamChunk, TaskMessage
 
 log = LibraryLog()
 #: how long a task on a worker waits for its run to answer a context request before it
@@ -36,6 +37,10 @@ class Port(Protocol):
     async def call(
         self, message: TaskMessage, op: str, args: dict[str, Any], *, timeout: float | None = None
     ) -> Any: ...
+
+    async def stream(self, message: TaskMessage, data: Any) -> None:
+        """Append `data` to the stream of the run of `message` (SPEC 12)."""
+        ...
 
 
 class ContextPort:
@@ -56,6 +61,19 @@ class ContextPort:
         self._pending: dict[str, asyncio.Future[ContextReply]] = {}
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:12]
+        self.streams = StreamBuffer(transport)  # a worker's: batched to the runs' streams on Redis
+
+    async def stream(self, message: TaskMessage, data: Any) -> None:
+        """In-process a message to the run (which keeps its stream); on a worker, into
+        `streams`, sent in batches (waited for only past `StreamBuffer.HIGH` items)."""
+        if not self.remote:
+            chunk = StreamChunk(
+                message.run_id, message.node, message.cycle, message.attempt, message.epoch, message.task_id, data
+            )
+            if not self.transport.send_nowait(message.reply_to, (chunk,)):
+                await self.transport.send(message.reply_to, (chunk,))
+            return
+        await self.streams.add(message, data)
 
     async def call(self, message: TaskMessage, op: str, args: dict[str, Any], *, timeout: float | None = None) -> Any:
         """Send `op` for the task of `message` to its run; its answer, or the error it

@@ -370,6 +370,8 @@ class Executor(Actor[Any]):
                 if delivery is not None:
                     self.stopped.append(delivery)  # its task was stopped: to be handed back
                 raise
+            if self.port.remote:
+                await self.port.streams.flush()  # what it streamed goes before its outcome
             try:
                 await self._written(msg, reply, delivery)
             except TypeError as exc:  # the reply cannot travel: a result the wire cannot carry

@@ -148,6 +148,10 @@ class SocketPort:
         if self._writer is not None:
             self._writer.close()
 
+    async def stream(self, message: TaskMessage, data: Any) -> None:
+        """Through the handler, which appends it to the run's stream (`relay_call`)."""
+        await self.call(message, "stream", {"data": data})
+
     async def call(self, message: TaskMessage, op: str, args: dict[str, Any], *, timeout: float | None = None) -> Any:
         assert self._writer is not None, "open() first"
         if self._lost is not None:

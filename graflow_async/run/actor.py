@@ -32,6 +32,7 @@ from graflow_async.run.recording import FactWriter, Recording, Sends, Takeover
 from graflow_async.run.replies import add_error, resolved
 from graflow_async.run.routes import Route, distinct
 from graflow_async.run.services import RunServices
+from graflow_async.run.streams import RunStream
 from graflow_async.run.takeover import snapshot_bytes
 from graflow_async.transports.base import Transport
 from graflow_async.wire.messages import (
@@ -41,6 +42,7 @@ from graflow_async.wire.messages import (
     QueueFailed,
     QueueLost,
     RetryDue,
+    StreamChunk,
     TaskMessage,
     TaskReply,
     TasksLost,
@@ -75,6 +77,7 @@ class RunActor(Actor[Any]):
         self.plan = plan
         self.graph = plan.graph
         self.options = options
+        self.stream: RunStream | None = None  # what its tasks stream, in this process (SPEC 12)
         self.run_id = options.run_id
         self.routes = routes
         only = distinct(routes)
@@ -240,6 +243,8 @@ class RunActor(Actor[Any]):
                     self.services.handle(message)
                 else:
                     self._stale(message)
+            elif kind is StreamChunk:
+                self._streamed(message)
             elif kind is RetryDue:
                 if self._recording is not None:
                     self._recording.retry_came(plan, message.node)
@@ -260,6 +265,13 @@ class RunActor(Actor[Any]):
             else:
                 self.emitter.log.warning("run dropped an unexpected message", kind=kind.__name__)
         await self._act()
+
+    def _streamed(self, chunk: StreamChunk) -> None:
+        """A chunk a task in this process streamed: into the run's stream (SPEC 12)."""
+        only = self._only_route
+        epoch = only.epoch if only is not None else self._epoch_of(chunk.node)
+        if chunk.run_id == self.run_id and chunk.epoch == epoch and self.stream is not None:
+            self.stream.add(chunk.task_id, chunk.attempt, chunk.data)
 
     def _on_reply(self, r: TaskReply) -> None:
         plan = self.plan

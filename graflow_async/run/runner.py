@@ -32,6 +32,7 @@ from graflow_async.run.frozen_heap import frozen
 from graflow_async.run.options import Resumed, RunOptions, new_run_id
 from graflow_async.run.recording import FactWriter, Takeover
 from graflow_async.run.routes import open_routes
+from graflow_async.run.streams import local_streams
 from graflow_async.transports.base import Transport
 from graflow_async.transports.memory import MemoryTransport
 
@@ -141,12 +142,29 @@ async def drive(
             taken_over=None if restore is None else (takeover or Takeover([], {})),
         )
         stack.push_async_callback(actor.aclose)
-        with run_span(run_id, compiled.workflow_name) as actor.trace, frozen(len(plan.graph)):
-            result = await actor.execute()
+        streams = local_streams()
+        actor.stream = streams.open(run_id)
+        ended = True  # its stream ends with it, unless it suspends (a resume carries it on)
+        try:
+            with run_span(run_id, compiled.workflow_name) as actor.trace, frozen(len(plan.graph)):
+                result = await actor.execute()
+            ended = result.status != "suspended"
+        finally:
+            streams.close(run_id, ended=ended)
+            if ended and main.keeps_streams:
+                await _quietly_ended(main, run_id)
         if result.status == "completed" and checkpoints.saved:
             await checkpoints.mark_completed(run_id)  # resuming its checkpoints now needs force=True
         return result
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _quietly_ended(transport: Transport, run_id: str) -> None:
+    """Close the run's stream on its server (its readers stop); a failure is only logged."""
+    try:
+        await transport.stream_end(run_id)
+    except Exception as exc:
+        library_logger().warning("could not close a run's stream", run_id=run_id, error=str(exc)[:200])
 
 
 def _plan(compiled: CompiledGraph, options: RunOptions, snapshot: dict[str, Any] | None, emitter: Emitter) -> RunPlan:

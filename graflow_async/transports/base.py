@@ -19,7 +19,7 @@ again (after a worker dies, say), so receivers drop duplicates.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -28,6 +28,7 @@ from graflow_async.actors.actor import Inbox
 from graflow_async.actors.mailbox import MailboxClosed
 from graflow_async.exceptions import TransportError
 from graflow_async.transports.limits import Limits, local_limits
+from graflow_async.wire.messages import StreamItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,9 @@ class Transport(ABC):
     #: True when a durable run keeps its journal on this transport's server (Redis): runs
     #: on it are durable unless told otherwise (SPEC 10).
     keeps_journals: bool = False
+    #: True when the streams of its runs (SPEC 12) live on its server (`stream_append`,
+    #: `read_stream`); False: a run's stream lives in memory with the run
+    keeps_streams: bool = False
 
     @property
     @abstractmethod
@@ -161,6 +165,18 @@ class Transport(ABC):
 
     async def end_run(self, run_id: str, epoch: int) -> None:
         """The incarnation `epoch` of the run has ended: its tasks still queued are skipped."""
+
+    async def stream_append(self, run_id: str, items: Sequence[tuple[str, int, Any]]) -> None:
+        """Append `(task_id, attempt, chunk)` items to the stream of run `run_id` (a
+        worker's tasks'); only for a transport that `keeps_streams`."""
+        raise TransportError(f"{type(self).__name__} keeps no run streams")
+
+    async def stream_end(self, run_id: str) -> None:
+        """The run has ended: its stream's readers stop at its end. Default: nothing kept."""
+
+    def read_stream(self, run_id: str, after: str | None) -> AsyncIterator[StreamItem]:
+        """The items of run `run_id`'s stream after `after`, until the run ends."""
+        raise TransportError(f"{type(self).__name__} keeps no run streams")
 
     def limits(self) -> Limits:
         """Where attempts of this transport's tasks wait for their `Concurrency` and

@@ -130,3 +130,28 @@ class RetryDue(NamedTuple):
     """Sent by a retry timer to the run's own inbox: `node` may run again."""
 
     node: int
+
+
+class StreamItem(NamedTuple):
+    """One chunk a task streamed: `id` (for ``after=`` and SSE's ``Last-Event-ID``), the
+    task and attempt that streamed it, and the chunk. `missed`: items dropped (past the
+    stream's cap) just before this one, that this reader never saw."""
+
+    id: str
+    task_id: str
+    attempt: int
+    data: Any
+    missed: int = 0
+
+
+class StreamChunk(NamedTuple):
+    """A chunk task `task_id` (node `node`, attempt `attempt`) streamed (SPEC 12), handed
+    to its run in this process (on Redis, workers append to the run's stream instead)."""
+
+    run_id: str
+    node: int
+    cycle: int
+    attempt: int
+    epoch: int
+    task_id: str
+    data: Any

@@ -17,6 +17,11 @@ Entry = tuple[bytes, dict[bytes, Any]]  # a stream entry: its id and its fields
 _ENTRY_ID = re.compile(rb"\d{1,20}-\d{1,20}")
 
 
+def is_entry_id(value: bytes) -> bool:
+    """Whether `value` is a stream entry id (``<ms>-<seq>``)."""
+    return _ENTRY_ID.fullmatch(value) is not None
+
+
 def entry_id(answer: Any) -> bytes | None:
     """An XADD's answer: the new entry's id, or None (NOMKSTREAM on a stream that is gone)."""
     if answer is None:

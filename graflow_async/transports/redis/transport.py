@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
 from graflow_async.clock import current_clock
@@ -37,9 +37,10 @@ from graflow_async.transports.redis.limits import RedisLimits
 from graflow_async.transports.redis.owners import Owners
 from graflow_async.transports.redis.priorities import PriorityStreams
 from graflow_async.transports.redis.reader import POLL_MS, StreamInbox, StreamReader
+from graflow_async.transports.redis.streams import RunStreams
 from graflow_async.transports.signing import signer_for
 from graflow_async.wire.envelope import MalformedMessage
-from graflow_async.wire.messages import TaskMessage, TaskReply
+from graflow_async.wire.messages import StreamItem, TaskMessage, TaskReply
 
 log = LibraryLog()
 
@@ -56,6 +57,7 @@ class RedisStreamsTransport(Transport):
 
     in_process = False
     keeps_journals = True
+    keeps_streams = True
 
     def __init__(
         self,
@@ -101,6 +103,7 @@ class RedisStreamsTransport(Transport):
         self._writes = WriteBatcher(self._write_batch)
         self._limits = RedisLimits(self.conn, namespace)
         self.priorities = PriorityStreams(self.conn, self.keys, self.claims, self.consumer)
+        self.streams = RunStreams(self.conn, self.keys, self._writes)
 
     # --- connection -------------------------------------------------------------------
     async def __aenter__(self) -> RedisStreamsTransport:
@@ -125,6 +128,15 @@ class RedisStreamsTransport(Transport):
     @property
     def closed(self) -> bool:
         return self.conn.closed
+
+    async def stream_append(self, run_id: str, items: Sequence[tuple[str, int, Any]]) -> None:
+        await self.streams.append(run_id, items)
+
+    async def stream_end(self, run_id: str) -> None:
+        await self.streams.end(run_id)
+
+    def read_stream(self, run_id: str, after: str | None) -> AsyncIterator[StreamItem]:
+        return self.streams.read(run_id, after)
 
     def limits(self) -> RedisLimits:
         """The limits of this namespace, on the server (`limits`)."""

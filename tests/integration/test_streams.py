@@ -1,0 +1,94 @@
+"""Streams from running tasks (SPEC 12): in-process, the stream lives with the run; on
+Redis, tasks on real worker processes append to a stream of the run on a real
+redis-server, which another process reads while the run goes on."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import stream_flows as flows
+from worker_processes import RUN_TIMEOUT, Workers
+
+from graflow_async import StreamItem, TaskFailedError, run, run_stream
+from graflow_async.run import streams
+from graflow_async.transports.redis import RedisStreamsTransport
+
+pytestmark = pytest.mark.xdist_group("streams")
+
+
+async def read_all(run_id: str, **kwargs: Any) -> list[StreamItem]:
+    return [item async for item in run_stream(run_id, **kwargs)]
+
+
+async def started(run_id: str, wf: Any, **kwargs: Any) -> asyncio.Task[Any]:
+    """`wf` running as `run_id` in the background, its stream open by the time this returns."""
+    running = asyncio.create_task(run(wf, run_id=run_id, **kwargs))
+    while streams.local_streams().find(run_id) is None:
+        await asyncio.sleep(0)
+    return running
+
+
+# --- in-process ------------------------------------------------------------------------------
+async def test_a_reader_gets_each_task_s_chunks_in_order_while_several_stream_at_once() -> None:
+    running = await started("duet", flows.duet_wf(300))
+    items = await read_all("duet")
+    await running
+    for side in ("left", "right"):
+        mine = [i for i in items if i.task_id == side]
+        assert [i.data for i in mine] == [f"{side[0].upper()}{n}" for n in range(300)]
+        assert {i.attempt for i in mine} == {1}
+    ids = [int(i.id) for i in items]
+    assert ids == sorted(ids) == list(range(1, 601))
+    tasks = [i.task_id for i in items]
+    assert tasks.index("right") < tasks.index("left", 100)  # interleaved, not one after the other
+
+
+async def test_a_retried_attempt_s_chunks_are_kept_and_told_apart() -> None:
+    result = await run(flows.flaky_wf(), run_id="flaky-stream")
+    assert result.output == "ok"
+    items = await read_all("flaky-stream")  # after the end: the stream is still there, then ends
+    assert [(i.attempt, i.data["part"]) for i in items] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert all(i.data["attempt"] == i.attempt for i in items)
+
+
+async def test_after_resumes_past_an_item_and_a_slow_reader_is_told_what_it_missed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await run(flows.talk_wf(100), run_id="resumable")
+    tail = await read_all("resumable", after="90")
+    assert [i.data for i in tail] == [f"tok{n}" for n in range(90, 100)] and tail[0].missed == 0
+    monkeypatch.setattr(streams, "CAP", 50)  # kept: the newest 50
+    await run(flows.talk_wf(120), run_id="capped")
+    items = await read_all("capped")
+    assert len(items) == 50 and items[0].id == "71" and items[0].missed == 70
+    assert [i.missed for i in items[1:]] == [0] * 49
+    with pytest.raises(LookupError, match="nowhere"):
+        await read_all("nowhere")
+
+
+async def test_a_chunk_that_cannot_be_kept_fails_its_task() -> None:
+    with pytest.raises(TaskFailedError, match="bad_chunk") as info:
+        await run(flows.bad_wf())
+    assert isinstance(info.value.__cause__, TypeError) and "object" in str(info.value.__cause__)
+
+
+# --- on Redis workers ----------------------------------------------------------------------------
+async def test_chunks_from_a_worker_reach_a_reader_in_another_connection_in_order(
+    workers: Workers, redis_url: str
+) -> None:
+    workers.start(1, "--import", "stream_flows")
+    async with RedisStreamsTransport(redis_url) as driving, RedisStreamsTransport(redis_url) as reading:
+        running = asyncio.create_task(run(flows.duet_wf(2000), run_id="remote-duet", transport=driving))
+        async with asyncio.timeout(RUN_TIMEOUT):
+            items = await read_all("remote-duet", transport=reading)
+            await running
+        for side in ("left", "right"):
+            assert [i.data for i in items if i.task_id == side] == [f"{side[0].upper()}{n}" for n in range(2000)]
+        middle = items[1500].id
+        async with asyncio.timeout(RUN_TIMEOUT):
+            rest = await read_all("remote-duet", transport=reading, after=middle)
+        assert rest == items[1501:]
+        with pytest.raises(TaskFailedError, match="bad_chunk"):
+            await asyncio.wait_for(run(flows.bad_wf(), transport=driving), RUN_TIMEOUT)
