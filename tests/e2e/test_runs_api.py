@@ -493,3 +493,42 @@ async def test_the_app_tells_a_refused_resume_by_the_exception_type(
         body = await until(client, first.run_id, "completed", "suspended", "failed")
         assert body["status"] == status, body
         assert (body["error"] is None) == (status != "failed")
+
+
+# --- streams (SPEC 12) -------------------------------------------------------------------------------------
+
+
+def streamer() -> Workflow:
+    with workflow("streamer") as wf:
+
+        @task(inject_context=True)
+        async def speak(context: Any) -> str:
+            for i in range(20):
+                await context.stream(f"word{i} ")
+                await asyncio.sleep(0.005)
+            await context.stream({"done": True, "words": 20})
+            return "spoken"
+
+        wf.add(speak)
+    return wf
+
+
+async def test_streamed_chunks_are_sse_events_and_a_reconnect_gets_each_once_in_order() -> None:
+    async with serving(workflows={"streamer": streamer()}) as client:
+        run_id = await start(client, "streamer")
+        first = await client.get(f"/api/runs/{run_id}/events")
+        seen: list[str] = []
+        async with asyncio.timeout(10):
+            while "".join(seen).count("event: stream\n") < 5:
+                seen.append((await first.content.readuntil(b"\n\n")).decode())
+        first.close()  # the client drops, mid-stream
+        events = frames("".join(seen))
+        resume_at = events[-1]["id"]
+        again = await client.get(f"/api/runs/{run_id}/events", headers={"Last-Event-ID": resume_at})
+        rest = frames(await asyncio.wait_for(again.text(), 10))
+        chunks = [json.loads(e["data"]) for e in events + rest if e.get("event") == "stream"]
+        assert [c["data"] for c in chunks] == [f"word{i} " for i in range(20)] + [{"done": True, "words": 20}]
+        assert {(c["task_id"], c["attempt"]) for c in chunks} == {("speak", 1)}
+        ids = [int(e["id"]) for e in events + rest if "id" in e]
+        assert ids == sorted(set(ids))  # each once, in order, across the reconnection
+        assert rest[-1]["event"] == "end" and json.loads(rest[-1]["data"])["status"] == "completed"

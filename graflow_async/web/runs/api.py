@@ -52,7 +52,8 @@ def _sse(item: tuple[int, dict[str, Any]] | None) -> bytes:
     if item is None:
         return b": keep-alive\n\n"
     seq, event = item
-    return f"id: {seq}\nevent: {event['kind']}\ndata: {dumps(event)}\n\n".encode()
+    data = event["data"] if event["kind"] == "stream" else event  # a chunk: {task_id, attempt, data}
+    return f"id: {seq}\nevent: {event['kind']}\ndata: {dumps(data)}\n\n".encode()
 
 
 class RunsApi:

@@ -42,6 +42,7 @@ from graflow_async.records.base import CANCELLED, COMPLETED, FAILED, INTERRUPTED
 from graflow_async.records.contract import RunRecords
 from graflow_async.run.resume import resume
 from graflow_async.run.runner import WorkflowResult, run
+from graflow_async.run.streams import local_streams, run_stream
 from graflow_async.web.http import ApiError
 from graflow_async.web.runs import state as runstate
 from graflow_async.web.runs.state import LiveRun, Owner, effective_status, initial_tasks
@@ -64,6 +65,19 @@ def find_workflow(
         if wf.name in names:
             return key, wf
     return None
+
+
+STREAM_TAIL = 2.0  # seconds an ended run's stream is read on for its last chunks
+
+
+async def _stop(task: asyncio.Task[None], *, wait: float) -> None:
+    """Let `task` end by itself within `wait` seconds, else cancel it."""
+    if wait:
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(task), wait)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class RunManager:
@@ -90,6 +104,7 @@ class RunManager:
         self.stopped = asyncio.Event()  # set when the app stops: streams of runs driven elsewhere end
         self._sup: Supervisor | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # the run children of `_sup`, to await on shutdown
+        self._followers: set[asyncio.Task[None]] = set()  # readers of the streams of the runs it drives
         self.log = library_logger().bind(component="web")
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
@@ -282,10 +297,19 @@ class RunManager:
 
     async def _drive(self, live: LiveRun, start: Callable[[], Awaitable[WorkflowResult]], resumed: bool) -> None:
         """Run to the end and record the outcome; never raises (a child that raised
-        would cancel every other run)."""
+        would cancel every other run). What the run streams is followed meanwhile."""
         PUBLIC_URL.set(self.public_url)  # this task's context: the run's tasks inherit it
         if not resumed:  # a resumed run counts once it starts (resume may refuse first)
             self._count(live)
+        following = self._follow_stream(live)
+        suspended = False
+        try:
+            suspended = await self._outcome(live, start, resumed)
+        finally:  # its last chunks are shown; a suspended run's stream stays open (followed again on resume)
+            await _stop(following, wait=0.0 if suspended else STREAM_TAIL)
+
+    async def _outcome(self, live: LiveRun, start: Callable[[], Awaitable[WorkflowResult]], resumed: bool) -> bool:
+        """`_drive`'s run and its outcome recorded: whether it suspended."""
         try:
             result = await start()
         except asyncio.CancelledError:
@@ -293,16 +317,37 @@ class RunManager:
             raise
         except (RunAlreadyRunningError, RunCompletedError) as exc:
             await (self._refused(live, exc) if resumed else self._failed(live, exc))
-            return
+            return False
         except Exception as exc:
             await self._failed(live, exc)
-            return  # a resumed run keeps its suspension record: its checkpoint is still the way back
+            return False  # a resumed run keeps its suspension record: its checkpoint is still the way back
         pending = [r.feedback_id for r in result.pending_feedback]
         await self._end(live, result.status, results=result.results, checkpoint=result.checkpoint, pending=pending)
         if result.status == SUSPENDED:
             await self.after_answer(live.run_id)  # the last answer may have come while it was suspending
-        elif resumed:  # completed: nothing is left to resume
+            return True
+        if resumed:  # completed: nothing is left to resume
             await self._quietly(self.hitl.set_suspension(live.run_id, None))
+        return False
+
+    def _follow_stream(self, live: LiveRun) -> asyncio.Task[None]:
+        """What the run's tasks stream, among its events (for ``/events`` and the run page)
+        until its stream ends; in-process the stream is opened here, before the run."""
+        transport = self.run_options.get("transport")
+        if transport is None or not transport.keeps_streams:
+            local_streams().open(live.run_id)
+
+        async def follow() -> None:
+            try:
+                async for item in run_stream(live.run_id, transport=transport, after=live.stream_after):
+                    live.add_stream_item(item)
+            except Exception as exc:  # the run goes on without its stream on the page
+                self.log.warning("stopped following a run's stream", run_id=live.run_id, error=str(exc)[:200])
+
+        task = asyncio.ensure_future(follow())
+        self._followers.add(task)
+        task.add_done_callback(self._followers.discard)
+        return task
 
     async def _failed(self, live: LiveRun, exc: Exception) -> None:
         self.log.warning("run failed", run_id=live.run_id, error=repr(exc)[:500])

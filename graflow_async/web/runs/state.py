@@ -37,6 +37,7 @@ from graflow_async.records.base import (
     bounded_results,
 )
 from graflow_async.records.owners import host_identity, pid_alive
+from graflow_async.wire.messages import StreamItem
 
 LEASE_SECONDS = 15.0  # how long a running record's owner vouches for it; renewed every third of it
 MAX_EVENTS = 10_000  # events kept per run for /events subscribers
@@ -176,6 +177,7 @@ class LiveRun:
         self.pending: list[str] = []
         self.tasks = tasks if tasks is not None else {}
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self.stream_after: str | None = None  # the last streamed item among its events
         self.total = 0  # events ever added; the newest has sequence number `total`
         self.task: asyncio.Task[None] | None = None
         self.cancel_reason: str | None = None
@@ -226,6 +228,16 @@ class LiveRun:
             self.pending.append(feedback_id)
         elif event.kind == "feedback_answered" and feedback_id in self.pending:
             self.pending.remove(feedback_id)
+        self.pulse()
+
+    def add_stream_item(self, item: StreamItem) -> None:
+        """A chunk a task streamed (SPEC 12): among the run's events, as kind ``stream``."""
+        data = {"task_id": item.task_id, "attempt": item.attempt, "data": item.data}
+        if item.missed:
+            data["missed"] = item.missed
+        self.events.append({"kind": "stream", "run_id": self.run_id, "task_id": item.task_id, "data": data})
+        self.stream_after = item.id
+        self.total += 1
         self.pulse()
 
     def since(self, seen: int) -> list[tuple[int, dict[str, Any]]]:

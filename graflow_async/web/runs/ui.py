@@ -14,6 +14,7 @@ large to draw is summarized (tasks per state and per layer) and the task table p
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from importlib import resources
 from typing import Any
@@ -27,6 +28,7 @@ from graflow_async.exceptions import CorruptRecordError
 from graflow_async.records.base import COMPLETED, ENDED, MAX_TASKS, RunRecordError
 from graflow_async.web.auth import Session
 from graflow_async.web.feedback.ui import HEADERS, FeedbackUi
+from graflow_async.web.http import dumps
 from graflow_async.web.runs import graphview
 from graflow_async.web.runs.api import stream_events
 from graflow_async.web.runs.page import STATES, UNTRACKED, task_view
@@ -143,6 +145,8 @@ class RunsUi:
         # keep changing them while the page is worked out
         live = self.manager.live.get(run_id)
         after = live.total if live else 0
+        streamed = [e["data"] for _, e in live.since(0) if e["kind"] == "stream"] if live else []  # up to `after`
+        streamed = json.loads(dumps(streamed))  # as JSON shows them (bytes and the like as text)
         tasks = {task_id: dict(t) for task_id, t in summary["tasks"].items()}
         async with self.builds:
             view = await asyncio.to_thread(
@@ -166,6 +170,7 @@ class RunsUi:
             tasks_url=tasks_url,
             ended=summary["status"] in ENDED,
             events_url=f"{here}/events?after={after}",
+            streamed=streamed,
         )
         response.headers["Content-Security-Policy"] = RUN_PAGE_CSP
         return response

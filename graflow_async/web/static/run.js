@@ -111,7 +111,41 @@
     document.getElementById("no-pending").hidden = list.children.length > 0;
   }
 
+  // What tasks stream (SPEC 12): a block per task attempt; text chunks are appended as
+  // they come, other values shown as JSON lines.
+  var streamOf = new Map();
+  function streamBlock(taskId, attempt) {
+    var key = taskId + "#" + attempt;
+    var pre = streamOf.get(key);
+    if (pre) return pre;
+    var box = document.createElement("div");
+    box.className = "stream";
+    var title = document.createElement("div");
+    var code = document.createElement("code");
+    code.textContent = taskId;
+    title.appendChild(code);
+    if (attempt > 1) title.appendChild(document.createTextNode(" (attempt " + attempt + ")"));
+    pre = document.createElement("pre");
+    pre.dataset.task = taskId;
+    pre.dataset.attempt = String(attempt);
+    box.appendChild(title);
+    box.appendChild(pre);
+    document.getElementById("stream-list").appendChild(box);
+    document.getElementById("streams").hidden = false;
+    streamOf.set(key, pre);
+    return pre;
+  }
+  function addChunk(chunk) {
+    var pre = streamBlock(chunk.task_id, chunk.attempt || 1);
+    if (chunk.missed) pre.appendChild(document.createTextNode("[" + chunk.missed + " chunks dropped]\n"));
+    var text = typeof chunk.data === "string" ? chunk.data : JSON.stringify(chunk.data) + "\n";
+    pre.appendChild(document.createTextNode(text));
+  }
+
+  JSON.parse(document.getElementById("streamed").textContent).forEach(addChunk);  // before the page
+
   var handlers = {
+    stream: function (chunk) { addChunk(chunk); },
     run_started: function () { setStatus("running"); },
     run_suspended: function () { setStatus("suspended"); },
     run_completed: function () { setStatus("completed"); },
