@@ -211,6 +211,14 @@ class TaskContext:
         check_chunk(chunk)
         await self._port.stream(self._message, chunk)
 
+    def set_attributes(self, **attributes: Any) -> None:
+        """Set `attributes` on this attempt's span (OpenTelemetry; nothing when not
+        tracing), e.g. ``gen_ai.request.model`` and ``gen_ai.usage.input_tokens`` of an
+        LLM call: keys with dots are given as ``**{"gen_ai.request.model": "gpt-4o"}``."""
+        from graflow_async.execute.tracing import set_attributes
+
+        set_attributes(attributes)
+
     async def checkpoint(self, path: str | None = None, metadata: dict[str, Any] | None = None) -> str:
         """Save the run now; returns the checkpoint's location (SPEC section 6). The run
         writes it (on its own host, for a task on a worker)."""

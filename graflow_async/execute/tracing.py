@@ -88,6 +88,22 @@ def attempt_span(msg: TaskMessage) -> Iterator[Any]:
         otel_context.detach(token)
 
 
+_ATTRIBUTE_TYPES = (str, bool, int, float)
+
+
+def set_attributes(attributes: dict[str, Any]) -> None:
+    """Set `attributes` on the current attempt's span (nothing when not tracing); TypeError
+    naming a key whose value OpenTelemetry cannot hold (text, a number, a bool, or a list
+    of one of those)."""
+    for key, value in attributes.items():
+        items = value if isinstance(value, list | tuple) else [value]
+        if not all(isinstance(v, _ATTRIBUTE_TYPES) for v in items):
+            raise TypeError(f"span attribute {key!r}: {type(value).__name__} is not text, a number, a bool or a list")
+    if trace is None or not active():
+        return
+    trace.get_current_span().set_attributes({k: list(v) if isinstance(v, tuple) else v for k, v in attributes.items()})
+
+
 def finish_attempt(span: Any, reply: TaskReply) -> None:
     """Mark an attempt's span with how it went."""
     if span is None:

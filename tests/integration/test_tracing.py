@@ -86,6 +86,24 @@ async def test_a_run_is_a_span_and_each_attempt_a_child_span(spans: InMemorySpan
     assert attempts[1].status.status_code is not trace.StatusCode.ERROR
 
 
+async def test_a_task_sets_gen_ai_attributes_on_its_attempt_span(spans: InMemorySpanExporter) -> None:
+    @task(inject_context=True)
+    async def llm_call(context: Any) -> str:
+        context.set_attributes(**{"gen_ai.request.model": "fake-1", "gen_ai.usage.input_tokens": 12})
+        context.set_attributes(**{"gen_ai.usage.output_tokens": 34, "gen_ai.response.finish_reasons": ("stop",)})
+        with pytest.raises(TypeError, match="gen_ai.request.messages"):
+            context.set_attributes(**{"gen_ai.request.messages": {"role": "user"}})
+        return "ok"
+
+    with workflow("llm-span") as wf:
+        wf.add(llm_call)
+    await run(wf)
+    [span] = by_name(spans.get_finished_spans())["task llm_call"]
+    assert span.attributes["gen_ai.request.model"] == "fake-1"
+    assert (span.attributes["gen_ai.usage.input_tokens"], span.attributes["gen_ai.usage.output_tokens"]) == (12, 34)
+    assert tuple(span.attributes["gen_ai.response.finish_reasons"]) == ("stop",)
+
+
 async def test_a_failed_run_span_records_the_error(spans: InMemorySpanExporter) -> None:
     @task(max_retries=0)
     async def broken() -> None:
