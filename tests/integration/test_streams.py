@@ -92,3 +92,14 @@ async def test_chunks_from_a_worker_reach_a_reader_in_another_connection_in_orde
         assert rest == items[1501:]
         with pytest.raises(TaskFailedError, match="bad_chunk"):
             await asyncio.wait_for(run(flows.bad_wf(), transport=driving), RUN_TIMEOUT)
+
+
+# --- from another process, through the handler's relay -----------------------------------------------
+async def test_a_task_in_another_process_streams_through_its_handler_and_a_forged_chunk_is_refused() -> None:
+    running = await started("far", flows.elsewhere_wf(30))
+    items = await read_all("far")
+    assert (await running).output == 30
+    assert [i.data for i in items] == [f"far{n}" for n in range(30)] and {i.task_id for i in items} == {"far"}
+    with pytest.raises(TaskFailedError, match="forged_chunk") as info:  # refused by the relay: the task fails
+        await run(flows.forged_wf())
+    assert "larger than" in str(info.value)

@@ -55,3 +55,33 @@ def bad_wf() -> Workflow:
     with workflow("bad-chunk") as wf:
         wf.add(bad_chunk)
     return wf
+
+
+# --- in another process, through the handler's relay (examples/custom_handler.py) ------------------
+import examples.custom_handler  # noqa: E402,F401  (registers the "subprocess" handler)
+
+
+@task(handler="subprocess", inject_context=True)
+async def talk_elsewhere(context: Any, n: int) -> int:
+    for i in range(n):
+        await context.stream(f"far{i}")
+    return n
+
+
+@task(handler="subprocess", inject_context=True)
+async def forged_chunk(context: Any) -> None:
+    """Sends the handler a chunk past the cap, as a task that skips the library's own
+    check would (it reaches the relay as it is)."""
+    await context._port.call(context._message, "stream", {"data": b"x" * (2 << 20)})
+
+
+def elsewhere_wf(n: int) -> Workflow:
+    with workflow("elsewhere") as wf:
+        wf.add(talk_elsewhere(task_id="far", n=n))
+    return wf
+
+
+def forged_wf() -> Workflow:
+    with workflow("forged") as wf:
+        wf.add(forged_chunk)
+    return wf
