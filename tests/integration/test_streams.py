@@ -103,3 +103,20 @@ async def test_a_task_in_another_process_streams_through_its_handler_and_a_forge
     with pytest.raises(TaskFailedError, match="forged_chunk") as info:  # refused by the relay: the task fails
         await run(flows.forged_wf())
     assert "larger than" in str(info.value)
+
+
+async def test_on_redis_a_reader_that_fell_behind_the_cap_is_told_how_many_it_missed(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graflow_async.transports.redis import streams as redis_streams
+
+    monkeypatch.setattr(redis_streams, "CAP", 100)  # about 100 kept (trimmed a node at a time)
+    async with RedisStreamsTransport(redis_url) as transport:
+        for start in range(0, 1000, 50):
+            await transport.stream_append("capped", [("t", 1, n) for n in range(start, start + 50)])
+        await transport.stream_end("capped")
+        items = await read_all("capped", transport=transport)
+        assert 100 <= len(items) < 1000 and [i.data for i in items] == list(range(1000 - len(items), 1000))
+        assert items[0].missed == 1000 - len(items) and all(i.missed == 0 for i in items[1:])
+        tail = await read_all("capped", transport=transport, after=items[-3].id)
+        assert [i.data for i in tail] == [998, 999] and tail[0].missed == 0
