@@ -44,18 +44,14 @@ class RunStream:
         if len(items) > CAP:
             items.popleft()
             self.dropped += 1
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake()
 
     def end(self) -> None:
         self.ended = True
-        self.add_nothing()
+        self._wake()
 
-    def add_nothing(self) -> None:
-        """Wake the readers (the stream ended)."""
+    def _wake(self) -> None:
+        """The readers waiting for more look again."""
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -67,7 +63,8 @@ class RunStream:
             first = items[0][0] if items else self.next
             start = max(after + 1, first)
             missed = start - after - 1
-            for number, task_id, attempt, data in list(items)[start - first :]:
+            fresh = [items[i] for i in range(start - first, len(items))]  # from the tail: cheap to index
+            for number, task_id, attempt, data in fresh:
                 yield StreamItem(str(number), task_id, attempt, data, missed)
                 missed = 0
                 after = number
