@@ -28,9 +28,10 @@ LIMITED_OPS = frozenset(
         "channel.incr",
         "channel.snapshot",
         "feedback",
+        "stream",
     }
 )
-WRITES = frozenset({"channel.set", "channel.append"})
+WRITES = frozenset({"channel.set", "channel.append", "stream"})  # bytes a task sends its run to keep
 _OP_NAMES = {"checkpoint": "checkpoint()", "feedback": "request_feedback"}
 _DIRECTIVE_NAMES = {
     AddTasks: "next_task",
@@ -83,7 +84,9 @@ class Sandbox:
         if op in WRITES:
             self.channel_bytes += size
             if self.channel_bytes > self.quotas.channel_bytes:
-                return self.breach("bytes written to the channel", self.quotas.channel_bytes, "max_channel_bytes")
+                return self.breach(
+                    "bytes written to the channel and streams", self.quotas.channel_bytes, "max_channel_bytes"
+                )
         if op == "feedback":
             if self.pending_feedback >= self.quotas.pending_feedback:
                 return self.breach("pending feedback requests", self.quotas.pending_feedback, "max_pending_feedback")

@@ -532,3 +532,44 @@ async def test_streamed_chunks_are_sse_events_and_a_reconnect_gets_each_once_in_
         ids = [int(e["id"]) for e in events + rest if "id" in e]
         assert ids == sorted(set(ids))  # each once, in order, across the reconnection
         assert rest[-1]["event"] == "end" and json.loads(rest[-1]["data"])["status"] == "completed"
+
+
+def talkative_gatekeeper() -> Workflow:
+    """Streams, asks for an approval (the run suspends after 0.05 s), streams what it was
+    told once the answer resumes it."""
+
+    @task(inject_context=True)
+    async def ask(context: Any) -> bool:
+        await context.stream(f"asking (attempt {context.attempt})")
+        approved = await context.request_approval("Release?", timeout=0.05)
+        await context.stream(f"told {approved}")
+        return approved
+
+    @task(inject_context=True)
+    async def release(context: Any, ask: bool) -> str:
+        await context.stream("releasing")
+        return "released" if ask else "held"
+
+    with workflow("talkative") as wf:
+        ask >> release
+    return wf
+
+
+async def test_a_stream_goes_on_across_a_suspension_and_a_resume_each_chunk_once(tmp_path: Path) -> None:
+    async with serving(workflows={"talkative": talkative_gatekeeper()}, checkpoint_store=str(tmp_path)) as client:
+        run_id = await start(client, "talkative")
+        stream = await client.get(f"/api/runs/{run_id}/events")
+        seen: list[str] = []
+        await read_until(stream, "run_suspended", seen)
+        stream.close()  # the client goes away while the run waits for its answer
+        before = frames("".join(seen))
+        [pending] = (await until(client, run_id, "suspended"))["pending_feedback"]
+        await client.post(f"/api/feedback/{pending['feedback_id']}/respond", json={"approved": True})
+        await until(client, run_id, "completed")
+        again = await client.get(f"/api/runs/{run_id}/events", headers={"Last-Event-ID": before[-1]["id"]})
+        after = frames(await asyncio.wait_for(again.text(), 10))
+        chunks = [json.loads(e["data"])["data"] for e in before + after if e.get("event") == "stream"]
+        # the resumed run asks again (the answer is there) and goes on: each chunk shown once
+        assert chunks == ["asking (attempt 1)", "asking (attempt 1)", "told True", "releasing"]
+        ids = [int(e["id"]) for e in before + after if "id" in e]
+        assert ids == sorted(set(ids))

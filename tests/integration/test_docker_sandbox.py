@@ -18,7 +18,7 @@ import docker_flows as df
 import pytest
 from docker_engine import DockerEngine, single, variant
 
-from graflow_async import HandlerError, TaskFailedError, run
+from graflow_async import HandlerError, TaskFailedError, run, run_stream
 from graflow_async.define.tasks import Task
 from graflow_async.execute.handlers import housekeeping
 from graflow_async.feedback import MemoryFeedbackStore
@@ -137,6 +137,25 @@ async def test_feedback_requests_are_capped(engine: DockerEngine) -> None:
     with pytest.raises(HandlerError, match="8 pending feedback requests"):
         await run(single(df.feedback_flood, n=300), feedback_store=store)
     assert 1 <= len(await store.list_pending()) <= 8
+
+
+async def test_a_sandboxed_task_streams_within_its_byte_quota(engine: DockerEngine) -> None:
+    streamed: list[Any] = []
+
+    async def follow(run_id: str) -> None:
+        while True:
+            try:
+                streamed.extend([item async for item in run_stream(run_id)])
+                return
+            except LookupError:
+                await asyncio.sleep(0.01)
+
+    reading = asyncio.ensure_future(follow("sandbox-streams"))
+    result = await run(single(variant(df.stream_flood, max_channel_bytes="4m"), n=3, kib=1), run_id="sandbox-streams")
+    await asyncio.wait_for(reading, 10)
+    assert result.output == 3 and [s.data[:2] for s in streamed] == ["0:", "1:", "2:"]
+    with pytest.raises(HandlerError, match="bytes written to the channel and streams"):
+        await run(single(variant(df.stream_flood, max_channel_bytes="4m"), n=20, kib=512))
 
 
 async def test_bytes_written_to_the_channel_are_capped(engine: DockerEngine) -> None:

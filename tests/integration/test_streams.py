@@ -120,3 +120,18 @@ async def test_on_redis_a_reader_that_fell_behind_the_cap_is_told_how_many_it_mi
         assert items[0].missed == 1000 - len(items) and all(i.missed == 0 for i in items[1:])
         tail = await read_all("capped", transport=transport, after=items[-3].id)
         assert [i.data for i in tail] == [998, 999] and tail[0].missed == 0
+
+
+async def test_a_reader_slower_than_the_writer_holds_nothing_up(workers: Workers, redis_url: str) -> None:
+    workers.start(1, "--import", "stream_flows")
+    async with RedisStreamsTransport(redis_url) as driving, RedisStreamsTransport(redis_url) as reading:
+        running = asyncio.create_task(run(flows.talk_wf(5000), run_id="slow-reader", transport=driving))
+        got: list[StreamItem] = []
+        async with asyncio.timeout(RUN_TIMEOUT):
+            async for item in run_stream("slow-reader", transport=reading):
+                got.append(item)
+                if len(got) < 20:
+                    await asyncio.sleep(0.05)  # slow at first: the run does not wait for it
+                if len(got) == 20:
+                    assert running.done() and (await running).output == 5000
+        assert [i.data for i in got] == [f"tok{n}" for n in range(5000)] and all(i.missed == 0 for i in got)

@@ -258,6 +258,14 @@ async def channel_flood(context: TaskContext, megabytes: int) -> int:
 
 
 @task(handler="docker", handler_kwargs=_docker(), inject_context=True)
+async def stream_flood(context: TaskContext, n: int, kib: int) -> int:
+    """Streams `n` chunks of `kib` KiB from an untrusted container."""
+    for i in range(n):
+        await context.stream(f"{i}:" + "x" * (kib << 10))
+    return n
+
+
+@task(handler="docker", handler_kwargs=_docker(), inject_context=True)
 async def request_burst(context: TaskContext, n: int) -> int:
     await asyncio.gather(*(context.channel.get("k") for _ in range(n)))
     return n
@@ -291,6 +299,7 @@ DOCKER_TASKS = [
     many_connections,
     feedback_flood,
     channel_flood,
+    stream_flood,
     request_burst,
     leave_reply,
     traceparent,
