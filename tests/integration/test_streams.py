@@ -5,6 +5,7 @@ redis-server, which another process reads while the run goes on."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -135,3 +136,36 @@ async def test_a_reader_slower_than_the_writer_holds_nothing_up(workers: Workers
                 if len(got) == 20:
                     assert running.done() and (await running).output == 5000
         assert [i.data for i in got] == [f"tok{n}" for n in range(5000)] and all(i.missed == 0 for i in got)
+
+
+async def test_the_web_app_serves_the_stream_of_a_run_driven_elsewhere_and_a_reconnect_resumes(
+    workers: Workers, redis_url: str
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from graflow_async.feedback.redis import RedisFeedbackStore
+    from graflow_async.web import create_app
+
+    workers.start(1, "--import", "stream_flows")
+    async with RedisStreamsTransport(redis_url) as driving, RedisStreamsTransport(redis_url) as serving:
+        store = RedisFeedbackStore(connection=serving.conn, namespace=serving.namespace)
+        app = create_app(transport=serving, feedback_store=store)
+        async with TestClient(TestServer(app)) as client:
+            running = asyncio.create_task(run(flows.talk_wf(300), run_id="elsewhere", transport=driving, durable=True))
+            async with asyncio.timeout(RUN_TIMEOUT):
+                while (await client.get("/api/runs/elsewhere")).status == 404:  # its record: a durable run's
+                    await asyncio.sleep(0.02)
+                first = await client.get("/api/runs/elsewhere/events")
+                seen = ""
+                while seen.count("event: stream\n") < 100:
+                    seen += (await first.content.readuntil(b"\n\n")).decode()
+                first.close()
+                last_id = [line for line in seen.splitlines() if line.startswith("id: ")][-1][4:]
+                again = await client.get("/api/runs/elsewhere/events", headers={"Last-Event-ID": last_id})
+                rest = await again.text()
+                await running
+        chunks = [
+            json.loads(line[6:])["data"] for line in (seen + rest).splitlines() if line.startswith('data: {"task')
+        ]
+        assert chunks == [f"tok{n}" for n in range(300)]  # each once, in order, across the reconnection
+        assert rest.rstrip().splitlines()[-2] == "event: end"

@@ -27,10 +27,11 @@ def query_limit(request: web.Request) -> int:
     return min(int(raw), MAX_LIMIT)
 
 
-def last_event_id(request: web.Request) -> int:
-    """Where a stream resumes: ``Last-Event-ID``, else the ``after`` query parameter, else 0."""
+def last_event_id(request: web.Request) -> str:
+    """Where a stream resumes: ``Last-Event-ID``, else the ``after`` query parameter, else
+    "0" (an event's number, or for a run driven elsewhere a stream entry's id)."""
     raw = request.headers.get("Last-Event-ID") or request.query.get("after", "0")
-    return int(raw) if raw.isdigit() and len(raw) < 20 else 0
+    return raw if len(raw) < 48 and raw.replace("-", "").isdigit() else "0"
 
 
 async def stream_events(request: web.Request, views: RunViews, run_id: str) -> web.StreamResponse:

@@ -158,11 +158,17 @@ class RunViews:
         return {**body, "unreadable": skipped} if skipped else body
 
     # --- event streams -----------------------------------------------------------------------------
-    async def follow(self, run_id: str, after: int = 0) -> AsyncGenerator[tuple[int, dict[str, Any]] | None, None]:
-        """The run's events after sequence `after`, then new ones until the run is
-        completed, failed, cancelled or interrupted (or the app stops); None now and then
-        on a quiet stream (for keep-alives)."""
-        manager, seen, quiet = self.manager, after, 0.0
+    async def follow(self, run_id: str, after: str = "0") -> AsyncGenerator[tuple[Any, dict[str, Any]] | None, None]:
+        """The run's events after `after` (an event's number), then new ones until the run
+        is completed, failed, cancelled or interrupted (or the app stops); None now and
+        then on a quiet stream (for keep-alives). Of a run driven elsewhere on Redis (by a
+        worker that adopted it, say), what its tasks stream, `after` being an entry id."""
+        transport = self.manager.run_options.get("transport")
+        if run_id not in self.manager.live and transport is not None and transport.keeps_streams:
+            async for streamed in self._follow_elsewhere(run_id, transport, None if after == "0" else after):
+                yield streamed
+            return
+        manager, seen, quiet = self.manager, int(after) if after.isdigit() else 0, 0.0
         while not manager.closing:
             live = manager.live.get(run_id)
             wake = live.wake if live is not None else manager.stopped
@@ -190,6 +196,32 @@ class RunViews:
                 if quiet >= KEEPALIVE:
                     quiet = 0.0
                     yield None
+
+    async def _follow_elsewhere(
+        self, run_id: str, transport: Any, after: str | None
+    ) -> AsyncGenerator[tuple[str, dict[str, Any]] | None, None]:
+        """What a run driven elsewhere streams, from its stream on Redis (the ids: entry
+        ids), until the run has ended and its stream is read to its end."""
+        last = after
+        while not self.manager.closing:
+            try:
+                async for item in transport.read_stream(run_id, last):
+                    last = item.id
+                    data = {"task_id": item.task_id, "attempt": item.attempt, "data": item.data}
+                    if item.missed:
+                        data["missed"] = item.missed
+                    yield item.id, {"kind": "stream", "run_id": run_id, "task_id": item.task_id, "data": data}
+            except ValueError:  # `after` is not one of its entry ids
+                last = None
+                continue
+            try:
+                summary = await self.summary(run_id)
+            except CorruptRecordError:
+                return
+            if (summary or {}).get("status", COMPLETED) in ENDED:
+                return
+            yield None  # a keep-alive while the run goes on without streaming
+            await asyncio.sleep(POLL_SECONDS)
 
     async def last_status(self, run_id: str) -> dict[str, Any]:
         """How a stream ends: the run's status and error now (as this process last knew
