@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import stream_flows as flows
-from worker_processes import RUN_TIMEOUT, Workers
+from worker_processes import PYTHONPATH, RUN_TIMEOUT, Workers
 
 from graflow_async import StreamItem, TaskFailedError, run, run_stream
 from graflow_async.run import streams
@@ -169,3 +172,47 @@ async def test_the_web_app_serves_the_stream_of_a_run_driven_elsewhere_and_a_rec
         ]
         assert chunks == [f"tok{n}" for n in range(300)]  # each once, in order, across the reconnection
         assert rest.rstrip().splitlines()[-2] == "event: end"
+
+
+async def test_a_reconnect_gets_each_chunk_once_across_a_takeover(
+    workers: Workers, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from graflow_async import run_result
+    from graflow_async.feedback.redis import RedisFeedbackStore
+    from graflow_async.web import create_app
+
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("GFT_STREAM_GATE", str(gate))  # before the workers start: their task waits for it
+    workers.start(2, "--import", "stream_flows")  # both adopt durable runs of stream_flows
+    code = (
+        "import asyncio, sys, durable_flows as d, stream_flows as f; "
+        "asyncio.run(d.drive(sys.argv[1], sys.argv[2], f.talk_across_wf))"
+    )
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "GFT_REDIS_URL": redis_url, "GFT_DURABLE_DIR": str(tmp_path)}
+    driver = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, "across", str(tmp_path / "ckpt"), env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+    async with RedisStreamsTransport(redis_url) as serving:
+        store = RedisFeedbackStore(connection=serving.conn, namespace=serving.namespace)
+        async with TestClient(TestServer(create_app(transport=serving, feedback_store=store))) as client:
+            async with asyncio.timeout(RUN_TIMEOUT):
+                while (await client.get("/api/runs/across")).status == 404:
+                    await asyncio.sleep(0.02)
+                first = await client.get("/api/runs/across/events")
+                seen = ""
+                while seen.count("event: stream\n") < 100:
+                    seen += (await first.content.readuntil(b"\n\n")).decode()
+                first.close()
+                driver.kill()  # the driver dies; a worker adopts the run after its lease
+                await driver.wait()
+                gate.touch()
+                last_id = [line for line in seen.splitlines() if line.startswith("id: ")][-1][4:]
+                again = await client.get("/api/runs/across/events", headers={"Last-Event-ID": last_id})
+                rest = await again.text()
+                assert (await run_result("across", transport=serving, timeout=RUN_TIMEOUT)).output == 200
+                assert await serving.client.hget("graflow:run:{across}:owner", "epoch") == b"2"  # adopted
+    chunks = [json.loads(line[6:])["data"] for line in (seen + rest).splitlines() if line.startswith('data: {"task')]
+    assert chunks == [f"a{i}" for i in range(100)] + [f"b{i}" for i in range(100)]
+    assert rest.rstrip().splitlines()[-2] == "event: end"

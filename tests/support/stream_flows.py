@@ -85,3 +85,25 @@ def forged_wf() -> Workflow:
     with workflow("forged") as wf:
         wf.add(forged_chunk)
     return wf
+
+
+# --- a durable run whose driver dies mid-stream ------------------------------------------------------
+@task(inject_context=True)
+async def talk_across(context: Any) -> int:
+    """Streams a0..a99, waits for the file ``GFT_STREAM_GATE`` (its driver is killed and the
+    run adopted meanwhile), then streams b0..b99."""
+    import os
+    from pathlib import Path
+
+    for i in range(100):
+        await context.stream(f"a{i}")
+    gate = Path(os.environ["GFT_STREAM_GATE"])
+    while not gate.exists():
+        await asyncio.sleep(0.02)
+    for i in range(100):
+        await context.stream(f"b{i}")
+    return 200
+
+
+with workflow("talk-across") as talk_across_wf:
+    talk_across_wf.add(talk_across)
