@@ -102,3 +102,13 @@ async def test_a_durable_agent_killed_after_its_plan_never_asks_the_model_for_it
     ]
     assert "sent" in next(f for f in result.channel["findings"] if f.startswith("email"))
     assert fake.calls == {"plan": 1, "answer": 1}  # the finished plan call was not made again
+
+
+async def test_nobody_approving_the_risky_tool_spills_the_run_to_a_checkpoint(fake: Any, tmp_path: Path) -> None:
+    proc = await example(fake, tmp_path, "--approval-timeout", "0.2")
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert proc.returncode == 3, text + err.decode()  # suspended
+    assert "[suspended] run agent-" in text and ", checkpoint " in text
+    assert fake.calls == {"plan": 1}  # no answer yet: the run waits for the person
+    assert list((tmp_path / ".graflow" / "checkpoints").rglob("*.ckpt"))
