@@ -23,7 +23,7 @@ from typing import Any
 
 from graflow_async.clock import current_clock
 from graflow_async.exceptions import TransportError
-from graflow_async.logs import LibraryLog, as_text
+from graflow_async.logs import LibraryLog
 from graflow_async.options import number, whole
 from graflow_async.transports import keys
 from graflow_async.transports.base import Delivery, Incarnation, Transport
@@ -37,6 +37,7 @@ from graflow_async.transports.redis.limits import RedisLimits
 from graflow_async.transports.redis.owners import Owners
 from graflow_async.transports.redis.priorities import PriorityStreams
 from graflow_async.transports.redis.reader import POLL_MS, StreamInbox, StreamReader
+from graflow_async.transports.redis.stats import task_queue_figures
 from graflow_async.transports.redis.streams import RunStreams
 from graflow_async.transports.signing import signer_for
 from graflow_async.wire.envelope import MalformedMessage
@@ -364,35 +365,8 @@ class RedisStreamsTransport(Transport):
 
     async def queue_stats(self) -> dict[str, Any]:
         """Length, pending entries and consumers of the task stream (its priority levels
-        summed), and dead letters."""
-        stream = self.keys.stream(keys.TASK_QUEUE)
-        streams = self.keys.priority_streams(keys.TASK_QUEUE)
-        *lengths, dead = await self.conn.pipeline([*(("XLEN", s) for s in streams), ("XLEN", self.keys.dead)])
-        infos = await self.conn.pipeline([("XINFO", "GROUPS", s) for s in streams])  # a missing one: refused
-        groups = [
-            next((g for g in replies.info_maps(info) if as_text(g.get("name")) == self.keys.group), {})
-            for info in infos
-            if not isinstance(info, Exception)
-        ]
-        try:
-            consumers = await self.conn.call("XINFO", "CONSUMERS", stream, self.keys.group, parse=replies.info_maps)
-        except Refused:  # no stream or no group yet: nothing is queued
-            consumers = []
-        return {
-            "stream": stream,
-            "length": sum(_count(n) for n in lengths),
-            "pending": sum(_count(g.get("pending")) for g in groups),
-            "lag": sum(_count(g.get("lag")) for g in groups),
-            "dead_letters": _count(dead),
-            "consumers": [
-                {
-                    "name": as_text(c.get("name")),
-                    "pending": _count(c.get("pending")),
-                    "idle_ms": _count(c.get("idle")),
-                }
-                for c in consumers
-            ],
-        }
+        summed), and dead letters (`stats`)."""
+        return await task_queue_figures(self.conn, self.keys)
 
     # --- streams and groups ---------------------------------------------------------------
     async def _ensure_group(self, stream: str) -> None:
@@ -432,7 +406,3 @@ BACKLOG_CHUNK = 1000
 
 def _entry_id(answer: Any) -> Any:
     return answer if isinstance(answer, Refused) else replies.entry_id(answer)
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
