@@ -49,6 +49,23 @@ async def run_durable(workflow: Workflow, options: RunOptions, *, let_go_on_canc
     idempotency key): its outcome, once it has one, adopting it if its driver died.
     `let_go_on_cancel` (a scheduler's runs on Redis): cancelling the call lets the run go
     for another process to adopt instead of ending it cancelled."""
+    result = await _start_or_attach(workflow, options, let_go_on_cancel=let_go_on_cancel, attach=True)
+    assert result is not None
+    return result
+
+
+async def start_durable(
+    workflow: Workflow, options: RunOptions, *, let_go_on_cancel: bool = False
+) -> WorkflowResult | None:
+    """`run_durable`, but None at once when the run exists: another process started it
+    (a scheduler that lost a tick to another moves on; adopters carry on a run whose
+    driver died)."""
+    return await _start_or_attach(workflow, options, let_go_on_cancel=let_go_on_cancel, attach=False)
+
+
+async def _start_or_attach(
+    workflow: Workflow, options: RunOptions, *, let_go_on_cancel: bool, attach: bool
+) -> WorkflowResult | None:
     home = home_for(options.run_id, options.transport, options.checkpoint_store)
     compiled = workflow.compile()
     if options.transport is not None and not options.transport.in_process:  # refused before the run exists
@@ -62,6 +79,8 @@ async def run_durable(workflow: Workflow, options: RunOptions, *, let_go_on_canc
         "priority": options.priority,
     }
     epoch = await home.create(pack(header), _holder(), options.owner_lease)
+    if epoch is None and not attach:
+        return None
     if epoch is None:  # it exists (its header may be a moment from being written by its creator)
         found = await home.header()
         for _ in range(50):
@@ -69,9 +88,7 @@ async def run_durable(workflow: Workflow, options: RunOptions, *, let_go_on_canc
                 break
             await current_clock().sleep(0.1)
             found = await home.header()
-        result = await _attach(home, workflow, _checked(found, home), options, let_go_on_cancel=let_go_on_cancel)
-        assert result is not None
-        return result
+        return await _attach(home, workflow, _checked(found, home), options, let_go_on_cancel=let_go_on_cancel)
     return await _carry(home, workflow, options, epoch, None, let_go_on_cancel=let_go_on_cancel)
 
 

@@ -5,7 +5,8 @@ out: read the schedule's last tick (`schedule_marks`), start what is due, rememb
 tick, sleep until the next one. Each tick's run is a durable run whose run id is
 ``"<name>@<tick>"``, an idempotency key (SPEC 10): any number of processes running the
 same schedule on one Redis (or one checkpoint directory) start each tick once; the
-others attach to the run and wait for its outcome (adopting it if its driver dies).
+others find the run there and move on (on Redis, workers and `serve` adopt a run whose
+driver died; in-process, `recover` carries it on).
 
 Runs are children of the scheduler (`Supervisor`), started as tasks: the loop never
 waits for a run, and a run that fails is logged, never a failure of the scheduler.
@@ -29,7 +30,7 @@ from graflow_async.clock import current_clock
 from graflow_async.define.schedules import Schedule
 from graflow_async.define.ticks import due, run_id_for, schedule_tick_text, tick_text
 from graflow_async.logs import LibraryLog
-from graflow_async.run.durable import run_durable
+from graflow_async.run.durable import start_durable
 from graflow_async.run.options import RunOptions
 from graflow_async.run.schedule_marks import FileMarks, Marks, RedisMarks
 from graflow_async.transports.base import Transport
@@ -143,10 +144,13 @@ class Scheduler:
                 durable=True,
             )
             log.info("scheduled run starting", schedule=schedule.name, run_id=run_id)
-            result = await run_durable(schedule.workflow, options, let_go_on_cancel=self.let_go_on_cancel)
+            result = await start_durable(schedule.workflow, options, let_go_on_cancel=self.let_go_on_cancel)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("scheduled run failed", schedule=schedule.name, run_id=run_id, error=repr(exc)[:300])
+            return
+        if result is None:  # another scheduler started this tick's run: it is theirs (or an adopter's)
+            log.info("scheduled run started elsewhere", schedule=schedule.name, run_id=run_id)
             return
         log.info("scheduled run ended", schedule=schedule.name, run_id=run_id, status=result.status)
