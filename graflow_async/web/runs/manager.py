@@ -307,6 +307,7 @@ class RunManager:
             suspended = await self._outcome(live, start, resumed)
         finally:  # its last chunks are shown; a suspended run's stream stays open (followed again on resume)
             await _stop(following, wait=0.0 if suspended else STREAM_TAIL)
+            local_streams().close(live.run_id, ended=not suspended)  # (opened here for a run that never drove)
 
     async def _outcome(self, live: LiveRun, start: Callable[[], Awaitable[WorkflowResult]], resumed: bool) -> bool:
         """`_drive`'s run and its outcome recorded: whether it suspended."""
