@@ -17,21 +17,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright
+from browsers import chromium, served
+from playwright.async_api import Browser, Page
 
 from graflow_async.feedback import FeedbackRequest, FeedbackType, MemoryFeedbackStore
 from graflow_async.web import create_app
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -40,26 +30,14 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 async def served_store() -> AsyncIterator[tuple[str, MemoryFeedbackStore]]:
     """A MemoryFeedbackStore behind the app, served on a free port of 127.0.0.1."""
     store = MemoryFeedbackStore()
-    runner = web.AppRunner(create_app(feedback_store=store))
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}", store
-    finally:
-        await runner.cleanup()
+    async with served(create_app(feedback_store=store)) as base:
+        yield base, store
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=30_000
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import schedule_flows
-from aiohttp import ClientSession, web
-from playwright.async_api import Browser, async_playwright
-from test_browser import CHROMIUM, CHROMIUM_ARGS
+from aiohttp import ClientSession
+from browsers import chromium, served
+from playwright.async_api import Browser
 
 from graflow_async import Schedule
 from graflow_async.define.ticks import next_tick, schedule_tick_text
@@ -44,14 +44,8 @@ async def serving(tmp_path: Path, **kwargs: Any) -> AsyncIterator[str]:
     app = create_app(
         feedback_store=MemoryFeedbackStore(), checkpoint_store=str(tmp_path / "ckpt"), schedules=schedules, **kwargs
     )
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with served(app) as base:
+        yield base
 
 
 async def listed(http: ClientSession, base: str, **kw: Any) -> dict[str, Any]:
@@ -103,30 +97,16 @@ async def test_the_api_needs_the_token_when_there_is_one(tmp_path: Path) -> None
 
 
 async def test_an_app_without_schedules_lists_none(tmp_path: Path) -> None:
-    runner = web.AppRunner(create_app(feedback_store=MemoryFeedbackStore()))
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        async with ClientSession() as http:
-            assert await listed(http, f"http://{host}:{port}") == {"count": 0, "schedules": []}
-            async with http.get(f"http://{host}:{port}/ui/schedules/") as response:
-                assert response.status == 200 and "No schedules run here" in await response.text()
-    finally:
-        await runner.cleanup()
+    async with served(create_app(feedback_store=MemoryFeedbackStore())) as base, ClientSession() as http:
+        assert await listed(http, base) == {"count": 0, "schedules": []}
+        async with http.get(f"{base}/ui/schedules/") as response:
+            assert response.status == 200 and "No schedules run here" in await response.text()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=30_000
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def test_the_schedules_page_in_chromium_links_the_last_run(tmp_path: Path, browser: Browser) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp import ClientSession, web
-from playwright.async_api import Browser, async_playwright
-from test_browser import CHROMIUM, CHROMIUM_ARGS
+from aiohttp import ClientSession
+from browsers import chromium, served
+from playwright.async_api import Browser
 
 from graflow_async import Workflow, task, workflow
 from graflow_async.feedback import MemoryFeedbackStore
@@ -39,43 +39,32 @@ def slow_speaker() -> Workflow:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=30_000
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def test_the_run_page_shows_streamed_text_live(tmp_path: Path, browser: Browser) -> None:
     app = create_app(workflows={"speaker": slow_speaker()}, feedback_store=MemoryFeedbackStore())
-    runner = web.AppRunner(app)
-    await runner.setup()
     context = await browser.new_context()
     try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        base = f"http://{host}:{port}"
-        async with ClientSession() as http, http.post(f"{base}/api/runs", json={"workflow": "speaker"}) as started:
-            run_id = (await started.json())["run_id"]
-        page = await context.new_page()
-        page.set_default_timeout(10_000)
-        await page.goto(f"{base}/ui/runs/{run_id}")
-        text = page.locator('#stream-list pre[data-task="answer"]')
-        await page.wait_for_function(
-            "() => (document.querySelector('#stream-list pre')?.textContent || '').includes('w5 ')"
-        )
-        assert await page.locator("#run-status").inner_text() == "running"  # shown while it streams
-        partial = await text.inner_text()
-        assert partial.startswith("w0 w1 w2 w3 w4 w5") and f"w{WORDS - 1} " not in partial
-        await page.screenshot(path=str(tmp_path / "streaming.png"), full_page=True)
-        await page.wait_for_function("() => document.getElementById('run-status').textContent === 'completed'")
-        final = await text.inner_text()
-        assert final.startswith(" ".join(f"w{i}" for i in range(WORDS)))
-        assert final.rstrip().endswith('{"tokens":40}')  # a value that is not text: a JSON line
-        assert (tmp_path / "streaming.png").stat().st_size > 1000
+        async with served(app) as base:
+            async with ClientSession() as http, http.post(f"{base}/api/runs", json={"workflow": "speaker"}) as started:
+                run_id = (await started.json())["run_id"]
+            page = await context.new_page()
+            page.set_default_timeout(10_000)
+            await page.goto(f"{base}/ui/runs/{run_id}")
+            text = page.locator('#stream-list pre[data-task="answer"]')
+            await page.wait_for_function(
+                "() => (document.querySelector('#stream-list pre')?.textContent || '').includes('w5 ')"
+            )
+            assert await page.locator("#run-status").inner_text() == "running"  # shown while it streams
+            partial = await text.inner_text()
+            assert partial.startswith("w0 w1 w2 w3 w4 w5") and f"w{WORDS - 1} " not in partial
+            await page.screenshot(path=str(tmp_path / "streaming.png"), full_page=True)
+            await page.wait_for_function("() => document.getElementById('run-status').textContent === 'completed'")
+            final = await text.inner_text()
+            assert final.startswith(" ".join(f"w{i}" for i in range(WORDS)))
+            assert final.rstrip().endswith('{"tokens":40}')  # a value that is not text: a JSON line
+            assert (tmp_path / "streaming.png").stat().st_size > 1000
     finally:
         await context.close()
-        await runner.cleanup()
