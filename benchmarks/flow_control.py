@@ -38,6 +38,7 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.durable import paired
+from benchmarks.flow_tasks import most_at_once, most_in_window
 from benchmarks.redis_streams import redis_server, start_workers, stop, wait_ready
 
 MODULE = "benchmarks.flow_tasks"
@@ -67,7 +68,7 @@ async def keyed_part(args: argparse.Namespace, transport: Any) -> dict[str, Any]
     spans: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for task_id, (t0, t1) in result.results.items():
         spans[int(task_id[1:]) * args.keys // args.keyed].append((t0, t1))
-    most = max(_most_at_once(s) for s in spans.values())
+    most = max(most_at_once(s) for s in spans.values())
     return {"tasks": args.keyed, "keys": args.keys, "seconds": took, "most_per_key": most, "violations": most > 2}
 
 
@@ -109,7 +110,7 @@ async def rate_part(args: argparse.Namespace, transport: Any) -> dict[str, Any]:
     n = int(args.rate_seconds * RATE / PER)
     result = await run(rated_fan(n), transport=transport)
     starts = sorted(result.results.values())
-    return {"tasks": n, "seconds": starts[-1] - starts[0], "most_per_window": _most_in_window(starts, PER)}
+    return {"tasks": n, "seconds": starts[-1] - starts[0], "most_per_window": most_in_window(starts, PER)}
 
 
 async def local_fan(args: argparse.Namespace) -> dict[str, Any]:
@@ -193,24 +194,6 @@ def print_table(r: dict[str, Any]) -> None:
     )
     for name, bar in r["bars"].items():
         print(f"    {name}: {'met' if bar['met'] else 'MISSED'} (bar {bar['bar']})")
-
-
-def _most_at_once(spans: list[tuple[float, float]]) -> int:
-    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
-    running = most = 0
-    for _, step in edges:
-        running += step
-        most = max(most, running)
-    return most
-
-
-def _most_in_window(starts: list[float], per: float) -> int:
-    most, lo = 0, 0
-    for hi, t in enumerate(starts):
-        while t - starts[lo] >= per:
-            lo += 1
-        most = max(most, hi - lo + 1)
-    return most
 
 
 def main(argv: list[str] | None = None) -> None:

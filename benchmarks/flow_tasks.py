@@ -76,3 +76,25 @@ def urgent_one() -> Workflow:
     with workflow("flow-urgent") as wf:
         wf.add(urgent)
     return wf
+
+
+# --- judging the limits from the tasks' own times (the benchmark's and the tests') -------------------
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most (start, end) spans running at one instant (an end before a start at the same time)."""
+    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def most_in_window(starts: list[float], per: float) -> int:
+    """The most starts in any window of `per` seconds."""
+    starts = sorted(starts)
+    most, lo = 0, 0
+    for hi, t in enumerate(starts):
+        while t - starts[lo] >= per:
+            lo += 1
+        most = max(most, hi - lo + 1)
+    return most

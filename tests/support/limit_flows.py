@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import flow_tasks as judge
 from graflow_async import Concurrency, RateLimit, Workflow, parallel, task, workflow
 
 SPAN = 0.15  # seconds each limited task runs
@@ -99,24 +100,11 @@ def after_hold_wf(n: int) -> Workflow:
 
 
 def most_at_once(spans: list[dict[str, Any]]) -> int:
-    """The most spans running at one instant (a span holds from its start to its end)."""
-    edges = sorted([(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans], key=lambda e: (e[0], e[1]))
-    running = most = 0
-    for _, step in edges:
-        running += step
-        most = max(most, running)
-    return most
+    """The most of the tasks' spans (their own start and end) running at one instant."""
+    return judge.most_at_once([(s["start"], s["end"]) for s in spans])
 
 
-def most_in_window(starts: list[float], per: float) -> int:
-    """The most starts in any window of `per` seconds."""
-    starts = sorted(starts)
-    most, lo = 0, 0
-    for hi, t in enumerate(starts):
-        while t - starts[lo] >= per:
-            lo += 1
-        most = max(most, hi - lo + 1)
-    return most
+most_in_window = judge.most_in_window
 
 
 @task
