@@ -80,20 +80,10 @@ class ContextPort:
         raised there. A remote request unanswered for a while is sent again, with the same
         id (the run answers it once): a request or an answer lost in a Redis restart does
         not leave the task waiting."""
-        request_id = f"{self._prefix}-{next(self._ids)}"
+        request = self._request(message, op, args)
+        request_id = request.request_id
         future: asyncio.Future[ContextReply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        request = ContextRequest(
-            message.run_id,
-            message.node,
-            message.cycle,
-            message.attempt,
-            request_id,
-            op,
-            args,
-            self.queue,
-            message.epoch,
-        )
         bound = (timeout or 0.0) + self.answer_timeout if self.remote else None
         try:
             async with asyncio.timeout(bound):
@@ -120,7 +110,15 @@ class ContextPort:
     async def notify(self, message: TaskMessage, op: str, args: dict[str, Any]) -> None:
         """Tell the run of `message` something that wants no answer (its answer, if any,
         is dropped: nothing waits for it); a notice that cannot be sent is only logged."""
-        request = ContextRequest(
+        request = self._request(message, op, args)
+        try:
+            await self.transport.send(message.reply_to, (request,))
+        except TransportError as exc:
+            log.warning("could not tell a run about its task", run_id=message.run_id, op=op, error=str(exc))
+
+    def _request(self, message: TaskMessage, op: str, args: dict[str, Any]) -> ContextRequest:
+        """Request `op` of the attempt of `message`, under an id of its own, answered here."""
+        return ContextRequest(
             message.run_id,
             message.node,
             message.cycle,
@@ -131,10 +129,6 @@ class ContextPort:
             self.queue,
             message.epoch,
         )
-        try:
-            await self.transport.send(message.reply_to, (request,))
-        except TransportError as exc:
-            log.warning("could not tell a run about its task", run_id=message.run_id, op=op, error=str(exc))
 
     async def _exchange(self, to: str, request: ContextRequest, future: asyncio.Future[ContextReply]) -> ContextReply:
         await self.transport.send(to, (request,))

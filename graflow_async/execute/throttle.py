@@ -106,11 +106,12 @@ class Throttle:
     async def release(self, msg: TaskMessage) -> None:
         """The attempt of `msg` is done: its slots go back (a failure to say so is only
         logged: on Redis its slots then lapse with its lease)."""
-        held = self.held.pop(holder_of(msg), None)
+        holder = holder_of(msg)
+        held = self.held.pop(holder, None)
         if held is None:
             return
         try:
-            await self.limits.release(holder_of(msg), held[0])
+            await self.limits.release(holder, held[0])
         except Exception as exc:
             log.warning("could not give a task's limit slots back", task_id=msg.task_id, error=str(exc))
 

@@ -72,9 +72,14 @@ class Limits:
     async def take_first(self, holder: str, wants: Sequence[Want], *, priority: int = 5, lease: float = 30.0) -> bool:
         """One try, unless a waiter ranks ahead of `holder`: whether it holds `wants` now
         (False: `acquire` it)."""
-        if self._queues and self._behind((-priority, sys.maxsize), [w.ident for w in wants]):
+        if self._waited_ahead(priority, wants):
             return False
         return await self._try(holder, wants, lease) is None
+
+    def _waited_ahead(self, priority: int, wants: Sequence[Want]) -> bool:
+        """Whether a waiter of `priority` or higher waits for one of `wants` (a newcomer
+        goes behind it)."""
+        return bool(self._queues) and self._behind((-priority, sys.maxsize), [w.ident for w in wants])
 
     def give_back_now(self, holder: Hashable, wants: Sequence[Want]) -> None:
         """`release` of what `take_now` took."""
@@ -194,9 +199,7 @@ class LocalLimits(Limits):
         return self.book.release(holder, wants)
 
     def take_now(self, holder: Hashable, wants: Sequence[Want], priority: int = 5) -> bool:
-        if self._queues and self._behind(
-            (-priority, sys.maxsize), [w.ident for w in wants]
-        ):  # any waiter of its rank is ahead
+        if self._waited_ahead(priority, wants):
             return False
         return self.book.admit(holder, wants, current_clock().time()) is None
 

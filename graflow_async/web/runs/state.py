@@ -143,6 +143,14 @@ def apply_event(
         summary.update(state="done" if kind == "task_completed" else "failed", ended_at=at, duration=duration)
 
 
+def stream_event(run_id: str, item: StreamItem) -> dict[str, Any]:
+    """A chunk a task streamed, as an event of its run (SSE: ``{task_id, attempt, data}``)."""
+    data = {"task_id": item.task_id, "attempt": item.attempt, "data": item.data}
+    if item.missed:
+        data["missed"] = item.missed
+    return {"kind": "stream", "run_id": run_id, "task_id": item.task_id, "data": data}
+
+
 def initial_tasks(workflow: Workflow | None) -> dict[str, dict[str, Any]]:
     """Every task of `workflow`, pending."""
     tasks: dict[str, dict[str, Any]] = {}
@@ -232,10 +240,7 @@ class LiveRun:
 
     def add_stream_item(self, item: StreamItem) -> None:
         """A chunk a task streamed (SPEC 12): among the run's events, as kind ``stream``."""
-        data = {"task_id": item.task_id, "attempt": item.attempt, "data": item.data}
-        if item.missed:
-            data["missed"] = item.missed
-        self.events.append({"kind": "stream", "run_id": self.run_id, "task_id": item.task_id, "data": data})
+        self.events.append(stream_event(self.run_id, item))
         self.stream_after = item.id
         self.total += 1
         self.pulse()

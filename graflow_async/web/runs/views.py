@@ -32,7 +32,7 @@ from graflow_async.records.base import (
 )
 from graflow_async.records.corrupt import skipped_count
 from graflow_async.web.runs.manager import RunManager
-from graflow_async.web.runs.state import LiveRun
+from graflow_async.web.runs.state import LiveRun, stream_event
 
 KEEPALIVE = 15.0  # seconds between SSE comments on a quiet stream
 POLL_SECONDS = 1.0  # how often a stream of a run not driven here looks at its record
@@ -207,10 +207,7 @@ class RunViews:
             try:
                 async for item in transport.read_stream(run_id, last):
                     last = item.id
-                    data = {"task_id": item.task_id, "attempt": item.attempt, "data": item.data}
-                    if item.missed:
-                        data["missed"] = item.missed
-                    yield item.id, {"kind": "stream", "run_id": run_id, "task_id": item.task_id, "data": data}
+                    yield item.id, stream_event(run_id, item)
             except ValueError:  # `after` is not one of its entry ids
                 last = None
                 continue
