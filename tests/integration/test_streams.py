@@ -5,9 +5,11 @@ redis-server, which another process reads while the run goes on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -141,47 +143,56 @@ async def test_a_reader_slower_than_the_writer_holds_nothing_up(workers: Workers
         assert [i.data for i in got] == [f"tok{n}" for n in range(5000)] and all(i.missed == 0 for i in got)
 
 
-async def test_the_web_app_serves_the_stream_of_a_run_driven_elsewhere_and_a_reconnect_resumes(
-    workers: Workers, redis_url: str
-) -> None:
+@contextlib.asynccontextmanager
+async def web_app_on(transport: RedisStreamsTransport) -> AsyncIterator[Any]:
+    """A client of the web app on `transport`'s Redis (its feedback store and run records there)."""
     from aiohttp.test_utils import TestClient, TestServer
 
     from graflow_async.feedback.redis import RedisFeedbackStore
     from graflow_async.web import create_app
 
+    store = RedisFeedbackStore(connection=transport.conn, namespace=transport.namespace)
+    async with TestClient(TestServer(create_app(transport=transport, feedback_store=store))) as client:
+        yield client
+
+
+async def first_chunks(client: Any, run_id: str, count: int) -> tuple[str, str]:
+    """The SSE text of the run's events until `count` chunks came (the client then drops),
+    once the run has a record (a durable run's), and the id of the last event read."""
+    while (await client.get(f"/api/runs/{run_id}")).status == 404:
+        await asyncio.sleep(0.02)
+    events = await client.get(f"/api/runs/{run_id}/events")
+    seen = ""
+    while seen.count("event: stream\n") < count:
+        seen += (await events.content.readuntil(b"\n\n")).decode()
+    events.close()
+    return seen, [line for line in seen.splitlines() if line.startswith("id: ")][-1][4:]
+
+
+def chunks_of(sse: str) -> list[Any]:
+    return [json.loads(line[6:])["data"] for line in sse.splitlines() if line.startswith('data: {"task')]
+
+
+async def test_the_web_app_serves_the_stream_of_a_run_driven_elsewhere_and_a_reconnect_resumes(
+    workers: Workers, redis_url: str
+) -> None:
     workers.start(1, "--import", "stream_flows")
     async with RedisStreamsTransport(redis_url) as driving, RedisStreamsTransport(redis_url) as serving:
-        store = RedisFeedbackStore(connection=serving.conn, namespace=serving.namespace)
-        app = create_app(transport=serving, feedback_store=store)
-        async with TestClient(TestServer(app)) as client:
+        async with web_app_on(serving) as client:
             running = asyncio.create_task(run(flows.talk_wf(300), run_id="elsewhere", transport=driving, durable=True))
             async with asyncio.timeout(RUN_TIMEOUT):
-                while (await client.get("/api/runs/elsewhere")).status == 404:  # its record: a durable run's
-                    await asyncio.sleep(0.02)
-                first = await client.get("/api/runs/elsewhere/events")
-                seen = ""
-                while seen.count("event: stream\n") < 100:
-                    seen += (await first.content.readuntil(b"\n\n")).decode()
-                first.close()
-                last_id = [line for line in seen.splitlines() if line.startswith("id: ")][-1][4:]
+                seen, last_id = await first_chunks(client, "elsewhere", 100)
                 again = await client.get("/api/runs/elsewhere/events", headers={"Last-Event-ID": last_id})
                 rest = await again.text()
                 await running
-        chunks = [
-            json.loads(line[6:])["data"] for line in (seen + rest).splitlines() if line.startswith('data: {"task')
-        ]
-        assert chunks == [f"tok{n}" for n in range(300)]  # each once, in order, across the reconnection
+        assert chunks_of(seen + rest) == [f"tok{n}" for n in range(300)]  # each once, in order, across the reconnection
         assert rest.rstrip().splitlines()[-2] == "event: end"
 
 
 async def test_a_reconnect_gets_each_chunk_once_across_a_takeover(
     workers: Workers, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
-
     from graflow_async import run_result
-    from graflow_async.feedback.redis import RedisFeedbackStore
-    from graflow_async.web import create_app
 
     gate = tmp_path / "gate"
     monkeypatch.setenv("GFT_STREAM_GATE", str(gate))  # before the workers start: their task waits for it
@@ -194,25 +205,15 @@ async def test_a_reconnect_gets_each_chunk_once_across_a_takeover(
     driver = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, "across", str(tmp_path / "ckpt"), env=env, stdout=asyncio.subprocess.DEVNULL
     )
-    async with RedisStreamsTransport(redis_url) as serving:
-        store = RedisFeedbackStore(connection=serving.conn, namespace=serving.namespace)
-        async with TestClient(TestServer(create_app(transport=serving, feedback_store=store))) as client:
-            async with asyncio.timeout(RUN_TIMEOUT):
-                while (await client.get("/api/runs/across")).status == 404:
-                    await asyncio.sleep(0.02)
-                first = await client.get("/api/runs/across/events")
-                seen = ""
-                while seen.count("event: stream\n") < 100:
-                    seen += (await first.content.readuntil(b"\n\n")).decode()
-                first.close()
-                driver.kill()  # the driver dies; a worker adopts the run after its lease
-                await driver.wait()
-                gate.touch()
-                last_id = [line for line in seen.splitlines() if line.startswith("id: ")][-1][4:]
-                again = await client.get("/api/runs/across/events", headers={"Last-Event-ID": last_id})
-                rest = await again.text()
-                assert (await run_result("across", transport=serving, timeout=RUN_TIMEOUT)).output == 200
-                assert await serving.client.hget("graflow:run:{across}:owner", "epoch") == b"2"  # adopted
-    chunks = [json.loads(line[6:])["data"] for line in (seen + rest).splitlines() if line.startswith('data: {"task')]
-    assert chunks == [f"a{i}" for i in range(100)] + [f"b{i}" for i in range(100)]
+    async with RedisStreamsTransport(redis_url) as serving, web_app_on(serving) as client:
+        async with asyncio.timeout(RUN_TIMEOUT):
+            seen, last_id = await first_chunks(client, "across", 100)
+            driver.kill()  # the driver dies; a worker adopts the run after its lease
+            await driver.wait()
+            gate.touch()
+            again = await client.get("/api/runs/across/events", headers={"Last-Event-ID": last_id})
+            rest = await again.text()
+            assert (await run_result("across", transport=serving, timeout=RUN_TIMEOUT)).output == 200
+            assert await serving.client.hget("graflow:run:{across}:owner", "epoch") == b"2"  # adopted
+    assert chunks_of(seen + rest) == [f"a{i}" for i in range(100)] + [f"b{i}" for i in range(100)]
     assert rest.rstrip().splitlines()[-2] == "event: end"
