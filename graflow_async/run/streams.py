@@ -13,11 +13,11 @@ reads with ``run_stream(run_id, transport=...)``.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from typing import Any
 
+from graflow_async.actors.per_loop import PerLoop
 from graflow_async.transports.base import Transport
 from graflow_async.wire.messages import StreamItem
 
@@ -107,15 +107,12 @@ class _Streams:
         return self.live.get(run_id) or self.ended.get(run_id)
 
 
-_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Streams] = weakref.WeakKeyDictionary()
+_local = PerLoop(_Streams)
 
 
 def local_streams() -> _Streams:
-    loop = asyncio.get_running_loop()
-    found = _by_loop.get(loop)
-    if found is None:
-        found = _by_loop[loop] = _Streams()
-    return found
+    """The run streams of the running event loop."""
+    return _local.get()
 
 
 async def run_stream(

@@ -21,10 +21,10 @@ import heapq
 import itertools
 import math
 import sys
-import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
+from graflow_async.actors.per_loop import PerLoop
 from graflow_async.clock import current_clock, within
 from graflow_async.define.limits import Want
 from graflow_async.transports.admission import LimitBook
@@ -207,13 +207,9 @@ class LocalLimits(Limits):
         self.wake(self.book.release(holder, wants))
 
 
-_local: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LocalLimits] = weakref.WeakKeyDictionary()
+_local = PerLoop(LocalLimits)
 
 
 def local_limits() -> LocalLimits:
     """The limits shared by every run of the running event loop."""
-    loop = asyncio.get_running_loop()
-    limits = _local.get(loop)
-    if limits is None:
-        limits = _local[loop] = LocalLimits()
-    return limits
+    return _local.get()
