@@ -22,6 +22,7 @@ from graflow_async.plan.directives import AddTasks, Cancel, Iterate, Terminate
 from graflow_async.plan.graph import tasks_in
 from graflow_async.plan.specs import component_spec
 from graflow_async.wire.codec import check_value, packb
+from graflow_async.wire.messages import MAX_CHUNK
 
 if TYPE_CHECKING:
     from graflow_async.execute.context_port import Port
@@ -282,7 +283,6 @@ async def relay_call(context: TaskContext, op: str, args: dict[str, Any], timeou
 
 
 _PLAIN = frozenset({str, bytes, int, float, bool, type(None)})
-MAX_CHUNK = 1 << 20  # bytes of one streamed chunk
 
 
 def check_chunk(chunk: Any) -> None:

@@ -28,12 +28,11 @@ KEPT_ENDED = 100  # ended runs whose streams this process keeps for late readers
 class RunStream:
     """The items of one run in this process, and its readers' wake-up."""
 
-    __slots__ = ("_items", "_waiter", "dropped", "ended", "next")
+    __slots__ = ("_items", "_waiter", "ended", "next")
 
     def __init__(self) -> None:
         self._items: deque[tuple[int, str, int, Any]] = deque()  # (number, task_id, attempt, data)
         self.next = 1  # the number of the next item
-        self.dropped = 0  # items dropped past the cap, oldest first
         self.ended = False
         self._waiter: asyncio.Future[None] | None = None
 
@@ -42,8 +41,7 @@ class RunStream:
         items.append((self.next, task_id, attempt, data))
         self.next += 1
         if len(items) > CAP:
-            items.popleft()
-            self.dropped += 1
+            items.popleft()  # a reader behind it is told (`read`: missed)
         self._wake()
 
     def end(self) -> None:

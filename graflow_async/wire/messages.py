@@ -132,6 +132,9 @@ class RetryDue(NamedTuple):
     node: int
 
 
+MAX_CHUNK = 1 << 20  # bytes of one streamed chunk, packed (SPEC 12)
+
+
 class StreamItem(NamedTuple):
     """One chunk a task streamed: `id` (for ``after=`` and SSE's ``Last-Event-ID``), the
     task and attempt that streamed it, and the chunk. `missed`: items dropped (past the

@@ -27,7 +27,7 @@ from graflow_async.transports.redis.batch import Item, WriteBatcher
 from graflow_async.transports.redis.connection import RedisConnection
 from graflow_async.wire.codec import packb, unpackb
 from graflow_async.wire.envelope import MAX_NESTING
-from graflow_async.wire.messages import StreamItem
+from graflow_async.wire.messages import MAX_CHUNK, StreamItem
 
 log = LibraryLog()
 _APPEND = """
@@ -44,7 +44,6 @@ return n
 CAP = 10_000
 KEPT, KEPT_ENDED = 7 * 86400, 86400  # seconds a stream outlives its last append, and its end
 READ_BLOCK_MS = 1000
-MAX_CHUNK = 1 << 20  # bytes of one chunk, packed
 
 
 def key_of(keys: Keys, run_id: str) -> str:
