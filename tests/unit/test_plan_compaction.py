@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from plan_driving import DrivenPlan
+from plan_driving import DrivenPlan, journal_document
 
 from graflow_async import (
     AtLeastNGroupPolicy,
@@ -31,15 +31,13 @@ from graflow_async import (
     task,
     workflow,
 )
-from graflow_async.checkpoints import encode_checkpoint
-from graflow_async.checkpoints.format import decode_checkpoint
 from graflow_async.define.graph import Workflow
 from graflow_async.define.tasks import load_task
 from graflow_async.exceptions import RemoteTaskError
 from graflow_async.plan import ChannelData, Dispatch, Emit, Fail, Finish, RetryLater, RunGraph, RunPlan, Suspend
 from graflow_async.plan.directives import AddTasks, Cancel, Iterate, Terminate
 from graflow_async.plan.facts import STEPPED, Failed, RetryCame, Stepped, Succeeded, Suspended, Wrote, apply, replay
-from graflow_async.plan.snapshot import check_document, from_doc, to_doc
+from graflow_async.plan.snapshot import check_document, from_doc
 from graflow_async.plan.specs import component_spec
 from graflow_async.plan.state import DONE, QUEUED, RETRY, RUNNING
 
@@ -232,18 +230,7 @@ def run_facts(wf: Workflow, rng: random.Random, budget: int = 150) -> list[Any]:
 # --- snapshots -----------------------------------------------------------------------------------
 def snapshot(plan: RunPlan, *, keep_running: bool = True) -> dict[str, Any]:
     """`plan` as a journal snapshot, through the bytes a journal keeps."""
-    doc = to_doc(
-        plan,
-        plan.graph.compiled,
-        run_id="compact",
-        workflow_ref=None,
-        task_id=None,
-        metadata=None,
-        sequence=1,
-        channel=plan.channel.snapshot(),
-        keep_running=keep_running,
-    )
-    return check_document(decode_checkpoint(encode_checkpoint(doc)), "snapshot")
+    return check_document(journal_document(plan, keep_running=keep_running, run_id="compact"), "snapshot")
 
 
 def restored(wf: Workflow, doc: dict[str, Any], *, keep_running: bool = True) -> RunPlan:

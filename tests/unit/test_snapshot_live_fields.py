@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from plan_driving import journal_document
 
 from graflow_async import BestEffortGroupPolicy, CheckpointError, RetryPolicy, parallel, task, workflow
 from graflow_async import exceptions as errors
@@ -24,7 +25,7 @@ from graflow_async.checkpoints.format import decode_checkpoint
 from graflow_async.define.tasks import load_task
 from graflow_async.plan import ChannelData, RunGraph, RunPlan
 from graflow_async.plan.error_docs import error_doc, error_from_doc
-from graflow_async.plan.snapshot import check_document, from_doc, to_doc
+from graflow_async.plan.snapshot import check_document, from_doc
 from graflow_async.plan.state import FAILED, RETRY, RUNNING
 from graflow_async.wire.codec import packb, unpackb
 
@@ -81,18 +82,7 @@ def under_way() -> RunPlan:
 
 
 def document(plan: RunPlan, *, keep_running: bool = True) -> dict[str, Any]:
-    doc = to_doc(
-        plan,
-        plan.graph.compiled,
-        run_id="fields",
-        workflow_ref=None,
-        task_id=None,
-        metadata=None,
-        sequence=1,
-        channel=plan.channel.snapshot(),
-        keep_running=keep_running,
-    )
-    return decode_checkpoint(encode_checkpoint(doc))  # as a journal reads it back
+    return journal_document(plan, keep_running=keep_running, run_id="fields")  # as a journal reads it back
 
 
 def load(doc: dict[str, Any], *, keep_running: bool = True) -> RunPlan:
