@@ -391,3 +391,44 @@ async def test_store_for_an_s3_location(s3_service: S3Service, s3_bucket: str) -
         assert await store.list() == [location]
     with pytest.raises(CheckpointError, match="names no object key"):
         store_for_location(f"s3://{s3_bucket}/dir/")
+
+
+def test_a_file_replaced_without_fsync_is_exchanged_whole(tmp_path: Path) -> None:
+    """`files.replace(sync=False)` over an existing file (an exchange, then the old file
+    unlinked): the new bytes, owner-only, nothing left beside; a directory in the way is an
+    error and stays as it was."""
+    target = tmp_path / "1.ckpt"
+    file_module.replace(target, b"old", sync=False)
+    assert on_disk(str(target)) == (b"old", 0o600)
+    for i in range(3):
+        file_module.replace(target, b"new %d" % i, sync=False)
+        assert on_disk(str(target)) == (b"new %d" % i, 0o600)
+    assert leftovers(tmp_path) == []
+    (tmp_path / "blocker").mkdir()
+    (tmp_path / "blocker" / "inside").write_bytes(b"kept")
+    with pytest.raises(OSError):
+        file_module.replace(tmp_path / "blocker", b"x", sync=False)
+    assert (tmp_path / "blocker" / "inside").read_bytes() == b"kept"
+    assert leftovers(tmp_path) == ["blocker"]
+
+
+def test_where_files_cannot_be_exchanged_a_rename_replaces_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ctypes
+    import errno
+
+    tries = []
+
+    def refuse(a: bytes, b: bytes) -> int:
+        tries.append(a)
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+
+    monkeypatch.setattr(file_module, "_exchange", refuse)
+    target = tmp_path / "1.ckpt"
+    file_module.replace(target, b"old", sync=False)
+    file_module.replace(target, b"new", sync=False)
+    file_module.replace(target, b"newer", sync=False)
+    assert on_disk(str(target)) == (b"newer", 0o600) and leftovers(tmp_path) == []
+    assert len(tries) == 1  # refused once: not tried again
