@@ -169,13 +169,14 @@ def bounded_results(results: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if len(text) > MAX_RESULTS_BYTES:
         return None
-    if all(type(k) is str and type(v) in _SCALARS for k, v in results.items()):
+    if _SCALARS.issuperset(map(type, results.values())) and _TEXT.issuperset(map(type, results)):
         return dict(results)  # JSON values already, and none can change after (no copy to make)
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+_TEXT = frozenset({str})
 
 
 def encode_record(record: dict[str, Any]) -> bytes:
