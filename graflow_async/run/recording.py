@@ -79,6 +79,7 @@ class Recording:
         self._write_now = writer.write_now
         self.snapshot = snapshot  # the run's state now, as a journal snapshot (None: never compact)
         self.compacted = writer.next_seq  # facts the last snapshot covers (or the journal held at the start)
+        self._written = writer.next_seq  # facts the journal holds (what the last write said)
         self.retry_at: dict[int, float] = {}  # node -> when its pending retry's backoff ends (for a snapshot)
         self.turn: list[bytes] = []
         self.consumed: bytes | None = None  # the reply stream's entries read up to here (`Delivered`)
@@ -171,11 +172,11 @@ class Recording:
         if write_now is None:
             return False
         turn = self.turn
-        if self.snapshot is not None and self.writer.next_seq + len(turn) + 1 - self.compacted >= COMPACT_EVERY:
+        if self.snapshot is not None and self._written + len(turn) + 1 - self.compacted >= COMPACT_EVERY:
             return False
         turn.append(_STEPPED)
         self.turn, self.consumed = [], None
-        write_now(turn)
+        self._written = write_now(turn)
         return True
 
     async def flush(self, sends: Sends) -> Sends:
@@ -185,7 +186,8 @@ class Recording:
         writer = self.writer
         consumed, self.consumed = self.consumed, None
         rest = await writer.write(records, sends, consumed)
-        due = writer.next_seq - self.compacted
+        self._written = writer.next_seq
+        due = self._written - self.compacted
         if self.snapshot is not None and due >= COMPACT_EVERY and (not self.writing or due >= 4 * COMPACT_EVERY):
             # between writes of running attempts, so that a takeover can still roll those back
             upto = writer.next_seq  # a turn's end: the plan is the state after every fact so far

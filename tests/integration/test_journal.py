@@ -4,6 +4,8 @@ beside the checkpoints and a stream on a real redis-server; then what only a fil
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -13,7 +15,9 @@ import redis
 
 from graflow_async.run.journal import FileJournal, Journal, JournalCorrupt
 from graflow_async.run.journal.conformance import JournalSuite, facts, new_run
+from graflow_async.run.journal.frames import batch
 from graflow_async.run.journal.redis import RedisJournal
+from graflow_async.run.journal.segment import GROW_FROM
 from graflow_async.transports.redis import RedisStreamsTransport
 
 
@@ -30,23 +34,59 @@ class TestRedisJournal(JournalSuite):
             yield lambda run_id: RedisJournal(transport, run_id)
 
 
-async def test_a_torn_last_write_is_left_out_and_the_next_owner_cuts_it(tmp_path: Path) -> None:
+def _copy_cut_before_its_check_word(log: Path, last_frame_at: int) -> None:
+    """A crash in the middle of the copy of a frame into the mapped segment: all of it but
+    its check word, copied last, is there."""
+    with log.open("r+b") as f:
+        f.seek(last_frame_at + 4)
+        f.write(bytes(4))
+
+
+def _file_cut_short(log: Path, last_frame_at: int) -> None:
+    """A write torn by a crash (a journal written by `write`, before segments were mapped)."""
+    os.truncate(log, last_frame_at + 7)
+
+
+@pytest.mark.parametrize("tear", [_copy_cut_before_its_check_word, _file_cut_short])
+async def test_a_torn_last_write_is_left_out(tmp_path: Path, tear: Callable[[Path, int], None]) -> None:
     run_id = new_run()
     journal = FileJournal(tmp_path, run_id)
     epoch = await journal.claim("a", 30.0)
     assert epoch is not None
     await journal.append(epoch, facts(3))
-    [log] = (tmp_path / run_id / "journal").glob("log.*")
-    whole = log.read_bytes()
     await journal.append(epoch, facts(1, start=3))
-    log.write_bytes(log.read_bytes()[: len(whole) + 7])  # the process died in the middle of its write
-    await journal.release(epoch)
+    await journal.release(epoch)  # its segment cut to the frames written
+    [log] = (tmp_path / run_id / "journal").glob("log.*")
+    last_frame_at = len(log.read_bytes()) - len(batch(3, epoch, facts(1, start=3)))
+    tear(log, last_frame_at)
     assert (await FileJournal(tmp_path, run_id).read()).facts == facts(3)
     taker = FileJournal(tmp_path, run_id)
     again = await taker.claim("b", 30.0)
     assert again is not None
     assert await taker.append(again, facts(1, start=3)) == 4
     assert (await FileJournal(tmp_path, run_id).read()).facts == facts(4)
+
+
+async def test_a_segment_whose_owner_died_ends_at_its_last_whole_frame(tmp_path: Path) -> None:
+    """Its file still as long as it was made ahead of the frames (zeros), never cut: a
+    reader stops at the zeros, the next owner writes a segment of its own after it."""
+    run_id = new_run()
+    journal = FileJournal(tmp_path, run_id)
+    epoch = await journal.claim("a", 0.05)
+    assert epoch is not None
+    await journal.append(epoch, facts(3))
+    [log] = (tmp_path / run_id / "journal").glob("log.*")
+    assert len(log.read_bytes()) >= GROW_FROM  # the driver "dies" here: nothing closes the segment
+    time.sleep(0.1)  # its lease lapses
+    assert (await FileJournal(tmp_path, run_id).read()).facts == facts(3)
+    taker = FileJournal(tmp_path, run_id)
+    again = await taker.claim("b", 30.0)
+    assert again is not None
+    assert await taker.append(again, facts(2, start=3)) == 5
+    await taker.release(again)
+    assert (await FileJournal(tmp_path, run_id).read()).facts == facts(5)
+    assert len(log.read_bytes()) >= GROW_FROM  # the former owner's segment left as it was
+    await journal.aclose()
 
 
 async def test_a_corrupt_record_is_an_error_naming_the_run(tmp_path: Path) -> None:
@@ -126,8 +166,6 @@ async def test_what_an_older_owner_wrote_past_a_newer_owners_start_is_left_out(t
     """An owner whose append passed its fence just as another claimed the run (the
     moment between the check and the write): its records past the new owner's first,
     even a torn one, do not count; the same owner's records there would be corruption."""
-    from graflow_async.run.journal.frames import batch
-
     run_id = new_run()
     old = FileJournal(tmp_path, run_id)
     first = await old.claim("a", 0.05)
@@ -138,8 +176,11 @@ async def test_what_an_older_owner_wrote_past_a_newer_owners_start_is_left_out(t
     second = await new.claim("b", 30.0)
     assert second is not None and second > first
     [log] = (tmp_path / run_id / "journal").glob("log.*")
-    with log.open("ab") as late:  # the old owner's write that slipped past its fence
-        late.write(batch(3, first, facts(2, start=3)) + batch(5, first, facts(1, start=5))[:-3])
+    torn = bytearray(batch(5, first, facts(1, start=5)))
+    torn[4:8] = bytes(4)  # a copy cut before its check word
+    with log.open("r+b") as late:  # the old owner's copies that slipped past its fence, after its frames
+        late.seek(len(batch(0, first, facts(3))))
+        late.write(batch(3, first, facts(2, start=3)) + torn)
     await new.append(second, facts(2, start=100))
     assert (await FileJournal(tmp_path, run_id).read()).facts == facts(3) + facts(2, start=100)
 
@@ -147,8 +188,6 @@ async def test_what_an_older_owner_wrote_past_a_newer_owners_start_is_left_out(t
 
 
 async def test_a_newer_owners_record_in_an_older_segment_is_corruption(tmp_path: Path) -> None:
-    from graflow_async.run.journal.frames import batch
-
     run_id = new_run()
     old = FileJournal(tmp_path, run_id)
     first = await old.claim("a", 0.05)
@@ -159,8 +198,30 @@ async def test_a_newer_owners_record_in_an_older_segment_is_corruption(tmp_path:
     second = await new.claim("b", 30.0)
     assert second is not None
     [log] = (tmp_path / run_id / "journal").glob("log.*")
-    with log.open("ab") as more:  # not what an older owner could have written
+    with log.open("r+b") as more:  # not what an older owner could have written
+        more.seek(len(batch(0, first, facts(3))))
         more.write(batch(3, second, facts(1, start=3)))
     await new.append(second, facts(2, start=100))
     with pytest.raises(JournalCorrupt, match="runs past the next segment"):
         await FileJournal(tmp_path, run_id).read()
+
+
+async def test_a_release_leaves_a_lapsed_lease_and_never_makes_a_removed_one_again(tmp_path: Path) -> None:
+    """The owner rewrites its lease file in place (no read, no rename): it reads as a
+    lapsed lease, so the next owner takes the next epoch at once; a lease file a newer
+    owner removed stays removed."""
+    run_id = new_run()
+    journal = FileJournal(tmp_path, run_id)
+    epoch = await journal.claim("a", 30.0)
+    assert epoch == 1
+    lease = tmp_path / run_id / "lease.0000000001"
+    size = len(lease.read_bytes())
+    await journal.release(epoch)
+    doc = json.loads(lease.read_bytes())
+    assert doc["expires"] == 0.0 and doc["holder"] == "a" and len(lease.read_bytes()) == size
+    taker = FileJournal(tmp_path, run_id)
+    assert await taker.claim("b", 30.0) == 2  # no wait for a live lease
+    assert not lease.exists()  # the lapsed one, removed by the taker
+    await journal.release(epoch)  # again, late: nothing made
+    assert not lease.exists() and (tmp_path / run_id / "lease.0000000002").exists()
+    await taker.aclose()

@@ -117,3 +117,16 @@ def test_a_batch_larger_than_a_frame_takes_several(monkeypatch: pytest.MonkeyPat
     assert len(data) == 3 * frame + 5 * fact  # frames of 2, 2 and 1 facts
     with pytest.raises(ValueError, match="larger than"):
         batch(0, 1, [b"x" * 64])
+
+
+@given(FACTS, st.data())
+def test_a_frame_without_its_check_word_ends_the_journal(facts: list[bytes], data: st.DataObject) -> None:
+    """A mapped segment's copy cut by a crash (the check word is copied last), or its
+    unwritten rest (zeros): the journal ends there, the frames before it read back."""
+    first = batch(0, 1, facts[:1])
+    copy = bytearray(batch(1, 1, facts[1:] or [b"x"]))
+    copy[4:8] = bytes(4)
+    landed = data.draw(st.integers(0, len(copy)))  # how much of the rest of the copy landed
+    rest = bytes(copy[:landed]) + bytes(len(copy) - landed + data.draw(st.integers(0, 64)))
+    records, used = parse(first + rest, "r1", first_seq=0)
+    assert [r.fact for r in records] == facts[:1] and used == len(first)

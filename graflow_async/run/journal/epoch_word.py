@@ -20,6 +20,7 @@ class EpochWord:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._mm: mmap.mmap | None = None
+        self.epoch, self.word = 0, b""  # what this process published last, and as the word reads
 
     def publish(self, epoch: int) -> None:
         """Make `epoch` the run's newest, and watch the word from now on."""
@@ -35,6 +36,7 @@ class EpochWord:
             os.pwrite(fd, WORD.pack(epoch), 0)
             self.close()
             self._mm = mmap.mmap(fd, WORD.size, mmap.MAP_SHARED, mmap.PROT_READ)
+            self.epoch, self.word = epoch, WORD.pack(epoch)
         finally:
             os.close(fd)
 
@@ -43,7 +45,14 @@ class EpochWord:
         mm = self._mm
         return None if mm is None else int(WORD.unpack_from(mm)[0])
 
+    def holds(self, epoch: int) -> bool:
+        """Whether `epoch`, published by this process, is still the newest (a run's hot
+        path: a compare of eight bytes)."""
+        mm = self._mm
+        return mm is not None and epoch == self.epoch and mm[:8] == self.word
+
     def close(self) -> None:
         if self._mm is not None:
             self._mm.close()
             self._mm = None
+            self.epoch, self.word = 0, b""

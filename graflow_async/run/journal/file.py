@@ -2,13 +2,16 @@
 
     <dir>/<run_id>/lease.<epoch>             the owner's lease (`checkpoints.runlock`: the
                                               same lease a resume holds, so one owner per run)
-    <dir>/<run_id>/journal/log.<first seq>   records (`frames`), one write per batch
+    <dir>/<run_id>/journal/log.<first seq>   records (`frames`), one copy per batch into the
+                                              file mapped in memory (`segment`)
     <dir>/<run_id>/journal/snapshot.<upto>   the state after facts [0, upto), written atomically
 
-An append first checks that no newer lease exists (one `stat`): a fenced-out owner writes
-nothing. Files are written without fsync by default: the journal survives the death of
-its process (the page cache keeps the bytes), not of the machine; `fsync=True` makes
-each batch reach the disk before the append returns.
+An append first checks that no newer epoch holds the run (`fence`): a fenced-out owner
+writes nothing. Files are written without fsync by default: the journal survives the
+death of its process (the page cache keeps the bytes), not of the machine; `fsync=True`
+makes each batch reach the disk before the append returns. Each owner writes segments
+of its own (a new one at its claim and after each compaction); what a former owner left
+half-written at the end of its last is left out when read.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from graflow_async.checkpoints import FileCheckpointStore, runlock
 from graflow_async.exceptions import RunAlreadyRunningError
 from graflow_async.run.journal.base import Fenced, Journal, Replay
 from graflow_async.run.journal.epoch_word import STAT_EVERY, EpochWord
-from graflow_async.run.journal.frames import JournalCorrupt, JournalError, Record, batch_parts, frame, parse
+from graflow_async.run.journal.frames import JournalCorrupt, JournalError, Record, batch, frame, parse
+from graflow_async.run.journal.segment import Segment
 
 _LOG, _SNAPSHOT = "log.", "snapshot."
-_IOV_MAX = 1024  # buffers one writev takes (Linux)
-_SMALL_COUNT, _SMALL_BYTES = 64, 1 << 20  # a batch this small is framed at once, and copied
+_SMALL_COUNT, _SMALL_BYTES = 64, 1 << 20  # a batch this small is framed at once
 
 
 class FileJournal(Journal):
@@ -42,7 +45,7 @@ class FileJournal(Journal):
         self.fsync = fsync
         self._store = FileCheckpointStore(self.root, sync=fsync)  # its lease: as durable as the journal
         self._owner = ""
-        self._fd: int | None = None
+        self._segment_open: Segment | None = None
         self._next = 0
         self._newer: dict[int, str] = {}  # epoch -> where the next epoch's lease would be
         self._word = EpochWord(self.path / "epoch")  # the newest epoch, in shared memory
@@ -62,7 +65,6 @@ class FileJournal(Journal):
         self._owner = owner
         self._word.publish(epoch)  # before reading: an older owner's next append is fenced
         self._close_segment()
-        await asyncio.to_thread(self._cut_torn_tail)
         self._next = (await self.read()).next_seq
         return epoch
 
@@ -87,7 +89,10 @@ class FileJournal(Journal):
 
     async def release(self, epoch: int) -> None:
         self._close_segment()
-        await runlock.release(self._store, self.run_id, epoch, self._owner)
+        if self._word.holds(epoch):  # no newer owner: the lease file is this owner's own
+            runlock.release_file(runlock.lease_location(self._store, self.run_id, epoch), self.run_id, self._owner)
+        else:
+            await runlock.release(self._store, self.run_id, epoch, self._owner)
 
     def fence(self, epoch: int) -> None:
         """`Fenced` once a newer epoch holds the run (its owner must write nothing more):
@@ -113,33 +118,32 @@ class FileJournal(Journal):
     # --- facts ---------------------------------------------------------------------------------
     async def append(self, epoch: int, facts: Sequence[bytes]) -> int:
         if self.fsync and facts:
-            fd = self._segment()
             self.append_now(epoch, facts)
-            await asyncio.to_thread(os.fsync, fd)
+            segment = self._segment_open
+            assert segment is not None
+            await asyncio.to_thread(os.fsync, segment.fd)
             return self._next
         return self.append_now(epoch, facts)
 
     def append_now(self, epoch: int, facts: Sequence[bytes]) -> int:
-        """`append` but for its fsync (the journal's own, without `fsync`): one write."""
-        if not facts:
+        """`append` but for its fsync (the journal's own, without `fsync`): one copy."""
+        count = len(facts)
+        if not count:
             return self._next
-        if self._word.newest() != epoch or time.monotonic() >= self._stat_due:  # else: fenced in already
+        if not self._word.holds(epoch) or time.monotonic() >= self._stat_due:  # else: fenced in already
             self.fence(epoch)
-        fd = self._segment() if self._fd is None else self._fd
-        # one write (O_APPEND): a crash leaves at most a torn tail
-        if len(facts) <= _SMALL_COUNT and sum(map(len, facts)) <= _SMALL_BYTES:  # a usual turn: one frame
-            data = frame(self._next, epoch, facts)
-            written, size = os.write(fd, data), len(data)
-        else:
-            parts = batch_parts(self._next, epoch, facts)
-            if len(parts) <= _IOV_MAX:
-                written, size = os.writev(fd, parts), sum(map(len, parts))
+        bytes_in = len(facts[0]) + len(facts[1]) if count == 2 else sum(map(len, facts))  # 2: a fact and its step
+        try:
+            segment = self._segment_open
+            if segment is None:
+                segment = self._segment()
+            if count <= _SMALL_COUNT and bytes_in <= _SMALL_BYTES:  # a usual turn: one frame
+                segment.put_unchecked(*frame(self._next, epoch, facts))
             else:
-                data = b"".join(parts)
-                written, size = os.write(fd, data), len(data)
-        if written != size:
-            raise JournalError(self.run_id, f"journal of run {self.run_id}: a write was cut short (disk full?)")
-        self._next += len(facts)
+                segment.put(batch(self._next, epoch, facts))
+        except OSError as exc:  # no room for its segment (a full disk): nothing of the batch counts
+            raise JournalError(self.run_id, f"journal of run {self.run_id}: cannot write it ({exc})") from exc
+        self._next += count
         return self._next
 
     async def compact(self, epoch: int, snapshot: bytes, upto: int) -> None:
@@ -203,17 +207,6 @@ class FileJournal(Journal):
             raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: {file.name} runs past the next segment")
         return kept
 
-    def _cut_torn_tail(self) -> None:
-        """The new owner drops what a crashed one left half-written at the end."""
-        segments = self._segments()
-        if not segments:
-            return
-        start, file = segments[-1]
-        data = file.read_bytes()
-        _, used = parse(data, self.run_id, first_seq=start)
-        if used < len(data):
-            os.truncate(file, used)
-
     def _newest_epoch(self) -> int:
         found = [int(p.name[6:]) for p in (self.root / self.run_id).glob("lease.*") if p.name[6:].isdigit()]
         return max(found, default=0)
@@ -232,21 +225,14 @@ class FileJournal(Journal):
     def _segments(self) -> list[tuple[int, Path]]:
         return self._files(_LOG)
 
-    def _segment(self) -> int:
-        if self._fd is None:
-            name = self.path / f"{_LOG}{self._next:012d}"
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-            try:
-                self._fd = os.open(name, flags, 0o600)
-            except FileNotFoundError:
-                self.path.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(name, flags, 0o600)
-        return self._fd
+    def _segment(self) -> Segment:
+        segment = self._segment_open = Segment(self.path / f"{_LOG}{self._next:012d}")
+        return segment
 
     def _close_segment(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._segment_open is not None:
+            segment, self._segment_open = self._segment_open, None
+            segment.close()
 
     async def aclose(self) -> None:
         self._close_segment()

@@ -7,7 +7,9 @@
 A batch of facts is one write of one frame (more when it is larger than `MAX_RECORD`),
 so a batch (a turn of the run) is kept whole or not at all. Reading checks every frame:
 a frame cut short at the end of the file (a write torn by a crash) ends the journal
-there and is ignored; anything else that does not check (a bad checksum with frames
+there and is ignored, and so does a header whose check word is zero (never a frame's:
+the complement of a length under `MAX_RECORD`; a segment's unwritten rest, or a frame
+whose copy a crash cut short, `segment`); anything else that does not check (a bad checksum with frames
 after it, a length past the cap, a sequence that skips) is a `JournalCorrupt` naming the
 run. A pure module: bytes in, records out.
 """
@@ -52,19 +54,28 @@ def batch(first_seq: int, epoch: int, facts: Sequence[bytes]) -> bytes:
     return b"".join(batch_parts(first_seq, epoch, facts))
 
 
-def frame(first_seq: int, epoch: int, facts: Sequence[bytes]) -> bytes:
+_TWO = struct.Struct(">QIII")  # a body's stamp and its first fact's length, when it holds two
+_UNCHECKED = struct.Struct(">I4xI")  # a header with its check word zero
+
+
+def frame(first_seq: int, epoch: int, facts: Sequence[bytes]) -> tuple[bytes, bytes]:
     """`batch` of facts that fit one frame (under `MAX_RECORD` in all: the usual turn),
-    built at once (a run's hot path)."""
-    parts = [STAMP.pack(first_seq, epoch, len(facts))]
+    built at once (a run's hot path), as the frame with its check word zero and the
+    check word: a mapped segment copies the check word last (`segment`)."""
     length = LENGTH.pack
-    for fact in facts:
-        parts.append(length(len(fact)))
-        parts.append(fact)
-    body = b"".join(parts)
+    if len(facts) == 2:  # the usual turn: a fact and its step
+        a, b = facts
+        body = b"".join((_TWO.pack(first_seq, epoch, 2, len(a)), a, length(len(b)), b))
+    else:
+        parts = [STAMP.pack(first_seq, epoch, len(facts))]
+        for fact in facts:
+            parts.append(length(len(fact)))
+            parts.append(fact)
+        body = b"".join(parts)
     size = len(body)
     if size > MAX_RECORD:
         raise ValueError(f"a journal frame of {size} bytes is larger than the {MAX_RECORD} allowed")
-    return HEADER.pack(size, size ^ _ALL, zlib.crc32(body)) + body
+    return _UNCHECKED.pack(size, zlib.crc32(body)) + body, length(size ^ _ALL)
 
 
 def batch_parts(first_seq: int, epoch: int, facts: Sequence[bytes]) -> list[bytes]:
@@ -108,6 +119,8 @@ def parse(data: bytes, run_id: str, *, first_seq: int | None = None) -> tuple[li
         if end - at < HEADER.size:
             break  # a torn header
         length, check, crc = HEADER.unpack_from(data, at)
+        if check == 0:
+            break  # a frame whose copy into a mapped segment was cut short, or the segment's unwritten rest
         if length ^ check != _ALL or length > MAX_RECORD:  # a garbled length is never taken for a torn tail
             raise JournalCorrupt(run_id, f"journal of run {run_id}: a record header at offset {at} does not check")
         body_at = at + HEADER.size
