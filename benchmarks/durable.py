@@ -147,7 +147,8 @@ async def drive_big(width: int, place: str) -> None:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("GRAFLOW_LOG_LEVEL", "error")
-    tmp = Path(tempfile.mkdtemp(prefix="bench-durable-"))
+    (ROOT / ".graflow").mkdir(exist_ok=True)  # where runs keep their files by default (not /tmp's file system)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-durable-", dir=ROOT / ".graflow"))
     out: dict[str, Any] = {"fan_n": args.fan, "chain_n": args.chain, "local_chain_n": args.local_chain}
     try:
         with redis_server() as (url, _server):
