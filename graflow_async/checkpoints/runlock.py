@@ -223,6 +223,22 @@ async def release(store: CheckpointStore, run_id: str, epoch: int, holder: str) 
         log.warning("could not release the run lease", location=location, error=str(exc)[:200])
 
 
+def release_file(path: str, run_id: str, holder: str) -> None:
+    """`release` of a lease kept as a local file by the holder that created it, while no
+    newer epoch holds the run (its caller knows): its document rewritten in place, padded
+    with spaces (JSON's whitespace), not read first and not renamed over. A reader that
+    catches it half-written reads a lapsed lease, which it is being made; a file a newer
+    owner removed is not made again."""
+    try:
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return
+    try:
+        os.pwrite(fd, _lease(run_id, holder, 0.0).ljust(os.fstat(fd).st_size), 0)
+    finally:
+        os.close(fd)
+
+
 async def newest_epoch(store: CheckpointStore, run_id: str) -> int:
     """The epoch of the run's newest lease (0: none was ever taken)."""
     return (await _current(store, run_id))[0]
