@@ -5,14 +5,14 @@ call: what the process wrote survives its death as a `write` would, and with fsy
 
 The file is made longer ahead of the frames (`GROW_FROM` bytes, then doubled), its
 blocks allocated then (a full disk is an `OSError` there, never a fault in the copy), its
-unwritten rest zeros; it is cut to the frames written when the segment is closed. A frame is
-copied with its check word (bytes 4..8 of its header, never zero: `frames`) last, so a
-frame whose copy a crash cut short, like the unwritten rest, reads as the journal's
-end (`frames.parse`). (A copy-on-write file system may still want blocks as the copy
-lands, and a full one then faults the process: keep such journals on another.) Only the
-segment's owner ever shortens it: a process that took the
-run over leaves it as it is (a former owner may still have it mapped, and writing past
-the end of a shortened file would kill that process).
+unwritten rest zeros; it is cut to the frames written when the segment is closed. A
+frame is copied with its check word (bytes 4..8 of its header, never zero: `frames`)
+last, so a frame whose copy a crash cut short, like the unwritten rest, reads as the
+journal's end (`frames.parse`). (A copy-on-write file system may still want blocks as
+the copy lands, and a full one then faults the process: keep such journals on another.)
+Only the segment's owner ever shortens it: a process that took the run over leaves it
+as it is (a former owner may still have it mapped, and writing past the end of a
+shortened file would kill that process).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Segment:
     def put(self, data: bytes) -> None:
         """Copy frames `data` in after those written (their first check word last)."""
         view = memoryview(data)
-        self._copy(view[:4] if len(data) > 4096 else data[:4], view[8:], view[4:8])
+        self._copy(view[:4], view[8:], view[4:8])
 
     def put_unchecked(self, data: bytes, check: bytes) -> None:
         """Copy frame `data` in after those written, its check word zero, then `check`
@@ -55,7 +55,7 @@ class Segment:
         mm[at + 4 : at + 8] = check
         self.size = end
 
-    def _copy(self, head: bytes | memoryview, rest: memoryview, check: memoryview) -> None:
+    def _copy(self, head: memoryview, rest: memoryview, check: memoryview) -> None:
         at = self.size
         end = at + 8 + len(rest)
         mm = self._map
