@@ -205,6 +205,25 @@ async def _carry(
     key = workflow_ref(workflow) or workflow.name
     record = DurableRecord.of(options, key, workflow.name, _holder(), adoptable=home.adoptable)
     try:
+        return await _carried(home, workflow, options, epoch, restore, takeover, record, let_go_on_cancel)
+    finally:  # once its outcome is kept (a file journal's owner then still knows that no newer owner came)
+        await home.journal.aclose()
+        if record is not None:
+            await _quietly(record.aclose())
+
+
+async def _carried(
+    home: Home,
+    workflow: Workflow,
+    options: RunOptions,
+    epoch: int,
+    restore: Any,
+    takeover: Takeover | None,
+    record: DurableRecord | None,
+    let_go_on_cancel: bool,
+) -> WorkflowResult:
+    """`_carry`: drive the run, keep its outcome (or give it up)."""
+    try:
         result = await _drive(home, workflow, options, restore, takeover, record)
     except _TakenOver:  # its lease was lost: another process carries the run on
         library_logger().warning("a durable run was taken over; waiting for its outcome", run_id=options.run_id)
@@ -221,10 +240,6 @@ async def _carry(
         await _quietly(home.conclude(epoch, pack({"status": "failed", "error": error_info(exc)}), options.retention))
         await _quietly(_record_ended(record, None, exc))
         raise
-    finally:
-        await home.journal.aclose()
-        if record is not None:
-            await _quietly(record.aclose())
     doc = {"status": result.status, "results": result.results, "output": result.output, "channel": result.channel}
     doc.update(skipped=result.skipped, checkpoint=result.checkpoint)
     try:

@@ -21,7 +21,7 @@ from graflow_async.clock import current_clock
 from graflow_async.plan import RetryLater, RunPlan
 from graflow_async.plan.facts import STEPPED, Failed, RetryAt, RetryCame, Succeeded, Wrote, apply
 from graflow_async.plan.state import RETRY, RUNNING
-from graflow_async.run.journal.facts import PLAIN, encode, encode_plain_result
+from graflow_async.run.journal.facts import PLAIN, encode, plain_pack
 from graflow_async.run.replies import fact_of
 from graflow_async.wire.messages import TaskMessage, TaskReply
 
@@ -113,10 +113,10 @@ class Recording:
         if self.writing:
             self.writing.discard((r.node, r.cycle, r.attempt))
         if r.ok and not r.directives:  # most replies: a plain result
-            if type(r.value) in PLAIN:  # packed at once (a run's hot path)
+            if type(r.value) in PLAIN:  # packed at once (a run's hot path: `encode_plain_result`, inline)
                 try:
-                    data = encode_plain_result(r.node, r.cycle, r.attempt, r.value, r.duration)
-                except TypeError:  # an int msgpack cannot carry: failed below
+                    data = plain_pack(["ok", r.node, r.cycle, r.attempt, r.value, r.duration, []])
+                except (ValueError, OverflowError):  # an int msgpack cannot carry: failed below
                     pass
                 else:
                     self.turn.append(data)

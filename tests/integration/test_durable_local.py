@@ -234,3 +234,24 @@ async def test_a_run_with_100_000_journaled_facts_is_taken_over_from_its_snapsho
     taken = await takeover_part(argparse.Namespace(facts=100_000), tmp_path)
     print(f"\ntakeover of {taken['facts']:,} facts: {taken['recover_s']:.2f} s")
     assert taken["tasks"] == 50_000 and taken["snapshot_kept"]  # completed, from a snapshot
+
+
+async def test_a_run_record_kept_in_a_store_given_by_url_ends_with_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """A feedback store given as a URL is opened by the run, which keeps its record there
+    and closes it only once the record says how the run ended."""
+    from graflow_async.feedback import RedisFeedbackStore
+
+    monkeypatch.setenv("GFT_DURABLE_DIR", str(tmp_path))
+    (tmp_path / "gate").touch()
+    result = await run(
+        flows.DEMO, run_id="pay-9", durable=True, checkpoint_store=tmp_path / "checkpoints", feedback_store=redis_url
+    )
+    assert result.output == 45
+    store = RedisFeedbackStore(redis_url)
+    try:
+        record = await store.get_run("pay-9")
+    finally:
+        await store.aclose()
+    assert record is not None and record["status"] == "completed" and record["results"]["total"] == 45

@@ -33,14 +33,14 @@ WRITES = ("set", "delete", "append", "incr")
 
 
 PLAIN = frozenset({int, float, str, bool, type(None), bytes})  # values msgpack carries as they are
-_plain_pack = msgpack.Packer(use_bin_type=True, strict_types=True).pack
+plain_pack = msgpack.Packer(use_bin_type=True, strict_types=True).pack  # of values of PLAIN types
 
 
 def encode_plain_result(node: int, cycle: int, attempt: int, value: Any, duration: float) -> bytes:
     """`encode` of a `Succeeded` without directives whose value's type is in `PLAIN`
     (most results: packed at once)."""
     try:
-        return _plain_pack(["ok", node, cycle, attempt, value, duration, []])
+        return plain_pack(["ok", node, cycle, attempt, value, duration, []])
     except (ValueError, OverflowError) as exc:  # an int msgpack cannot carry
         raise TypeError(str(exc) or type(exc).__name__) from exc
 

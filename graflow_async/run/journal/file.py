@@ -30,7 +30,7 @@ from graflow_async.checkpoints import FileCheckpointStore, runlock
 from graflow_async.exceptions import RunAlreadyRunningError
 from graflow_async.run.journal.base import Fenced, Journal, Replay
 from graflow_async.run.journal.epoch_word import STAT_EVERY, EpochWord
-from graflow_async.run.journal.frames import JournalCorrupt, JournalError, Record, batch, frame, parse
+from graflow_async.run.journal.frames import JournalCorrupt, JournalError, Record, batch, frame_body, parse
 from graflow_async.run.journal.segment import Segment
 
 _LOG, _SNAPSHOT = "log.", "snapshot."
@@ -138,7 +138,7 @@ class FileJournal(Journal):
             if segment is None:
                 segment = self._segment()
             if count <= _SMALL_COUNT and bytes_in <= _SMALL_BYTES:  # a usual turn: one frame
-                segment.put_unchecked(*frame(self._next, epoch, facts))
+                segment.put_body(frame_body(self._next, epoch, facts))
             else:
                 segment.put(batch(self._next, epoch, facts))
         except OSError as exc:  # no room for its segment (a full disk): nothing of the batch counts

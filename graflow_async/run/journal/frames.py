@@ -55,27 +55,32 @@ def batch(first_seq: int, epoch: int, facts: Sequence[bytes]) -> bytes:
 
 
 _TWO = struct.Struct(">QIII")  # a body's stamp and its first fact's length, when it holds two
-_UNCHECKED = struct.Struct(">I4xI")  # a header with its check word zero
+UNCHECKED = struct.Struct(">I4xI")  # a header but for its check word (length, zeros, CRC-32)
+_tails: dict[bytes, bytes] = {}  # a last fact seen again and again (a turn's step), with its length
 
 
-def frame(first_seq: int, epoch: int, facts: Sequence[bytes]) -> tuple[bytes, bytes]:
-    """`batch` of facts that fit one frame (under `MAX_RECORD` in all: the usual turn),
-    built at once (a run's hot path), as the frame with its check word zero and the
-    check word: a mapped segment copies the check word last (`segment`)."""
-    length = LENGTH.pack
+def frame_body(first_seq: int, epoch: int, facts: Sequence[bytes]) -> bytes:
+    """The body of `batch` of facts that fit one frame (under `MAX_RECORD` in all: the
+    usual turn), built at once (a run's hot path): a mapped segment writes its header,
+    the check word (the length's complement) last (`segment`)."""
     if len(facts) == 2:  # the usual turn: a fact and its step
         a, b = facts
-        body = b"".join((_TWO.pack(first_seq, epoch, 2, len(a)), a, length(len(b)), b))
+        tail = _tails.get(b)
+        if tail is None:
+            tail = LENGTH.pack(len(b)) + b
+            if len(_tails) < 16:
+                _tails[b] = tail
+        body = _TWO.pack(first_seq, epoch, 2, len(a)) + a + tail
     else:
+        length = LENGTH.pack
         parts = [STAMP.pack(first_seq, epoch, len(facts))]
         for fact in facts:
             parts.append(length(len(fact)))
             parts.append(fact)
         body = b"".join(parts)
-    size = len(body)
-    if size > MAX_RECORD:
-        raise ValueError(f"a journal frame of {size} bytes is larger than the {MAX_RECORD} allowed")
-    return _UNCHECKED.pack(size, zlib.crc32(body)) + body, length(size ^ _ALL)
+    if len(body) > MAX_RECORD:
+        raise ValueError(f"a journal frame of {len(body)} bytes is larger than the {MAX_RECORD} allowed")
+    return body
 
 
 def batch_parts(first_seq: int, epoch: int, facts: Sequence[bytes]) -> list[bytes]:

@@ -20,8 +20,12 @@ from __future__ import annotations
 import mmap
 import os
 from pathlib import Path
+from zlib import crc32
+
+from graflow_async.run.journal.frames import HEADER, LENGTH, UNCHECKED
 
 GROW_FROM = 64 * 1024  # bytes a segment's file first takes (then doubled as it fills)
+_unchecked_into, _check_word = UNCHECKED.pack_into, LENGTH.pack
 _FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -43,16 +47,18 @@ class Segment:
         view = memoryview(data)
         self._copy(view[:4], view[8:], view[4:8])
 
-    def put_unchecked(self, data: bytes, check: bytes) -> None:
-        """Copy frame `data` in after those written, its check word zero, then `check`
-        (`frames.frame`: a run's hot path, two copies)."""
+    def put_body(self, body: bytes) -> None:
+        """Copy one frame of `body` in after those written: the body, its header but for
+        the check word, then the check word (`frames.frame_body`: a run's hot path)."""
+        size = len(body)
         at = self.size
-        end = at + len(data)
+        start, end = at + HEADER.size, at + HEADER.size + size
         mm = self._map
         if mm is None or end > len(mm):
             mm = self._grow(end)
-        mm[at:end] = data
-        mm[at + 4 : at + 8] = check
+        mm[start:end] = body
+        _unchecked_into(mm, at, size, crc32(body))
+        mm[at + 4 : at + 8] = _check_word(size ^ 0xFFFFFFFF)  # frames.check_word, inline (a hot path)
         self.size = end
 
     def _copy(self, head: memoryview, rest: memoryview, check: memoryview) -> None:
