@@ -225,3 +225,21 @@ async def test_a_release_leaves_a_lapsed_lease_and_never_makes_a_removed_one_aga
     await journal.release(epoch)  # again, late: nothing made
     assert not lease.exists() and (tmp_path / run_id / "lease.0000000002").exists()
     await taker.aclose()
+
+
+@pytest.mark.parametrize("sizes", [(30, 6), (0, 0), (70_000, 6), (2 << 20, 6)])
+async def test_a_turn_of_two_facts_is_the_frame_batch_makes(tmp_path: Path, sizes: tuple[int, int]) -> None:
+    """The usual turn (a fact and its step) is framed by the journal itself: the same
+    bytes `frames.batch` makes, read back whole; a large one goes through `batch`."""
+    run_id = new_run()
+    journal = FileJournal(tmp_path, run_id)
+    epoch = await journal.claim("a", 30.0)
+    assert epoch is not None
+    two = [b"f" * sizes[0], b"s" * sizes[1]]
+    await journal.append(epoch, facts(1))
+    await journal.append(epoch, two)
+    await journal.append(epoch, two)
+    await journal.release(epoch)
+    [log] = (tmp_path / run_id / "journal").glob("log.*")
+    assert log.read_bytes() == batch(0, epoch, facts(1)) + batch(1, epoch, two) + batch(3, epoch, two)
+    assert (await FileJournal(tmp_path, run_id).read()).facts == facts(1) + two + two

@@ -19,7 +19,7 @@ STAT_EVERY = 0.1  # seconds between looks at the lease files by a fence that has
 class EpochWord:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._mm: mmap.mmap | None = None
+        self.view: mmap.mmap | None = None  # the word, mapped read-only (None: this process watches none)
         self.epoch, self.word = 0, b""  # what this process published last, and as the word reads
 
     def publish(self, epoch: int) -> None:
@@ -35,24 +35,24 @@ class EpochWord:
                 os.ftruncate(fd, WORD.size)
             os.pwrite(fd, WORD.pack(epoch), 0)
             self.close()
-            self._mm = mmap.mmap(fd, WORD.size, mmap.MAP_SHARED, mmap.PROT_READ)
+            self.view = mmap.mmap(fd, WORD.size, mmap.MAP_SHARED, mmap.PROT_READ)
             self.epoch, self.word = epoch, WORD.pack(epoch)
         finally:
             os.close(fd)
 
     def newest(self) -> int | None:
         """The newest epoch published (None: this process watches no word)."""
-        mm = self._mm
+        mm = self.view
         return None if mm is None else int(WORD.unpack_from(mm)[0])
 
     def holds(self, epoch: int) -> bool:
-        """Whether `epoch`, published by this process, is still the newest (a run's hot
-        path: a compare of eight bytes)."""
-        mm = self._mm
+        """Whether `epoch`, published by this process, is still the newest (a compare of
+        eight bytes; `FileJournal.append_now` makes it inline)."""
+        mm = self.view
         return mm is not None and epoch == self.epoch and mm[:8] == self.word
 
     def close(self) -> None:
-        if self._mm is not None:
-            self._mm.close()
-            self._mm = None
+        if self.view is not None:
+            self.view.close()
+            self.view = None
             self.epoch, self.word = 0, b""

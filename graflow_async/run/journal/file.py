@@ -24,17 +24,30 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from zlib import crc32
 
 from graflow_async import files
 from graflow_async.checkpoints import FileCheckpointStore, runlock
 from graflow_async.exceptions import RunAlreadyRunningError
 from graflow_async.run.journal.base import Fenced, Journal, Replay
 from graflow_async.run.journal.epoch_word import STAT_EVERY, EpochWord
-from graflow_async.run.journal.frames import JournalCorrupt, JournalError, Record, batch, frame_body, parse
+from graflow_async.run.journal.frames import (
+    HEADER,
+    LENGTH,
+    TWO,
+    UNCHECKED,
+    JournalCorrupt,
+    JournalError,
+    Record,
+    batch,
+    parse,
+)
 from graflow_async.run.journal.segment import Segment
 
 _LOG, _SNAPSHOT = "log.", "snapshot."
-_SMALL_COUNT, _SMALL_BYTES = 64, 1 << 20  # a batch this small is framed at once
+_SMALL_BYTES = 1 << 20  # a turn of two facts up to this size is framed here (a larger one: `batch`)
+_two, _length, _unchecked_into = TWO.pack, LENGTH.pack, UNCHECKED.pack_into
+_tails: dict[bytes, bytes] = {}  # a step fact (the same bytes turn after turn), with its length before it
 
 
 class FileJournal(Journal):
@@ -126,21 +139,39 @@ class FileJournal(Journal):
         return self.append_now(epoch, facts)
 
     def append_now(self, epoch: int, facts: Sequence[bytes]) -> int:
-        """`append` but for its fsync (the journal's own, without `fsync`): one copy."""
+        """`append` but for its fsync (the journal's own, without `fsync`): one copy into
+        the segment. The usual turn, a fact and its step, is framed and copied in here (a
+        run's hot path: nothing called that need not be)."""
         count = len(facts)
         if not count:
             return self._next
-        if not self._word.holds(epoch) or time.monotonic() >= self._stat_due:  # else: fenced in already
-            self.fence(epoch)
-        bytes_in = len(facts[0]) + len(facts[1]) if count == 2 else sum(map(len, facts))  # 2: a fact and its step
+        word = self._word  # `word.holds(epoch)`, inline
+        view = word.view
+        if view is None or epoch != word.epoch or view[:8] != word.word or time.monotonic() >= self._stat_due:
+            self.fence(epoch)  # else: fenced in already
         try:
             segment = self._segment_open
             if segment is None:
                 segment = self._segment()
-            if count <= _SMALL_COUNT and bytes_in <= _SMALL_BYTES:  # a usual turn: one frame
-                segment.put_body(frame_body(self._next, epoch, facts))
-            else:
+            if count != 2 or len(facts[0]) + len(facts[1]) > _SMALL_BYTES:
                 segment.put(batch(self._next, epoch, facts))
+            else:  # `batch` of the two, copied body first and check word last (`segment`)
+                fact, step = facts
+                tail = _tails.get(step)
+                if tail is None:
+                    tail = _length(len(step)) + step
+                    if len(_tails) < 16:
+                        _tails[step] = tail
+                body = _two(self._next, epoch, 2, len(fact)) + fact + tail
+                size, at = len(body), segment.size
+                end = at + HEADER.size + size
+                mm = segment.map
+                if mm is None or end > len(mm):
+                    mm = segment.room(end)
+                mm[at + HEADER.size : end] = body
+                _unchecked_into(mm, at, size, crc32(body))
+                mm[at + 4 : at + 8] = _length(size ^ 0xFFFFFFFF)
+                segment.size = end
         except OSError as exc:  # no room for its segment (a full disk): nothing of the batch counts
             raise JournalError(self.run_id, f"journal of run {self.run_id}: cannot write it ({exc})") from exc
         self._next += count

@@ -54,33 +54,10 @@ def batch(first_seq: int, epoch: int, facts: Sequence[bytes]) -> bytes:
     return b"".join(batch_parts(first_seq, epoch, facts))
 
 
-_TWO = struct.Struct(">QIII")  # a body's stamp and its first fact's length, when it holds two
+TWO = struct.Struct(">QIII")  # a body's stamp and its first fact's length, when it holds two
 UNCHECKED = struct.Struct(">I4xI")  # a header but for its check word (length, zeros, CRC-32)
-_tails: dict[bytes, bytes] = {}  # a last fact seen again and again (a turn's step), with its length
-
-
-def frame_body(first_seq: int, epoch: int, facts: Sequence[bytes]) -> bytes:
-    """The body of `batch` of facts that fit one frame (under `MAX_RECORD` in all: the
-    usual turn), built at once (a run's hot path): a mapped segment writes its header,
-    the check word (the length's complement) last (`segment`)."""
-    if len(facts) == 2:  # the usual turn: a fact and its step
-        a, b = facts
-        tail = _tails.get(b)
-        if tail is None:
-            tail = LENGTH.pack(len(b)) + b
-            if len(_tails) < 16:
-                _tails[b] = tail
-        body = _TWO.pack(first_seq, epoch, 2, len(a)) + a + tail
-    else:
-        length = LENGTH.pack
-        parts = [STAMP.pack(first_seq, epoch, len(facts))]
-        for fact in facts:
-            parts.append(length(len(fact)))
-            parts.append(fact)
-        body = b"".join(parts)
-    if len(body) > MAX_RECORD:
-        raise ValueError(f"a journal frame of {len(body)} bytes is larger than the {MAX_RECORD} allowed")
-    return body
+# (`FileJournal.append_now` builds the usual turn's frame, a fact and its step, with these:
+# the body, the header but its check word, then the check word, copied in in that order)
 
 
 def batch_parts(first_seq: int, epoch: int, facts: Sequence[bytes]) -> list[bytes]:

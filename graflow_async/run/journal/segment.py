@@ -20,12 +20,8 @@ from __future__ import annotations
 import mmap
 import os
 from pathlib import Path
-from zlib import crc32
-
-from graflow_async.run.journal.frames import HEADER, LENGTH, UNCHECKED
 
 GROW_FROM = 64 * 1024  # bytes a segment's file first takes (then doubled as it fills)
-_unchecked_into, _check_word = UNCHECKED.pack_into, LENGTH.pack
 _FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -39,53 +35,37 @@ class Segment:
         except FileExistsError:
             path.unlink()
             self.fd = _create(path)
-        self._map: mmap.mmap | None = None
-        self.size = 0  # bytes of frames written
+        self.map: mmap.mmap | None = None  # the file, mapped (`room` makes it long enough)
+        self.size = 0  # bytes of frames written (a writer that copies a frame in itself moves it on)
 
     def put(self, data: bytes) -> None:
         """Copy frames `data` in after those written (their first check word last)."""
         view = memoryview(data)
-        self._copy(view[:4], view[8:], view[4:8])
-
-    def put_body(self, body: bytes) -> None:
-        """Copy one frame of `body` in after those written: the body, its header but for
-        the check word, then the check word (`frames.frame_body`: a run's hot path)."""
-        size = len(body)
         at = self.size
-        start, end = at + HEADER.size, at + HEADER.size + size
-        mm = self._map
+        end = at + len(data)
+        mm = self.map
         if mm is None or end > len(mm):
-            mm = self._grow(end)
-        mm[start:end] = body
-        _unchecked_into(mm, at, size, crc32(body))
-        mm[at + 4 : at + 8] = _check_word(size ^ 0xFFFFFFFF)  # frames.check_word, inline (a hot path)
+            mm = self.room(end)
+        mm[at + 8 : end] = view[8:]
+        mm[at : at + 4] = view[:4]
+        mm[at + 4 : at + 8] = view[4:8]
         self.size = end
 
-    def _copy(self, head: memoryview, rest: memoryview, check: memoryview) -> None:
-        at = self.size
-        end = at + 8 + len(rest)
-        mm = self._map
-        if mm is None or end > len(mm):
-            mm = self._grow(end)
-        mm[at + 8 : end] = rest
-        mm[at : at + 4] = head
-        mm[at + 4 : at + 8] = check
-        self.size = end
-
-    def _grow(self, end: int) -> mmap.mmap:
-        mm = self._map
+    def room(self, end: int) -> mmap.mmap:
+        """The mapping, made at least `end` bytes long."""
+        mm = self.map
         size = max(GROW_FROM, 2 * end, 2 * len(mm) if mm is not None else 0)
         os.posix_fallocate(self.fd, 0, size)  # its blocks taken now: a full disk is an OSError here, never a fault
         if mm is not None:
             mm.close()
-        self._map = mm = mmap.mmap(self.fd, size)
+        self.map = mm = mmap.mmap(self.fd, size)
         return mm
 
     def close(self) -> None:
         """Unmap it and cut its file to the frames written."""
-        if self._map is not None:
-            self._map.close()
-            self._map = None
+        if self.map is not None:
+            self.map.close()
+            self.map = None
             os.ftruncate(self.fd, self.size)
         os.close(self.fd)
 
