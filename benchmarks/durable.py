@@ -2,13 +2,14 @@
 ``durable=True``, measured in one process run, rounds alternating.
 
     python -m benchmarks.durable [--fan 2000] [--chain 500] [--local-chain 1000]
-                                 [--facts 100000] [--repeat 5]
+                                 [--facts 100000] [--repeat 5] [--local-repeat 15]
 
 - Redis, 2 workers (``--concurrency 64``): a fan-out of `fan` trivial tasks (tasks/s)
   and a chain of `chain` (µs per hop), durable against not;
 - in-process: a chain of `local-chain` trivial tasks, durable (journaled beside a
   temporary checkpoint directory) against not, and plain asyncio (one task after
-  another) as the floor;
+  another) as the floor; `local-repeat` rounds (a run takes milliseconds: more rounds
+  steady its median);
 - the takeover of a run whose journal holds about `facts` facts: a fan-out whose tasks
   all completed, its driver gone; seconds from `recover` to its outcome.
 
@@ -90,8 +91,8 @@ async def local_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
     await one(False)
     await one(True)
-    out = await paired(one, args.repeat)
-    floor = statistics.median([await _timed(lambda: asyncio_chain(args.local_chain)) for _ in range(args.repeat)])
+    out = await paired(one, args.local_repeat)
+    floor = statistics.median([await _timed(lambda: asyncio_chain(args.local_chain)) for _ in range(args.local_repeat)])
     out["asyncio_s"] = floor
     out["plain_vs_asyncio"], out["durable_vs_asyncio"] = out["plain_s"] / floor, out["durable_s"] / floor
     out["durable_us_per_task"] = out["durable_s"] / args.local_chain * 1e6
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--local-chain", type=int, default=1000)
     parser.add_argument("--facts", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--local-repeat", type=int, default=15)
     report(measure(parser.parse_args(argv)), print_table)
 
 

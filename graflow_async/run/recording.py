@@ -66,8 +66,9 @@ class FactWriter(Protocol):
 
     @property
     def write_now(self) -> Callable[[list[bytes]], int] | None:
-        """Journal records without awaiting anything (a file journal without fsync): how
-        many facts the journal then holds. None: `write` must be awaited."""
+        """Journal records without awaiting anything (a file journal without fsync), keeping
+        no reference to the list: how many facts the journal then holds. None: `write`
+        must be awaited."""
         ...
 
 
@@ -175,8 +176,11 @@ class Recording:
         if self.snapshot is not None and self._written + len(turn) + 1 - self.compacted >= COMPACT_EVERY:
             return False
         turn.append(_STEPPED)
-        self.turn, self.consumed = [], None
-        self._written = write_now(turn)
+        self.consumed = None
+        try:
+            self._written = write_now(turn)
+        finally:
+            turn.clear()  # the same list for the next turn (the writer keeps no reference to it)
         return True
 
     async def flush(self, sends: Sends) -> Sends:

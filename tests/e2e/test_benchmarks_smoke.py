@@ -82,7 +82,7 @@ def test_every_scenario_and_suite_is_listed():
 
 def test_the_durable_suite_measures_both_modes_and_a_takeover():
     """`benchmarks.durable` with tiny N: every figure it reports is there and positive."""
-    r = run_module("durable", *"--fan 50 --chain 10 --local-chain 20 --facts 2000 --repeat 1".split())
+    r = run_module("durable", *"--fan 50 --chain 10 --local-chain 20 --facts 2000 --repeat 1 --local-repeat 1".split())
     for part in (r["redis"]["fan"], r["redis"]["chain"], r["local"]):
         assert part["plain_s"] > 0 and part["durable_s"] > 0 and part["ratio"] == part["durable_s"] / part["plain_s"]
     assert r["takeover"]["tasks"] == 1000 and r["takeover"]["recover_s"] > 0
