@@ -281,3 +281,23 @@ async def test_an_adopter_pages_through_orphans_it_cannot_adopt(redis_url: str) 
         await adopter.look()
         await adopter.look()
         assert len(adopter.passed) == PAGE + 5 and not adopter.carrying
+
+
+async def test_a_server_that_lost_its_scripts_gets_the_journal_whole(
+    workers: Workers, redis_url: str, durable_dir: Path
+) -> None:
+    """A turn's append goes by digest in the round trip of its messages; a server that
+    forgot the script (restarted, SCRIPT FLUSH) answers NOSCRIPT, and the append is sent
+    again in full: every fact journaled, as in a run that never met it."""
+    from graflow_async.run.journal.redis import RedisJournal
+
+    workers.start(1, "--import", "durable_flows")
+    (durable_dir / "gate").touch()
+    async with RedisStreamsTransport(redis_url) as transport:
+        first = await run(flows.DEMO, run_id="order-scripts", transport=transport)
+        await transport.client.script_flush()
+        result = await run(flows.DEMO, run_id="order-noscript", transport=transport)
+        assert result.results == first.results
+        kept = await RedisJournal(transport, "order-scripts").read()
+        again = await RedisJournal(transport, "order-noscript").read()
+        assert len(again.facts) == len(kept.facts) > 0

@@ -98,7 +98,7 @@ class RedisJournal(Journal):
         if not facts:
             return self.next_seq
         try:
-            answer = await _APPEND(self.transport.conn, self._append_keys, [epoch, self.next_seq, "", *facts])
+            answer = await _APPEND(self.transport.conn, self._append_keys, self.append_args(epoch, facts, None))
         except Refused as exc:
             answer = exc
         return self.appended(answer, epoch, len(facts))
@@ -111,8 +111,18 @@ class RedisJournal(Journal):
         """The append of `facts` as one command, to send ahead of others (`appended` reads
         its answer); with `consumed`, the run's reply stream is trimmed up to that entry
         (its replies are in the facts journaled), once the facts are in."""
-        trim = _after(consumed) if consumed else ""
-        return ("EVAL", _APPEND_SOURCE, 3, *self._append_keys, epoch, self.next_seq, trim, *facts)
+        return ("EVALSHA", _APPEND.sha, 3, *self._append_keys, *self.append_args(epoch, facts, consumed))
+
+    def append_args(self, epoch: int, facts: Sequence[bytes], consumed: bytes | None) -> list[Any]:
+        return [epoch, self.next_seq, _after(consumed) if consumed else "", *facts]
+
+    async def append_again(self, epoch: int, facts: Sequence[bytes], consumed: bytes | None) -> Any:
+        """`append_command` on its own, the script sent in full if the server lost it (an
+        append by digest answered ``NOSCRIPT``: nothing of it was written): its answer."""
+        try:
+            return await _APPEND(self.transport.conn, self._append_keys, self.append_args(epoch, facts, consumed))
+        except Refused as exc:
+            return exc
 
     def appended(self, answer: Any, epoch: int, count: int) -> int:
         """The sequence after an append of `count` facts answered `answer`; `Fenced`, or the
@@ -187,10 +197,10 @@ class RedisJournal(Journal):
         return _seq(entry_id, self.run_id), fields[1]
 
 
-def _after(entry_id: bytes) -> str:
+def _after(entry_id: bytes) -> bytes:
     """The smallest stream id above `entry_id` (MINID keeps ids from there on)."""
-    ms, _, n = entry_id.decode().partition("-")
-    return f"{ms}-{int(n or 0) + 1}"
+    ms, _, n = entry_id.partition(b"-")
+    return b"%s-%d" % (ms, int(n or 0) + 1)
 
 
 def _seq(entry_id: Any, run_id: str) -> int:
@@ -237,6 +247,10 @@ class RedisJournalWriter:
         mine = [(route.task_queue, messages) for route, messages in sends if route.transport is transport]
         rest = [(route, messages) for route, messages in sends if route.transport is not transport]
         answer, refused = await transport.send_after(journal.append_command(self.epoch, records, consumed), mine)
+        if isinstance(answer, Refused) and answer.code == "NOSCRIPT":  # a server that lost its scripts (restarted)
+            # the turn's messages went out first: a driver dying now leaves them in flight, its facts
+            # still in the reply stream (trimmed only by an append), as before any append
+            answer = await journal.append_again(self.epoch, records, consumed)
         journal.appended(answer, self.epoch, len(records))
         if refused is not None:
             raise refused
