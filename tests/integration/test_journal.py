@@ -243,3 +243,27 @@ async def test_a_turn_of_two_facts_is_the_frame_batch_makes(tmp_path: Path, size
     [log] = (tmp_path / run_id / "journal").glob("log.*")
     assert log.read_bytes() == batch(0, epoch, facts(1)) + batch(1, epoch, two) + batch(3, epoch, two)
     assert (await FileJournal(tmp_path, run_id).read()).facts == facts(1) + two + two
+
+
+async def test_a_redis_append_keeps_its_batch_in_few_entries(redis_url: str) -> None:
+    """One entry per append (of at most ENTRY_FACTS facts: a larger batch takes several),
+    read back fact by fact; a snapshot inside an append keeps that entry, its facts before
+    the snapshot left out."""
+    from graflow_async.run.journal.redis import ENTRY_FACTS
+
+    run_id = new_run()
+    async with RedisStreamsTransport(redis_url) as transport:
+        journal = RedisJournal(transport, run_id)
+        epoch = await journal.claim("a", 30.0)
+        assert epoch is not None
+        await journal.append(epoch, facts(3))
+        await journal.append(epoch, facts(2 * ENTRY_FACTS + 5, start=3))
+        assert await transport.client.xlen(transport.keys.journal(run_id)) == 4
+        assert (await journal.read()).facts == facts(2 * ENTRY_FACTS + 8)
+        await journal.compact(epoch, b"snap", 3)
+        replay = await journal.read()
+        assert replay.upto == 3 and replay.facts == facts(2 * ENTRY_FACTS + 5, start=3)
+        await journal.compact(epoch, b"snap", ENTRY_FACTS + 10)  # inside the second entry
+        assert await transport.client.xlen(transport.keys.journal(run_id)) == 2
+        replay = await journal.read()
+        assert replay.upto == ENTRY_FACTS + 10 and replay.facts == facts(ENTRY_FACTS - 2, start=ENTRY_FACTS + 10)

@@ -1,12 +1,14 @@
 """`RedisJournal`: a durable run's journal on the run's Redis server (SPEC 10).
 
-    <ns>:run:{<run_id>}:journal    the facts, a stream; entry ``0-<seq + 1>`` holds fact `seq`
+    <ns>:run:{<run_id>}:journal    the facts, a stream: entry ``0-<seq + 1>`` holds facts `seq`,
+                                   `seq + 1`... (one ``f`` field each: an append's batch, in
+                                   entries of at most `ENTRY_FACTS`)
     <ns>:run:{<run_id>}:snapshot   the compacted state: upto, data
     <ns>:run:{<run_id>}:owner      the owner record the run's incarnations share (`owners`)
 
 Every key of a run shares the hash tag ``{run_id}``. An append is one script: check
-that the caller's epoch is the owner record's, then XADD every fact of the batch under
-its own id; a fenced-out owner gets ``FENCED`` and nothing is written. The script is
+that the caller's epoch is the owner record's, then XADD the batch's facts as one entry
+(or a few); a fenced-out owner gets ``FENCED`` and nothing is written. The script is
 told where the batch starts (the owner record's ``seq``): a batch sent again after a lost
 connection is not written twice, and a journal that lost facts (Redis restarted without
 persistence) refuses with ``GAP``. Nothing read back is trusted: an entry that is not a
@@ -42,18 +44,33 @@ local first, n = tonumber(ARGV[2]), #ARGV - 3
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 if seq == first + n then return seq end
 if seq ~= first then return redis.error_reply('GAP the journal holds ' .. seq .. ' facts, not ' .. first) end
-for i = 1, n do redis.call('XADD', KEYS[2], '0-' .. (first + i), 'f', ARGV[i + 3]) end
+local i = 1
+while i <= n do
+  local entry = {KEYS[2], '0-' .. (first + i)}
+  for j = i, math.min(n, i + ENTRY_FACTS - 1) do
+    entry[#entry + 1] = 'f'
+    entry[#entry + 1] = ARGV[j + 3]
+  end
+  redis.call('XADD', unpack(entry))
+  i = i + ENTRY_FACTS
+end
 redis.call('HSET', KEYS[1], 'seq', first + n)
 if ARGV[3] ~= '' then redis.call('XTRIM', KEYS[3], 'MINID', ARGV[3]) end
 return first + n
 """
 )
+ENTRY_FACTS = 1000  # facts one stream entry holds at most (Lua's unpack takes a few thousand values)
+_APPEND_SOURCE = _APPEND_SOURCE.replace("ENTRY_FACTS", str(ENTRY_FACTS))
 _APPEND = Script(_APPEND_SOURCE)
-_COMPACT = Script(
+_COMPACT = Script(  # the entries wholly before `upto` go (one holding facts on both sides of it stays)
     _FENCE
     + """
+local upto = tonumber(ARGV[2])
+local keep = '0-' .. (upto + 1)
+local before = redis.call('XREVRANGE', KEYS[2], '0-' .. upto, '-', 'COUNT', 1)[1]
+if before and tonumber(string.match(before[1], '^0%-(%d+)$')) - 1 + #before[2] / 2 > upto then keep = before[1] end
 redis.call('HSET', KEYS[3], 'upto', ARGV[2], 'data', ARGV[3])
-redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (tonumber(ARGV[2]) + 1))
+redis.call('XTRIM', KEYS[2], 'MINID', keep)
 return 1
 """
 )
@@ -160,7 +177,7 @@ class RedisJournal(Journal):
         upto, snapshot = self._snapshot(found[0])
         epoch = _int(found[1], self.run_id, "the owner's epoch") if found[1] is not None else 0
         facts: list[bytes] = []
-        start = f"0-{upto + 1}"
+        start = "-"  # (the first entry may hold facts the snapshot covers: left out below)
         while True:
             chunk = await conn.call("XRANGE", journal, start, "+", "COUNT", READ_CHUNK)
             if not isinstance(chunk, list):
@@ -168,12 +185,14 @@ class RedisJournal(Journal):
                     self.run_id, f"journal of run {self.run_id}: XRANGE answered {type(chunk).__name__}"
                 )
             for item in chunk:
-                seq, fact = self._entry(item)
+                seq, held = self._entry(item)
+                if seq < upto and not facts:  # an entry the snapshot covers, wholly or in part
+                    held, seq = held[upto - seq :], max(seq, upto)
                 if seq != upto + len(facts):
                     raise JournalCorrupt(
                         self.run_id, f"journal of run {self.run_id}: fact {seq} where {upto + len(facts)} was due"
                     )
-                facts.append(fact)
+                facts.extend(held)
             if len(chunk) < READ_CHUNK:
                 return Replay(snapshot, upto, facts, epoch)
             start = f"0-{upto + len(facts) + 1}"
@@ -188,13 +207,17 @@ class RedisJournal(Journal):
             raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: its snapshot has no data")
         return _int(upto, self.run_id, "the snapshot's upto"), data
 
-    def _entry(self, item: Any) -> tuple[int, bytes]:
+    def _entry(self, item: Any) -> tuple[int, list[bytes]]:
+        """The first fact number of an entry, and its facts."""
         if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], list):
             raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: an entry that is not [id, fields]")
         entry_id, fields = item
-        if len(fields) != 2 or fields[0] != b"f" or not isinstance(fields[1], bytes):
-            raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: entry {entry_id!r} is not a fact")
-        return _seq(entry_id, self.run_id), fields[1]
+        names, facts = fields[0::2], fields[1::2]
+        if not facts or len(names) != len(facts) or any(n != b"f" for n in names):
+            raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: entry {entry_id!r} is not facts")
+        if not all(isinstance(f, bytes) for f in facts):
+            raise JournalCorrupt(self.run_id, f"journal of run {self.run_id}: entry {entry_id!r} is not facts")
+        return _seq(entry_id, self.run_id), facts
 
 
 def _after(entry_id: bytes) -> bytes:
