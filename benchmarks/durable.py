@@ -2,7 +2,7 @@
 ``durable=True``, measured in one process run, rounds alternating.
 
     python -m benchmarks.durable [--fan 2000] [--chain 500] [--local-chain 1000]
-                                 [--facts 100000] [--repeat 5] [--local-repeat 15]
+                                 [--facts 100000] [--repeat 15] [--local-repeat 15]
 
 - Redis, 2 workers (``--concurrency 64``): a fan-out of `fan` trivial tasks (tasks/s)
   and a chain of `chain` (µs per hop), durable against not;
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chain", type=int, default=500)
     parser.add_argument("--local-chain", type=int, default=1000)
     parser.add_argument("--facts", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--local-repeat", type=int, default=15)
     report(measure(parser.parse_args(argv)), print_table)
 

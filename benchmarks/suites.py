@@ -73,7 +73,7 @@ SUITES: tuple[Suite, ...] = (
     Suite(
         "durable",
         "durable",
-        quick_args=tuple("--fan 500 --chain 100 --local-chain 300 --facts 10000 --repeat 2".split()),
+        quick_args=tuple("--fan 500 --chain 100 --local-chain 300 --facts 10000 --repeat 2 --local-repeat 2".split()),
         doc="durable=True against durable=False: Redis fan-out and chain, in-process chain; a 100,000-fact takeover",
     ),
     Suite(

@@ -11,7 +11,7 @@
                                     while after the run ends
     <ns>:run:{<run_id>}:lease       the current driver's lease: the epoch, expiring unless
                                     the driver renews it
-    <ns>:run:{<run_id>}:journal     a durable run's facts, a stream (ids 0-1, 0-2...: seq + 1)
+    <ns>:run:{<run_id>}:journal     a durable run's facts, a stream: an entry per append (id: its first seq + 1)
     <ns>:run:{<run_id>}:snapshot    its compacted state, a hash: upto, data
     <ns>:run:{<run_id>}:header      what a durable run was started with (msgpack)
     <ns>:run:{<run_id>}:outcome     how a durable run ended (msgpack), kept `retention` seconds
