@@ -26,6 +26,7 @@ from graflow_async.run.replies import fact_of
 from graflow_async.wire.messages import TaskMessage, TaskReply
 
 _STEPPED = encode(STEPPED)
+_NONE: list[Any] = []  # a plain result's directives, packed (never changed)
 COMPACT_EVERY = 20_000  # facts journaled between snapshots: a takeover reads at most about this many
 Sends = list[tuple[Any, Sequence[TaskMessage]]]  # (route, messages): what a turn sends
 
@@ -116,7 +117,7 @@ class Recording:
         if r.ok and not r.directives:  # most replies: a plain result
             if type(r.value) in PLAIN:  # packed at once (a run's hot path: `encode_plain_result`, inline)
                 try:
-                    data = plain_pack(["ok", r.node, r.cycle, r.attempt, r.value, r.duration, []])
+                    data = plain_pack(["ok", r.node, r.cycle, r.attempt, r.value, r.duration, _NONE])
                 except (ValueError, OverflowError):  # an int msgpack cannot carry: failed below
                     pass
                 else:

@@ -46,7 +46,7 @@ from graflow_async.run.journal.segment import Segment
 
 _LOG, _SNAPSHOT = "log.", "snapshot."
 _SMALL_BYTES = 1 << 20  # a turn of two facts up to this size is framed here (a larger one: `batch`)
-_two, _length, _unchecked_into = TWO.pack, LENGTH.pack, UNCHECKED.pack_into
+_two, _length, _unchecked_into, _HEAD = TWO.pack, LENGTH.pack, UNCHECKED.pack_into, HEADER.size
 _tails: dict[bytes, bytes] = {}  # a step fact (the same bytes turn after turn), with its length before it
 
 
@@ -164,11 +164,11 @@ class FileJournal(Journal):
                         _tails[step] = tail
                 body = _two(self._next, epoch, 2, len(fact)) + fact + tail
                 size, at = len(body), segment.size
-                end = at + HEADER.size + size
+                end = at + _HEAD + size
                 mm = segment.map
                 if mm is None or end > len(mm):
                     mm = segment.room(end)
-                mm[at + HEADER.size : end] = body
+                mm[at + _HEAD : end] = body
                 _unchecked_into(mm, at, size, crc32(body))
                 mm[at + 4 : at + 8] = _length(size ^ 0xFFFFFFFF)
                 segment.size = end
