@@ -6,8 +6,8 @@
 
 - Redis, 2 workers (``--concurrency 64``): a fan-out of `fan` trivial tasks (tasks/s)
   and a chain of `chain` (µs per hop), durable against not;
-- in-process: a chain of `local-chain` trivial tasks, durable (journaled beside a
-  temporary checkpoint directory) against not, and plain asyncio (one task after
+- in-process: a chain of `local-chain` trivial tasks, durable (journaled in a temporary
+  checkpoint directory all the runs share) against not, and plain asyncio (one task after
   another) as the floor; `local-repeat` rounds (a run takes milliseconds: more rounds
   steady its median);
 - the takeover of a run whose journal holds about `facts` facts: a fan-out whose tasks
@@ -82,12 +82,10 @@ async def local_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from graflow_async import run
 
     wf = chain_wf(args.local_chain)
-    n = 0
+    store = tmp / "checkpoints"  # one for every run, as an application has (a run: a directory of its own in it)
 
     async def one(durable: bool) -> None:
-        nonlocal n
-        n += 1
-        await run(wf, durable=durable, checkpoint_store=tmp / f"c{n}")
+        await run(wf, durable=durable, checkpoint_store=store)
 
     await one(False)
     await one(True)
