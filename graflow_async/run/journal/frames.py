@@ -9,9 +9,9 @@ so a batch (a turn of the run) is kept whole or not at all. Reading checks every
 a frame cut short at the end of the file (a write torn by a crash) ends the journal
 there and is ignored, and so does a header whose check word is zero (never a frame's:
 the complement of a length under `MAX_RECORD`; a segment's unwritten rest, or a frame
-whose copy a crash cut short, `segment`); anything else that does not check (a bad checksum with frames
-after it, a length past the cap, a sequence that skips) is a `JournalCorrupt` naming the
-run. A pure module: bytes in, records out.
+whose copy a crash cut short, `segment`); anything else that does not check (a bad
+checksum with frames after it, a length past the cap, a sequence that skips) is a
+`JournalCorrupt` naming the run. A pure module: bytes in, records out.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ UNCHECKED = struct.Struct(">I4xI")  # a header but for its check word (length, z
 
 
 def batch_parts(first_seq: int, epoch: int, facts: Sequence[bytes]) -> list[bytes]:
-    """`batch` as the buffers of one `writev` (nothing copied to join them)."""
+    """`batch` as its buffers, in order (nothing copied to join them)."""
     out: list[bytes] = []
     start, size = 0, STAMP.size
     for i, fact in enumerate(facts):
