@@ -114,11 +114,7 @@ class RedisJournal(Journal):
     async def append(self, epoch: int, facts: Sequence[bytes]) -> int:
         if not facts:
             return self.next_seq
-        try:
-            answer = await _APPEND(self.transport.conn, self._append_keys, self.append_args(epoch, facts, None))
-        except Refused as exc:
-            answer = exc
-        return self.appended(answer, epoch, len(facts))
+        return self.appended(await self.append_answer(epoch, facts, None), epoch, len(facts))
 
     @property
     def _append_keys(self) -> list[str]:
@@ -133,9 +129,9 @@ class RedisJournal(Journal):
     def append_args(self, epoch: int, facts: Sequence[bytes], consumed: bytes | None) -> list[Any]:
         return [epoch, self.next_seq, _after(consumed) if consumed else "", *facts]
 
-    async def append_again(self, epoch: int, facts: Sequence[bytes], consumed: bytes | None) -> Any:
-        """`append_command` on its own, the script sent in full if the server lost it (an
-        append by digest answered ``NOSCRIPT``: nothing of it was written): its answer."""
+    async def append_answer(self, epoch: int, facts: Sequence[bytes], consumed: bytes | None) -> Any:
+        """`append_command` on its own round trip (by digest, in full if the server lost the
+        script): its answer, a refusal as a value (`appended` judges it)."""
         try:
             return await _APPEND(self.transport.conn, self._append_keys, self.append_args(epoch, facts, consumed))
         except Refused as exc:
@@ -273,7 +269,7 @@ class RedisJournalWriter:
         if isinstance(answer, Refused) and answer.code == "NOSCRIPT":  # a server that lost its scripts (restarted)
             # the turn's messages went out first: a driver dying now leaves them in flight, its facts
             # still in the reply stream (trimmed only by an append), as before any append
-            answer = await journal.append_again(self.epoch, records, consumed)
+            answer = await journal.append_answer(self.epoch, records, consumed)
         journal.appended(answer, self.epoch, len(records))
         if refused is not None:
             raise refused
