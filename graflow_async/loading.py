@@ -7,7 +7,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def load_object(ref: str) -> Any:
@@ -25,6 +27,15 @@ def load_object(ref: str) -> Any:
             obj = getattr(obj, part)
         except AttributeError:
             raise LookupError(f"{module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def load_instance(ref: str, kind: type[T], what: str) -> T:
+    """`load_object` of a `kind` (a workflow...): LookupError as there, TypeError naming
+    what `ref` is instead of `what`."""
+    obj = load_object(ref)
+    if not isinstance(obj, kind):
+        raise TypeError(f"{ref} is {type(obj).__name__}, not a {what}")
     return obj
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from cronsim import CronSim, CronSimError
 
 from graflow_async.define.graph import Workflow
-from graflow_async.loading import load_object
+from graflow_async.loading import load_instance
 from graflow_async.options import number
 
 #: crontab(5)'s shorthands, as Vixie and Debian cron define them (cronsim takes only fields)
@@ -99,12 +99,9 @@ def _workflow(workflow: Any) -> tuple[Workflow, str | None]:
     if not isinstance(workflow, str):
         raise TypeError(f"a schedule's workflow is a Workflow or 'module:attr', got {type(workflow).__name__}")
     try:
-        found = load_object(workflow)
+        return load_instance(workflow, Workflow, "workflow"), workflow
     except LookupError as exc:
         raise ValueError(f"schedule workflow {workflow!r}: {exc}") from None
-    if not isinstance(found, Workflow):
-        raise TypeError(f"{workflow} is {type(found).__name__}, not a workflow")
-    return found, workflow
 
 
 @dataclass(frozen=True, slots=True, eq=False, init=False)

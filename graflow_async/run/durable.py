@@ -22,7 +22,7 @@ from typing import Any
 from graflow_async.clock import current_clock
 from graflow_async.define.graph import Workflow
 from graflow_async.exceptions import CheckpointError, GraphError, RunAlreadyRunningError
-from graflow_async.loading import load_object
+from graflow_async.loading import load_instance
 from graflow_async.logs import library_logger
 from graflow_async.plan.snapshot import workflow_ref
 from graflow_async.result import WorkflowResult
@@ -130,7 +130,7 @@ async def carry_on(
             f"durable run {run_id} recorded no importable workflow (a script's, or one defined in a function): "
             "give it (workflow= / --workflow MODULE:ATTR)"
         )
-    wf = workflow if workflow is not None else load_object(str(header["workflow"]))
+    wf = workflow if workflow is not None else load_instance(str(header["workflow"]), Workflow, "workflow")
     options = RunOptions(
         run_id=run_id,
         transport=transport,

@@ -10,7 +10,7 @@ from graflow_async.checkpoints.locations import default_store_root, holds, load_
 from graflow_async.checkpoints.runlock import completed_at, mark_completed, run_lease
 from graflow_async.checkpoints.stores import CheckpointStore, open_store
 from graflow_async.exceptions import CheckpointError, RunCompletedError
-from graflow_async.loading import load_object
+from graflow_async.loading import load_instance
 from graflow_async.plan.snapshot import check_same_graph
 
 if TYPE_CHECKING:
@@ -28,12 +28,11 @@ def _import_workflow(ref: str | None, location: str) -> Workflow:
             f"(it was defined in a script or a function): {hint}"
         )
     try:
-        obj = load_object(ref)
+        return load_instance(ref, Workflow, "workflow")
     except LookupError as exc:
         raise CheckpointError(f"cannot import workflow {ref} for {location!r}: {exc}; {hint}") from exc
-    if not isinstance(obj, Workflow):
-        raise CheckpointError(f"{ref} is {type(obj).__name__}, not a workflow; {hint}")
-    return obj
+    except TypeError as exc:
+        raise CheckpointError(f"{exc}; {hint}") from None
 
 
 async def resume(
