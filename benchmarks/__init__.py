@@ -35,3 +35,15 @@ def report(result: dict[str, Any], table: Callable[[dict[str, Any]], None] | Non
         finally:
             sys.stdout = stdout
     print(json.dumps(result))
+
+
+def bar(unit: str, value: Any, limit: Any, met: bool) -> dict[str, Any]:
+    """One of a suite's bars, as its JSON keeps it: the figure (under `unit`), the bar,
+    whether it was met."""
+    return {unit: value, "bar": limit, "met": met}
+
+
+def print_bars(bars: dict[str, dict[str, Any]]) -> None:
+    """The table's last lines: each bar met or MISSED."""
+    for name, one in bars.items():
+        print(f"    {name}: {'met' if one['met'] else 'MISSED'} (bar {one['bar']})")

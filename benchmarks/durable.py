@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ROOT, report
+from benchmarks import ROOT, bar, print_bars, report
 from benchmarks.bench_asyncio import chain as asyncio_chain
 from benchmarks.redis_streams import redis_server, start_workers, stop, wait_ready
 from benchmarks.redis_tasks import chain_wf, fan_wf
@@ -165,9 +165,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
     ratios = {"redis_fan": out["redis"]["fan"]["ratio"], "redis_chain": out["redis"]["chain"]["ratio"]}
     ratios["local_chain"] = out["local"]["ratio"]
-    out["bars"] = {k: {"ratio": round(v, 3), "bar": BARS[k], "met": v <= BARS[k]} for k, v in ratios.items()}
-    out["bars"]["takeover_100k"] = {"seconds": round(out["takeover"]["recover_s"], 3), "bar": 2.0}
-    out["bars"]["takeover_100k"]["met"] = out["takeover"]["recover_s"] < 2.0
+    out["bars"] = {k: bar("ratio", round(v, 3), BARS[k], v <= BARS[k]) for k, v in ratios.items()}
+    took = out["takeover"]["recover_s"]
+    out["bars"]["takeover_100k"] = bar("seconds", round(took, 3), 2.0, took < 2.0)
     return out
 
 
@@ -188,8 +188,7 @@ def print_table(r: dict[str, Any]) -> None:
         f"{loc['plain_vs_asyncio']:.1f}x / {loc['durable_vs_asyncio']:.1f}x)"
     )
     print(f"  takeover of {big['facts']:,} journaled facts ({big['tasks']:,} tasks): {big['recover_s']:.2f}s")
-    for name, bar in r["bars"].items():
-        print(f"    {name}: {'met' if bar['met'] else 'MISSED'} (bar {bar['bar']})")
+    print_bars(r["bars"])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import bar, print_bars, report
 from benchmarks.redis_streams import redis_server, start_workers, stop, wait_ready
 
 MODULE = "benchmarks.stream_tasks"
@@ -90,12 +90,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     stop(w)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    us, seconds = out["local"]["us_per_item"], out["redis"]["seconds"]
     out["bars"] = {
-        "local_us_per_item": {"us": round(out["local"]["us_per_item"], 2), "bar": 3.0},
-        "redis_items_seconds": {"seconds": round(out["redis"]["seconds"], 3), "bar": 1.0},
+        "local_us_per_item": bar("us", round(us, 2), 3.0, us <= 3.0),
+        "redis_items_seconds": bar("seconds", round(seconds, 3), 1.0, seconds <= 1.0),
     }
-    out["bars"]["local_us_per_item"]["met"] = out["local"]["us_per_item"] <= 3.0
-    out["bars"]["redis_items_seconds"]["met"] = out["redis"]["seconds"] <= 1.0
     return out
 
 
@@ -107,8 +106,7 @@ def print_table(r: dict[str, Any]) -> None:
         f"{loc['streamed_s'] * 1e3:.1f} ms with: {loc['us_per_item']:.2f} µs per chunk"
     )
     print(f"  redis: {red['items']:,} chunks from a worker read in {red['seconds']:.3f}s (best {red['best_s']:.3f}s)")
-    for name, bar in r["bars"].items():
-        print(f"    {name}: {'met' if bar['met'] else 'MISSED'} (bar {bar['bar']})")
+    print_bars(r["bars"])
 
 
 def main(argv: list[str] | None = None) -> None:
