@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from graflow_async.run.journal import FileJournal, Journal, JournalCorrupt
-from graflow_async.run.journal.conformance import JournalSuite, facts, new_run
+from graflow_async.run.journal.conformance import JournalSuite, facts, new_run, owned
 from graflow_async.run.journal.frames import batch
 from graflow_async.run.journal.redis import RedisJournal
 from graflow_async.run.journal.segment import GROW_FROM
@@ -51,8 +51,7 @@ def _file_cut_short(log: Path, last_frame_at: int) -> None:
 async def test_a_torn_last_write_is_left_out(tmp_path: Path, tear: Callable[[Path, int], None]) -> None:
     run_id = new_run()
     journal = FileJournal(tmp_path, run_id)
-    epoch = await journal.claim("a", 30.0)
-    assert epoch is not None
+    epoch = await owned(journal)
     await journal.append(epoch, facts(3))
     await journal.append(epoch, facts(1, start=3))
     await journal.release(epoch)  # its segment cut to the frames written
@@ -92,8 +91,7 @@ async def test_a_segment_whose_owner_died_ends_at_its_last_whole_frame(tmp_path:
 async def test_a_corrupt_record_is_an_error_naming_the_run(tmp_path: Path) -> None:
     run_id = new_run()
     journal = FileJournal(tmp_path, run_id)
-    epoch = await journal.claim("a", 30.0)
-    assert epoch is not None
+    epoch = await owned(journal)
     await journal.append(epoch, facts(5))
     await journal.append(epoch, facts(2, start=5))  # a second frame: the first is not the last write
     [log] = (tmp_path / run_id / "journal").glob("log.*")
@@ -109,8 +107,7 @@ async def test_an_entry_that_is_not_a_fact_is_an_error_naming_the_run(redis_url:
     run_id = new_run()
     async with RedisStreamsTransport(redis_url) as transport:
         journal = RedisJournal(transport, run_id)
-        epoch = await journal.claim("a", 30.0)
-        assert epoch is not None
+        epoch = await owned(journal)
         await journal.append(epoch, facts(2))
         client = redis.Redis.from_url(redis_url)
         try:
@@ -126,8 +123,7 @@ async def test_a_hundred_thousand_facts_compacted_read_back_fast(where: str, tmp
     run_id = new_run()
     async with RedisStreamsTransport(redis_url) as transport:
         journal: Journal = FileJournal(tmp_path, run_id) if where == "file" else RedisJournal(transport, run_id)
-        epoch = await journal.claim("a", 30.0)
-        assert epoch is not None
+        epoch = await owned(journal)
         for start in range(0, 100_000, 1000):
             await journal.append(epoch, facts(1000, start=start))
         await journal.compact(epoch, b"x" * 200_000, 99_900)  # a checkpoint document's size
@@ -233,8 +229,7 @@ async def test_a_turn_of_two_facts_is_the_frame_batch_makes(tmp_path: Path, size
     bytes `frames.batch` makes, read back whole; a large one goes through `batch`."""
     run_id = new_run()
     journal = FileJournal(tmp_path, run_id)
-    epoch = await journal.claim("a", 30.0)
-    assert epoch is not None
+    epoch = await owned(journal)
     two = [b"f" * sizes[0], b"s" * sizes[1]]
     await journal.append(epoch, facts(1))
     await journal.append(epoch, two)
@@ -254,8 +249,7 @@ async def test_a_redis_append_keeps_its_batch_in_few_entries(redis_url: str) -> 
     run_id = new_run()
     async with RedisStreamsTransport(redis_url) as transport:
         journal = RedisJournal(transport, run_id)
-        epoch = await journal.claim("a", 30.0)
-        assert epoch is not None
+        epoch = await owned(journal)
         await journal.append(epoch, facts(3))
         await journal.append(epoch, facts(2 * ENTRY_FACTS + 5, start=3))
         assert await transport.client.xlen(transport.keys.journal(run_id)) == 4

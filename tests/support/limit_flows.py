@@ -69,16 +69,20 @@ def tenants_wf(n: int, tenants: str = "ab") -> Workflow:
     return wf
 
 
-def gpu_wf(n: int, tag: str = "") -> Workflow:
-    with workflow(f"gpu{tag}-{n}") as wf:
-        parallel(*[on_gpu(task_id=f"g{i}", i=i) for i in range(n)])
+def _fan(name: str, each: Any, prefix: str, n: int, **args: Any) -> Workflow:
+    """Workflow `name`: `n` instances of task `each` in parallel (ids `prefix`0, 1...,
+    each given its `i` and `args`)."""
+    with workflow(name) as wf:
+        parallel(*[each(task_id=f"{prefix}{i}", i=i, **args) for i in range(n)])
     return wf
+
+
+def gpu_wf(n: int, tag: str = "") -> Workflow:
+    return _fan(f"gpu{tag}-{n}", on_gpu, "g", n)
 
 
 def rated_wf(n: int) -> Workflow:
-    with workflow(f"rated-{n}") as wf:
-        parallel(*[rated(task_id=f"r{i}", i=i) for i in range(n)])
-    return wf
+    return _fan(f"rated-{n}", rated, "r", n)
 
 
 def customer_wf() -> Workflow:
@@ -88,15 +92,11 @@ def customer_wf() -> Workflow:
 
 
 def hold_wf(n: int, marks: str) -> Workflow:
-    with workflow(f"hold-{n}") as wf:
-        parallel(*[hold(task_id=f"h{i}", i=i, marks=marks) for i in range(n)])
-    return wf
+    return _fan(f"hold-{n}", hold, "h", n, marks=marks)
 
 
 def after_hold_wf(n: int) -> Workflow:
-    with workflow(f"after-hold-{n}") as wf:
-        parallel(*[after_hold(task_id=f"a{i}", i=i) for i in range(n)])
-    return wf
+    return _fan(f"after-hold-{n}", after_hold, "a", n)
 
 
 def most_at_once(spans: list[dict[str, Any]]) -> int:
@@ -121,9 +121,7 @@ async def urgent() -> dict[str, Any]:
 
 
 def backlog_wf(n: int) -> Workflow:
-    with workflow(f"backlog-{n}") as wf:
-        parallel(*[backlog_item(task_id=f"b{i}", i=i) for i in range(n)])
-    return wf
+    return _fan(f"backlog-{n}", backlog_item, "b", n)
 
 
 def urgent_wf() -> Workflow:

@@ -23,6 +23,13 @@ def new_run() -> str:
     return f"run-{uuid.uuid4().hex[:8]}"
 
 
+async def owned(journal: Journal, owner: str = "a") -> int:
+    """The epoch of `journal`, claimed by `owner` (for 30 s): nobody else holds its run."""
+    epoch = await journal.claim(owner, 30.0)
+    assert epoch is not None
+    return epoch
+
+
 class JournalSuite:
     async def test_a_new_journal_is_empty(self, make: Make) -> None:
         replay = await make(new_run()).read()
@@ -71,8 +78,7 @@ class JournalSuite:
 
     async def test_compaction_keeps_the_snapshot_and_the_facts_after_it(self, make: Make) -> None:
         journal = make(new_run())
-        epoch = await journal.claim("a", 30.0)
-        assert epoch is not None
+        epoch = await owned(journal)
         await journal.append(epoch, facts(10))
         await journal.compact(epoch, b"state after 6", 6)
         assert await journal.append(epoch, facts(2, start=10)) == 12
