@@ -80,7 +80,7 @@ def _temporary(path: Path) -> tuple[int, str]:
     named after this process (a random tag, a counter), created exclusively (a name
     taken by a process of another host sharing the directory is skipped)."""
     for _ in range(100):
-        temp = f"{path.parent}/{TEMP_PREFIX}{path.name}.{_tag()}{next(_names)}{TEMP_SUFFIX}"
+        temp = f"{path.parent}/{TEMP_PREFIX}{path.name}.{_tag}{next(_names)}{TEMP_SUFFIX}"
         try:
             return os.open(temp, _FLAGS, 0o600), temp
         except FileExistsError:
@@ -88,16 +88,17 @@ def _temporary(path: Path) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no temporary file name left", str(path))
 
 
-_tags: dict[int, str] = {}
+_tag = ""  # this process's random tag (`_new_tag`)
 
 
-def _tag() -> str:
-    """This process's random tag (a new one in a forked child)."""
-    pid = os.getpid()
-    tag = _tags.get(pid)
-    if tag is None:
-        tag = _tags[pid] = f"{os.urandom(5).hex()}-"
-    return tag
+def _new_tag() -> None:
+    global _tag
+    _tag = f"{os.urandom(5).hex()}-"
+
+
+_new_tag()
+if hasattr(os, "register_at_fork"):  # a forked child names its files with a tag of its own
+    os.register_at_fork(after_in_child=_new_tag)
 
 
 def replace(path: Path, data: Data, *, sync: bool = True) -> None:
